@@ -1,0 +1,1 @@
+fn main() { println!("minipay-perf: benchmarks arrive with the transfers issue"); }

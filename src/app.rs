@@ -1,0 +1,98 @@
+//! Wiring: the shared state, and the application that binds, migrates, starts the workers and
+//! serves until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::business_day;
+use crate::history::clickhouse::ClickHouse;
+use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
+use crate::shutdown::Shutdown;
+use crate::store::{self, partitions};
+use crate::telemetry::Metrics;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub ledger: LedgerWriter,
+    pub clickhouse: ClickHouse,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn business_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        business_day::business_date(at, self.config.tz)
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    writer_tasks: WriterTasks,
+}
+
+/// Applies the PostgreSQL and ClickHouse migrations and prepares this month's partitions.
+pub async fn migrate(config: &Config, pool: &PgPool, clock: &Clock) -> anyhow::Result<()> {
+    store::migrate(pool).await.context("PostgreSQL migrations")?;
+    partitions::ensure_around(pool, business_day::business_date(clock.now(), config.tz)).await?;
+    ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?.migrate().await.context("ClickHouse migrations")?;
+    Ok(())
+}
+
+impl Application {
+    /// Connects, migrates, starts the ledger writer and binds the listener (port 0 picks a
+    /// free port, which tests use). A ClickHouse that is down does not stop the server:
+    /// commands go on, and history catches up once it is back.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let clock = Clock::new(config.clock_mode);
+        let pool = store::connect(&config.database_url, config.db_pool_size).await.context("connecting to PostgreSQL")?;
+        store::migrate(&pool).await.context("PostgreSQL migrations")?;
+        partitions::ensure_around(&pool, business_day::business_date(clock.now(), config.tz)).await?;
+        let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+        if let Err(error) = clickhouse.migrate().await {
+            tracing::warn!(error = format!("{error:#}"), "ClickHouse not migrated; history is unavailable until it is");
+        }
+        let metrics = Metrics::new();
+        let settings = LedgerSettings { tz: config.tz, daily_charge_limit_krw: config.daily_charge_limit_krw };
+        let (ledger, writer_tasks) = LedgerWriter::start(pool.clone(), clock.clone(), settings, config.ledger.clone(), metrics.clone());
+        let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics };
+        Ok(Application { listener, state, writer_tasks })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, finishes the requests in flight,
+    /// lets the ledger writer drain its queue, and returns.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Application { listener, state, writer_tasks } = self;
+        let pool = state.pool.clone();
+        let router = crate::http::router(state);
+        tracing::info!(addr = %listener.local_addr()?, "minipay serving");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await?;
+        // The router (and with it every LedgerWriter handle) is gone: the writers finish
+        // what is queued and stop.
+        writer_tasks.join().await;
+        pool.close().await;
+        tracing::info!("minipay stopped");
+        Ok(())
+    }
+}

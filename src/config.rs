@@ -1,0 +1,122 @@
+//! Configuration from the environment, with defaults that run on a laptop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono_tz::Tz;
+
+use crate::clock::ClockMode;
+
+#[derive(Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub clickhouse_url: String,
+    pub clickhouse_database: String,
+    pub clock_mode: ClockMode,
+    pub admin_token: Option<String>,
+    pub tz: Tz,
+    pub daily_charge_limit_krw: i64,
+    pub db_pool_size: u32,
+    pub request_timeout: Duration,
+    pub request_body_limit_bytes: usize,
+    pub session_ttl: chrono::Duration,
+    pub ledger: LedgerConfig,
+}
+
+/// Sizes of the batched ledger writer (DESIGN.md, "The write path").
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Commands waiting for a writer; a full queue answers 503 instead of growing.
+    pub queue_capacity: usize,
+    /// Commands applied in one SERIALIZABLE transaction at most.
+    pub batch_size_max: usize,
+    /// Concurrent batch transactions per process: a few, not many.
+    pub writers: usize,
+    /// Attempts of one batch on serialization failures and deadlocks.
+    pub attempts_max: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { queue_capacity: 10_000, batch_size_max: 256, writers: 2, attempts_max: 12 }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("clickhouse_url", &self.clickhouse_url)
+            .field("clickhouse_database", &self.clickhouse_database)
+            .field("clock_mode", &self.clock_mode)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("tz", &self.tz)
+            .field("ledger", &self.ledger)
+            .finish_non_exhaustive()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|error| anyhow!("{name}={text:?}: {error}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let clock_mode = match var("MINIPAY_CLOCK").as_deref() {
+            None | Some("system") => ClockMode::System,
+            Some("manual") => ClockMode::Manual,
+            Some(other) => return Err(anyhow!("MINIPAY_CLOCK={other:?}: expected system or manual")),
+        };
+        let tz_name = var("MINIPAY_TZ").unwrap_or_else(|| "Asia/Seoul".to_owned());
+        let tz: Tz = tz_name.parse().map_err(|error| anyhow!("MINIPAY_TZ={tz_name:?}: {error}"))?;
+        let defaults = LedgerConfig::default();
+        Ok(Config {
+            addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/minipay".to_owned()),
+            clickhouse_url: var("CLICKHOUSE_URL").unwrap_or_else(|| "http://127.0.0.1:8123".to_owned()),
+            clickhouse_database: var("CLICKHOUSE_DATABASE").unwrap_or_else(|| "minipay".to_owned()),
+            clock_mode,
+            admin_token: var("MINIPAY_ADMIN_TOKEN"),
+            tz,
+            daily_charge_limit_krw: parsed("MINIPAY_DAILY_CHARGE_LIMIT_KRW", 3_000_000)?,
+            db_pool_size: parsed("MINIPAY_DB_POOL_SIZE", 32)?,
+            request_timeout: Duration::from_millis(parsed("MINIPAY_REQUEST_TIMEOUT_MS", 10_000)?),
+            request_body_limit_bytes: parsed("MINIPAY_REQUEST_BODY_LIMIT_BYTES", 64 * 1024)?,
+            session_ttl: chrono::Duration::seconds(parsed("MINIPAY_SESSION_TTL_SECS", 24 * 3600)?),
+            ledger: LedgerConfig {
+                queue_capacity: parsed("MINIPAY_LEDGER_QUEUE_CAPACITY", defaults.queue_capacity)?,
+                batch_size_max: parsed("MINIPAY_LEDGER_BATCH_SIZE_MAX", defaults.batch_size_max)?,
+                writers: parsed("MINIPAY_LEDGER_WRITERS", defaults.writers)?,
+                attempts_max: parsed("MINIPAY_LEDGER_ATTEMPTS_MAX", defaults.attempts_max)?,
+            },
+        })
+        .and_then(Config::validated)
+    }
+
+    fn validated(self) -> anyhow::Result<Self> {
+        (|| {
+            anyhow::ensure!(self.daily_charge_limit_krw > 0, "MINIPAY_DAILY_CHARGE_LIMIT_KRW must be > 0");
+            anyhow::ensure!(self.db_pool_size >= 2, "MINIPAY_DB_POOL_SIZE must be >= 2");
+            anyhow::ensure!(self.ledger.batch_size_max >= 1, "MINIPAY_LEDGER_BATCH_SIZE_MAX must be >= 1");
+            anyhow::ensure!(self.ledger.writers >= 1, "MINIPAY_LEDGER_WRITERS must be >= 1");
+            anyhow::ensure!(self.ledger.queue_capacity >= 1, "MINIPAY_LEDGER_QUEUE_CAPACITY must be >= 1");
+            anyhow::ensure!(self.ledger.attempts_max >= 1, "MINIPAY_LEDGER_ATTEMPTS_MAX must be >= 1");
+            Ok(())
+        })()
+        .context("invalid configuration")?;
+        Ok(self)
+    }
+}

@@ -1,0 +1,108 @@
+//! Accounts as the ledger sees them: four balance columns, an owner, a kind.
+
+use chrono::{DateTime, Utc};
+
+pub type AccountId = i64;
+pub type UserId = i64;
+
+/// The outside world: source of every top-up. May go negative.
+pub const EXTERNAL_ACCOUNT_ID: AccountId = 1;
+/// Source of all interest paid. May go negative.
+pub const INTEREST_ACCOUNT_ID: AccountId = 2;
+
+/// Yearly simple interest in basis points.
+pub const FREE_SAVINGS_RATE_BP: i32 = 300;
+pub const FIXED_SAVINGS_RATE_BP: i32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    System,
+    Main,
+    Savings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    Free,
+    Fixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Open,
+    Closed,
+}
+
+macro_rules! text_enum {
+    ($type:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($type::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum!(AccountKind { System => "system", Main => "main", Savings => "savings" });
+text_enum!(Product { Free => "free", Fixed => "fixed" });
+text_enum!(AccountStatus { Open => "open", Closed => "closed" });
+
+impl Product {
+    pub fn interest_rate_bp(self) -> i32 {
+        match self {
+            Product::Free => FREE_SAVINGS_RATE_BP,
+            Product::Fixed => FIXED_SAVINGS_RATE_BP,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub user_id: Option<UserId>,
+    pub kind: AccountKind,
+    pub product: Option<Product>,
+    pub status: AccountStatus,
+    pub installment_amount: Option<i64>,
+    pub interest_rate_bp: Option<i32>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub debits_posted: i64,
+    pub credits_posted: i64,
+    pub debits_pending: i64,
+    pub credits_pending: i64,
+}
+
+impl Account {
+    /// credits_posted − debits_posted. Both columns are bounded sums of bounded amounts, so
+    /// the subtraction cannot overflow.
+    pub fn balance(&self) -> i64 {
+        self.credits_posted - self.debits_posted
+    }
+
+    pub fn pending_out(&self) -> i64 {
+        self.debits_pending
+    }
+
+    pub fn available(&self) -> i64 {
+        self.balance() - self.debits_pending
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.kind == AccountKind::System
+    }
+
+    pub fn is_owned_by(&self, user_id: UserId) -> bool {
+        self.user_id == Some(user_id)
+    }
+}

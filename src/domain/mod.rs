@@ -1,0 +1,7 @@
+//! Pure domain rules: money, names, business days. No I/O and no framework types here.
+
+pub mod accounts;
+pub mod business_day;
+pub mod money;
+pub mod names;
+pub mod passwords;

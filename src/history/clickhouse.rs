@@ -1,0 +1,124 @@
+//! The ClickHouse read store: client, version detection and migrations from `clickhouse/`.
+
+use anyhow::Context;
+
+/// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
+/// migrating at once do no harm.
+const MIGRATIONS: [(u32, &str, &str); 1] =
+    [(1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql"))];
+
+/// The first release with `TTL` on MergeTree tables.
+const TTL_SINCE: (u32, u32) = (19, 6);
+
+#[derive(Clone)]
+pub struct ClickHouse {
+    client: clickhouse::Client,
+    database: String,
+}
+
+/// A server version like `18.16.1` as (major, minor).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+pub fn supports_ttl(version: (u32, u32)) -> bool {
+    version >= TTL_SINCE
+}
+
+/// Fills the `{ttl}` placeholder of a DDL file for the given server.
+pub fn render_ddl(template: &str, ttl: bool) -> String {
+    let clause = if ttl { "TTL at + INTERVAL 1 YEAR" } else { "" };
+    template.replace("{ttl}", clause)
+}
+
+/// Database names are interpolated into DDL, so only plain identifiers are accepted.
+fn valid_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl ClickHouse {
+    pub fn new(url: &str, database: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
+        // Row validation needs newer servers than Debian's 18.16, so it is off.
+        let client = clickhouse::Client::default().with_url(url).with_validation(false);
+        Ok(ClickHouse { client: client.clone().with_database(database), database: database.to_owned() })
+    }
+
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub async fn version(&self) -> anyhow::Result<(u32, u32)> {
+        let text: String = self.client.clone().with_database("default").query("SELECT version()").fetch_one().await?;
+        parse_version(&text).with_context(|| format!("unrecognised ClickHouse version {text:?}"))
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.version().await.is_ok()
+    }
+
+    /// Creates the database if missing and applies the DDL it has not seen yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let version = self.version().await.context("ClickHouse is unreachable")?;
+        let ttl = supports_ttl(version);
+        let server = self.client.clone().with_database("default");
+        server.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database)).execute().await?;
+        self.client
+            .query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime)
+                 ENGINE = MergeTree ORDER BY version",
+            )
+            .execute()
+            .await?;
+        let applied: Vec<u32> = self.client.query("SELECT version FROM schema_migrations").fetch_all().await?;
+        for (number, name, template) in MIGRATIONS {
+            if applied.contains(&number) {
+                continue;
+            }
+            self.client.query(&render_ddl(template, ttl)).execute().await.with_context(|| format!("ClickHouse migration {number} {name}"))?;
+            self.client
+                .query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
+                .bind(number)
+                .bind(name)
+                .execute()
+                .await?;
+            tracing::info!(number, name, ttl, "applied ClickHouse migration");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_used_only_where_supported() {
+        assert_eq!(parse_version("18.16.1"), Some((18, 16)));
+        assert!(!supports_ttl((18, 16)));
+        assert!(supports_ttl((19, 6)));
+        assert!(supports_ttl((26, 1)));
+        let old = render_ddl(MIGRATIONS[0].2, false);
+        let new = render_ddl(MIGRATIONS[0].2, true);
+        assert!(!old.contains("TTL at") && !old.contains("{ttl}"));
+        assert!(new.contains("TTL at + INTERVAL 1 YEAR"));
+    }
+
+    #[test]
+    fn database_names_are_identifiers() {
+        assert!(valid_identifier("minipay"));
+        assert!(valid_identifier("minipay_test_42"));
+        assert!(!valid_identifier("x; DROP"));
+        assert!(!valid_identifier(""));
+    }
+}

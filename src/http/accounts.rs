@@ -1,0 +1,125 @@
+//! Accounts: list, read, open savings, close savings.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiPath, AuthUser};
+use crate::app::AppState;
+use crate::domain::accounts::{Account, AccountId, Product};
+use crate::domain::money::Amount;
+use crate::ledger::{Command, Outcome};
+use crate::store::accounts;
+
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct AccountView {
+    pub id: i64,
+    /// `main` or `savings`.
+    pub kind: String,
+    /// `free` or `fixed` for savings, null for the main account.
+    pub product: Option<String>,
+    pub balance: i64,
+    pub pending_out: i64,
+    /// balance − pending_out.
+    pub available: i64,
+    pub installment_amount: Option<i64>,
+    /// `open` or `closed`.
+    pub status: String,
+    pub interest_rate_bp: Option<i32>,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl From<&Account> for AccountView {
+    fn from(account: &Account) -> Self {
+        AccountView {
+            id: account.id,
+            kind: account.kind.as_str().to_owned(),
+            product: account.product.map(|product| product.as_str().to_owned()),
+            balance: account.balance(),
+            pending_out: account.pending_out(),
+            available: account.available(),
+            installment_amount: account.installment_amount,
+            status: account.status.as_str().to_owned(),
+            interest_rate_bp: account.interest_rate_bp,
+            opened_at: account.opened_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewAccount {
+    /// Only `savings` can be opened.
+    pub kind: String,
+    /// `free` (3%, deposit any time) or `fixed` (5%, daily installment).
+    pub product: String,
+    /// Required for `fixed`, absent for `free`.
+    pub installment_amount: Option<i64>,
+}
+
+/// The caller's accounts, main first.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = AccountList), (status = 401, body = Problem)))]
+pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<AccountList>> {
+    let mut conn = state.pool.acquire().await?;
+    let accounts = accounts::list_for_user(&mut conn, caller.user_id).await?;
+    Ok(Json(AccountList { accounts: accounts.iter().map(AccountView::from).collect() }))
+}
+
+/// One of the caller's accounts; anyone else's answers 404.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AccountView), (status = 404, body = Problem)))]
+pub async fn get_account(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<AccountId>) -> ApiResult<Json<AccountView>> {
+    let mut conn = state.pool.acquire().await?;
+    let account = accounts::get_owned(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(AccountView::from(&account)))
+}
+
+/// Opens a savings account: `free` (3% a year) or `fixed` (5% a year, with an
+/// `installment_amount` taken from the main account every day at 08:00).
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccount,
+    responses((status = 201, body = AccountView), (status = 422, body = Problem)))]
+pub async fn create_account(State(state): State<AppState>, caller: AuthUser, ApiJson(body): ApiJson<NewAccount>) -> ApiResult<(StatusCode, Json<AccountView>)> {
+    if body.kind != "savings" {
+        return Err(ApiError::validation("kind must be savings: every user has exactly one main account"));
+    }
+    let product = Product::parse(&body.product).ok_or_else(|| ApiError::validation("product must be free or fixed"))?;
+    let installment_amount = match (product, body.installment_amount) {
+        (Product::Free, None) => None,
+        (Product::Free, Some(_)) => return Err(ApiError::validation("free savings take no installment_amount")),
+        (Product::Fixed, None) => return Err(ApiError::validation("fixed savings need an installment_amount")),
+        (Product::Fixed, Some(value)) => {
+            let amount = Amount::parse(value).map_err(|error| ApiError::validation(format!("installment_amount: {error}")))?;
+            if amount.krw() > state.config.daily_charge_limit_krw {
+                return Err(ApiError::validation("installment_amount must not exceed the daily top-up limit"));
+            }
+            Some(amount.krw())
+        }
+    };
+    let mut conn = state.pool.acquire().await?;
+    let account = accounts::insert_savings(&mut conn, caller.user_id, product, installment_amount, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+}
+
+/// Closes a savings account: what it holds moves to the main account.
+#[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AccountView), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "already closed"),
+              (status = 422, body = Problem, description = "not a savings account")))]
+pub async fn close_account(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<AccountId>) -> ApiResult<Json<AccountView>> {
+    let command = Command::CloseSavings { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: id };
+    match state.ledger.submit(command).await? {
+        Outcome::Closed { savings, .. } => Ok(Json(AccountView::from(&savings))),
+        other => Err(ApiError::Internal(anyhow::anyhow!("close answered with {other:?}"))),
+    }
+}

@@ -1,0 +1,78 @@
+//! Operator routes, present only when MINIPAY_ADMIN_TOKEN is set: audit, clock, jobs.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Admin, ApiJson, ApiPath};
+use crate::app::AppState;
+use crate::clock::SetClockError;
+use crate::jobs::JOB_NAMES;
+use crate::ledger::audit::{self, AuditReport};
+use crate::store::partitions;
+
+#[derive(Serialize, ToSchema)]
+pub struct ClockView {
+    pub now: DateTime<Utc>,
+    /// `system` or `manual`.
+    pub mode: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ClockUpdate {
+    /// RFC 3339 with offset, e.g. `2026-11-24T04:00:00+09:00`.
+    pub now: DateTime<chrono::FixedOffset>,
+}
+
+/// Checks the ledger invariants now.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = AuditReport), (status = 401, body = Problem)))]
+pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
+    let report = audit::run(&state.pool, state.config.daily_charge_limit_krw, state.config.tz).await?;
+    if !report.ok {
+        state.metrics.audit_failures.add(1);
+        tracing::error!(?report, "ledger audit failed");
+    }
+    Ok(Json(report))
+}
+
+fn clock_view(state: &AppState) -> ClockView {
+    ClockView { now: state.clock.now(), mode: state.clock.mode().as_str().to_owned() }
+}
+
+/// The server's clock.
+#[utoipa::path(get, path = "/admin/clock", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = ClockView)))]
+pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<ClockView> {
+    Json(clock_view(&state))
+}
+
+/// Moves the manual clock forward (404 with the system clock, 409 backwards). Partitions for
+/// the new date are created before the answer.
+#[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
+    responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn put_clock(State(state): State<AppState>, _admin: Admin, ApiJson(body): ApiJson<ClockUpdate>) -> ApiResult<Json<ClockView>> {
+    let requested = body.now.with_timezone(&Utc);
+    match state.clock.set(requested) {
+        Ok(_) => {}
+        Err(SetClockError::NotManual) => return Err(ApiError::NotFound),
+        Err(error @ SetClockError::Backwards { .. }) => return Err(ApiError::InvalidState(error.to_string())),
+    }
+    partitions::ensure_around(&state.pool, state.business_date(requested)).await?;
+    Ok(Json(clock_view(&state)))
+}
+
+/// Runs a job now for the current clock, catching up missed business dates.
+#[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
+    responses((status = 200, body = Object), (status = 404, body = Problem, description = "no such job (yet)")))]
+pub async fn run_job(State(_state): State<AppState>, _admin: Admin, ApiPath(name): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
+    if !JOB_NAMES.contains(&name.as_str()) {
+        return Err(ApiError::NotFound);
+    }
+    // The jobs arrive with the scheduler; until then every name answers 404.
+    Err(ApiError::NotFound)
+}

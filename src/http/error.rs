@@ -1,0 +1,147 @@
+//! The one error type of the HTTP layer, rendered as RFC 9457 problem+json with a stable
+//! `code`. Internal errors are logged and answered with an opaque 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::ledger::{CommandError, LedgerError};
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request syntax (bad JSON): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed but invalid input: 422.
+    #[error("{0}")]
+    Validation(String),
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("{0}")]
+    DailyLimitExceeded(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("name taken")]
+    NameTaken,
+    #[error("the Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The problem+json body. `code` is the stable, machine-readable part.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+}
+
+impl ApiError {
+    pub fn validation(detail: impl std::fmt::Display) -> Self {
+        ApiError::Validation(detail.to_string())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "validation-failed", "Invalid request"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "Invalid request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::InsufficientFunds => (StatusCode::UNPROCESSABLE_ENTITY, "insufficient-funds", "Insufficient funds"),
+            ApiError::DailyLimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "daily-limit-exceeded", "Daily top-up limit exceeded"),
+            ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Invalid state"),
+            ApiError::NameTaken => (StatusCode::CONFLICT, "name-taken", "Name taken"),
+            ApiError::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused"),
+            ApiError::IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency-key-in-use", "Idempotency key in use"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.parts();
+        let detail = match self {
+            ApiError::Internal(_) => "the request could not be completed".to_owned(),
+            other => other.to_string(),
+        };
+        Problem { kind: format!("https://minipay.dev/problems/{code}"), title: title.to_owned(), status: status.as_u16(), detail, code: code.to_owned() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(error) = &self {
+            tracing::error!(error = format!("{error:#}"), "internal error");
+        }
+        let status = self.status();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::store::tx::is_connection_error(&error) {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::Unavailable("the database is unavailable; retry shortly".to_owned())
+        } else {
+            ApiError::Internal(error.into())
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::AccountNotFound => ApiError::NotFound,
+            CommandError::NotAllowed(detail) => ApiError::Validation(detail.to_owned()),
+            CommandError::InsufficientFunds => ApiError::InsufficientFunds,
+            error @ CommandError::DailyLimitExceeded { .. } => ApiError::DailyLimitExceeded(error.to_string()),
+            CommandError::InvalidState(detail) => ApiError::InvalidState(detail.to_owned()),
+            CommandError::Overflow => ApiError::Validation("amount out of range".to_owned()),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Rejected(error) => error.into(),
+            LedgerError::Busy => ApiError::Unavailable("too many movements in flight; retry shortly".to_owned()),
+            LedgerError::Unavailable => ApiError::Unavailable("the ledger is unavailable; retry shortly".to_owned()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

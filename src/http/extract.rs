@@ -1,0 +1,109 @@
+//! Extractors whose rejections are our problem+json errors, and the bearer-token callers.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::accounts::{AccountId, UserId};
+use crate::store::sessions;
+
+/// `axum::Json` with problem+json rejections: bad syntax → 400, wrong shape → 422, too large → 413.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` with a 422 rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `axum::extract::Path` whose malformed ids answer 404: no such resource.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(error) => ApiError::Validation(error.body_text()),
+            JsonRejection::JsonSyntaxError(error) => ApiError::BadRequest(error.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::BadRequest("expected a JSON body with Content-Type: application/json".to_owned())
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Validation(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        ApiError::NotFound
+    }
+}
+
+/// Tokens are 64 hex characters; anything much longer is not worth a database look-up.
+const TOKEN_LENGTH_MAX_CHARS: usize = 256;
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
+    (!token.is_empty() && token.len() <= TOKEN_LENGTH_MAX_CHARS).then_some(token)
+}
+
+/// The signed-in caller of a `/v1` route.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub user_id: UserId,
+    pub main_account_id: AccountId,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        let mut conn = state.pool.acquire().await?;
+        let (user_id, main_account_id) =
+            sessions::authenticate(&mut conn, token, state.clock.now()).await?.ok_or(ApiError::Unauthorized)?;
+        Ok(AuthUser { user_id, main_account_id })
+    }
+}
+
+/// The bearer token itself, for ending the current session.
+pub struct BearerToken(pub String);
+
+impl FromRequestParts<AppState> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        bearer_token(parts).map(|token| BearerToken(token.to_owned())).ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// A caller holding `MINIPAY_ADMIN_TOKEN`.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let expected = state.config.admin_token.as_deref().ok_or(ApiError::NotFound)?;
+        let given = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        // Compare digests so that the time taken says nothing about the token.
+        if sessions::token_hash(given) == sessions::token_hash(expected) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}

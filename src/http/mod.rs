@@ -1,0 +1,118 @@
+//! The HTTP layer: router, middleware, OpenAPI document. Handlers parse and validate input,
+//! call the ledger or the store, and shape responses; nothing below here knows about HTTP.
+
+pub mod accounts;
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod money;
+pub mod ops;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::app::AppState;
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "minipay", description = "Wallets, top-ups under a daily limit, transfers, split bills, savings and statements. Amounts are integer KRW; errors are application/problem+json with a stable `code`."),
+    paths(
+        users::create_user, users::create_session, users::delete_session, users::get_user, users::get_me, users::patch_me,
+        accounts::list_accounts, accounts::get_account, accounts::create_account, accounts::close_account,
+        money::create_charge, money::create_deposit,
+        admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(error::Problem)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "users", description = "Sign-up, sessions, profile"),
+        (name = "accounts", description = "Main and savings accounts"),
+        (name = "money", description = "Top-ups and deposits"),
+        (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("bearer", bearer());
+        components.add_security_scheme("admin", bearer());
+    }
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .route("/v1/users", post(users::create_user))
+        .route("/v1/users/{name}", get(users::get_user))
+        .route("/v1/sessions", post(users::create_session))
+        .route("/v1/sessions/current", axum::routing::delete(users::delete_session))
+        .route("/v1/me", get(users::get_me).patch(users::patch_me))
+        .route("/v1/accounts", get(accounts::list_accounts).post(accounts::create_account))
+        .route("/v1/accounts/{id}", get(accounts::get_account))
+        .route("/v1/accounts/{id}/close", post(accounts::close_account))
+        .route("/v1/accounts/{id}/charges", post(money::create_charge))
+        .route("/v1/accounts/{id}/deposits", post(money::create_deposit))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }));
+    if state.config.admin_token.is_some() {
+        api = api
+            .route("/admin/audit", get(admin::get_audit))
+            .route("/admin/clock", get(admin::get_clock).put(admin::put_clock))
+            .route("/admin/jobs/{name}/run", post(admin::run_job));
+    }
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.request_body_limit_bytes;
+    api.fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(move |request: Request, next: Next| with_timeout(timeout, request, next)))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .with_state(state)
+}
+
+/// Counts responses by status class.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.record_http_status(response.status().as_u16());
+    response
+}
+
+/// A request that takes longer than the timeout answers 503 with Retry-After. A ledger
+/// command already queued is skipped if its batch has not started, otherwise it completes;
+/// idempotency keys make the client's retry safe either way.
+async fn with_timeout(timeout: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable("the request timed out".to_owned()).into_response(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Money in: top-ups (charges) and deposits into savings.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::accounts::AccountView;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::users::DailyChargeView;
+use crate::app::AppState;
+use crate::domain::accounts::AccountId;
+use crate::domain::money::Amount;
+use crate::ledger::{Command, Outcome};
+
+#[derive(Deserialize, ToSchema)]
+pub struct AmountRequest {
+    /// KRW, 1..=1,000,000,000,000.
+    pub amount: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChargeView {
+    pub account: AccountView,
+    pub charged: i64,
+    pub daily_charge: DailyChargeView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DepositView {
+    pub account: AccountView,
+    pub main_account: AccountView,
+    /// What was topped up into the main account first (a multiple of 10,000; 0 if none).
+    pub auto_charged: i64,
+}
+
+fn parse_amount(value: i64) -> ApiResult<Amount> {
+    Amount::parse(value).map_err(|error| ApiError::validation(format!("amount: {error}")))
+}
+
+fn unexpected(outcome: Outcome) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {outcome:?}"))
+}
+
+/// Tops up the caller's main account from outside, within the daily limit (3,000,000 KRW per
+/// business day in Asia/Seoul).
+#[utoipa::path(post, path = "/v1/accounts/{id}/charges", tag = "money", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = AmountRequest,
+    responses((status = 201, body = ChargeView), (status = 404, body = Problem),
+              (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
+pub async fn create_charge(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<AccountId>,
+    ApiJson(body): ApiJson<AmountRequest>,
+) -> ApiResult<(StatusCode, Json<ChargeView>)> {
+    let amount = parse_amount(body.amount)?;
+    match state.ledger.submit(Command::Charge { user_id: caller.user_id, account_id, amount }).await? {
+        Outcome::Charged { account, charged, daily_used } => Ok((
+            StatusCode::CREATED,
+            Json(ChargeView { account: AccountView::from(&account), charged, daily_charge: DailyChargeView::new(&state, daily_used) }),
+        )),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Moves money from the caller's main account into one of their free savings accounts,
+/// topping up the main account's shortfall first (in units of 10,000, within the limit).
+#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "money", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = AmountRequest,
+    responses((status = 201, body = DepositView), (status = 404, body = Problem),
+              (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
+pub async fn create_deposit(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<AccountId>,
+    ApiJson(body): ApiJson<AmountRequest>,
+) -> ApiResult<(StatusCode, Json<DepositView>)> {
+    let amount = parse_amount(body.amount)?;
+    let command = Command::Deposit { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: account_id, amount };
+    match state.ledger.submit(command).await? {
+        Outcome::Deposited { savings, main, auto_charged, .. } => Ok((
+            StatusCode::CREATED,
+            Json(DepositView { account: AccountView::from(&savings), main_account: AccountView::from(&main), auto_charged }),
+        )),
+        other => Err(unexpected(other)),
+    }
+}

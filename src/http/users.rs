@@ -1,0 +1,193 @@
+//! Users and sessions: sign-up, log-in, log-out, finding a friend, the caller's profile.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken};
+use crate::app::AppState;
+use crate::domain::business_day::start_of_next_day;
+use crate::domain::names::{Password, UserName};
+use crate::domain::passwords;
+use crate::store::users::{self, User, UserStoreError};
+use crate::store::sessions;
+
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    /// 1..64 characters, unique.
+    pub name: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub name: String,
+    pub main_account_id: i64,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        UserView { id: user.id, name: user.name, main_account_id: user.main_account_id }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub token: String,
+    pub user_id: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The caller's top-ups today against the daily limit.
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct DailyChargeView {
+    pub limit: i64,
+    pub used: i64,
+    pub remaining: i64,
+    /// The next midnight in the business time zone.
+    pub resets_at: DateTime<Utc>,
+}
+
+impl DailyChargeView {
+    pub fn new(state: &AppState, used: i64) -> Self {
+        let limit = state.config.daily_charge_limit_krw;
+        let today = state.business_date(state.clock.now());
+        DailyChargeView { limit, used, remaining: (limit - used).max(0), resets_at: start_of_next_day(today, state.config.tz) }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeView {
+    pub id: i64,
+    pub name: String,
+    pub main_account_id: i64,
+    /// `immediate` or `confirm` (outgoing transfers wait for the receiver).
+    pub transfer_mode: String,
+    pub daily_charge: DailyChargeView,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MePatch {
+    pub transfer_mode: Option<String>,
+    pub name: Option<String>,
+}
+
+fn name_taken(error: UserStoreError) -> ApiError {
+    match error {
+        UserStoreError::NameTaken => ApiError::NameTaken,
+        UserStoreError::Database(error) => error.into(),
+    }
+}
+
+/// Signs up a user; their main account is created in the same transaction.
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
+    responses((status = 201, body = UserView), (status = 409, body = Problem, description = "name-taken"),
+              (status = 422, body = Problem, description = "validation-failed")))]
+pub async fn create_user(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
+    let password = Password::parse(&body.password).map_err(ApiError::validation)?;
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .map_err(|error| ApiError::Internal(error.into()))??;
+    let user = users::create(&state.pool, name.as_str(), &hash, state.clock.now()).await.map_err(name_taken)?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Logs in: returns a bearer token valid until `expires_at`.
+#[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
+    responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized")))]
+pub async fn create_session(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    if body.name.chars().count() > crate::domain::names::NAME_LENGTH_MAX_CHARS
+        || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    let mut conn = state.pool.acquire().await?;
+    let found = users::credentials(&mut conn, &body.name).await?;
+    drop(conn);
+    let (user_id, stored) = match found {
+        Some((id, hash)) => (Some(id), hash),
+        None => (None, passwords::DECOY_HASH.to_owned()),
+    };
+    let password = body.password;
+    let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &stored))
+        .await
+        .map_err(|error| ApiError::Internal(error.into()))?;
+    let user_id = match (user_id, matches) {
+        (Some(id), true) => id,
+        _ => return Err(ApiError::Unauthorized),
+    };
+    let token = sessions::new_token();
+    let now = state.clock.now();
+    let expires_at = now + state.config.session_ttl;
+    let mut conn = state.pool.acquire().await?;
+    sessions::create(&mut conn, user_id, &token, now, expires_at).await?;
+    Ok((StatusCode::CREATED, Json(SessionView { token, user_id, expires_at })))
+}
+
+/// Logs out: the token stops working at once.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn delete_session(State(state): State<AppState>, _user: AuthUser, BearerToken(token): BearerToken) -> ApiResult<StatusCode> {
+    let mut conn = state.pool.acquire().await?;
+    sessions::revoke(&mut conn, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Finds a user by name (to send them money).
+#[utoipa::path(get, path = "/v1/users/{name}", tag = "users", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+pub async fn get_user(State(state): State<AppState>, _user: AuthUser, ApiPath(name): ApiPath<String>) -> ApiResult<Json<UserView>> {
+    let mut conn = state.pool.acquire().await?;
+    let user = users::find_by_name(&mut conn, &name).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(user.into()))
+}
+
+async fn me_view(state: &AppState, user: User) -> ApiResult<MeView> {
+    let mut conn = state.pool.acquire().await?;
+    let used = users::daily_charge_used(&mut conn, user.id, state.business_date(state.clock.now())).await?;
+    Ok(MeView {
+        id: user.id,
+        name: user.name,
+        main_account_id: user.main_account_id,
+        transfer_mode: user.transfer_mode,
+        daily_charge: DailyChargeView::new(state, used),
+    })
+}
+
+/// The caller's profile and today's top-up allowance.
+#[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<MeView>> {
+    let mut conn = state.pool.acquire().await?;
+    let user = users::find_by_id(&mut conn, caller.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    drop(conn);
+    Ok(Json(me_view(&state, user).await?))
+}
+
+/// Changes the transfer mode (`immediate` | `confirm`) and/or the name. Past statement entries
+/// keep the old name.
+#[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
+    responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
+              (status = 422, body = Problem)))]
+pub async fn patch_me(State(state): State<AppState>, caller: AuthUser, ApiJson(body): ApiJson<MePatch>) -> ApiResult<Json<MeView>> {
+    let name = body.name.as_deref().map(UserName::parse).transpose().map_err(ApiError::validation)?;
+    let mode = match body.transfer_mode.as_deref() {
+        None => None,
+        Some(mode @ ("immediate" | "confirm")) => Some(mode),
+        Some(_) => return Err(ApiError::validation("transfer_mode must be immediate or confirm")),
+    };
+    let user = users::update_profile(&state.pool, caller.user_id, name.as_ref().map(UserName::as_str), mode)
+        .await
+        .map_err(name_taken)?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Json(me_view(&state, user).await?))
+}

@@ -1,0 +1,234 @@
+use super::*;
+use proptest::prelude::*;
+
+const LIMIT: i64 = 3_000_000;
+
+fn context() -> BatchContext {
+    BatchContext {
+        now: "2026-11-24T03:00:00Z".parse().unwrap(),
+        business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        daily_charge_limit_krw: LIMIT,
+    }
+}
+
+fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
+    Account {
+        id,
+        user_id,
+        kind,
+        product,
+        status: AccountStatus::Open,
+        installment_amount: None,
+        interest_rate_bp: product.map(Product::interest_rate_bp),
+        opened_at: "2026-11-01T00:00:00Z".parse().unwrap(),
+        closed_at: None,
+        debits_posted: 0,
+        credits_posted: 0,
+        debits_pending: 0,
+        credits_pending: 0,
+    }
+}
+
+/// Users 1..=users, each with main account 100+u, free savings 200+u and fixed savings 300+u,
+/// holding the given main balances (funded from the external account).
+fn state_with(mains: &[i64]) -> LedgerState {
+    let mut state = LedgerState::default();
+    let mut external = account(EXTERNAL_ACCOUNT_ID, None, AccountKind::System, None);
+    for (index, balance) in mains.iter().enumerate() {
+        let user = index as UserId + 1;
+        let mut main = account(100 + user, Some(user), AccountKind::Main, None);
+        main.credits_posted = *balance;
+        external.debits_posted += *balance;
+        state.accounts.insert(main.id, main);
+        let free = account(200 + user, Some(user), AccountKind::Savings, Some(Product::Free));
+        state.accounts.insert(free.id, free);
+        let fixed = account(300 + user, Some(user), AccountKind::Savings, Some(Product::Fixed));
+        state.accounts.insert(fixed.id, fixed);
+    }
+    state.accounts.insert(external.id, external);
+    state
+}
+
+fn amount(value: i64) -> Amount {
+    Amount::parse(value).unwrap()
+}
+
+fn total_posted(state: &LedgerState) -> i64 {
+    state.accounts.values().map(Account::balance).sum()
+}
+
+#[test]
+fn a_charge_moves_money_from_outside_and_counts_against_the_limit() {
+    let mut state = state_with(&[0]);
+    let (results, effects) = apply(&mut state, &context(), &[Command::Charge { user_id: 1, account_id: 101, amount: amount(50_000) }]);
+    match &results[0] {
+        Ok(Outcome::Charged { account, charged, daily_used }) => {
+            assert_eq!(account.balance(), 50_000);
+            assert_eq!(*charged, 50_000);
+            assert_eq!(*daily_used, 50_000);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(effects.postings.len(), 1);
+    assert_eq!(total_posted(&state), 0);
+}
+
+#[test]
+fn charges_stop_exactly_at_the_daily_limit() {
+    let mut state = state_with(&[0]);
+    let charge = |value| Command::Charge { user_id: 1, account_id: 101, amount: amount(value) };
+    let (results, _) = apply(&mut state, &context(), &[charge(2_950_000), charge(50_000), charge(1)]);
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert_eq!(results[2], Err(CommandError::DailyLimitExceeded { remaining: 0, requested: 1 }));
+    assert_eq!(state.accounts[&101].balance(), 3_000_000);
+
+    let mut fresh = state_with(&[0]);
+    let (results, effects) = apply(&mut fresh, &context(), &[charge(3_000_001)]);
+    assert!(matches!(results[0], Err(CommandError::DailyLimitExceeded { .. })));
+    assert!(effects.postings.is_empty() && effects.touched_daily.is_empty());
+}
+
+#[test]
+fn a_deposit_tops_up_the_shortfall_in_units_of_ten_thousand() {
+    let mut state = state_with(&[12_000]);
+    let command = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let (results, effects) = apply(&mut state, &context(), &[command]);
+    match &results[0] {
+        Ok(Outcome::Deposited { savings, main, auto_charged, daily_used }) => {
+            assert_eq!(*auto_charged, 10_000);
+            assert_eq!(main.balance(), 2_000);
+            assert_eq!(savings.balance(), 20_000);
+            assert_eq!(*daily_used, 10_000);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(effects.postings.len(), 2);
+}
+
+#[test]
+fn a_deposit_whose_top_up_exceeds_the_limit_moves_nothing() {
+    let mut state = state_with(&[5_000]);
+    state.daily_used.insert((1, context().business_date), 2_990_000);
+    let before = state.clone();
+    let command = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let (results, effects) = apply(&mut state, &context(), &[command]);
+    assert_eq!(results[0], Err(CommandError::DailyLimitExceeded { remaining: 10_000, requested: 20_000 }));
+    assert!(effects.postings.is_empty());
+    assert_eq!(state.accounts, before.accounts);
+    assert_eq!(state.daily_used, before.daily_used);
+}
+
+#[test]
+fn fixed_savings_refuse_deposits_and_foreign_accounts_are_not_found() {
+    let mut state = state_with(&[100_000, 100_000]);
+    let fixed = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 301, amount: amount(1_000) };
+    let foreign = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 202, amount: amount(1_000) };
+    let foreign_charge = Command::Charge { user_id: 1, account_id: 102, amount: amount(1_000) };
+    let savings_charge = Command::Charge { user_id: 1, account_id: 201, amount: amount(1_000) };
+    let (results, effects) = apply(&mut state, &context(), &[fixed, foreign, foreign_charge, savings_charge]);
+    assert!(matches!(results[0], Err(CommandError::NotAllowed(_))));
+    assert_eq!(results[1], Err(CommandError::AccountNotFound));
+    assert_eq!(results[2], Err(CommandError::AccountNotFound));
+    assert!(matches!(results[3], Err(CommandError::NotAllowed(_))));
+    assert!(effects.postings.is_empty());
+}
+
+#[test]
+fn closing_moves_the_balance_home_once() {
+    let mut state = state_with(&[30_000]);
+    let deposit = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
+    let (results, _) = apply(&mut state, &context(), &[deposit.clone(), close.clone(), close, deposit]);
+    match &results[1] {
+        Ok(Outcome::Closed { savings, main, moved }) => {
+            assert_eq!(*moved, 20_000);
+            assert_eq!(savings.balance(), 0);
+            assert_eq!(savings.status, AccountStatus::Closed);
+            assert_eq!(main.balance(), 30_000);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(results[2], Err(CommandError::InvalidState(_))));
+    assert!(matches!(results[3], Err(CommandError::InvalidState(_))));
+}
+
+fn command_strategy(users: usize) -> impl Strategy<Value = Command> {
+    let user = 1..=users as UserId;
+    let any_account = prop_oneof![Just(1i64), 101..=(100 + users as i64 + 1), 201..=(200 + users as i64), 301..=(300 + users as i64)];
+    let money = prop_oneof![1i64..=30_000, 1i64..=3_500_000];
+    prop_oneof![
+        (user.clone(), any_account.clone(), money.clone())
+            .prop_map(|(user_id, account_id, value)| Command::Charge { user_id, account_id, amount: amount(value) }),
+        (user.clone(), any_account.clone(), any_account.clone(), money)
+            .prop_map(|(user_id, main_account_id, savings_account_id, value)| Command::Deposit {
+                user_id, main_account_id, savings_account_id, amount: amount(value)
+            }),
+        (user, any_account.clone(), any_account)
+            .prop_map(|(user_id, main_account_id, savings_account_id)| Command::CloseSavings { user_id, main_account_id, savings_account_id }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// For random batches: debits equal credits, money is neither created nor lost, no user
+    /// account goes below zero available, the limit holds, a failed command changes nothing,
+    /// and the postings replayed on the initial state give the final state.
+    #[test]
+    fn random_batches_keep_the_ledger_invariants(
+        mains in proptest::collection::vec(0i64..100_000, 1..5),
+        commands in proptest::collection::vec(command_strategy(4), 1..60),
+    ) {
+        let initial = state_with(&mains);
+        let mut state = initial.clone();
+        let context = context();
+        let (results, effects) = apply(&mut state, &context, &commands);
+        prop_assert_eq!(results.len(), commands.len());
+        prop_assert_eq!(total_posted(&state), 0);
+        for account in state.accounts.values() {
+            if !account.is_system() {
+                prop_assert!(account.available() >= 0, "account {} below zero", account.id);
+            }
+            prop_assert_eq!(account.debits_pending, 0);
+        }
+        for used in state.daily_used.values() {
+            prop_assert!(*used <= LIMIT);
+        }
+        for (index, result) in results.iter().enumerate() {
+            if result.is_err() {
+                prop_assert!(effects.postings.iter().all(|posting| posting.command_index != index));
+            }
+        }
+        // Replaying the postings on the initial balances reproduces the final balances.
+        let mut replay = initial.clone();
+        for posting in &effects.postings {
+            replay.accounts.get_mut(&posting.debit_account_id).unwrap().debits_posted += posting.amount;
+            replay.accounts.get_mut(&posting.credit_account_id).unwrap().credits_posted += posting.amount;
+        }
+        for (id, account) in &state.accounts {
+            prop_assert_eq!(replay.accounts[id].balance(), account.balance());
+            if account != &initial.accounts[id] {
+                prop_assert!(effects.touched_accounts.contains(id));
+            }
+        }
+    }
+
+    /// Applying a batch one command at a time: a refused command leaves the state untouched.
+    #[test]
+    fn a_refused_command_changes_nothing(
+        mains in proptest::collection::vec(0i64..100_000, 1..4),
+        commands in proptest::collection::vec(command_strategy(3), 1..30),
+    ) {
+        let mut state = state_with(&mains);
+        let context = context();
+        for command in commands {
+            let before = state.clone();
+            let (results, effects) = apply(&mut state, &context, std::slice::from_ref(&command));
+            if results[0].is_err() {
+                prop_assert_eq!(&state.accounts, &before.accounts);
+                prop_assert_eq!(&state.daily_used, &before.daily_used);
+                prop_assert!(effects.postings.is_empty());
+            }
+        }
+    }
+}

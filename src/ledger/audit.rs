@@ -1,0 +1,136 @@
+//! The ledger invariants, checked against the database at any moment (`minipay audit`,
+//! `GET /admin/audit`).
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditReport {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl AuditReport {
+    pub fn new(checks: Vec<Check>) -> Self {
+        AuditReport { ok: checks.iter().all(|check| check.ok), checks }
+    }
+}
+
+/// Runs every check in one REPEATABLE READ snapshot, so that movements committing meanwhile
+/// cannot make a consistent ledger look inconsistent.
+pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) -> sqlx::Result<AuditReport> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let mut checks = Vec::new();
+
+    let (posted_sum, pending_debits, pending_credits): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(sum(credits_posted - debits_posted), 0)::int8,
+                COALESCE(sum(debits_pending), 0)::int8, COALESCE(sum(credits_pending), 0)::int8
+           FROM accounts",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    checks.push(Check {
+        name: "posted-balances-sum-to-zero",
+        ok: posted_sum == 0,
+        detail: format!("sum of posted balances over all accounts = {posted_sum}"),
+    });
+    checks.push(Check {
+        name: "pending-debits-equal-pending-credits",
+        ok: pending_debits == pending_credits,
+        detail: format!("pending debits {pending_debits}, pending credits {pending_credits}"),
+    });
+
+    let negative: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts WHERE kind <> 'system' AND credits_posted - debits_posted - debits_pending < 0",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    checks.push(Check {
+        name: "no-user-account-below-zero-available",
+        ok: negative == 0,
+        detail: format!("{negative} user accounts below zero available"),
+    });
+
+    // Every account's columns are the sum of its ledger rows (plus what retention archived).
+    let mismatched: Vec<i64> = sqlx::query_scalar(
+        "WITH movements AS (
+            SELECT debit_account_id AS account_id,
+                   sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')) AS debits_posted,
+                   0::numeric AS credits_posted,
+                   sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END) AS debits_pending,
+                   0::numeric AS credits_pending
+              FROM ledger_transfers GROUP BY debit_account_id
+            UNION ALL
+            SELECT credit_account_id, 0, sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')),
+                   0, sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END)
+              FROM ledger_transfers GROUP BY credit_account_id
+            UNION ALL
+            SELECT account_id, debits_posted, credits_posted, debits_pending, credits_pending
+              FROM ledger_archived_totals
+         ), totals AS (
+            SELECT account_id, COALESCE(sum(debits_posted), 0) AS debits_posted,
+                   COALESCE(sum(credits_posted), 0) AS credits_posted,
+                   COALESCE(sum(debits_pending), 0) AS debits_pending,
+                   COALESCE(sum(credits_pending), 0) AS credits_pending
+              FROM movements GROUP BY account_id
+         )
+         SELECT a.id FROM accounts a LEFT JOIN totals t ON t.account_id = a.id
+          WHERE a.debits_posted <> COALESCE(t.debits_posted, 0)
+             OR a.credits_posted <> COALESCE(t.credits_posted, 0)
+             OR a.debits_pending <> COALESCE(t.debits_pending, 0)
+             OR a.credits_pending <> COALESCE(t.credits_pending, 0)
+          ORDER BY a.id LIMIT 20",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    checks.push(Check {
+        name: "accounts-match-ledger",
+        ok: mismatched.is_empty(),
+        detail: if mismatched.is_empty() {
+            "every account equals the sum of its ledger transfers".to_owned()
+        } else {
+            format!("accounts differing from their ledger transfers: {mismatched:?}")
+        },
+    });
+
+    // Each daily counter equals the top-ups booked that business day, and stays in the limit.
+    let (counter_mismatches, over_limit): (i64, i64) = sqlx::query_as(
+        "WITH booked AS (
+            SELECT a.user_id, (l.created_at AT TIME ZONE $2)::date AS business_date, sum(l.amount) AS amount
+              FROM ledger_transfers l JOIN accounts a ON a.id = l.credit_account_id
+             WHERE l.debit_account_id = 1 AND l.kind = 'charge' AND a.user_id IS NOT NULL
+             GROUP BY 1, 2
+         ), first_day AS (
+            SELECT COALESCE(min((created_at AT TIME ZONE $2)::date), 'infinity'::date) AS day FROM ledger_transfers
+         )
+         SELECT count(*) FILTER (WHERE COALESCE(d.used, 0) <> COALESCE(b.amount, 0))::int8,
+                count(*) FILTER (WHERE d.used > $1)::int8
+           FROM daily_charges d
+           FULL JOIN booked b ON b.user_id = d.user_id AND b.business_date = d.business_date
+          WHERE COALESCE(d.business_date, b.business_date) >= (SELECT day FROM first_day)",
+    )
+    .bind(daily_charge_limit_krw)
+    .bind(tz.name())
+    .fetch_one(&mut *tx)
+    .await?;
+    checks.push(Check {
+        name: "daily-charges-match-ledger",
+        ok: counter_mismatches == 0,
+        detail: format!("{counter_mismatches} (user, business day) counters differ from the top-ups booked"),
+    });
+    checks.push(Check {
+        name: "daily-charges-within-limit",
+        ok: over_limit == 0,
+        detail: format!("{over_limit} (user, business day) counters above {daily_charge_limit_krw}"),
+    });
+
+    tx.commit().await?;
+    Ok(AuditReport::new(checks))
+}

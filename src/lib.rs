@@ -1,0 +1,27 @@
+//! minipay: a payment backend — wallets, top-ups under a daily limit, transfers, split bills,
+//! savings and a year of statements — correct under concurrency first, fast second.
+//!
+//! A guided tour, from the edge inwards:
+
+/// Wiring: `AppState` and `Application` (bind, migrate, serve, shut down).
+pub mod app;
+/// Configuration from the environment, with laptop defaults.
+pub mod config;
+/// The one source of time (`system` or `manual`).
+pub mod clock;
+/// Logs and Prometheus metrics.
+pub mod telemetry;
+/// The process-wide shutdown signal.
+pub mod shutdown;
+/// REST handlers, problem+json errors, OpenAPI.
+pub mod http;
+/// Pure rules: money, names, business days, passwords.
+pub mod domain;
+/// The double-entry ledger and its batched serializable writer.
+pub mod ledger;
+/// PostgreSQL access outside the ledger writer.
+pub mod store;
+/// The ClickHouse read store for statements.
+pub mod history;
+/// Scheduled jobs.
+pub mod jobs;

@@ -1,0 +1,33 @@
+//! PostgreSQL access outside the ledger writer: users, sessions, accounts, partitions, and
+//! the connection pool and migrations.
+
+pub mod accounts;
+pub mod partitions;
+pub mod sessions;
+pub mod tx;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Time to wait for a pooled connection before answering 503.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = database_url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .connect_with(options.application_name("minipay"))
+        .await?;
+    Ok(pool)
+}
+
+/// Applies the PostgreSQL migrations in `migrations/` (sqlx takes an advisory lock, so two
+/// servers starting at once do not race).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}

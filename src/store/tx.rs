@@ -1,0 +1,43 @@
+//! Error classification shared by every place that runs transactions.
+
+/// SQLSTATEs after which the whole transaction can simply be tried again.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    matches!(sqlstate(error).as_deref(), Some("40001") | Some("40P01"))
+}
+
+pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+/// The constraint a database error names, for mapping violations at the call site.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
+/// "no partition of relation … found for row": time moved into a month nobody prepared.
+pub fn is_missing_partition(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("23514") && db.message().starts_with("no partition of relation")
+        }
+        _ => false,
+    }
+}
+
+/// Errors that say the database cannot be reached right now (as opposed to a bug).
+pub fn is_connection_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            // Class 08: connection exceptions; 57P01..57P03: shutting down / cannot connect now.
+            db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,165 @@
+//! Logs (tracing) and metrics (Prometheus text, rendered by hand from atomics: the handful of
+//! series minipay exposes do not need a metrics framework).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
+/// one JSON object a line.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if std::env::var("MINIPAY_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (tests start several apps in one process) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Upper bounds of the batch-size histogram buckets.
+const BATCH_SIZE_BUCKETS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len()],
+    count: AtomicU64,
+    sum: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, value: u64) {
+        for (bucket, bound) in self.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
+            if value <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.max.fetch_max(value, Ordering::Relaxed);
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+}
+
+/// Every series minipay exports. Shared through `Arc` by the HTTP layer and the workers.
+#[derive(Default)]
+pub struct Metrics {
+    pub http_responses_2xx: Counter,
+    pub http_responses_4xx: Counter,
+    pub http_responses_5xx: Counter,
+    pub ledger_batches: Counter,
+    pub ledger_commands: Counter,
+    pub ledger_commands_rejected: Counter,
+    pub ledger_batch_retries: Counter,
+    pub ledger_batches_failed: Counter,
+    pub ledger_queue_full: Counter,
+    pub ledger_batch_size: Histogram,
+    pub ledger_queue_depth: Gauge,
+    pub audit_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Metrics::default())
+    }
+
+    pub fn record_http_status(&self, status: u16) {
+        match status {
+            500.. => self.http_responses_5xx.add(1),
+            400..=499 => self.http_responses_4xx.add(1),
+            _ => self.http_responses_2xx.add(1),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        counter("minipay_http_responses_2xx_total", "Responses with a status below 400.", self.http_responses_2xx.get());
+        counter("minipay_http_responses_4xx_total", "Responses with a 4xx status.", self.http_responses_4xx.get());
+        counter("minipay_http_responses_5xx_total", "Responses with a 5xx status.", self.http_responses_5xx.get());
+        counter("minipay_ledger_batches_total", "Committed ledger batches.", self.ledger_batches.get());
+        counter("minipay_ledger_commands_total", "Commands answered by the ledger writer.", self.ledger_commands.get());
+        counter("minipay_ledger_commands_rejected_total", "Commands refused by validation.", self.ledger_commands_rejected.get());
+        counter("minipay_ledger_batch_retries_total", "Batch attempts retried after a serialization failure or deadlock.", self.ledger_batch_retries.get());
+        counter("minipay_ledger_batches_failed_total", "Batches given up on (callers got 503).", self.ledger_batches_failed.get());
+        counter("minipay_ledger_queue_full_total", "Commands refused because the writer queue was full.", self.ledger_queue_full.get());
+        counter("minipay_audit_failures_total", "Audit runs that found a broken invariant.", self.audit_failures.get());
+        let _ = writeln!(
+            out,
+            "# HELP minipay_ledger_queue_depth Commands waiting for a ledger writer.\n# TYPE minipay_ledger_queue_depth gauge\nminipay_ledger_queue_depth {}",
+            self.ledger_queue_depth.get()
+        );
+        let histogram = &self.ledger_batch_size;
+        let _ = writeln!(out, "# HELP minipay_ledger_batch_size Commands per committed batch.\n# TYPE minipay_ledger_batch_size histogram");
+        for (bucket, bound) in histogram.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
+            let _ = writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"+Inf\"}} {}", histogram.count());
+        let _ = writeln!(out, "minipay_ledger_batch_size_sum {}", histogram.sum());
+        let _ = writeln!(out, "minipay_ledger_batch_size_count {}", histogram.count());
+        let _ = writeln!(out, "# HELP minipay_ledger_batch_size_max Largest batch seen.\n# TYPE minipay_ledger_batch_size_max gauge\nminipay_ledger_batch_size_max {}", histogram.max());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        metrics.ledger_batch_size.observe(1);
+        metrics.ledger_batch_size.observe(7);
+        metrics.ledger_batch_size.observe(150);
+        let text = metrics.render();
+        assert!(text.contains("minipay_ledger_batch_size_bucket{le=\"1\"} 1"));
+        assert!(text.contains("minipay_ledger_batch_size_bucket{le=\"10\"} 2"));
+        assert!(text.contains("minipay_ledger_batch_size_bucket{le=\"200\"} 3"));
+        assert!(text.contains("minipay_ledger_batch_size_sum 158"));
+        assert!(text.contains("minipay_ledger_batch_size_max 150"));
+    }
+}

@@ -1,0 +1,244 @@
+#![allow(dead_code)]
+//! The test harness: a fresh PostgreSQL database (copied from a migrated template) and a
+//! fresh ClickHouse database per test, and a real server on a free port.
+
+use std::sync::OnceLock;
+
+use minipay::app::Application;
+use minipay::clock::ClockMode;
+use minipay::config::{Config, LedgerConfig};
+use minipay::shutdown::Shutdown;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const PASSWORD: &str = "correct horse";
+
+fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test, which starts PostgreSQL and ClickHouse")
+    })
+}
+
+/// `DATABASE_URL` with another database name.
+pub fn database_url_for(name: &str) -> String {
+    let base = env_var("DATABASE_URL");
+    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /DATABASE");
+    format!("{server}/{name}")
+}
+
+fn random_suffix() -> String {
+    let mut rng = rand::thread_rng();
+    (0..12).map(|_| char::from(b'a' + rng.gen_range(0..26))).collect()
+}
+
+/// The template's name changes whenever a migration does, so a stale template is never used.
+fn template_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let migrator = sqlx::migrate!("./migrations");
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for migration in migrator.iter() {
+            for byte in migration.checksum.iter() {
+                hash = (hash ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
+            }
+        }
+        format!("minipay_template_{hash:016x}")
+    })
+}
+
+/// Creates (once, across test processes) the migrated template, then a fresh database.
+pub async fn fresh_database() -> String {
+    let mut admin = PgConnection::connect(&env_var("DATABASE_URL")).await.expect("connect to PostgreSQL");
+    let template = template_name();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('minipay-test-template'))").execute(&mut admin).await.unwrap();
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(template)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building}")).execute(&mut admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {building}")).execute(&mut admin).await.unwrap();
+        let mut conn = PgConnection::connect(&database_url_for(&building)).await.unwrap();
+        sqlx::migrate!("./migrations").run(&mut conn).await.expect("migrate the template");
+        conn.close().await.unwrap();
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}")).execute(&mut admin).await.unwrap();
+    }
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('minipay-test-template'))").execute(&mut admin).await.unwrap();
+    let name = format!("minipay_test_{}", random_suffix());
+    let mut attempts = 0;
+    loop {
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}")).execute(&mut admin).await {
+            Ok(_) => break,
+            // "source database is being accessed by other users": another test is copying it.
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                let _ = error;
+                tokio::time::sleep(std::time::Duration::from_millis(50 + attempts * 10)).await;
+            }
+            Err(error) => panic!("create test database: {error}"),
+        }
+    }
+    admin.close().await.unwrap();
+    name
+}
+
+/// A configuration for tests: manual clock, admin routes on, a free port.
+pub fn test_config(database: &str) -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url_for(database),
+        clickhouse_url: env_var("CLICKHOUSE_URL"),
+        clickhouse_database: database.to_owned(),
+        clock_mode: ClockMode::Manual,
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        tz: chrono_tz::Asia::Seoul,
+        daily_charge_limit_krw: 3_000_000,
+        db_pool_size: 20,
+        request_timeout: std::time::Duration::from_secs(30),
+        request_body_limit_bytes: 64 * 1024,
+        session_ttl: chrono::Duration::days(1),
+        ledger: LedgerConfig::default(),
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub database: String,
+    pub database_url: String,
+    pub shutdown: Shutdown,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+    pub main_account_id: i64,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server on a fresh database, after letting the test adjust the configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    minipay::telemetry::init_tracing();
+    let database = fresh_database().await;
+    let mut config = test_config(&database);
+    adjust(&mut config);
+    let database_url = config.database_url.clone();
+    let application = Application::build(config).await.expect("build the application");
+    let base = format!("http://{}", application.local_addr().unwrap());
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(200).build().unwrap();
+    TestApp { base, client, database, database_url, shutdown, server: Some(server) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request; the body is parsed as JSON when there is one (`Value::Null` otherwise).
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn signup(&self, name: &str) -> TestUser {
+        let (status, body) = self.post("/v1/users", None, json!({"name": name, "password": PASSWORD})).await;
+        assert_eq!(status, StatusCode::CREATED, "sign-up of {name}: {body}");
+        let token = self.login(name).await;
+        TestUser {
+            id: body["id"].as_i64().unwrap(),
+            name: name.to_owned(),
+            token,
+            main_account_id: body["main_account_id"].as_i64().unwrap(),
+        }
+    }
+
+    pub async fn login(&self, name: &str) -> String {
+        let (status, body) = self.post("/v1/sessions", None, json!({"name": name, "password": PASSWORD})).await;
+        assert_eq!(status, StatusCode::CREATED, "log-in of {name}: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn charge(&self, user: &TestUser, amount: i64) -> (StatusCode, Value) {
+        self.post(&format!("/v1/accounts/{}/charges", user.main_account_id), Some(&user.token), json!({"amount": amount})).await
+    }
+
+    pub async fn account(&self, user: &TestUser, account_id: i64) -> Value {
+        let (status, body) = self.get(&format!("/v1/accounts/{account_id}"), Some(&user.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn balance(&self, user: &TestUser) -> i64 {
+        self.account(user, user.main_account_id).await["balance"].as_i64().unwrap()
+    }
+
+    pub async fn me(&self, user: &TestUser) -> Value {
+        let (status, body) = self.get("/v1/me", Some(&user.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Moves the manual clock (RFC 3339 with offset).
+    pub async fn set_clock(&self, now: &str) {
+        let (status, body) = self.request(reqwest::Method::PUT, "/admin/clock", Some(ADMIN_TOKEN), Some(json!({"now": now}))).await;
+        assert_eq!(status, StatusCode::OK, "set clock to {now}: {body}");
+    }
+
+    /// Asserts that every ledger invariant holds, and returns the report.
+    pub async fn assert_audit_ok(&self) -> Value {
+        let (status, body) = self.get("/admin/audit", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["ok"], json!(true), "audit failed: {body:#}");
+        body
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Asserts a problem+json error with the given status and code.
+pub fn assert_problem(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "expected {expected_status} {code}, got {status}: {body}");
+    assert_eq!(body["code"], json!(code), "{body}");
+    assert_eq!(body["status"], json!(expected_status), "{body}");
+}
