@@ -63,7 +63,11 @@ impl Application {
             tracing::warn!(error = format!("{error:#}"), "ClickHouse not migrated; history is unavailable until it is");
         }
         let metrics = Metrics::new();
-        let settings = LedgerSettings { tz: config.tz, daily_charge_limit_krw: config.daily_charge_limit_krw };
+        let settings = LedgerSettings {
+            tz: config.tz,
+            daily_charge_limit_krw: config.daily_charge_limit_krw,
+            idempotency_ttl: config.idempotency_ttl,
+        };
         let (ledger, writer_tasks) = LedgerWriter::start(pool.clone(), clock.clone(), settings, config.ledger.clone(), metrics.clone());
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics };

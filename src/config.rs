@@ -22,6 +22,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub request_body_limit_bytes: usize,
     pub session_ttl: chrono::Duration,
+    pub password_hash_cost: crate::domain::passwords::HashCost,
+    /// How long an idempotency key is remembered (API.md: at least 24 hours).
+    pub idempotency_ttl: chrono::Duration,
     pub ledger: LedgerConfig,
 }
 
@@ -96,6 +99,11 @@ impl Config {
             request_timeout: Duration::from_millis(parsed("MINIPAY_REQUEST_TIMEOUT_MS", 10_000)?),
             request_body_limit_bytes: parsed("MINIPAY_REQUEST_BODY_LIMIT_BYTES", 64 * 1024)?,
             session_ttl: chrono::Duration::seconds(parsed("MINIPAY_SESSION_TTL_SECS", 24 * 3600)?),
+            password_hash_cost: crate::domain::passwords::HashCost {
+                memory_kib: parsed("MINIPAY_ARGON2_MEMORY_KIB", crate::domain::passwords::HashCost::default().memory_kib)?,
+                iterations: parsed("MINIPAY_ARGON2_ITERATIONS", crate::domain::passwords::HashCost::default().iterations)?,
+            },
+            idempotency_ttl: chrono::Duration::seconds(parsed("MINIPAY_IDEMPOTENCY_TTL_SECS", 48 * 3600)?),
             ledger: LedgerConfig {
                 queue_capacity: parsed("MINIPAY_LEDGER_QUEUE_CAPACITY", defaults.queue_capacity)?,
                 batch_size_max: parsed("MINIPAY_LEDGER_BATCH_SIZE_MAX", defaults.batch_size_max)?,
@@ -108,6 +116,10 @@ impl Config {
 
     fn validated(self) -> anyhow::Result<Self> {
         (|| {
+            anyhow::ensure!(
+                self.idempotency_ttl >= chrono::Duration::hours(24),
+                "MINIPAY_IDEMPOTENCY_TTL_SECS must be at least 86400"
+            );
             anyhow::ensure!(self.daily_charge_limit_krw > 0, "MINIPAY_DAILY_CHARGE_LIMIT_KRW must be > 0");
             anyhow::ensure!(self.db_pool_size >= 2, "MINIPAY_DB_POOL_SIZE must be >= 2");
             anyhow::ensure!(self.ledger.batch_size_max >= 1, "MINIPAY_LEDGER_BATCH_SIZE_MAX must be >= 1");

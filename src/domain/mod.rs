@@ -5,3 +5,4 @@ pub mod business_day;
 pub mod money;
 pub mod names;
 pub mod passwords;
+pub mod transfers;

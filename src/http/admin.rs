@@ -2,17 +2,21 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::clock::SetClockError;
+use crate::clock::{ClockMode, SetClockError};
 use crate::jobs::JOB_NAMES;
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;
+
+/// The latest year the manual clock may be set to: partitions (made up to a few months ahead)
+/// are bounded with four-digit years, and nothing needs a clock further out.
+const CLOCK_YEAR_MAX: i32 = 9_000;
 
 #[derive(Serialize, ToSchema)]
 pub struct ClockView {
@@ -53,15 +57,28 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
 /// Moves the manual clock forward (404 with the system clock, 409 backwards). Partitions for
 /// the new date are created before the answer.
 #[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
-    responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem, description = "not a time with offset, or after the year 9000")))]
 pub async fn put_clock(State(state): State<AppState>, _admin: Admin, ApiJson(body): ApiJson<ClockUpdate>) -> ApiResult<Json<ClockView>> {
+    let refuse = |error: SetClockError| match error {
+        SetClockError::NotManual => ApiError::NotFound,
+        error @ SetClockError::Backwards { .. } => ApiError::InvalidState(error.to_string()),
+    };
+    if state.clock.mode() != ClockMode::Manual {
+        return Err(refuse(SetClockError::NotManual));
+    }
     let requested = body.now.with_timezone(&Utc);
-    match state.clock.set(requested) {
-        Ok(_) => {}
-        Err(SetClockError::NotManual) => return Err(ApiError::NotFound),
-        Err(error @ SetClockError::Backwards { .. }) => return Err(ApiError::InvalidState(error.to_string())),
+    if requested.year() > CLOCK_YEAR_MAX {
+        return Err(ApiError::validation(format!("now must be in the year {CLOCK_YEAR_MAX} or earlier")));
+    }
+    // Partitions first: if they cannot be made, the clock stays where every write still has
+    // a home. `set` checks the direction again, atomically.
+    let now = state.clock.now();
+    if requested < now {
+        return Err(refuse(SetClockError::Backwards { now, requested }));
     }
     partitions::ensure_around(&state.pool, state.business_date(requested)).await?;
+    state.clock.set(requested).map_err(refuse)?;
     Ok(Json(clock_view(&state)))
 }
 

@@ -5,8 +5,11 @@ pub mod accounts;
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod money;
 pub mod ops;
+pub mod paging;
+pub mod transfers;
 pub mod users;
 
 use std::time::Duration;
@@ -31,6 +34,7 @@ use error::ApiError;
         users::create_user, users::create_session, users::delete_session, users::get_user, users::get_me, users::patch_me,
         accounts::list_accounts, accounts::get_account, accounts::create_account, accounts::close_account,
         money::create_charge, money::create_deposit,
+        transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
         admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -40,6 +44,7 @@ use error::ApiError;
         (name = "users", description = "Sign-up, sessions, profile"),
         (name = "accounts", description = "Main and savings accounts"),
         (name = "money", description = "Top-ups and deposits"),
+        (name = "transfers", description = "Transfers between users"),
         (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -76,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{id}/close", post(accounts::close_account))
         .route("/v1/accounts/{id}/charges", post(money::create_charge))
         .route("/v1/accounts/{id}/deposits", post(money::create_deposit))
+        .route("/v1/transfers", get(transfers::list_transfers).post(transfers::create_transfer))
+        .route("/v1/transfers/{id}", get(transfers::get_transfer))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -92,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| refuse_large_bodies(body_limit, request, next)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(move |request: Request, next: Next| with_timeout(timeout, request, next)))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
@@ -105,6 +113,21 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = next.run(request).await;
     state.metrics.record_http_status(response.status().as_u16());
     response
+}
+
+/// Bodies announced larger than the limit are refused on every route, before any handler runs
+/// (routes that read no body would otherwise ignore them). Streamed bodies without a length
+/// are bounded by `DefaultBodyLimit` in the extractors.
+async fn refuse_large_bodies(limit: usize, request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > limit as u64 => ApiError::PayloadTooLarge.into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// A request that takes longer than the timeout answers 503 with Retry-After. A ledger

@@ -2,20 +2,23 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use std::sync::Arc;
+
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::accounts::AccountView;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::idempotency::{fingerprint, run_command, stored_error, stored_json, IdempotencyKey};
 use super::users::DailyChargeView;
 use crate::app::AppState;
 use crate::domain::accounts::AccountId;
 use crate::domain::money::Amount;
-use crate::ledger::{Command, Outcome};
+use crate::ledger::{Command, CommandError, Outcome};
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct AmountRequest {
     /// KRW, 1..=1,000,000,000,000.
     pub amount: i64,
@@ -40,51 +43,70 @@ fn parse_amount(value: i64) -> ApiResult<Amount> {
     Amount::parse(value).map_err(|error| ApiError::validation(format!("amount: {error}")))
 }
 
-fn unexpected(outcome: Outcome) -> ApiError {
+fn unexpected(outcome: &Outcome) -> ApiError {
     ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {outcome:?}"))
 }
 
 /// Tops up the caller's main account from outside, within the daily limit (3,000,000 KRW per
-/// business day in Asia/Seoul).
+/// business day in Asia/Seoul). Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/accounts/{id}/charges", tag = "money", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = AmountRequest,
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    request_body = AmountRequest,
     responses((status = 201, body = ChargeView), (status = 404, body = Problem),
               (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
 pub async fn create_charge(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiPath(account_id): ApiPath<AccountId>,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<AmountRequest>,
-) -> ApiResult<(StatusCode, Json<ChargeView>)> {
+) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    match state.ledger.submit(Command::Charge { user_id: caller.user_id, account_id, amount }).await? {
-        Outcome::Charged { account, charged, daily_used } => Ok((
+    let print = fingerprint(&format!("POST /v1/accounts/{account_id}/charges"), &body);
+    let view_state = state.clone();
+    let render = Arc::new(move |result: &Result<Outcome, CommandError>| match result {
+        Ok(Outcome::Charged { account, charged, daily_used }) => stored_json(
             StatusCode::CREATED,
-            Json(ChargeView { account: AccountView::from(&account), charged, daily_charge: DailyChargeView::new(&state, daily_used) }),
-        )),
-        other => Err(unexpected(other)),
-    }
+            &ChargeView {
+                account: AccountView::from(account),
+                charged: *charged,
+                daily_charge: DailyChargeView::new(&view_state, *daily_used),
+            },
+        ),
+        Ok(other) => stored_error(unexpected(other)),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    let command = Command::Charge { user_id: caller.user_id, account_id, amount };
+    Ok(run_command(&state, caller, key, print, command, render).await)
 }
 
 /// Moves money from the caller's main account into one of their free savings accounts,
 /// topping up the main account's shortfall first (in units of 10,000, within the limit).
+/// Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "money", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = AmountRequest,
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    request_body = AmountRequest,
     responses((status = 201, body = DepositView), (status = 404, body = Problem),
               (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
 pub async fn create_deposit(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiPath(account_id): ApiPath<AccountId>,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<AmountRequest>,
-) -> ApiResult<(StatusCode, Json<DepositView>)> {
+) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    let command = Command::Deposit { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: account_id, amount };
-    match state.ledger.submit(command).await? {
-        Outcome::Deposited { savings, main, auto_charged, .. } => Ok((
+    let print = fingerprint(&format!("POST /v1/accounts/{account_id}/deposits"), &body);
+    let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
+        Ok(Outcome::Deposited { savings, main, auto_charged, .. }) => stored_json(
             StatusCode::CREATED,
-            Json(DepositView { account: AccountView::from(&savings), main_account: AccountView::from(&main), auto_charged }),
-        )),
-        other => Err(unexpected(other)),
-    }
+            &DepositView { account: AccountView::from(savings), main_account: AccountView::from(main), auto_charged: *auto_charged },
+        ),
+        Ok(other) => stored_error(unexpected(other)),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    let command = Command::Deposit { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: account_id, amount };
+    Ok(run_command(&state, caller, key, print, command, render).await)
 }

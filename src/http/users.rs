@@ -93,7 +93,8 @@ fn name_taken(error: UserStoreError) -> ApiError {
 pub async fn create_user(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<UserView>)> {
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+    let cost = state.config.password_hash_cost;
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, cost))
         .await
         .map_err(|error| ApiError::Internal(error.into()))??;
     let user = users::create(&state.pool, name.as_str(), &hash, state.clock.now()).await.map_err(name_taken)?;
@@ -104,9 +105,9 @@ pub async fn create_user(State(state): State<AppState>, ApiJson(body): ApiJson<C
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
     responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized")))]
 pub async fn create_session(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<SessionView>)> {
-    if body.name.chars().count() > crate::domain::names::NAME_LENGTH_MAX_CHARS
-        || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
-    {
+    // A name that could never have signed up (too long, control characters such as NUL that
+    // PostgreSQL text refuses) matches no user: no database round trip.
+    if UserName::parse(&body.name).is_err() || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS {
         return Err(ApiError::Unauthorized);
     }
     let mut conn = state.pool.acquire().await?;
@@ -146,8 +147,10 @@ pub async fn delete_session(State(state): State<AppState>, _user: AuthUser, Bear
     params(("name" = String, Path)),
     responses((status = 200, body = UserView), (status = 404, body = Problem)))]
 pub async fn get_user(State(state): State<AppState>, _user: AuthUser, ApiPath(name): ApiPath<String>) -> ApiResult<Json<UserView>> {
+    // A name no user could have (e.g. with a NUL, which PostgreSQL text refuses) is simply not found.
+    let name = UserName::parse(&name).map_err(|_| ApiError::NotFound)?;
     let mut conn = state.pool.acquire().await?;
-    let user = users::find_by_name(&mut conn, &name).await?.ok_or(ApiError::NotFound)?;
+    let user = users::find_by_name(&mut conn, name.as_str()).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(user.into()))
 }
 

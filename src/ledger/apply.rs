@@ -12,6 +12,11 @@ use crate::domain::accounts::{
     Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID,
 };
 use crate::domain::money::{auto_charge_for, Amount};
+use crate::domain::transfers::{Transfer, TransferStatus};
+
+/// The one answer for every target that is not another user's main account, existing or
+/// not, so that the answer says nothing about which accounts exist.
+const TRANSFER_TARGET_REFUSED: &str = "transfers go to another user's main account";
 
 /// What a caller asks the ledger to do. Every money movement in minipay is one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +27,15 @@ pub enum Command {
     Deposit { user_id: UserId, main_account_id: AccountId, savings_account_id: AccountId, amount: Amount },
     /// Closes a savings account, moving what it holds to the main account.
     CloseSavings { user_id: UserId, main_account_id: AccountId, savings_account_id: AccountId },
+    /// Main account → another user's main account, topping up the sender's shortfall.
+    Transfer {
+        user_id: UserId,
+        from_account_id: AccountId,
+        to_account_id: AccountId,
+        amount: Amount,
+        display_name: Option<String>,
+        memo: Option<String>,
+    },
 }
 
 impl Command {
@@ -35,13 +49,22 @@ impl Command {
             Command::CloseSavings { main_account_id, savings_account_id, .. } => {
                 vec![main_account_id, savings_account_id]
             }
+            Command::Transfer { from_account_id, to_account_id, .. } => {
+                vec![from_account_id, to_account_id, EXTERNAL_ACCOUNT_ID]
+            }
         }
+    }
+
+    pub fn creates_transfer(&self) -> bool {
+        matches!(self, Command::Transfer { .. })
     }
 
     /// The user whose daily top-up counter the command may use.
     pub fn charging_user(&self) -> Option<UserId> {
         match *self {
-            Command::Charge { user_id, .. } | Command::Deposit { user_id, .. } => Some(user_id),
+            Command::Charge { user_id, .. } | Command::Deposit { user_id, .. } | Command::Transfer { user_id, .. } => {
+                Some(user_id)
+            }
             Command::CloseSavings { .. } => None,
         }
     }
@@ -70,6 +93,7 @@ pub enum Outcome {
     Charged { account: Account, charged: i64, daily_used: i64 },
     Deposited { savings: Account, main: Account, auto_charged: i64, daily_used: i64 },
     Closed { savings: Account, main: Account, moved: i64 },
+    Transferred { transfer: Transfer, from_account: Account },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +101,15 @@ pub enum PostingKind {
     Charge,
     Deposit,
     Close,
+    Transfer,
 }
 
-crate::domain::accounts::text_enum!(PostingKind { Charge => "charge", Deposit => "deposit", Close => "close" });
+crate::domain::accounts::text_enum!(PostingKind {
+    Charge => "charge",
+    Deposit => "deposit",
+    Close => "close",
+    Transfer => "transfer",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostingFlags {
@@ -97,6 +127,8 @@ pub struct Posting {
     pub amount: i64,
     pub kind: PostingKind,
     pub flags: PostingFlags,
+    /// The user-visible transfer this row belongs to (the transfer and its auto top-up).
+    pub transfer_id: Option<i64>,
 }
 
 /// The accounts and daily counters a batch works on, loaded under lock.
@@ -105,6 +137,10 @@ pub struct LedgerState {
     pub accounts: HashMap<AccountId, Account>,
     /// Top-ups used per user and business date; a missing entry means 0.
     pub daily_used: HashMap<(UserId, NaiveDate), i64>,
+    /// Ids reserved for the transfers this batch may create, used in order.
+    pub transfer_ids: Vec<i64>,
+    /// How many of `transfer_ids` are taken.
+    pub transfer_ids_used: usize,
 }
 
 /// What holds for the whole batch.
@@ -122,6 +158,7 @@ pub struct Effects {
     pub postings: Vec<Posting>,
     pub touched_accounts: BTreeSet<AccountId>,
     pub touched_daily: BTreeSet<(UserId, NaiveDate)>,
+    pub new_transfers: Vec<Transfer>,
 }
 
 /// Applies `commands` in order to `state`.
@@ -132,7 +169,9 @@ pub fn apply(state: &mut LedgerState, context: &BatchContext, commands: &[Comman
         let mut staged = Staged::new(state, context, index);
         let result = staged.run(command);
         if result.is_ok() {
-            let Staged { accounts, daily_used, postings, .. } = staged;
+            let Staged { accounts, daily_used, postings, new_transfers, .. } = staged;
+            state.transfer_ids_used += new_transfers.len();
+            effects.new_transfers.extend(new_transfers);
             merge(state, &mut effects, accounts, daily_used, postings);
         }
         results.push(result);
@@ -182,11 +221,32 @@ struct Staged<'a> {
     accounts: BTreeMap<AccountId, Account>,
     daily_used: BTreeMap<(UserId, NaiveDate), i64>,
     postings: Vec<Posting>,
+    new_transfers: Vec<Transfer>,
+    /// Set while the command builds a user-visible transfer; its postings carry the id.
+    transfer_id: Option<i64>,
 }
 
 impl<'a> Staged<'a> {
     fn new(state: &'a LedgerState, context: &'a BatchContext, command_index: usize) -> Self {
-        Staged { state, context, command_index, accounts: BTreeMap::new(), daily_used: BTreeMap::new(), postings: Vec::new() }
+        Staged {
+            state,
+            context,
+            command_index,
+            accounts: BTreeMap::new(),
+            daily_used: BTreeMap::new(),
+            postings: Vec::new(),
+            new_transfers: Vec::new(),
+            transfer_id: None,
+        }
+    }
+
+    /// The next reserved transfer id. The writer reserves one per transfer command, so running
+    /// out is a bug in the writer, reported as a refused command rather than a panic.
+    fn take_transfer_id(&mut self) -> Result<i64, CommandError> {
+        let index = self.state.transfer_ids_used + self.new_transfers.len();
+        let id = *self.state.transfer_ids.get(index).ok_or(CommandError::InvalidState("no transfer id reserved"))?;
+        self.transfer_id = Some(id);
+        Ok(id)
     }
 
     fn account(&self, id: AccountId) -> Result<&Account, CommandError> {
@@ -262,6 +322,7 @@ impl<'a> Staged<'a> {
             amount,
             kind,
             flags: PostingFlags::Posted,
+            transfer_id: self.transfer_id,
         });
         Ok(())
     }
@@ -322,6 +383,36 @@ impl<'a> Staged<'a> {
                 savings.status = AccountStatus::Closed;
                 savings.closed_at = Some(now);
                 Ok(Outcome::Closed { savings: self.snapshot(savings_account_id)?, main: self.snapshot(main_account_id)?, moved })
+            }
+            Command::Transfer { user_id, from_account_id, to_account_id, amount, ref display_name, ref memo } => {
+                let to_user_id = match self.account(to_account_id) {
+                    Ok(to) if to.kind == AccountKind::Main && to.status == AccountStatus::Open => {
+                        to.user_id.filter(|owner| *owner != user_id)
+                    }
+                    _ => None,
+                }
+                .ok_or(CommandError::NotAllowed(TRANSFER_TARGET_REFUSED))?;
+                self.own_account(user_id, from_account_id, AccountKind::Main)?;
+                let id = self.take_transfer_id()?;
+                let auto_charged = self.auto_charge(user_id, from_account_id, amount.krw())?;
+                self.post(from_account_id, to_account_id, amount.krw(), PostingKind::Transfer)?;
+                let transfer = Transfer {
+                    id,
+                    from_account_id,
+                    to_account_id,
+                    from_user_id: user_id,
+                    to_user_id,
+                    amount: amount.krw(),
+                    auto_charged,
+                    status: TransferStatus::Completed,
+                    display_name: display_name.clone(),
+                    memo: memo.clone(),
+                    created_at: self.context.now,
+                    expires_at: None,
+                    resolved_at: None,
+                };
+                self.new_transfers.push(transfer.clone());
+                Ok(Outcome::Transferred { transfer, from_account: self.snapshot(from_account_id)? })
             }
         }
     }

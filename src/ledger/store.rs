@@ -42,7 +42,7 @@ pub async fn lock_daily_charges(conn: &mut PgConnection, keys: &BTreeSet<(UserId
 /// Writes the batch: new account balances, the ledger rows and the daily counters, in one
 /// statement (one round trip however large the batch).
 pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, state: &LedgerState, effects: &Effects) -> sqlx::Result<()> {
-    if effects.touched_accounts.is_empty() && effects.touched_daily.is_empty() {
+    if effects.touched_accounts.is_empty() && effects.touched_daily.is_empty() && effects.new_transfers.is_empty() {
         return Ok(());
     }
     let accounts: Vec<&crate::domain::accounts::Account> =
@@ -53,6 +53,7 @@ pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, state: &
         .iter()
         .map(|key| (*key, state.daily_used.get(key).copied().unwrap_or(0)))
         .collect();
+    let transfers = &effects.new_transfers;
     sqlx::query(
         "WITH updated AS (
             UPDATE accounts a
@@ -64,10 +65,10 @@ pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, state: &
              WHERE a.id = v.id
             RETURNING 1
          ), inserted AS (
-            INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags)
-            SELECT nextval('ledger_transfers_id_seq'), $8, t.debit, t.credit, t.amount, t.kind, t.flags
-              FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[]) WITH ORDINALITY
-                   AS t(debit, credit, amount, kind, flags, position)
+            INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id)
+            SELECT nextval('ledger_transfers_id_seq'), $8, t.debit, t.credit, t.amount, t.kind, t.flags, t.transfer_id
+              FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $17::int8[]) WITH ORDINALITY
+                   AS t(debit, credit, amount, kind, flags, transfer_id, position)
              ORDER BY t.position
             RETURNING 1
          ), counted AS (
@@ -75,8 +76,15 @@ pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, state: &
             SELECT * FROM UNNEST($14::int8[], $15::date[], $16::int8[])
             ON CONFLICT (user_id, business_date) DO UPDATE SET used = EXCLUDED.used
             RETURNING 1
+         ), transferred AS (
+            INSERT INTO transfers (id, from_account_id, to_account_id, from_user_id, to_user_id, amount, auto_charged,
+                                   status, display_name, memo, created_at, expires_at, resolved_at)
+            SELECT * FROM UNNEST($18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
+                                 $25::text[], $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[])
+            RETURNING 1
          )
-         SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted)",
+         SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted),
+                (SELECT count(*) FROM transferred)",
     )
     .bind(accounts.iter().map(|a| a.id).collect::<Vec<_>>())
     .bind(accounts.iter().map(|a| a.debits_posted).collect::<Vec<_>>())
@@ -94,7 +102,32 @@ pub async fn write_effects(conn: &mut PgConnection, now: DateTime<Utc>, state: &
     .bind(daily.iter().map(|((user, _), _)| *user).collect::<Vec<_>>())
     .bind(daily.iter().map(|((_, date), _)| *date).collect::<Vec<_>>())
     .bind(daily.iter().map(|(_, used)| *used).collect::<Vec<_>>())
+    .bind(effects.postings.iter().map(|p| p.transfer_id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.from_account_id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.to_account_id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.from_user_id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.to_user_id).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.amount).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.auto_charged).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.display_name.as_deref()).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.memo.as_deref()).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.created_at).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.expires_at).collect::<Vec<_>>())
+    .bind(transfers.iter().map(|t| t.resolved_at).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Reserves ids for the transfers a batch may create (one per transfer command).
+pub async fn reserve_transfer_ids(conn: &mut PgConnection, count: usize) -> sqlx::Result<Vec<i64>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT nextval('transfers_id_seq') FROM generate_series(1, $1)")
+        .bind(count as i64)
+        .fetch_all(conn)
+        .await
 }

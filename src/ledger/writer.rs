@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 
 use super::apply::{apply, BatchContext, Command, CommandError, LedgerState, Outcome};
 use super::store;
+use crate::store::idempotency::{self, KeyId, KeyRecord, StoredResponse};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
 use crate::domain::business_day::business_date;
 use crate::store::partitions;
-use crate::store::tx::{is_missing_partition, is_retryable};
+use crate::store::tx::{is_missing_partition, is_retryable, violated_constraint};
 use crate::telemetry::Metrics;
 
 /// Backoff before the first retry; doubles per attempt up to `RETRY_BACKOFF_MAX`, with jitter.
@@ -43,11 +44,41 @@ pub enum LedgerError {
 pub struct LedgerSettings {
     pub tz: Tz,
     pub daily_charge_limit_krw: i64,
+    /// Idempotency keys older than this are forgotten (and may be used again).
+    pub idempotency_ttl: chrono::Duration,
+}
+
+/// Turns a command's result into the response stored with its idempotency key. Supplied by
+/// the caller, so that the ledger stores responses without knowing their shape.
+pub type Render = Arc<dyn Fn(&Result<Outcome, CommandError>) -> StoredResponse + Send + Sync>;
+
+/// An idempotency key with the fingerprint of the request it came with.
+pub struct Idempotency {
+    pub user_id: crate::domain::accounts::UserId,
+    pub key: String,
+    pub fingerprint: Vec<u8>,
+    pub render: Render,
+}
+
+/// The answer to an idempotent submission.
+pub enum Answer {
+    /// The command ran now; its response was stored under the key.
+    Applied(Result<Outcome, CommandError>),
+    /// The key had been used with the same request: the first response, unchanged.
+    Replayed(StoredResponse),
+    /// The key had been used with a different request.
+    KeyReused,
 }
 
 struct Envelope {
     command: Command,
-    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+    idempotency: Option<Idempotency>,
+    reply: oneshot::Sender<Result<Answer, LedgerError>>,
+}
+
+/// Returns true when a repeat of `record`'s key carries the same request.
+fn same_request(record: &KeyRecord, fingerprint: &[u8]) -> bool {
+    record.fingerprint == fingerprint
 }
 
 /// The handle callers submit commands through. Cheap to clone.
@@ -99,8 +130,18 @@ impl LedgerWriter {
 
     /// Queues the command and waits for its batch to commit (or be given up).
     pub async fn submit(&self, command: Command) -> Result<Outcome, LedgerError> {
+        match self.submit_with(command, None).await? {
+            Answer::Applied(result) => result.map_err(LedgerError::Rejected),
+            // Without a key there is nothing to replay or reuse.
+            Answer::Replayed(_) | Answer::KeyReused => Err(LedgerError::Unavailable),
+        }
+    }
+
+    /// Like `submit`, with an optional idempotency key: the key and the rendered response are
+    /// stored in the batch's transaction; a repeat replays instead of running again.
+    pub async fn submit_with(&self, command: Command, idempotency: Option<Idempotency>) -> Result<Answer, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Envelope { command, reply }).map_err(|error| match error {
+        self.sender.try_send(Envelope { command, idempotency, reply }).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
                 self.metrics.ledger_queue_full.add(1);
                 LedgerError::Busy
@@ -140,18 +181,17 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<Command> = batch.iter().map(|envelope| envelope.command.clone()).collect();
         let mut attempt = 1;
         let outcome = loop {
-            match self.attempt(&commands).await {
-                Ok(results) => break Ok(results),
+            match self.attempt(&batch).await {
+                Ok(answers) => break Ok(answers),
                 Err(error) if attempt < self.config.attempts_max && is_missing_partition(&error) => {
                     let today = business_date(self.clock.now(), self.settings.tz);
                     if let Err(error) = partitions::ensure_around(&self.pool, today).await {
                         tracing::warn!(%error, "could not create partitions");
                     }
                 }
-                Err(error) if attempt < self.config.attempts_max && is_retryable(&error) => {
+                Err(error) if attempt < self.config.attempts_max && batch_may_retry(&error) => {
                     self.metrics.ledger_batch_retries.add(1);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -160,16 +200,16 @@ impl Worker {
             attempt += 1;
         };
         match outcome {
-            Ok(results) => {
+            Ok(answers) => {
                 self.metrics.ledger_batches.add(1);
                 self.metrics.ledger_batch_size.observe(batch.len() as u64);
                 self.metrics.ledger_commands.add(batch.len() as u64);
                 tracing::debug!(size = batch.len(), attempts = attempt, "ledger batch committed");
-                for (envelope, result) in batch.into_iter().zip(results) {
-                    if result.is_err() {
+                for (envelope, answer) in batch.into_iter().zip(answers) {
+                    if matches!(answer, Answer::Applied(Err(_))) {
                         self.metrics.ledger_commands_rejected.add(1);
                     }
-                    let _ = envelope.reply.send(result.map_err(LedgerError::Rejected));
+                    let _ = envelope.reply.send(Ok(answer));
                 }
             }
             Err(error) => {
@@ -184,27 +224,107 @@ impl Worker {
 
     /// One attempt: lock, load, apply, write, commit. Nothing is sent to callers here, so a
     /// failed attempt (COMMIT included) can be repeated from scratch.
-    async fn attempt(&self, commands: &[Command]) -> sqlx::Result<Vec<Result<Outcome, CommandError>>> {
+    async fn attempt(&self, batch: &[Envelope]) -> sqlx::Result<Vec<Answer>> {
         let now = self.clock.now();
         let context = BatchContext {
             now,
             business_date: business_date(now, self.settings.tz),
             daily_charge_limit_krw: self.settings.daily_charge_limit_krw,
         };
-        let account_ids: BTreeSet<_> = commands.iter().flat_map(Command::accounts).collect();
-        let daily_keys: BTreeSet<_> =
-            commands.iter().filter_map(Command::charging_user).map(|user| (user, context.business_date)).collect();
+        let account_ids: BTreeSet<_> = batch.iter().flat_map(|envelope| envelope.command.accounts()).collect();
+        let daily_keys: BTreeSet<_> = batch
+            .iter()
+            .filter_map(|envelope| envelope.command.charging_user())
+            .map(|user| (user, context.business_date))
+            .collect();
+        let key_ids: BTreeSet<KeyId> = batch
+            .iter()
+            .filter_map(|envelope| envelope.idempotency.as_ref().map(|idempotency| (idempotency.user_id, idempotency.key.clone())))
+            .collect();
+        let key_ids: Vec<KeyId> = key_ids.into_iter().collect();
 
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+        // Must come before any query: see migrations/*_batch_gate.sql.
+        sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        let accounts = store::lock_accounts(&mut tx, &account_ids).await?;
+        let daily_used = store::lock_daily_charges(&mut tx, &daily_keys).await?;
+        let mut known_keys = idempotency::lock(&mut tx, &key_ids, now - self.settings.idempotency_ttl).await?;
+
+        // Commands whose key was already used are answered from the stored record; a key used
+        // twice within the batch runs once, and the repeat is answered after the run.
+        let mut plan: Vec<Option<Answer>> = Vec::with_capacity(batch.len());
+        let mut to_run: Vec<Command> = Vec::new();
+        let mut run_index: Vec<usize> = Vec::new();
+        let mut first_in_batch: std::collections::HashMap<KeyId, usize> = std::collections::HashMap::new();
+        for (index, envelope) in batch.iter().enumerate() {
+            let answer = match &envelope.idempotency {
+                Some(idempotency) => {
+                    let id = (idempotency.user_id, idempotency.key.clone());
+                    match known_keys.get(&id) {
+                        Some(record) if same_request(record, &idempotency.fingerprint) => Some(Answer::Replayed(record.response.clone())),
+                        Some(_) => Some(Answer::KeyReused),
+                        None if first_in_batch.contains_key(&id) => None,
+                        None => {
+                            first_in_batch.insert(id, index);
+                            run_index.push(index);
+                            to_run.push(envelope.command.clone());
+                            None
+                        }
+                    }
+                }
+                None => {
+                    run_index.push(index);
+                    to_run.push(envelope.command.clone());
+                    None
+                }
+            };
+            plan.push(answer);
+        }
+
+        let transfers_needed = to_run.iter().filter(|command| command.creates_transfer()).count();
         let mut state = LedgerState {
-            accounts: store::lock_accounts(&mut tx, &account_ids).await?,
-            daily_used: store::lock_daily_charges(&mut tx, &daily_keys).await?,
+            accounts,
+            daily_used,
+            transfer_ids: store::reserve_transfer_ids(&mut tx, transfers_needed).await?,
+            transfer_ids_used: 0,
         };
-        let (results, effects) = apply(&mut state, &context, commands);
+        let (results, effects) = apply(&mut state, &context, &to_run);
         store::write_effects(&mut tx, now, &state, &effects).await?;
+
+        let mut new_keys: Vec<(KeyId, KeyRecord)> = Vec::new();
+        for (position, result) in run_index.iter().zip(results) {
+            let envelope = &batch[*position];
+            if let Some(idempotency) = &envelope.idempotency {
+                let record = KeyRecord { fingerprint: idempotency.fingerprint.clone(), response: (idempotency.render)(&result) };
+                let id = (idempotency.user_id, idempotency.key.clone());
+                known_keys.insert(id.clone(), record.clone());
+                new_keys.push((id, record));
+            }
+            plan[*position] = Some(Answer::Applied(result));
+        }
+        idempotency::insert(&mut tx, &new_keys, now).await?;
         tx.commit().await?;
-        Ok(results)
+
+        // Repeats within the batch, answered from what their first occurrence stored.
+        Ok(plan
+            .into_iter()
+            .zip(batch)
+            .map(|(answer, envelope)| match (answer, &envelope.idempotency) {
+                (Some(answer), _) => answer,
+                (None, Some(idempotency)) => match known_keys.get(&(idempotency.user_id, idempotency.key.clone())) {
+                    Some(record) if same_request(record, &idempotency.fingerprint) => Answer::Replayed(record.response.clone()),
+                    _ => Answer::KeyReused,
+                },
+                (None, None) => Answer::Applied(Err(CommandError::InvalidState("command was not run"))),
+            })
+            .collect())
     }
+}
+
+/// Serialization failures and deadlocks, and a key that a concurrent batch recorded first:
+/// the retry will see it and replay.
+fn batch_may_retry(error: &sqlx::Error) -> bool {
+    is_retryable(error) || violated_constraint(error) == Some("idempotency_keys_pkey")
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -2,8 +2,10 @@
 //! the connection pool and migrations.
 
 pub mod accounts;
+pub mod idempotency;
 pub mod partitions;
 pub mod sessions;
+pub mod transfers;
 pub mod tx;
 pub mod users;
 

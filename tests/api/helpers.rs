@@ -102,6 +102,9 @@ pub fn test_config(database: &str) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         request_body_limit_bytes: 64 * 1024,
         session_ttl: chrono::Duration::days(1),
+        // Cheap hashes: tests sign up hundreds of users.
+        password_hash_cost: minipay::domain::passwords::HashCost { memory_kib: 1024, iterations: 1 },
+        idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
     }
 }
@@ -241,4 +244,64 @@ pub fn assert_problem(status: StatusCode, body: &Value, expected_status: u16, co
     assert_eq!(status.as_u16(), expected_status, "expected {expected_status} {code}, got {status}: {body}");
     assert_eq!(body["code"], json!(code), "{body}");
     assert_eq!(body["status"], json!(expected_status), "{body}");
+}
+
+/// A response kept whole: status, content type, raw text and (if it parses) JSON.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub text: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Sends raw bytes with an optional Content-Type and an optional bearer token, and keeps
+    /// the response's headers that the error contract is about.
+    pub async fn raw_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> RawResponse {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let content_type =
+            response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        RawResponse { status, content_type, text, body }
+    }
+
+    /// The server's clock (`GET /admin/clock`).
+    pub async fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let (status, body) = self.get("/admin/clock", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["now"].as_str().expect("now is a string").parse().expect("now is RFC 3339")
+    }
+}
+
+/// Asserts a complete RFC 9457 problem: the media type, every member, and a `status` member
+/// equal to the HTTP status.
+pub fn assert_problem_response(response: &RawResponse, expected_status: u16, code: &str) {
+    let context = format!("{} {:?}: {}", response.status, response.content_type, response.text);
+    assert_eq!(response.status.as_u16(), expected_status, "expected {expected_status} {code}, got {context}");
+    assert_eq!(response.content_type.as_deref(), Some("application/problem+json"), "{context}");
+    for member in ["type", "title", "detail", "code"] {
+        assert!(response.body[member].is_string(), "problem member {member} missing: {context}");
+    }
+    assert_eq!(response.body["status"], json!(expected_status), "{context}");
+    assert_eq!(response.body["code"], json!(code), "{context}");
 }

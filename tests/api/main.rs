@@ -1,5 +1,12 @@
 //! Black-box tests over HTTP against real PostgreSQL and ClickHouse (started by scripts/test).
 
+mod admin;
+mod bad_input;
 mod helpers;
+mod idempotency;
 mod openapi;
+mod savings;
 mod smoke;
+mod transfers;
+mod top_ups;
+mod users;

@@ -46,7 +46,19 @@ fn state_with(mains: &[i64]) -> LedgerState {
         state.accounts.insert(fixed.id, fixed);
     }
     state.accounts.insert(external.id, external);
+    state.transfer_ids = (1..=1_000).collect();
     state
+}
+
+fn transfer(user_id: UserId, to_account_id: AccountId, value: i64) -> Command {
+    Command::Transfer {
+        user_id,
+        from_account_id: 100 + user_id,
+        to_account_id,
+        amount: amount(value),
+        display_name: Some("Kim".into()),
+        memo: None,
+    }
 }
 
 fn amount(value: i64) -> Amount {
@@ -152,6 +164,48 @@ fn closing_moves_the_balance_home_once() {
     assert!(matches!(results[3], Err(CommandError::InvalidState(_))));
 }
 
+#[test]
+fn an_exact_balance_needs_no_top_up_and_a_short_one_tops_up_in_units() {
+    let mut state = state_with(&[20_000, 0, 5_000]);
+    let (results, _) = apply(&mut state, &context(), &[transfer(2, 101, 10_000), transfer(1, 102, 30_000), transfer(3, 101, 3_500_000)]);
+    match &results[1] {
+        Ok(Outcome::Transferred { transfer, from_account }) => {
+            assert_eq!(transfer.auto_charged, 0);
+            assert_eq!(from_account.balance(), 0);
+            assert_eq!(transfer.id, 2);
+            assert_eq!(transfer.to_user_id, 2);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match &results[0] {
+        Ok(Outcome::Transferred { transfer, .. }) => {
+            assert_eq!(transfer.auto_charged, 10_000);
+            assert_eq!(transfer.id, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(results[2], Err(CommandError::DailyLimitExceeded { .. })));
+    assert_eq!(state.accounts[&103].balance(), 5_000);
+    assert_eq!(state.daily_used.get(&(3, context().business_date)), None);
+    // Money received never uses the receiver's limit.
+    assert_eq!(state.daily_used.get(&(2, context().business_date)), Some(&10_000));
+    assert_eq!(state.accounts[&101].balance(), 0);
+    assert_eq!(state.accounts[&102].balance(), 30_000);
+}
+
+#[test]
+fn only_another_users_main_account_can_receive_a_transfer() {
+    let mut state = state_with(&[50_000, 0]);
+    let targets = [101, 201, 202, 302, 1, 9_999];
+    let commands: Vec<Command> = targets.iter().map(|target| transfer(1, *target, 1_000)).collect();
+    let (results, effects) = apply(&mut state, &context(), &commands);
+    for result in results {
+        assert!(matches!(result, Err(CommandError::NotAllowed(_))), "{result:?}");
+    }
+    assert!(effects.postings.is_empty() && effects.new_transfers.is_empty());
+    assert_eq!(state.transfer_ids_used, 0);
+}
+
 fn command_strategy(users: usize) -> impl Strategy<Value = Command> {
     let user = 1..=users as UserId;
     let any_account = prop_oneof![Just(1i64), 101..=(100 + users as i64 + 1), 201..=(200 + users as i64), 301..=(300 + users as i64)];
@@ -163,8 +217,10 @@ fn command_strategy(users: usize) -> impl Strategy<Value = Command> {
             .prop_map(|(user_id, main_account_id, savings_account_id, value)| Command::Deposit {
                 user_id, main_account_id, savings_account_id, amount: amount(value)
             }),
-        (user, any_account.clone(), any_account)
+        (user.clone(), any_account.clone(), any_account.clone())
             .prop_map(|(user_id, main_account_id, savings_account_id)| Command::CloseSavings { user_id, main_account_id, savings_account_id }),
+        (user, any_account, prop_oneof![1i64..=30_000, 1i64..=3_500_000])
+            .prop_map(|(user_id, to_account_id, value)| transfer(user_id, to_account_id, value)),
     ]
 }
 
@@ -198,6 +254,13 @@ proptest! {
             if result.is_err() {
                 prop_assert!(effects.postings.iter().all(|posting| posting.command_index != index));
             }
+        }
+        // Each successful transfer has its own id and its postings carry it.
+        let ids: BTreeSet<i64> = effects.new_transfers.iter().map(|t| t.id).collect();
+        prop_assert_eq!(ids.len(), effects.new_transfers.len());
+        for transfer in &effects.new_transfers {
+            let carried: i64 = effects.postings.iter().filter(|p| p.transfer_id == Some(transfer.id)).map(|p| p.amount).sum();
+            prop_assert_eq!(carried, transfer.amount + transfer.auto_charged);
         }
         // Replaying the postings on the initial balances reproduces the final balances.
         let mut replay = initial.clone();

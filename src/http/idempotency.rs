@@ -1,0 +1,100 @@
+//! `Idempotency-Key` on every POST that moves money: the key, a fingerprint of the request,
+//! and the response are stored by the ledger writer in the same transaction as the effect.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::extract::AuthUser;
+use crate::app::AppState;
+use crate::ledger::writer::{Answer, Idempotency, Render};
+use crate::ledger::Command;
+use crate::store::idempotency::{self, StoredResponse};
+
+pub const IDEMPOTENCY_KEY_LENGTH_MAX_CHARS: usize = 255;
+
+/// The optional `Idempotency-Key` header: 1..=255 visible ASCII characters, else 422.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value.to_str().map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?;
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LENGTH_MAX_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+        }
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}
+
+/// SHA-256 of the route and the parsed request: the same request gives the same fingerprint
+/// however its JSON was spaced or ordered.
+pub fn fingerprint(route: &str, request: &impl Serialize) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(request).unwrap_or_default());
+    hasher.finalize().to_vec()
+}
+
+pub fn stored_json(status: StatusCode, body: &impl Serialize) -> StoredResponse {
+    match serde_json::to_value(body) {
+        Ok(body) => StoredResponse { status: status.as_u16(), body },
+        Err(error) => stored_error(ApiError::Internal(error.into())),
+    }
+}
+
+pub fn stored_error(error: ApiError) -> StoredResponse {
+    let problem = error.problem();
+    StoredResponse { status: problem.status, body: serde_json::to_value(&problem).unwrap_or_default() }
+}
+
+fn respond(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&stored.body).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    let content_type = if status.is_success() { "application/json" } else { "application/problem+json" };
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Runs a money-moving command, honouring the caller's idempotency key: a repeat of a finished
+/// request is answered from the store; concurrent repeats are resolved inside the ledger batch,
+/// so the work is done once.
+pub async fn run_command(
+    state: &AppState,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    fingerprint: Vec<u8>,
+    command: Command,
+    render: Render,
+) -> Response {
+    if let Some(key) = &key.0 {
+        let since = state.clock.now() - state.config.idempotency_ttl;
+        let found = match state.pool.acquire().await {
+            Ok(mut conn) => idempotency::find(&mut conn, caller.user_id, key, since).await,
+            Err(error) => Err(error),
+        };
+        match found {
+            Ok(Some(record)) if record.fingerprint == fingerprint => return respond(record.response),
+            Ok(Some(_)) => return ApiError::IdempotencyKeyReused.into_response(),
+            Ok(None) => {}
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    let idempotency = key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
+    match state.ledger.submit_with(command, idempotency).await {
+        Ok(Answer::Applied(result)) => respond(render(&result)),
+        Ok(Answer::Replayed(stored)) => respond(stored),
+        Ok(Answer::KeyReused) => ApiError::IdempotencyKeyReused.into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}

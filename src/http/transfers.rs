@@ -1,0 +1,156 @@
+//! Transfers between users.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use super::idempotency::{fingerprint, run_command, stored_error, stored_json, IdempotencyKey};
+use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::app::AppState;
+use crate::domain::money::Amount;
+use crate::domain::names::parse_short_text;
+use crate::domain::transfers::{Transfer, TransferStatus};
+use crate::ledger::{Command, Outcome};
+use crate::store::transfers::{self, Direction};
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct TransferRequest {
+    /// Another user's main account.
+    pub to_account_id: i64,
+    pub amount: i64,
+    /// The name the receiver sees (≤ 64 characters).
+    pub display_name: Option<String>,
+    /// ≤ 64 characters.
+    pub memo: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct TransferView {
+    pub id: i64,
+    pub from_account_id: i64,
+    pub to_account_id: i64,
+    pub amount: i64,
+    /// Topped up into the sender's main account to fund this transfer.
+    pub auto_charged: i64,
+    /// `completed` | `pending` | `canceled` | `rejected` | `expired`.
+    pub status: String,
+    pub display_name: Option<String>,
+    pub memo: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(transfer: &Transfer) -> Self {
+        TransferView {
+            id: transfer.id,
+            from_account_id: transfer.from_account_id,
+            to_account_id: transfer.to_account_id,
+            amount: transfer.amount,
+            auto_charged: transfer.auto_charged,
+            status: transfer.status.as_str().to_owned(),
+            display_name: transfer.display_name.clone(),
+            memo: transfer.memo.clone(),
+            created_at: transfer.created_at,
+            expires_at: transfer.expires_at,
+            resolved_at: transfer.resolved_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransferList {
+    pub transfers: Vec<TransferView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct TransferQuery {
+    /// `incoming` or `outgoing`; both when absent.
+    pub direction: Option<String>,
+    /// Only transfers in this status.
+    pub status: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Sends money from the caller's main account to another user's main account. A short
+/// balance is topped up first (in units of 10,000, within the daily limit), atomically with
+/// the transfer. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    responses((status = 201, body = TransferView),
+              (status = 422, body = Problem, description = "validation-failed, daily-limit-exceeded, idempotency-key-reused"),
+              (status = 503, body = Problem, description = "unavailable")))]
+pub async fn create_transfer(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    ApiJson(body): ApiJson<TransferRequest>,
+) -> ApiResult<Response> {
+    let amount = Amount::parse(body.amount).map_err(|error| ApiError::validation(format!("amount: {error}")))?;
+    let display_name = parse_short_text("display_name", body.display_name.as_deref()).map_err(ApiError::validation)?;
+    let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
+    let print = fingerprint("POST /v1/transfers", &body);
+    let command = Command::Transfer {
+        user_id: caller.user_id,
+        from_account_id: caller.main_account_id,
+        to_account_id: body.to_account_id,
+        amount,
+        display_name,
+        memo,
+    };
+    let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
+        Ok(Outcome::Transferred { transfer, .. }) => stored_json(StatusCode::CREATED, &TransferView::from(transfer)),
+        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    Ok(run_command(&state, caller, key, print, command, render).await)
+}
+
+/// A transfer the caller sent or received; anyone else's answers 404.
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = TransferView), (status = 404, body = Problem)))]
+pub async fn get_transfer(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<TransferView>> {
+    let mut conn = state.pool.acquire().await?;
+    let transfer = transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(TransferView::from(&transfer)))
+}
+
+/// The caller's transfers, newest first, with a cursor.
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])),
+    params(TransferQuery),
+    responses((status = 200, body = TransferList), (status = 422, body = Problem)))]
+pub async fn list_transfers(State(state): State<AppState>, caller: AuthUser, ApiQuery(query): ApiQuery<TransferQuery>) -> ApiResult<Json<TransferList>> {
+    let direction = match query.direction.as_deref() {
+        None => Direction::Both,
+        Some("incoming") => Direction::Incoming,
+        Some("outgoing") => Direction::Outgoing,
+        Some(_) => return Err(ApiError::validation("direction must be incoming or outgoing")),
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(|text| TransferStatus::parse(text).ok_or_else(|| ApiError::validation("unknown status")))
+        .transpose()?;
+    let limit = page_size(query.limit)?;
+    let before = decode_id_cursor(query.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let found = transfers::list(&mut conn, caller.user_id, direction, status, before, limit + 1).await?;
+    let has_more = found.len() as i64 > limit;
+    let page: Vec<TransferView> = found.iter().take(limit as usize).map(TransferView::from).collect();
+    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
+    Ok(Json(TransferList { transfers: page, next_cursor }))
+}

@@ -1,0 +1,202 @@
+//! Operator routes (clock, jobs, audit), health, readiness, metrics, and the `minipay audit`
+//! command.
+
+use chrono::{DateTime, Duration, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn put_clock(app: &TestApp, token: Option<&str>, now: &str) -> (reqwest::StatusCode, Value) {
+    app.request(Method::PUT, "/admin/clock", token, Some(json!({"now": now}))).await
+}
+
+/// Every admin route, with a body that would otherwise be valid.
+fn admin_routes(now: DateTime<Utc>) -> Vec<(Method, &'static str, Option<Value>)> {
+    vec![
+        (Method::GET, "/admin/audit", None),
+        (Method::GET, "/admin/clock", None),
+        (Method::PUT, "/admin/clock", Some(json!({"now": (now + Duration::hours(1)).to_rfc3339()}))),
+        (Method::POST, "/admin/jobs/interest/run", None),
+    ]
+}
+
+#[tokio::test]
+async fn the_manual_clock_reads_and_moves_forward() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/admin/clock", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], json!("manual"));
+    let start: DateTime<Utc> = body["now"].as_str().unwrap().parse().unwrap();
+    // A manual clock stands still between calls.
+    assert_eq!(app.clock_now().await, start);
+
+    let later = start + Duration::days(3) + Duration::minutes(7);
+    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &later.with_timezone(&chrono_tz::Asia::Seoul).to_rfc3339()).await;
+    assert_eq!(status, 200, "{body}");
+    let answered: DateTime<Utc> = body["now"].as_str().unwrap().parse().unwrap();
+    assert_eq!(answered, later);
+    assert_eq!(app.clock_now().await, later);
+
+    // Setting the same instant again is not going backwards.
+    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &later.to_rfc3339()).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_manual_clock_refuses_to_go_backwards_with_409() {
+    let app = spawn_app().await;
+    let start = app.clock_now().await;
+    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &(start - Duration::seconds(1)).to_rfc3339()).await;
+    assert_problem(status, &body, 409, "invalid-state");
+    assert_eq!(app.clock_now().await, start);
+
+    app.set_clock(&(start + Duration::days(40)).to_rfc3339()).await;
+    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &(start + Duration::days(1)).to_rfc3339()).await;
+    assert_problem(status, &body, 409, "invalid-state");
+    assert_eq!(app.clock_now().await, start + Duration::days(40));
+}
+
+#[tokio::test]
+async fn the_clock_jumps_decades_ahead_but_refuses_times_it_cannot_partition() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let start = app.clock_now().await;
+    for far in ["9999-12-31T23:59:59+09:00", "+10000-01-01T00:00:00Z", "9001-01-01T00:00:00Z"] {
+        let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), far).await;
+        assert_problem(status, &body, 422, "validation-failed");
+        assert_eq!(app.clock_now().await, start, "{far}");
+    }
+    // The clock did not move, so money still moves.
+    let (status, body) = app.charge(&alice, 10_000).await;
+    assert_eq!(status, 201, "{body}");
+
+    app.set_clock("2100-03-01T00:00:00+09:00").await;
+    let token = app.login("alice").await;
+    let (status, body) =
+        app.post(&format!("/v1/accounts/{}/charges", alice.main_account_id), Some(&token), json!({"amount": 3_000_000})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["daily_charge"]["resets_at"], json!("2100-03-01T15:00:00Z"));
+    assert_eq!(body["account"]["balance"], json!(3_010_000));
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn admin_routes_answer_401_without_the_admin_token() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let start = app.clock_now().await;
+    let wrong_admin = format!("{ADMIN_TOKEN}x");
+    for (method, path, body) in admin_routes(start) {
+        let body = body.map(|body| body.to_string().into_bytes());
+        for token in [None, Some("wrong"), Some(wrong_admin.as_str()), Some(alice.token.as_str())] {
+            let response = app.raw_request(method.clone(), path, token, Some("application/json"), body.clone()).await;
+            assert_problem_response(&response, 401, "unauthorized");
+        }
+    }
+    assert_eq!(app.clock_now().await, start);
+}
+
+#[tokio::test]
+async fn jobs_answer_404_until_they_exist() {
+    let app = spawn_app().await;
+    for name in ["interest", "installments", "pending-expiry", "reminders", "retention", "nope"] {
+        let response =
+            app.raw_request(Method::POST, &format!("/admin/jobs/{name}/run"), Some(ADMIN_TOKEN), None, None).await;
+        assert_problem_response(&response, 404, "not-found");
+    }
+}
+
+#[tokio::test]
+async fn the_system_clock_cannot_be_set() {
+    let app = spawn_app_with(|config| config.clock_mode = minipay::clock::ClockMode::System).await;
+    let (status, body) = app.get("/admin/clock", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], json!("system"));
+
+    let next_year = (Utc::now() + Duration::days(365)).to_rfc3339();
+    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &next_year).await;
+    assert_problem(status, &body, 404, "not-found");
+    let now = app.clock_now().await;
+    assert!(now < Utc::now() + Duration::minutes(1), "the system clock moved to {now}");
+}
+
+#[tokio::test]
+async fn without_an_admin_token_configured_the_admin_routes_do_not_exist() {
+    let app = spawn_app_with(|config| config.admin_token = None).await;
+    for (method, path, body) in admin_routes(Utc::now()) {
+        let body = body.map(|body| body.to_string().into_bytes());
+        for token in [None, Some(ADMIN_TOKEN)] {
+            let response = app.raw_request(method.clone(), path, token, Some("application/json"), body.clone()).await;
+            assert_problem_response(&response, 404, "not-found");
+        }
+    }
+    // The public API works as usual.
+    let alice = app.signup("alice").await;
+    let (status, body) = app.charge(&alice, 10_000).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app().await;
+    let response = app.raw_request(Method::GET, "/healthz", None, None, None).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["postgres"], json!("ok"), "{body}");
+    assert_eq!(body["clickhouse"], json!("ok"), "{body}");
+
+    let alice = app.signup("alice").await;
+    let (status, body) = app.charge(&alice, 10_000).await;
+    assert_eq!(status, 201, "{body}");
+    let metrics = app.raw_request(Method::GET, "/metrics", None, None, None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.content_type.as_deref().is_some_and(|value| value.starts_with("text/plain")), "{:?}", metrics.content_type);
+    let batches: u64 = metrics
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("minipay_ledger_batch_size_count "))
+        .unwrap_or_else(|| panic!("minipay_ledger_batch_size_count missing:\n{}", metrics.text))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(batches >= 1, "a charge was committed in a batch: {batches}");
+}
+
+#[tokio::test]
+async fn the_admin_audit_reports_ok_with_its_checks() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let (status, body) = app.charge(&alice, 10_000).await;
+    assert_eq!(status, 201, "{body}");
+    let report = app.assert_audit_ok().await;
+    let checks = report["checks"].as_array().unwrap();
+    assert!(!checks.is_empty(), "{report}");
+    assert!(checks.iter().all(|check| check["ok"] == json!(true)), "{report:#}");
+}
+
+#[tokio::test]
+async fn the_audit_command_exits_0_and_prints_an_ok_report() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    for (user, amount) in [(&alice, 120_000), (&bob, 3_000_000), (&alice, 5)] {
+        let (status, body) = app.charge(user, amount).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_minipay"))
+        .arg("audit")
+        .env("DATABASE_URL", &app.database_url)
+        .output()
+        .await
+        .expect("run minipay audit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "minipay audit failed: {}\n{stdout}\n{stderr}", output.status);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    assert_eq!(report["ok"], json!(true), "{report:#}");
+    assert!(report["checks"].as_array().is_some_and(|checks| !checks.is_empty()), "{report:#}");
+}

@@ -1,0 +1,124 @@
+//! Idempotency keys on the POSTs that move money.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn post_with_key(app: &TestApp, user: &TestUser, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(&user.token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_replayed_transfer_returns_the_first_response_and_moves_money_once() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let body = json!({"to_account_id": bob.main_account_id, "amount": 15_000, "memo": "rent"});
+    let first = post_with_key(&app, &alice, "/v1/transfers", "key-1", body.clone()).await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert_eq!(first.1["auto_charged"], json!(20_000));
+    let again = post_with_key(&app, &alice, "/v1/transfers", "key-1", body.clone()).await;
+    assert_eq!(again, first);
+    assert_eq!(app.balance(&bob).await, 15_000);
+    assert_eq!(app.balance(&alice).await, 5_000);
+    assert_eq!(app.me(&alice).await["daily_charge"]["used"], json!(20_000));
+
+    // The same key with a different request is refused and changes nothing.
+    let changed = json!({"to_account_id": bob.main_account_id, "amount": 16_000, "memo": "rent"});
+    let (status, reused) = post_with_key(&app, &alice, "/v1/transfers", "key-1", changed).await;
+    assert_problem(status, &reused, 422, "idempotency-key-reused");
+    assert_eq!(app.balance(&bob).await, 15_000);
+
+    // Keys belong to their user: bob may use the same key for his own request.
+    let (status, _) = post_with_key(&app, &bob, "/v1/transfers", "key-1", json!({"to_account_id": alice.main_account_id, "amount": 1_000})).await;
+    assert_eq!(status, 201);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_one_key_do_the_work_once() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let body = json!({"to_account_id": bob.main_account_id, "amount": 7_000});
+    let results = join_all((0..20).map(|_| post_with_key(&app, &alice, "/v1/transfers", "once", body.clone()))).await;
+    let ids: std::collections::BTreeSet<i64> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every repeat answers with the same transfer");
+    assert_eq!(app.balance(&bob).await, 7_000);
+    let (_, list) = app.get("/v1/transfers", Some(&alice.token)).await;
+    assert_eq!(list["transfers"].as_array().unwrap().len(), 1);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn errors_are_replayed_too_and_charges_and_deposits_honour_keys() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let path = format!("/v1/accounts/{}/charges", alice.main_account_id);
+    let over = post_with_key(&app, &alice, &path, "too-much", json!({"amount": 3_000_001})).await;
+    assert_problem(over.0, &over.1, 422, "daily-limit-exceeded");
+    assert_eq!(post_with_key(&app, &alice, &path, "too-much", json!({"amount": 3_000_001})).await, over);
+
+    let charged = post_with_key(&app, &alice, &path, "charge-1", json!({"amount": 50_000})).await;
+    assert_eq!(charged.0, 201);
+    assert_eq!(post_with_key(&app, &alice, &path, "charge-1", json!({"amount": 50_000})).await, charged);
+    assert_eq!(app.balance(&alice).await, 50_000);
+
+    let (_, savings) = app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+    let deposit_path = format!("/v1/accounts/{}/deposits", savings["id"]);
+    let deposited = post_with_key(&app, &alice, &deposit_path, "deposit-1", json!({"amount": 60_000})).await;
+    assert_eq!(deposited.0, 201, "{}", deposited.1);
+    assert_eq!(deposited.1["auto_charged"], json!(10_000));
+    assert_eq!(post_with_key(&app, &alice, &deposit_path, "deposit-1", json!({"amount": 60_000})).await, deposited);
+    assert_eq!(app.balance(&alice).await, 0);
+    // A key used on one route is a different request on another.
+    let (status, body) = post_with_key(&app, &alice, &path, "deposit-1", json!({"amount": 60_000})).await;
+    assert_problem(status, &body, 422, "idempotency-key-reused");
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn malformed_keys_are_refused() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let path = format!("/v1/accounts/{}/charges", alice.main_account_id);
+    for key in ["", &"k".repeat(256), "has space"] {
+        let (status, body) = post_with_key(&app, &alice, &path, key, json!({"amount": 1_000})).await;
+        assert_problem(status, &body, 422, "validation-failed");
+    }
+    assert_eq!(app.balance(&alice).await, 0);
+}
+
+#[tokio::test]
+async fn keys_expire_after_their_time() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let path = format!("/v1/accounts/{}/charges", alice.main_account_id);
+    assert_eq!(post_with_key(&app, &alice, &path, "k", json!({"amount": 1_000})).await.0, 201);
+    let (_, clock) = app.get("/admin/clock", Some(ADMIN_TOKEN)).await;
+    let now: chrono::DateTime<chrono::Utc> = clock["now"].as_str().unwrap().parse().unwrap();
+    app.set_clock(&(now + chrono::Duration::hours(49)).to_rfc3339()).await;
+    let alice = TestUser { token: app.login("alice").await, ..alice };
+    // After expiry the key names a new request.
+    assert_eq!(post_with_key(&app, &alice, &path, "k", json!({"amount": 2_000})).await.0, 201);
+    assert_eq!(app.balance(&alice).await, 3_000);
+    app.assert_audit_ok().await;
+}
