@@ -1,1 +1,30 @@
-fn main() { println!("minipay-perf: benchmarks arrive with the transfers issue"); }
+//! minipay benchmarks. Each one measures its baseline in the same run and prints the ratio,
+//! because shared machines drift.
+
+mod load;
+mod pgbench;
+mod server;
+mod write;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "minipay-perf", about = "minipay benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transfers over HTTP (cold random pairs, hot single receiver) vs a hand-written pgbench
+    /// transfer transaction on the same PostgreSQL.
+    Write(write::Options),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Write(options) => write::run(options).await,
+    }
+}

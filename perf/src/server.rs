@@ -1,0 +1,65 @@
+//! Starts a `minipay serve` process for a benchmark and stops it afterwards.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub struct Server {
+    pub base: String,
+    child: tokio::process::Child,
+}
+
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+
+fn binary() -> String {
+    std::env::var("MINIPAY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
+}
+
+impl Server {
+    /// Starts the server on `database_url` with `extra` environment, and waits for /healthz.
+    pub async fn start(database_url: &str, clickhouse_database: &str, extra: &[(&str, String)]) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut command = tokio::process::Command::new(binary());
+        command
+            .arg("serve")
+            .env("MINIPAY_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", database_url)
+            .env("CLICKHOUSE_DATABASE", clickhouse_database)
+            .env("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            // Sign-up cost is not what is measured; cheap hashes make setup quick.
+            .env("MINIPAY_ARGON2_MEMORY_KIB", "1024")
+            .env("MINIPAY_ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().with_context(|| format!("starting {} (run cargo build --release first)", binary()))?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
+                if response.status().is_success() {
+                    return Ok(Server { base, child });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("minipay did not come up on {base}")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: graceful shutdown drains the ledger queue.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
