@@ -15,6 +15,7 @@ use crate::domain::business_day;
 use crate::history::clickhouse::ClickHouse;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
+use crate::store::sessions::SessionCache;
 use crate::store::{self, partitions};
 use crate::telemetry::Metrics;
 
@@ -27,6 +28,7 @@ pub struct AppState {
     pub ledger: LedgerWriter,
     pub clickhouse: ClickHouse,
     pub metrics: Arc<Metrics>,
+    pub sessions: Arc<SessionCache>,
 }
 
 impl AppState {
@@ -68,9 +70,12 @@ impl Application {
             daily_charge_limit_krw: config.daily_charge_limit_krw,
             idempotency_ttl: config.idempotency_ttl,
         };
-        let (ledger, writer_tasks) = LedgerWriter::start(pool.clone(), clock.clone(), settings, config.ledger.clone(), metrics.clone());
+        let connections = crate::ledger::store::writer_pool(&config.database_url, config.ledger.writers)?;
+        let (ledger, writer_tasks) =
+            LedgerWriter::start(pool.clone(), connections, clock.clone(), settings, config.ledger.clone(), metrics.clone());
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics };
+        let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
+        let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics, sessions };
         Ok(Application { listener, state, writer_tasks })
     }
 

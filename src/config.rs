@@ -22,6 +22,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub request_body_limit_bytes: usize,
     pub session_ttl: chrono::Duration,
+    /// How long a checked token is trusted without asking the database (0 turns it off).
+    pub session_cache_ttl: Duration,
     pub password_hash_cost: crate::domain::passwords::HashCost,
     /// How long an idempotency key is remembered (API.md: at least 24 hours).
     pub idempotency_ttl: chrono::Duration,
@@ -99,6 +101,7 @@ impl Config {
             request_timeout: Duration::from_millis(parsed("MINIPAY_REQUEST_TIMEOUT_MS", 10_000)?),
             request_body_limit_bytes: parsed("MINIPAY_REQUEST_BODY_LIMIT_BYTES", 64 * 1024)?,
             session_ttl: chrono::Duration::seconds(parsed("MINIPAY_SESSION_TTL_SECS", 24 * 3600)?),
+            session_cache_ttl: Duration::from_millis(parsed("MINIPAY_SESSION_CACHE_TTL_MS", 5_000)?),
             password_hash_cost: crate::domain::passwords::HashCost {
                 memory_kib: parsed("MINIPAY_ARGON2_MEMORY_KIB", crate::domain::passwords::HashCost::default().memory_kib)?,
                 iterations: parsed("MINIPAY_ARGON2_ITERATIONS", crate::domain::passwords::HashCost::default().iterations)?,

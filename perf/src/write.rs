@@ -34,6 +34,9 @@ pub struct Options {
     /// Send an Idempotency-Key with every transfer, as careful clients do.
     #[arg(long)]
     idempotency_keys: bool,
+    /// Run only one HTTP phase: cold or hot (the other reports nothing).
+    #[arg(long)]
+    only: Option<String>,
     /// Extra server environment, NAME=value (repeatable), e.g. MINIPAY_LEDGER_WRITERS=4.
     #[arg(long = "server-env")]
     server_env: Vec<String>,
@@ -105,14 +108,16 @@ async fn transfer_load(
     receivers: Arc<Vec<BenchUser>>,
     one_sender_per_client: bool,
 ) -> LoadReport {
+    let skipped = options.only.as_deref().is_some_and(|only| only != label);
+    let (warmup, seconds) = if skipped { (0, 0) } else { (options.warmup_seconds, options.seconds) };
     let url = format!("{base}/v1/transfers");
     let client = client.clone();
     let keys = options.idempotency_keys;
     let run_id: u64 = rand::thread_rng().gen();
     load::run(
         options.clients as usize,
-        Duration::from_secs(u64::from(options.warmup_seconds)),
-        Duration::from_secs(u64::from(options.seconds)),
+        Duration::from_secs(u64::from(warmup)),
+        Duration::from_secs(u64::from(seconds)),
         label,
         move |worker, sequence| {
             let (from, to, amount) = {
@@ -173,6 +178,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name, value.to_owned()))
         .collect();
+    anyhow::ensure!(
+        matches!(options.only.as_deref(), None | Some("cold") | Some("hot")),
+        "--only takes cold or hot"
+    );
     let server = Server::start(&bench_url, bench_db, &extra).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients as usize * 2).build()?;
     let cold_users = Arc::new(create_users(&client, &server.base, options.users, "cold").await?);

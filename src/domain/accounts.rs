@@ -14,20 +14,23 @@ pub const INTEREST_ACCOUNT_ID: AccountId = 2;
 pub const FREE_SAVINGS_RATE_BP: i32 = 300;
 pub const FIXED_SAVINGS_RATE_BP: i32 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     System,
     Main,
     Savings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Product {
     Free,
     Fixed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountStatus {
     Open,
     Closed,
@@ -66,7 +69,9 @@ impl Product {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Decoded from a row as JSON (`to_jsonb(accounts)`), so that the sqlx reads and the ledger
+/// writer's tokio-postgres reads share one decoder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Account {
     pub id: AccountId,
     pub user_id: Option<UserId>,

@@ -72,9 +72,8 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
-        let mut conn = state.pool.acquire().await?;
         let (user_id, main_account_id) =
-            sessions::authenticate(&mut conn, token, state.clock.now()).await?.ok_or(ApiError::Unauthorized)?;
+            state.sessions.authenticate(&state.pool, token, state.clock.now()).await?.ok_or(ApiError::Unauthorized)?;
         Ok(AuthUser { user_id, main_account_id })
     }
 }

@@ -139,6 +139,7 @@ pub async fn create_session(State(state): State<AppState>, ApiJson(body): ApiJso
 pub async fn delete_session(State(state): State<AppState>, _user: AuthUser, BearerToken(token): BearerToken) -> ApiResult<StatusCode> {
     let mut conn = state.pool.acquire().await?;
     sessions::revoke(&mut conn, &token).await?;
+    state.sessions.forget(&token);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,12 +13,11 @@ use tokio::task::JoinHandle;
 
 use super::apply::{apply, BatchContext, Command, CommandError, LedgerState, Outcome};
 use super::store;
-use crate::store::idempotency::{self, KeyId, KeyRecord, StoredResponse};
+use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
 use crate::domain::business_day::business_date;
 use crate::store::partitions;
-use crate::store::tx::{is_missing_partition, is_retryable, violated_constraint};
 use crate::telemetry::Metrics;
 
 /// Backoff before the first retry; doubles per attempt up to `RETRY_BACKOFF_MAX`, with jitter.
@@ -100,7 +99,10 @@ impl WriterTasks {
 }
 
 struct Worker {
+    /// For partition maintenance (sqlx, like the rest of the store).
     pool: PgPool,
+    /// The writers' own connections (tokio-postgres, for pipelining).
+    connections: deadpool_postgres::Pool,
     clock: Clock,
     settings: LedgerSettings,
     config: LedgerConfig,
@@ -109,13 +111,21 @@ struct Worker {
 }
 
 impl LedgerWriter {
-    pub fn start(pool: PgPool, clock: Clock, settings: LedgerSettings, config: LedgerConfig, metrics: Arc<Metrics>) -> (LedgerWriter, WriterTasks) {
+    pub fn start(
+        pool: PgPool,
+        connections: deadpool_postgres::Pool,
+        clock: Clock,
+        settings: LedgerSettings,
+        config: LedgerConfig,
+        metrics: Arc<Metrics>,
+    ) -> (LedgerWriter, WriterTasks) {
         let (sender, receiver) = mpsc::channel(config.queue_capacity);
         let queue = Arc::new(Mutex::new(receiver));
         let tasks = (0..config.writers)
             .map(|_| {
                 let worker = Worker {
                     pool: pool.clone(),
+                    connections: connections.clone(),
                     clock: clock.clone(),
                     settings: settings.clone(),
                     config: config.clone(),
@@ -185,13 +195,13 @@ impl Worker {
         let outcome = loop {
             match self.attempt(&batch).await {
                 Ok(answers) => break Ok(answers),
-                Err(error) if attempt < self.config.attempts_max && is_missing_partition(&error) => {
+                Err(error) if attempt < self.config.attempts_max && error.is_missing_partition() => {
                     let today = business_date(self.clock.now(), self.settings.tz);
                     if let Err(error) = partitions::ensure_around(&self.pool, today).await {
                         tracing::warn!(%error, "could not create partitions");
                     }
                 }
-                Err(error) if attempt < self.config.attempts_max && batch_may_retry(&error) => {
+                Err(error) if attempt < self.config.attempts_max && error.may_retry() => {
                     self.metrics.ledger_batch_retries.add(1);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -224,7 +234,21 @@ impl Worker {
 
     /// One attempt: lock, load, apply, write, commit. Nothing is sent to callers here, so a
     /// failed attempt (COMMIT included) can be repeated from scratch.
-    async fn attempt(&self, batch: &[Envelope]) -> sqlx::Result<Vec<Answer>> {
+    async fn attempt(&self, batch: &[Envelope]) -> Result<Vec<Answer>, AttemptError> {
+        let client = self.connections.get().await.map_err(|error| AttemptError::Pool(error.to_string()))?;
+        match self.attempt_on(&client, batch).await {
+            Ok(answers) => Ok(answers),
+            Err(error) => {
+                // A connection whose transaction cannot be ended is not given back to the pool.
+                if store::rollback(&client).await.is_err() {
+                    let _ = deadpool_postgres::Object::take(client);
+                }
+                Err(AttemptError::Database(error))
+            }
+        }
+    }
+
+    async fn attempt_on(&self, client: &deadpool_postgres::Object, batch: &[Envelope]) -> Result<Vec<Answer>, tokio_postgres::Error> {
         let now = self.clock.now();
         let context = BatchContext {
             now,
@@ -242,20 +266,28 @@ impl Worker {
             .filter_map(|envelope| envelope.idempotency.as_ref().map(|idempotency| (idempotency.user_id, idempotency.key.clone())))
             .collect();
         let key_ids: Vec<KeyId> = key_ids.into_iter().collect();
+        // At most one transfer id per command; unused ones are gaps in the sequence.
+        let transfers_possible = batch.iter().filter(|envelope| envelope.command.creates_transfer()).count();
 
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
-        // Must come before any query: see migrations/*_batch_gate.sql.
-        sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-        let accounts = store::lock_accounts(&mut tx, &account_ids).await?;
-        let daily_used = store::lock_daily_charges(&mut tx, &daily_keys).await?;
-        let mut known_keys = idempotency::lock(&mut tx, &key_ids, now - self.settings.idempotency_ttl).await?;
+        let started = std::time::Instant::now();
+        let locked = store::begin_and_lock(
+            client,
+            &account_ids,
+            &daily_keys,
+            &key_ids,
+            now - self.settings.idempotency_ttl,
+            transfers_possible,
+        )
+        .await?;
+        let read = started.elapsed();
+        let mut known_keys = locked.known_keys;
 
         // Commands whose key was already used are answered from the stored record; a key used
         // twice within the batch runs once, and the repeat is answered after the run.
         let mut plan: Vec<Option<Answer>> = Vec::with_capacity(batch.len());
         let mut to_run: Vec<Command> = Vec::new();
         let mut run_index: Vec<usize> = Vec::new();
-        let mut first_in_batch: std::collections::HashMap<KeyId, usize> = std::collections::HashMap::new();
+        let mut first_in_batch: std::collections::HashSet<KeyId> = std::collections::HashSet::new();
         for (index, envelope) in batch.iter().enumerate() {
             let answer = match &envelope.idempotency {
                 Some(idempotency) => {
@@ -263,9 +295,9 @@ impl Worker {
                     match known_keys.get(&id) {
                         Some(record) if same_request(record, &idempotency.fingerprint) => Some(Answer::Replayed(record.response.clone())),
                         Some(_) => Some(Answer::KeyReused),
-                        None if first_in_batch.contains_key(&id) => None,
+                        None if first_in_batch.contains(&id) => None,
                         None => {
-                            first_in_batch.insert(id, index);
+                            first_in_batch.insert(id);
                             run_index.push(index);
                             to_run.push(envelope.command.clone());
                             None
@@ -281,15 +313,13 @@ impl Worker {
             plan.push(answer);
         }
 
-        let transfers_needed = to_run.iter().filter(|command| command.creates_transfer()).count();
         let mut state = LedgerState {
-            accounts,
-            daily_used,
-            transfer_ids: store::reserve_transfer_ids(&mut tx, transfers_needed).await?,
+            accounts: locked.accounts,
+            daily_used: locked.daily_used,
+            transfer_ids: locked.transfer_ids,
             transfer_ids_used: 0,
         };
         let (results, effects) = apply(&mut state, &context, &to_run);
-        store::write_effects(&mut tx, now, &state, &effects).await?;
 
         let mut new_keys: Vec<(KeyId, KeyRecord)> = Vec::new();
         for (position, result) in run_index.iter().zip(results) {
@@ -302,8 +332,15 @@ impl Worker {
             }
             plan[*position] = Some(Answer::Applied(result));
         }
-        idempotency::insert(&mut tx, &new_keys, now).await?;
-        tx.commit().await?;
+        let applied = started.elapsed();
+        store::write_and_commit(client, now, &state, &effects, &new_keys).await?;
+        tracing::debug!(
+            size = batch.len(),
+            read_us = read.as_micros() as u64,
+            apply_us = (applied - read).as_micros() as u64,
+            write_commit_us = (started.elapsed() - applied).as_micros() as u64,
+            "ledger batch timing"
+        );
 
         // Repeats within the batch, answered from what their first occurrence stored.
         Ok(plan
@@ -321,10 +358,22 @@ impl Worker {
     }
 }
 
-/// Serialization failures and deadlocks, and a key that a concurrent batch recorded first:
-/// the retry will see it and replay.
-fn batch_may_retry(error: &sqlx::Error) -> bool {
-    is_retryable(error) || violated_constraint(error) == Some("idempotency_keys_pkey")
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("no database connection: {0}")]
+    Pool(String),
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+}
+
+impl AttemptError {
+    fn may_retry(&self) -> bool {
+        matches!(self, AttemptError::Database(error) if store::may_retry(error))
+    }
+
+    fn is_missing_partition(&self) -> bool {
+        matches!(self, AttemptError::Database(error) if store::is_missing_partition(error))
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -1,58 +1,33 @@
 //! Reading and opening accounts. Balances change only through the ledger writer.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::types::Json;
+use sqlx::PgConnection;
 
-use crate::domain::accounts::{Account, AccountId, AccountKind, AccountStatus, Product, UserId};
+use crate::domain::accounts::{Account, AccountId, Product, UserId};
 
-/// The columns `account_from_row` reads, in a form to paste into a SELECT.
-pub const ACCOUNT_COLUMNS: &str = "id, user_id, kind, product, status, installment_amount, interest_rate_bp, \
-     opened_at, closed_at, debits_posted, credits_posted, debits_pending, credits_pending";
-
-fn decode_error(column: &str, value: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: column.to_owned(), source: format!("unexpected value {value:?}").into() }
-}
-
-pub fn account_from_row(row: &PgRow) -> sqlx::Result<Account> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    let product: Option<String> = row.try_get("product")?;
-    let product = match product {
-        None => None,
-        Some(text) => Some(Product::parse(&text).ok_or_else(|| decode_error("product", &text))?),
-    };
-    Ok(Account {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        kind: AccountKind::parse(&kind).ok_or_else(|| decode_error("kind", &kind))?,
-        product,
-        status: AccountStatus::parse(&status).ok_or_else(|| decode_error("status", &status))?,
-        installment_amount: row.try_get("installment_amount")?,
-        interest_rate_bp: row.try_get("interest_rate_bp")?,
-        opened_at: row.try_get("opened_at")?,
-        closed_at: row.try_get("closed_at")?,
-        debits_posted: row.try_get("debits_posted")?,
-        credits_posted: row.try_get("credits_posted")?,
-        debits_pending: row.try_get("debits_pending")?,
-        credits_pending: row.try_get("credits_pending")?,
-    })
-}
+/// Rows are read as `to_jsonb(a)` and decoded by serde into [`Account`]: one decoder for
+/// every reader of accounts.
+pub type AccountRow = Account;
 
 /// The user's accounts, main first, then by id.
 pub async fn list_for_user(conn: &mut PgConnection, user_id: UserId) -> sqlx::Result<Vec<Account>> {
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = $1 ORDER BY kind <> 'main', id"
-    );
-    let rows = sqlx::query(&sql).bind(user_id).fetch_all(conn).await?;
-    rows.iter().map(account_from_row).collect()
+    let rows: Vec<Json<Account>> =
+        sqlx::query_scalar("SELECT to_jsonb(a) FROM accounts a WHERE user_id = $1 ORDER BY kind <> 'main', id")
+            .bind(user_id)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|Json(account)| account).collect())
 }
 
 /// The account if the user owns it; someone else's account is `None`, like a missing one.
 pub async fn get_owned(conn: &mut PgConnection, user_id: UserId, account_id: AccountId) -> sqlx::Result<Option<Account>> {
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 AND user_id = $2");
-    let row = sqlx::query(&sql).bind(account_id).bind(user_id).fetch_optional(conn).await?;
-    row.as_ref().map(account_from_row).transpose()
+    let row: Option<Json<Account>> = sqlx::query_scalar("SELECT to_jsonb(a) FROM accounts a WHERE id = $1 AND user_id = $2")
+        .bind(account_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|Json(account)| account))
 }
 
 pub async fn insert_main(conn: &mut PgConnection, user_id: UserId, now: DateTime<Utc>) -> sqlx::Result<AccountId> {
@@ -70,17 +45,16 @@ pub async fn insert_savings(
     installment_amount: Option<i64>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Account> {
-    let sql = format!(
-        "INSERT INTO accounts (user_id, kind, product, installment_amount, interest_rate_bp, opened_at)
-         VALUES ($1, 'savings', $2, $3, $4, $5) RETURNING {ACCOUNT_COLUMNS}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(user_id)
-        .bind(product.as_str())
-        .bind(installment_amount)
-        .bind(product.interest_rate_bp())
-        .bind(now)
-        .fetch_one(conn)
-        .await?;
-    account_from_row(&row)
+    let Json(account): Json<Account> = sqlx::query_scalar(
+        "INSERT INTO accounts AS a (user_id, kind, product, installment_amount, interest_rate_bp, opened_at)
+         VALUES ($1, 'savings', $2, $3, $4, $5) RETURNING to_jsonb(a)",
+    )
+    .bind(user_id)
+    .bind(product.as_str())
+    .bind(installment_amount)
+    .bind(product.interest_rate_bp())
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(account)
 }

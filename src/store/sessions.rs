@@ -29,20 +29,75 @@ pub async fn create(conn: &mut PgConnection, user_id: UserId, token: &str, now: 
     Ok(())
 }
 
-/// The user behind a token that has not expired at `now`, with their main account.
-pub async fn authenticate(conn: &mut PgConnection, token: &str, now: DateTime<Utc>) -> sqlx::Result<Option<(UserId, AccountId)>> {
-    sqlx::query_as(
-        "SELECT s.user_id, a.id FROM sessions s
-           JOIN accounts a ON a.user_id = s.user_id AND a.kind = 'main'
-          WHERE s.token_hash = $1 AND s.expires_at > $2",
-    )
-    .bind(token_hash(token))
-    .bind(now)
-    .fetch_optional(conn)
-    .await
-}
-
 pub async fn revoke(conn: &mut PgConnection, token: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(conn).await?;
     Ok(())
+}
+
+/// Recently authenticated tokens, so that most requests skip the session query. An entry is
+/// trusted for `ttl` of wall time; expiry is still checked against the clock on every request.
+/// Logging out forgets the token here at once; another server process may accept a revoked
+/// token for at most `ttl`.
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CachedSession>>,
+    ttl: std::time::Duration,
+}
+
+#[derive(Clone, Copy)]
+struct CachedSession {
+    user_id: UserId,
+    main_account_id: AccountId,
+    expires_at: DateTime<Utc>,
+    fetched: std::time::Instant,
+}
+
+/// Entries kept at most; when full, the cache starts over (cheap, and rare).
+const SESSION_CACHE_CAPACITY: usize = 100_000;
+
+impl SessionCache {
+    /// A zero `ttl` turns the cache off.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        SessionCache { entries: std::sync::Mutex::new(std::collections::HashMap::new()), ttl }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, CachedSession>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The user behind a live token, from the cache when it is fresh, else from the database.
+    pub async fn authenticate(&self, pool: &sqlx::PgPool, token: &str, now: DateTime<Utc>) -> sqlx::Result<Option<(UserId, AccountId)>> {
+        let hash = token_hash(token);
+        if let Some(cached) = self.entries().get(&hash).copied() {
+            if cached.fetched.elapsed() < self.ttl && cached.expires_at > now {
+                return Ok(Some((cached.user_id, cached.main_account_id)));
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        let found: Option<(UserId, AccountId, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT s.user_id, a.id, s.expires_at FROM sessions s
+               JOIN accounts a ON a.user_id = s.user_id AND a.kind = 'main'
+              WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(&hash)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let mut entries = self.entries();
+        match found {
+            Some((user_id, main_account_id, expires_at)) if !self.ttl.is_zero() => {
+                if entries.len() >= SESSION_CACHE_CAPACITY {
+                    entries.clear();
+                }
+                entries.insert(hash, CachedSession { user_id, main_account_id, expires_at, fetched: std::time::Instant::now() });
+            }
+            _ => {
+                entries.remove(&hash);
+            }
+        }
+        Ok(found.map(|(user_id, main_account_id, _)| (user_id, main_account_id)))
+    }
+
+    pub fn forget(&self, token: &str) {
+        self.entries().remove(&token_hash(token));
+    }
 }

@@ -102,6 +102,7 @@ pub fn test_config(database: &str) -> Config {
         request_timeout: std::time::Duration::from_secs(30),
         request_body_limit_bytes: 64 * 1024,
         session_ttl: chrono::Duration::days(1),
+        session_cache_ttl: std::time::Duration::from_secs(5),
         // Cheap hashes: tests sign up hundreds of users.
         password_hash_cost: minipay::domain::passwords::HashCost { memory_kib: 1024, iterations: 1 },
         idempotency_ttl: chrono::Duration::hours(48),
