@@ -35,9 +35,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+impl IdempotencyKey {
+    /// The request's fingerprint when a key came with it (nothing to compare otherwise).
+    pub fn fingerprint(&self, route: &str, request: &impl Serialize) -> Vec<u8> {
+        if self.0.is_some() {
+            fingerprint(route, request)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// SHA-256 of the route and the parsed request: the same request gives the same fingerprint
 /// however its JSON was spaced or ordered.
-pub fn fingerprint(route: &str, request: &impl Serialize) -> Vec<u8> {
+fn fingerprint(route: &str, request: &impl Serialize) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());
     hasher.update(b"\n");

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::accounts::AccountView;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
-use super::idempotency::{fingerprint, run_command, stored_error, stored_json, IdempotencyKey};
+use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use super::users::DailyChargeView;
 use crate::app::AppState;
 use crate::domain::accounts::AccountId;
@@ -63,7 +63,7 @@ pub async fn create_charge(
     ApiJson(body): ApiJson<AmountRequest>,
 ) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    let print = fingerprint(&format!("POST /v1/accounts/{account_id}/charges"), &body);
+    let print = key.fingerprint(&format!("POST /v1/accounts/{account_id}/charges"), &body);
     let view_state = state.clone();
     let render = Arc::new(move |result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::Charged { account, charged, daily_used }) => stored_json(
@@ -98,7 +98,7 @@ pub async fn create_deposit(
     ApiJson(body): ApiJson<AmountRequest>,
 ) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    let print = fingerprint(&format!("POST /v1/accounts/{account_id}/deposits"), &body);
+    let print = key.fingerprint(&format!("POST /v1/accounts/{account_id}/deposits"), &body);
     let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::Deposited { savings, main, auto_charged, .. }) => stored_json(
             StatusCode::CREATED,

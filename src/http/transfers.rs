@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
-use super::idempotency::{fingerprint, run_command, stored_error, stored_json, IdempotencyKey};
+use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::app::AppState;
 use crate::domain::money::Amount;
@@ -102,7 +102,7 @@ pub async fn create_transfer(
     let amount = Amount::parse(body.amount).map_err(|error| ApiError::validation(format!("amount: {error}")))?;
     let display_name = parse_short_text("display_name", body.display_name.as_deref()).map_err(ApiError::validation)?;
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
-    let print = fingerprint("POST /v1/transfers", &body);
+    let print = key.fingerprint("POST /v1/transfers", &body);
     let command = Command::Transfer {
         user_id: caller.user_id,
         from_account_id: caller.main_account_id,
