@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::business_day;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::forwarder::Forwarder;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
 use crate::store::sessions::SessionCache;
@@ -88,10 +89,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` fires, then stops accepting, finishes the requests in flight,
-    /// lets the ledger writer drain its queue, and returns.
+    /// lets the ledger writer drain its queue and the forwarder finish its batch, and returns.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Application { listener, state, writer_tasks } = self;
         let pool = state.pool.clone();
+        let forwarder = state.config.forwarder.then(|| {
+            let forwarder = Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone());
+            tokio::spawn(forwarder.run(shutdown.clone()))
+        });
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
         axum::serve(listener, router)
@@ -100,6 +105,11 @@ impl Application {
         // The router (and with it every LedgerWriter handle) is gone: the writers finish
         // what is queued and stop.
         writer_tasks.join().await;
+        if let Some(forwarder) = forwarder {
+            if let Err(error) = forwarder.await {
+                tracing::error!(%error, "history forwarder task failed");
+            }
+        }
         pool.close().await;
         tracing::info!("minipay stopped");
         Ok(())

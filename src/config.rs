@@ -28,6 +28,9 @@ pub struct Config {
     /// How long an idempotency key is remembered (API.md: at least 24 hours).
     pub idempotency_ttl: chrono::Duration,
     pub ledger: LedgerConfig,
+    /// Whether `serve` runs the outbox forwarder (`MINIPAY_FORWARDER=off` leaves it to
+    /// `minipay forward` processes).
+    pub forwarder: bool,
 }
 
 /// Sizes of the batched ledger writer (DESIGN.md, "The write path").
@@ -59,6 +62,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("tz", &self.tz)
             .field("ledger", &self.ledger)
+            .field("forwarder", &self.forwarder)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +91,11 @@ impl Config {
         let tz_name = var("MINIPAY_TZ").unwrap_or_else(|| "Asia/Seoul".to_owned());
         let tz: Tz = tz_name.parse().map_err(|error| anyhow!("MINIPAY_TZ={tz_name:?}: {error}"))?;
         let defaults = LedgerConfig::default();
+        let forwarder = match var("MINIPAY_FORWARDER").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(anyhow!("MINIPAY_FORWARDER={other:?}: expected on or off")),
+        };
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -113,6 +122,7 @@ impl Config {
                 writers: parsed("MINIPAY_LEDGER_WRITERS", defaults.writers)?,
                 attempts_max: parsed("MINIPAY_LEDGER_ATTEMPTS_MAX", defaults.attempts_max)?,
             },
+            forwarder,
         })
         .and_then(Config::validated)
     }

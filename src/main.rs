@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 use minipay::app::{self, Application};
 use minipay::clock::Clock;
 use minipay::config::Config;
+use minipay::history::clickhouse::ClickHouse;
+use minipay::history::forwarder::Forwarder;
+use minipay::telemetry::Metrics;
 use minipay::shutdown::Shutdown;
 use minipay::{ledger, store, telemetry};
 
@@ -23,6 +26,8 @@ enum Command {
     Migrate,
     /// Check the ledger invariants; exits 1 if any fails.
     Audit,
+    /// Run only the history forwarder (outbox → ClickHouse) until ctrl-c.
+    Forward,
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -60,6 +65,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             app::migrate(&config, &pool, &Clock::new(config.clock_mode)).await?;
             println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forward => {
+            let config = Config::from_env()?;
+            let clock = Clock::new(config.clock_mode);
+            let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            store::migrate(&pool).await.context("PostgreSQL migrations")?;
+            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new()).run(shutdown).await;
+            pool.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit => {

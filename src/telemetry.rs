@@ -97,6 +97,10 @@ pub struct Metrics {
     pub ledger_batch_size: Histogram,
     pub ledger_queue_depth: Gauge,
     pub audit_failures: Counter,
+    /// Now minus the time of the oldest entry still in the outbox (0 when empty).
+    pub history_lag_ms: Gauge,
+    pub history_entries_forwarded: Counter,
+    pub history_forward_failures: Counter,
 }
 
 impl Metrics {
@@ -127,6 +131,13 @@ impl Metrics {
         counter("minipay_ledger_batches_failed_total", "Batches given up on (callers got 503).", self.ledger_batches_failed.get());
         counter("minipay_ledger_queue_full_total", "Commands refused because the writer queue was full.", self.ledger_queue_full.get());
         counter("minipay_audit_failures_total", "Audit runs that found a broken invariant.", self.audit_failures.get());
+        counter("minipay_history_entries_forwarded_total", "Statement entries copied from the outbox to ClickHouse (replays included).", self.history_entries_forwarded.get());
+        counter("minipay_history_forward_failures_total", "Forwarder steps that failed and were retried.", self.history_forward_failures.get());
+        let _ = writeln!(
+            out,
+            "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
+            self.history_lag_ms.get()
+        );
         let _ = writeln!(
             out,
             "# HELP minipay_ledger_queue_depth Commands waiting for a ledger writer.\n# TYPE minipay_ledger_queue_depth gauge\nminipay_ledger_queue_depth {}",

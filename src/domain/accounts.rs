@@ -86,6 +86,10 @@ pub struct Account {
     pub credits_posted: i64,
     pub debits_pending: i64,
     pub credits_pending: i64,
+    /// The owner's name when the account was read (for statement entries); absent for system
+    /// accounts and where a reader did not ask for it.
+    #[serde(default)]
+    pub owner_name: Option<String>,
 }
 
 impl Account {

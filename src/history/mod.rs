@@ -1,4 +1,6 @@
-//! Statement history: the ClickHouse read store (and, with the history issue, the outbox
-//! forwarder and the naive and tuned queries).
+//! Statement history: the ClickHouse read store, the outbox forwarder that feeds it, and the
+//! naive (PostgreSQL) and tuned (ClickHouse, PostgreSQL fallback) queries.
 
 pub mod clickhouse;
+pub mod forwarder;
+pub mod queries;

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod idempotency;
 pub mod money;
 pub mod ops;
@@ -35,6 +36,7 @@ use error::ApiError;
         accounts::list_accounts, accounts::get_account, accounts::create_account, accounts::close_account,
         money::create_charge, money::create_deposit,
         transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
+        history::get_history, history::get_history_naive, history::get_summary, history::get_summary_naive,
         admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -45,6 +47,7 @@ use error::ApiError;
         (name = "accounts", description = "Main and savings accounts"),
         (name = "money", description = "Top-ups and deposits"),
         (name = "transfers", description = "Transfers between users"),
+        (name = "history", description = "Account statements: tuned (ClickHouse) and naive (PostgreSQL)"),
         (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -83,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{id}/deposits", post(money::create_deposit))
         .route("/v1/transfers", get(transfers::list_transfers).post(transfers::create_transfer))
         .route("/v1/transfers/{id}", get(transfers::get_transfer))
+        .merge(history_routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -106,6 +110,16 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .with_state(state)
+}
+
+/// The statement routes; every response says how far behind the read store is.
+fn history_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts/{id}/history", get(history::get_history))
+        .route("/v1/accounts/{id}/history/naive", get(history::get_history_naive))
+        .route("/v1/accounts/{id}/history/summary", get(history::get_summary))
+        .route("/v1/accounts/{id}/history/summary/naive", get(history::get_summary_naive))
+        .route_layer(middleware::from_fn_with_state(state, history::lag_header))
 }
 
 /// Counts responses by status class.

@@ -129,6 +129,9 @@ pub struct Posting {
     pub flags: PostingFlags,
     /// The user-visible transfer this row belongs to (the transfer and its auto top-up).
     pub transfer_id: Option<i64>,
+    /// Available balances right after this posting, for the statement entries.
+    pub debit_available_after: i64,
+    pub credit_available_after: i64,
 }
 
 /// The accounts and daily counters a batch works on, loaded under lock.
@@ -309,12 +312,14 @@ impl<'a> Staged<'a> {
         if !from.is_system() && from.available() < 0 {
             return Err(CommandError::InsufficientFunds);
         }
+        let debit_available_after = from.available();
         let to = self.account_mut(credit)?;
         to.credits_posted = to.credits_posted.checked_add(amount).ok_or(CommandError::Overflow)?;
         // Keeps every balance computation (credits − debits) far from overflow.
         if to.credits_posted > i64::MAX / 4 {
             return Err(CommandError::Overflow);
         }
+        let credit_available_after = to.available();
         self.postings.push(Posting {
             command_index: self.command_index,
             debit_account_id: debit,
@@ -323,6 +328,8 @@ impl<'a> Staged<'a> {
             kind,
             flags: PostingFlags::Posted,
             transfer_id: self.transfer_id,
+            debit_available_after,
+            credit_available_after,
         });
         Ok(())
     }

@@ -10,6 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::Json;
 
 use super::apply::{Effects, LedgerState};
+use super::statements::StatementEntry;
 use crate::domain::accounts::{Account, AccountId, UserId};
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 
@@ -23,7 +24,10 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
 /// The gate lock must come before any query (see migrations/*_batch_gate.sql).
 const BEGIN: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 
-const LOCK_ACCOUNTS: &str = "SELECT to_jsonb(a) FROM accounts a WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// Accounts with their owners' names (snapshots for the statement entries).
+const LOCK_ACCOUNTS: &str = "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name)
+       FROM accounts a LEFT JOIN users u ON u.id = a.user_id
+      WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a";
 
 const LOCK_DAILY: &str = "SELECT user_id, business_date, used FROM daily_charges
      WHERE (user_id, business_date) IN (SELECT * FROM UNNEST($1::int8[], $2::date[]))
@@ -39,7 +43,7 @@ const LOCK_KEYS: &str = "SELECT user_id, key, fingerprint, status_code, body FRO
 const RESERVE_TRANSFER_IDS: &str = "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::int8)";
 
 /// Everything a batch writes, in one statement: balances, ledger rows, daily counters,
-/// transfers and idempotency records. A key that a concurrent batch recorded first fails the
+/// transfers, statement entries with their outbox rows, and idempotency records. A key that a concurrent batch recorded first fails the
 /// statement with a unique violation on `idempotency_keys_pkey`; the batch is retried and
 /// then replays.
 const WRITE: &str = "WITH updated AS (
@@ -73,9 +77,22 @@ const WRITE: &str = "WITH updated AS (
         INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, body, created_at)
         SELECT u, k, f, s, b, $8 FROM UNNEST($31::int8[], $32::text[], $33::bytea[], $34::int2[], $35::jsonb[]) AS t(u, k, f, s, b)
         RETURNING 1
+     ), entries AS (
+        INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                                       counterparty_account_id, counterparty_name, transfer_id, memo)
+        SELECT nextval('statement_entries_id_seq'), e.account_id, $8, e.direction, e.amount, e.balance_after, e.kind,
+               e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
+          FROM UNNEST($36::int8[], $37::text[], $38::int8[], $39::int8[], $40::text[], $41::int8[], $42::text[], $43::int8[], $44::text[])
+               WITH ORDINALITY AS e(account_id, direction, amount, balance_after, kind, counterparty_account_id,
+                                    counterparty_name, transfer_id, memo, position)
+         ORDER BY e.position
+        RETURNING id
+     ), outboxed AS (
+        INSERT INTO statement_outbox (entry_id, at) SELECT id, $8 FROM entries
+        RETURNING 1
      )
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted),
-            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed)";
+            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT count(*) FROM outboxed)";
 
 /// What a batch reads under lock.
 pub struct Locked {
@@ -170,6 +187,7 @@ pub async fn write_and_commit(
     now: DateTime<Utc>,
     state: &LedgerState,
     effects: &Effects,
+    entries: &[StatementEntry],
     new_keys: &[(KeyId, KeyRecord)],
 ) -> Result<(), tokio_postgres::Error> {
     let write = client.prepare_cached(WRITE).await?;
@@ -214,14 +232,25 @@ pub async fn write_and_commit(
     let fingerprints: Vec<&[u8]> = new_keys.iter().map(|(_, record)| record.fingerprint.as_slice()).collect();
     let key_statuses: Vec<i16> = new_keys.iter().map(|(_, record)| record.response.status as i16).collect();
     let bodies: Vec<&serde_json::Value> = new_keys.iter().map(|(_, record)| &record.response.body).collect();
+    let entry_accounts: Vec<i64> = entries.iter().map(|e| e.account_id).collect();
+    let entry_directions: Vec<&str> = entries.iter().map(|e| e.direction.as_str()).collect();
+    let entry_amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
+    let entry_balances: Vec<i64> = entries.iter().map(|e| e.balance_after).collect();
+    let entry_kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let entry_counterparties: Vec<Option<i64>> = entries.iter().map(|e| e.counterparty_account_id).collect();
+    let entry_names: Vec<&str> = entries.iter().map(|e| e.counterparty_name.as_str()).collect();
+    let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
+    let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 35] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 44] = [
                 &account_ids, &debits_posted, &credits_posted, &debits_pending, &credits_pending, &statuses, &closed_at,
                 &now, &debit_ids, &credit_ids, &amounts, &kinds, &flags, &posting_transfer_ids,
                 &daily_users, &daily_dates, &daily_used,
                 &transfer_ids, &from_accounts, &to_accounts, &from_users, &to_users, &transfer_amounts, &auto_charged,
                 &transfer_statuses, &display_names, &memos, &created_at, &expires_at, &resolved_at,
                 &key_users, &key_names, &fingerprints, &key_statuses, &bodies,
+                &entry_accounts, &entry_directions, &entry_amounts, &entry_balances, &entry_kinds,
+                &entry_counterparties, &entry_names, &entry_transfers, &entry_memos,
             ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

@@ -333,7 +333,8 @@ impl Worker {
             plan[*position] = Some(Answer::Applied(result));
         }
         let applied = started.elapsed();
-        store::write_and_commit(client, now, &state, &effects, &new_keys).await?;
+        let entries = super::statements::entries(&state, &effects);
+        store::write_and_commit(client, now, &state, &effects, &entries, &new_keys).await?;
         tracing::debug!(
             size = batch.len(),
             read_us = read.as_micros() as u64,

@@ -7,7 +7,8 @@ use sqlx::PgPool;
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 
 /// Tables partitioned by month, with the type of their partition key.
-const MONTHLY_TABLES: [(&str, &str); 2] = [("ledger_transfers", "timestamptz"), ("daily_charges", "date")];
+const MONTHLY_TABLES: [(&str, &str); 3] =
+    [("ledger_transfers", "timestamptz"), ("daily_charges", "date"), ("statement_entries", "timestamptz")];
 
 /// Months before the current one that are prepared too: a manual clock may start a little
 /// in the past of what it later reads, and late rows of last month still need a home.

@@ -107,6 +107,7 @@ pub fn test_config(database: &str) -> Config {
         password_hash_cost: minipay::domain::passwords::HashCost { memory_kib: 1024, iterations: 1 },
         idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
+        forwarder: true,
     }
 }
 

@@ -3,6 +3,7 @@
 mod admin;
 mod bad_input;
 mod helpers;
+mod history;
 mod idempotency;
 mod openapi;
 mod savings;

@@ -26,6 +26,7 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: O
         credits_posted: 0,
         debits_pending: 0,
         credits_pending: 0,
+        owner_name: user_id.map(|user| format!("user{user}")),
     }
 }
 

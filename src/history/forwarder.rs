@@ -1,0 +1,225 @@
+//! The outbox forwarder: copies statement entries from the PostgreSQL outbox to ClickHouse,
+//! at least once.
+//!
+//! One step locks a bounded batch of outbox rows (`FOR UPDATE ... SKIP LOCKED`, so several
+//! forwarders share the work), inserts the entries into ClickHouse, then deletes those outbox
+//! rows and commits. A crash after the insert and before the commit replays the batch; the
+//! replayed rows carry the whole sorting key of the originals, so ReplacingMergeTree merges
+//! collapse them and every read deduplicates with `LIMIT 1 BY entry_id` meanwhile. Rows leave
+//! the outbox only once forwarded, so an entry whose transaction commits late (sequence values
+//! commit out of order) is picked up by a later step, never skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::clickhouse::ClickHouse;
+use crate::clock::Clock;
+use crate::shutdown::Shutdown;
+use crate::telemetry::Metrics;
+
+/// Outbox rows moved in one step (one PostgreSQL transaction, one ClickHouse insert).
+pub const BATCH_SIZE_MAX: i64 = 5_000;
+/// Pause when the outbox is empty.
+const IDLE_SLEEP: Duration = Duration::from_millis(200);
+/// First pause after a failure; doubled on each further failure up to the cap.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A ClickHouse insert taking longer than this fails the step (the batch is retried).
+const INSERT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const INSERT_END_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A row of ClickHouse `statement_entries`, in column order (RowBinary has no names).
+#[derive(clickhouse::Row, serde::Serialize, Debug, Clone, PartialEq)]
+pub struct ClickHouseEntry {
+    pub entry_id: u64,
+    pub account_id: i64,
+    /// `DateTime('UTC')`: whole seconds since the epoch.
+    pub at: u32,
+    pub at_us: i64,
+    /// `Enum8('in' = 1, 'out' = 2)`.
+    pub direction: i8,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub kind: String,
+    pub counterparty_account_id: Option<i64>,
+    pub counterparty_name: String,
+    pub transfer_id: Option<i64>,
+    /// NULL in PostgreSQL is the empty string here.
+    pub memo: String,
+}
+
+pub const DIRECTION_IN: i8 = 1;
+pub const DIRECTION_OUT: i8 = 2;
+
+/// A statement entry as PostgreSQL stores it.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct PgEntry {
+    pub id: i64,
+    pub account_id: i64,
+    pub at: DateTime<Utc>,
+    pub direction: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub kind: String,
+    pub counterparty_account_id: Option<i64>,
+    pub counterparty_name: String,
+    pub transfer_id: Option<i64>,
+    pub memo: Option<String>,
+}
+
+impl PgEntry {
+    pub fn to_clickhouse(&self) -> anyhow::Result<ClickHouseEntry> {
+        let at_us = self.at.timestamp_micros();
+        let seconds = at_us.div_euclid(1_000_000);
+        let direction = match self.direction.as_str() {
+            "in" => DIRECTION_IN,
+            "out" => DIRECTION_OUT,
+            other => anyhow::bail!("statement entry {} has direction {other:?}", self.id),
+        };
+        Ok(ClickHouseEntry {
+            entry_id: u64::try_from(self.id).with_context(|| format!("negative entry id {}", self.id))?,
+            account_id: self.account_id,
+            at: u32::try_from(seconds).with_context(|| format!("entry {} time {} outside DateTime", self.id, self.at))?,
+            at_us,
+            direction,
+            amount: self.amount,
+            balance_after: self.balance_after,
+            kind: self.kind.clone(),
+            counterparty_account_id: self.counterparty_account_id,
+            counterparty_name: self.counterparty_name.clone(),
+            transfer_id: self.transfer_id,
+            memo: self.memo.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
+/// outbox is empty (or its oldest entry is in the future of `now`).
+pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    let oldest: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT min(at) FROM statement_outbox").fetch_one(conn).await?;
+    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(0)).unwrap_or(0))
+}
+
+#[derive(Clone)]
+pub struct Forwarder {
+    pool: PgPool,
+    clickhouse: ClickHouse,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    batch_size: i64,
+}
+
+impl Forwarder {
+    pub fn new(pool: PgPool, clickhouse: ClickHouse, clock: Clock, metrics: Arc<Metrics>) -> Self {
+        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX }
+    }
+
+    /// A smaller batch (tests use it to see several steps); clamped to 1..=BATCH_SIZE_MAX.
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.clamp(1, BATCH_SIZE_MAX);
+        self
+    }
+
+    /// Moves one batch of outbox rows to ClickHouse; returns how many were moved.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await.context("forwarder: begin")?;
+        let entries: Vec<PgEntry> = sqlx::query_as(
+            "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
+                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
+             FROM statement_outbox o
+             JOIN statement_entries e ON e.id = o.entry_id
+             ORDER BY o.entry_id
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("forwarder: reading the outbox")?;
+        if entries.is_empty() {
+            tx.commit().await?;
+            self.refresh_lag().await;
+            return Ok(0);
+        }
+        let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut insert = self
+            .clickhouse
+            .client()
+            .insert::<ClickHouseEntry>("statement_entries")
+            .await?
+            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
+        for row in &rows {
+            insert.write(row).await.context("forwarder: ClickHouse insert")?;
+        }
+        insert.end().await.context("forwarder: ClickHouse insert")?;
+        let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
+        let deleted = sqlx::query("DELETE FROM statement_outbox WHERE entry_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .context("forwarder: deleting forwarded outbox rows")?
+            .rows_affected();
+        // The rows were locked by this transaction, so nobody else can have removed them.
+        assert_eq!(deleted as usize, ids.len(), "forwarded outbox rows vanished under their lock");
+        tx.commit().await.context("forwarder: commit")?;
+        self.metrics.history_entries_forwarded.add(rows.len() as u64);
+        self.refresh_lag().await;
+        Ok(rows.len())
+    }
+
+    async fn refresh_lag(&self) {
+        let lag = match self.pool.acquire().await {
+            Ok(mut conn) => lag_ms(&mut conn, self.clock.now()).await,
+            Err(error) => Err(error),
+        };
+        match lag {
+            Ok(lag) => self.metrics.history_lag_ms.set(lag),
+            Err(error) => tracing::debug!(%error, "forwarder: lag not measured"),
+        }
+    }
+
+    /// Forwards until `shutdown` fires, finishing the batch in progress. Sleeps briefly when
+    /// the outbox is empty and backs off (up to 5 s) while ClickHouse or PostgreSQL fail.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut migrated = false;
+        let mut backoff = BACKOFF_FIRST;
+        tracing::info!(batch_size = self.batch_size, "history forwarder started");
+        while !shutdown.is_triggered() {
+            // A ClickHouse that was down at start has no table yet.
+            let step = if migrated {
+                self.run_once().await
+            } else {
+                self.clickhouse.migrate().await.map(|()| {
+                    migrated = true;
+                    0
+                })
+            };
+            let pause = match step {
+                Ok(moved) => {
+                    backoff = BACKOFF_FIRST;
+                    if moved > 0 {
+                        // More may be waiting: go on at once.
+                        continue;
+                    }
+                    IDLE_SLEEP
+                }
+                Err(error) => {
+                    self.metrics.history_forward_failures.add(1);
+                    tracing::warn!(error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "history forwarder step failed");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+        tracing::info!("history forwarder stopped");
+    }
+}

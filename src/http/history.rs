@@ -1,0 +1,333 @@
+//! Statement history of one account: tuned (ClickHouse, keyset cursor; PostgreSQL when
+//! ClickHouse is unreachable) and naive (PostgreSQL, OFFSET) routes with the same entries.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::paging::page_size;
+use crate::app::AppState;
+use crate::history::forwarder::lag_ms;
+use crate::history::queries::{self, Cursor, HistoryEntry, Summary, TimeRange, Totals};
+use crate::store::accounts;
+
+pub const LAG_HEADER: &str = "x-history-lag-ms";
+pub const SOURCE_HEADER: &str = "x-history-source";
+/// A ClickHouse query slower than this is treated as ClickHouse being unreachable.
+const CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deepest naive page: OFFSET work grows with it.
+const NAIVE_PAGE_MAX: i64 = 100_000;
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct Counterparty {
+    /// The other account; null for top-ups.
+    pub account_id: Option<i64>,
+    /// The name shown (for top-ups `external`).
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema, Debug)]
+pub struct EntryView {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub account_id: i64,
+    /// `in` | `out`.
+    pub direction: String,
+    pub amount: i64,
+    /// The account's available balance after this entry.
+    pub balance_after: i64,
+    /// `charge` | `transfer` | `deposit` | `installment` | `interest` | `pending` | `refund` | `close`.
+    pub kind: String,
+    pub counterparty: Counterparty,
+    pub transfer_id: Option<i64>,
+    pub memo: Option<String>,
+}
+
+impl From<HistoryEntry> for EntryView {
+    fn from(entry: HistoryEntry) -> Self {
+        EntryView {
+            id: entry.id,
+            at: entry.at,
+            account_id: entry.account_id,
+            direction: entry.direction.to_owned(),
+            amount: entry.amount,
+            balance_after: entry.balance_after,
+            kind: entry.kind,
+            counterparty: Counterparty { account_id: entry.counterparty_account_id, name: entry.counterparty_name },
+            transfer_id: entry.transfer_id,
+            memo: entry.memo,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub entries: Vec<EntryView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NaiveHistoryPage {
+    /// Newest first.
+    pub entries: Vec<EntryView>,
+    pub page: i64,
+    /// Entries in the range.
+    pub total: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KindTotals {
+    pub kind: String,
+    #[serde(rename = "in")]
+    pub in_total: i64,
+    #[serde(rename = "out")]
+    pub out_total: i64,
+    pub count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CounterpartyTotals {
+    pub name: String,
+    #[serde(rename = "in")]
+    pub in_total: i64,
+    #[serde(rename = "out")]
+    pub out_total: i64,
+    pub count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SummaryView {
+    #[serde(rename = "in")]
+    pub in_total: i64,
+    #[serde(rename = "out")]
+    pub out_total: i64,
+    /// By kind name.
+    pub by_kind: Vec<KindTotals>,
+    /// The ten most frequent counterparty names, ties by name.
+    pub top_counterparties: Vec<CounterpartyTotals>,
+}
+
+impl From<Summary> for SummaryView {
+    fn from(summary: Summary) -> Self {
+        let kind = |totals: Totals| KindTotals { kind: totals.name, in_total: totals.in_total, out_total: totals.out_total, count: totals.count };
+        let counterparty =
+            |totals: Totals| CounterpartyTotals { name: totals.name, in_total: totals.in_total, out_total: totals.out_total, count: totals.count };
+        SummaryView {
+            in_total: summary.in_total,
+            out_total: summary.out_total,
+            by_kind: summary.by_kind.into_iter().map(kind).collect(),
+            top_counterparties: summary.top_counterparties.into_iter().map(counterparty).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct NaiveHistoryQuery {
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    /// 0-based page number.
+    pub page: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SummaryQuery {
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+}
+
+fn parse_time(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    text.map(|text| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| ApiError::validation(format!("{name} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+fn parse_range(from: Option<&str>, to: Option<&str>) -> ApiResult<TimeRange> {
+    let range = TimeRange { from: parse_time("from", from)?, to: parse_time("to", to)? };
+    if let (Some(from), Some(to)) = (range.from, range.to) {
+        if from > to {
+            return Err(ApiError::validation("from must not be after to"));
+        }
+    }
+    Ok(range)
+}
+
+/// 404 unless the caller owns the account.
+async fn check_owner(state: &AppState, caller: AuthUser, account_id: i64) -> ApiResult<()> {
+    let mut conn = state.pool.acquire().await?;
+    accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(())
+}
+
+fn with_source(source: &'static str, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(HeaderName::from_static(SOURCE_HEADER), HeaderValue::from_static(source));
+    response
+}
+
+/// Runs a ClickHouse query with a deadline; `None` (and a warning) when it fails.
+async fn from_clickhouse<T>(what: &str, query: impl std::future::Future<Output = anyhow::Result<T>>) -> Option<T> {
+    match tokio::time::timeout(CLICKHOUSE_TIMEOUT, query).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => {
+            tracing::warn!(error = format!("{error:#}"), what, "ClickHouse failed; answering from PostgreSQL");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(what, "ClickHouse timed out; answering from PostgreSQL");
+            None
+        }
+    }
+}
+
+/// The account's statement, newest first, from the read store (ClickHouse) with a keyset
+/// cursor. When ClickHouse is unreachable PostgreSQL answers the same query and
+/// `X-History-Source` says `postgres-fallback` (otherwise `clickhouse`). `X-History-Lag-Ms`
+/// tells how far behind the read store is.
+#[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "history", security(("bearer" = [])),
+    params(("id" = i64, Path), HistoryQuery),
+    responses((status = 200, body = HistoryPage,
+               headers(("X-History-Source" = String, description = "clickhouse | postgres-fallback"),
+                       ("X-History-Lag-Ms" = i64, description = "now minus the oldest entry not yet in ClickHouse"))),
+              (status = 404, body = Problem), (status = 422, body = Problem, description = "bad time, limit or cursor")))]
+pub async fn get_history(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> ApiResult<Response> {
+    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let limit = page_size(query.limit)?;
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|text| Cursor::decode(text).ok_or_else(|| ApiError::validation("malformed cursor")))
+        .transpose()?;
+    check_owner(&state, caller, account_id).await?;
+    let tuned = queries::tuned_page(&state.clickhouse, account_id, range, cursor, limit, state.clock.now());
+    let (source, page) = match from_clickhouse("history page", tuned).await {
+        Some(page) => ("clickhouse", page),
+        None => {
+            let mut conn = state.pool.acquire().await?;
+            ("postgres-fallback", queries::fallback_page(&mut conn, account_id, range, cursor, limit).await?)
+        }
+    };
+    let body = HistoryPage {
+        entries: page.entries.into_iter().map(EntryView::from).collect(),
+        next_cursor: page.next.map(|cursor| cursor.encode()),
+    };
+    Ok(with_source(source, Json(body)))
+}
+
+/// The same entries as `/history`, the way a first version would serve them: PostgreSQL,
+/// `OFFSET` paging and a total count.
+#[utoipa::path(get, path = "/v1/accounts/{id}/history/naive", tag = "history", security(("bearer" = [])),
+    params(("id" = i64, Path), NaiveHistoryQuery),
+    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_history_naive(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<NaiveHistoryQuery>,
+) -> ApiResult<Response> {
+    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let limit = page_size(query.limit)?;
+    let page = query.page.unwrap_or(0);
+    if !(0..=NAIVE_PAGE_MAX).contains(&page) {
+        return Err(ApiError::validation(format!("page must be between 0 and {NAIVE_PAGE_MAX}")));
+    }
+    check_owner(&state, caller, account_id).await?;
+    let mut conn = state.pool.acquire().await?;
+    let (entries, total) = queries::naive_page(&mut conn, account_id, range, page, limit).await?;
+    let body = NaiveHistoryPage { entries: entries.into_iter().map(EntryView::from).collect(), page, total };
+    Ok(with_source("postgres", Json(body)))
+}
+
+/// Money in and out over the range, by kind and for the ten most frequent counterparties,
+/// from ClickHouse (PostgreSQL when ClickHouse is unreachable, with
+/// `X-History-Source: postgres-fallback`).
+#[utoipa::path(get, path = "/v1/accounts/{id}/history/summary", tag = "history", security(("bearer" = [])),
+    params(("id" = i64, Path), SummaryQuery),
+    responses((status = 200, body = SummaryView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_summary(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<SummaryQuery>,
+) -> ApiResult<Response> {
+    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    check_owner(&state, caller, account_id).await?;
+    let tuned = queries::tuned_summary(&state.clickhouse, account_id, range);
+    let (source, summary) = match from_clickhouse("history summary", tuned).await {
+        Some(summary) => ("clickhouse", summary),
+        None => {
+            let mut conn = state.pool.acquire().await?;
+            ("postgres-fallback", queries::naive_summary(&mut conn, account_id, range).await?)
+        }
+    };
+    Ok(with_source(source, Json(SummaryView::from(summary))))
+}
+
+/// The same summary as `/history/summary`, computed by PostgreSQL.
+#[utoipa::path(get, path = "/v1/accounts/{id}/history/summary/naive", tag = "history", security(("bearer" = [])),
+    params(("id" = i64, Path), SummaryQuery),
+    responses((status = 200, body = SummaryView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_summary_naive(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(account_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<SummaryQuery>,
+) -> ApiResult<Response> {
+    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    check_owner(&state, caller, account_id).await?;
+    let mut conn = state.pool.acquire().await?;
+    let summary = queries::naive_summary(&mut conn, account_id, range).await?;
+    Ok(with_source("postgres", Json(SummaryView::from(summary))))
+}
+
+/// Adds `X-History-Lag-Ms` to every history response (errors included); left out only when
+/// PostgreSQL cannot say.
+pub async fn lag_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let lag = match state.pool.acquire().await {
+        Ok(mut conn) => lag_ms(&mut conn, state.clock.now()).await.ok(),
+        Err(_) => None,
+    };
+    if let Some(lag) = lag {
+        state.metrics.history_lag_ms.set(lag);
+        if let Ok(value) = HeaderValue::from_str(&lag.to_string()) {
+            response.headers_mut().insert(HeaderName::from_static(LAG_HEADER), value);
+        }
+    }
+    response
+}

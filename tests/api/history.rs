@@ -1,0 +1,489 @@
+//! Statement history: the outbox forwarder and the naive and tuned queries (scenarios 23, 25).
+//!
+//! Entries are written straight into `statement_entries` + `statement_outbox` (as the ledger
+//! writer does in its transactions), then forwarded by calling `Forwarder::run_once`, so each
+//! test decides exactly when ClickHouse sees what. The apps run without their own forwarder,
+//! except where a test says otherwise.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use minipay::clock::{Clock, ClockMode};
+use minipay::history::clickhouse::ClickHouse;
+use minipay::history::forwarder::Forwarder;
+use minipay::telemetry::Metrics;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use crate::helpers::*;
+
+struct Entry<'a> {
+    at: DateTime<Utc>,
+    direction: &'a str,
+    amount: i64,
+    kind: &'a str,
+    counterparty_account_id: Option<i64>,
+    counterparty_name: &'a str,
+    transfer_id: Option<i64>,
+    memo: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    fn simple(at: DateTime<Utc>, amount: i64) -> Entry<'static> {
+        Entry {
+            at,
+            direction: "in",
+            amount,
+            kind: "charge",
+            counterparty_account_id: None,
+            counterparty_name: "external",
+            transfer_id: None,
+            memo: None,
+        }
+    }
+}
+
+/// Inserts an entry and its outbox row on `conn` (in whatever transaction it is in).
+async fn insert_entry(conn: &mut PgConnection, account_id: i64, entry: &Entry<'_>) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                counterparty_account_id, counterparty_name, transfer_id, memo)
+         VALUES (nextval('statement_entries_id_seq'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         RETURNING id",
+    )
+    .bind(account_id)
+    .bind(entry.at)
+    .bind(entry.direction)
+    .bind(entry.amount)
+    .bind(entry.amount * 3)
+    .bind(entry.kind)
+    .bind(entry.counterparty_account_id)
+    .bind(entry.counterparty_name)
+    .bind(entry.transfer_id)
+    .bind(entry.memo)
+    .fetch_one(&mut *conn)
+    .await
+    .expect("insert a statement entry");
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)")
+        .bind(id)
+        .bind(entry.at)
+        .execute(&mut *conn)
+        .await
+        .expect("insert an outbox row");
+    id
+}
+
+/// Monthly partitions of `statement_entries` for every month from `oldest` to now.
+async fn ensure_partitions(pool: &PgPool, oldest: DateTime<Utc>) {
+    let mut months = Vec::new();
+    let mut month = oldest.date_naive();
+    while month <= Utc::now().date_naive() + Duration::days(31) {
+        months.push(minipay::domain::business_day::first_of_month(month));
+        month = minipay::domain::business_day::first_of_next_month(month);
+    }
+    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
+}
+
+fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
+    let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &app.database).unwrap();
+    Forwarder::new(pool.clone(), clickhouse, Clock::new(ClockMode::System), Metrics::new())
+}
+
+/// Runs the forwarder until the outbox is empty; returns how many rows it moved.
+async fn drain(forwarder: &Forwarder) -> usize {
+    let mut moved = 0;
+    for _ in 0..1_000 {
+        match forwarder.run_once().await.expect("forwarder step") {
+            0 => return moved,
+            n => moved += n,
+        }
+    }
+    panic!("the outbox did not drain");
+}
+
+async fn app_without_forwarder() -> (TestApp, PgPool) {
+    let app = spawn_app_with(|config| config.forwarder = false).await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    (app, pool)
+}
+
+struct Answer {
+    status: reqwest::StatusCode,
+    source: Option<String>,
+    lag_ms: Option<i64>,
+    body: Value,
+}
+
+async fn get(app: &TestApp, user: &TestUser, path: &str) -> Answer {
+    let response = app.client.get(app.url(path)).bearer_auth(&user.token).send().await.expect("request sent");
+    let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let source = header("x-history-source");
+    let lag_ms = header("x-history-lag-ms").map(|text| text.parse().expect("lag is an integer"));
+    let status = response.status();
+    let body = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+    Answer { status, source, lag_ms, body }
+}
+
+/// Every entry of the tuned route, following cursors.
+async fn tuned_all(app: &TestApp, user: &TestUser, account_id: i64, query: &str, limit: i64) -> (Vec<Value>, Option<String>) {
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1_000 {
+        let mut path = format!("/v1/accounts/{account_id}/history?limit={limit}{query}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let answer = get(app, user, &path).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.lag_ms.is_some(), "X-History-Lag-Ms missing");
+        let page = answer.body["entries"].as_array().unwrap().clone();
+        assert!(page.len() as i64 <= limit);
+        entries.extend(page);
+        match answer.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return (entries, answer.source),
+        }
+    }
+    panic!("too many pages");
+}
+
+/// Every entry of the naive route, page by page, checking the total.
+async fn naive_all(app: &TestApp, user: &TestUser, account_id: i64, query: &str, limit: i64) -> Vec<Value> {
+    let mut entries = Vec::new();
+    for page in 0..1_000 {
+        let answer = get(app, user, &format!("/v1/accounts/{account_id}/history/naive?limit={limit}&page={page}{query}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.lag_ms.is_some(), "X-History-Lag-Ms missing");
+        let found = answer.body["entries"].as_array().unwrap().clone();
+        let total = answer.body["total"].as_i64().unwrap();
+        assert_eq!(answer.body["page"], json!(page));
+        if found.is_empty() {
+            assert_eq!(entries.len() as i64, total, "naive total");
+            return entries;
+        }
+        entries.extend(found);
+    }
+    panic!("too many pages");
+}
+
+fn ids(entries: &[Value]) -> Vec<i64> {
+    entries.iter().map(|entry| entry["id"].as_i64().unwrap()).collect()
+}
+
+fn assert_no_duplicates(entries: &[Value]) {
+    let unique: HashSet<i64> = ids(entries).into_iter().collect();
+    assert_eq!(unique.len(), entries.len(), "duplicate entries: {:?}", ids(entries));
+}
+
+/// A year of varied entries for one account: same-second and same-microsecond groups, every
+/// kind of counterparty, with and without memos.
+async fn varied_history(pool: &PgPool, account_id: i64, other_account_id: i64) -> Vec<i64> {
+    let now = Utc::now();
+    ensure_partitions(pool, now - Duration::days(400)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let names = ["Kim", "Lee", "Park", "Choi", "Jung", "Kang", "Cho", "Yoon", "Jang", "Lim", "Han", "Oh"];
+    let kinds = ["charge", "transfer", "deposit", "refund", "pending"];
+    let mut created = Vec::new();
+    for i in 0..90i64 {
+        // Spread over ~400 days, denser near now; every 7th shares the previous one's time.
+        let age = Duration::minutes(i * i * 70 + 5);
+        let at = if i % 7 == 6 { now - Duration::minutes((i - 1) * (i - 1) * 70 + 5) } else { now - age };
+        let kind = kinds[(i % kinds.len() as i64) as usize];
+        let external = kind == "charge";
+        let entry = Entry {
+            at,
+            direction: if i % 3 == 0 { "out" } else { "in" },
+            amount: 1_000 + i * 17,
+            kind,
+            counterparty_account_id: (!external).then_some(other_account_id),
+            counterparty_name: if external { "external" } else { names[(i * 7 % names.len() as i64) as usize] },
+            transfer_id: (!external).then_some(10_000 + i),
+            memo: (i % 4 == 0).then_some("rent"),
+        };
+        created.push(insert_entry(&mut conn, account_id, &entry).await);
+    }
+    created
+}
+
+#[tokio::test]
+async fn scenario_25_naive_and_tuned_return_the_same_entries() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
+    // Bob's entries must not leak into Alice's history.
+    let mut conn = pool.acquire().await.unwrap();
+    insert_entry(&mut conn, bob.main_account_id, &Entry::simple(Utc::now() - Duration::hours(1), 500)).await;
+    drop(conn);
+
+    // Before forwarding, the read store is behind and says so.
+    let before = get(&app, &alice, &format!("/v1/accounts/{}/history", alice.main_account_id)).await;
+    assert_eq!(before.source.as_deref(), Some("clickhouse"));
+    assert!(before.lag_ms.unwrap() > 0, "lag before forwarding");
+    assert_eq!(before.body["entries"], json!([]));
+
+    let moved = drain(&forwarder(&app, &pool)).await;
+    assert_eq!(moved, created.len() + 1);
+
+    let naive = naive_all(&app, &alice, alice.main_account_id, "", 7).await;
+    let (tuned, source) = tuned_all(&app, &alice, alice.main_account_id, "", 7).await;
+    assert_eq!(source.as_deref(), Some("clickhouse"));
+    assert_eq!(tuned.len(), created.len());
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive);
+    let mut expected = created.clone();
+    expected.sort();
+    let mut seen = ids(&tuned);
+    seen.sort();
+    assert_eq!(seen, expected);
+    // Newest first: times never increase, and ids decrease within a time.
+    for pair in tuned.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (at_a, at_b): (DateTime<Utc>, DateTime<Utc>) =
+            (a["at"].as_str().unwrap().parse().unwrap(), b["at"].as_str().unwrap().parse().unwrap());
+        assert!(at_a > at_b || (at_a == at_b && a["id"].as_i64() > b["id"].as_i64()), "order: {a} then {b}");
+    }
+    // The entry shape of API.md.
+    let sample = tuned.iter().find(|entry| entry["memo"] == json!("rent") && entry["kind"] == json!("transfer")).expect("a transfer with a memo");
+    let keys: HashSet<&str> = sample.as_object().unwrap().keys().map(String::as_str).collect();
+    let wanted: HashSet<&str> =
+        ["id", "at", "account_id", "direction", "amount", "balance_after", "kind", "counterparty", "transfer_id", "memo"].into();
+    assert_eq!(keys, wanted);
+    assert_eq!(sample["account_id"], json!(alice.main_account_id));
+    assert_eq!(sample["counterparty"]["account_id"], json!(bob.main_account_id));
+    let top_up = tuned.iter().find(|entry| entry["kind"] == json!("charge")).unwrap();
+    assert_eq!(top_up["counterparty"], json!({"account_id": null, "name": "external"}));
+    assert_eq!(top_up["transfer_id"], json!(null));
+
+    // A range, in another time zone's notation.
+    let from = (Utc::now() - Duration::days(40)).with_timezone(&chrono_tz::Asia::Seoul).to_rfc3339();
+    let to = (Utc::now() - Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let query = format!("&from={}&to={}", urlencode(&from), urlencode(&to));
+    let naive = naive_all(&app, &alice, alice.main_account_id, &query, 5).await;
+    let (tuned, _) = tuned_all(&app, &alice, alice.main_account_id, &query, 5).await;
+    assert!(!tuned.is_empty() && tuned.len() < created.len(), "{} entries in range", tuned.len());
+    assert_eq!(tuned, naive);
+
+    // Summaries agree, over everything and over the range.
+    for query in ["".to_owned(), query.replacen('&', "?", 1)] {
+        let tuned = get(&app, &alice, &format!("/v1/accounts/{}/history/summary{query}", alice.main_account_id)).await;
+        let naive = get(&app, &alice, &format!("/v1/accounts/{}/history/summary/naive{query}", alice.main_account_id)).await;
+        assert_eq!(tuned.status, 200, "{}", tuned.body);
+        assert_eq!(tuned.source.as_deref(), Some("clickhouse"));
+        assert!(tuned.lag_ms.is_some() && naive.lag_ms.is_some());
+        assert_eq!(tuned.body, naive.body);
+        assert!(tuned.body["top_counterparties"].as_array().unwrap().len() <= 10);
+    }
+    let summary = get(&app, &alice, &format!("/v1/accounts/{}/history/summary", alice.main_account_id)).await.body;
+    let (mut total_in, mut total_out, mut count) = (0, 0, 0);
+    for kind in summary["by_kind"].as_array().unwrap() {
+        total_in += kind["in"].as_i64().unwrap();
+        total_out += kind["out"].as_i64().unwrap();
+        count += kind["count"].as_i64().unwrap();
+    }
+    assert_eq!((summary["in"].as_i64().unwrap(), summary["out"].as_i64().unwrap(), count), (total_in, total_out, created.len() as i64));
+    assert_eq!(summary["top_counterparties"].as_array().unwrap().len(), 10);
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn scenario_23_same_timestamp_pages_have_no_duplicate_and_no_gap() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let at = Utc::now() - Duration::minutes(10);
+    let mut conn = pool.acquire().await.unwrap();
+    let mut created = Vec::new();
+    for amount in [100, 200, 300] {
+        created.push(insert_entry(&mut conn, alice.main_account_id, &Entry::simple(at, amount)).await);
+    }
+    drop(conn);
+    drain(&forwarder(&app, &pool)).await;
+
+    let path = format!("/v1/accounts/{}/history?limit=2", alice.main_account_id);
+    let first = get(&app, &alice, &path).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first_page = first.body["entries"].as_array().unwrap().clone();
+    assert_eq!(ids(&first_page), vec![created[2], created[1]]);
+    let cursor = first.body["next_cursor"].as_str().expect("a second page").to_owned();
+    let second = get(&app, &alice, &format!("{path}&cursor={cursor}")).await;
+    assert_eq!(ids(second.body["entries"].as_array().unwrap()), vec![created[0]]);
+    assert_eq!(second.body["next_cursor"], json!(null));
+
+    let naive_first = get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=0", alice.main_account_id)).await;
+    let naive_second = get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=1", alice.main_account_id)).await;
+    assert_eq!(naive_first.body["entries"], first.body["entries"]);
+    assert_eq!(naive_second.body["entries"], second.body["entries"]);
+    assert_eq!(naive_first.body["total"], json!(3));
+}
+
+#[tokio::test]
+async fn replayed_batches_do_not_show_twice() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
+    // No background merge may collapse the replays before the reads below see them.
+    let clickhouse =
+        clickhouse::Client::default().with_url(std::env::var("CLICKHOUSE_URL").unwrap()).with_database(&app.database).with_validation(false);
+    clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
+    let forwarder = forwarder(&app, &pool);
+    assert_eq!(drain(&forwarder).await, created.len());
+    // A crash after the ClickHouse insert and before the outbox delete: the rows come back.
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries").execute(&pool).await.unwrap();
+    assert_eq!(drain(&forwarder).await, created.len());
+    let stored: u64 = clickhouse.query("SELECT count() FROM statement_entries").fetch_one().await.unwrap();
+    assert_eq!(stored, 2 * created.len() as u64, "every entry is stored twice");
+
+    let (tuned, _) = tuned_all(&app, &alice, alice.main_account_id, "", 50).await;
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned.len(), created.len());
+    assert_eq!(tuned, naive_all(&app, &alice, alice.main_account_id, "", 50).await);
+    let tuned = get(&app, &alice, &format!("/v1/accounts/{}/history/summary", alice.main_account_id)).await;
+    let naive = get(&app, &alice, &format!("/v1/accounts/{}/history/summary/naive", alice.main_account_id)).await;
+    assert_eq!(tuned.body, naive.body);
+}
+
+#[tokio::test]
+async fn entries_committed_out_of_order_are_forwarded_exactly_once() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let forwarder = forwarder(&app, &pool);
+    let now = Utc::now();
+
+    // The smaller id commits last.
+    let mut early = pool.begin().await.unwrap();
+    let first = insert_entry(&mut early, alice.main_account_id, &Entry::simple(now - Duration::seconds(2), 100)).await;
+    let mut late = pool.begin().await.unwrap();
+    let second = insert_entry(&mut late, alice.main_account_id, &Entry::simple(now - Duration::seconds(1), 200)).await;
+    assert!(first < second);
+    late.commit().await.unwrap();
+    assert_eq!(forwarder.run_once().await.unwrap(), 1);
+    early.commit().await.unwrap();
+    assert_eq!(forwarder.run_once().await.unwrap(), 1);
+    assert_eq!(forwarder.run_once().await.unwrap(), 0);
+
+    // Several forwarders share a backlog without taking a row twice.
+    let mut conn = pool.acquire().await.unwrap();
+    for i in 0..40 {
+        insert_entry(&mut conn, alice.main_account_id, &Entry::simple(now - Duration::seconds(100 + i), 10 + i)).await;
+    }
+    drop(conn);
+    let small = forwarder.clone().with_batch_size(3);
+    let results = futures::future::join_all((0..4).map(|_| drain(&small))).await;
+    assert_eq!(results.iter().sum::<usize>(), 40);
+
+    let (tuned, _) = tuned_all(&app, &alice, alice.main_account_id, "", 200).await;
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned.len(), 42);
+    assert_eq!(ids(&tuned[..2]), vec![second, first]);
+    let lag = get(&app, &alice, &format!("/v1/accounts/{}/history", alice.main_account_id)).await.lag_ms;
+    assert_eq!(lag, Some(0));
+}
+
+#[tokio::test]
+async fn tuned_routes_fall_back_to_postgres_when_clickhouse_is_unreachable() {
+    let app = spawn_app_with(|config| config.clickhouse_url = "http://127.0.0.1:9".into()).await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
+
+    let (tuned, source) = tuned_all(&app, &alice, alice.main_account_id, "", 9).await;
+    assert_eq!(source.as_deref(), Some("postgres-fallback"));
+    assert_eq!(tuned.len(), created.len());
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive_all(&app, &alice, alice.main_account_id, "", 9).await);
+    let summary = get(&app, &alice, &format!("/v1/accounts/{}/history/summary", alice.main_account_id)).await;
+    assert_eq!(summary.status, 200);
+    assert_eq!(summary.source.as_deref(), Some("postgres-fallback"));
+    let naive = get(&app, &alice, &format!("/v1/accounts/{}/history/summary/naive", alice.main_account_id)).await;
+    assert_eq!(summary.body, naive.body);
+    // Nothing was forwarded: the lag says so.
+    assert!(summary.lag_ms.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn only_the_owner_reads_a_history_and_bad_input_is_refused() {
+    let (app, _pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let mallory = app.signup("mallory").await;
+    let account = alice.main_account_id;
+    for suffix in ["", "/naive", "/summary", "/summary/naive"] {
+        for (user, id) in [(&mallory, account), (&alice, 999_999_999)] {
+            let answer = get(&app, user, &format!("/v1/accounts/{id}/history{suffix}")).await;
+            assert_problem(answer.status, &answer.body, 404, "not-found");
+            assert!(answer.lag_ms.is_some(), "X-History-Lag-Ms on errors too");
+        }
+        let (status, body) = app.get(&format!("/v1/accounts/{account}/history{suffix}"), None).await;
+        assert_problem(status, &body, 401, "unauthorized");
+    }
+    let bad = [
+        "/history?limit=0",
+        "/history?limit=201",
+        "/history?limit=ten",
+        "/history?cursor=garbage",
+        "/history?cursor=h1.0",
+        "/history?from=yesterday",
+        "/history?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "/history/naive?page=-1",
+        "/history/naive?limit=500",
+        "/history/summary?to=2026-13-01T00:00:00Z",
+        "/history/summary/naive?from=1",
+    ];
+    for path in bad {
+        let answer = get(&app, &alice, &format!("/v1/accounts/{account}{path}")).await;
+        assert_problem(answer.status, &answer.body, 422, "validation-failed");
+    }
+    let empty = get(&app, &alice, &format!("/v1/accounts/{account}/history/summary")).await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+}
+
+/// With the app's own forwarder running, real movements (once the ledger writes entries)
+/// reach ClickHouse and both routes agree.
+#[tokio::test]
+async fn the_apps_forwarder_keeps_the_read_store_in_step() {
+    let app = spawn_app().await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 50_000).await.0, 201);
+    let (status, body) = app
+        .post("/v1/transfers", Some(&alice.token), json!({"to_account_id": bob.main_account_id, "amount": 12_000, "memo": "lunch"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut conn = pool.acquire().await.unwrap();
+    insert_entry(&mut conn, alice.main_account_id, &Entry::simple(Utc::now(), 777)).await;
+    drop(conn);
+    let mut waited = 0;
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(&pool).await.unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(waited < 200, "the forwarder did not empty the outbox");
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for user in [&alice, &bob] {
+        let (tuned, source) = tuned_all(&app, user, user.main_account_id, "", 50).await;
+        assert_eq!(source.as_deref(), Some("clickhouse"));
+        assert_eq!(tuned, naive_all(&app, user, user.main_account_id, "", 50).await);
+        if user.name == "alice" {
+            assert!(tuned.iter().any(|entry| entry["amount"] == json!(777)));
+        } else {
+            // The ledger writer's entry for the transfer, forwarded by the app.
+            let received = tuned.iter().find(|entry| entry["kind"] == json!("transfer")).expect("bob's transfer entry");
+            assert_eq!(received["direction"], json!("in"));
+            assert_eq!(received["amount"], json!(12_000));
+            assert_eq!(received["balance_after"], json!(12_000));
+            assert_eq!(received["memo"], json!("lunch"));
+            assert_eq!(received["counterparty"]["account_id"], json!(alice.main_account_id));
+        }
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("minipay_history_lag_ms 0"), "{metrics}");
+    app.stop().await;
+}
