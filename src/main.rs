@@ -7,6 +7,7 @@ use minipay::clock::Clock;
 use minipay::config::Config;
 use minipay::history::clickhouse::ClickHouse;
 use minipay::history::forwarder::Forwarder;
+use minipay::history::seed;
 use minipay::telemetry::Metrics;
 use minipay::shutdown::Shutdown;
 use minipay::{ledger, store, telemetry};
@@ -30,6 +31,32 @@ enum Command {
     Forward,
     /// Print the OpenAPI document.
     Openapi,
+    /// Migrate, then fill both stores with benchmark data: users with main accounts and a
+    /// year of statement entries (one hot account), bypassing the ledger. Every seeded user's
+    /// password is "seeded password".
+    Seed(SeedArgs),
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    /// Users, each with a main account; the first is the hot account (`{prefix}hot`).
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Statement entries over the last 12 months (at most 100,000,000).
+    #[arg(long, default_value_t = 10_000_000)]
+    entries: u64,
+    /// Fraction of all entries on the hot account.
+    #[arg(long, default_value_t = 0.05)]
+    hot_share: f64,
+    /// Seeded user names: `{prefix}hot`, `{prefix}1`, `{prefix}2`, ...
+    #[arg(long, default_value = "seed")]
+    prefix: String,
+    /// Entries generated per chunk (memory stays at a few chunks).
+    #[arg(long, default_value_t = 100_000)]
+    chunk_rows: usize,
+    /// Random seed, for the same data every time.
+    #[arg(long, default_value_t = 1)]
+    rng_seed: u64,
 }
 
 #[tokio::main]
@@ -79,10 +106,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pool.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Seed(args) => {
+            let config = Config::from_env()?;
+            let clock = Clock::new(config.clock_mode);
+            let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            app::migrate(&config, &pool, &clock).await?;
+            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let options = seed::SeedOptions {
+                users: args.users,
+                entries: args.entries,
+                hot_share: args.hot_share,
+                prefix: args.prefix,
+                chunk_rows: args.chunk_rows,
+                rng_seed: args.rng_seed,
+            };
+            let report = seed::run(&pool, &config.database_url, &clickhouse, &options, clock.now()).await?;
+            pool.close().await;
+            println!(
+                "seeded {} accounts (hot account {}) and {} entries (ids from {}) in {:.1} s",
+                report.accounts,
+                report.hot_account_id,
+                report.entries,
+                report.first_entry_id,
+                report.elapsed.as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit => {
             let config = Config::from_env()?;
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             let report = ledger::audit::run(&pool, config.daily_charge_limit_krw, config.tz).await?;
+            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let now = Clock::new(config.clock_mode).now();
+            let report = report.with(ledger::audit::stores_agree(&pool, &clickhouse, now).await);
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -1,6 +1,7 @@
 //! minipay benchmarks. Each one measures its baseline in the same run and prints the ratio,
 //! because shared machines drift.
 
+mod history;
 mod load;
 mod pgbench;
 mod server;
@@ -20,11 +21,15 @@ enum Command {
     /// Transfers over HTTP (cold random pairs, hot single receiver) vs a hand-written pgbench
     /// transfer transaction on the same PostgreSQL.
     Write(write::Options),
+    /// Statement history over HTTP on a seeded year of entries: naive (PostgreSQL, OFFSET)
+    /// vs tuned (ClickHouse, keyset cursor), ordinary accounts and the hot account.
+    History(history::Options),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Write(options) => write::run(options).await,
+        Command::History(options) => history::run(options).await,
     }
 }

@@ -51,14 +51,14 @@ fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set: run perf/run-write, which starts the services"))
 }
 
-fn database_url_for(base: &str, name: &str) -> String {
+pub(crate) fn database_url_for(base: &str, name: &str) -> String {
     match base.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
         None => base.to_owned(),
     }
 }
 
-async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;

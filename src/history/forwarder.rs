@@ -100,7 +100,13 @@ impl PgEntry {
 /// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
 /// outbox is empty (or its oldest entry is in the future of `now`).
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
-    let oldest: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT min(at) FROM statement_outbox").fetch_one(conn).await?;
+    let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+        // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
+        // instead of scanning a backlog.
+        "SELECT at FROM statement_outbox ORDER BY entry_id LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(0)).unwrap_or(0))
 }
 
@@ -131,7 +137,7 @@ impl Forwarder {
             "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
                     e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
              FROM statement_outbox o
-             JOIN statement_entries e ON e.id = o.entry_id
+             JOIN statement_entries e ON e.id = o.entry_id AND e.at = o.at
              ORDER BY o.entry_id
              LIMIT $1
              FOR UPDATE OF o SKIP LOCKED",

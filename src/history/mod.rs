@@ -4,3 +4,5 @@
 pub mod clickhouse;
 pub mod forwarder;
 pub mod queries;
+/// Bulk benchmark data (`minipay seed`), straight into both stores.
+pub mod seed;

@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::clock::{ClockMode, SetClockError};
+use crate::jobs::retention::{self, RetentionReport};
 use crate::jobs::JOB_NAMES;
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;
@@ -36,6 +37,9 @@ pub struct ClockUpdate {
     responses((status = 200, body = AuditReport), (status = 401, body = Problem)))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
     let report = audit::run(&state.pool, state.config.daily_charge_limit_krw, state.config.tz).await?;
+    // And that ClickHouse holds the statement entries PostgreSQL has forwarded, and no others
+    // (an unreachable ClickHouse fails that check).
+    let report = report.with(audit::stores_agree(&state.pool, &state.clickhouse, state.clock.now()).await);
     if !report.ok {
         state.metrics.audit_failures.add(1);
         tracing::error!(?report, "ledger audit failed");
@@ -82,14 +86,20 @@ pub async fn put_clock(State(state): State<AppState>, _admin: Admin, ApiJson(bod
     Ok(Json(clock_view(&state)))
 }
 
-/// Runs a job now for the current clock, catching up missed business dates.
+/// Runs a job now for the current clock, catching up missed business dates. `retention`
+/// drops statements and ledger months older than a year in both stores and prepares the
+/// coming months; the other jobs arrive with their features (404 until then).
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
-    responses((status = 200, body = Object), (status = 404, body = Problem, description = "no such job (yet)")))]
-pub async fn run_job(State(_state): State<AppState>, _admin: Admin, ApiPath(name): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
-    if !JOB_NAMES.contains(&name.as_str()) {
-        return Err(ApiError::NotFound);
+    responses((status = 200, body = RetentionReport), (status = 404, body = Problem, description = "no such job (yet)")))]
+pub async fn run_job(State(state): State<AppState>, _admin: Admin, ApiPath(name): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
+    match name.as_str() {
+        "retention" => {
+            let now = state.clock.now();
+            let report = retention::run(&state.pool, &state.clickhouse, now, state.business_date(now)).await?;
+            Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
+        }
+        other if JOB_NAMES.contains(&other) => Err(ApiError::NotFound),
+        _ => Err(ApiError::NotFound),
     }
-    // The jobs arrive with the scheduler; until then every name answers 404.
-    Err(ApiError::NotFound)
 }

@@ -172,13 +172,19 @@ fn parse_time(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>
     .transpose()
 }
 
-fn parse_range(from: Option<&str>, to: Option<&str>) -> ApiResult<TimeRange> {
-    let range = TimeRange { from: parse_time("from", from)?, to: parse_time("to", to)? };
+/// The requested range, never reaching further back than the retention period: entries older
+/// than a year are gone, whether or not the retention job has dropped their partition yet.
+fn parse_range(from: Option<&str>, to: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> ApiResult<TimeRange> {
+    let mut range = TimeRange { from: parse_time("from", from)?, to: parse_time("to", to)? };
     if let (Some(from), Some(to)) = (range.from, range.to) {
         if from > to {
             return Err(ApiError::validation("from must not be after to"));
         }
     }
+    let oldest = crate::jobs::retention::oldest_kept(now);
+    let from = range.from.map_or(oldest, |from| from.max(oldest));
+    // A range wholly older than a year is empty.
+    range.from = Some(range.to.map_or(from, |to| from.min(to)));
     Ok(range)
 }
 
@@ -226,7 +232,7 @@ pub async fn get_history(
     ApiPath(account_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     let limit = page_size(query.limit)?;
     let cursor = query
         .cursor
@@ -260,7 +266,7 @@ pub async fn get_history_naive(
     ApiPath(account_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<NaiveHistoryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     let limit = page_size(query.limit)?;
     let page = query.page.unwrap_or(0);
     if !(0..=NAIVE_PAGE_MAX).contains(&page) {
@@ -285,7 +291,7 @@ pub async fn get_summary(
     ApiPath(account_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     check_owner(&state, caller, account_id).await?;
     let tuned = queries::tuned_summary(&state.clickhouse, account_id, range);
     let (source, summary) = match from_clickhouse("history summary", tuned).await {
@@ -308,7 +314,7 @@ pub async fn get_summary_naive(
     ApiPath(account_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref())?;
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     check_owner(&state, caller, account_id).await?;
     let mut conn = state.pool.acquire().await?;
     let summary = queries::naive_summary(&mut conn, account_id, range).await?;

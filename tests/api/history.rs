@@ -185,9 +185,9 @@ async fn varied_history(pool: &PgPool, account_id: i64, other_account_id: i64) -
     let kinds = ["charge", "transfer", "deposit", "refund", "pending"];
     let mut created = Vec::new();
     for i in 0..90i64 {
-        // Spread over ~400 days, denser near now; every 7th shares the previous one's time.
-        let age = Duration::minutes(i * i * 70 + 5);
-        let at = if i % 7 == 6 { now - Duration::minutes((i - 1) * (i - 1) * 70 + 5) } else { now - age };
+        // Spread over ~330 days (inside the year kept), denser near now; every 7th shares the previous one's time.
+        let age = Duration::minutes(i * i * 60 + 5);
+        let at = if i % 7 == 6 { now - Duration::minutes((i - 1) * (i - 1) * 60 + 5) } else { now - age };
         let kind = kinds[(i % kinds.len() as i64) as usize];
         let external = kind == "charge";
         let entry = Entry {
@@ -486,4 +486,231 @@ async fn the_apps_forwarder_keeps_the_read_store_in_step() {
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("minipay_history_lag_ms 0"), "{metrics}");
     app.stop().await;
+}
+
+/// The tuned route's entries of an account, newest first, once at least `count` of them are
+/// there: the app's forwarder moves them in the background, so poll (bounded, short sleeps).
+async fn wait_for_tuned(app: &TestApp, user: &TestUser, account_id: i64, count: usize) -> Vec<Value> {
+    let path = format!("/v1/accounts/{account_id}/history?limit=200");
+    for _ in 0..200 {
+        let answer = get(app, user, &path).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.source.as_deref(), Some("clickhouse"));
+        let entries = answer.body["entries"].as_array().unwrap().clone();
+        // The lag is measured on the app's clock; it is 0 once the outbox is empty (and also
+        // while a manual clock stands still), so the entries themselves decide.
+        if entries.len() >= count && answer.lag_ms == Some(0) {
+            assert_eq!(entries.len(), count, "more entries than expected: {entries:#?}");
+            return entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the tuned history of account {account_id} did not reach {count} entries");
+}
+
+/// Both routes' entries of a user's main account, after checking that they agree.
+async fn both_routes(app: &TestApp, user: &TestUser, count: usize) -> Vec<Value> {
+    let tuned = wait_for_tuned(app, user, user.main_account_id, count).await;
+    let naive = naive_all(app, user, user.main_account_id, "", 200).await;
+    assert_eq!(tuned, naive, "tuned and naive differ for {}", user.name);
+    tuned
+}
+
+fn entry_of<'a>(entries: &'a [Value], transfer_id: i64, kind: &str) -> &'a Value {
+    entries
+        .iter()
+        .find(|entry| entry["transfer_id"] == json!(transfer_id) && entry["kind"] == json!(kind))
+        .unwrap_or_else(|| panic!("no {kind} entry of transfer {transfer_id} in {entries:#?}"))
+}
+
+async fn rename(app: &TestApp, user: &TestUser, name: &str) {
+    let (status, body) = app.request(reqwest::Method::PATCH, "/v1/me", Some(&user.token), Some(json!({"name": name}))).await;
+    assert_eq!(status, 200, "rename {} to {name}: {body}", user.name);
+    assert_eq!(body["name"], json!(name));
+}
+
+async fn transfer(app: &TestApp, from: &TestUser, to: &TestUser, body: Value) -> i64 {
+    let mut body = body;
+    body["to_account_id"] = json!(to.main_account_id);
+    let (status, created) = app.post("/v1/transfers", Some(&from.token), body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], json!("completed"));
+    created["id"].as_i64().unwrap()
+}
+
+/// Scenario 22: the receiver sees the sender's display name, the sender sees the receiver's
+/// real name, and renaming later rewrites no past entry, on either route. Real movements
+/// through the ledger, forwarded by the app's own forwarder.
+#[tokio::test]
+async fn scenario_22_display_names_are_snapshots_that_renames_do_not_rewrite() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+
+    // Alice has nothing: 12,345 needs an auto top-up of 20,000 first.
+    let kim = transfer(&app, &alice, &bob, json!({"amount": 12_345, "display_name": "Kim", "memo": "lunch"})).await;
+    let back = transfer(&app, &bob, &alice, json!({"amount": 2_000})).await;
+
+    let alice_before = both_routes(&app, &alice, 3).await;
+    let bob_before = both_routes(&app, &bob, 2).await;
+
+    let received = entry_of(&bob_before, kim, "transfer");
+    assert_eq!(received["direction"], json!("in"));
+    assert_eq!(received["amount"], json!(12_345));
+    assert_eq!(received["balance_after"], json!(12_345));
+    assert_eq!(received["counterparty"], json!({"account_id": alice.main_account_id, "name": "Kim"}));
+    assert_eq!(received["memo"], json!("lunch"));
+    let sent = entry_of(&alice_before, kim, "transfer");
+    assert_eq!(sent["direction"], json!("out"));
+    assert_eq!(sent["amount"], json!(12_345));
+    assert_eq!(sent["balance_after"], json!(20_000 - 12_345));
+    assert_eq!(sent["counterparty"], json!({"account_id": bob.main_account_id, "name": "bob"}));
+    assert_eq!(sent["memo"], json!("lunch"));
+    // The auto top-up: a charge from outside, before the transfer, without its memo.
+    let top_up = alice_before.iter().find(|entry| entry["kind"] == json!("charge")).expect("the auto top-up entry");
+    assert_eq!(top_up["direction"], json!("in"));
+    assert_eq!(top_up["amount"], json!(20_000));
+    assert_eq!(top_up["balance_after"], json!(20_000));
+    assert_eq!(top_up["counterparty"], json!({"account_id": null, "name": "external"}));
+    assert_eq!(top_up["memo"], json!(null));
+    assert!(top_up["id"].as_i64() < sent["id"].as_i64(), "the top-up comes first: {alice_before:#?}");
+    // Without a display name the receiver sees the sender's real name.
+    let returned = entry_of(&alice_before, back, "transfer");
+    assert_eq!(returned["direction"], json!("in"));
+    assert_eq!(returned["balance_after"], json!(20_000 - 12_345 + 2_000));
+    assert_eq!(returned["counterparty"], json!({"account_id": bob.main_account_id, "name": "bob"}));
+    let paid_back = entry_of(&bob_before, back, "transfer");
+    assert_eq!(paid_back["direction"], json!("out"));
+    assert_eq!(paid_back["balance_after"], json!(12_345 - 2_000));
+    assert_eq!(paid_back["counterparty"], json!({"account_id": alice.main_account_id, "name": "alice"}));
+    assert_eq!(app.balance(&alice).await, 20_000 - 12_345 + 2_000);
+    assert_eq!(app.balance(&bob).await, 12_345 - 2_000);
+
+    rename(&app, &bob, "bobby").await;
+    rename(&app, &alice, "alice2").await;
+    // A movement after the renames shows the new names; it is the only new entry each.
+    let after = transfer(&app, &alice, &bob, json!({"amount": 1_000})).await;
+    let alice_after = both_routes(&app, &alice, 4).await;
+    let bob_after = both_routes(&app, &bob, 3).await;
+    assert_eq!(entry_of(&alice_after, after, "transfer")["counterparty"]["name"], json!("bobby"));
+    assert_eq!(entry_of(&bob_after, after, "transfer")["counterparty"]["name"], json!("alice2"));
+    // Newest first: the past entries are exactly what they were.
+    assert_eq!(alice_after[1..], alice_before[..]);
+    assert_eq!(bob_after[1..], bob_before[..]);
+    for window in ["/summary", "/summary/naive"] {
+        let summary = get(&app, &bob, &format!("/v1/accounts/{}/history{window}", bob.main_account_id)).await;
+        assert_eq!(summary.status, 200, "{}", summary.body);
+        let names: HashSet<&str> =
+            summary.body["top_counterparties"].as_array().unwrap().iter().map(|top| top["name"].as_str().unwrap()).collect();
+        assert_eq!(names, HashSet::from(["Kim", "alice", "alice2"]), "{window}: {}", summary.body);
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+fn stores_check(report: &Value) -> &Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == json!("clickhouse-entries-match-postgres"))
+        .unwrap_or_else(|| panic!("no PostgreSQL vs ClickHouse check: {report:#}"))
+}
+
+async fn audit(app: &TestApp) -> Value {
+    let (status, body) = app.get("/admin/audit", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The audit compares PostgreSQL's statement entries with ClickHouse's once the app's
+/// forwarder has caught up.
+#[tokio::test]
+async fn the_audit_finds_the_forwarded_entries_in_clickhouse() {
+    let app = spawn_app().await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 50_000).await.0, 201);
+    for amount in [1_000, 2_000, 3_000] {
+        transfer(&app, &alice, &bob, json!({"amount": amount})).await;
+    }
+    // 1 charge + 3 × 2 transfer sides.
+    wait_for_tuned(&app, &alice, alice.main_account_id, 4).await;
+    wait_for_tuned(&app, &bob, bob.main_account_id, 3).await;
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(waiting, 0);
+    let report = app.assert_audit_ok().await;
+    let check = stores_check(&report);
+    assert_eq!(check["ok"], json!(true), "{report:#}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("PostgreSQL 7 (0 waiting in the outbox), ClickHouse 7 distinct"), "{detail}");
+    app.stop().await;
+}
+
+/// ClickHouse may lag behind by what is still in the outbox, and hold replays; it may not
+/// miss a forwarded entry, hold one PostgreSQL does not have, or be unreachable.
+#[tokio::test]
+async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let forwarder = forwarder(&app, &pool);
+    // Everything at one instant, so that the counts below are those of one month.
+    let now = Utc::now();
+    let mut conn = pool.acquire().await.unwrap();
+    for i in 0..3 {
+        insert_entry(&mut conn, alice.main_account_id, &Entry::simple(now, 100 + i)).await;
+    }
+    // Not forwarded yet: fine.
+    let report = audit(&app).await;
+    assert_eq!(stores_check(&report)["ok"], json!(true), "{report:#}");
+    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("PostgreSQL 3 (3 waiting in the outbox), ClickHouse 0"));
+    assert_eq!(drain(&forwarder).await, 3);
+    // Forwarded, and replayed (a crash before the outbox delete): still fine.
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries").execute(&pool).await.unwrap();
+    assert_eq!(drain(&forwarder).await, 3);
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("PostgreSQL 3 (0 waiting in the outbox), ClickHouse 3 distinct"));
+
+    // An entry that left the outbox without reaching ClickHouse.
+    let lost = insert_entry(&mut conn, alice.main_account_id, &Entry::simple(now, 400)).await;
+    sqlx::query("DELETE FROM statement_outbox WHERE entry_id = $1").bind(lost).execute(&pool).await.unwrap();
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    let check = stores_check(&report);
+    assert_eq!(check["ok"], json!(false));
+    assert!(check["detail"].as_str().unwrap().contains("ClickHouse 3, PostgreSQL 4 of which 4 forwarded"), "{check}");
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)").bind(lost).bind(now).execute(&pool).await.unwrap();
+    assert_eq!(drain(&forwarder).await, 1);
+    app.assert_audit_ok().await;
+
+    // An entry in ClickHouse that PostgreSQL does not have.
+    let clickhouse =
+        clickhouse::Client::default().with_url(std::env::var("CLICKHOUSE_URL").unwrap()).with_database(&app.database).with_validation(false);
+    clickhouse
+        .query(
+            "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
+                 counterparty_account_id, counterparty_name, transfer_id, memo)
+             SELECT 999999999, ?, toDateTime(?), ?, 'in', 5, 5, 'charge', NULL, 'external', NULL, ''",
+        )
+        .bind(alice.main_account_id)
+        .bind(now.timestamp() as u32)
+        .bind(now.timestamp() * 1_000_000)
+        .execute()
+        .await
+        .unwrap();
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("ClickHouse 5, PostgreSQL 4 of which 4 forwarded"), "{report:#}");
+    drop(conn);
+
+    // ClickHouse unreachable: the audit cannot pass.
+    let down = spawn_app_with(|config| config.clickhouse_url = "http://127.0.0.1:9".into()).await;
+    let report = audit(&down).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    let check = stores_check(&report);
+    assert_eq!(check["ok"], json!(false));
+    assert!(check["detail"].as_str().unwrap().starts_with("ClickHouse unreachable"), "{check}");
+    // The ledger checks still ran and passed.
+    assert!(report["checks"].as_array().unwrap().iter().filter(|other| other["name"] != check["name"]).all(|other| other["ok"] == json!(true)));
 }

@@ -1,0 +1,344 @@
+//! The history benchmark: naive (PostgreSQL, OFFSET, count) vs tuned (ClickHouse, keyset
+//! cursor) statement queries over HTTP, on a database seeded by `minipay seed` (a year of
+//! entries, 100 k accounts, one hot account with ~5% of all entries).
+//!
+//! For random ordinary accounts and for the hot account, one request at a time, naive and
+//! tuned interleaved: the first page, a deep page (naive: `page=k`; tuned: the page after
+//! following `next_cursor` k times, the walk itself not timed) and a one-month summary.
+//! Each pair is also checked to return the same entries (or totals).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::server::Server;
+use crate::write::{database_url_for, recreate_database};
+
+/// What `minipay seed` gives every seeded user.
+const SEED_PASSWORD: &str = "seeded password";
+const SEED_PREFIX: &str = "seed";
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Statement entries to seed.
+    #[arg(long, default_value_t = 10_000_000)]
+    entries: u64,
+    /// Seeded users (one main account each; the first is the hot account).
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Keep the bench database when it already holds a complete seed of --entries entries.
+    #[arg(long)]
+    reuse_seed: bool,
+    /// PostgreSQL and ClickHouse database of the benchmark.
+    #[arg(long, default_value = "minipay_history_bench")]
+    database: String,
+    /// Random ordinary accounts measured.
+    #[arg(long, default_value_t = 100)]
+    accounts: usize,
+    /// Measurements of each query per ordinary account.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Measurements of each query on the hot account.
+    #[arg(long, default_value_t = 30)]
+    hot_samples: usize,
+    /// The deep page: page k (0-based), at most the account's last page.
+    #[arg(long, default_value_t = 100)]
+    deep_page: u64,
+    /// Page size.
+    #[arg(long, default_value_t = 50)]
+    limit: u64,
+}
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run perf/run-history, which starts the services"))
+}
+
+fn minipay_binary() -> String {
+    std::env::var("MINIPAY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
+}
+
+async fn clickhouse_query(clickhouse_url: &str, sql: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new().post(clickhouse_url).body(sql.to_owned()).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status.is_success(), "ClickHouse: {sql}: {status}: {text}");
+    Ok(text)
+}
+
+/// Whether the bench database holds a finished seed of `entries` entries in both stores.
+async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: u64) -> bool {
+    let Ok((client, connection)) = tokio_postgres::connect(bench_url, tokio_postgres::NoTls).await else {
+        return false;
+    };
+    tokio::spawn(connection);
+    let pg: Option<i64> = client.query_one("SELECT count(*) FROM statement_entries", &[]).await.ok().map(|row| row.get(0));
+    let ch = clickhouse_query(clickhouse_url, &format!("SELECT count() FROM {database}.statement_entries")).await.ok();
+    let ch: Option<u64> = ch.and_then(|text| text.trim().parse().ok());
+    pg == Some(entries as i64) && ch == Some(entries)
+}
+
+async fn run_minipay(arguments: &[String], bench_url: &str, database: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(minipay_binary())
+        .args(arguments)
+        .env("DATABASE_URL", bench_url)
+        .env("CLICKHOUSE_DATABASE", database)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {} (run cargo build --release first)", minipay_binary()))?;
+    anyhow::ensure!(status.success(), "minipay {} failed: {status}", arguments.join(" "));
+    Ok(())
+}
+
+struct BenchAccount {
+    id: i64,
+    token: String,
+    /// The deep page index used for this account, and the cursor that reaches it.
+    deep_page: u64,
+    deep_cursor: Option<String>,
+}
+
+#[derive(Default)]
+struct Samples {
+    naive_ms: Vec<f64>,
+    tuned_ms: Vec<f64>,
+}
+
+fn percentile(samples: &[f64], percentile: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() as f64 - 1.0) * percentile).round() as usize]
+}
+
+struct Bench {
+    client: reqwest::Client,
+    base: String,
+    limit: u64,
+    summary_from: String,
+    summary_to: String,
+    mismatches: Vec<String>,
+    fallbacks: u64,
+}
+
+impl Bench {
+    /// GETs a history URL of the account; returns the body and the milliseconds it took.
+    async fn get(&mut self, account: &BenchAccount, path_and_query: &str) -> anyhow::Result<(Value, f64)> {
+        let url = format!("{}/v1/accounts/{}/{path_and_query}", self.base, account.id);
+        let started = Instant::now();
+        let response = self.client.get(&url).bearer_auth(&account.token).send().await?;
+        let status = response.status();
+        let source = response.headers().get("x-history-source").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
+        let body = response.bytes().await?;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        anyhow::ensure!(status.is_success(), "GET {url}: {status}: {}", String::from_utf8_lossy(&body));
+        if source == "postgres-fallback" {
+            self.fallbacks += 1;
+        }
+        Ok((serde_json::from_slice(&body)?, elapsed))
+    }
+
+    fn ids(page: &Value) -> Vec<i64> {
+        page["entries"].as_array().map(|entries| entries.iter().filter_map(|entry| entry["id"].as_i64()).collect()).unwrap_or_default()
+    }
+
+    fn check(&mut self, what: &str, account: &BenchAccount, same: bool) {
+        if !same && self.mismatches.len() < 10 {
+            self.mismatches.push(format!("{what}: naive and tuned differ on account {}", account.id));
+        }
+    }
+
+    /// Walks the tuned pages to the account's deep page and keeps its cursor.
+    async fn prepare(&mut self, account: &mut BenchAccount, deep_page: u64) -> anyhow::Result<()> {
+        let (first, _) = self.get(account, &format!("history/naive?limit={}&page=0", self.limit)).await?;
+        let total = first["total"].as_u64().unwrap_or(0);
+        let last_page = total.saturating_sub(1) / self.limit;
+        account.deep_page = deep_page.min(last_page);
+        let mut cursor: Option<String> = None;
+        for _ in 0..account.deep_page {
+            let query = match &cursor {
+                Some(cursor) => format!("history?limit={}&cursor={cursor}", self.limit),
+                None => format!("history?limit={}", self.limit),
+            };
+            let (page, _) = self.get(account, &query).await?;
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            anyhow::ensure!(cursor.is_some(), "account {} ran out of pages before page {}", account.id, account.deep_page);
+        }
+        account.deep_cursor = cursor;
+        Ok(())
+    }
+
+    /// One measurement of each pair on one account.
+    async fn measure(&mut self, account: &BenchAccount, first: &mut Samples, deep: &mut Samples, summary: &mut Samples) -> anyhow::Result<()> {
+        let limit = self.limit;
+        let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page=0")).await?;
+        let (tuned, tuned_ms) = self.get(account, &format!("history?limit={limit}")).await?;
+        first.naive_ms.push(naive_ms);
+        first.tuned_ms.push(tuned_ms);
+        self.check("first page", account, Self::ids(&naive) == Self::ids(&tuned));
+
+        let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page={}", account.deep_page)).await?;
+        let tuned_query = match &account.deep_cursor {
+            Some(cursor) => format!("history?limit={limit}&cursor={cursor}"),
+            None => format!("history?limit={limit}"),
+        };
+        let (tuned, tuned_ms) = self.get(account, &tuned_query).await?;
+        deep.naive_ms.push(naive_ms);
+        deep.tuned_ms.push(tuned_ms);
+        self.check("deep page", account, Self::ids(&naive) == Self::ids(&tuned));
+
+        let range = format!("from={}&to={}", self.summary_from, self.summary_to);
+        let (naive, naive_ms) = self.get(account, &format!("history/summary/naive?{range}")).await?;
+        let (tuned, tuned_ms) = self.get(account, &format!("history/summary?{range}")).await?;
+        summary.naive_ms.push(naive_ms);
+        summary.tuned_ms.push(tuned_ms);
+        self.check("summary", account, naive["in"] == tuned["in"] && naive["out"] == tuned["out"] && naive["by_kind"] == tuned["by_kind"]);
+        Ok(())
+    }
+}
+
+async fn log_in(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<String> {
+    let session: Value = client
+        .post(format!("{base}/v1/sessions"))
+        .json(&serde_json::json!({"name": name, "password": SEED_PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()
+        .with_context(|| format!("logging in as {name}"))?
+        .json()
+        .await?;
+    Ok(session["token"].as_str().context("token")?.to_owned())
+}
+
+fn print_row(label: &str, accounts: usize, samples: &Samples) {
+    let (naive_p50, naive_p99) = (percentile(&samples.naive_ms, 0.5), percentile(&samples.naive_ms, 0.99));
+    let (tuned_p50, tuned_p99) = (percentile(&samples.tuned_ms, 0.5), percentile(&samples.tuned_ms, 0.99));
+    println!(
+        "| {label:<28} | {accounts:>8} | {:>7} | {naive_p50:>9.2} | {naive_p99:>9.2} | {tuned_p50:>9.2} | {tuned_p99:>9.2} | {:>8.2}x | {:>8.2}x |",
+        samples.naive_ms.len(),
+        naive_p50 / tuned_p50,
+        naive_p99 / tuned_p99,
+    );
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let admin_url = env("DATABASE_URL")?;
+    let clickhouse_url = env("CLICKHOUSE_URL")?;
+    let database = options.database.as_str();
+    anyhow::ensure!(database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "--database must be a plain identifier");
+    anyhow::ensure!(options.accounts >= 1 && options.limit >= 1, "--accounts and --limit must be positive");
+    let bench_url = database_url_for(&admin_url, database);
+    eprintln!("history benchmark: {} entries, {} users, database {database}", options.entries, options.users);
+
+    if options.reuse_seed && seeded(&bench_url, &clickhouse_url, database, options.entries).await {
+        eprintln!("[1/4] reusing the seed in {database}");
+    } else {
+        if options.reuse_seed {
+            eprintln!("[1/4] no complete seed of {} entries in {database}: seeding again", options.entries);
+        }
+        eprintln!("[1/4] recreating {database} and seeding (minipay migrate, minipay seed)");
+        recreate_database(&admin_url, database).await?;
+        clickhouse_query(&clickhouse_url, &format!("DROP DATABASE IF EXISTS {database}")).await?;
+        run_minipay(&["migrate".to_owned()], &bench_url, database).await?;
+        let seed = [
+            "seed".to_owned(),
+            "--entries".to_owned(),
+            options.entries.to_string(),
+            "--users".to_owned(),
+            options.users.to_string(),
+            "--prefix".to_owned(),
+            SEED_PREFIX.to_owned(),
+        ];
+        let started = Instant::now();
+        run_minipay(&seed, &bench_url, database).await?;
+        eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
+    }
+
+    eprintln!("[2/4] starting minipay (forwarder off: seeded entries are in both stores) and logging in");
+    let server = Server::start(&bench_url, database, &[("MINIPAY_FORWARDER", "off".to_owned())]).await?;
+    let (pg, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let hot_name = format!("{SEED_PREFIX}hot");
+    let main_account = "SELECT u.name, a.id FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'";
+    let hot = pg.query_one(&format!("{main_account} WHERE u.name = $1"), &[&hot_name]).await.context("the hot account")?;
+    let ordinary = pg
+        .query(&format!("{main_account} WHERE u.name <> $1 ORDER BY random() LIMIT $2"), &[&hot_name, &(options.accounts as i64)])
+        .await?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let now = Utc::now();
+    let mut bench = Bench {
+        client: client.clone(),
+        base: server.base.clone(),
+        limit: options.limit,
+        summary_from: (now - chrono::Duration::days(30)).to_rfc3339_opts(SecondsFormat::Secs, true),
+        summary_to: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        mismatches: Vec::new(),
+        fallbacks: 0,
+    };
+    let mut hot_account = BenchAccount { id: hot.get(1), token: log_in(&client, &server.base, &hot_name).await?, deep_page: 0, deep_cursor: None };
+    let mut ordinary_accounts = Vec::with_capacity(ordinary.len());
+    for row in &ordinary {
+        let name: String = row.get(0);
+        ordinary_accounts.push(BenchAccount { id: row.get(1), token: log_in(&client, &server.base, &name).await?, deep_page: 0, deep_cursor: None });
+    }
+
+    eprintln!("[3/4] ordinary accounts: {} accounts x {} rounds (walking to the deep pages first)", ordinary_accounts.len(), options.rounds);
+    let (mut first, mut deep, mut summary) = (Samples::default(), Samples::default(), Samples::default());
+    for account in &mut ordinary_accounts {
+        bench.prepare(account, options.deep_page).await?;
+    }
+    let ordinary_deep_pages: Vec<u64> = ordinary_accounts.iter().map(|account| account.deep_page).collect();
+    for _ in 0..options.rounds {
+        for account in &ordinary_accounts {
+            bench.measure(account, &mut first, &mut deep, &mut summary).await?;
+        }
+    }
+
+    eprintln!("[4/4] hot account {}: {} samples (walking {} pages first)", hot_account.id, options.hot_samples, options.deep_page);
+    let walk_started = Instant::now();
+    bench.prepare(&mut hot_account, options.deep_page).await?;
+    let walk_seconds = walk_started.elapsed().as_secs_f64();
+    let (mut hot_first, mut hot_deep, mut hot_summary) = (Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..options.hot_samples {
+        bench.measure(&hot_account, &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
+    }
+    let hot_total: i64 = pg.query_one("SELECT count(*) FROM statement_entries WHERE account_id = $1", &[&hot_account.id]).await?.get(0);
+    server.stop().await;
+
+    let ordinary_mean_deep = ordinary_deep_pages.iter().sum::<u64>() as f64 / ordinary_deep_pages.len().max(1) as f64;
+    println!();
+    println!(
+        "minipay history benchmark — {} entries, {} accounts, page size {}, one request at a time",
+        options.entries, options.users, options.limit
+    );
+    println!();
+    println!(
+        "| {:<28} | {:>8} | {:>7} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "query", "accounts", "samples", "naive p50", "naive p99", "tuned p50", "tuned p99", "p50 ratio", "p99 ratio"
+    );
+    println!("|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|", "", "", "", "", "", "", "", "", "");
+    print_row("ordinary: first page", ordinary_accounts.len(), &first);
+    print_row("ordinary: deep page", ordinary_accounts.len(), &deep);
+    print_row("ordinary: summary, 30 days", ordinary_accounts.len(), &summary);
+    print_row("hot: first page", 1, &hot_first);
+    print_row(&format!("hot: deep page {}", hot_account.deep_page), 1, &hot_deep);
+    print_row("hot: summary, 30 days", 1, &hot_summary);
+    println!();
+    println!("times in ms; ratio = naive / tuned (above 1: tuned is faster).");
+    println!(
+        "deep page: naive page=k (OFFSET k*{}), tuned after following next_cursor k times (not timed); ordinary accounts' k is capped at their last page (mean k {:.1}), hot k = {} ({} entries; walking there took {:.1} s).",
+        options.limit, ordinary_mean_deep, hot_account.deep_page, hot_total, walk_seconds
+    );
+    println!("tuned answers from the PostgreSQL fallback: {}", bench.fallbacks);
+    println!("naive/tuned mismatches: {}", bench.mismatches.len());
+    for mismatch in &bench.mismatches {
+        println!("  {mismatch}");
+    }
+    Ok(())
+}

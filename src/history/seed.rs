@@ -1,0 +1,370 @@
+//! Bulk statement history for benchmarks (`minipay seed`): users with main accounts, and a
+//! year of statement entries written to both stores at once — PostgreSQL through binary
+//! `COPY`, ClickHouse through its bulk insert — bypassing the ledger writer and the outbox.
+//!
+//! Entries are history only: no money moves, account balance columns stay zero, so the
+//! ledger invariants hold. Each entry is one side of a movement (a top-up from `external` or
+//! a transfer with another seeded account); sides are not paired, and `transfer_id` is NULL.
+//! `balance_after` is a running balance per account that never goes below zero (an outgoing
+//! entry the balance could not pay becomes incoming). Entries are generated in time order, one
+//! time slot each, so ids and times rise together, and every account's balances line up with
+//! the order the history queries read in.
+//!
+//! One account (the user `{prefix}hot`) holds `hot_share` of all entries; the others are
+//! drawn uniformly. Every seeded user has the password [`SEED_PASSWORD`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::clickhouse::ClickHouse;
+use super::forwarder::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
+use crate::domain::business_day::{first_of_month, first_of_next_month};
+use crate::domain::names::Password;
+use crate::domain::passwords::{self, HashCost};
+use crate::store::partitions;
+
+/// The password of every seeded user (benchmarks log in with it).
+pub const SEED_PASSWORD: &str = "seeded password";
+/// Cheap argon2 for the one shared hash: logging in is not what the benchmarks measure.
+const SEED_HASH_COST: HashCost = HashCost { memory_kib: 1024, iterations: 1 };
+pub const USERS_MAX: u64 = 10_000_000;
+pub const ENTRIES_MAX: u64 = 100_000_000;
+pub const CHUNK_ROWS_MAX: usize = 1_000_000;
+/// Chunks generated ahead of the slower writer: bounds memory to a few chunks.
+const CHUNKS_IN_FLIGHT: usize = 2;
+/// One ClickHouse insert (and one PostgreSQL COPY) covers at most this many rows, so a part
+/// is big enough for ClickHouse and a failure loses little.
+const ROWS_PER_STATEMENT_MAX: u64 = 1_000_000;
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How far back the entries reach: one year, the retention period.
+const HISTORY_DAYS: i64 = 365;
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub users: u64,
+    pub entries: u64,
+    /// Fraction of all entries on the hot account (0..1).
+    pub hot_share: f64,
+    /// Seeded user names are `{prefix}hot` and `{prefix}{n}`.
+    pub prefix: String,
+    pub chunk_rows: usize,
+    /// RNG seed, for repeatable data.
+    pub rng_seed: u64,
+}
+
+#[derive(Debug)]
+pub struct SeedReport {
+    pub hot_account_id: i64,
+    pub accounts: u64,
+    pub entries: u64,
+    pub first_entry_id: i64,
+    pub elapsed: Duration,
+}
+
+struct SeededAccount {
+    id: i64,
+    name: String,
+}
+
+/// Seeds users, accounts and entries; `now` ends the year of history.
+pub async fn run(pool: &PgPool, database_url: &str, clickhouse: &ClickHouse, options: &SeedOptions, now: DateTime<Utc>) -> anyhow::Result<SeedReport> {
+    anyhow::ensure!((2..=USERS_MAX).contains(&options.users), "--users must be between 2 and {USERS_MAX}");
+    anyhow::ensure!((1..=ENTRIES_MAX).contains(&options.entries), "--entries must be between 1 and {ENTRIES_MAX}");
+    anyhow::ensure!((0.0..1.0).contains(&options.hot_share), "--hot-share must be in [0, 1)");
+    anyhow::ensure!((1..=CHUNK_ROWS_MAX).contains(&options.chunk_rows), "--chunk-rows must be between 1 and {CHUNK_ROWS_MAX}");
+    anyhow::ensure!(
+        !options.prefix.is_empty() && options.prefix.len() <= 32 && options.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "--prefix must be 1..=32 ASCII letters, digits, '_' or '-'"
+    );
+    let started = Instant::now();
+    let start = now - chrono::Duration::days(HISTORY_DAYS);
+    partitions::ensure_months(pool, &months_between(start.date_naive(), now.date_naive())).await?;
+
+    let accounts = create_users(pool, options, start).await?;
+    let hot_account_id = accounts[0].id;
+    eprintln!("seed: {} users with main accounts (hot account {hot_account_id})", accounts.len());
+    let first_entry_id = reserve_entry_ids(pool, options.entries).await?;
+
+    let (pg_sender, pg_receiver) = mpsc::channel::<Arc<Vec<ClickHouseEntry>>>(CHUNKS_IN_FLIGHT);
+    let (ch_sender, ch_receiver) = mpsc::channel::<Arc<Vec<ClickHouseEntry>>>(CHUNKS_IN_FLIGHT);
+    let pg_rows = Arc::new(AtomicU64::new(0));
+    let ch_rows = Arc::new(AtomicU64::new(0));
+
+    let generator = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || generate(&options, &accounts, first_entry_id, start, now, &pg_sender, &ch_sender))
+    };
+    let pg_writer = tokio::spawn(copy_to_postgres(database_url.to_owned(), pg_receiver, pg_rows.clone()));
+    let ch_writer = tokio::spawn(insert_into_clickhouse(clickhouse.clone(), ch_receiver, ch_rows.clone()));
+    let progress = tokio::spawn(report_progress(options.entries, pg_rows.clone(), ch_rows.clone(), Instant::now()));
+
+    let generated = generator.await.context("seed generator panicked");
+    let pg_result = pg_writer.await.context("PostgreSQL writer panicked");
+    let ch_result = ch_writer.await.context("ClickHouse writer panicked");
+    progress.abort();
+    // A writer that failed closes its channel, which stops the generator: report the cause.
+    pg_result??;
+    ch_result??;
+    generated??;
+    let entries = pg_rows.load(Ordering::Relaxed);
+    assert_eq!(entries, ch_rows.load(Ordering::Relaxed), "both stores got every entry");
+    // Sets hint bits and the visibility map now, so the first benchmark run does not pay
+    // for them on its reads; and gives the planner statistics.
+    eprintln!("seed: VACUUM (ANALYZE) statement_entries");
+    sqlx::raw_sql("VACUUM (ANALYZE) statement_entries").execute(pool).await?;
+    Ok(SeedReport { hot_account_id, accounts: options.users, entries, first_entry_id, elapsed: started.elapsed() })
+}
+
+fn months_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+    let mut months = Vec::new();
+    let mut month = first_of_month(first);
+    while month <= last {
+        months.push(month);
+        month = first_of_next_month(month);
+    }
+    months
+}
+
+/// Inserts the users and their main accounts set-based; returns the accounts, hot first.
+async fn create_users(pool: &PgPool, options: &SeedOptions, created_at: DateTime<Utc>) -> anyhow::Result<Vec<SeededAccount>> {
+    let hot_name = format!("{}hot", options.prefix);
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)").bind(&hot_name).fetch_one(pool).await?;
+    anyhow::ensure!(!taken, "user {hot_name:?} exists: this database is already seeded (use a fresh database or another --prefix)");
+    let password = Password::parse(SEED_PASSWORD).map_err(|error| anyhow::anyhow!("seed password: {error}"))?;
+    // One hash for everyone: hashing 100 k passwords would take longer than the seed itself.
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, SEED_HASH_COST)).await??;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "WITH new_users AS (
+             INSERT INTO users (name, password_hash, created_at)
+             SELECT CASE WHEN g = 0 THEN $1 || 'hot' ELSE $1 || g END, $2, $3
+             FROM generate_series(0, $4 - 1) AS g
+             RETURNING id
+         )
+         INSERT INTO accounts (user_id, kind, opened_at)
+         SELECT id, 'main', $3 FROM new_users",
+    )
+    .bind(&options.prefix)
+    .bind(&hash)
+    .bind(created_at)
+    .bind(options.users as i64)
+    .execute(&mut *tx)
+    .await
+    .context("inserting seeded users and accounts")?;
+    // The hash has a random salt, so it names exactly this run's users.
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT a.id, u.name FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'
+         WHERE u.password_hash = $1 ORDER BY (u.name = $2) DESC, a.id",
+    )
+    .bind(&hash)
+    .bind(&hot_name)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    anyhow::ensure!(rows.len() as u64 == options.users && rows[0].1 == hot_name, "seeded users not found back");
+    Ok(rows.into_iter().map(|(id, name)| SeededAccount { id, name }).collect())
+}
+
+/// Takes `count` ids from `statement_entries_id_seq`; returns the first. The ledger writers
+/// are held at their gate meanwhile, so no live entry takes an id inside the range.
+async fn reserve_entry_ids(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let first: i64 = sqlx::query_scalar("SELECT nextval('statement_entries_id_seq')").fetch_one(&mut *tx).await?;
+    sqlx::query("SELECT setval('statement_entries_id_seq', $1)").bind(first + count as i64 - 1).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(first)
+}
+
+const MEMOS: [&str; 6] = ["lunch", "dinner", "rent", "coffee", "taxi", "gift"];
+
+/// Produces the entries in chunks, in time order, and hands each chunk to both writers.
+fn generate(
+    options: &SeedOptions,
+    accounts: &[SeededAccount],
+    first_entry_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    pg: &mpsc::Sender<Arc<Vec<ClickHouseEntry>>>,
+    ch: &mpsc::Sender<Arc<Vec<ClickHouseEntry>>>,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(options.rng_seed);
+    let mut balances = vec![0i64; accounts.len()];
+    let start_us = start.timestamp_micros();
+    let span_us = (end.timestamp_micros() - start_us).max(1) as u128;
+    let total = options.entries;
+    let mut index: u64 = 0;
+    while index < total {
+        let rows = (total - index).min(options.chunk_rows as u64);
+        let mut chunk = Vec::with_capacity(rows as usize);
+        for _ in 0..rows {
+            // Slot `index` of `total` equal slots: times never go backwards.
+            let slot_start = start_us + (u128::from(index) * span_us / u128::from(total)) as i64;
+            let slot_end = start_us + (u128::from(index + 1) * span_us / u128::from(total)) as i64;
+            let at_us = if slot_end > slot_start { rng.gen_range(slot_start..slot_end) } else { slot_start };
+            let account = if rng.gen_bool(options.hot_share) { 0 } else { rng.gen_range(1..accounts.len()) };
+            let is_charge = rng.gen_bool(0.25);
+            let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
+            let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount { DIRECTION_OUT } else { DIRECTION_IN };
+            balances[account] += if direction == DIRECTION_IN { amount } else { -amount };
+            debug_assert!(balances[account] >= 0);
+            let (kind, counterparty_account_id, counterparty_name) = if is_charge {
+                ("charge", None, "external".to_owned())
+            } else {
+                let mut other = rng.gen_range(0..accounts.len());
+                if other == account {
+                    other = (other + 1) % accounts.len();
+                }
+                ("transfer", Some(accounts[other].id), accounts[other].name.clone())
+            };
+            let memo = if !is_charge && rng.gen_bool(0.1) { MEMOS[rng.gen_range(0..MEMOS.len())].to_owned() } else { String::new() };
+            chunk.push(ClickHouseEntry {
+                entry_id: (first_entry_id + index as i64) as u64,
+                account_id: accounts[account].id,
+                at: (at_us / 1_000_000) as u32,
+                at_us,
+                direction,
+                amount,
+                balance_after: balances[account],
+                kind: kind.to_owned(),
+                counterparty_account_id,
+                counterparty_name,
+                transfer_id: None,
+                memo,
+            });
+            index += 1;
+        }
+        let chunk = Arc::new(chunk);
+        if pg.blocking_send(chunk.clone()).is_err() || ch.blocking_send(chunk).is_err() {
+            // A writer stopped: its own error says why.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn copy_to_postgres(database_url: String, mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>, written: Arc<AtomicU64>) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await.context("seed: connecting for COPY")?;
+    let connection = tokio::spawn(connection);
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+    ];
+    let statement = "COPY statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                         counterparty_account_id, counterparty_name, transfer_id, memo) FROM STDIN BINARY";
+    let mut chunk = chunks.recv().await;
+    while chunk.is_some() {
+        let sink = client.copy_in(statement).await.context("seed: starting COPY")?;
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        let mut in_statement = 0u64;
+        while let Some(rows) = chunk.take() {
+            for row in rows.iter() {
+                let id = row.entry_id as i64;
+                let at = DateTime::from_timestamp_micros(row.at_us).context("seed: time out of range")?;
+                let direction = if row.direction == DIRECTION_IN { "in" } else { "out" };
+                let memo = (!row.memo.is_empty()).then_some(row.memo.as_str());
+                let values: [&(dyn ToSql + Sync); 11] = [
+                    &id,
+                    &row.account_id,
+                    &at,
+                    &direction,
+                    &row.amount,
+                    &row.balance_after,
+                    &row.kind,
+                    &row.counterparty_account_id,
+                    &row.counterparty_name,
+                    &row.transfer_id,
+                    &memo,
+                ];
+                writer.as_mut().write(&values).await.context("seed: COPY")?;
+            }
+            in_statement += rows.len() as u64;
+            written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            if in_statement >= ROWS_PER_STATEMENT_MAX {
+                break;
+            }
+            chunk = chunks.recv().await;
+        }
+        writer.finish().await.context("seed: finishing COPY")?;
+        if chunk.is_none() {
+            chunk = chunks.recv().await;
+        }
+    }
+    drop(client);
+    connection.await??;
+    Ok(())
+}
+
+async fn insert_into_clickhouse(clickhouse: ClickHouse, mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>, written: Arc<AtomicU64>) -> anyhow::Result<()> {
+    let mut insert = None;
+    let mut in_statement = 0u64;
+    while let Some(rows) = chunks.recv().await {
+        if insert.is_none() {
+            insert = Some(clickhouse.client().insert::<ClickHouseEntry>("statement_entries").await?);
+        }
+        let current = insert.as_mut().expect("an insert is open");
+        for row in rows.iter() {
+            current.write(row).await.context("seed: ClickHouse insert")?;
+        }
+        in_statement += rows.len() as u64;
+        if in_statement >= ROWS_PER_STATEMENT_MAX {
+            insert.take().expect("an insert is open").end().await.context("seed: ClickHouse insert")?;
+            in_statement = 0;
+        }
+        // Counted once sent; the final `end` confirms the rest.
+        written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+    }
+    if let Some(insert) = insert {
+        insert.end().await.context("seed: ClickHouse insert")?;
+    }
+    Ok(())
+}
+
+async fn report_progress(total: u64, pg: Arc<AtomicU64>, ch: Arc<AtomicU64>, started: Instant) {
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (pg, ch) = (pg.load(Ordering::Relaxed), ch.load(Ordering::Relaxed));
+        let done = pg.min(ch);
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "seed: {done}/{total} entries ({:.1}%), {:.0} rows/s; PostgreSQL {pg}, ClickHouse {ch}; {seconds:.0} s",
+            done as f64 * 100.0 / total as f64,
+            done as f64 / seconds.max(0.001),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_cover_the_year() {
+        let months = months_between(NaiveDate::from_ymd_opt(2025, 11, 24).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+        assert_eq!(months.len(), 13);
+        assert_eq!(months[0], NaiveDate::from_ymd_opt(2025, 11, 1).unwrap());
+        assert_eq!(months[12], NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+    }
+}
