@@ -31,10 +31,21 @@ enum Command {
     Forward,
     /// Print the OpenAPI document.
     Openapi,
+    /// Run a scheduled job once for the current time (catching up missed dates).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Migrate, then fill both stores with benchmark data: users with main accounts and a
     /// year of statement entries (one hot account), bypassing the ledger. Every seeded user's
     /// password is "seeded password".
     Seed(SeedArgs),
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run one job by name: retention (the others arrive with their features).
+    Run { name: String },
 }
 
 #[derive(clap::Args)]
@@ -45,9 +56,9 @@ struct SeedArgs {
     /// Statement entries over the last 12 months (at most 100,000,000).
     #[arg(long, default_value_t = 10_000_000)]
     entries: u64,
-    /// Fraction of all entries on the hot account.
-    #[arg(long, default_value_t = 0.05)]
-    hot_share: f64,
+    /// Percentage of all entries on the hot account.
+    #[arg(long, default_value_t = 5)]
+    hot_percent: u32,
     /// Seeded user names: `{prefix}hot`, `{prefix}1`, `{prefix}2`, ...
     #[arg(long, default_value = "seed")]
     prefix: String,
@@ -115,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = seed::SeedOptions {
                 users: args.users,
                 entries: args.entries,
-                hot_share: args.hot_share,
+                hot_percent: args.hot_percent,
                 prefix: args.prefix,
                 chunk_rows: args.chunk_rows,
                 rng_seed: args.rng_seed,
@@ -131,6 +142,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.elapsed.as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command: JobsCommand::Run { name } } => {
+            let config = Config::from_env()?;
+            let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let now = Clock::new(config.clock_mode).now();
+            match name.as_str() {
+                "retention" => {
+                    let today = minipay::domain::business_day::business_date(now, config.tz);
+                    let report = minipay::jobs::retention::run(&pool, &clickhouse, now, today).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => anyhow::bail!("no job named {other:?} (known: retention)"),
+            }
         }
         Command::Audit => {
             let config = Config::from_env()?;

@@ -10,7 +10,7 @@
 //! time slot each, so ids and times rise together, and every account's balances line up with
 //! the order the history queries read in.
 //!
-//! One account (the user `{prefix}hot`) holds `hot_share` of all entries; the others are
+//! One account (the user `{prefix}hot`) holds `hot_percent` % of all entries; the others are
 //! drawn uniformly. Every seeded user has the password [`SEED_PASSWORD`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,7 +54,7 @@ pub struct SeedOptions {
     pub users: u64,
     pub entries: u64,
     /// Fraction of all entries on the hot account (0..1).
-    pub hot_share: f64,
+    pub hot_percent: u32,
     /// Seeded user names are `{prefix}hot` and `{prefix}{n}`.
     pub prefix: String,
     pub chunk_rows: usize,
@@ -80,7 +80,7 @@ struct SeededAccount {
 pub async fn run(pool: &PgPool, database_url: &str, clickhouse: &ClickHouse, options: &SeedOptions, now: DateTime<Utc>) -> anyhow::Result<SeedReport> {
     anyhow::ensure!((2..=USERS_MAX).contains(&options.users), "--users must be between 2 and {USERS_MAX}");
     anyhow::ensure!((1..=ENTRIES_MAX).contains(&options.entries), "--entries must be between 1 and {ENTRIES_MAX}");
-    anyhow::ensure!((0.0..1.0).contains(&options.hot_share), "--hot-share must be in [0, 1)");
+    anyhow::ensure!(options.hot_percent < 100, "--hot-percent must be below 100");
     anyhow::ensure!((1..=CHUNK_ROWS_MAX).contains(&options.chunk_rows), "--chunk-rows must be between 1 and {CHUNK_ROWS_MAX}");
     anyhow::ensure!(
         !options.prefix.is_empty() && options.prefix.len() <= 32 && options.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
@@ -212,7 +212,7 @@ fn generate(
             let slot_start = start_us + (u128::from(index) * span_us / u128::from(total)) as i64;
             let slot_end = start_us + (u128::from(index + 1) * span_us / u128::from(total)) as i64;
             let at_us = if slot_end > slot_start { rng.gen_range(slot_start..slot_end) } else { slot_start };
-            let account = if rng.gen_bool(options.hot_share) { 0 } else { rng.gen_range(1..accounts.len()) };
+            let account = if rng.gen_ratio(options.hot_percent, 100) { 0 } else { rng.gen_range(1..accounts.len()) };
             let is_charge = rng.gen_bool(0.25);
             let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
             let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount { DIRECTION_OUT } else { DIRECTION_IN };

@@ -379,6 +379,6 @@ impl AttemptError {
 
 fn backoff(attempt: u32) -> Duration {
     let exponential = RETRY_BACKOFF_BASE.saturating_mul(1 << attempt.min(8)).min(RETRY_BACKOFF_MAX);
-    let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    exponential.mul_f64(jitter)
+    let jitter_percent: u32 = rand::thread_rng().gen_range(50..150);
+    exponential * jitter_percent / 100
 }
