@@ -243,8 +243,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             eprintln!("[1/4] no complete seed of {} entries in {database}: seeding again", options.entries);
         }
         eprintln!("[1/4] recreating {database} and seeding (minipay migrate, minipay seed)");
-        recreate_database(&admin_url, database).await?;
-        clickhouse_query(&clickhouse_url, &format!("DROP DATABASE IF EXISTS {database}")).await?;
+        recreate_database(&admin_url, &clickhouse_url, database).await?;
         run_minipay(&["migrate".to_owned()], &bench_url, database).await?;
         let seed = [
             "seed".to_owned(),

@@ -58,11 +58,20 @@ pub(crate) fn database_url_for(base: &str, name: &str) -> String {
     }
 }
 
-pub(crate) async fn recreate_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+/// A fresh benchmark database in both stores: entry ids start again at 1, so entries left in
+/// ClickHouse by an earlier run would be counted twice (the audit catches that).
+pub(crate) async fn recreate_database(admin_url: &str, clickhouse_url: &str, name: &str) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
     client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    reqwest::Client::new()
+        .post(clickhouse_url)
+        .body(format!("DROP DATABASE IF EXISTS {name}"))
+        .send()
+        .await?
+        .error_for_status()
+        .context("dropping the ClickHouse benchmark database")?;
     Ok(())
 }
 
@@ -158,11 +167,11 @@ fn print_row(label: &str, tps: f64, p50: f64, p99: f64, errors: u64, baseline: f
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let admin_url = env("DATABASE_URL")?;
-    env("CLICKHOUSE_URL")?;
+    let clickhouse_url = env("CLICKHOUSE_URL")?;
     let bench_db = "minipay_bench";
     let bench_url = database_url_for(&admin_url, bench_db);
     eprintln!("write benchmark: {} clients, {} s per phase, database {bench_db}", options.clients, options.seconds);
-    recreate_database(&admin_url, bench_db).await?;
+    recreate_database(&admin_url, &clickhouse_url, bench_db).await?;
 
     eprintln!("[1/4] pgbench baseline: hand-written transfer transaction (cold and hot)");
     pgbench::setup(&bench_url, options.pgbench_accounts).await?;
