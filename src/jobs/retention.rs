@@ -33,10 +33,14 @@ pub struct RetentionReport {
     pub clickhouse_error: Option<String>,
 }
 
+/// The first instant (UTC) after the month that starts on `month`.
+fn month_end(month: NaiveDate) -> DateTime<Utc> {
+    first_of_next_month(month).and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
 /// Months (first days) whose whole range lies before `cutoff`.
 fn expired(month: NaiveDate, cutoff: DateTime<Utc>) -> bool {
-    let end = first_of_next_month(month).and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-    end <= cutoff
+    month_end(month) <= cutoff
 }
 
 /// The months of a table's monthly partitions, from their names (`table_yYYYYmMM`).
@@ -103,8 +107,7 @@ pub async fn run(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>, tod
                 let mut tx = pool.begin().await?;
                 if table == "statement_entries" {
                     // Entries that will never reach ClickHouse now must not hold the lag up.
-                    let end = first_of_next_month(month).and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-                    sqlx::query("DELETE FROM statement_outbox WHERE at < $1").bind(end).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM statement_outbox WHERE at < $1").bind(month_end(month)).execute(&mut *tx).await?;
                 }
                 sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
                 tx.commit().await?;
