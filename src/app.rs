@@ -48,7 +48,10 @@ pub struct Application {
 pub async fn migrate(config: &Config, pool: &PgPool, clock: &Clock) -> anyhow::Result<()> {
     store::migrate(pool).await.context("PostgreSQL migrations")?;
     partitions::ensure_around(pool, business_day::business_date(clock.now(), config.tz)).await?;
-    ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?.migrate().await.context("ClickHouse migrations")?;
+    ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?
+        .migrate()
+        .await
+        .context("ClickHouse migrations")?;
     Ok(())
 }
 
@@ -58,7 +61,8 @@ impl Application {
     /// commands go on, and history catches up once it is back.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let clock = Clock::new(config.clock_mode);
-        let pool = store::connect(&config.database_url, config.db_pool_size).await.context("connecting to PostgreSQL")?;
+        let pool =
+            store::connect(&config.database_url, config.db_pool_size).await.context("connecting to PostgreSQL")?;
         store::migrate(&pool).await.context("PostgreSQL migrations")?;
         partitions::ensure_around(&pool, business_day::business_date(clock.now(), config.tz)).await?;
         let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
@@ -72,8 +76,14 @@ impl Application {
             idempotency_ttl: config.idempotency_ttl,
         };
         let connections = crate::ledger::store::writer_pool(&config.database_url, config.ledger.writers)?;
-        let (ledger, writer_tasks) =
-            LedgerWriter::start(pool.clone(), connections, clock.clone(), settings, config.ledger.clone(), metrics.clone());
+        let (ledger, writer_tasks) = LedgerWriter::start(
+            pool.clone(),
+            connections,
+            clock.clone(),
+            settings,
+            config.ledger.clone(),
+            metrics.clone(),
+        );
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics, sessions };
@@ -94,14 +104,13 @@ impl Application {
         let Application { listener, state, writer_tasks } = self;
         let pool = state.pool.clone();
         let forwarder = state.config.forwarder.then(|| {
-            let forwarder = Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone());
+            let forwarder =
+                Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone());
             tokio::spawn(forwarder.run(shutdown.clone()))
         });
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await?;
+        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
         // The router (and with it every LedgerWriter handle) is gone: the writers finish
         // what is queued and stop.
         writer_tasks.join().await;

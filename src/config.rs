@@ -112,8 +112,14 @@ impl Config {
             session_ttl: chrono::Duration::seconds(parsed("MINIPAY_SESSION_TTL_SECS", 24 * 3600)?),
             session_cache_ttl: Duration::from_millis(parsed("MINIPAY_SESSION_CACHE_TTL_MS", 5_000)?),
             password_hash_cost: crate::domain::passwords::HashCost {
-                memory_kib: parsed("MINIPAY_ARGON2_MEMORY_KIB", crate::domain::passwords::HashCost::default().memory_kib)?,
-                iterations: parsed("MINIPAY_ARGON2_ITERATIONS", crate::domain::passwords::HashCost::default().iterations)?,
+                memory_kib: parsed(
+                    "MINIPAY_ARGON2_MEMORY_KIB",
+                    crate::domain::passwords::HashCost::default().memory_kib,
+                )?,
+                iterations: parsed(
+                    "MINIPAY_ARGON2_ITERATIONS",
+                    crate::domain::passwords::HashCost::default().iterations,
+                )?,
             },
             idempotency_ttl: chrono::Duration::seconds(parsed("MINIPAY_IDEMPOTENCY_TTL_SECS", 48 * 3600)?),
             ledger: LedgerConfig {

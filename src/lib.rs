@@ -5,23 +5,23 @@
 
 /// Wiring: `AppState` and `Application` (bind, migrate, serve, shut down).
 pub mod app;
-/// Configuration from the environment, with laptop defaults.
-pub mod config;
 /// The one source of time (`system` or `manual`).
 pub mod clock;
-/// Logs and Prometheus metrics.
-pub mod telemetry;
-/// The process-wide shutdown signal.
-pub mod shutdown;
-/// REST handlers, problem+json errors, OpenAPI.
-pub mod http;
+/// Configuration from the environment, with laptop defaults.
+pub mod config;
 /// Pure rules: money, names, business days, passwords.
 pub mod domain;
-/// The double-entry ledger and its batched serializable writer.
-pub mod ledger;
-/// PostgreSQL access outside the ledger writer.
-pub mod store;
 /// The ClickHouse read store for statements.
 pub mod history;
+/// REST handlers, problem+json errors, OpenAPI.
+pub mod http;
 /// Scheduled jobs.
 pub mod jobs;
+/// The double-entry ledger and its batched serializable writer.
+pub mod ledger;
+/// The process-wide shutdown signal.
+pub mod shutdown;
+/// PostgreSQL access outside the ledger writer.
+pub mod store;
+/// Logs and Prometheus metrics.
+pub mod telemetry;

@@ -8,8 +8,8 @@ use minipay::config::Config;
 use minipay::history::clickhouse::ClickHouse;
 use minipay::history::forwarder::Forwarder;
 use minipay::history::seed;
-use minipay::telemetry::Metrics;
 use minipay::shutdown::Shutdown;
+use minipay::telemetry::Metrics;
 use minipay::{ledger, store, telemetry};
 
 #[derive(Parser)]

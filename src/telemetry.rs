@@ -10,8 +10,7 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
 /// one JSON object a line.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if std::env::var("MINIPAY_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()
@@ -121,18 +120,46 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         };
-        counter("minipay_http_responses_2xx_total", "Responses with a status below 400.", self.http_responses_2xx.get());
+        counter(
+            "minipay_http_responses_2xx_total",
+            "Responses with a status below 400.",
+            self.http_responses_2xx.get(),
+        );
         counter("minipay_http_responses_4xx_total", "Responses with a 4xx status.", self.http_responses_4xx.get());
         counter("minipay_http_responses_5xx_total", "Responses with a 5xx status.", self.http_responses_5xx.get());
         counter("minipay_ledger_batches_total", "Committed ledger batches.", self.ledger_batches.get());
         counter("minipay_ledger_commands_total", "Commands answered by the ledger writer.", self.ledger_commands.get());
-        counter("minipay_ledger_commands_rejected_total", "Commands refused by validation.", self.ledger_commands_rejected.get());
-        counter("minipay_ledger_batch_retries_total", "Batch attempts retried after a serialization failure or deadlock.", self.ledger_batch_retries.get());
-        counter("minipay_ledger_batches_failed_total", "Batches given up on (callers got 503).", self.ledger_batches_failed.get());
-        counter("minipay_ledger_queue_full_total", "Commands refused because the writer queue was full.", self.ledger_queue_full.get());
+        counter(
+            "minipay_ledger_commands_rejected_total",
+            "Commands refused by validation.",
+            self.ledger_commands_rejected.get(),
+        );
+        counter(
+            "minipay_ledger_batch_retries_total",
+            "Batch attempts retried after a serialization failure or deadlock.",
+            self.ledger_batch_retries.get(),
+        );
+        counter(
+            "minipay_ledger_batches_failed_total",
+            "Batches given up on (callers got 503).",
+            self.ledger_batches_failed.get(),
+        );
+        counter(
+            "minipay_ledger_queue_full_total",
+            "Commands refused because the writer queue was full.",
+            self.ledger_queue_full.get(),
+        );
         counter("minipay_audit_failures_total", "Audit runs that found a broken invariant.", self.audit_failures.get());
-        counter("minipay_history_entries_forwarded_total", "Statement entries copied from the outbox to ClickHouse (replays included).", self.history_entries_forwarded.get());
-        counter("minipay_history_forward_failures_total", "Forwarder steps that failed and were retried.", self.history_forward_failures.get());
+        counter(
+            "minipay_history_entries_forwarded_total",
+            "Statement entries copied from the outbox to ClickHouse (replays included).",
+            self.history_entries_forwarded.get(),
+        );
+        counter(
+            "minipay_history_forward_failures_total",
+            "Forwarder steps that failed and were retried.",
+            self.history_forward_failures.get(),
+        );
         let _ = writeln!(
             out,
             "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
@@ -146,7 +173,8 @@ impl Metrics {
         let histogram = &self.ledger_batch_size;
         let _ = writeln!(out, "# HELP minipay_ledger_batch_size Commands per committed batch.\n# TYPE minipay_ledger_batch_size histogram");
         for (bucket, bound) in histogram.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
-            let _ = writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
         }
         let _ = writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"+Inf\"}} {}", histogram.count());
         let _ = writeln!(out, "minipay_ledger_batch_size_sum {}", histogram.sum());

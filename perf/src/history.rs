@@ -57,7 +57,8 @@ fn env(name: &str) -> anyhow::Result<String> {
 }
 
 fn minipay_binary() -> String {
-    std::env::var("MINIPAY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
+    std::env::var("MINIPAY_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
 }
 
 async fn clickhouse_query(clickhouse_url: &str, sql: &str) -> anyhow::Result<String> {
@@ -74,7 +75,8 @@ async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: 
         return false;
     };
     tokio::spawn(connection);
-    let pg: Option<i64> = client.query_one("SELECT count(*) FROM statement_entries", &[]).await.ok().map(|row| row.get(0));
+    let pg: Option<i64> =
+        client.query_one("SELECT count(*) FROM statement_entries", &[]).await.ok().map(|row| row.get(0));
     let ch = clickhouse_query(clickhouse_url, &format!("SELECT count() FROM {database}.statement_entries")).await.ok();
     let ch: Option<u64> = ch.and_then(|text| text.trim().parse().ok());
     pg == Some(entries as i64) && ch == Some(entries)
@@ -134,7 +136,8 @@ impl Bench {
         let started = Instant::now();
         let response = self.client.get(&url).bearer_auth(&account.token).send().await?;
         let status = response.status();
-        let source = response.headers().get("x-history-source").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
+        let source =
+            response.headers().get("x-history-source").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
         let body = response.bytes().await?;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         anyhow::ensure!(status.is_success(), "GET {url}: {status}: {}", String::from_utf8_lossy(&body));
@@ -145,7 +148,10 @@ impl Bench {
     }
 
     fn ids(page: &Value) -> Vec<i64> {
-        page["entries"].as_array().map(|entries| entries.iter().filter_map(|entry| entry["id"].as_i64()).collect()).unwrap_or_default()
+        page["entries"]
+            .as_array()
+            .map(|entries| entries.iter().filter_map(|entry| entry["id"].as_i64()).collect())
+            .unwrap_or_default()
     }
 
     fn check(&mut self, what: &str, account: &BenchAccount, same: bool) {
@@ -168,14 +174,25 @@ impl Bench {
             };
             let (page, _) = self.get(account, &query).await?;
             cursor = page["next_cursor"].as_str().map(str::to_owned);
-            anyhow::ensure!(cursor.is_some(), "account {} ran out of pages before page {}", account.id, account.deep_page);
+            anyhow::ensure!(
+                cursor.is_some(),
+                "account {} ran out of pages before page {}",
+                account.id,
+                account.deep_page
+            );
         }
         account.deep_cursor = cursor;
         Ok(())
     }
 
     /// One measurement of each pair on one account.
-    async fn measure(&mut self, account: &BenchAccount, first: &mut Samples, deep: &mut Samples, summary: &mut Samples) -> anyhow::Result<()> {
+    async fn measure(
+        &mut self,
+        account: &BenchAccount,
+        first: &mut Samples,
+        deep: &mut Samples,
+        summary: &mut Samples,
+    ) -> anyhow::Result<()> {
         let limit = self.limit;
         let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page=0")).await?;
         let (tuned, tuned_ms) = self.get(account, &format!("history?limit={limit}")).await?;
@@ -183,7 +200,8 @@ impl Bench {
         first.tuned_ms.push(tuned_ms);
         self.check("first page", account, Self::ids(&naive) == Self::ids(&tuned));
 
-        let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page={}", account.deep_page)).await?;
+        let (naive, naive_ms) =
+            self.get(account, &format!("history/naive?limit={limit}&page={}", account.deep_page)).await?;
         let tuned_query = match &account.deep_cursor {
             Some(cursor) => format!("history?limit={limit}&cursor={cursor}"),
             None => format!("history?limit={limit}"),
@@ -198,7 +216,11 @@ impl Bench {
         let (tuned, tuned_ms) = self.get(account, &format!("history/summary?{range}")).await?;
         summary.naive_ms.push(naive_ms);
         summary.tuned_ms.push(tuned_ms);
-        self.check("summary", account, naive["in"] == tuned["in"] && naive["out"] == tuned["out"] && naive["by_kind"] == tuned["by_kind"]);
+        self.check(
+            "summary",
+            account,
+            naive["in"] == tuned["in"] && naive["out"] == tuned["out"] && naive["by_kind"] == tuned["by_kind"],
+        );
         Ok(())
     }
 }
@@ -231,7 +253,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
     let database = options.database.as_str();
-    anyhow::ensure!(database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "--database must be a plain identifier");
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "--database must be a plain identifier"
+    );
     anyhow::ensure!(options.accounts >= 1 && options.limit >= 1, "--accounts and --limit must be positive");
     let bench_url = database_url_for(&admin_url, database);
     eprintln!("history benchmark: {} entries, {} users, database {database}", options.entries, options.users);
@@ -265,9 +290,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     tokio::spawn(connection);
     let hot_name = format!("{SEED_PREFIX}hot");
     let main_account = "SELECT u.name, a.id FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'";
-    let hot = pg.query_one(&format!("{main_account} WHERE u.name = $1"), &[&hot_name]).await.context("the hot account")?;
+    let hot =
+        pg.query_one(&format!("{main_account} WHERE u.name = $1"), &[&hot_name]).await.context("the hot account")?;
     let ordinary = pg
-        .query(&format!("{main_account} WHERE u.name <> $1 ORDER BY random() LIMIT $2"), &[&hot_name, &(options.accounts as i64)])
+        .query(
+            &format!("{main_account} WHERE u.name <> $1 ORDER BY random() LIMIT $2"),
+            &[&hot_name, &(options.accounts as i64)],
+        )
         .await?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let now = Utc::now();
@@ -280,14 +309,28 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         mismatches: Vec::new(),
         fallbacks: 0,
     };
-    let mut hot_account = BenchAccount { id: hot.get(1), token: log_in(&client, &server.base, &hot_name).await?, deep_page: 0, deep_cursor: None };
+    let mut hot_account = BenchAccount {
+        id: hot.get(1),
+        token: log_in(&client, &server.base, &hot_name).await?,
+        deep_page: 0,
+        deep_cursor: None,
+    };
     let mut ordinary_accounts = Vec::with_capacity(ordinary.len());
     for row in &ordinary {
         let name: String = row.get(0);
-        ordinary_accounts.push(BenchAccount { id: row.get(1), token: log_in(&client, &server.base, &name).await?, deep_page: 0, deep_cursor: None });
+        ordinary_accounts.push(BenchAccount {
+            id: row.get(1),
+            token: log_in(&client, &server.base, &name).await?,
+            deep_page: 0,
+            deep_cursor: None,
+        });
     }
 
-    eprintln!("[3/4] ordinary accounts: {} accounts x {} rounds (walking to the deep pages first)", ordinary_accounts.len(), options.rounds);
+    eprintln!(
+        "[3/4] ordinary accounts: {} accounts x {} rounds (walking to the deep pages first)",
+        ordinary_accounts.len(),
+        options.rounds
+    );
     let (mut first, mut deep, mut summary) = (Samples::default(), Samples::default(), Samples::default());
     for account in &mut ordinary_accounts {
         bench.prepare(account, options.deep_page).await?;
@@ -299,7 +342,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
-    eprintln!("[4/4] hot account {}: {} samples (walking {} pages first)", hot_account.id, options.hot_samples, options.deep_page);
+    eprintln!(
+        "[4/4] hot account {}: {} samples (walking {} pages first)",
+        hot_account.id, options.hot_samples, options.deep_page
+    );
     let walk_started = Instant::now();
     bench.prepare(&mut hot_account, options.deep_page).await?;
     let walk_seconds = walk_started.elapsed().as_secs_f64();
@@ -307,7 +353,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for _ in 0..options.hot_samples {
         bench.measure(&hot_account, &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
     }
-    let hot_total: i64 = pg.query_one("SELECT count(*) FROM statement_entries WHERE account_id = $1", &[&hot_account.id]).await?.get(0);
+    let hot_total: i64 =
+        pg.query_one("SELECT count(*) FROM statement_entries WHERE account_id = $1", &[&hot_account.id]).await?.get(0);
     server.stop().await;
 
     let ordinary_mean_deep = ordinary_deep_pages.iter().sum::<u64>() as f64 / ordinary_deep_pages.len().max(1) as f64;
@@ -321,7 +368,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "| {:<28} | {:>8} | {:>7} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
         "query", "accounts", "samples", "naive p50", "naive p99", "tuned p50", "tuned p99", "p50 ratio", "p99 ratio"
     );
-    println!("|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", "", "", ""
+    );
     print_row("ordinary: first page", ordinary_accounts.len(), &first);
     print_row("ordinary: deep page", ordinary_accounts.len(), &deep);
     print_row("ordinary: summary, 30 days", ordinary_accounts.len(), &summary);

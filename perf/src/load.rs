@@ -104,7 +104,14 @@ where
             })
         })
         .collect();
-    let mut report = LoadReport { requests: 0, errors: 0, elapsed: duration, latencies_us: Vec::new(), generator_cores: 0.0, first_errors: Vec::new() };
+    let mut report = LoadReport {
+        requests: 0,
+        errors: 0,
+        elapsed: duration,
+        latencies_us: Vec::new(),
+        generator_cores: 0.0,
+        first_errors: Vec::new(),
+    };
     for task in tasks {
         let (latencies, requests, errors, first_errors) = task.await.expect("worker panicked");
         report.latencies_us.extend(latencies);

@@ -49,9 +49,19 @@ pub async fn setup(database_url: &str, accounts: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(database_url: &str, hot: bool, accounts: u32, clients: u32, seconds: u32) -> anyhow::Result<PgbenchResult> {
+pub async fn run(
+    database_url: &str,
+    hot: bool,
+    accounts: u32,
+    clients: u32,
+    seconds: u32,
+) -> anyhow::Result<PgbenchResult> {
     let script = if hot { HOT_SCRIPT } else { COLD_SCRIPT }.replace("{accounts}", &accounts.to_string());
-    let path = std::env::temp_dir().join(format!("minipay-pgbench-{}-{}.sql", std::process::id(), if hot { "hot" } else { "cold" }));
+    let path = std::env::temp_dir().join(format!(
+        "minipay-pgbench-{}-{}.sql",
+        std::process::id(),
+        if hot { "hot" } else { "cold" }
+    ));
     std::fs::write(&path, script)?;
     let output = tokio::process::Command::new("pgbench")
         .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "--max-tries=20", "-f"])

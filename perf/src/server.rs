@@ -13,12 +13,17 @@ pub struct Server {
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
 
 fn binary() -> String {
-    std::env::var("MINIPAY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
+    std::env::var("MINIPAY_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
 }
 
 impl Server {
     /// Starts the server on `database_url` with `extra` environment, and waits for /healthz.
-    pub async fn start(database_url: &str, clickhouse_database: &str, extra: &[(&str, String)]) -> anyhow::Result<Server> {
+    pub async fn start(
+        database_url: &str,
+        clickhouse_database: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = tokio::process::Command::new(binary());
         command
@@ -38,7 +43,8 @@ impl Server {
         for (name, value) in extra {
             command.env(name, value);
         }
-        let child = command.spawn().with_context(|| format!("starting {} (run cargo build --release first)", binary()))?;
+        let child =
+            command.spawn().with_context(|| format!("starting {} (run cargo build --release first)", binary()))?;
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..600 {

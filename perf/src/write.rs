@@ -75,7 +75,12 @@ pub(crate) async fn recreate_database(admin_url: &str, clickhouse_url: &str, nam
     Ok(())
 }
 
-async fn create_users(client: &reqwest::Client, base: &str, count: usize, prefix: &str) -> anyhow::Result<Vec<BenchUser>> {
+async fn create_users(
+    client: &reqwest::Client,
+    base: &str,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<BenchUser>> {
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let users: Vec<anyhow::Result<BenchUser>> = futures::stream::iter(0..count)
         .map(|index| {
@@ -84,8 +89,22 @@ async fn create_users(client: &reqwest::Client, base: &str, count: usize, prefix
             async move {
                 let name = format!("{prefix}{index}");
                 let credentials = json!({"name": name, "password": "benchmark password"});
-                let user: Value = client.post(format!("{base}/v1/users")).json(&credentials).send().await?.error_for_status()?.json().await?;
-                let session: Value = client.post(format!("{base}/v1/sessions")).json(&credentials).send().await?.error_for_status()?.json().await?;
+                let user: Value = client
+                    .post(format!("{base}/v1/users"))
+                    .json(&credentials)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let session: Value = client
+                    .post(format!("{base}/v1/sessions"))
+                    .json(&credentials)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
                 let token = session["token"].as_str().context("token")?.to_owned();
                 let main_account_id = user["main_account_id"].as_i64().context("main_account_id")?;
                 client
@@ -175,9 +194,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     eprintln!("[1/4] pgbench baseline: hand-written transfer transaction (cold and hot)");
     pgbench::setup(&bench_url, options.pgbench_accounts).await?;
-    let pg_cold: PgbenchResult = pgbench::run(&bench_url, false, options.pgbench_accounts, options.clients, options.seconds).await?;
+    let pg_cold: PgbenchResult =
+        pgbench::run(&bench_url, false, options.pgbench_accounts, options.clients, options.seconds).await?;
     eprintln!("  pgbench cold: {:.0} tps", pg_cold.tps);
-    let pg_hot: PgbenchResult = pgbench::run(&bench_url, true, options.pgbench_accounts, options.clients, options.seconds).await?;
+    let pg_hot: PgbenchResult =
+        pgbench::run(&bench_url, true, options.pgbench_accounts, options.clients, options.seconds).await?;
     eprintln!("  pgbench hot: {:.0} tps", pg_hot.tps);
 
     eprintln!("[2/4] starting minipay and creating {} + {} users", options.users, options.clients + 1);
@@ -187,10 +208,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name, value.to_owned()))
         .collect();
-    anyhow::ensure!(
-        matches!(options.only.as_deref(), None | Some("cold") | Some("hot")),
-        "--only takes cold or hot"
-    );
+    anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
     let server = Server::start(&bench_url, bench_db, &extra).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients as usize * 2).build()?;
     let cold_users = Arc::new(create_users(&client, &server.base, options.users, "cold").await?);
@@ -198,36 +216,69 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let hot_receiver = Arc::new(create_users(&client, &server.base, 1, "receiver").await?);
 
     eprintln!("[3/4] HTTP cold: {} clients, random pairs among {} users", options.clients, options.users);
-    let cold = transfer_load(&client, &server.base, &options, "cold", cold_users.clone(), cold_users.clone(), false).await;
+    let cold =
+        transfer_load(&client, &server.base, &options, "cold", cold_users.clone(), cold_users.clone(), false).await;
     eprintln!("[3/4] HTTP hot: {} senders to one receiver", options.clients);
-    let hot = transfer_load(&client, &server.base, &options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
+    let hot =
+        transfer_load(&client, &server.base, &options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
 
     eprintln!("[4/4] audit and server metrics");
-    let audit: Value = client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
+    let audit: Value =
+        client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
     server.stop().await;
 
-    let metric = |name: &str| metrics.lines().find(|line| line.starts_with(name)).and_then(|line| line.split_whitespace().last()).unwrap_or("?").to_owned();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().last())
+            .unwrap_or("?")
+            .to_owned()
+    };
     println!();
-    println!("minipay write benchmark — {} clients, {} s per phase{}", options.clients, options.seconds, if options.idempotency_keys { ", with Idempotency-Key" } else { "" });
+    println!(
+        "minipay write benchmark — {} clients, {} s per phase{}",
+        options.clients,
+        options.seconds,
+        if options.idempotency_keys { ", with Idempotency-Key" } else { "" }
+    );
     println!();
-    println!("| {:<34} | {:>11} | {:>8} | {:>8} | {:>6} | {:>7} |", "workload", "transfers/s", "p50 ms", "p99 ms", "errors", "vs (a)");
+    println!(
+        "| {:<34} | {:>11} | {:>8} | {:>8} | {:>6} | {:>7} |",
+        "workload", "transfers/s", "p50 ms", "p99 ms", "errors", "vs (a)"
+    );
     println!("|{:-<36}|{:->13}|{:->10}|{:->10}|{:->8}|{:->9}|", "", "", "", "", "", "");
     print_row("(a) pgbench hand-written, cold", pg_cold.tps, pg_cold.latency_ms, f64::NAN, pg_cold.failed, pg_cold.tps);
     print_row("    pgbench hand-written, hot", pg_hot.tps, pg_hot.latency_ms, f64::NAN, pg_hot.failed, pg_cold.tps);
-    print_row("(b) HTTP POST /v1/transfers, cold", cold.throughput(), cold.percentile_ms(0.5), cold.percentile_ms(0.99), cold.errors, pg_cold.tps);
-    print_row("    HTTP POST /v1/transfers, hot", hot.throughput(), hot.percentile_ms(0.5), hot.percentile_ms(0.99), hot.errors, pg_cold.tps);
-    println!();
-    println!("pgbench p50 column is its average latency. Hot HTTP vs hot pgbench: {:.2}x.", hot.throughput() / pg_hot.tps);
-    println!(
-        "load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)",
-        cold.generator_cores, hot.generator_cores
+    print_row(
+        "(b) HTTP POST /v1/transfers, cold",
+        cold.throughput(),
+        cold.percentile_ms(0.5),
+        cold.percentile_ms(0.99),
+        cold.errors,
+        pg_cold.tps,
     );
+    print_row(
+        "    HTTP POST /v1/transfers, hot",
+        hot.throughput(),
+        hot.percentile_ms(0.5),
+        hot.percentile_ms(0.99),
+        hot.errors,
+        pg_cold.tps,
+    );
+    println!();
+    println!(
+        "pgbench p50 column is its average latency. Hot HTTP vs hot pgbench: {:.2}x.",
+        hot.throughput() / pg_hot.tps
+    );
+    println!("load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)", cold.generator_cores, hot.generator_cores);
     println!(
         "ledger batches: {} committed, {} commands, mean size {:.1}, max {}, retries {}",
         metric("minipay_ledger_batches_total"),
         metric("minipay_ledger_commands_total"),
-        metric("minipay_ledger_batch_size_sum").parse::<f64>().unwrap_or(0.0) / metric("minipay_ledger_batch_size_count").parse::<f64>().unwrap_or(1.0),
+        metric("minipay_ledger_batch_size_sum").parse::<f64>().unwrap_or(0.0)
+            / metric("minipay_ledger_batch_size_count").parse::<f64>().unwrap_or(1.0),
         metric("minipay_ledger_batch_size_max"),
         metric("minipay_ledger_batch_retries_total"),
     );

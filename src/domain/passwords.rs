@@ -42,7 +42,8 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 /// A valid hash of no real password, verified against when a name is unknown so that a
 /// failed log-in takes as long whether or not the name exists.
-pub const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Cq8Yv5y4pLr1n9i7Q0sQm0uXk1qv3o1bYwqkq0bQm5I";
+pub const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Cq8Yv5y4pLr1n9i7Q0sQm0uXk1qv3o1bYwqkq0bQm5I";
 
 #[cfg(test)]
 mod tests {

@@ -85,7 +85,11 @@ impl ClickHouse {
             if applied.contains(&number) {
                 continue;
             }
-            self.client.query(&render_ddl(template, ttl)).execute().await.with_context(|| format!("ClickHouse migration {number} {name}"))?;
+            self.client
+                .query(&render_ddl(template, ttl))
+                .execute()
+                .await
+                .with_context(|| format!("ClickHouse migration {number} {name}"))?;
             self.client
                 .query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
                 .bind(number)

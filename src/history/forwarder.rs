@@ -83,7 +83,8 @@ impl PgEntry {
         Ok(ClickHouseEntry {
             entry_id: u64::try_from(self.id).with_context(|| format!("negative entry id {}", self.id))?,
             account_id: self.account_id,
-            at: u32::try_from(seconds).with_context(|| format!("entry {} time {} outside DateTime", self.id, self.at))?,
+            at: u32::try_from(seconds)
+                .with_context(|| format!("entry {} time {} outside DateTime", self.id, self.at))?,
             at_us,
             direction,
             amount: self.amount,
@@ -215,7 +216,11 @@ impl Forwarder {
                 }
                 Err(error) => {
                     self.metrics.history_forward_failures.add(1);
-                    tracing::warn!(error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "history forwarder step failed");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "history forwarder step failed"
+                    );
                     let pause = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     pause

@@ -178,12 +178,13 @@ pub async fn naive_page(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3")
-        .bind(account_id)
-        .bind(from)
-        .bind(to)
-        .fetch_one(&mut *conn)
-        .await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3")
+            .bind(account_id)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *conn)
+            .await?;
     let entries = rows.into_iter().map(HistoryEntry::try_from).collect::<anyhow::Result<_>>()?;
     Ok((entries, total))
 }
@@ -269,7 +270,10 @@ pub async fn naive_summary(conn: &mut PgConnection, account_id: i64, range: Time
     .bind(TOP_COUNTERPARTIES_MAX)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top.into_iter().map(Totals::from).collect()))
+    Ok(Summary::from_parts(
+        by_kind.into_iter().map(Totals::from).collect(),
+        top.into_iter().map(Totals::from).collect(),
+    ))
 }
 
 // --- tuned: ClickHouse ---------------------------------------------------------------------
@@ -352,7 +356,8 @@ impl ClickHouseEntryRow {
         };
         Ok(HistoryEntry {
             id: i64::try_from(self.entry_id)?,
-            at: DateTime::from_timestamp_micros(self.at_us).ok_or_else(|| anyhow::anyhow!("entry {} time out of range", self.entry_id))?,
+            at: DateTime::from_timestamp_micros(self.at_us)
+                .ok_or_else(|| anyhow::anyhow!("entry {} time out of range", self.entry_id))?,
             account_id,
             direction,
             amount: self.amount,
@@ -485,7 +490,10 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(TOP_COUNTERPARTIES_MAX)
         .fetch_all()
         .await?;
-    Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top.into_iter().map(Totals::from).collect()))
+    Ok(Summary::from_parts(
+        by_kind.into_iter().map(Totals::from).collect(),
+        top.into_iter().map(Totals::from).collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -518,7 +526,10 @@ mod tests {
         }
         // A short range is one window, bounded on both sides.
         let range = TimeRange { from: Some(at("2026-05-01T00:00:00Z")), to: Some(at("2026-05-02T00:00:00Z")) };
-        assert_eq!(windows(range, None, now), vec![Window { low_us: micros(at("2026-05-01T00:00:00Z")), high_us: micros(at("2026-05-02T00:00:00Z")) }]);
+        assert_eq!(
+            windows(range, None, now),
+            vec![Window { low_us: micros(at("2026-05-01T00:00:00Z")), high_us: micros(at("2026-05-02T00:00:00Z")) }]
+        );
         // A cursor moves the top to just after itself.
         let cursor = Cursor { at_us: micros(at("2026-05-01T12:00:00Z")), id: 7 };
         assert_eq!(windows(range, Some(cursor), now)[0].high_us, cursor.at_us + 1);

@@ -77,13 +77,24 @@ struct SeededAccount {
 }
 
 /// Seeds users, accounts and entries; `now` ends the year of history.
-pub async fn run(pool: &PgPool, database_url: &str, clickhouse: &ClickHouse, options: &SeedOptions, now: DateTime<Utc>) -> anyhow::Result<SeedReport> {
+pub async fn run(
+    pool: &PgPool,
+    database_url: &str,
+    clickhouse: &ClickHouse,
+    options: &SeedOptions,
+    now: DateTime<Utc>,
+) -> anyhow::Result<SeedReport> {
     anyhow::ensure!((2..=USERS_MAX).contains(&options.users), "--users must be between 2 and {USERS_MAX}");
     anyhow::ensure!((1..=ENTRIES_MAX).contains(&options.entries), "--entries must be between 1 and {ENTRIES_MAX}");
     anyhow::ensure!(options.hot_percent < 100, "--hot-percent must be below 100");
-    anyhow::ensure!((1..=CHUNK_ROWS_MAX).contains(&options.chunk_rows), "--chunk-rows must be between 1 and {CHUNK_ROWS_MAX}");
     anyhow::ensure!(
-        !options.prefix.is_empty() && options.prefix.len() <= 32 && options.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        (1..=CHUNK_ROWS_MAX).contains(&options.chunk_rows),
+        "--chunk-rows must be between 1 and {CHUNK_ROWS_MAX}"
+    );
+    anyhow::ensure!(
+        !options.prefix.is_empty()
+            && options.prefix.len() <= 32
+            && options.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
         "--prefix must be 1..=32 ASCII letters, digits, '_' or '-'"
     );
     let started = Instant::now();
@@ -102,7 +113,9 @@ pub async fn run(pool: &PgPool, database_url: &str, clickhouse: &ClickHouse, opt
 
     let generator = {
         let options = options.clone();
-        tokio::task::spawn_blocking(move || generate(&options, &accounts, first_entry_id, start, now, &pg_sender, &ch_sender))
+        tokio::task::spawn_blocking(move || {
+            generate(&options, &accounts, first_entry_id, start, now, &pg_sender, &ch_sender)
+        })
     };
     let pg_writer = tokio::spawn(copy_to_postgres(database_url.to_owned(), pg_receiver, pg_rows.clone()));
     let ch_writer = tokio::spawn(insert_into_clickhouse(clickhouse.clone(), ch_receiver, ch_rows.clone()));
@@ -136,10 +149,20 @@ fn months_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
 }
 
 /// Inserts the users and their main accounts set-based; returns the accounts, hot first.
-async fn create_users(pool: &PgPool, options: &SeedOptions, created_at: DateTime<Utc>) -> anyhow::Result<Vec<SeededAccount>> {
+async fn create_users(
+    pool: &PgPool,
+    options: &SeedOptions,
+    created_at: DateTime<Utc>,
+) -> anyhow::Result<Vec<SeededAccount>> {
     let hot_name = format!("{}hot", options.prefix);
-    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)").bind(&hot_name).fetch_one(pool).await?;
-    anyhow::ensure!(!taken, "user {hot_name:?} exists: this database is already seeded (use a fresh database or another --prefix)");
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)")
+        .bind(&hot_name)
+        .fetch_one(pool)
+        .await?;
+    anyhow::ensure!(
+        !taken,
+        "user {hot_name:?} exists: this database is already seeded (use a fresh database or another --prefix)"
+    );
     let password = Password::parse(SEED_PASSWORD).map_err(|error| anyhow::anyhow!("seed password: {error}"))?;
     // One hash for everyone: hashing 100 k passwords would take longer than the seed itself.
     let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, SEED_HASH_COST)).await??;
@@ -181,7 +204,10 @@ async fn reserve_entry_ids(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
     let first: i64 = sqlx::query_scalar("SELECT nextval('statement_entries_id_seq')").fetch_one(&mut *tx).await?;
-    sqlx::query("SELECT setval('statement_entries_id_seq', $1)").bind(first + count as i64 - 1).execute(&mut *tx).await?;
+    sqlx::query("SELECT setval('statement_entries_id_seq', $1)")
+        .bind(first + count as i64 - 1)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(first)
 }
@@ -215,7 +241,11 @@ fn generate(
             let account = if rng.gen_ratio(options.hot_percent, 100) { 0 } else { rng.gen_range(1..accounts.len()) };
             let is_charge = rng.gen_bool(0.25);
             let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
-            let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount { DIRECTION_OUT } else { DIRECTION_IN };
+            let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount {
+                DIRECTION_OUT
+            } else {
+                DIRECTION_IN
+            };
             balances[account] += if direction == DIRECTION_IN { amount } else { -amount };
             debug_assert!(balances[account] >= 0);
             let (kind, counterparty_account_id, counterparty_name) = if is_charge {
@@ -227,7 +257,11 @@ fn generate(
                 }
                 ("transfer", Some(accounts[other].id), accounts[other].name.clone())
             };
-            let memo = if !is_charge && rng.gen_bool(0.1) { MEMOS[rng.gen_range(0..MEMOS.len())].to_owned() } else { String::new() };
+            let memo = if !is_charge && rng.gen_bool(0.1) {
+                MEMOS[rng.gen_range(0..MEMOS.len())].to_owned()
+            } else {
+                String::new()
+            };
             chunk.push(ClickHouseEntry {
                 entry_id: (first_entry_id + index as i64) as u64,
                 account_id: accounts[account].id,
@@ -253,8 +287,13 @@ fn generate(
     Ok(())
 }
 
-async fn copy_to_postgres(database_url: String, mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>, written: Arc<AtomicU64>) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await.context("seed: connecting for COPY")?;
+async fn copy_to_postgres(
+    database_url: String,
+    mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>,
+    written: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let (client, connection) =
+        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await.context("seed: connecting for COPY")?;
     let connection = tokio::spawn(connection);
     let types = [
         Type::INT8,
@@ -315,7 +354,11 @@ async fn copy_to_postgres(database_url: String, mut chunks: mpsc::Receiver<Arc<V
     Ok(())
 }
 
-async fn insert_into_clickhouse(clickhouse: ClickHouse, mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>, written: Arc<AtomicU64>) -> anyhow::Result<()> {
+async fn insert_into_clickhouse(
+    clickhouse: ClickHouse,
+    mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>,
+    written: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
     let mut insert = None;
     let mut in_statement = 0u64;
     while let Some(rows) = chunks.recv().await {
@@ -362,7 +405,10 @@ mod tests {
 
     #[test]
     fn months_cover_the_year() {
-        let months = months_between(NaiveDate::from_ymd_opt(2025, 11, 24).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+        let months = months_between(
+            NaiveDate::from_ymd_opt(2025, 11, 24).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        );
         assert_eq!(months.len(), 13);
         assert_eq!(months[0], NaiveDate::from_ymd_opt(2025, 11, 1).unwrap());
         assert_eq!(months[12], NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());

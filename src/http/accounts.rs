@@ -78,7 +78,11 @@ pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> A
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = AccountView), (status = 404, body = Problem)))]
-pub async fn get_account(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<AccountId>) -> ApiResult<Json<AccountView>> {
+pub async fn get_account(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<AccountId>,
+) -> ApiResult<Json<AccountView>> {
     let mut conn = state.pool.acquire().await?;
     let account = accounts::get_owned(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(AccountView::from(&account)))
@@ -88,7 +92,11 @@ pub async fn get_account(State(state): State<AppState>, caller: AuthUser, ApiPat
 /// `installment_amount` taken from the main account every day at 08:00).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccount,
     responses((status = 201, body = AccountView), (status = 422, body = Problem)))]
-pub async fn create_account(State(state): State<AppState>, caller: AuthUser, ApiJson(body): ApiJson<NewAccount>) -> ApiResult<(StatusCode, Json<AccountView>)> {
+pub async fn create_account(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<NewAccount>,
+) -> ApiResult<(StatusCode, Json<AccountView>)> {
     if body.kind != "savings" {
         return Err(ApiError::validation("kind must be savings: every user has exactly one main account"));
     }
@@ -98,7 +106,8 @@ pub async fn create_account(State(state): State<AppState>, caller: AuthUser, Api
         (Product::Free, Some(_)) => return Err(ApiError::validation("free savings take no installment_amount")),
         (Product::Fixed, None) => return Err(ApiError::validation("fixed savings need an installment_amount")),
         (Product::Fixed, Some(value)) => {
-            let amount = Amount::parse(value).map_err(|error| ApiError::validation(format!("installment_amount: {error}")))?;
+            let amount =
+                Amount::parse(value).map_err(|error| ApiError::validation(format!("installment_amount: {error}")))?;
             if amount.krw() > state.config.daily_charge_limit_krw {
                 return Err(ApiError::validation("installment_amount must not exceed the daily top-up limit"));
             }
@@ -106,7 +115,8 @@ pub async fn create_account(State(state): State<AppState>, caller: AuthUser, Api
         }
     };
     let mut conn = state.pool.acquire().await?;
-    let account = accounts::insert_savings(&mut conn, caller.user_id, product, installment_amount, state.clock.now()).await?;
+    let account =
+        accounts::insert_savings(&mut conn, caller.user_id, product, installment_amount, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
@@ -116,8 +126,16 @@ pub async fn create_account(State(state): State<AppState>, caller: AuthUser, Api
     responses((status = 200, body = AccountView), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "already closed"),
               (status = 422, body = Problem, description = "not a savings account")))]
-pub async fn close_account(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<AccountId>) -> ApiResult<Json<AccountView>> {
-    let command = Command::CloseSavings { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: id };
+pub async fn close_account(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<AccountId>,
+) -> ApiResult<Json<AccountView>> {
+    let command = Command::CloseSavings {
+        user_id: caller.user_id,
+        main_account_id: caller.main_account_id,
+        savings_account_id: id,
+    };
     match state.ledger.submit(command).await? {
         Outcome::Closed { savings, .. } => Ok(Json(AccountView::from(&savings))),
         other => Err(ApiError::Internal(anyhow::anyhow!("close answered with {other:?}"))),

@@ -63,7 +63,11 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
 #[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
     responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem),
               (status = 422, body = Problem, description = "not a time with offset, or after the year 9000")))]
-pub async fn put_clock(State(state): State<AppState>, _admin: Admin, ApiJson(body): ApiJson<ClockUpdate>) -> ApiResult<Json<ClockView>> {
+pub async fn put_clock(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<ClockUpdate>,
+) -> ApiResult<Json<ClockView>> {
     let refuse = |error: SetClockError| match error {
         SetClockError::NotManual => ApiError::NotFound,
         error @ SetClockError::Backwards { .. } => ApiError::InvalidState(error.to_string()),
@@ -92,7 +96,11 @@ pub async fn put_clock(State(state): State<AppState>, _admin: Admin, ApiJson(bod
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
     responses((status = 200, body = RetentionReport), (status = 404, body = Problem, description = "no such job (yet)")))]
-pub async fn run_job(State(state): State<AppState>, _admin: Admin, ApiPath(name): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn run_job(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     match name.as_str() {
         "retention" => {
             let now = state.clock.now();

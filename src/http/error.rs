@@ -66,11 +66,17 @@ impl ApiError {
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "Invalid request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::InsufficientFunds => (StatusCode::UNPROCESSABLE_ENTITY, "insufficient-funds", "Insufficient funds"),
-            ApiError::DailyLimitExceeded(_) => (StatusCode::UNPROCESSABLE_ENTITY, "daily-limit-exceeded", "Daily top-up limit exceeded"),
+            ApiError::InsufficientFunds => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "insufficient-funds", "Insufficient funds")
+            }
+            ApiError::DailyLimitExceeded(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "daily-limit-exceeded", "Daily top-up limit exceeded")
+            }
             ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Invalid state"),
             ApiError::NameTaken => (StatusCode::CONFLICT, "name-taken", "Name taken"),
-            ApiError::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused"),
+            ApiError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused")
+            }
             ApiError::IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency-key-in-use", "Idempotency key in use"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
@@ -89,7 +95,13 @@ impl ApiError {
             ApiError::Internal(_) => "the request could not be completed".to_owned(),
             other => other.to_string(),
         };
-        Problem { kind: format!("https://minipay.dev/problems/{code}"), title: title.to_owned(), status: status.as_u16(), detail, code: code.to_owned() }
+        Problem {
+            kind: format!("https://minipay.dev/problems/{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+        }
     }
 }
 

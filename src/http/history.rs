@@ -119,9 +119,18 @@ pub struct SummaryView {
 
 impl From<Summary> for SummaryView {
     fn from(summary: Summary) -> Self {
-        let kind = |totals: Totals| KindTotals { kind: totals.name, in_total: totals.in_total, out_total: totals.out_total, count: totals.count };
-        let counterparty =
-            |totals: Totals| CounterpartyTotals { name: totals.name, in_total: totals.in_total, out_total: totals.out_total, count: totals.count };
+        let kind = |totals: Totals| KindTotals {
+            kind: totals.name,
+            in_total: totals.in_total,
+            out_total: totals.out_total,
+            count: totals.count,
+        };
+        let counterparty = |totals: Totals| CounterpartyTotals {
+            name: totals.name,
+            in_total: totals.in_total,
+            out_total: totals.out_total,
+            count: totals.count,
+        };
         SummaryView {
             in_total: summary.in_total,
             out_total: summary.out_total,

@@ -28,7 +28,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             return Ok(IdempotencyKey(None));
         };
         let key = value.to_str().map_err(|_| ApiError::validation("Idempotency-Key must be visible ASCII"))?;
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LENGTH_MAX_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LENGTH_MAX_CHARS || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters"));
         }
         Ok(IdempotencyKey(Some(key.to_owned())))
@@ -101,7 +102,8 @@ pub async fn run_command(
             Err(error) => return ApiError::from(error).into_response(),
         }
     }
-    let idempotency = key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
+    let idempotency =
+        key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
     match state.ledger.submit_with(command, idempotency).await {
         Ok(Answer::Applied(result)) => respond(render(&result)),
         Ok(Answer::Replayed(stored)) => respond(stored),

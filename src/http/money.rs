@@ -102,11 +102,20 @@ pub async fn create_deposit(
     let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::Deposited { savings, main, auto_charged, .. }) => stored_json(
             StatusCode::CREATED,
-            &DepositView { account: AccountView::from(savings), main_account: AccountView::from(main), auto_charged: *auto_charged },
+            &DepositView {
+                account: AccountView::from(savings),
+                main_account: AccountView::from(main),
+                auto_charged: *auto_charged,
+            },
         ),
         Ok(other) => stored_error(unexpected(other)),
         Err(error) => stored_error(error.clone().into()),
     });
-    let command = Command::Deposit { user_id: caller.user_id, main_account_id: caller.main_account_id, savings_account_id: account_id, amount };
+    let command = Command::Deposit {
+        user_id: caller.user_id,
+        main_account_id: caller.main_account_id,
+        savings_account_id: account_id,
+        amount,
+    };
     Ok(run_command(&state, caller, key, print, command, render).await)
 }

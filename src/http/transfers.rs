@@ -123,7 +123,11 @@ pub async fn create_transfer(
 #[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = TransferView), (status = 404, body = Problem)))]
-pub async fn get_transfer(State(state): State<AppState>, caller: AuthUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<TransferView>> {
+pub async fn get_transfer(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<TransferView>> {
     let mut conn = state.pool.acquire().await?;
     let transfer = transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(TransferView::from(&transfer)))
@@ -133,7 +137,11 @@ pub async fn get_transfer(State(state): State<AppState>, caller: AuthUser, ApiPa
 #[utoipa::path(get, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])),
     params(TransferQuery),
     responses((status = 200, body = TransferList), (status = 422, body = Problem)))]
-pub async fn list_transfers(State(state): State<AppState>, caller: AuthUser, ApiQuery(query): ApiQuery<TransferQuery>) -> ApiResult<Json<TransferList>> {
+pub async fn list_transfers(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<TransferQuery>,
+) -> ApiResult<Json<TransferList>> {
     let direction = match query.direction.as_deref() {
         None => Direction::Both,
         Some("incoming") => Direction::Incoming,

@@ -13,8 +13,8 @@ use crate::app::AppState;
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
-use crate::store::users::{self, User, UserStoreError};
 use crate::store::sessions;
+use crate::store::users::{self, User, UserStoreError};
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
@@ -58,7 +58,12 @@ impl DailyChargeView {
     pub fn new(state: &AppState, used: i64) -> Self {
         let limit = state.config.daily_charge_limit_krw;
         let today = state.business_date(state.clock.now());
-        DailyChargeView { limit, used, remaining: (limit - used).max(0), resets_at: start_of_next_day(today, state.config.tz) }
+        DailyChargeView {
+            limit,
+            used,
+            remaining: (limit - used).max(0),
+            resets_at: start_of_next_day(today, state.config.tz),
+        }
     }
 }
 
@@ -90,7 +95,10 @@ fn name_taken(error: UserStoreError) -> ApiError {
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
     responses((status = 201, body = UserView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem, description = "validation-failed")))]
-pub async fn create_user(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<UserView>)> {
+pub async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
     let cost = state.config.password_hash_cost;
@@ -104,10 +112,15 @@ pub async fn create_user(State(state): State<AppState>, ApiJson(body): ApiJson<C
 /// Logs in: returns a bearer token valid until `expires_at`.
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
     responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized")))]
-pub async fn create_session(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<SessionView>)> {
+pub async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
     // A name that could never have signed up (too long, control characters such as NUL that
     // PostgreSQL text refuses) matches no user: no database round trip.
-    if UserName::parse(&body.name).is_err() || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS {
+    if UserName::parse(&body.name).is_err()
+        || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
+    {
         return Err(ApiError::Unauthorized);
     }
     let mut conn = state.pool.acquire().await?;
@@ -136,7 +149,11 @@ pub async fn create_session(State(state): State<AppState>, ApiJson(body): ApiJso
 /// Logs out: the token stops working at once.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "users", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-pub async fn delete_session(State(state): State<AppState>, _user: AuthUser, BearerToken(token): BearerToken) -> ApiResult<StatusCode> {
+pub async fn delete_session(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    BearerToken(token): BearerToken,
+) -> ApiResult<StatusCode> {
     let mut conn = state.pool.acquire().await?;
     sessions::revoke(&mut conn, &token).await?;
     state.sessions.forget(&token);
@@ -147,7 +164,11 @@ pub async fn delete_session(State(state): State<AppState>, _user: AuthUser, Bear
 #[utoipa::path(get, path = "/v1/users/{name}", tag = "users", security(("bearer" = [])),
     params(("name" = String, Path)),
     responses((status = 200, body = UserView), (status = 404, body = Problem)))]
-pub async fn get_user(State(state): State<AppState>, _user: AuthUser, ApiPath(name): ApiPath<String>) -> ApiResult<Json<UserView>> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<UserView>> {
     // A name no user could have (e.g. with a NUL, which PostgreSQL text refuses) is simply not found.
     let name = UserName::parse(&name).map_err(|_| ApiError::NotFound)?;
     let mut conn = state.pool.acquire().await?;
@@ -182,7 +203,11 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
     responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem)))]
-pub async fn patch_me(State(state): State<AppState>, caller: AuthUser, ApiJson(body): ApiJson<MePatch>) -> ApiResult<Json<MeView>> {
+pub async fn patch_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<MePatch>,
+) -> ApiResult<Json<MeView>> {
     let name = body.name.as_deref().map(UserName::parse).transpose().map_err(ApiError::validation)?;
     let mode = match body.transfer_mode.as_deref() {
         None => None,

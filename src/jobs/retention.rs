@@ -63,7 +63,12 @@ async fn partition_months(pool: &PgPool, table: &str) -> sqlx::Result<Vec<(Strin
         .collect())
 }
 
-pub async fn run(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>, today: NaiveDate) -> anyhow::Result<RetentionReport> {
+pub async fn run(
+    pool: &PgPool,
+    clickhouse: &ClickHouse,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+) -> anyhow::Result<RetentionReport> {
     partitions::ensure_around(pool, today).await?;
     let cutoff = oldest_kept(now);
     let mut dropped_postgres = Vec::new();
@@ -107,7 +112,10 @@ pub async fn run(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>, tod
                 let mut tx = pool.begin().await?;
                 if table == "statement_entries" {
                     // Entries that will never reach ClickHouse now must not hold the lag up.
-                    sqlx::query("DELETE FROM statement_outbox WHERE at < $1").bind(month_end(month)).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM statement_outbox WHERE at < $1")
+                        .bind(month_end(month))
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -137,7 +145,9 @@ pub async fn run(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>, tod
 async fn drop_clickhouse_partitions(clickhouse: &ClickHouse, cutoff: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
     let partitions: Vec<String> = clickhouse
         .client()
-        .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'statement_entries' AND active")
+        .query(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'statement_entries' AND active",
+        )
         .bind(clickhouse.database())
         .fetch_all()
         .await?;

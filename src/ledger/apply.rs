@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::accounts::{
-    Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID,
-};
+use crate::domain::accounts::{Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID};
 use crate::domain::money::{auto_charge_for, Amount};
 use crate::domain::transfers::{Transfer, TransferStatus};
 
@@ -165,7 +163,11 @@ pub struct Effects {
 }
 
 /// Applies `commands` in order to `state`.
-pub fn apply(state: &mut LedgerState, context: &BatchContext, commands: &[Command]) -> (Vec<Result<Outcome, CommandError>>, Effects) {
+pub fn apply(
+    state: &mut LedgerState,
+    context: &BatchContext,
+    commands: &[Command],
+) -> (Vec<Result<Outcome, CommandError>>, Effects) {
     let mut effects = Effects::default();
     let mut results = Vec::with_capacity(commands.len());
     for (index, command) in commands.iter().enumerate() {
@@ -303,7 +305,13 @@ impl<'a> Staged<'a> {
 
     /// Moves `amount` at once from `debit` to `credit`. A user account may not end with a
     /// negative available balance.
-    fn post(&mut self, debit: AccountId, credit: AccountId, amount: i64, kind: PostingKind) -> Result<(), CommandError> {
+    fn post(
+        &mut self,
+        debit: AccountId,
+        credit: AccountId,
+        amount: i64,
+        kind: PostingKind,
+    ) -> Result<(), CommandError> {
         if amount <= 0 || debit == credit {
             return Err(CommandError::Overflow);
         }
@@ -389,7 +397,11 @@ impl<'a> Staged<'a> {
                 let savings = self.account_mut(savings_account_id)?;
                 savings.status = AccountStatus::Closed;
                 savings.closed_at = Some(now);
-                Ok(Outcome::Closed { savings: self.snapshot(savings_account_id)?, main: self.snapshot(main_account_id)?, moved })
+                Ok(Outcome::Closed {
+                    savings: self.snapshot(savings_account_id)?,
+                    main: self.snapshot(main_account_id)?,
+                    moved,
+                })
             }
             Command::Transfer { user_id, from_account_id, to_account_id, amount, ref display_name, ref memo } => {
                 let to_user_id = match self.account(to_account_id) {

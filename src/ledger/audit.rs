@@ -215,7 +215,8 @@ fn month_name(month: u32) -> String {
 /// the check. A ClickHouse that cannot be read fails it: an audit never passes unchecked.
 pub async fn stores_agree(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>) -> Check {
     let latest = now.max(Utc::now());
-    let since = latest.checked_sub_months(Months::new(COMPARED_MONTHS)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH).trunc_subsecs(0);
+    let since =
+        latest.checked_sub_months(Months::new(COMPARED_MONTHS)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH).trunc_subsecs(0);
     let fail = |detail: String| Check { name: STORES_AGREE, ok: false, detail };
     let before = match postgres_months(pool, since).await {
         Ok(months) => months,

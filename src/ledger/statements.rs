@@ -51,7 +51,8 @@ fn system_name(id: AccountId) -> &'static str {
 /// transfer sees the sender's chosen display name when there is one; everybody else sees real
 /// names.
 pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
-    let transfers: HashMap<i64, &Transfer> = effects.new_transfers.iter().map(|transfer| (transfer.id, transfer)).collect();
+    let transfers: HashMap<i64, &Transfer> =
+        effects.new_transfers.iter().map(|transfer| (transfer.id, transfer)).collect();
     let account = |id: AccountId| state.accounts.get(&id);
     let is_user = |id: AccountId| account(id).is_some_and(|a| !a.is_system());
     let party = |id: AccountId| -> (Option<AccountId>, String) {
@@ -130,7 +131,8 @@ mod tests {
     #[test]
     fn the_receiver_sees_the_display_name_and_the_sender_the_real_name() {
         let mut state = LedgerState::default();
-        for account in [account(1, None, 0), account(101, Some((1, "alice")), 5_000), account(102, Some((2, "bob")), 0)] {
+        for account in [account(1, None, 0), account(101, Some((1, "alice")), 5_000), account(102, Some((2, "bob")), 0)]
+        {
             state.accounts.insert(account.id, account);
         }
         state.transfer_ids = vec![7];
@@ -152,11 +154,17 @@ mod tests {
         let entries = entries(&state, &effects);
         // The auto top-up of 10,000 shows as a charge from outside, without the memo.
         assert_eq!(entries.len(), 3);
-        assert_eq!((entries[0].account_id, entries[0].direction, entries[0].kind), (101, Direction::In, PostingKind::Charge));
+        assert_eq!(
+            (entries[0].account_id, entries[0].direction, entries[0].kind),
+            (101, Direction::In, PostingKind::Charge)
+        );
         assert_eq!((entries[0].counterparty_account_id, entries[0].counterparty_name.as_str()), (None, "external"));
         assert_eq!((entries[0].balance_after, entries[0].memo.as_deref()), (15_000, None));
         let sent = &entries[1];
-        assert_eq!((sent.account_id, sent.direction, sent.amount, sent.balance_after), (101, Direction::Out, 12_000, 3_000));
+        assert_eq!(
+            (sent.account_id, sent.direction, sent.amount, sent.balance_after),
+            (101, Direction::Out, 12_000, 3_000)
+        );
         assert_eq!((sent.counterparty_account_id, sent.counterparty_name.as_str()), (Some(102), "bob"));
         let received = &entries[2];
         assert_eq!((received.account_id, received.direction, received.balance_after), (102, Direction::In, 12_000));

@@ -17,7 +17,8 @@ use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 /// Connections for the ledger writers: one each, plus one spare.
 pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
     let config: tokio_postgres::Config = database_url.parse()?;
-    let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager =
+        Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Ok(Pool::builder(manager).max_size(writers + 1).build()?)
 }
 
@@ -158,7 +159,12 @@ pub async fn begin_and_lock(
     );
     begun?;
     forgotten?;
-    let mut locked = Locked { accounts: HashMap::new(), daily_used: HashMap::new(), known_keys: HashMap::new(), transfer_ids: Vec::new() };
+    let mut locked = Locked {
+        accounts: HashMap::new(),
+        daily_used: HashMap::new(),
+        known_keys: HashMap::new(),
+        transfer_ids: Vec::new(),
+    };
     for row in accounts? {
         let Json(account): Json<Account> = row.try_get(0)?;
         locked.accounts.insert(account.id, account);
@@ -170,7 +176,10 @@ pub async fn begin_and_lock(
         let status: i16 = row.try_get(3)?;
         locked.known_keys.insert(
             (row.try_get(0)?, row.try_get(1)?),
-            KeyRecord { fingerprint: row.try_get(2)?, response: StoredResponse { status: status as u16, body: row.try_get(4)? } },
+            KeyRecord {
+                fingerprint: row.try_get(2)?,
+                response: StoredResponse { status: status as u16, body: row.try_get(4)? },
+            },
         );
     }
     for row in reserved? {
@@ -243,15 +252,51 @@ pub async fn write_and_commit(
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 44] = [
-                &account_ids, &debits_posted, &credits_posted, &debits_pending, &credits_pending, &statuses, &closed_at,
-                &now, &debit_ids, &credit_ids, &amounts, &kinds, &flags, &posting_transfer_ids,
-                &daily_users, &daily_dates, &daily_used,
-                &transfer_ids, &from_accounts, &to_accounts, &from_users, &to_users, &transfer_amounts, &auto_charged,
-                &transfer_statuses, &display_names, &memos, &created_at, &expires_at, &resolved_at,
-                &key_users, &key_names, &fingerprints, &key_statuses, &bodies,
-                &entry_accounts, &entry_directions, &entry_amounts, &entry_balances, &entry_kinds,
-                &entry_counterparties, &entry_names, &entry_transfers, &entry_memos,
-            ];
+        &account_ids,
+        &debits_posted,
+        &credits_posted,
+        &debits_pending,
+        &credits_pending,
+        &statuses,
+        &closed_at,
+        &now,
+        &debit_ids,
+        &credit_ids,
+        &amounts,
+        &kinds,
+        &flags,
+        &posting_transfer_ids,
+        &daily_users,
+        &daily_dates,
+        &daily_used,
+        &transfer_ids,
+        &from_accounts,
+        &to_accounts,
+        &from_users,
+        &to_users,
+        &transfer_amounts,
+        &auto_charged,
+        &transfer_statuses,
+        &display_names,
+        &memos,
+        &created_at,
+        &expires_at,
+        &resolved_at,
+        &key_users,
+        &key_names,
+        &fingerprints,
+        &key_statuses,
+        &bodies,
+        &entry_accounts,
+        &entry_directions,
+        &entry_amounts,
+        &entry_balances,
+        &entry_kinds,
+        &entry_counterparties,
+        &entry_names,
+        &entry_transfers,
+        &entry_memos,
+    ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;
     committed

@@ -13,10 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::apply::{apply, BatchContext, Command, CommandError, LedgerState, Outcome};
 use super::store;
-use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
 use crate::domain::business_day::business_date;
+use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 use crate::store::partitions;
 use crate::telemetry::Metrics;
 
@@ -248,7 +248,11 @@ impl Worker {
         }
     }
 
-    async fn attempt_on(&self, client: &deadpool_postgres::Object, batch: &[Envelope]) -> Result<Vec<Answer>, tokio_postgres::Error> {
+    async fn attempt_on(
+        &self,
+        client: &deadpool_postgres::Object,
+        batch: &[Envelope],
+    ) -> Result<Vec<Answer>, tokio_postgres::Error> {
         let now = self.clock.now();
         let context = BatchContext {
             now,
@@ -263,7 +267,9 @@ impl Worker {
             .collect();
         let key_ids: BTreeSet<KeyId> = batch
             .iter()
-            .filter_map(|envelope| envelope.idempotency.as_ref().map(|idempotency| (idempotency.user_id, idempotency.key.clone())))
+            .filter_map(|envelope| {
+                envelope.idempotency.as_ref().map(|idempotency| (idempotency.user_id, idempotency.key.clone()))
+            })
             .collect();
         let key_ids: Vec<KeyId> = key_ids.into_iter().collect();
         // At most one transfer id per command; unused ones are gaps in the sequence.
@@ -293,7 +299,9 @@ impl Worker {
                 Some(idempotency) => {
                     let id = (idempotency.user_id, idempotency.key.clone());
                     match known_keys.get(&id) {
-                        Some(record) if same_request(record, &idempotency.fingerprint) => Some(Answer::Replayed(record.response.clone())),
+                        Some(record) if same_request(record, &idempotency.fingerprint) => {
+                            Some(Answer::Replayed(record.response.clone()))
+                        }
                         Some(_) => Some(Answer::KeyReused),
                         None if first_in_batch.contains(&id) => None,
                         None => {
@@ -325,7 +333,8 @@ impl Worker {
         for (position, result) in run_index.iter().zip(results) {
             let envelope = &batch[*position];
             if let Some(idempotency) = &envelope.idempotency {
-                let record = KeyRecord { fingerprint: idempotency.fingerprint.clone(), response: (idempotency.render)(&result) };
+                let record =
+                    KeyRecord { fingerprint: idempotency.fingerprint.clone(), response: (idempotency.render)(&result) };
                 let id = (idempotency.user_id, idempotency.key.clone());
                 known_keys.insert(id.clone(), record.clone());
                 new_keys.push((id, record));
@@ -350,7 +359,9 @@ impl Worker {
             .map(|(answer, envelope)| match (answer, &envelope.idempotency) {
                 (Some(answer), _) => answer,
                 (None, Some(idempotency)) => match known_keys.get(&(idempotency.user_id, idempotency.key.clone())) {
-                    Some(record) if same_request(record, &idempotency.fingerprint) => Answer::Replayed(record.response.clone()),
+                    Some(record) if same_request(record, &idempotency.fingerprint) => {
+                        Answer::Replayed(record.response.clone())
+                    }
                     _ => Answer::KeyReused,
                 },
                 (None, None) => Answer::Applied(Err(CommandError::InvalidState("command was not run"))),

@@ -21,12 +21,17 @@ pub async fn list_for_user(conn: &mut PgConnection, user_id: UserId) -> sqlx::Re
 }
 
 /// The account if the user owns it; someone else's account is `None`, like a missing one.
-pub async fn get_owned(conn: &mut PgConnection, user_id: UserId, account_id: AccountId) -> sqlx::Result<Option<Account>> {
-    let row: Option<Json<Account>> = sqlx::query_scalar("SELECT to_jsonb(a) FROM accounts a WHERE id = $1 AND user_id = $2")
-        .bind(account_id)
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn get_owned(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    account_id: AccountId,
+) -> sqlx::Result<Option<Account>> {
+    let row: Option<Json<Account>> =
+        sqlx::query_scalar("SELECT to_jsonb(a) FROM accounts a WHERE id = $1 AND user_id = $2")
+            .bind(account_id)
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(|Json(account)| account))
 }
 

@@ -24,7 +24,12 @@ pub type KeyId = (UserId, String);
 
 /// The live record for a key (created after `since`), without locking: the fast path for
 /// repeats that arrive after the first request finished.
-pub async fn find(conn: &mut PgConnection, user_id: UserId, key: &str, since: DateTime<Utc>) -> sqlx::Result<Option<KeyRecord>> {
+pub async fn find(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    key: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Option<KeyRecord>> {
     let row: Option<(Vec<u8>, i16, serde_json::Value)> = sqlx::query_as(
         "SELECT fingerprint, status_code, body FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at > $3",
     )
@@ -33,5 +38,8 @@ pub async fn find(conn: &mut PgConnection, user_id: UserId, key: &str, since: Da
     .bind(since)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(fingerprint, status, body)| KeyRecord { fingerprint, response: StoredResponse { status: status as u16, body } }))
+    Ok(row.map(|(fingerprint, status, body)| KeyRecord {
+        fingerprint,
+        response: StoredResponse { status: status as u16, body },
+    }))
 }

@@ -41,10 +41,8 @@ pub async fn ensure_months(pool: &PgPool, months: &[NaiveDate]) -> sqlx::Result<
     for &(table, key_type) in &MONTHLY_TABLES {
         for &month in months {
             let name = partition_name(table, month);
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&name)
-                .fetch_one(&mut *tx)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&name).fetch_one(&mut *tx).await?;
             if exists {
                 continue;
             }

@@ -18,7 +18,13 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-pub async fn create(conn: &mut PgConnection, user_id: UserId, token: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> sqlx::Result<()> {
+pub async fn create(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    token: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(token_hash(token))
         .bind(user_id)
@@ -65,7 +71,12 @@ impl SessionCache {
     }
 
     /// The user behind a live token, from the cache when it is fresh, else from the database.
-    pub async fn authenticate(&self, pool: &sqlx::PgPool, token: &str, now: DateTime<Utc>) -> sqlx::Result<Option<(UserId, AccountId)>> {
+    pub async fn authenticate(
+        &self,
+        pool: &sqlx::PgPool,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Option<(UserId, AccountId)>> {
         let hash = token_hash(token);
         if let Some(cached) = self.entries().get(&hash).copied() {
             if cached.fetched.elapsed() < self.ttl && cached.expires_at > now {
@@ -88,7 +99,10 @@ impl SessionCache {
                 if entries.len() >= SESSION_CACHE_CAPACITY {
                     entries.clear();
                 }
-                entries.insert(hash, CachedSession { user_id, main_account_id, expires_at, fetched: std::time::Instant::now() });
+                entries.insert(
+                    hash,
+                    CachedSession { user_id, main_account_id, expires_at, fetched: std::time::Instant::now() },
+                );
             }
             _ => {
                 entries.remove(&hash);

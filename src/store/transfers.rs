@@ -33,7 +33,8 @@ fn transfer_from_row(row: &PgRow) -> sqlx::Result<Transfer> {
 
 /// The transfer if the user sent or received it.
 pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: i64) -> sqlx::Result<Option<Transfer>> {
-    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1 AND (from_user_id = $2 OR to_user_id = $2)");
+    let sql =
+        format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1 AND (from_user_id = $2 OR to_user_id = $2)");
     let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).await?;
     row.as_ref().map(transfer_from_row).transpose()
 }

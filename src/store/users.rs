@@ -35,15 +35,21 @@ const USER_SELECT: &str = "SELECT u.id, u.name, a.id AS main_account_id, u.trans
      FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'";
 
 /// Creates the user and their main account together: a user never exists without one.
-pub async fn create(pool: &PgPool, name: &str, password_hash: &str, now: DateTime<Utc>) -> Result<User, UserStoreError> {
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<User, UserStoreError> {
     let mut tx = pool.begin().await?;
-    let id: UserId = sqlx::query_scalar("INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id")
-        .bind(name)
-        .bind(password_hash)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_name_taken)?;
+    let id: UserId =
+        sqlx::query_scalar("INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(name)
+            .bind(password_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_name_taken)?;
     let main_account_id = accounts::insert_main(&mut tx, id, now).await?;
     tx.commit().await?;
     Ok(User { id, name: name.to_owned(), main_account_id, transfer_mode: "immediate".to_owned() })
@@ -86,11 +92,16 @@ pub async fn update_profile(
 }
 
 /// Today's used top-up amount for the user.
-pub async fn daily_charge_used(conn: &mut PgConnection, id: UserId, business_date: chrono::NaiveDate) -> sqlx::Result<i64> {
-    let used: Option<i64> = sqlx::query_scalar("SELECT used FROM daily_charges WHERE user_id = $1 AND business_date = $2")
-        .bind(id)
-        .bind(business_date)
-        .fetch_optional(conn)
-        .await?;
+pub async fn daily_charge_used(
+    conn: &mut PgConnection,
+    id: UserId,
+    business_date: chrono::NaiveDate,
+) -> sqlx::Result<i64> {
+    let used: Option<i64> =
+        sqlx::query_scalar("SELECT used FROM daily_charges WHERE user_id = $1 AND business_date = $2")
+            .bind(id)
+            .bind(business_date)
+            .fetch_optional(conn)
+            .await?;
     Ok(used.unwrap_or(0))
 }

@@ -32,7 +32,8 @@ async fn the_manual_clock_reads_and_moves_forward() {
     assert_eq!(app.clock_now().await, start);
 
     let later = start + Duration::days(3) + Duration::minutes(7);
-    let (status, body) = put_clock(&app, Some(ADMIN_TOKEN), &later.with_timezone(&chrono_tz::Asia::Seoul).to_rfc3339()).await;
+    let (status, body) =
+        put_clock(&app, Some(ADMIN_TOKEN), &later.with_timezone(&chrono_tz::Asia::Seoul).to_rfc3339()).await;
     assert_eq!(status, 200, "{body}");
     let answered: DateTime<Utc> = body["now"].as_str().unwrap().parse().unwrap();
     assert_eq!(answered, later);
@@ -73,8 +74,9 @@ async fn the_clock_jumps_decades_ahead_but_refuses_times_it_cannot_partition() {
 
     app.set_clock("2100-03-01T00:00:00+09:00").await;
     let token = app.login("alice").await;
-    let (status, body) =
-        app.post(&format!("/v1/accounts/{}/charges", alice.main_account_id), Some(&token), json!({"amount": 3_000_000})).await;
+    let (status, body) = app
+        .post(&format!("/v1/accounts/{}/charges", alice.main_account_id), Some(&token), json!({"amount": 3_000_000}))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["daily_charge"]["resets_at"], json!("2100-03-01T15:00:00Z"));
     assert_eq!(body["account"]["balance"], json!(3_010_000));
@@ -153,7 +155,11 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(status, 201, "{body}");
     let metrics = app.raw_request(Method::GET, "/metrics", None, None, None).await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.content_type.as_deref().is_some_and(|value| value.starts_with("text/plain")), "{:?}", metrics.content_type);
+    assert!(
+        metrics.content_type.as_deref().is_some_and(|value| value.starts_with("text/plain")),
+        "{:?}",
+        metrics.content_type
+    );
     let batches: u64 = metrics
         .text
         .lines()

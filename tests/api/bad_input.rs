@@ -17,7 +17,8 @@ async fn fixture(app: &TestApp) -> Fixture {
     let alice = app.signup("alice").await;
     let (status, body) = app.charge(&alice, 100_000).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+    let (status, body) =
+        app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
     assert_eq!(status, 201, "{body}");
     let savings_id = body["id"].as_i64().unwrap();
     let (status, body) =
@@ -60,7 +61,12 @@ fn json_routes(fixture: &Fixture) -> Vec<JsonRoute> {
     let token = Some(fixture.alice.token.clone());
     let main = fixture.alice.main_account_id;
     let savings = fixture.savings_id;
-    let route = |method: Method, path: String, token: Option<String>, amount_field| JsonRoute { method, path, token, amount_field };
+    let route = |method: Method, path: String, token: Option<String>, amount_field| JsonRoute {
+        method,
+        path,
+        token,
+        amount_field,
+    };
     vec![
         route(Method::POST, "/v1/users".to_owned(), None, None),
         route(Method::POST, "/v1/sessions".to_owned(), None, None),
@@ -91,7 +97,17 @@ async fn malformed_json_is_400_validation_failed_on_every_json_route() {
     for route in json_routes(&fixture) {
         // Each breaks the syntax before any field could be judged (a field every route knows
         // or ignores, `name`, keeps unknown-field refusals out of it).
-        let bodies = ["{", "not json", "{:}", "{'name': 1}", "{\"name\" 1}", "{\"name\": }", "{\"name\": \"x\",}", "", "\u{feff}{}"];
+        let bodies = [
+            "{",
+            "not json",
+            "{:}",
+            "{'name': 1}",
+            "{\"name\" 1}",
+            "{\"name\": }",
+            "{\"name\": \"x\",}",
+            "",
+            "\u{feff}{}",
+        ];
         for body in bodies {
             let response = send(&app, &route, Some("application/json"), body.as_bytes().to_vec()).await;
             assert_eq!(response.status, 400, "{} {} with {body:?}: {}", route.method, route.path, response.text);
@@ -125,7 +141,9 @@ async fn wrong_types_and_missing_fields_are_422_on_every_json_route() {
                 json!({"name": "bob", "password": null}),
                 json!({"name": ["bob"], "password": PASSWORD}),
             ],
-            ("/v1/me", _) => vec![json!({"name": 1}), json!({"transfer_mode": false}), json!({"name": {"first": "al"}})],
+            ("/v1/me", _) => {
+                vec![json!({"name": 1}), json!({"transfer_mode": false}), json!({"name": {"first": "al"}})]
+            }
             ("/admin/clock", _) => vec![
                 json!({}),
                 json!({"now": 5}),
@@ -186,7 +204,8 @@ async fn bodies_over_64_kib_are_413_payload_too_large() {
     let fixture = fixture(&app).await;
     let padding = "a".repeat(64 * 1024);
     for route in json_routes(&fixture) {
-        let body = json!({"name": padding, "password": PASSWORD, "amount": 10_000, "kind": "savings", "product": "free"});
+        let body =
+            json!({"name": padding, "password": PASSWORD, "amount": 10_000, "kind": "savings", "product": "free"});
         let response = send(&app, &route, Some("application/json"), body.to_string().into_bytes()).await;
         assert_eq!(response.status, 413, "{} {}: {}", route.method, route.path, response.text);
         assert_problem_response(&response, 413, "payload-too-large");
@@ -274,7 +293,15 @@ async fn account_ids_that_are_not_integers_are_404() {
     }
     // Integers that name no account of the caller's are 404 as well.
     for id in ["0", "-1", "1", "2", "9223372036854775807", "-9223372036854775808"] {
-        let response = app.raw_request(Method::POST, &format!("/v1/accounts/{id}/charges"), token, Some("application/json"), amount.clone()).await;
+        let response = app
+            .raw_request(
+                Method::POST,
+                &format!("/v1/accounts/{id}/charges"),
+                token,
+                Some("application/json"),
+                amount.clone(),
+            )
+            .await;
         assert_problem_response(&response, 404, "not-found");
         let response = app.raw_request(Method::GET, &format!("/v1/accounts/{id}"), token, None, None).await;
         assert_problem_response(&response, 404, "not-found");

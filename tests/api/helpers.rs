@@ -153,7 +153,13 @@ impl TestApp {
     }
 
     /// Sends a request; the body is parsed as JSON when there is one (`Value::Null` otherwise).
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -194,7 +200,12 @@ impl TestApp {
     }
 
     pub async fn charge(&self, user: &TestUser, amount: i64) -> (StatusCode, Value) {
-        self.post(&format!("/v1/accounts/{}/charges", user.main_account_id), Some(&user.token), json!({"amount": amount})).await
+        self.post(
+            &format!("/v1/accounts/{}/charges", user.main_account_id),
+            Some(&user.token),
+            json!({"amount": amount}),
+        )
+        .await
     }
 
     pub async fn account(&self, user: &TestUser, account_id: i64) -> Value {
@@ -215,7 +226,8 @@ impl TestApp {
 
     /// Moves the manual clock (RFC 3339 with offset).
     pub async fn set_clock(&self, now: &str) {
-        let (status, body) = self.request(reqwest::Method::PUT, "/admin/clock", Some(ADMIN_TOKEN), Some(json!({"now": now}))).await;
+        let (status, body) =
+            self.request(reqwest::Method::PUT, "/admin/clock", Some(ADMIN_TOKEN), Some(json!({"now": now}))).await;
         assert_eq!(status, StatusCode::OK, "set clock to {now}: {body}");
     }
 
@@ -280,8 +292,11 @@ impl TestApp {
         }
         let response = request.send().await.expect("request sent");
         let status = response.status();
-        let content_type =
-            response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         RawResponse { status, content_type, text, body }

@@ -125,7 +125,13 @@ async fn get(app: &TestApp, user: &TestUser, path: &str) -> Answer {
 }
 
 /// Every entry of the tuned route, following cursors.
-async fn tuned_all(app: &TestApp, user: &TestUser, account_id: i64, query: &str, limit: i64) -> (Vec<Value>, Option<String>) {
+async fn tuned_all(
+    app: &TestApp,
+    user: &TestUser,
+    account_id: i64,
+    query: &str,
+    limit: i64,
+) -> (Vec<Value>, Option<String>) {
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..1_000 {
@@ -151,7 +157,8 @@ async fn tuned_all(app: &TestApp, user: &TestUser, account_id: i64, query: &str,
 async fn naive_all(app: &TestApp, user: &TestUser, account_id: i64, query: &str, limit: i64) -> Vec<Value> {
     let mut entries = Vec::new();
     for page in 0..1_000 {
-        let answer = get(app, user, &format!("/v1/accounts/{account_id}/history/naive?limit={limit}&page={page}{query}")).await;
+        let answer =
+            get(app, user, &format!("/v1/accounts/{account_id}/history/naive?limit={limit}&page={page}{query}")).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert!(answer.lag_ms.is_some(), "X-History-Lag-Ms missing");
         let found = answer.body["entries"].as_array().unwrap().clone();
@@ -244,10 +251,24 @@ async fn scenario_25_naive_and_tuned_return_the_same_entries() {
         assert!(at_a > at_b || (at_a == at_b && a["id"].as_i64() > b["id"].as_i64()), "order: {a} then {b}");
     }
     // The entry shape of API.md.
-    let sample = tuned.iter().find(|entry| entry["memo"] == json!("rent") && entry["kind"] == json!("transfer")).expect("a transfer with a memo");
+    let sample = tuned
+        .iter()
+        .find(|entry| entry["memo"] == json!("rent") && entry["kind"] == json!("transfer"))
+        .expect("a transfer with a memo");
     let keys: HashSet<&str> = sample.as_object().unwrap().keys().map(String::as_str).collect();
-    let wanted: HashSet<&str> =
-        ["id", "at", "account_id", "direction", "amount", "balance_after", "kind", "counterparty", "transfer_id", "memo"].into();
+    let wanted: HashSet<&str> = [
+        "id",
+        "at",
+        "account_id",
+        "direction",
+        "amount",
+        "balance_after",
+        "kind",
+        "counterparty",
+        "transfer_id",
+        "memo",
+    ]
+    .into();
     assert_eq!(keys, wanted);
     assert_eq!(sample["account_id"], json!(alice.main_account_id));
     assert_eq!(sample["counterparty"]["account_id"], json!(bob.main_account_id));
@@ -267,7 +288,8 @@ async fn scenario_25_naive_and_tuned_return_the_same_entries() {
     // Summaries agree, over everything and over the range.
     for query in ["".to_owned(), query.replacen('&', "?", 1)] {
         let tuned = get(&app, &alice, &format!("/v1/accounts/{}/history/summary{query}", alice.main_account_id)).await;
-        let naive = get(&app, &alice, &format!("/v1/accounts/{}/history/summary/naive{query}", alice.main_account_id)).await;
+        let naive =
+            get(&app, &alice, &format!("/v1/accounts/{}/history/summary/naive{query}", alice.main_account_id)).await;
         assert_eq!(tuned.status, 200, "{}", tuned.body);
         assert_eq!(tuned.source.as_deref(), Some("clickhouse"));
         assert!(tuned.lag_ms.is_some() && naive.lag_ms.is_some());
@@ -281,7 +303,10 @@ async fn scenario_25_naive_and_tuned_return_the_same_entries() {
         total_out += kind["out"].as_i64().unwrap();
         count += kind["count"].as_i64().unwrap();
     }
-    assert_eq!((summary["in"].as_i64().unwrap(), summary["out"].as_i64().unwrap(), count), (total_in, total_out, created.len() as i64));
+    assert_eq!(
+        (summary["in"].as_i64().unwrap(), summary["out"].as_i64().unwrap(), count),
+        (total_in, total_out, created.len() as i64)
+    );
     assert_eq!(summary["top_counterparties"].as_array().unwrap().len(), 10);
 }
 
@@ -312,8 +337,10 @@ async fn scenario_23_same_timestamp_pages_have_no_duplicate_and_no_gap() {
     assert_eq!(ids(second.body["entries"].as_array().unwrap()), vec![created[0]]);
     assert_eq!(second.body["next_cursor"], json!(null));
 
-    let naive_first = get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=0", alice.main_account_id)).await;
-    let naive_second = get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=1", alice.main_account_id)).await;
+    let naive_first =
+        get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=0", alice.main_account_id)).await;
+    let naive_second =
+        get(&app, &alice, &format!("/v1/accounts/{}/history/naive?limit=2&page=1", alice.main_account_id)).await;
     assert_eq!(naive_first.body["entries"], first.body["entries"]);
     assert_eq!(naive_second.body["entries"], second.body["entries"]);
     assert_eq!(naive_first.body["total"], json!(3));
@@ -326,13 +353,18 @@ async fn replayed_batches_do_not_show_twice() {
     let bob = app.signup("bob").await;
     let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
     // No background merge may collapse the replays before the reads below see them.
-    let clickhouse =
-        clickhouse::Client::default().with_url(std::env::var("CLICKHOUSE_URL").unwrap()).with_database(&app.database).with_validation(false);
+    let clickhouse = clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
+        .with_database(&app.database)
+        .with_validation(false);
     clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
     let forwarder = forwarder(&app, &pool);
     assert_eq!(drain(&forwarder).await, created.len());
     // A crash after the ClickHouse insert and before the outbox delete: the rows come back.
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(drain(&forwarder).await, created.len());
     let stored: u64 = clickhouse.query("SELECT count() FROM statement_entries").fetch_one().await.unwrap();
     assert_eq!(stored, 2 * created.len() as u64, "every entry is stored twice");
@@ -451,7 +483,11 @@ async fn the_apps_forwarder_keeps_the_read_store_in_step() {
     let bob = app.signup("bob").await;
     assert_eq!(app.charge(&alice, 50_000).await.0, 201);
     let (status, body) = app
-        .post("/v1/transfers", Some(&alice.token), json!({"to_account_id": bob.main_account_id, "amount": 12_000, "memo": "lunch"}))
+        .post(
+            "/v1/transfers",
+            Some(&alice.token),
+            json!({"to_account_id": bob.main_account_id, "amount": 12_000, "memo": "lunch"}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let mut conn = pool.acquire().await.unwrap();
@@ -524,7 +560,8 @@ fn entry_of<'a>(entries: &'a [Value], transfer_id: i64, kind: &str) -> &'a Value
 }
 
 async fn rename(app: &TestApp, user: &TestUser, name: &str) {
-    let (status, body) = app.request(reqwest::Method::PATCH, "/v1/me", Some(&user.token), Some(json!({"name": name}))).await;
+    let (status, body) =
+        app.request(reqwest::Method::PATCH, "/v1/me", Some(&user.token), Some(json!({"name": name}))).await;
     assert_eq!(status, 200, "rename {} to {name}: {body}", user.name);
     assert_eq!(body["name"], json!(name));
 }
@@ -600,8 +637,12 @@ async fn scenario_22_display_names_are_snapshots_that_renames_do_not_rewrite() {
     for window in ["/summary", "/summary/naive"] {
         let summary = get(&app, &bob, &format!("/v1/accounts/{}/history{window}", bob.main_account_id)).await;
         assert_eq!(summary.status, 200, "{}", summary.body);
-        let names: HashSet<&str> =
-            summary.body["top_counterparties"].as_array().unwrap().iter().map(|top| top["name"].as_str().unwrap()).collect();
+        let names: HashSet<&str> = summary.body["top_counterparties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|top| top["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, HashSet::from(["Kim", "alice", "alice2"]), "{window}: {}", summary.body);
     }
     app.assert_audit_ok().await;
@@ -664,13 +705,22 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
     // Not forwarded yet: fine.
     let report = audit(&app).await;
     assert_eq!(stores_check(&report)["ok"], json!(true), "{report:#}");
-    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("PostgreSQL 3 (3 waiting in the outbox), ClickHouse 0"));
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("PostgreSQL 3 (3 waiting in the outbox), ClickHouse 0"));
     assert_eq!(drain(&forwarder).await, 3);
     // Forwarded, and replayed (a crash before the outbox delete): still fine.
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(drain(&forwarder).await, 3);
     let report = app.assert_audit_ok().await;
-    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("PostgreSQL 3 (0 waiting in the outbox), ClickHouse 3 distinct"));
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("PostgreSQL 3 (0 waiting in the outbox), ClickHouse 3 distinct"));
 
     // An entry that left the outbox without reaching ClickHouse.
     let lost = insert_entry(&mut conn, alice.main_account_id, &Entry::simple(now, 400)).await;
@@ -680,13 +730,20 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
     let check = stores_check(&report);
     assert_eq!(check["ok"], json!(false));
     assert!(check["detail"].as_str().unwrap().contains("ClickHouse 3, PostgreSQL 4 of which 4 forwarded"), "{check}");
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)").bind(lost).bind(now).execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)")
+        .bind(lost)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(drain(&forwarder).await, 1);
     app.assert_audit_ok().await;
 
     // An entry in ClickHouse that PostgreSQL does not have.
-    let clickhouse =
-        clickhouse::Client::default().with_url(std::env::var("CLICKHOUSE_URL").unwrap()).with_database(&app.database).with_validation(false);
+    let clickhouse = clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
+        .with_database(&app.database)
+        .with_validation(false);
     clickhouse
         .query(
             "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
@@ -701,7 +758,10 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
         .unwrap();
     let report = audit(&app).await;
     assert_eq!(report["ok"], json!(false), "{report:#}");
-    assert!(stores_check(&report)["detail"].as_str().unwrap().contains("ClickHouse 5, PostgreSQL 4 of which 4 forwarded"), "{report:#}");
+    assert!(
+        stores_check(&report)["detail"].as_str().unwrap().contains("ClickHouse 5, PostgreSQL 4 of which 4 forwarded"),
+        "{report:#}"
+    );
     drop(conn);
 
     // ClickHouse unreachable: the audit cannot pass.
@@ -712,5 +772,10 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
     assert_eq!(check["ok"], json!(false));
     assert!(check["detail"].as_str().unwrap().starts_with("ClickHouse unreachable"), "{check}");
     // The ledger checks still ran and passed.
-    assert!(report["checks"].as_array().unwrap().iter().filter(|other| other["name"] != check["name"]).all(|other| other["ok"] == json!(true)));
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|other| other["name"] != check["name"])
+        .all(|other| other["ok"] == json!(true)));
 }

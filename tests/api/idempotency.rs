@@ -42,7 +42,14 @@ async fn a_replayed_transfer_returns_the_first_response_and_moves_money_once() {
     assert_eq!(app.balance(&bob).await, 15_000);
 
     // Keys belong to their user: bob may use the same key for his own request.
-    let (status, _) = post_with_key(&app, &bob, "/v1/transfers", "key-1", json!({"to_account_id": alice.main_account_id, "amount": 1_000})).await;
+    let (status, _) = post_with_key(
+        &app,
+        &bob,
+        "/v1/transfers",
+        "key-1",
+        json!({"to_account_id": alice.main_account_id, "amount": 1_000}),
+    )
+    .await;
     assert_eq!(status, 201);
     app.assert_audit_ok().await;
 }
@@ -82,7 +89,8 @@ async fn errors_are_replayed_too_and_charges_and_deposits_honour_keys() {
     assert_eq!(post_with_key(&app, &alice, &path, "charge-1", json!({"amount": 50_000})).await, charged);
     assert_eq!(app.balance(&alice).await, 50_000);
 
-    let (_, savings) = app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+    let (_, savings) =
+        app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
     let deposit_path = format!("/v1/accounts/{}/deposits", savings["id"]);
     let deposited = post_with_key(&app, &alice, &deposit_path, "deposit-1", json!({"amount": 60_000})).await;
     assert_eq!(deposited.0, 201, "{}", deposited.1);

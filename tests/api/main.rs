@@ -9,6 +9,6 @@ mod openapi;
 mod retention;
 mod savings;
 mod smoke;
-mod transfers;
 mod top_ups;
+mod transfers;
 mod users;

@@ -8,7 +8,8 @@ use sqlx::{Connection, PgConnection};
 use crate::helpers::*;
 
 async fn history(app: &TestApp, user: &TestUser, route: &str) -> Vec<Value> {
-    let (status, body) = app.get(&format!("/v1/accounts/{}/history{route}", user.main_account_id), Some(&user.token)).await;
+    let (status, body) =
+        app.get(&format!("/v1/accounts/{}/history{route}", user.main_account_id), Some(&user.token)).await;
     assert_eq!(status, 200, "{body}");
     body["entries"].as_array().unwrap().clone()
 }
@@ -59,7 +60,10 @@ async fn scenario_24_a_year_of_history_and_not_a_day_more() {
     assert_eq!(status, 200, "{report}");
     let january = format!("{year}01");
     assert!(report["dropped_clickhouse"].as_array().unwrap().contains(&json!(january)), "{report}");
-    assert!(report["dropped_postgres"].as_array().unwrap().contains(&json!(format!("ledger_transfers_y{year}m01"))), "{report}");
+    assert!(
+        report["dropped_postgres"].as_array().unwrap().contains(&json!(format!("ledger_transfers_y{year}m01"))),
+        "{report}"
+    );
 
     // Gone from the stores themselves, not only from the answers.
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();

@@ -16,7 +16,8 @@ async fn open_free(app: &TestApp, user: &TestUser) -> i64 {
 }
 
 async fn open_fixed(app: &TestApp, user: &TestUser, installment_amount: i64) -> i64 {
-    open_savings(app, user, json!({"kind": "savings", "product": "fixed", "installment_amount": installment_amount})).await["id"]
+    open_savings(app, user, json!({"kind": "savings", "product": "fixed", "installment_amount": installment_amount}))
+        .await["id"]
         .as_i64()
         .unwrap()
 }
@@ -147,7 +148,8 @@ async fn free_and_fixed_savings_open_with_their_rates_and_installments() {
     let opened_at: chrono::DateTime<chrono::Utc> = free["opened_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(opened_at, now);
 
-    let fixed = open_savings(&app, &alice, json!({"kind": "savings", "product": "fixed", "installment_amount": 10_000})).await;
+    let fixed =
+        open_savings(&app, &alice, json!({"kind": "savings", "product": "fixed", "installment_amount": 10_000})).await;
     assert_eq!(fixed["product"], json!("fixed"));
     assert_eq!(fixed["interest_rate_bp"], json!(500));
     assert_eq!(fixed["installment_amount"], json!(10_000));
@@ -190,7 +192,8 @@ async fn the_account_list_has_main_first_then_savings_in_opening_order() {
 
     let (status, body) = app.get("/v1/accounts", Some(&alice.token)).await;
     assert_eq!(status, 200, "{body}");
-    let ids: Vec<i64> = body["accounts"].as_array().unwrap().iter().map(|account| account["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> =
+        body["accounts"].as_array().unwrap().iter().map(|account| account["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![alice.main_account_id, fixed_id, free_id]);
     assert_eq!(body["accounts"][0]["kind"], json!("main"));
 }
@@ -215,8 +218,9 @@ async fn another_users_accounts_answer_404_to_every_route_and_stay_untouched() {
         assert_problem(status, &body, 404, "not-found");
         let (status, body) = deposit(&app, &alice, account_id, 10_000).await;
         assert_problem(status, &body, 404, "not-found");
-        let (status, body) =
-            app.post(&format!("/v1/accounts/{account_id}/charges"), Some(&alice.token), json!({"amount": 10_000})).await;
+        let (status, body) = app
+            .post(&format!("/v1/accounts/{account_id}/charges"), Some(&alice.token), json!({"amount": 10_000}))
+            .await;
         assert_problem(status, &body, 404, "not-found");
         let (status, body) = close(&app, &alice, account_id).await;
         assert_problem(status, &body, 404, "not-found");

@@ -77,8 +77,11 @@ async fn transfers_go_only_to_another_users_main_account() {
     let alice = funded(&app, "alice", 50_000).await;
     let bob = app.signup("bob").await;
     let (_, savings) = app.post("/v1/accounts", Some(&bob.token), json!({"kind": "savings", "product": "free"})).await;
-    let (_, own_savings) = app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
-    for target in [alice.main_account_id, savings["id"].as_i64().unwrap(), own_savings["id"].as_i64().unwrap(), 1, 2, 999_999] {
+    let (_, own_savings) =
+        app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+    for target in
+        [alice.main_account_id, savings["id"].as_i64().unwrap(), own_savings["id"].as_i64().unwrap(), 1, 2, 999_999]
+    {
         let (status, body) = send(&app, &alice, target, 1_000).await;
         assert_problem(status, &body, 422, "validation-failed");
     }
@@ -106,7 +109,11 @@ async fn a_transfer_is_visible_to_both_parties_only_and_lists_page_by_cursor() {
     let bob = app.signup("bob").await;
     let eve = app.signup("eve").await;
     let (status, created) = app
-        .post("/v1/transfers", Some(&alice.token), json!({"to_account_id": bob.main_account_id, "amount": 1_000, "display_name": "Kim", "memo": "lunch"}))
+        .post(
+            "/v1/transfers",
+            Some(&alice.token),
+            json!({"to_account_id": bob.main_account_id, "amount": 1_000, "display_name": "Kim", "memo": "lunch"}),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["status"], json!("completed"));

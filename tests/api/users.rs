@@ -75,13 +75,9 @@ async fn logging_in_gives_a_token_and_wrong_credentials_give_401() {
     assert!(body["token"].as_str().is_some_and(|token| !token.is_empty()), "{body}");
     assert_eq!(body["user_id"], json!(alice.id));
 
-    for (name, password) in [
-        ("alice", "wrong password"),
-        ("alice", ""),
-        ("ALICE", PASSWORD),
-        ("nobody", PASSWORD),
-        ("", PASSWORD),
-    ] {
+    for (name, password) in
+        [("alice", "wrong password"), ("alice", ""), ("ALICE", PASSWORD), ("nobody", PASSWORD), ("", PASSWORD)]
+    {
         let (status, body) = app.post("/v1/sessions", None, json!({"name": name, "password": password})).await;
         assert_problem(status, &body, 401, "unauthorized");
     }
@@ -342,7 +338,8 @@ async fn names_no_user_could_have_are_unknown_not_a_server_error() {
 #[tokio::test]
 async fn concurrent_sign_ups_and_renames_to_one_name_let_exactly_one_through() {
     let app = spawn_app().await;
-    let sign_ups = join_all((0..6).map(|_| app.post("/v1/users", None, json!({"name": "alice", "password": PASSWORD})))).await;
+    let sign_ups =
+        join_all((0..6).map(|_| app.post("/v1/users", None, json!({"name": "alice", "password": PASSWORD})))).await;
     assert_eq!(sign_ups.iter().filter(|(status, _)| *status == 201).count(), 1, "{sign_ups:?}");
     for (status, body) in sign_ups.iter().filter(|(status, _)| *status != 201) {
         assert_problem(*status, body, 409, "name-taken");

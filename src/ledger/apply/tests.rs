@@ -73,7 +73,8 @@ fn total_posted(state: &LedgerState) -> i64 {
 #[test]
 fn a_charge_moves_money_from_outside_and_counts_against_the_limit() {
     let mut state = state_with(&[0]);
-    let (results, effects) = apply(&mut state, &context(), &[Command::Charge { user_id: 1, account_id: 101, amount: amount(50_000) }]);
+    let (results, effects) =
+        apply(&mut state, &context(), &[Command::Charge { user_id: 1, account_id: 101, amount: amount(50_000) }]);
     match &results[0] {
         Ok(Outcome::Charged { account, charged, daily_used }) => {
             assert_eq!(account.balance(), 50_000);
@@ -104,7 +105,8 @@ fn charges_stop_exactly_at_the_daily_limit() {
 #[test]
 fn a_deposit_tops_up_the_shortfall_in_units_of_ten_thousand() {
     let mut state = state_with(&[12_000]);
-    let command = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let command =
+        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
     let (results, effects) = apply(&mut state, &context(), &[command]);
     match &results[0] {
         Ok(Outcome::Deposited { savings, main, auto_charged, daily_used }) => {
@@ -123,7 +125,8 @@ fn a_deposit_whose_top_up_exceeds_the_limit_moves_nothing() {
     let mut state = state_with(&[5_000]);
     state.daily_used.insert((1, context().business_date), 2_990_000);
     let before = state.clone();
-    let command = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let command =
+        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
     let (results, effects) = apply(&mut state, &context(), &[command]);
     assert_eq!(results[0], Err(CommandError::DailyLimitExceeded { remaining: 10_000, requested: 20_000 }));
     assert!(effects.postings.is_empty());
@@ -149,7 +152,8 @@ fn fixed_savings_refuse_deposits_and_foreign_accounts_are_not_found() {
 #[test]
 fn closing_moves_the_balance_home_once() {
     let mut state = state_with(&[30_000]);
-    let deposit = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let deposit =
+        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
     let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
     let (results, _) = apply(&mut state, &context(), &[deposit.clone(), close.clone(), close, deposit]);
     match &results[1] {
@@ -168,7 +172,11 @@ fn closing_moves_the_balance_home_once() {
 #[test]
 fn an_exact_balance_needs_no_top_up_and_a_short_one_tops_up_in_units() {
     let mut state = state_with(&[20_000, 0, 5_000]);
-    let (results, _) = apply(&mut state, &context(), &[transfer(2, 101, 10_000), transfer(1, 102, 30_000), transfer(3, 101, 3_500_000)]);
+    let (results, _) = apply(
+        &mut state,
+        &context(),
+        &[transfer(2, 101, 10_000), transfer(1, 102, 30_000), transfer(3, 101, 3_500_000)],
+    );
     match &results[1] {
         Ok(Outcome::Transferred { transfer, from_account }) => {
             assert_eq!(transfer.auto_charged, 0);
@@ -209,17 +217,30 @@ fn only_another_users_main_account_can_receive_a_transfer() {
 
 fn command_strategy(users: usize) -> impl Strategy<Value = Command> {
     let user = 1..=users as UserId;
-    let any_account = prop_oneof![Just(1i64), 101..=(100 + users as i64 + 1), 201..=(200 + users as i64), 301..=(300 + users as i64)];
+    let any_account =
+        prop_oneof![Just(1i64), 101..=(100 + users as i64 + 1), 201..=(200 + users as i64), 301..=(300 + users as i64)];
     let money = prop_oneof![1i64..=30_000, 1i64..=3_500_000];
     prop_oneof![
-        (user.clone(), any_account.clone(), money.clone())
-            .prop_map(|(user_id, account_id, value)| Command::Charge { user_id, account_id, amount: amount(value) }),
-        (user.clone(), any_account.clone(), any_account.clone(), money)
-            .prop_map(|(user_id, main_account_id, savings_account_id, value)| Command::Deposit {
-                user_id, main_account_id, savings_account_id, amount: amount(value)
-            }),
-        (user.clone(), any_account.clone(), any_account.clone())
-            .prop_map(|(user_id, main_account_id, savings_account_id)| Command::CloseSavings { user_id, main_account_id, savings_account_id }),
+        (user.clone(), any_account.clone(), money.clone()).prop_map(|(user_id, account_id, value)| Command::Charge {
+            user_id,
+            account_id,
+            amount: amount(value)
+        }),
+        (user.clone(), any_account.clone(), any_account.clone(), money).prop_map(
+            |(user_id, main_account_id, savings_account_id, value)| Command::Deposit {
+                user_id,
+                main_account_id,
+                savings_account_id,
+                amount: amount(value)
+            }
+        ),
+        (user.clone(), any_account.clone(), any_account.clone()).prop_map(
+            |(user_id, main_account_id, savings_account_id)| Command::CloseSavings {
+                user_id,
+                main_account_id,
+                savings_account_id
+            }
+        ),
         (user, any_account, prop_oneof![1i64..=30_000, 1i64..=3_500_000])
             .prop_map(|(user_id, to_account_id, value)| transfer(user_id, to_account_id, value)),
     ]
