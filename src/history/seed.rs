@@ -390,11 +390,12 @@ async fn report_progress(total: u64, pg: Arc<AtomicU64>, ch: Arc<AtomicU64>, sta
         tick.tick().await;
         let (pg, ch) = (pg.load(Ordering::Relaxed), ch.load(Ordering::Relaxed));
         let done = pg.min(ch);
-        let seconds = started.elapsed().as_secs_f64();
+        let millis = (started.elapsed().as_millis() as u64).max(1);
         eprintln!(
-            "seed: {done}/{total} entries ({:.1}%), {:.0} rows/s; PostgreSQL {pg}, ClickHouse {ch}; {seconds:.0} s",
-            done as f64 * 100.0 / total as f64,
-            done as f64 / seconds.max(0.001),
+            "seed: {done}/{total} entries ({}%), {} rows/s; PostgreSQL {pg}, ClickHouse {ch}; {} s",
+            done * 100 / total.max(1),
+            done * 1000 / millis,
+            millis / 1000,
         );
     }
 }
