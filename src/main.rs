@@ -134,12 +134,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = seed::run(&pool, &config.database_url, &clickhouse, &options, clock.now()).await?;
             pool.close().await;
             println!(
-                "seeded {} accounts (hot account {}) and {} entries (ids from {}) in {:.1} s",
+                "seeded {} accounts (hot account {}) and {} entries (ids from {}) in {} ms",
                 report.accounts,
                 report.hot_account_id,
                 report.entries,
                 report.first_entry_id,
-                report.elapsed.as_secs_f64()
+                report.elapsed.as_millis()
             );
             Ok(ExitCode::SUCCESS)
         }
