@@ -90,6 +90,9 @@ pub struct Account {
     /// accounts and where a reader did not ask for it.
     #[serde(default)]
     pub owner_name: Option<String>,
+    /// The owner's transfer mode, read with the account by the ledger writer.
+    #[serde(default)]
+    pub owner_transfer_mode: Option<super::transfers::TransferMode>,
 }
 
 impl Account {

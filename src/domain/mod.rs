@@ -4,5 +4,7 @@ pub mod accounts;
 pub mod business_day;
 pub mod money;
 pub mod names;
+pub mod notifications;
 pub mod passwords;
+pub mod settlements;
 pub mod transfers;

@@ -1,10 +1,16 @@
 //! Transfers between users, as the API shows them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::accounts::{text_enum, AccountId, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long a pending transfer waits for the receiver before it expires.
+pub const PENDING_LIFETIME: Duration = Duration::hours(72);
+/// The receiver is reminded once when this much of the wait is left.
+pub const REMINDER_BEFORE_EXPIRY: Duration = Duration::hours(24);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TransferStatus {
     Completed,
     Pending,
@@ -21,7 +27,19 @@ text_enum!(TransferStatus {
     Expired => "expired",
 });
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a user's outgoing transfers complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    Immediate,
+    /// The receiver must accept; until then the amount is held as pending.
+    Confirm,
+}
+
+text_enum!(TransferMode { Immediate => "immediate", Confirm => "confirm" });
+
+/// Decoded from `to_jsonb(transfers)` by every reader, like [`super::accounts::Account`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Transfer {
     pub id: i64,
     pub from_account_id: AccountId,
@@ -38,4 +56,15 @@ pub struct Transfer {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The split bill this transfer paid a share of.
+    #[serde(default)]
+    pub settlement_id: Option<i64>,
+}
+
+impl Transfer {
+    /// A pending transfer can no longer be accepted from `expires_at` on, whether or not the
+    /// expiry job has run.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|expires_at| now >= expires_at)
+    }
 }

@@ -136,7 +136,7 @@ impl From<sqlx::Error> for ApiError {
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
-            CommandError::AccountNotFound => ApiError::NotFound,
+            CommandError::AccountNotFound | CommandError::NotFound => ApiError::NotFound,
             CommandError::NotAllowed(detail) => ApiError::Validation(detail.to_owned()),
             CommandError::InsufficientFunds => ApiError::InsufficientFunds,
             error @ CommandError::DailyLimitExceeded { .. } => ApiError::DailyLimitExceeded(error.to_string()),

@@ -10,7 +10,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::accounts::{Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID};
 use crate::domain::money::{auto_charge_for, Amount};
-use crate::domain::transfers::{Transfer, TransferStatus};
+use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::settlements::{all_settled, Share, ShareStatus};
+use crate::domain::transfers::{Transfer, TransferMode, TransferStatus, PENDING_LIFETIME};
 
 /// The one answer for every target that is not another user's main account, existing or
 /// not, so that the answer says nothing about which accounts exist.
@@ -34,6 +36,30 @@ pub enum Command {
         display_name: Option<String>,
         memo: Option<String>,
     },
+    /// Pays the caller's share of a split bill to the requester's main account, topping up the
+    /// caller's shortfall. The amount is the share's, read under lock.
+    PayShare {
+        user_id: UserId,
+        settlement_id: i64,
+        from_account_id: AccountId,
+        /// The requester's main account.
+        to_account_id: AccountId,
+        memo: Option<String>,
+    },
+    /// Resolves a pending transfer. The accounts are the transfer's (they never change); the
+    /// status is read under lock, so exactly one resolution wins.
+    Resolve { transfer_id: i64, from_account_id: AccountId, to_account_id: AccountId, action: Resolution },
+}
+
+/// What the parties of a pending transfer may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The receiver takes the money.
+    Accept { user_id: UserId },
+    /// The receiver sends it back.
+    Reject { user_id: UserId },
+    /// The sender takes it back.
+    Cancel { user_id: UserId },
 }
 
 impl Command {
@@ -47,23 +73,56 @@ impl Command {
             Command::CloseSavings { main_account_id, savings_account_id, .. } => {
                 vec![main_account_id, savings_account_id]
             }
-            Command::Transfer { from_account_id, to_account_id, .. } => {
+            Command::Transfer { from_account_id, to_account_id, .. }
+            | Command::PayShare { from_account_id, to_account_id, .. } => {
                 vec![from_account_id, to_account_id, EXTERNAL_ACCOUNT_ID]
             }
+            Command::Resolve { from_account_id, to_account_id, .. } => vec![from_account_id, to_account_id],
         }
     }
 
     pub fn creates_transfer(&self) -> bool {
-        matches!(self, Command::Transfer { .. })
+        match self {
+            Command::Transfer { .. } | Command::PayShare { .. } => true,
+            Command::Charge { .. }
+            | Command::Deposit { .. }
+            | Command::CloseSavings { .. }
+            | Command::Resolve { .. } => false,
+        }
+    }
+
+    /// The existing transfer the command changes; the batch locks it.
+    pub fn transfer_to_lock(&self) -> Option<i64> {
+        match *self {
+            Command::Resolve { transfer_id, .. } => Some(transfer_id),
+            Command::Charge { .. }
+            | Command::Deposit { .. }
+            | Command::CloseSavings { .. }
+            | Command::Transfer { .. }
+            | Command::PayShare { .. } => None,
+        }
+    }
+
+    /// The settlement whose shares the command reads and changes; the batch locks them.
+    pub fn settlement_to_lock(&self) -> Option<i64> {
+        match *self {
+            Command::PayShare { settlement_id, .. } => Some(settlement_id),
+            Command::Charge { .. }
+            | Command::Deposit { .. }
+            | Command::CloseSavings { .. }
+            | Command::Transfer { .. }
+            | Command::Resolve { .. } => None,
+        }
     }
 
     /// The user whose daily top-up counter the command may use.
     pub fn charging_user(&self) -> Option<UserId> {
         match *self {
-            Command::Charge { user_id, .. } | Command::Deposit { user_id, .. } | Command::Transfer { user_id, .. } => {
-                Some(user_id)
-            }
-            Command::CloseSavings { .. } => None,
+            Command::Charge { user_id, .. }
+            | Command::Deposit { user_id, .. }
+            | Command::Transfer { user_id, .. }
+            | Command::PayShare { user_id, .. } => Some(user_id),
+            Command::CloseSavings { .. } | Command::Resolve { .. } => None,
         }
     }
 }
@@ -73,6 +132,9 @@ impl Command {
 pub enum CommandError {
     #[error("account not found")]
     AccountNotFound,
+    /// A transfer or settlement that does not exist or is not the caller's to act on.
+    #[error("not found")]
+    NotFound,
     #[error("{0}")]
     NotAllowed(&'static str),
     #[error("insufficient funds")]
@@ -88,10 +150,35 @@ pub enum CommandError {
 /// What a command did, with the accounts as they stand right after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Charged { account: Account, charged: i64, daily_used: i64 },
-    Deposited { savings: Account, main: Account, auto_charged: i64, daily_used: i64 },
-    Closed { savings: Account, main: Account, moved: i64 },
-    Transferred { transfer: Transfer, from_account: Account },
+    Charged {
+        account: Account,
+        charged: i64,
+        daily_used: i64,
+    },
+    Deposited {
+        savings: Account,
+        main: Account,
+        auto_charged: i64,
+        daily_used: i64,
+    },
+    Closed {
+        savings: Account,
+        main: Account,
+        moved: i64,
+    },
+    Transferred {
+        transfer: Transfer,
+        from_account: Account,
+    },
+    /// A share was paid; `transfer` is absent for a share of 0 KRW (nothing to move).
+    SharePaid {
+        settlement_id: i64,
+        transfer: Option<Transfer>,
+        from_account: Account,
+    },
+    Resolved {
+        transfer: Transfer,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +187,10 @@ pub enum PostingKind {
     Deposit,
     Close,
     Transfer,
+    /// A transfer held for the receiver's answer.
+    Pending,
+    /// A held transfer given back to the sender.
+    Refund,
 }
 
 crate::domain::accounts::text_enum!(PostingKind {
@@ -107,14 +198,29 @@ crate::domain::accounts::text_enum!(PostingKind {
     Deposit => "deposit",
     Close => "close",
     Transfer => "transfer",
+    Pending => "pending",
+    Refund => "refund",
 });
 
+/// How a posting moves the four balance columns (see the ledger_transfers migration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostingFlags {
+    /// Moves money at once.
     Posted,
+    /// Holds it: debits_pending of the debit account, credits_pending of the credit account.
+    Pending,
+    /// Turns a hold into a posted movement (same accounts and amount).
+    PostPending,
+    /// Releases a hold (same accounts and amount).
+    VoidPending,
 }
 
-crate::domain::accounts::text_enum!(PostingFlags { Posted => "posted" });
+crate::domain::accounts::text_enum!(PostingFlags {
+    Posted => "posted",
+    Pending => "pending",
+    PostPending => "post_pending",
+    VoidPending => "void_pending",
+});
 
 /// One ledger transfer to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +248,10 @@ pub struct LedgerState {
     pub transfer_ids: Vec<i64>,
     /// How many of `transfer_ids` are taken.
     pub transfer_ids_used: usize,
+    /// Existing transfers the batch resolves.
+    pub transfers: HashMap<i64, Transfer>,
+    /// Every share of the settlements the batch takes payments for.
+    pub shares: HashMap<i64, Vec<Share>>,
 }
 
 /// What holds for the whole batch.
@@ -160,6 +270,18 @@ pub struct Effects {
     pub touched_accounts: BTreeSet<AccountId>,
     pub touched_daily: BTreeSet<(UserId, NaiveDate)>,
     pub new_transfers: Vec<Transfer>,
+    /// Existing transfers whose status changed (their new state).
+    pub resolved_transfers: Vec<Transfer>,
+    pub notifications: Vec<NewNotification>,
+    pub paid_shares: Vec<PaidShare>,
+    pub completed_settlements: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidShare {
+    pub settlement_id: i64,
+    pub user_id: UserId,
+    pub transfer_id: Option<i64>,
 }
 
 /// Applies `commands` in order to `state`.
@@ -174,9 +296,28 @@ pub fn apply(
         let mut staged = Staged::new(state, context, index);
         let result = staged.run(command);
         if result.is_ok() {
-            let Staged { accounts, daily_used, postings, new_transfers, .. } = staged;
+            let Staged {
+                accounts,
+                daily_used,
+                postings,
+                new_transfers,
+                transfers,
+                shares,
+                notifications,
+                paid_shares,
+                completed_settlements,
+                ..
+            } = staged;
             state.transfer_ids_used += new_transfers.len();
             effects.new_transfers.extend(new_transfers);
+            for (id, transfer) in transfers {
+                effects.resolved_transfers.push(transfer.clone());
+                state.transfers.insert(id, transfer);
+            }
+            state.shares.extend(shares);
+            effects.notifications.extend(notifications);
+            effects.paid_shares.extend(paid_shares);
+            effects.completed_settlements.extend(completed_settlements);
             merge(state, &mut effects, accounts, daily_used, postings);
         }
         results.push(result);
@@ -218,6 +359,19 @@ fn merge(
     effects.postings.extend(postings);
 }
 
+/// A user-to-user transfer as the commands that create one describe it.
+struct TransferRequest {
+    user_id: UserId,
+    from_account_id: AccountId,
+    to_account_id: AccountId,
+    amount: i64,
+    /// Held for the receiver's answer instead of moved at once.
+    confirm: bool,
+    display_name: Option<String>,
+    memo: Option<String>,
+    settlement_id: Option<i64>,
+}
+
 /// One command's changes, kept apart until the command succeeds.
 struct Staged<'a> {
     state: &'a LedgerState,
@@ -227,6 +381,13 @@ struct Staged<'a> {
     daily_used: BTreeMap<(UserId, NaiveDate), i64>,
     postings: Vec<Posting>,
     new_transfers: Vec<Transfer>,
+    /// Existing transfers changed by the command.
+    transfers: BTreeMap<i64, Transfer>,
+    /// Shares changed by the command, per settlement (the whole list).
+    shares: BTreeMap<i64, Vec<Share>>,
+    notifications: Vec<NewNotification>,
+    paid_shares: Vec<PaidShare>,
+    completed_settlements: Vec<i64>,
     /// Set while the command builds a user-visible transfer; its postings carry the id.
     transfer_id: Option<i64>,
 }
@@ -241,6 +402,11 @@ impl<'a> Staged<'a> {
             daily_used: BTreeMap::new(),
             postings: Vec::new(),
             new_transfers: Vec::new(),
+            transfers: BTreeMap::new(),
+            shares: BTreeMap::new(),
+            notifications: Vec::new(),
+            paid_shares: Vec::new(),
+            completed_settlements: Vec::new(),
             transfer_id: None,
         }
     }
@@ -312,19 +478,60 @@ impl<'a> Staged<'a> {
         amount: i64,
         kind: PostingKind,
     ) -> Result<(), CommandError> {
+        self.book(debit, credit, amount, kind, PostingFlags::Posted)
+    }
+
+    /// Applies one ledger row to the two accounts' columns and records it. A user account may
+    /// not end with a negative available balance.
+    fn book(
+        &mut self,
+        debit: AccountId,
+        credit: AccountId,
+        amount: i64,
+        kind: PostingKind,
+        flags: PostingFlags,
+    ) -> Result<(), CommandError> {
         if amount <= 0 || debit == credit {
             return Err(CommandError::Overflow);
         }
+        let add = |column: &mut i64| -> Result<(), CommandError> {
+            *column = column.checked_add(amount).ok_or(CommandError::Overflow)?;
+            Ok(())
+        };
+        // A hold can only be resolved once; the columns would go negative otherwise.
+        let take = |column: &mut i64| -> Result<(), CommandError> {
+            *column = column
+                .checked_sub(amount)
+                .filter(|left| *left >= 0)
+                .ok_or(CommandError::InvalidState("no such amount is held"))?;
+            Ok(())
+        };
         let from = self.account_mut(debit)?;
-        from.debits_posted = from.debits_posted.checked_add(amount).ok_or(CommandError::Overflow)?;
+        match flags {
+            PostingFlags::Posted => add(&mut from.debits_posted)?,
+            PostingFlags::Pending => add(&mut from.debits_pending)?,
+            PostingFlags::PostPending => {
+                take(&mut from.debits_pending)?;
+                add(&mut from.debits_posted)?;
+            }
+            PostingFlags::VoidPending => take(&mut from.debits_pending)?,
+        }
         if !from.is_system() && from.available() < 0 {
             return Err(CommandError::InsufficientFunds);
         }
         let debit_available_after = from.available();
         let to = self.account_mut(credit)?;
-        to.credits_posted = to.credits_posted.checked_add(amount).ok_or(CommandError::Overflow)?;
+        match flags {
+            PostingFlags::Posted => add(&mut to.credits_posted)?,
+            PostingFlags::Pending => add(&mut to.credits_pending)?,
+            PostingFlags::PostPending => {
+                take(&mut to.credits_pending)?;
+                add(&mut to.credits_posted)?;
+            }
+            PostingFlags::VoidPending => take(&mut to.credits_pending)?,
+        }
         // Keeps every balance computation (credits − debits) far from overflow.
-        if to.credits_posted > i64::MAX / 4 {
+        if to.credits_posted > i64::MAX / 4 || to.credits_pending > i64::MAX / 4 {
             return Err(CommandError::Overflow);
         }
         let credit_available_after = to.available();
@@ -334,7 +541,7 @@ impl<'a> Staged<'a> {
             credit_account_id: credit,
             amount,
             kind,
-            flags: PostingFlags::Posted,
+            flags,
             transfer_id: self.transfer_id,
             debit_available_after,
             credit_available_after,
@@ -404,36 +611,178 @@ impl<'a> Staged<'a> {
                 })
             }
             Command::Transfer { user_id, from_account_id, to_account_id, amount, ref display_name, ref memo } => {
-                let to_user_id = match self.account(to_account_id) {
-                    Ok(to) if to.kind == AccountKind::Main && to.status == AccountStatus::Open => {
-                        to.user_id.filter(|owner| *owner != user_id)
-                    }
-                    _ => None,
-                }
-                .ok_or(CommandError::NotAllowed(TRANSFER_TARGET_REFUSED))?;
-                self.own_account(user_id, from_account_id, AccountKind::Main)?;
-                let id = self.take_transfer_id()?;
-                let auto_charged = self.auto_charge(user_id, from_account_id, amount.krw())?;
-                self.post(from_account_id, to_account_id, amount.krw(), PostingKind::Transfer)?;
-                let transfer = Transfer {
-                    id,
+                let confirm = self.account(from_account_id)?.owner_transfer_mode == Some(TransferMode::Confirm);
+                let transfer = self.transfer_between(TransferRequest {
+                    user_id,
                     from_account_id,
                     to_account_id,
-                    from_user_id: user_id,
-                    to_user_id,
                     amount: amount.krw(),
-                    auto_charged,
-                    status: TransferStatus::Completed,
+                    confirm,
                     display_name: display_name.clone(),
                     memo: memo.clone(),
-                    created_at: self.context.now,
-                    expires_at: None,
-                    resolved_at: None,
-                };
-                self.new_transfers.push(transfer.clone());
+                    settlement_id: None,
+                })?;
                 Ok(Outcome::Transferred { transfer, from_account: self.snapshot(from_account_id)? })
             }
+            Command::PayShare { user_id, settlement_id, from_account_id, to_account_id, ref memo } => {
+                let mut shares = self.shares_of(settlement_id)?;
+                let share = shares.iter_mut().find(|share| share.user_id == user_id).ok_or(CommandError::NotFound)?;
+                match share.status {
+                    ShareStatus::Requested => {}
+                    ShareStatus::Paid => return Err(CommandError::InvalidState("the share is already paid")),
+                    ShareStatus::Own => {
+                        return Err(CommandError::InvalidState("the requester's own share is not paid"))
+                    }
+                }
+                share.status = ShareStatus::Paid;
+                let amount = share.amount;
+                // A share of 0 KRW (a total smaller than the number of shares) is settled
+                // without moving anything.
+                let transfer = if amount > 0 {
+                    let request = TransferRequest {
+                        user_id,
+                        from_account_id,
+                        to_account_id,
+                        amount,
+                        confirm: false,
+                        display_name: None,
+                        memo: memo.clone(),
+                        settlement_id: Some(settlement_id),
+                    };
+                    Some(self.transfer_between(request)?)
+                } else {
+                    self.own_account(user_id, from_account_id, AccountKind::Main)?;
+                    None
+                };
+                self.paid_shares.push(PaidShare {
+                    settlement_id,
+                    user_id,
+                    transfer_id: transfer.as_ref().map(|transfer| transfer.id),
+                });
+                if all_settled(&shares) {
+                    self.completed_settlements.push(settlement_id);
+                }
+                self.shares.insert(settlement_id, shares);
+                Ok(Outcome::SharePaid { settlement_id, transfer, from_account: self.snapshot(from_account_id)? })
+            }
+            Command::Resolve { transfer_id, from_account_id, to_account_id, action } => {
+                let mut transfer = self.transfer(transfer_id)?.clone();
+                let (party, status) = match action {
+                    Resolution::Accept { user_id } => (transfer.to_user_id == user_id, TransferStatus::Completed),
+                    Resolution::Reject { user_id } => (transfer.to_user_id == user_id, TransferStatus::Rejected),
+                    Resolution::Cancel { user_id } => (transfer.from_user_id == user_id, TransferStatus::Canceled),
+                };
+                if !party {
+                    return Err(CommandError::NotFound);
+                }
+                if (transfer.from_account_id, transfer.to_account_id) != (from_account_id, to_account_id) {
+                    return Err(CommandError::InvalidState("the transfer's accounts do not match"));
+                }
+                if transfer.status != TransferStatus::Pending {
+                    return Err(CommandError::InvalidState("the transfer is no longer pending"));
+                }
+                if transfer.is_expired_at(self.context.now) {
+                    return Err(CommandError::InvalidState("the transfer has expired"));
+                }
+                self.transfer_id = Some(transfer_id);
+                let (kind, flags) = match status {
+                    TransferStatus::Completed => (PostingKind::Transfer, PostingFlags::PostPending),
+                    TransferStatus::Rejected
+                    | TransferStatus::Canceled
+                    | TransferStatus::Expired
+                    | TransferStatus::Pending => (PostingKind::Refund, PostingFlags::VoidPending),
+                };
+                self.book(from_account_id, to_account_id, transfer.amount, kind, flags)?;
+                transfer.status = status;
+                transfer.resolved_at = Some(self.context.now);
+                if status == TransferStatus::Completed {
+                    self.notify_received(&transfer, NotificationKind::TransferReceived)?;
+                }
+                self.transfers.insert(transfer_id, transfer.clone());
+                Ok(Outcome::Resolved { transfer })
+            }
         }
+    }
+
+    fn transfer(&self, id: i64) -> Result<&Transfer, CommandError> {
+        self.transfers.get(&id).or_else(|| self.state.transfers.get(&id)).ok_or(CommandError::NotFound)
+    }
+
+    fn shares_of(&self, settlement_id: i64) -> Result<Vec<Share>, CommandError> {
+        self.shares
+            .get(&settlement_id)
+            .or_else(|| self.state.shares.get(&settlement_id))
+            .cloned()
+            .ok_or(CommandError::NotFound)
+    }
+
+    /// Main account → another user's main account, at once or held for the receiver
+    /// (`confirm`), after topping up the sender's shortfall.
+    fn transfer_between(&mut self, request: TransferRequest) -> Result<Transfer, CommandError> {
+        let TransferRequest {
+            user_id,
+            from_account_id,
+            to_account_id,
+            amount,
+            confirm,
+            display_name,
+            memo,
+            settlement_id,
+        } = request;
+        let to_user_id = match self.account(to_account_id) {
+            Ok(to) if to.kind == AccountKind::Main && to.status == AccountStatus::Open => {
+                to.user_id.filter(|owner| *owner != user_id)
+            }
+            _ => None,
+        }
+        .ok_or(CommandError::NotAllowed(TRANSFER_TARGET_REFUSED))?;
+        self.own_account(user_id, from_account_id, AccountKind::Main)?;
+        let id = self.take_transfer_id()?;
+        let auto_charged = self.auto_charge(user_id, from_account_id, amount)?;
+        let now = self.context.now;
+        let (status, expires_at) = if confirm {
+            self.book(from_account_id, to_account_id, amount, PostingKind::Pending, PostingFlags::Pending)?;
+            (TransferStatus::Pending, Some(now + PENDING_LIFETIME))
+        } else {
+            self.post(from_account_id, to_account_id, amount, PostingKind::Transfer)?;
+            (TransferStatus::Completed, None)
+        };
+        let transfer = Transfer {
+            id,
+            from_account_id,
+            to_account_id,
+            from_user_id: user_id,
+            to_user_id,
+            amount,
+            auto_charged,
+            status,
+            display_name,
+            memo,
+            created_at: now,
+            expires_at,
+            resolved_at: None,
+            settlement_id,
+        };
+        let kind = if confirm { NotificationKind::PendingTransferReceived } else { NotificationKind::TransferReceived };
+        self.notify_received(&transfer, kind)?;
+        self.new_transfers.push(transfer.clone());
+        Ok(transfer)
+    }
+
+    /// Tells the receiver about money sent to them, under the name they are shown.
+    fn notify_received(&mut self, transfer: &Transfer, kind: NotificationKind) -> Result<(), CommandError> {
+        let sender_name = self.account(transfer.from_account_id)?.owner_name.clone();
+        let payload = serde_json::json!({
+            "transfer_id": transfer.id,
+            "from_account_id": transfer.from_account_id,
+            "from_name": transfer.display_name.clone().or(sender_name),
+            "amount": transfer.amount,
+            "memo": transfer.memo,
+            "status": transfer.status.as_str(),
+            "expires_at": transfer.expires_at,
+        });
+        self.notifications.push(NewNotification { user_id: transfer.to_user_id, kind, payload });
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::apply::{Effects, LedgerState, PostingKind};
+use super::apply::{Effects, LedgerState, PostingFlags, PostingKind};
 use crate::domain::accounts::{AccountId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID};
 use crate::domain::transfers::Transfer;
 
@@ -47,12 +47,30 @@ fn system_name(id: AccountId) -> &'static str {
     }
 }
 
+/// Which sides of a posting its accounts' statements show.
+fn sides(flags: PostingFlags) -> (Option<Direction>, Option<Direction>) {
+    match flags {
+        PostingFlags::Posted => (Some(Direction::Out), Some(Direction::In)),
+        // Held: the sender sees the money leave what is available; the receiver sees nothing
+        // until it is accepted.
+        PostingFlags::Pending => (Some(Direction::Out), None),
+        // Accepted: the receiver gets it; the sender's available balance does not change.
+        PostingFlags::PostPending => (None, Some(Direction::In)),
+        // Given back: the sender's available balance comes back up.
+        PostingFlags::VoidPending => (Some(Direction::In), None),
+    }
+}
+
 /// One entry per user-visible side of every posting, in posting order. The receiver of a
 /// transfer sees the sender's chosen display name when there is one; everybody else sees real
 /// names.
 pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
-    let transfers: HashMap<i64, &Transfer> =
-        effects.new_transfers.iter().map(|transfer| (transfer.id, transfer)).collect();
+    let transfers: HashMap<i64, &Transfer> = effects
+        .new_transfers
+        .iter()
+        .chain(&effects.resolved_transfers)
+        .map(|transfer| (transfer.id, transfer))
+        .collect();
     let account = |id: AccountId| state.accounts.get(&id);
     let is_user = |id: AccountId| account(id).is_some_and(|a| !a.is_system());
     let party = |id: AccountId| -> (Option<AccountId>, String) {
@@ -65,13 +83,17 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
     for posting in &effects.postings {
         let transfer = posting.transfer_id.and_then(|id| transfers.get(&id).copied());
         // Memo and display name belong to the transfer itself, not to its auto top-up.
-        let shown = transfer.filter(|_| posting.kind == PostingKind::Transfer);
+        let shown = transfer.filter(|_| match posting.kind {
+            PostingKind::Transfer | PostingKind::Pending | PostingKind::Refund => true,
+            PostingKind::Charge | PostingKind::Deposit | PostingKind::Close => false,
+        });
         let memo = shown.and_then(|transfer| transfer.memo.clone());
-        if is_user(posting.debit_account_id) {
+        let (debit_side, credit_side) = sides(posting.flags);
+        if let Some(direction) = debit_side.filter(|_| is_user(posting.debit_account_id)) {
             let (counterparty_account_id, counterparty_name) = party(posting.credit_account_id);
             out.push(StatementEntry {
                 account_id: posting.debit_account_id,
-                direction: Direction::Out,
+                direction,
                 amount: posting.amount,
                 balance_after: posting.debit_available_after,
                 kind: posting.kind,
@@ -81,12 +103,12 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
                 memo: memo.clone(),
             });
         }
-        if is_user(posting.credit_account_id) {
+        if let Some(direction) = credit_side.filter(|_| is_user(posting.credit_account_id)) {
             let (counterparty_account_id, real_name) = party(posting.debit_account_id);
             let counterparty_name = shown.and_then(|transfer| transfer.display_name.clone()).unwrap_or(real_name);
             out.push(StatementEntry {
                 account_id: posting.credit_account_id,
-                direction: Direction::In,
+                direction,
                 amount: posting.amount,
                 balance_after: posting.credit_available_after,
                 kind: posting.kind,
@@ -125,6 +147,7 @@ mod tests {
             debits_pending: 0,
             credits_pending: 0,
             owner_name: owner.map(|(_, name)| name.to_owned()),
+            owner_transfer_mode: None,
         }
     }
 

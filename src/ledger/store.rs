@@ -12,6 +12,8 @@ use tokio_postgres::types::Json;
 use super::apply::{Effects, LedgerState};
 use super::statements::StatementEntry;
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::settlements::{Share, ShareStatus};
+use crate::domain::transfers::Transfer;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 
 /// Connections for the ledger writers: one each, plus one spare.
@@ -25,8 +27,9 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
 /// The gate lock must come before any query (see migrations/*_batch_gate.sql).
 const BEGIN: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 
-/// Accounts with their owners' names (snapshots for the statement entries).
-const LOCK_ACCOUNTS: &str = "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name)
+/// Accounts with their owners' names (snapshots for the statement entries) and transfer modes.
+const LOCK_ACCOUNTS: &str =
+    "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name, 'owner_transfer_mode', u.transfer_mode)
        FROM accounts a LEFT JOIN users u ON u.id = a.user_id
       WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a";
 
@@ -41,12 +44,18 @@ const LOCK_KEYS: &str = "SELECT user_id, key, fingerprint, status_code, body FRO
      WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::int8[], $2::text[]))
      ORDER BY user_id, key FOR UPDATE";
 
+const LOCK_TRANSFERS: &str = "SELECT to_jsonb(t) FROM transfers t WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status FROM settlement_shares
+     WHERE settlement_id = ANY($1) ORDER BY settlement_id, position FOR UPDATE";
+
 const RESERVE_TRANSFER_IDS: &str = "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::int8)";
 
 /// Everything a batch writes, in one statement: balances, ledger rows, daily counters,
-/// transfers, statement entries with their outbox rows, and idempotency records. A key that a concurrent batch recorded first fails the
-/// statement with a unique violation on `idempotency_keys_pkey`; the batch is retried and
-/// then replays.
+/// transfers (new and resolved), statement entries with their outbox rows, notifications, paid
+/// shares and completed settlements, and idempotency records. A key that a concurrent batch
+/// recorded first fails the statement with a unique violation on `idempotency_keys_pkey`; the
+/// batch is retried and then replays.
 const WRITE: &str = "WITH updated AS (
         UPDATE accounts a
            SET debits_posted = v.debits_posted, credits_posted = v.credits_posted,
@@ -70,9 +79,29 @@ const WRITE: &str = "WITH updated AS (
         RETURNING 1
      ), transferred AS (
         INSERT INTO transfers (id, from_account_id, to_account_id, from_user_id, to_user_id, amount, auto_charged,
-                               status, display_name, memo, created_at, expires_at, resolved_at)
+                               status, display_name, memo, created_at, expires_at, resolved_at, settlement_id)
         SELECT * FROM UNNEST($18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-                             $25::text[], $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[])
+                             $25::text[], $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
+                             $45::int8[])
+        RETURNING 1
+     ), resolved AS (
+        UPDATE transfers t SET status = v.status, resolved_at = $8
+          FROM UNNEST($46::int8[], $47::text[]) AS v(id, status)
+         WHERE t.id = v.id
+        RETURNING 1
+     ), notified AS (
+        INSERT INTO notifications (user_id, kind, payload, created_at)
+        SELECT u, k, p, $8 FROM UNNEST($48::int8[], $49::text[], $50::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
+         ORDER BY n.position
+        RETURNING 1
+     ), paid AS (
+        UPDATE settlement_shares s SET status = 'paid', paid_at = $8, transfer_id = v.transfer_id
+          FROM UNNEST($51::int8[], $52::int8[], $53::int8[]) AS v(settlement_id, user_id, transfer_id)
+         WHERE s.settlement_id = v.settlement_id AND s.user_id = v.user_id
+        RETURNING 1
+     ), completed AS (
+        UPDATE settlements s SET status = 'completed', completed_at = $8
+         WHERE s.id = ANY($54::int8[])
         RETURNING 1
      ), keyed AS (
         INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, body, created_at)
@@ -93,7 +122,9 @@ const WRITE: &str = "WITH updated AS (
         RETURNING 1
      )
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted),
-            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT count(*) FROM outboxed)";
+            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT count(*) FROM outboxed),
+            (SELECT count(*) FROM resolved), (SELECT count(*) FROM notified), (SELECT count(*) FROM paid),
+            (SELECT count(*) FROM completed)";
 
 /// What a batch reads under lock.
 pub struct Locked {
@@ -101,24 +132,38 @@ pub struct Locked {
     pub daily_used: HashMap<(UserId, NaiveDate), i64>,
     pub known_keys: HashMap<KeyId, KeyRecord>,
     pub transfer_ids: Vec<i64>,
+    pub transfers: HashMap<i64, Transfer>,
+    pub shares: HashMap<i64, Vec<Share>>,
+}
+
+/// The rows a batch locks, each list in lock order.
+pub struct ToLock<'a> {
+    pub account_ids: &'a BTreeSet<AccountId>,
+    pub daily_keys: &'a BTreeSet<(UserId, NaiveDate)>,
+    pub key_ids: &'a [KeyId],
+    pub keys_expired_before: DateTime<Utc>,
+    pub transfer_ids_needed: usize,
+    /// Existing transfers to resolve.
+    pub transfers: &'a BTreeSet<i64>,
+    /// Settlements whose shares are paid.
+    pub settlements: &'a BTreeSet<i64>,
 }
 
 /// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
-/// counters and the idempotency keys (forgetting expired ones) and reserves transfer ids —
-/// all sent at once.
-pub async fn begin_and_lock(
-    client: &Object,
-    account_ids: &BTreeSet<AccountId>,
-    daily_keys: &BTreeSet<(UserId, NaiveDate)>,
-    key_ids: &[KeyId],
-    keys_expired_before: DateTime<Utc>,
-    transfer_ids_needed: usize,
-) -> Result<Locked, tokio_postgres::Error> {
+/// counters, the idempotency keys (forgetting expired ones), the transfers and shares the
+/// batch changes, and reserves transfer ids — all sent at once.
+pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
+    let ToLock { account_ids, daily_keys, key_ids, keys_expired_before, transfer_ids_needed, transfers, settlements } =
+        to_lock;
     let lock_accounts = client.prepare_cached(LOCK_ACCOUNTS).await?;
     let lock_daily = client.prepare_cached(LOCK_DAILY).await?;
     let forget_keys = client.prepare_cached(FORGET_EXPIRED_KEYS).await?;
     let lock_keys = client.prepare_cached(LOCK_KEYS).await?;
     let reserve = client.prepare_cached(RESERVE_TRANSFER_IDS).await?;
+    let lock_transfers = client.prepare_cached(LOCK_TRANSFERS).await?;
+    let lock_shares = client.prepare_cached(LOCK_SHARES).await?;
+    let transfer_ids: Vec<i64> = transfers.iter().copied().collect();
+    let settlement_ids: Vec<i64> = settlements.iter().copied().collect();
 
     let ids: Vec<i64> = account_ids.iter().copied().collect();
     let daily_users: Vec<i64> = daily_keys.iter().map(|(user, _)| *user).collect();
@@ -129,7 +174,7 @@ pub async fn begin_and_lock(
 
     let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     // Polled in this order, so sent in this order, in one flight.
-    let (begun, accounts, daily, forgotten, keys, reserved) = tokio::join!(
+    let (begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares) = tokio::join!(
         client.batch_execute(BEGIN),
         client.query(&lock_accounts, &account_params),
         async {
@@ -156,6 +201,18 @@ pub async fn begin_and_lock(
             }
             client.query(&reserve, &[&reserve_count]).await
         },
+        async {
+            if transfer_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            client.query(&lock_transfers, &[&transfer_ids]).await
+        },
+        async {
+            if settlement_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            client.query(&lock_shares, &[&settlement_ids]).await
+        },
     );
     begun?;
     forgotten?;
@@ -164,6 +221,8 @@ pub async fn begin_and_lock(
         daily_used: HashMap::new(),
         known_keys: HashMap::new(),
         transfer_ids: Vec::new(),
+        transfers: HashMap::new(),
+        shares: HashMap::new(),
     };
     for row in accounts? {
         let Json(account): Json<Account> = row.try_get(0)?;
@@ -184,6 +243,21 @@ pub async fn begin_and_lock(
     }
     for row in reserved? {
         locked.transfer_ids.push(row.try_get(0)?);
+    }
+    for row in locked_transfers? {
+        let Json(transfer): Json<Transfer> = row.try_get(0)?;
+        locked.transfers.insert(transfer.id, transfer);
+    }
+    for row in locked_shares? {
+        let status: &str = row.try_get(3)?;
+        // The column's CHECK allows only the three statuses; anything else is left out, and
+        // the payment is then refused as not found.
+        let Some(status) = ShareStatus::parse(status) else { continue };
+        locked.shares.entry(row.try_get(0)?).or_default().push(Share {
+            user_id: row.try_get(1)?,
+            amount: row.try_get(2)?,
+            status,
+        });
     }
     Ok(locked)
 }
@@ -236,6 +310,16 @@ pub async fn write_and_commit(
     let created_at: Vec<DateTime<Utc>> = transfers.iter().map(|t| t.created_at).collect();
     let expires_at: Vec<Option<DateTime<Utc>>> = transfers.iter().map(|t| t.expires_at).collect();
     let resolved_at: Vec<Option<DateTime<Utc>>> = transfers.iter().map(|t| t.resolved_at).collect();
+    let settlement_ids: Vec<Option<i64>> = transfers.iter().map(|t| t.settlement_id).collect();
+    let resolved_ids: Vec<i64> = effects.resolved_transfers.iter().map(|t| t.id).collect();
+    let resolved_statuses: Vec<&str> = effects.resolved_transfers.iter().map(|t| t.status.as_str()).collect();
+    let notified_users: Vec<i64> = effects.notifications.iter().map(|n| n.user_id).collect();
+    let notified_kinds: Vec<&str> = effects.notifications.iter().map(|n| n.kind.as_str()).collect();
+    let notified_payloads: Vec<&serde_json::Value> = effects.notifications.iter().map(|n| &n.payload).collect();
+    let paid_settlements: Vec<i64> = effects.paid_shares.iter().map(|p| p.settlement_id).collect();
+    let paid_users: Vec<i64> = effects.paid_shares.iter().map(|p| p.user_id).collect();
+    let paid_transfers: Vec<Option<i64>> = effects.paid_shares.iter().map(|p| p.transfer_id).collect();
+    let completed: &Vec<i64> = &effects.completed_settlements;
     let key_users: Vec<i64> = new_keys.iter().map(|((user, _), _)| *user).collect();
     let key_names: Vec<&str> = new_keys.iter().map(|((_, key), _)| key.as_str()).collect();
     let fingerprints: Vec<&[u8]> = new_keys.iter().map(|(_, record)| record.fingerprint.as_slice()).collect();
@@ -251,7 +335,7 @@ pub async fn write_and_commit(
     let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 44] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 54] = [
         &account_ids,
         &debits_posted,
         &credits_posted,
@@ -296,6 +380,16 @@ pub async fn write_and_commit(
         &entry_names,
         &entry_transfers,
         &entry_memos,
+        &settlement_ids,
+        &resolved_ids,
+        &resolved_statuses,
+        &notified_users,
+        &notified_kinds,
+        &notified_payloads,
+        &paid_settlements,
+        &paid_users,
+        &paid_transfers,
+        completed,
     ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

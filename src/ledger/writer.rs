@@ -276,13 +276,21 @@ impl Worker {
         let transfers_possible = batch.iter().filter(|envelope| envelope.command.creates_transfer()).count();
 
         let started = std::time::Instant::now();
+        let transfers: BTreeSet<i64> =
+            batch.iter().filter_map(|envelope| envelope.command.transfer_to_lock()).collect();
+        let settlements: BTreeSet<i64> =
+            batch.iter().filter_map(|envelope| envelope.command.settlement_to_lock()).collect();
         let locked = store::begin_and_lock(
             client,
-            &account_ids,
-            &daily_keys,
-            &key_ids,
-            now - self.settings.idempotency_ttl,
-            transfers_possible,
+            store::ToLock {
+                account_ids: &account_ids,
+                daily_keys: &daily_keys,
+                key_ids: &key_ids,
+                keys_expired_before: now - self.settings.idempotency_ttl,
+                transfer_ids_needed: transfers_possible,
+                transfers: &transfers,
+                settlements: &settlements,
+            },
         )
         .await?;
         let read = started.elapsed();
@@ -326,6 +334,8 @@ impl Worker {
             daily_used: locked.daily_used,
             transfer_ids: locked.transfer_ids,
             transfer_ids_used: 0,
+            transfers: locked.transfers,
+            shares: locked.shares,
         };
         let (results, effects) = apply(&mut state, &context, &to_run);
 

@@ -1,40 +1,24 @@
 //! Reading transfers. They are created and resolved only by the ledger writer.
 
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::accounts::UserId;
 use crate::domain::transfers::{Transfer, TransferStatus};
 
-const TRANSFER_COLUMNS: &str = "id, from_account_id, to_account_id, from_user_id, to_user_id, amount, auto_charged, \
-     status, display_name, memo, created_at, expires_at, resolved_at";
+/// Rows as JSON, decoded by the one decoder the ledger writer uses too.
+const TRANSFER_JSON: &str = "to_jsonb(t)";
 
 fn transfer_from_row(row: &PgRow) -> sqlx::Result<Transfer> {
-    let status: String = row.try_get("status")?;
-    Ok(Transfer {
-        id: row.try_get("id")?,
-        from_account_id: row.try_get("from_account_id")?,
-        to_account_id: row.try_get("to_account_id")?,
-        from_user_id: row.try_get("from_user_id")?,
-        to_user_id: row.try_get("to_user_id")?,
-        amount: row.try_get("amount")?,
-        auto_charged: row.try_get("auto_charged")?,
-        status: TransferStatus::parse(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
-            index: "status".to_owned(),
-            source: format!("unexpected status {status:?}").into(),
-        })?,
-        display_name: row.try_get("display_name")?,
-        memo: row.try_get("memo")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        resolved_at: row.try_get("resolved_at")?,
-    })
+    let Json(transfer): Json<Transfer> = row.try_get(0)?;
+    Ok(transfer)
 }
 
 /// The transfer if the user sent or received it.
 pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: i64) -> sqlx::Result<Option<Transfer>> {
     let sql =
-        format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1 AND (from_user_id = $2 OR to_user_id = $2)");
+        format!("SELECT {TRANSFER_JSON} FROM transfers t WHERE id = $1 AND (from_user_id = $2 OR to_user_id = $2)");
     let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).await?;
     row.as_ref().map(transfer_from_row).transpose()
 }
@@ -61,7 +45,7 @@ pub async fn list(
         Direction::Both => "(from_user_id = $1 OR to_user_id = $1)",
     };
     let sql = format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers
+        "SELECT {TRANSFER_JSON} FROM transfers t
           WHERE {party} AND ($2::text IS NULL OR status = $2) AND ($3::int8 IS NULL OR id < $3)
           ORDER BY id DESC LIMIT $4"
     );

@@ -27,6 +27,7 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: O
         debits_pending: 0,
         credits_pending: 0,
         owner_name: user_id.map(|user| format!("user{user}")),
+        owner_transfer_mode: None,
     }
 }
 

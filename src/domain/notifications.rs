@@ -1,0 +1,30 @@
+//! What users are told about, and when.
+
+use super::accounts::{text_enum, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    TransferReceived,
+    PendingTransferReceived,
+    PendingTransferReminder,
+    PendingTransferExpired,
+    SettlementRequested,
+    InstallmentFailed,
+}
+
+text_enum!(NotificationKind {
+    TransferReceived => "transfer_received",
+    PendingTransferReceived => "pending_transfer_received",
+    PendingTransferReminder => "pending_transfer_reminder",
+    PendingTransferExpired => "pending_transfer_expired",
+    SettlementRequested => "settlement_requested",
+    InstallmentFailed => "installment_failed",
+});
+
+/// A notification to write in the same transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    pub user_id: UserId,
+    pub kind: NotificationKind,
+    pub payload: serde_json::Value,
+}
