@@ -36,6 +36,7 @@ use error::ApiError;
         accounts::list_accounts, accounts::get_account, accounts::create_account, accounts::close_account,
         money::create_charge, money::create_deposit,
         transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
+        transfers::accept_transfer, transfers::reject_transfer, transfers::cancel_transfer,
         history::get_history, history::get_history_naive, history::get_summary, history::get_summary_naive,
         admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
         ops::healthz, ops::readyz, ops::metrics,
@@ -86,6 +87,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{id}/deposits", post(money::create_deposit))
         .route("/v1/transfers", get(transfers::list_transfers).post(transfers::create_transfer))
         .route("/v1/transfers/{id}", get(transfers::get_transfer))
+        .route("/v1/transfers/{id}/accept", post(transfers::accept_transfer))
+        .route("/v1/transfers/{id}/reject", post(transfers::reject_transfer))
+        .route("/v1/transfers/{id}/cancel", post(transfers::cancel_transfer))
         .merge(history_routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

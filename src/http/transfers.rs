@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
+use crate::ledger::apply::Resolution;
 use crate::ledger::{Command, Outcome};
 use crate::store::transfers::{self, Direction};
 
@@ -161,4 +162,111 @@ pub async fn list_transfers(
     let page: Vec<TransferView> = found.iter().take(limit as usize).map(TransferView::from).collect();
     let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
     Ok(Json(TransferList { transfers: page, next_cursor }))
+}
+
+/// What a party does with a pending transfer, from the route it came through.
+#[derive(Clone, Copy)]
+enum Action {
+    Accept,
+    Reject,
+    Cancel,
+}
+
+impl Action {
+    fn route(self) -> &'static str {
+        match self {
+            Action::Accept => "POST /v1/transfers/{id}/accept",
+            Action::Reject => "POST /v1/transfers/{id}/reject",
+            Action::Cancel => "POST /v1/transfers/{id}/cancel",
+        }
+    }
+
+    fn resolution(self, user_id: i64) -> Resolution {
+        match self {
+            Action::Accept => Resolution::Accept { user_id },
+            Action::Reject => Resolution::Reject { user_id },
+            Action::Cancel => Resolution::Cancel { user_id },
+        }
+    }
+}
+
+/// Resolves a pending transfer through the ledger writer, which reads its status under lock:
+/// of racing accepts, rejects, cancels and the expiry job, exactly one wins; the others get
+/// 409. A transfer the caller is not a party to, or not the right party for, answers 404.
+async fn resolve(
+    state: AppState,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    id: i64,
+    action: Action,
+) -> ApiResult<Response> {
+    let transfer = {
+        let mut conn = state.pool.acquire().await?;
+        transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?
+    };
+    let print = key.fingerprint(action.route(), &id);
+    let command = Command::Resolve {
+        transfer_id: transfer.id,
+        from_account_id: transfer.from_account_id,
+        to_account_id: transfer.to_account_id,
+        action: action.resolution(caller.user_id),
+    };
+    let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
+        Ok(Outcome::Resolved { transfer }) => stored_json(StatusCode::OK, &TransferView::from(transfer)),
+        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    Ok(run_command(&state, caller, key, print, command, render).await)
+}
+
+/// The receiver takes a pending transfer (before `expires_at`). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/accept", tag = "transfers", security(("bearer" = [])),
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    responses((status = 200, body = TransferView),
+              (status = 404, body = Problem, description = "not the receiver of this transfer"),
+              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, description = "unavailable")))]
+pub async fn accept_transfer(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    resolve(state, caller, key, id, Action::Accept).await
+}
+
+/// The receiver sends a pending transfer back; the money returns to the sender's available
+/// balance. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/reject", tag = "transfers", security(("bearer" = [])),
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    responses((status = 200, body = TransferView),
+              (status = 404, body = Problem, description = "not the receiver of this transfer"),
+              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, description = "unavailable")))]
+pub async fn reject_transfer(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    resolve(state, caller, key, id, Action::Reject).await
+}
+
+/// The sender takes a pending transfer back. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers", security(("bearer" = [])),
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
+    responses((status = 200, body = TransferView),
+              (status = 404, body = Problem, description = "not the sender of this transfer"),
+              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, description = "unavailable")))]
+pub async fn cancel_transfer(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    resolve(state, caller, key, id, Action::Cancel).await
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod history;
 mod idempotency;
 mod openapi;
+mod pending;
 mod retention;
 mod savings;
 mod smoke;

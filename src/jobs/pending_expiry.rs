@@ -1,0 +1,118 @@
+//! The `pending-expiry` job: every pending transfer past its `expires_at` is voided and its
+//! amount released to the sender, with the refund's ledger row, statement entry (and outbox
+//! row) and a `pending_transfer_expired` notification — set-based, a chunk per transaction.
+//!
+//! Each chunk first waits at the ledger writer's gate (`ledger_batch_gate`), so it never
+//! interleaves with a batch: an accept racing the expiry either commits before the chunk (and
+//! the chunk no longer sees the transfer as pending) or after it (and finds it expired). The
+//! job is idempotent by construction: it only ever picks transfers still `pending`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// Transfers per transaction. Each chunk holds the ledger gate while it runs, so this bounds
+/// how long live transfers wait behind the job.
+pub const EXPIRY_CHUNK_SIZE_DEFAULT: i64 = 5_000;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExpiryReport {
+    pub job: &'static str,
+    /// Transfers expired and refunded by this run.
+    pub processed: u64,
+    /// Transactions committed.
+    pub chunks: u64,
+}
+
+/// One chunk, in one statement: pick due transfers, mark them expired, release the holds on
+/// both accounts (summed per account, since an account can appear many times), write the
+/// `void_pending` ledger rows, the senders' refund entries with their available balance after
+/// each refund, the outbox rows and the notifications.
+const EXPIRE_CHUNK: &str = "WITH due AS (
+        SELECT id, from_account_id, to_account_id, from_user_id, amount, memo
+          FROM transfers
+         WHERE status = 'pending' AND expires_at <= $1
+         ORDER BY expires_at, id
+         LIMIT $2
+           FOR UPDATE SKIP LOCKED
+     ), expired AS (
+        UPDATE transfers t SET status = 'expired', resolved_at = $1
+          FROM due WHERE t.id = due.id
+        RETURNING t.id
+     ), released AS (
+        SELECT account_id, sum(debit)::int8 AS debit, sum(credit)::int8 AS credit FROM (
+            SELECT from_account_id AS account_id, amount AS debit, 0 AS credit FROM due
+            UNION ALL
+            SELECT to_account_id, 0, amount FROM due
+        ) holds GROUP BY account_id
+     ), updated AS (
+        UPDATE accounts a
+           SET debits_pending = a.debits_pending - r.debit, credits_pending = a.credits_pending - r.credit
+          FROM released r WHERE a.id = r.account_id
+        RETURNING a.id, a.credits_posted - a.debits_posted - a.debits_pending AS available
+     ), ledger AS (
+        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id)
+        SELECT nextval('ledger_transfers_id_seq'), $1, from_account_id, to_account_id, amount, 'refund', 'void_pending', id
+          FROM due ORDER BY id
+        RETURNING 1
+     ), refunds AS (
+        -- The available balance after each refund: the final one, less the refunds of the
+        -- same account that come after it.
+        SELECT d.*, u.available - sum(d.amount) OVER (PARTITION BY d.from_account_id)
+                                + sum(d.amount) OVER (PARTITION BY d.from_account_id ORDER BY d.id) AS balance_after
+          FROM due d JOIN updated u ON u.id = d.from_account_id
+     ), entries AS (
+        INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                                       counterparty_account_id, counterparty_name, transfer_id, memo)
+        SELECT nextval('statement_entries_id_seq'), r.from_account_id, $1, 'in', r.amount, r.balance_after, 'refund',
+               r.to_account_id, receiver.name, r.id, r.memo
+          FROM refunds r
+          JOIN accounts ra ON ra.id = r.to_account_id
+          JOIN users receiver ON receiver.id = ra.user_id
+         ORDER BY r.id
+        RETURNING id
+     ), outboxed AS (
+        INSERT INTO statement_outbox (entry_id, at) SELECT id, $1 FROM entries
+        RETURNING 1
+     ), notified AS (
+        INSERT INTO notifications (user_id, kind, payload, created_at)
+        SELECT from_user_id, 'pending_transfer_expired',
+               jsonb_build_object('transfer_id', id, 'to_account_id', to_account_id, 'amount', amount, 'memo', memo),
+               $1
+          FROM due ORDER BY id
+        RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger),
+            (SELECT count(*) FROM outboxed), (SELECT count(*) FROM notified)";
+
+/// Expires one chunk; returns how many transfers it expired (0: nothing is due).
+pub async fn expire_chunk(pool: &PgPool, now: DateTime<Utc>, chunk_size: i64) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let (expired, _, ledger, outboxed, notified): (i64, i64, i64, i64, i64) =
+        sqlx::query_as(EXPIRE_CHUNK).bind(now).bind(chunk_size).fetch_one(&mut *tx).await?;
+    // Every expired transfer has its ledger row, refund entry and notification, or the chunk
+    // is not committed.
+    if ledger != expired || outboxed != expired || notified != expired {
+        tx.rollback().await?;
+        return Err(sqlx::Error::Protocol(format!(
+            "pending expiry wrote {ledger} ledger rows, {outboxed} entries and {notified} notifications for {expired} transfers"
+        )));
+    }
+    tx.commit().await?;
+    Ok(expired as u64)
+}
+
+/// Expires every transfer due at `now`, chunk by chunk. A crash loses at most the chunk in
+/// flight, which the next run picks up again.
+pub async fn run(pool: &PgPool, now: DateTime<Utc>, chunk_size: i64) -> sqlx::Result<ExpiryReport> {
+    let mut report = ExpiryReport { job: "pending-expiry", processed: 0, chunks: 0 };
+    loop {
+        let expired = expire_chunk(pool, now, chunk_size).await?;
+        if expired == 0 {
+            return Ok(report);
+        }
+        report.processed += expired;
+        report.chunks += 1;
+    }
+}
