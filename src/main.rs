@@ -155,7 +155,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(ExitCode::SUCCESS)
                 }
-                other => anyhow::bail!("no job named {other:?} (known: retention)"),
+                "pending-expiry" => {
+                    let today = minipay::domain::business_day::business_date(now, config.tz);
+                    store::partitions::ensure_around(&pool, today).await?;
+                    let chunk = minipay::jobs::pending_expiry::EXPIRY_CHUNK_SIZE_DEFAULT;
+                    let report = minipay::jobs::pending_expiry::run(&pool, now, chunk).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => anyhow::bail!("no job named {other:?} (known: pending-expiry, retention)"),
             }
         }
         Command::Audit => {

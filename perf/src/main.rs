@@ -1,6 +1,7 @@
 //! minipay benchmarks. Each one measures its baseline in the same run and prints the ratio,
 //! because shared machines drift.
 
+mod expiry;
 mod history;
 mod load;
 mod pgbench;
@@ -24,6 +25,8 @@ enum Command {
     /// Statement history over HTTP on a seeded year of entries: naive (PostgreSQL, OFFSET)
     /// vs tuned (ClickHouse, keyset cursor), ordinary accounts and the hot account.
     History(history::Options),
+    /// One run of the pending-expiry job over N transfers past their 72 hours, then the audit.
+    Expiry(expiry::Options),
 }
 
 #[tokio::main]
@@ -31,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Write(options) => write::run(options).await,
         Command::History(options) => history::run(options).await,
+        Command::Expiry(options) => expiry::run(options).await,
     }
 }

@@ -12,7 +12,7 @@ pub struct Server {
 
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
 
-fn binary() -> String {
+pub fn binary() -> String {
     std::env::var("MINIPAY_BIN")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
 }

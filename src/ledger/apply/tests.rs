@@ -318,3 +318,220 @@ proptest! {
         }
     }
 }
+
+/// Replays postings with their flags on `state`'s columns, as the database's ledger rows would.
+fn replay(state: &mut LedgerState, postings: &[Posting]) {
+    for posting in postings {
+        let amount = posting.amount;
+        let debit = state.accounts.get_mut(&posting.debit_account_id).unwrap();
+        match posting.flags {
+            PostingFlags::Posted => debit.debits_posted += amount,
+            PostingFlags::Pending => debit.debits_pending += amount,
+            PostingFlags::PostPending => {
+                debit.debits_pending -= amount;
+                debit.debits_posted += amount;
+            }
+            PostingFlags::VoidPending => debit.debits_pending -= amount,
+        }
+        let credit = state.accounts.get_mut(&posting.credit_account_id).unwrap();
+        match posting.flags {
+            PostingFlags::Posted => credit.credits_posted += amount,
+            PostingFlags::Pending => credit.credits_pending += amount,
+            PostingFlags::PostPending => {
+                credit.credits_pending -= amount;
+                credit.credits_posted += amount;
+            }
+            PostingFlags::VoidPending => credit.credits_pending -= amount,
+        }
+    }
+}
+
+fn columns(account: &Account) -> (i64, i64, i64, i64) {
+    (account.debits_posted, account.credits_posted, account.debits_pending, account.credits_pending)
+}
+
+#[test]
+fn a_confirm_mode_transfer_is_held_then_accepted_once() {
+    let mut state = state_with(&[30_000, 0]);
+    state.accounts.get_mut(&101).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
+    let (results, effects) = apply(&mut state, &context(), &[transfer(1, 102, 20_000), transfer(1, 102, 15_000)]);
+    let held = match &results[0] {
+        Ok(Outcome::Transferred { transfer, from_account }) => {
+            assert_eq!(transfer.status, TransferStatus::Pending);
+            assert_eq!(transfer.expires_at, Some(context().now + PENDING_LIFETIME));
+            assert_eq!((from_account.balance(), from_account.available()), (30_000, 10_000));
+            transfer.clone()
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    // The second one needs a top-up: the held amount is not available.
+    assert!(matches!(&results[1], Ok(Outcome::Transferred { transfer, .. }) if transfer.auto_charged == 10_000));
+    assert_eq!(state.accounts[&102].credits_pending, 35_000);
+    assert_eq!(effects.notifications.len(), 2);
+    assert!(effects
+        .notifications
+        .iter()
+        .all(|n| n.kind == NotificationKind::PendingTransferReceived && n.user_id == 2));
+
+    state.transfers.insert(held.id, held.clone());
+    let resolve = |action| Command::Resolve { transfer_id: held.id, from_account_id: 101, to_account_id: 102, action };
+    let (results, effects) = apply(
+        &mut state,
+        &context(),
+        &[
+            resolve(Resolution::Accept { user_id: 1 }),
+            resolve(Resolution::Cancel { user_id: 2 }),
+            resolve(Resolution::Accept { user_id: 2 }),
+            resolve(Resolution::Cancel { user_id: 1 }),
+        ],
+    );
+    assert_eq!(results[0], Err(CommandError::NotFound));
+    assert_eq!(results[1], Err(CommandError::NotFound));
+    assert!(matches!(&results[2], Ok(Outcome::Resolved { transfer }) if transfer.status == TransferStatus::Completed));
+    assert!(matches!(results[3], Err(CommandError::InvalidState(_))));
+    assert_eq!(state.accounts[&102].balance(), 20_000);
+    assert_eq!(state.accounts[&102].credits_pending, 15_000);
+    assert_eq!(effects.resolved_transfers.len(), 1);
+    assert_eq!(effects.postings.len(), 1);
+    assert_eq!(effects.postings[0].flags, PostingFlags::PostPending);
+}
+
+#[test]
+fn an_expired_transfer_cannot_be_accepted_before_the_job_runs() {
+    let mut state = state_with(&[30_000, 0]);
+    state.accounts.get_mut(&101).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
+    let (results, _) = apply(&mut state, &context(), &[transfer(1, 102, 20_000)]);
+    let Ok(Outcome::Transferred { transfer: held, .. }) = &results[0] else { panic!("{results:?}") };
+    state.transfers.insert(held.id, held.clone());
+    let later = BatchContext { now: context().now + PENDING_LIFETIME, ..context() };
+    let accept = Command::Resolve {
+        transfer_id: held.id,
+        from_account_id: 101,
+        to_account_id: 102,
+        action: Resolution::Accept { user_id: 2 },
+    };
+    let (results, effects) = apply(&mut state, &later, &[accept]);
+    assert_eq!(results[0], Err(CommandError::InvalidState("the transfer has expired")));
+    assert!(effects.postings.is_empty());
+}
+
+#[test]
+fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
+    let mut state = state_with(&[0, 5_000, 0]);
+    let share = |user_id, amount, status| Share { user_id, amount, status };
+    state.shares.insert(
+        9,
+        vec![
+            share(1, 6_667, ShareStatus::Own),
+            share(2, 6_667, ShareStatus::Requested),
+            share(3, 0, ShareStatus::Requested),
+        ],
+    );
+    let pay = |user_id: UserId| Command::PayShare {
+        user_id,
+        settlement_id: 9,
+        from_account_id: 100 + user_id,
+        to_account_id: 101,
+        memo: Some("dinner".into()),
+    };
+    let (results, effects) = apply(&mut state, &context(), &[pay(2), pay(2), pay(1), pay(4), pay(3)]);
+    match &results[0] {
+        Ok(Outcome::SharePaid { transfer: Some(transfer), .. }) => {
+            assert_eq!((transfer.amount, transfer.auto_charged, transfer.settlement_id), (6_667, 10_000, Some(9)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(results[1], Err(CommandError::InvalidState("the share is already paid")));
+    assert!(matches!(results[2], Err(CommandError::InvalidState(_))));
+    assert_eq!(results[3], Err(CommandError::NotFound));
+    assert!(matches!(results[4], Ok(Outcome::SharePaid { transfer: None, .. })));
+    assert_eq!(state.accounts[&101].balance(), 6_667);
+    assert_eq!(effects.paid_shares.len(), 2);
+    assert_eq!(effects.completed_settlements, vec![9]);
+}
+
+fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (i64, Resolution)> {
+    (1..=transfers, 1..=users, 0..3u8).prop_map(|(transfer_id, user_id, action)| {
+        let action = match action {
+            0 => Resolution::Accept { user_id },
+            1 => Resolution::Reject { user_id },
+            _ => Resolution::Cancel { user_id },
+        };
+        (transfer_id, action)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Two batches: random commands with some senders in confirm mode, then random
+    /// accepts, rejects and cancels by random users mixed with more commands. Pending debits
+    /// equal pending credits, no transfer is resolved twice, nobody goes below zero available,
+    /// money is conserved, and replaying the flagged postings gives all four columns.
+    #[test]
+    fn holds_and_resolutions_keep_the_ledger_invariants(
+        mains in proptest::collection::vec(0i64..100_000, 2..5),
+        confirm in proptest::collection::vec(any::<bool>(), 5),
+        first in proptest::collection::vec(command_strategy(4), 1..40),
+        resolutions in proptest::collection::vec(resolve_strategy(40, 4), 0..40),
+        second in proptest::collection::vec(command_strategy(4), 0..20),
+    ) {
+        let initial = {
+            let mut state = state_with(&mains);
+            for (user, confirm) in confirm.iter().enumerate() {
+                if let Some(main) = state.accounts.get_mut(&(101 + user as i64)) {
+                    main.owner_transfer_mode = Some(if *confirm { TransferMode::Confirm } else { TransferMode::Immediate });
+                }
+            }
+            state
+        };
+        let mut state = initial.clone();
+        let (_, first_effects) = apply(&mut state, &context(), &first);
+        for transfer in &first_effects.new_transfers {
+            state.transfers.insert(transfer.id, transfer.clone());
+        }
+        let mut commands: Vec<Command> = resolutions
+            .iter()
+            .filter_map(|(id, action)| {
+                let transfer = state.transfers.get(id)?;
+                Some(Command::Resolve {
+                    transfer_id: *id,
+                    from_account_id: transfer.from_account_id,
+                    to_account_id: transfer.to_account_id,
+                    action: *action,
+                })
+            })
+            .collect();
+        commands.extend(second);
+        let (results, second_effects) = apply(&mut state, &context(), &commands);
+
+        prop_assert_eq!(total_posted(&state), 0);
+        let pending_debits: i64 = state.accounts.values().map(|a| a.debits_pending).sum();
+        let pending_credits: i64 = state.accounts.values().map(|a| a.credits_pending).sum();
+        prop_assert_eq!(pending_debits, pending_credits);
+        for account in state.accounts.values() {
+            prop_assert!(account.is_system() || account.available() >= 0, "account {} below zero", account.id);
+            prop_assert!(account.debits_pending >= 0 && account.credits_pending >= 0);
+        }
+        let resolved: Vec<i64> = second_effects.resolved_transfers.iter().map(|t| t.id).collect();
+        let distinct: BTreeSet<i64> = resolved.iter().copied().collect();
+        prop_assert_eq!(distinct.len(), resolved.len(), "a transfer resolved twice");
+        for transfer in &second_effects.resolved_transfers {
+            prop_assert!(transfer.status != TransferStatus::Pending);
+            prop_assert_eq!(initial_status(&first_effects, transfer.id), Some(TransferStatus::Pending));
+        }
+        let accepted = results.iter().filter(|r| matches!(r, Ok(Outcome::Resolved { transfer }) if transfer.status == TransferStatus::Completed)).count();
+        prop_assert_eq!(accepted, second_effects.notifications.iter().filter(|n| n.kind == NotificationKind::TransferReceived).count()
+            - second_effects.new_transfers.iter().filter(|t| t.status == TransferStatus::Completed).count());
+        let mut replayed = initial.clone();
+        replay(&mut replayed, &first_effects.postings);
+        replay(&mut replayed, &second_effects.postings);
+        for (id, account) in &state.accounts {
+            prop_assert_eq!(columns(&replayed.accounts[id]), columns(account), "account {}", id);
+        }
+    }
+}
+
+fn initial_status(effects: &Effects, id: i64) -> Option<TransferStatus> {
+    effects.new_transfers.iter().find(|t| t.id == id).map(|t| t.status)
+}
