@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod business_day;
+pub mod interest;
 pub mod money;
 pub mod names;
 pub mod notifications;
