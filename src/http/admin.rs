@@ -10,9 +10,9 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::clock::{ClockMode, SetClockError};
-use crate::jobs::pending_expiry;
 use crate::jobs::retention::{self, RetentionReport};
 use crate::jobs::JOB_NAMES;
+use crate::jobs::{interest, pending_expiry};
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;
 
@@ -106,6 +106,13 @@ pub async fn run_job(
         "retention" => {
             let now = state.clock.now();
             let report = retention::run(&state.pool, &state.clickhouse, now, state.business_date(now)).await?;
+            Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
+        }
+        "interest" => {
+            let now = state.clock.now();
+            partitions::ensure_around(&state.pool, state.business_date(now)).await?;
+            let report =
+                interest::run(&state.pool, state.config.tz, now, interest::INTEREST_CHUNK_SIZE_DEFAULT).await?;
             Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
         }
         "pending-expiry" => {

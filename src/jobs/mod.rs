@@ -1,5 +1,6 @@
 //! Scheduled jobs. Each is idempotent per business date; the admin route runs them by name.
 
+pub mod interest;
 pub mod pending_expiry;
 pub mod retention;
 
