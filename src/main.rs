@@ -163,7 +163,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(ExitCode::SUCCESS)
                 }
-                other => anyhow::bail!("no job named {other:?} (known: pending-expiry, retention)"),
+                "interest" => {
+                    let today = minipay::domain::business_day::business_date(now, config.tz);
+                    store::partitions::ensure_around(&pool, today).await?;
+                    let chunk = minipay::jobs::interest::INTEREST_CHUNK_SIZE_DEFAULT;
+                    let report = minipay::jobs::interest::run(&pool, config.tz, now, chunk).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => anyhow::bail!("no job named {other:?} (known: interest, pending-expiry, retention)"),
             }
         }
         Command::Audit => {

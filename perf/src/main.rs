@@ -1,8 +1,8 @@
 //! minipay benchmarks. Each one measures its baseline in the same run and prints the ratio,
 //! because shared machines drift.
 
-mod expiry;
 mod history;
+mod jobs;
 mod load;
 mod pgbench;
 mod server;
@@ -26,7 +26,9 @@ enum Command {
     /// vs tuned (ClickHouse, keyset cursor), ordinary accounts and the hot account.
     History(history::Options),
     /// One run of the pending-expiry job over N transfers past their 72 hours, then the audit.
-    Expiry(expiry::Options),
+    Expiry(jobs::ExpiryOptions),
+    /// One run of the interest job over N savings accounts owed one date, then the audit.
+    Interest(jobs::InterestOptions),
 }
 
 #[tokio::main]
@@ -34,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Write(options) => write::run(options).await,
         Command::History(options) => history::run(options).await,
-        Command::Expiry(options) => expiry::run(options).await,
+        Command::Expiry(options) => jobs::expiry(options).await,
+        Command::Interest(options) => jobs::interest(options).await,
     }
 }

@@ -1,6 +1,9 @@
-//! The pending-expiry benchmark: N pending transfers past their 72 hours, expired and refunded
-//! by one run of the `pending-expiry` job, then the audit (ledger invariants, and PostgreSQL
-//! vs ClickHouse once the forwarder has carried the refund entries over).
+//! Batch-job benchmarks: a bench database seeded straight in SQL with what the job works on,
+//! one run of the job as an operator runs it (`minipay jobs run <name>`, progress every 5 s),
+//! the forwarder left to carry the new statement entries to ClickHouse, then the audit.
+//!
+//! - `expiry`: N pending transfers past their 72 hours, expired and refunded.
+//! - `interest`: N savings accounts paid one day of interest.
 
 use std::time::{Duration, Instant};
 
@@ -11,16 +14,23 @@ use crate::server::{Server, ADMIN_TOKEN};
 use crate::write::{database_url_for, recreate_database};
 
 #[derive(clap::Args)]
-pub struct Options {
+pub struct ExpiryOptions {
     /// Pending transfers to expire.
     #[arg(long, default_value_t = 1_000_000)]
     pub transfers: i64,
     /// Users they are spread over (each sends and receives).
     #[arg(long, default_value_t = 10_000)]
     pub users: i64,
-    /// Extra server environment, NAME=VALUE (repeatable), e.g. RUST_LOG=info.
-    #[arg(long = "server-env")]
-    pub server_env: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct InterestOptions {
+    /// Savings accounts to pay.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: i64,
+    /// Users they belong to.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: i64,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -31,7 +41,7 @@ fn env(name: &str) -> anyhow::Result<String> {
 /// written the way the ledger writer would have: posted funds per account (from the system
 /// `interest` account, so that no daily top-up counter is involved), a `pending`
 /// ledger row per transfer, and the holds in the accounts' pending columns.
-const SEED: &[&str] = &[
+const EXPIRY_SEED: &[&str] = &[
     "INSERT INTO users (id, name, password_hash, transfer_mode, created_at)
      SELECT 100000 + u, 'expiry' || u, 'x', 'confirm', now() - interval '80 hours' FROM generate_series(1, $USERS) u",
     "INSERT INTO accounts (id, user_id, kind, opened_at)
@@ -61,45 +71,105 @@ const SEED: &[&str] = &[
     "ANALYZE",
 ];
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+/// Users with a main account each and savings accounts spread over them (free and fixed in
+/// turn), opened days ago, each holding a principal (posted from the system `interest`
+/// account, so no daily top-up counter is involved), and paid up to the day before the one
+/// now due: one date of interest is owed by every account.
+const INTEREST_SEED: &[&str] = &[
+    "INSERT INTO users (id, name, password_hash, created_at)
+     SELECT 100000 + u, 'saver' || u, 'x', now() - interval '5 days' FROM generate_series(1, $USERS) u",
+    "INSERT INTO accounts (id, user_id, kind, opened_at)
+     SELECT 100000 + u, 100000 + u, 'main', now() - interval '5 days' FROM generate_series(1, $USERS) u",
+    "INSERT INTO accounts (id, user_id, kind, product, installment_amount, interest_rate_bp, opened_at,
+                           credits_posted, interest_through)
+     SELECT 10000000 + n, 100000 + 1 + n % $USERS, 'savings',
+            CASE WHEN n % 2 = 0 THEN 'free' ELSE 'fixed' END,
+            CASE WHEN n % 2 = 0 THEN NULL ELSE 10000 END,
+            CASE WHEN n % 2 = 0 THEN 300 ELSE 500 END,
+            now() - interval '5 days', 10000 + (n % 1000) * 1000,
+            ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 2
+       FROM generate_series(1, $ACCOUNTS) n",
+    "INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags)
+     SELECT nextval('ledger_transfers_id_seq'), now() - interval '5 days', 2, id, credits_posted, 'deposit', 'posted'
+       FROM accounts WHERE kind = 'savings'",
+    "UPDATE accounts SET debits_posted = (SELECT sum(credits_posted) FROM accounts WHERE kind = 'savings') WHERE id = 2",
+    "ANALYZE",
+];
+
+/// One job benchmark: what to seed, which job to run, how to count what is left.
+struct JobBench {
+    title: String,
+    database: &'static str,
+    seed: Vec<String>,
+    job: &'static str,
+    /// Work still to do, for the progress lines.
+    left_sql: &'static str,
+    unit: &'static str,
+    expected: i64,
+}
+
+pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
     anyhow::ensure!(options.users >= 2 && options.transfers >= 1, "needs at least 2 users and 1 transfer");
+    let substitute = |sql: &&str| {
+        sql.replace("$USERS", &options.users.to_string()).replace("$TRANSFERS", &options.transfers.to_string())
+    };
+    run(JobBench {
+        title: format!("pending-expiry benchmark — {} pending transfers, {} users", options.transfers, options.users),
+        database: "minipay_expiry_bench",
+        seed: EXPIRY_SEED.iter().map(substitute).collect(),
+        job: "pending-expiry",
+        left_sql: "SELECT count(*) FROM transfers WHERE status = 'pending'",
+        unit: "transfers",
+        expected: options.transfers,
+    })
+    .await
+}
+
+pub async fn interest(options: InterestOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(options.users >= 1 && options.accounts >= 1, "needs at least 1 user and 1 account");
+    let substitute = |sql: &&str| {
+        sql.replace("$USERS", &options.users.to_string()).replace("$ACCOUNTS", &options.accounts.to_string())
+    };
+    run(JobBench {
+        title: format!("interest benchmark — {} savings accounts, {} users, one date", options.accounts, options.users),
+        database: "minipay_interest_bench",
+        seed: INTEREST_SEED.iter().map(substitute).collect(),
+        job: "interest",
+        left_sql: "SELECT count(*) FROM accounts WHERE kind = 'savings' AND interest_through < \
+                   ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1",
+        unit: "accounts",
+        expected: options.accounts,
+    })
+    .await
+}
+
+async fn run(bench: JobBench) -> anyhow::Result<()> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
-    let bench_db = "minipay_expiry_bench";
+    let bench_db = bench.database;
     let bench_url = database_url_for(&admin_url, bench_db);
-    eprintln!("expiry benchmark: {} pending transfers among {} users", options.transfers, options.users);
+    eprintln!("{}", bench.title);
     recreate_database(&admin_url, &clickhouse_url, bench_db).await?;
-    let extra: Vec<(&str, String)> = options
-        .server_env
-        .iter()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, value)| (name, value.to_owned()))
-        .collect();
 
-    // The server migrates the database and prepares the partitions.
+    // The server migrates the database, prepares the partitions and runs the forwarder.
     eprintln!("[1/4] starting minipay (migrations) on {bench_db}");
-    let server = Server::start(&bench_url, bench_db, &extra).await?;
+    let server = Server::start(&bench_url, bench_db, &[]).await?;
     let (db, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
 
     eprintln!("[2/4] seeding");
     let seed_started = Instant::now();
-    for (step, statement) in SEED.iter().enumerate() {
-        let sql = statement
-            .replace("$USERS", &options.users.to_string())
-            .replace("$TRANSFERS", &options.transfers.to_string());
-        db.batch_execute(&sql).await.with_context(|| format!("seed step {}", step + 1))?;
-        eprintln!("  seed step {}/{} done ({} s)", step + 1, SEED.len(), seed_started.elapsed().as_secs());
+    for (step, sql) in bench.seed.iter().enumerate() {
+        db.batch_execute(sql).await.with_context(|| format!("seed step {}", step + 1))?;
+        eprintln!("  seed step {}/{} done ({} s)", step + 1, bench.seed.len(), seed_started.elapsed().as_secs());
     }
 
-    // The job runs as `minipay jobs run pending-expiry`, as an operator would run it, while
-    // the server's forwarder carries the refund entries to ClickHouse.
-    eprintln!("[3/4] minipay jobs run pending-expiry");
+    eprintln!("[3/4] minipay jobs run {}", bench.job);
     let client = reqwest::Client::new();
     let started = Instant::now();
     let job = {
         let run = tokio::process::Command::new(crate::server::binary())
-            .args(["jobs", "run", "pending-expiry"])
+            .args(["jobs", "run", bench.job])
             .env("DATABASE_URL", &bench_url)
             .env("CLICKHOUSE_DATABASE", bench_db)
             .stderr(std::process::Stdio::inherit())
@@ -115,8 +185,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     break serde_json::from_slice::<Value>(&output.stdout)?;
                 }
                 _ = ticker.tick() => {
-                    let left: i64 = db.query_one("SELECT count(*) FROM transfers WHERE status = 'pending'", &[]).await?.get(0);
-                    eprintln!("  {} s: {} expired, {left} pending", started.elapsed().as_secs(), options.transfers - left);
+                    let left: i64 = db.query_one(bench.left_sql, &[]).await?.get(0);
+                    eprintln!("  {} s: {} {} done, {left} left", started.elapsed().as_secs(), bench.expected - left, bench.unit);
                 }
             }
         }
@@ -140,14 +210,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     let seconds = elapsed.as_secs_f64();
     println!();
-    println!("minipay pending-expiry benchmark — {} pending transfers, {} users", options.transfers, options.users);
+    println!("minipay {}", bench.title);
     println!();
     println!("| {:<28} | {:>12} |", "measure", "value");
     println!("|{:-<30}|{:->14}|", "", "");
-    println!("| {:<28} | {:>12} |", "transfers expired", processed);
+    println!("| {:<28} | {:>12} |", format!("{} processed", bench.unit), processed);
     println!("| {:<28} | {:>12} |", "chunks (transactions)", job["chunks"]);
     println!("| {:<28} | {:>12.1} |", "job duration, s", seconds);
-    println!("| {:<28} | {:>12.0} |", "transfers/s", processed as f64 / seconds);
+    println!("| {:<28} | {:>12.0} |", format!("{}/s", bench.unit), processed as f64 / seconds);
     println!("| {:<28} | {:>12.2} |", "vs goal (60 s), x faster", 60.0 / seconds);
     println!("| {:<28} | {:>12.1} |", "forwarder drain after, s", drained.elapsed().as_secs_f64());
     println!("| {:<28} | {:>12} |", "audit ok", audit["ok"]);
@@ -155,6 +225,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!("{audit:#}");
         anyhow::bail!("the audit failed");
     }
-    anyhow::ensure!(processed == options.transfers, "expired {processed} of {} transfers", options.transfers);
+    anyhow::ensure!(processed == bench.expected, "processed {processed} of {} {}", bench.expected, bench.unit);
     Ok(())
 }
