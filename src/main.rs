@@ -45,8 +45,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// Run one job by name for the current time, catching up missed business dates: retention
-    /// (the others arrive with their features).
+    /// Run one job by name for the current time, catching up missed business dates: reminders
+    /// or retention (interest, installments and pending-expiry arrive with their features).
     /// Safe beside running servers: each job runs once per date.
     Run { name: String },
 }

@@ -93,7 +93,9 @@ pub async fn put_clock(
 /// oldest first (catching up after downtime), each exactly once however many servers are
 /// asked at the same time (a date another server is running answers `busy`). `retention`
 /// (daily, 03:00) drops statements and ledger months older than a year in both stores and
-/// prepares the coming months. The other jobs arrive with their features (404 until then).
+/// prepares the coming months; `reminders` (frequent) sends the receivers of pending transfers
+/// that expire within 24 hours their one reminder. The other jobs arrive with their features
+/// (404 until then).
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
     responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job (yet)")))]

@@ -27,6 +27,7 @@
 //!
 //! The name, schedule, HTTP route, CLI command, locking, resume and metrics come with it.
 
+pub mod reminders;
 pub mod retention;
 pub mod runner;
 pub mod scheduler;
@@ -203,10 +204,9 @@ pub enum RunError {
 /// maps names to implementations.
 pub async fn run(runner: &Runner, name: JobName) -> Result<RunReport, RunError> {
     match name {
+        JobName::Reminders => Ok(runner.run(&reminders::Reminders).await?),
         JobName::Retention => Ok(runner.run(&retention::Retention).await?),
-        JobName::Interest | JobName::Installments | JobName::PendingExpiry | JobName::Reminders => {
-            Err(RunError::NotImplemented(name))
-        }
+        JobName::Interest | JobName::Installments | JobName::PendingExpiry => Err(RunError::NotImplemented(name)),
     }
 }
 
