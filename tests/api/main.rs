@@ -5,6 +5,7 @@ mod bad_input;
 mod helpers;
 mod history;
 mod idempotency;
+mod jobs;
 mod openapi;
 mod retention;
 mod savings;
