@@ -9,11 +9,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, ClockMode};
 use crate::config::Config;
 use crate::domain::business_day;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::Forwarder;
+use crate::jobs::runner::Runner;
+use crate::jobs::scheduler::Scheduler;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
 use crate::store::sessions::SessionCache;
@@ -35,6 +37,18 @@ pub struct AppState {
 impl AppState {
     pub fn business_date(&self, at: DateTime<Utc>) -> NaiveDate {
         business_day::business_date(at, self.config.tz)
+    }
+
+    /// Runs jobs for this process's clock.
+    pub fn job_runner(&self) -> Runner {
+        Runner::new(
+            self.pool.clone(),
+            self.clickhouse.clone(),
+            self.clock.clone(),
+            self.config.tz,
+            &self.config.jobs,
+            self.metrics.clone(),
+        )
     }
 }
 
@@ -99,7 +113,11 @@ impl Application {
     }
 
     /// Serves until `shutdown` fires, then stops accepting, finishes the requests in flight,
-    /// lets the ledger writer drain its queue and the forwarder finish its batch, and returns.
+    /// lets the ledger writer drain its queue, the forwarder finish its batch and the scheduler
+    /// its chunk, and returns.
+    ///
+    /// The scheduler runs only with the system clock: a manual clock stands still until an
+    /// operator moves it, and its jobs run when asked (`POST /admin/jobs/{name}/run`).
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Application { listener, state, writer_tasks } = self;
         let pool = state.pool.clone();
@@ -107,6 +125,10 @@ impl Application {
             let forwarder =
                 Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone());
             tokio::spawn(forwarder.run(shutdown.clone()))
+        });
+        let scheduler = (state.config.jobs.scheduler && state.clock.mode() == ClockMode::System).then(|| {
+            let scheduler = Scheduler::new(state.job_runner(), state.config.jobs.tick);
+            tokio::spawn(scheduler.run(shutdown.clone()))
         });
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
@@ -117,6 +139,11 @@ impl Application {
         if let Some(forwarder) = forwarder {
             if let Err(error) = forwarder.await {
                 tracing::error!(%error, "history forwarder task failed");
+            }
+        }
+        if let Some(scheduler) = scheduler {
+            if let Err(error) = scheduler.await {
+                tracing::error!(%error, "scheduler task failed");
             }
         }
         pool.close().await;

@@ -31,6 +31,30 @@ pub struct Config {
     /// Whether `serve` runs the outbox forwarder (`MINIPAY_FORWARDER=off` leaves it to
     /// `minipay forward` processes).
     pub forwarder: bool,
+    pub jobs: JobsConfig,
+}
+
+/// The scheduler and the job runner (DESIGN.md, "Jobs and time").
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// Whether `serve` runs the scheduler loop (`MINIPAY_SCHEDULER=off` leaves jobs to
+    /// `minipay jobs run` and the admin route). A manual clock never ticks it, whatever this
+    /// says: time moves only when an operator moves it, so jobs run only when asked.
+    pub scheduler: bool,
+    /// Pause between scheduler ticks; a tick runs whatever is due. Frequent jobs (reminders,
+    /// pending expiry) run on every tick, so this is how late they may be.
+    pub tick: Duration,
+    /// Items one chunk (one transaction) handles at most.
+    pub chunk_size: usize,
+    /// For crash tests only: abort the process, as a crash would, once a job run has committed
+    /// this many chunks (`MINIPAY_JOBS_ABORT_AFTER_CHUNKS`; unset in production).
+    pub abort_after_chunks: Option<u32>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig { scheduler: true, tick: Duration::from_secs(60), chunk_size: 1_000, abort_after_chunks: None }
+    }
 }
 
 /// Sizes of the batched ledger writer (DESIGN.md, "The write path").
@@ -63,6 +87,7 @@ impl std::fmt::Debug for Config {
             .field("tz", &self.tz)
             .field("ledger", &self.ledger)
             .field("forwarder", &self.forwarder)
+            .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +121,12 @@ impl Config {
             Some("off") => false,
             Some(other) => return Err(anyhow!("MINIPAY_FORWARDER={other:?}: expected on or off")),
         };
+        let scheduler = match var("MINIPAY_SCHEDULER").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(anyhow!("MINIPAY_SCHEDULER={other:?}: expected on or off")),
+        };
+        let jobs_defaults = JobsConfig::default();
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -129,6 +160,19 @@ impl Config {
                 attempts_max: parsed("MINIPAY_LEDGER_ATTEMPTS_MAX", defaults.attempts_max)?,
             },
             forwarder,
+            jobs: JobsConfig {
+                scheduler,
+                tick: Duration::from_millis(parsed(
+                    "MINIPAY_SCHEDULER_TICK_MS",
+                    jobs_defaults.tick.as_millis() as u64,
+                )?),
+                chunk_size: parsed("MINIPAY_JOBS_CHUNK_SIZE", jobs_defaults.chunk_size)?,
+                abort_after_chunks: var("MINIPAY_JOBS_ABORT_AFTER_CHUNKS")
+                    .map(|text| {
+                        text.parse().map_err(|error| anyhow!("MINIPAY_JOBS_ABORT_AFTER_CHUNKS={text:?}: {error}"))
+                    })
+                    .transpose()?,
+            },
         })
         .and_then(Config::validated)
     }
@@ -145,6 +189,12 @@ impl Config {
             anyhow::ensure!(self.ledger.writers >= 1, "MINIPAY_LEDGER_WRITERS must be >= 1");
             anyhow::ensure!(self.ledger.queue_capacity >= 1, "MINIPAY_LEDGER_QUEUE_CAPACITY must be >= 1");
             anyhow::ensure!(self.ledger.attempts_max >= 1, "MINIPAY_LEDGER_ATTEMPTS_MAX must be >= 1");
+            anyhow::ensure!(
+                (1..=crate::jobs::runner::CHUNK_SIZE_MAX).contains(&self.jobs.chunk_size),
+                "MINIPAY_JOBS_CHUNK_SIZE must be between 1 and {}",
+                crate::jobs::runner::CHUNK_SIZE_MAX
+            );
+            anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
             Ok(())
         })()
         .context("invalid configuration")?;

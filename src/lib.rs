@@ -15,7 +15,8 @@ pub mod domain;
 pub mod history;
 /// REST handlers, problem+json errors, OpenAPI.
 pub mod http;
-/// Scheduled jobs.
+/// Scheduled jobs: the scheduler loop, the runner (once per job and business date, in
+/// resumable chunks) and one file per job.
 pub mod jobs;
 /// The double-entry ledger and its batched serializable writer.
 pub mod ledger;

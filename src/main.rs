@@ -8,6 +8,7 @@ use minipay::config::Config;
 use minipay::history::clickhouse::ClickHouse;
 use minipay::history::forwarder::Forwarder;
 use minipay::history::seed;
+use minipay::jobs::{self, JobName, RunError, Runner};
 use minipay::shutdown::Shutdown;
 use minipay::telemetry::Metrics;
 use minipay::{ledger, store, telemetry};
@@ -44,7 +45,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// Run one job by name: retention (the others arrive with their features).
+    /// Run one job by name for the current time, catching up missed business dates: reminders
+    /// or retention (interest, installments and pending-expiry arrive with their features).
+    /// Safe beside running servers: each job runs once per date.
     Run { name: String },
 }
 
@@ -145,33 +148,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { command: JobsCommand::Run { name } } => {
             let config = Config::from_env()?;
+            let Some(job) = JobName::from_name(&name) else {
+                anyhow::bail!("no job named {name:?} (known: {})", jobs::JOB_NAMES.join(", "));
+            };
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
+            store::migrate(&pool).await.context("PostgreSQL migrations")?;
             let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
-            let now = Clock::new(config.clock_mode).now();
-            match name.as_str() {
-                "retention" => {
-                    let today = minipay::domain::business_day::business_date(now, config.tz);
-                    let report = minipay::jobs::retention::run(&pool, &clickhouse, now, today).await?;
+            let runner = Runner::new(
+                pool.clone(),
+                clickhouse,
+                Clock::new(config.clock_mode),
+                config.tz,
+                &config.jobs,
+                Metrics::new(),
+            );
+            let run = jobs::run(&runner, job).await;
+            pool.close().await;
+            match run {
+                Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(ExitCode::SUCCESS)
                 }
-                "pending-expiry" => {
-                    let today = minipay::domain::business_day::business_date(now, config.tz);
-                    store::partitions::ensure_around(&pool, today).await?;
-                    let chunk = minipay::jobs::pending_expiry::EXPIRY_CHUNK_SIZE_DEFAULT;
-                    let report = minipay::jobs::pending_expiry::run(&pool, now, chunk).await?;
-                    println!("{}", serde_json::to_string_pretty(&report)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                "interest" => {
-                    let today = minipay::domain::business_day::business_date(now, config.tz);
-                    store::partitions::ensure_around(&pool, today).await?;
-                    let chunk = minipay::jobs::interest::INTEREST_CHUNK_SIZE_DEFAULT;
-                    let report = minipay::jobs::interest::run(&pool, config.tz, now, chunk).await?;
-                    println!("{}", serde_json::to_string_pretty(&report)?);
-                    Ok(ExitCode::SUCCESS)
-                }
-                other => anyhow::bail!("no job named {other:?} (known: interest, pending-expiry, retention)"),
+                Err(RunError::NotImplemented(job)) => anyhow::bail!("the {job} job does not exist yet"),
+                Err(RunError::Failed(error)) => Err(error),
             }
         }
         Command::Audit => {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+use crate::jobs::JobName;
+
 /// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
 /// one JSON object a line.
 pub fn init_tracing() {
@@ -100,11 +102,30 @@ pub struct Metrics {
     pub history_lag_ms: Gauge,
     pub history_entries_forwarded: Counter,
     pub history_forward_failures: Counter,
+    /// Per job, in the order of `JobName::ALL` (see `job`).
+    pub jobs: [JobMetrics; JobName::ALL.len()],
+    pub scheduler_ticks: Counter,
+}
+
+/// What the job runner counts for one job.
+#[derive(Default)]
+pub struct JobMetrics {
+    /// Business dates (passes, for frequent jobs) run to the end.
+    pub runs: Counter,
+    /// Runs that stopped on an error (they resume from their last committed chunk).
+    pub failures: Counter,
+    pub chunks: Counter,
+    /// Items the committed chunks handled.
+    pub items: Counter,
 }
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Metrics::default())
+    }
+
+    pub fn job(&self, name: JobName) -> &JobMetrics {
+        &self.jobs[name.index()]
     }
 
     pub fn record_http_status(&self, status: u16) {
@@ -160,6 +181,29 @@ impl Metrics {
             "Forwarder steps that failed and were retried.",
             self.history_forward_failures.get(),
         );
+        counter(
+            "minipay_scheduler_ticks_total",
+            "Scheduler ticks (each runs what is due).",
+            self.scheduler_ticks.get(),
+        );
+        let mut job_counter = |name: &str, help: &str, value: fn(&JobMetrics) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for job in JobName::ALL {
+                let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", job.as_str(), value(self.job(job)));
+            }
+        };
+        job_counter(
+            "minipay_job_runs_total",
+            "Job runs (a business date, or a pass of a frequent job) completed.",
+            |job| job.runs.get(),
+        );
+        job_counter(
+            "minipay_job_failures_total",
+            "Job runs stopped by an error; they resume where they stopped.",
+            |job| job.failures.get(),
+        );
+        job_counter("minipay_job_chunks_total", "Job chunks committed.", |job| job.chunks.get());
+        job_counter("minipay_job_items_total", "Items handled by committed job chunks.", |job| job.items.get());
         let _ = writeln!(
             out,
             "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
@@ -200,5 +244,14 @@ mod tests {
         assert!(text.contains("minipay_ledger_batch_size_bucket{le=\"200\"} 3"));
         assert!(text.contains("minipay_ledger_batch_size_sum 158"));
         assert!(text.contains("minipay_ledger_batch_size_max 150"));
+    }
+
+    #[test]
+    fn job_counters_carry_the_job_name() {
+        let metrics = Metrics::default();
+        metrics.job(JobName::Reminders).items.add(3);
+        let text = metrics.render();
+        assert!(text.contains("minipay_job_items_total{job=\"reminders\"} 3"), "{text}");
+        assert!(text.contains("minipay_job_items_total{job=\"retention\"} 0"), "{text}");
     }
 }

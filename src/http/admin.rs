@@ -10,9 +10,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::clock::{ClockMode, SetClockError};
-use crate::jobs::retention::{self, RetentionReport};
-use crate::jobs::JOB_NAMES;
-use crate::jobs::{interest, pending_expiry};
+use crate::jobs::{self, JobName, RunError, RunReport};
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;
 
@@ -91,37 +89,31 @@ pub async fn put_clock(
     Ok(Json(clock_view(&state)))
 }
 
-/// Runs a job now for the current clock, catching up missed business dates. `retention`
-/// drops statements and ledger months older than a year in both stores and prepares the
-/// coming months; the other jobs arrive with their features (404 until then).
+/// Runs a job now for the current clock: every due business date that is not done yet,
+/// oldest first (catching up after downtime), each exactly once however many servers are
+/// asked at the same time (a date another server is running answers `busy`). `retention`
+/// (daily, 03:00) drops statements and ledger months older than a year in both stores and
+/// prepares the coming months; `reminders` (frequent) sends the receivers of pending transfers
+/// that expire within 24 hours their one reminder. The other jobs arrive with their features
+/// (404 until then).
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
-    responses((status = 200, body = RetentionReport), (status = 404, body = Problem, description = "no such job (yet)")))]
+    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job (yet)")))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    match name.as_str() {
-        "retention" => {
-            let now = state.clock.now();
-            let report = retention::run(&state.pool, &state.clickhouse, now, state.business_date(now)).await?;
-            Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
-        }
-        "interest" => {
-            let now = state.clock.now();
-            partitions::ensure_around(&state.pool, state.business_date(now)).await?;
-            let report =
-                interest::run(&state.pool, state.config.tz, now, interest::INTEREST_CHUNK_SIZE_DEFAULT).await?;
-            Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
-        }
-        "pending-expiry" => {
-            let now = state.clock.now();
-            partitions::ensure_around(&state.pool, state.business_date(now)).await?;
-            let report = pending_expiry::run(&state.pool, now, pending_expiry::EXPIRY_CHUNK_SIZE_DEFAULT).await?;
-            Ok(Json(serde_json::to_value(report).map_err(|error| ApiError::Internal(error.into()))?))
-        }
-        other if JOB_NAMES.contains(&other) => Err(ApiError::NotFound),
-        _ => Err(ApiError::NotFound),
+) -> ApiResult<Json<RunReport>> {
+    let name = JobName::from_name(&name).ok_or(ApiError::NotFound)?;
+    let runner = state.job_runner();
+    // Its own task: a request that times out or whose client goes away does not stop a job
+    // between its chunks; it runs to the end, and asking again shows it done (or busy).
+    let run = tokio::spawn(async move { jobs::run(&runner, name).await })
+        .await
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("job task failed: {error}")))?;
+    match run {
+        Ok(report) => Ok(Json(report)),
+        Err(RunError::NotImplemented(_)) => Err(ApiError::NotFound),
+        Err(RunError::Failed(error)) => Err(ApiError::Internal(error)),
     }
 }

@@ -17,30 +17,41 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
+use super::{Chunk, Job, JobContext, JobName};
 use crate::domain::accounts::INTEREST_ACCOUNT_ID;
-use crate::domain::business_day::{business_date, start_of_next_day};
+use crate::domain::business_day::start_of_next_day;
 use crate::domain::interest::daily_interest;
 
-/// Interest for business day X is posted from this local time on day X+1.
-pub const INTEREST_HOUR: u32 = 4;
+pub struct Interest;
 
-/// The furthest back a run catches up.
-pub const CATCH_UP_DAYS_MAX: i64 = 400;
-
-/// Accounts per transaction; each chunk holds the ledger gate while it writes.
-pub const INTEREST_CHUNK_SIZE_DEFAULT: i64 = 10_000;
-
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct InterestReport {
-    /// Accounts paid (or found owed nothing) for the date.
-    pub processed: u64,
+#[derive(Debug, Default, Serialize)]
+pub struct InterestTotals {
     /// Interest posted, KRW.
     pub posted_krw: i64,
-    pub chunks: u64,
-    /// The business dates paid for, oldest first.
-    pub dates: Vec<NaiveDate>,
+}
+
+impl Job for Interest {
+    type Report = InterestTotals;
+
+    fn name(&self) -> JobName {
+        JobName::Interest
+    }
+
+    /// The run for business date D (from 04:00 on D) pays day D − 1.
+    async fn run_chunk(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut PgConnection,
+        _cursor: Option<i64>,
+        report: &mut InterestTotals,
+    ) -> anyhow::Result<Chunk> {
+        let day = ctx.business_date.pred_opt().ok_or_else(|| anyhow::anyhow!("no day before {}", ctx.business_date))?;
+        let (accounts, posted) = pay_chunk(conn, ctx.tz, day, ctx.now, i64::try_from(ctx.chunk_size)?).await?;
+        report.posted_krw += posted;
+        Ok(Chunk::after_batch(accounts, ctx.chunk_size, None))
+    }
 }
 
 /// Due accounts with their principal at the end of the date.
@@ -89,19 +100,19 @@ const PAY: &str = "WITH paid AS (
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM source), (SELECT count(*) FROM ledger),
             (SELECT count(*) FROM outboxed)";
 
-/// Pays one chunk of accounts for `date`; returns (accounts, KRW), (0, 0) when none is due.
+/// Pays one chunk of accounts for `date` in the caller's transaction; returns (accounts, KRW),
+/// (0, 0) when none is due.
 pub async fn pay_chunk(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tz: Tz,
     date: NaiveDate,
     now: DateTime<Utc>,
     chunk_size: i64,
 ) -> anyhow::Result<(u64, i64)> {
     let day_end = start_of_next_day(date, tz);
-    let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
     let due: Vec<(i64, Option<i32>, i64, i64)> =
-        sqlx::query_as(LOCK_DUE).bind(date).bind(day_end).bind(chunk_size).fetch_all(&mut *tx).await?;
+        sqlx::query_as(LOCK_DUE).bind(date).bind(day_end).bind(chunk_size).fetch_all(&mut *conn).await?;
     if due.is_empty() {
         return Ok((0, 0));
     }
@@ -124,68 +135,12 @@ pub async fn pay_chunk(
         .bind(&interests)
         .bind(&carries)
         .bind(INTEREST_ACCOUNT_ID)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
     anyhow::ensure!(
         updated == ids.len() as i64 && source == 1 && ledger == paying && outboxed == paying,
         "interest chunk wrote {updated} accounts, {ledger} ledger rows and {outboxed} entries for {} accounts",
         ids.len()
     );
-    tx.commit().await?;
     Ok((ids.len() as u64, total))
-}
-
-/// Pays every due account for `date`, chunk by chunk.
-pub async fn run_for_date(
-    pool: &PgPool,
-    tz: Tz,
-    date: NaiveDate,
-    now: DateTime<Utc>,
-    chunk_size: i64,
-) -> anyhow::Result<InterestReport> {
-    let mut report = InterestReport::default();
-    loop {
-        let (accounts, posted) = pay_chunk(pool, tz, date, now, chunk_size).await?;
-        if accounts == 0 {
-            return Ok(report);
-        }
-        report.processed += accounts;
-        report.posted_krw += posted;
-        report.chunks += 1;
-    }
-}
-
-/// The last business date whose interest is due at `now`: yesterday from 04:00 on.
-pub fn last_due_date(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
-    let shifted = now - chrono::Duration::hours(i64::from(INTEREST_HOUR));
-    business_date(shifted, tz).pred_opt().unwrap_or(NaiveDate::MIN)
-}
-
-/// Pays every date due at `now` that some open account has not been paid for yet, oldest
-/// first (the accounts' own markers say what is done, so a run after downtime catches up and
-/// a second run finds nothing to do).
-pub async fn run(pool: &PgPool, tz: Tz, now: DateTime<Utc>, chunk_size: i64) -> anyhow::Result<InterestReport> {
-    let last = last_due_date(now, tz);
-    let first: Option<NaiveDate> = sqlx::query_scalar(
-        "SELECT min(COALESCE(interest_through + 1, (opened_at AT TIME ZONE $1)::date)) FROM accounts
-          WHERE kind = 'savings' AND status = 'open'",
-    )
-    .bind(tz.name())
-    .fetch_one(pool)
-    .await?;
-    let mut report = InterestReport::default();
-    let Some(first) = first else { return Ok(report) };
-    let mut date = first.max(last - chrono::Duration::days(CATCH_UP_DAYS_MAX - 1));
-    while date <= last {
-        let day = run_for_date(pool, tz, date, now, chunk_size).await?;
-        report.processed += day.processed;
-        report.posted_krw += day.posted_krw;
-        report.chunks += day.chunks;
-        report.dates.push(date);
-        date = date.succ_opt().unwrap_or(date);
-        if date == NaiveDate::MAX {
-            break;
-        }
-    }
-    Ok(report)
 }

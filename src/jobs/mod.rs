@@ -1,8 +1,230 @@
-//! Scheduled jobs. Each is idempotent per business date; the admin route runs them by name.
+//! Scheduled jobs: what runs, when, and exactly once.
+//!
+//! - [`JobName`] is every job the API knows and its [`Schedule`]: a daily job runs once per
+//!   business date from its local time of day in the business time zone; a frequent job acts on
+//!   instants (a reminder is due 24 hours before expiry, to the minute) and runs on every
+//!   scheduler tick and whenever asked.
+//! - [`runner::Runner`] is the one place that runs a job: it works out the business dates that
+//!   are due and not yet done (catching up after downtime, within the job's look-back), takes a
+//!   PostgreSQL advisory lock on (job, date) so that of several server processes exactly one
+//!   runs it, and runs it chunk by chunk, each chunk one transaction that also records the
+//!   progress in `job_runs`. A crash loses at most the chunk in flight, whose effects roll back
+//!   with it; the next run resumes after the last committed chunk.
+//! - [`scheduler::Scheduler`] ticks inside `serve` and asks the runner for every job; the admin
+//!   route and `minipay jobs run <name>` ask it for one job. All three go through [`run`].
+//!
+//! # Adding a job
+//!
+//! 1. Write `src/jobs/<job>.rs` with a unit struct implementing [`Job`]: its [`JobName`], a
+//!    `Report` type for what its answer adds beside `job` and `processed` (`()` for nothing),
+//!    and `run_chunk`, which does the next bounded piece of work for `ctx.business_date` inside
+//!    the transaction it is given and says where the next piece starts (see [`Chunk`]).
+//!    Select work with `ORDER BY ... LIMIT ctx.chunk_size FOR UPDATE SKIP LOCKED`, and make a
+//!    date's work depend only on that date (`ctx.due_at`), so that catching up a missed date
+//!    does what running on time would have done, and does nothing for dates before its data
+//!    existed.
+//! 2. In [`run`], replace the job's `NotImplemented` arm with `runner.run(&<job>::<Job>).await`.
+//!
+//! The name, schedule, HTTP route, CLI command, locking, resume and metrics come with it.
 
 pub mod interest;
 pub mod pending_expiry;
+pub mod reminders;
 pub mod retention;
+pub mod runner;
+pub mod scheduler;
 
-/// Every job name the API knows (API.md, "Operations").
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use crate::history::clickhouse::ClickHouse;
+pub use runner::{DateOutcome, DateRun, RunReport, Runner};
+
+/// Every job the API knows (API.md, "Operations").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobName {
+    Interest,
+    Installments,
+    PendingExpiry,
+    Reminders,
+    Retention,
+}
+
+/// Every job name the API knows, as the routes spell them.
 pub const JOB_NAMES: [&str; 5] = ["interest", "installments", "pending-expiry", "reminders", "retention"];
+
+impl JobName {
+    /// In the order a scheduler tick runs them: expiry before reminders, so that a transfer
+    /// expiring now is not reminded of first.
+    pub const ALL: [JobName; 5] =
+        [JobName::Interest, JobName::Installments, JobName::PendingExpiry, JobName::Reminders, JobName::Retention];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobName::Interest => "interest",
+            JobName::Installments => "installments",
+            JobName::PendingExpiry => "pending-expiry",
+            JobName::Reminders => "reminders",
+            JobName::Retention => "retention",
+        }
+    }
+
+    /// The job a route or command names, if any.
+    pub fn from_name(name: &str) -> Option<JobName> {
+        JobName::ALL.into_iter().find(|job| job.as_str() == name)
+    }
+
+    /// Its place in `ALL` (metrics keep one slot per job).
+    pub fn index(self) -> usize {
+        match self {
+            JobName::Interest => 0,
+            JobName::Installments => 1,
+            JobName::PendingExpiry => 2,
+            JobName::Reminders => 3,
+            JobName::Retention => 4,
+        }
+    }
+
+    /// When the job runs (DESIGN.md, "Jobs and time").
+    pub fn schedule(self) -> Schedule {
+        let at = |hour| NaiveTime::from_hms_opt(hour, 0, 0).expect("a whole hour is a valid time");
+        match self {
+            // Each missed day pays its own interest and takes its own installment.
+            JobName::Interest => Schedule::Daily { at: at(4), catch_up_days: CATCH_UP_DAYS_MAX },
+            JobName::Installments => Schedule::Daily { at: at(8), catch_up_days: CATCH_UP_DAYS_MAX },
+            JobName::PendingExpiry | JobName::Reminders => Schedule::Frequent,
+            // Dropping what is older than a year as of the latest date covers every missed one.
+            JobName::Retention => Schedule::Daily { at: at(3), catch_up_days: 1 },
+        }
+    }
+}
+
+impl std::fmt::Display for JobName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest downtime a daily job catches up after: dates further back are left undone
+/// (an operator's matter, not the scheduler's), so one run never does unbounded work.
+pub const CATCH_UP_DAYS_MAX: u32 = 31;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Once per business date, due from the local time `at` in the business time zone. A run
+    /// does every due date among the latest `catch_up_days` (the latest due date included)
+    /// that is not done yet, oldest first.
+    Daily { at: NaiveTime, catch_up_days: u32 },
+    /// On every scheduler tick and whenever asked; a pass does what is due at that instant and
+    /// is recorded on the row of the business date it ran on.
+    Frequent,
+}
+
+/// What a chunk of a job may use and needs to know.
+pub struct JobContext<'a> {
+    /// For work outside the chunk's transaction (DDL, other stores); most jobs need only the
+    /// transaction `run_chunk` is given.
+    pub pool: &'a PgPool,
+    pub clickhouse: &'a ClickHouse,
+    /// The clock when the run began (it stands still for the whole run).
+    pub now: DateTime<Utc>,
+    /// The business date being run.
+    pub business_date: NaiveDate,
+    /// When the job became due for `business_date` (for a frequent job, `now`). A date caught up
+    /// late is computed as of this instant.
+    pub due_at: DateTime<Utc>,
+    pub tz: Tz,
+    /// The most items one chunk may handle.
+    pub chunk_size: usize,
+}
+
+/// What a chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// Items handled (postings, notifications, partitions).
+    pub processed: u64,
+    /// Where the next chunk starts (e.g. the last id this one covered); committed with this
+    /// chunk's effects and handed to the next chunk, after a crash too.
+    pub cursor: Option<i64>,
+    /// Nothing is left for this date (for a frequent job: nothing more is due now).
+    pub finished: bool,
+}
+
+impl Chunk {
+    pub fn more(processed: u64, cursor: Option<i64>) -> Chunk {
+        Chunk { processed, cursor, finished: false }
+    }
+
+    pub fn finished(processed: u64) -> Chunk {
+        Chunk { processed, cursor: None, finished: true }
+    }
+
+    /// A chunk that selected up to `limit` items: a full one may have left more behind.
+    pub fn after_batch(processed: u64, limit: usize, cursor: Option<i64>) -> Chunk {
+        Chunk { processed, cursor, finished: processed < limit as u64 }
+    }
+}
+
+/// One job. See the module documentation for how a job plugs in.
+pub trait Job: Send + Sync {
+    /// What the job's answer adds beside `job` and `processed`, summed over the dates of a run.
+    /// Must serialize as a map (a struct) or as `()`.
+    type Report: Default + Serialize + Send;
+
+    fn name(&self) -> JobName;
+
+    fn schedule(&self) -> Schedule {
+        self.name().schedule()
+    }
+
+    /// Does the next bounded piece of the work for `ctx.business_date`, starting after
+    /// `cursor` (`None` at the start). `conn` is in a transaction that the runner commits
+    /// together with the progress this returns: write the effects through it, and nothing is
+    /// done twice whatever crashes when.
+    fn run_chunk(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut PgConnection,
+        cursor: Option<i64>,
+        report: &mut Self::Report,
+    ) -> impl Future<Output = anyhow::Result<Chunk>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the {0} job does not exist yet")]
+    NotImplemented(JobName),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Runs the named job for the runner's clock, catching up missed dates: the one place that
+/// maps names to implementations.
+pub async fn run(runner: &Runner, name: JobName) -> Result<RunReport, RunError> {
+    match name {
+        JobName::Reminders => Ok(runner.run(&reminders::Reminders).await?),
+        JobName::Retention => Ok(runner.run(&retention::Retention).await?),
+        JobName::Interest => Ok(runner.run(&interest::Interest).await?),
+        JobName::PendingExpiry => Ok(runner.run(&pending_expiry::PendingExpiry).await?),
+        JobName::Installments => Err(RunError::NotImplemented(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_index_all_in_order() {
+        for (index, job) in JobName::ALL.into_iter().enumerate() {
+            assert_eq!(JobName::from_name(job.as_str()), Some(job));
+            assert_eq!(job.index(), index);
+            assert_eq!(JOB_NAMES[index], job.as_str());
+        }
+        assert_eq!(JobName::from_name("nope"), None);
+    }
+}

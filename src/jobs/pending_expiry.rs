@@ -8,20 +8,31 @@
 //! job is idempotent by construction: it only ever picks transfers still `pending`.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
-/// Transfers per transaction. Each chunk holds the ledger gate while it runs, so this bounds
-/// how long live transfers wait behind the job.
-pub const EXPIRY_CHUNK_SIZE_DEFAULT: i64 = 10_000;
+use super::{Chunk, Job, JobContext, JobName};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ExpiryReport {
-    pub job: &'static str,
-    /// Transfers expired and refunded by this run.
-    pub processed: u64,
-    /// Transactions committed.
-    pub chunks: u64,
+pub struct PendingExpiry;
+
+impl Job for PendingExpiry {
+    type Report = ();
+
+    fn name(&self) -> JobName {
+        JobName::PendingExpiry
+    }
+
+    /// Each chunk holds the ledger gate while it runs, so the chunk size bounds how long live
+    /// transfers wait behind the job.
+    async fn run_chunk(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut PgConnection,
+        _cursor: Option<i64>,
+        _report: &mut (),
+    ) -> anyhow::Result<Chunk> {
+        let expired = expire_chunk(conn, ctx.now, i64::try_from(ctx.chunk_size)?).await?;
+        Ok(Chunk::after_batch(expired, ctx.chunk_size, None))
+    }
 }
 
 /// One chunk, in one statement: pick due transfers, mark them expired, release the holds on
@@ -83,34 +94,16 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
      SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger),
             (SELECT count(*) FROM outboxed), (SELECT count(*) FROM notified)";
 
-/// Expires one chunk; returns how many transfers it expired (0: nothing is due).
-pub async fn expire_chunk(pool: &PgPool, now: DateTime<Utc>, chunk_size: i64) -> sqlx::Result<u64> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+/// Expires one chunk in the caller's transaction; returns how many transfers it expired.
+pub async fn expire_chunk(conn: &mut PgConnection, now: DateTime<Utc>, chunk_size: i64) -> anyhow::Result<u64> {
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
     let (expired, _, ledger, outboxed, notified): (i64, i64, i64, i64, i64) =
-        sqlx::query_as(EXPIRE_CHUNK).bind(now).bind(chunk_size).fetch_one(&mut *tx).await?;
-    // Every expired transfer has its ledger row, refund entry and notification, or the chunk
-    // is not committed.
-    if ledger != expired || outboxed != expired || notified != expired {
-        tx.rollback().await?;
-        return Err(sqlx::Error::Protocol(format!(
-            "pending expiry wrote {ledger} ledger rows, {outboxed} entries and {notified} notifications for {expired} transfers"
-        )));
-    }
-    tx.commit().await?;
+        sqlx::query_as(EXPIRE_CHUNK).bind(now).bind(chunk_size).fetch_one(&mut *conn).await?;
+    // Every expired transfer has its ledger row, refund entry and notification; anything else
+    // fails the chunk, and the runner rolls it back.
+    anyhow::ensure!(
+        ledger == expired && outboxed == expired && notified == expired,
+        "pending expiry wrote {ledger} ledger rows, {outboxed} entries and {notified} notifications for {expired} transfers"
+    );
     Ok(expired as u64)
-}
-
-/// Expires every transfer due at `now`, chunk by chunk. A crash loses at most the chunk in
-/// flight, which the next run picks up again.
-pub async fn run(pool: &PgPool, now: DateTime<Utc>, chunk_size: i64) -> sqlx::Result<ExpiryReport> {
-    let mut report = ExpiryReport { job: "pending-expiry", processed: 0, chunks: 0 };
-    loop {
-        let expired = expire_chunk(pool, now, chunk_size).await?;
-        if expired == 0 {
-            return Ok(report);
-        }
-        report.processed += expired;
-        report.chunks += 1;
-    }
 }

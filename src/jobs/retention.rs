@@ -4,11 +4,17 @@
 //! partitions of the coming months are created. Reads never reach past the year either
 //! (see `oldest_kept`), so a month that straddles the boundary is gone to readers before it
 //! is dropped.
+//!
+//! It runs daily at 03:00 through the job runner, as one chunk: dropping a partition is
+//! idempotent, and what is older than a year as of the latest date covers every missed date,
+//! so it catches up only that one. When ClickHouse is unreachable its partitions wait for the
+//! next day's run (where the server has TTL, they expire meanwhile anyway).
 
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
+use super::{Chunk, Job, JobContext, JobName};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 use crate::history::clickhouse::ClickHouse;
 use crate::store::partitions;
@@ -31,6 +37,46 @@ pub struct RetentionReport {
     /// `null` when ClickHouse was reachable; otherwise why its partitions were left for the
     /// next run.
     pub clickhouse_error: Option<String>,
+}
+
+/// The job, as the runner runs it.
+pub struct Retention;
+
+/// What a run of `retention` reports beside `job` and `processed`.
+#[derive(Debug, Default, Serialize)]
+pub struct RetentionDetails {
+    pub dropped_postgres: Vec<String>,
+    pub dropped_clickhouse: Vec<String>,
+    /// `null` when ClickHouse was reachable; otherwise why its partitions were left.
+    pub clickhouse_error: Option<String>,
+}
+
+impl Job for Retention {
+    type Report = RetentionDetails;
+
+    fn name(&self) -> JobName {
+        JobName::Retention
+    }
+
+    /// The whole job in one chunk. It works through the pool (DDL, ClickHouse), not the
+    /// chunk's transaction: every step is safe to repeat after a crash.
+    async fn run_chunk(
+        &self,
+        ctx: &JobContext<'_>,
+        _conn: &mut PgConnection,
+        _cursor: Option<i64>,
+        report: &mut RetentionDetails,
+    ) -> anyhow::Result<Chunk> {
+        // The clock's now rather than the date's 03:00: reads already hide what is older than a
+        // year as of now, and the stores should follow them.
+        let run = run(ctx.pool, ctx.clickhouse, ctx.now, ctx.business_date).await?;
+        report.dropped_postgres.extend(run.dropped_postgres);
+        report.dropped_clickhouse.extend(run.dropped_clickhouse);
+        if run.clickhouse_error.is_some() {
+            report.clickhouse_error = run.clickhouse_error;
+        }
+        Ok(Chunk::finished(run.processed as u64))
+    }
 }
 
 /// The first instant (UTC) after the month that starts on `month`.

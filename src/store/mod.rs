@@ -1,8 +1,10 @@
-//! PostgreSQL access outside the ledger writer: users, sessions, accounts, partitions, and
-//! the connection pool and migrations.
+//! PostgreSQL access outside the ledger writer: users, sessions, accounts, partitions,
+//! notifications, job runs, and the connection pool and migrations.
 
 pub mod accounts;
 pub mod idempotency;
+pub mod job_runs;
+pub mod notifications;
 pub mod partitions;
 pub mod sessions;
 pub mod transfers;

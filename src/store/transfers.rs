@@ -58,3 +58,50 @@ pub async fn list(
         .await?;
     rows.iter().map(transfer_from_row).collect()
 }
+
+/// A pending transfer whose receiver is due a reminder.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueReminder {
+    pub id: i64,
+    pub from_user_id: UserId,
+    pub to_user_id: UserId,
+    pub amount: i64,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Locks up to `limit` pending transfers not yet reminded of that expire after `now` and at
+/// most `lead` after it, soonest first, skipping rows other transactions hold (the partial
+/// index `transfers_pending_reminder` holds exactly the candidates).
+pub async fn lock_due_reminders(
+    conn: &mut PgConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    lead: chrono::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<DueReminder>> {
+    sqlx::query_as(
+        "SELECT id, from_user_id, to_user_id, amount, expires_at FROM transfers
+          WHERE status = 'pending' AND reminded_at IS NULL AND expires_at > $1 AND expires_at <= $2
+          ORDER BY expires_at, id
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(now + lead)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks transfers (locked by the caller) as reminded at `now`.
+pub async fn mark_reminded(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    now: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query("UPDATE transfers SET reminded_at = $2 WHERE id = ANY($1) AND reminded_at IS NULL")
+        .bind(ids)
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}

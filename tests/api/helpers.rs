@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use minipay::app::Application;
 use minipay::clock::ClockMode;
-use minipay::config::{Config, LedgerConfig};
+use minipay::config::{Config, JobsConfig, LedgerConfig};
 use minipay::shutdown::Shutdown;
 use rand::Rng;
 use reqwest::StatusCode;
@@ -108,6 +108,8 @@ pub fn test_config(database: &str) -> Config {
         idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
         forwarder: true,
+        // With the manual clock the scheduler does not tick; jobs run through the admin route.
+        jobs: JobsConfig::default(),
     }
 }
 

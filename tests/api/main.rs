@@ -6,6 +6,7 @@ mod helpers;
 mod history;
 mod idempotency;
 mod interest;
+mod jobs;
 mod openapi;
 mod pending;
 mod retention;

@@ -263,6 +263,11 @@ impl Drop for ServerProcess {
 }
 
 pub async fn spawn_server_process(app: &TestApp) -> ServerProcess {
+    spawn_server_process_with(app, &[]).await
+}
+
+/// A second server, with some environment variables added or overridden.
+pub async fn spawn_server_process_with(app: &TestApp, env: &[(&str, &str)]) -> ServerProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minipay"))
         .arg("serve")
@@ -273,6 +278,7 @@ pub async fn spawn_server_process(app: &TestApp) -> ServerProcess {
         .env("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("MINIPAY_DB_POOL_SIZE", "10")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

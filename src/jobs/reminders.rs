@@ -1,0 +1,61 @@
+//! The `reminders` job (SCENARIOS.md 19): 24 hours before a pending transfer expires (48 hours
+//! after it was sent), its receiver gets exactly one `pending_transfer_reminder`.
+//!
+//! A chunk locks the due transfers (`FOR UPDATE SKIP LOCKED`, so concurrent runs share them),
+//! inserts one notification per transfer and sets `reminded_at`, all in the chunk's
+//! transaction: a transfer is reminded of together with its notification or not at all, and
+//! never again. Transfers that are no longer pending, or have already expired (the expiry job
+//! may not have caught up with them yet), get none.
+
+use chrono::Duration;
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::{Chunk, Job, JobContext, JobName};
+use crate::store::notifications::{self, NewNotification, NotificationKind};
+use crate::store::transfers;
+
+/// How long before its expiry a pending transfer is reminded of.
+pub fn reminder_lead() -> Duration {
+    Duration::hours(24)
+}
+
+pub struct Reminders;
+
+impl Job for Reminders {
+    type Report = ();
+
+    fn name(&self) -> JobName {
+        JobName::Reminders
+    }
+
+    async fn run_chunk(
+        &self,
+        ctx: &JobContext<'_>,
+        conn: &mut PgConnection,
+        _cursor: Option<i64>,
+        _report: &mut (),
+    ) -> anyhow::Result<Chunk> {
+        let limit = i64::try_from(ctx.chunk_size)?;
+        let due = transfers::lock_due_reminders(conn, ctx.now, reminder_lead(), limit).await?;
+        let reminders: Vec<NewNotification> = due
+            .iter()
+            .map(|transfer| NewNotification {
+                user_id: transfer.to_user_id,
+                kind: NotificationKind::PendingTransferReminder,
+                payload: json!({
+                    "transfer_id": transfer.id,
+                    "from_user_id": transfer.from_user_id,
+                    "amount": transfer.amount,
+                    "expires_at": transfer.expires_at,
+                }),
+            })
+            .collect();
+        let ids: Vec<i64> = due.iter().map(|transfer| transfer.id).collect();
+        let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
+        // The rows are locked by this transaction and were selected unreminded.
+        assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
+        let inserted = notifications::insert_many(conn, &reminders, ctx.now).await?;
+        Ok(Chunk::after_batch(inserted, ctx.chunk_size, None))
+    }
+}
