@@ -1,10 +1,12 @@
-//! PostgreSQL access outside the ledger writer: users, sessions, accounts, partitions, and
-//! the connection pool and migrations.
+//! PostgreSQL access outside the ledger writer: users, sessions, accounts, settlements,
+//! notifications, partitions, and the connection pool and migrations.
 
 pub mod accounts;
 pub mod idempotency;
+pub mod notifications;
 pub mod partitions;
 pub mod sessions;
+pub mod settlements;
 pub mod transfers;
 pub mod tx;
 pub mod users;
