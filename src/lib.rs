@@ -9,7 +9,7 @@ pub mod app;
 pub mod clock;
 /// Configuration from the environment, with laptop defaults.
 pub mod config;
-/// Pure rules: money, names, business days, passwords.
+/// Pure rules: money, names, business days, passwords, split bills.
 pub mod domain;
 /// The ClickHouse read store for statements.
 pub mod history;

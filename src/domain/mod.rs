@@ -1,4 +1,4 @@
-//! Pure domain rules: money, names, business days. No I/O and no framework types here.
+//! Pure domain rules: money, names, business days, split bills. No I/O and no framework types here.
 
 pub mod accounts;
 pub mod business_day;

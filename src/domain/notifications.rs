@@ -28,3 +28,12 @@ pub struct NewNotification {
     pub kind: NotificationKind,
     pub payload: serde_json::Value,
 }
+
+/// A notification as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub kind: NotificationKind,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub payload: serde_json::Value,
+}

@@ -69,7 +69,8 @@ pub fn stored_error(error: ApiError) -> StoredResponse {
     StoredResponse { status: problem.status, body: serde_json::to_value(&problem).unwrap_or_default() }
 }
 
-fn respond(stored: StoredResponse) -> Response {
+/// A stored (or just rendered) response as sent to the client.
+pub fn respond(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&stored.body).unwrap_or_default();
     let mut response = (status, body).into_response();
@@ -89,6 +90,24 @@ pub async fn run_command(
     command: Command,
     render: Render,
 ) -> Response {
+    match run_command_stored(state, caller, key, fingerprint, command, render).await {
+        Ok(stored) => respond(stored),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Like [`run_command`], but hands back the response the command gave (now, or the first time
+/// for a repeat) instead of sending it, for handlers that shape the final response themselves.
+/// Errors are answers that no command gave: a key reused with another request, a ledger that
+/// is busy or down.
+pub async fn run_command_stored(
+    state: &AppState,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    fingerprint: Vec<u8>,
+    command: Command,
+    render: Render,
+) -> Result<StoredResponse, ApiError> {
     if let Some(key) = &key.0 {
         let since = state.clock.now() - state.config.idempotency_ttl;
         let found = match state.pool.acquire().await {
@@ -96,18 +115,18 @@ pub async fn run_command(
             Err(error) => Err(error),
         };
         match found {
-            Ok(Some(record)) if record.fingerprint == fingerprint => return respond(record.response),
-            Ok(Some(_)) => return ApiError::IdempotencyKeyReused.into_response(),
+            Ok(Some(record)) if record.fingerprint == fingerprint => return Ok(record.response),
+            Ok(Some(_)) => return Err(ApiError::IdempotencyKeyReused),
             Ok(None) => {}
-            Err(error) => return ApiError::from(error).into_response(),
+            Err(error) => return Err(ApiError::from(error)),
         }
     }
     let idempotency =
         key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
     match state.ledger.submit_with(command, idempotency).await {
-        Ok(Answer::Applied(result)) => respond(render(&result)),
-        Ok(Answer::Replayed(stored)) => respond(stored),
-        Ok(Answer::KeyReused) => ApiError::IdempotencyKeyReused.into_response(),
-        Err(error) => ApiError::from(error).into_response(),
+        Ok(Answer::Applied(result)) => Ok(render(&result)),
+        Ok(Answer::Replayed(stored)) => Ok(stored),
+        Ok(Answer::KeyReused) => Err(ApiError::IdempotencyKeyReused),
+        Err(error) => Err(ApiError::from(error)),
     }
 }

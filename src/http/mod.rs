@@ -8,8 +8,10 @@ pub mod extract;
 pub mod history;
 pub mod idempotency;
 pub mod money;
+pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod settlements;
 pub mod transfers;
 pub mod users;
 
@@ -37,6 +39,8 @@ use error::ApiError;
         money::create_charge, money::create_deposit,
         transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
         transfers::accept_transfer, transfers::reject_transfer, transfers::cancel_transfer,
+        settlements::create_settlement, settlements::get_settlement, settlements::list_settlements, settlements::pay_share,
+        notifications::list_notifications,
         history::get_history, history::get_history_naive, history::get_summary, history::get_summary_naive,
         admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
         ops::healthz, ops::readyz, ops::metrics,
@@ -48,6 +52,8 @@ use error::ApiError;
         (name = "accounts", description = "Main and savings accounts"),
         (name = "money", description = "Top-ups and deposits"),
         (name = "transfers", description = "Transfers between users"),
+        (name = "settlements", description = "Split bills: shares of a total, paid by the participants"),
+        (name = "notifications", description = "What users are told about, oldest first"),
         (name = "history", description = "Account statements: tuned (ClickHouse) and naive (PostgreSQL)"),
         (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
         (name = "operations", description = "Health and metrics"),
@@ -90,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/transfers/{id}/accept", post(transfers::accept_transfer))
         .route("/v1/transfers/{id}/reject", post(transfers::reject_transfer))
         .route("/v1/transfers/{id}/cancel", post(transfers::cancel_transfer))
+        .route("/v1/settlements", get(settlements::list_settlements).post(settlements::create_settlement))
+        .route("/v1/settlements/{id}", get(settlements::get_settlement))
+        .route("/v1/settlements/{id}/pay", post(settlements::pay_share))
+        .route("/v1/notifications", get(notifications::list_notifications))
         .merge(history_routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

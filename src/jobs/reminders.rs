@@ -12,7 +12,8 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
-use crate::store::notifications::{self, NewNotification, NotificationKind};
+use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::store::notifications;
 use crate::store::transfers;
 
 /// How long before its expiry a pending transfer is reminded of.
@@ -55,7 +56,8 @@ impl Job for Reminders {
         let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
         // The rows are locked by this transaction and were selected unreminded.
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
-        let inserted = notifications::insert_many(conn, &reminders, ctx.now).await?;
-        Ok(Chunk::after_batch(inserted, ctx.chunk_size, None))
+        // Takes the ledger gate, so that notification ids commit in order (see the module).
+        notifications::insert_all(conn, &reminders, ctx.now).await?;
+        Ok(Chunk::after_batch(reminders.len() as u64, ctx.chunk_size, None))
     }
 }

@@ -1,5 +1,5 @@
-//! PostgreSQL access outside the ledger writer: users, sessions, accounts, partitions,
-//! notifications, job runs, and the connection pool and migrations.
+//! PostgreSQL access outside the ledger writer: users, sessions, accounts, settlements,
+//! notifications, job runs, partitions, and the connection pool and migrations.
 
 pub mod accounts;
 pub mod idempotency;
@@ -7,6 +7,7 @@ pub mod job_runs;
 pub mod notifications;
 pub mod partitions;
 pub mod sessions;
+pub mod settlements;
 pub mod transfers;
 pub mod tx;
 pub mod users;

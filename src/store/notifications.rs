@@ -1,34 +1,70 @@
-//! Notifications, written in the same transaction as the change that causes them.
+//! Notifications: written in the transaction of the change that causes them (by the ledger
+//! writer for money received, by `insert_all` for everything else), read by id.
+//!
+//! Readers page with `after=<id>`, so ids must become visible in increasing order: a
+//! notification whose transaction took a smaller id but committed after a larger one would
+//! never be seen by a reader already past it. Every writer therefore inserts while holding the
+//! ledger's batch gate (ledger batches hold it from their first statement to COMMIT; `insert_all`
+//! takes it just before inserting), so ids are taken and committed in one order.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::PgConnection;
 
 use crate::domain::accounts::UserId;
-pub use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::notifications::{NewNotification, Notification, NotificationKind};
 
-/// Inserts the notifications, all created at `at`, in one statement.
-pub async fn insert_many(
+/// Inserts `notifications` in order, inside the caller's transaction, holding the ledger's
+/// batch gate until that transaction ends (see the module documentation). Call it last, just
+/// before COMMIT, so that the gate is held as briefly as possible.
+pub async fn insert_all(
     conn: &mut PgConnection,
     notifications: &[NewNotification],
-    at: DateTime<Utc>,
-) -> sqlx::Result<u64> {
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
     if notifications.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
-    let user_ids: Vec<UserId> = notifications.iter().map(|notification| notification.user_id).collect();
-    let kinds: Vec<&str> = notifications.iter().map(|notification| notification.kind.as_str()).collect();
-    let payloads: Vec<serde_json::Value> =
-        notifications.iter().map(|notification| notification.payload.clone()).collect();
-    let inserted = sqlx::query(
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    let users: Vec<UserId> = notifications.iter().map(|n| n.user_id).collect();
+    let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
+    let payloads: Vec<Json<&serde_json::Value>> = notifications.iter().map(|n| Json(&n.payload)).collect();
+    sqlx::query(
         "INSERT INTO notifications (user_id, kind, payload, created_at)
-         SELECT user_id, kind, payload, $4 FROM UNNEST($1::int8[], $2::text[], $3::jsonb[]) AS n (user_id, kind, payload)",
+         SELECT u, k, p, $4 FROM UNNEST($1::int8[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
+          ORDER BY n.position",
     )
-    .bind(&user_ids)
+    .bind(&users)
     .bind(&kinds)
     .bind(&payloads)
-    .bind(at)
+    .bind(now)
     .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted)
+    .await?;
+    Ok(())
+}
+
+/// The user's notifications with ids above `after_id`, oldest first, at most `limit`.
+pub async fn list_after(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    after_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Notification>> {
+    let rows: Vec<(i64, String, DateTime<Utc>, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, kind, created_at, payload FROM notifications
+          WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, kind, created_at, payload)| {
+            // The column's CHECK allows only the kinds the enum knows.
+            let kind = NotificationKind::parse(&kind)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown notification kind {kind:?}").into()))?;
+            Ok(Notification { id, kind, created_at, payload })
+        })
+        .collect()
 }

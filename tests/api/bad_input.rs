@@ -6,9 +6,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// Alice with 70,000 in main and 30,000 in a free savings account, 100,000 of today's limit used.
+/// Alice with 70,000 in main and 30,000 in a free savings account, 100,000 of today's limit used,
+/// and carol, whom alice could ask to share a bill.
 struct Fixture {
     alice: TestUser,
+    carol: TestUser,
     savings_id: i64,
     clock: chrono::DateTime<chrono::Utc>,
 }
@@ -24,7 +26,8 @@ async fn fixture(app: &TestApp) -> Fixture {
     let (status, body) =
         app.post(&format!("/v1/accounts/{savings_id}/deposits"), Some(&alice.token), json!({"amount": 30_000})).await;
     assert_eq!(status, 201, "{body}");
-    Fixture { alice, savings_id, clock: app.clock_now().await }
+    let carol = app.signup("carol").await;
+    Fixture { alice, carol, savings_id, clock: app.clock_now().await }
 }
 
 async fn assert_nothing_moved(app: &TestApp, fixture: &Fixture) {
@@ -42,9 +45,18 @@ async fn assert_nothing_moved(app: &TestApp, fixture: &Fixture) {
     assert_eq!(me["transfer_mode"], json!("immediate"));
     assert_eq!(me["daily_charge"]["used"], json!(100_000));
     assert_eq!(app.clock_now().await, fixture.clock);
-    // Only alice signed up.
+    // Only alice and carol signed up.
     let (status, body) = app.post("/v1/sessions", None, json!({"name": "bob", "password": PASSWORD})).await;
     assert_problem(status, &body, 401, "unauthorized");
+    // No bill was split, and no one was told of one.
+    for user in [alice, &fixture.carol] {
+        let (status, body) = app.get("/v1/settlements", Some(&user.token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["settlements"], json!([]), "{body}");
+        let (status, body) = app.get("/v1/notifications", Some(&user.token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["notifications"], json!([]), "{body}");
+    }
     app.assert_audit_ok().await;
 }
 
@@ -55,17 +67,21 @@ struct JsonRoute {
     token: Option<String>,
     /// The `amount`-like field, if the route has one.
     amount_field: Option<&'static str>,
+    /// Someone else who exists, for bodies that name another user.
+    other_user_id: i64,
 }
 
 fn json_routes(fixture: &Fixture) -> Vec<JsonRoute> {
     let token = Some(fixture.alice.token.clone());
     let main = fixture.alice.main_account_id;
     let savings = fixture.savings_id;
+    let other_user_id = fixture.carol.id;
     let route = |method: Method, path: String, token: Option<String>, amount_field| JsonRoute {
         method,
         path,
         token,
         amount_field,
+        other_user_id,
     };
     vec![
         route(Method::POST, "/v1/users".to_owned(), None, None),
@@ -73,7 +89,8 @@ fn json_routes(fixture: &Fixture) -> Vec<JsonRoute> {
         route(Method::PATCH, "/v1/me".to_owned(), token.clone(), None),
         route(Method::POST, "/v1/accounts".to_owned(), token.clone(), Some("installment_amount")),
         route(Method::POST, format!("/v1/accounts/{main}/charges"), token.clone(), Some("amount")),
-        route(Method::POST, format!("/v1/accounts/{savings}/deposits"), token, Some("amount")),
+        route(Method::POST, format!("/v1/accounts/{savings}/deposits"), token.clone(), Some("amount")),
+        route(Method::POST, "/v1/settlements".to_owned(), token, Some("total")),
         route(Method::PUT, "/admin/clock".to_owned(), Some(ADMIN_TOKEN.to_owned()), None),
     ]
 }
@@ -82,6 +99,7 @@ fn json_routes(fixture: &Fixture) -> Vec<JsonRoute> {
 fn with_amount(route: &JsonRoute, value: Value) -> Value {
     match route.amount_field {
         Some("installment_amount") => json!({"kind": "savings", "product": "fixed", "installment_amount": value}),
+        Some("total") => json!({"total": value, "mode": "equal", "participant_ids": [route.other_user_id]}),
         _ => json!({"amount": value}),
     }
 }
@@ -161,6 +179,24 @@ async fn wrong_types_and_missing_fields_are_422_on_every_json_route() {
                 with_amount(&route, json!("10000")),
                 with_amount(&route, json!(10_000.5)),
                 with_amount(&route, json!(true)),
+            ],
+            ("/v1/settlements", _) => vec![
+                json!({}),
+                json!({"total": 10_000, "mode": "equal"}),
+                json!({"total": 10_000, "participant_ids": [route.other_user_id]}),
+                json!({"mode": "equal", "participant_ids": [route.other_user_id]}),
+                with_amount(&route, json!("10000")),
+                with_amount(&route, json!(10_000.5)),
+                with_amount(&route, json!(null)),
+                json!({"total": 10_000, "mode": "halves", "participant_ids": [route.other_user_id]}),
+                json!({"total": 10_000, "mode": null, "participant_ids": [route.other_user_id]}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": route.other_user_id}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": [route.other_user_id.to_string()]}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": []}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": [route.other_user_id, route.other_user_id]}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": [999_999]}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": [route.other_user_id], "include_requester": 1}),
+                json!({"total": 10_000, "mode": "equal", "participant_ids": [route.other_user_id], "memo": ["x"]}),
             ],
             (_, Some(_)) => vec![
                 json!({}),
@@ -264,6 +300,11 @@ async fn wrong_methods_are_405_method_not_allowed() {
         (Method::POST, "/admin/audit".to_owned()),
         (Method::GET, "/admin/jobs/interest/run".to_owned()),
         (Method::POST, "/healthz".to_owned()),
+        (Method::DELETE, "/v1/settlements".to_owned()),
+        (Method::PUT, "/v1/settlements/1".to_owned()),
+        (Method::GET, "/v1/settlements/1/pay".to_owned()),
+        (Method::POST, "/v1/notifications".to_owned()),
+        (Method::DELETE, "/v1/notifications".to_owned()),
     ] {
         let token = if path.starts_with("/admin") { ADMIN_TOKEN } else { token };
         let response = app.raw_request(method.clone(), &path, Some(token), None, None).await;
@@ -305,6 +346,23 @@ async fn account_ids_that_are_not_integers_are_404() {
         assert_problem_response(&response, 404, "not-found");
         let response = app.raw_request(Method::GET, &format!("/v1/accounts/{id}"), token, None, None).await;
         assert_problem_response(&response, 404, "not-found");
+    }
+    assert_nothing_moved(&app, &fixture).await;
+}
+
+#[tokio::test]
+async fn settlement_ids_that_are_not_integers_or_not_the_callers_are_404() {
+    let app = spawn_app().await;
+    let fixture = fixture(&app).await;
+    let token = Some(fixture.alice.token.as_str());
+    for id in ["abc", "1.5", "1e3", "99999999999999999999", "%20", "-", "0", "-1", "1", "9223372036854775807"] {
+        for (method, path) in
+            [(Method::GET, format!("/v1/settlements/{id}")), (Method::POST, format!("/v1/settlements/{id}/pay"))]
+        {
+            let response = app.raw_request(method.clone(), &path, token, None, None).await;
+            assert_eq!(response.status, 404, "{method} {path}: {}", response.text);
+            assert_problem_response(&response, 404, "not-found");
+        }
     }
     assert_nothing_moved(&app, &fixture).await;
 }

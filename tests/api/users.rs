@@ -97,6 +97,17 @@ fn authenticated_routes(user: &TestUser) -> Vec<(Method, String, Option<Value>)>
         (Method::POST, format!("/v1/accounts/{main}/close"), Some(json!({}))),
         (Method::POST, format!("/v1/accounts/{main}/charges"), Some(json!({"amount": 10_000}))),
         (Method::POST, format!("/v1/accounts/{main}/deposits"), Some(json!({"amount": 10_000}))),
+        (Method::GET, "/v1/settlements".to_owned(), None),
+        (Method::GET, "/v1/settlements?role=owed".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/settlements".to_owned(),
+            Some(json!({"total": 10_000, "mode": "equal", "participant_ids": [user.id + 1]})),
+        ),
+        (Method::GET, "/v1/settlements/1".to_owned(), None),
+        (Method::POST, "/v1/settlements/1/pay".to_owned(), None),
+        (Method::GET, "/v1/notifications".to_owned(), None),
+        (Method::GET, "/v1/notifications?after=0&limit=10".to_owned(), None),
     ]
 }
 
@@ -130,6 +141,8 @@ async fn every_v1_route_answers_401_problem_json_without_a_valid_token() {
     assert_eq!(me["daily_charge"]["used"], json!(0));
     let (_, list) = app.get("/v1/accounts", Some(&alice.token)).await;
     assert_eq!(list["accounts"].as_array().unwrap().len(), 1);
+    let (_, list) = app.get("/v1/settlements", Some(&alice.token)).await;
+    assert_eq!(list["settlements"], json!([]));
 }
 
 #[tokio::test]

@@ -1,0 +1,255 @@
+//! Split bills: a requester asks participants to pay shares of a total; each pays their own.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
+use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::app::AppState;
+use crate::domain::money::Amount;
+use crate::domain::names::parse_short_text;
+use crate::domain::settlements::{plan_shares, Settlement, SettlementShare, SplitMode};
+use crate::ledger::{Command, CommandError, Outcome};
+use crate::store::settlements::{self, NewSettlement, Role, SettlementStoreError};
+use crate::store::users;
+
+#[derive(Deserialize, ToSchema)]
+pub struct SettlementRequest {
+    /// What is split, in KRW: 1..=1,000,000,000,000.
+    pub total: i64,
+    /// `equal`: shares differ by at most 1 KRW, the extra won going to the first positions
+    /// (the requester's own share first, then participants in the order given). `random`: a
+    /// uniformly random split into shares ≥ 0 (any share may be 0), no position favoured.
+    pub mode: String,
+    /// 1 to 100 distinct users, not the requester, who each pay a share.
+    pub participant_ids: Vec<i64>,
+    /// The requester keeps a share of their own (status `self`, never paid). Default false.
+    pub include_requester: Option<bool>,
+    /// ≤ 64 characters; shown to participants and used as the memo of their payments.
+    pub memo: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct ShareView {
+    pub user_id: i64,
+    /// May be 0 when the total is smaller than the number of shares, or in a random split.
+    pub amount: i64,
+    /// `requested` | `paid` | `self`.
+    pub status: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The transfer that paid the share (none for a share of 0 KRW).
+    pub transfer_id: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct SettlementView {
+    pub id: i64,
+    pub requester_id: i64,
+    pub total: i64,
+    /// `equal` | `random`.
+    pub mode: String,
+    /// `open` | `completed` (every participant has paid).
+    pub status: String,
+    pub memo: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// In position order: the requester's own share first (if any), then participants in the
+    /// order they were asked. The amounts always sum to `total`.
+    pub shares: Vec<ShareView>,
+}
+
+impl From<&SettlementShare> for ShareView {
+    fn from(share: &SettlementShare) -> Self {
+        ShareView {
+            user_id: share.user_id,
+            amount: share.amount,
+            status: share.status.as_str().to_owned(),
+            paid_at: share.paid_at,
+            transfer_id: share.transfer_id,
+        }
+    }
+}
+
+impl From<&Settlement> for SettlementView {
+    fn from(settlement: &Settlement) -> Self {
+        SettlementView {
+            id: settlement.id,
+            requester_id: settlement.requester_id,
+            total: settlement.total,
+            mode: settlement.mode.as_str().to_owned(),
+            status: settlement.status.as_str().to_owned(),
+            memo: settlement.memo.clone(),
+            created_at: settlement.created_at,
+            completed_at: settlement.completed_at,
+            shares: settlement.shares.iter().map(ShareView::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettlementList {
+    /// Newest first.
+    pub settlements: Vec<SettlementView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SettlementQuery {
+    /// `requested` (asked by the caller) or `owed` (the caller is asked to pay a share, paid
+    /// or not); both when absent.
+    pub role: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Asks participants to pay shares of `total`. The shares always sum to exactly `total`; the
+/// split is recorded by position (and, for `random`, by a stored seed that reproduces it).
+/// Each participant gets a `settlement_requested` notification. No money moves until they pay.
+/// A participant that is not an existing user, named twice, or the requester → 422.
+#[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
+    request_body = SettlementRequest,
+    responses((status = 201, body = SettlementView),
+              (status = 422, body = Problem, description = "validation-failed")))]
+pub async fn create_settlement(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<SettlementRequest>,
+) -> ApiResult<(StatusCode, Json<SettlementView>)> {
+    let total = Amount::parse(body.total).map_err(|error| ApiError::validation(format!("total: {error}")))?;
+    let mode = SplitMode::parse(&body.mode).ok_or_else(|| ApiError::validation("mode must be equal or random"))?;
+    let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
+    let seed: i64 = rand::random();
+    let shares =
+        plan_shares(caller.user_id, &body.participant_ids, body.include_requester.unwrap_or(false), total, mode, seed)
+            .map_err(ApiError::validation)?;
+    let new = NewSettlement {
+        requester_id: caller.user_id,
+        total: total.krw(),
+        mode,
+        memo: memo.as_deref(),
+        seed: (mode == SplitMode::Random).then_some(seed),
+        shares: &shares,
+    };
+    let settlement = settlements::create(&state.pool, new, state.clock.now()).await.map_err(|error| match error {
+        SettlementStoreError::UnknownUsers(ids) => {
+            ApiError::validation(format!("participant_ids: no user with id {}", join_ids(&ids)))
+        }
+        SettlementStoreError::Database(error) => error.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(SettlementView::from(&settlement))))
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// A settlement the caller asked for or holds a share of; anyone else's answers 404.
+#[utoipa::path(get, path = "/v1/settlements/{id}", tag = "settlements", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = SettlementView), (status = 404, body = Problem)))]
+pub async fn get_settlement(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<SettlementView>> {
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SettlementView::from(&settlement)))
+}
+
+/// The caller's settlements, newest first, with a cursor: `role=requested` those they asked
+/// for, `role=owed` those they are asked to pay a share of, both without a role.
+#[utoipa::path(get, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
+    params(SettlementQuery),
+    responses((status = 200, body = SettlementList), (status = 422, body = Problem)))]
+pub async fn list_settlements(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<SettlementQuery>,
+) -> ApiResult<Json<SettlementList>> {
+    let role = match query.role.as_deref() {
+        None => Role::Both,
+        Some("requested") => Role::Requested,
+        Some("owed") => Role::Owed,
+        Some(_) => return Err(ApiError::validation("role must be requested or owed")),
+    };
+    let limit = page_size(query.limit)?;
+    let before = decode_id_cursor(query.cursor.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    let found = settlements::list(&mut conn, caller.user_id, role, before, limit + 1).await?;
+    let has_more = found.len() as i64 > limit;
+    let page: Vec<SettlementView> = found.iter().take(limit as usize).map(SettlementView::from).collect();
+    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
+    Ok(Json(SettlementList { settlements: page, next_cursor }))
+}
+
+/// Pays the caller's share to the requester's main account (a short balance is topped up
+/// first, in units of 10,000 within the daily limit, atomically with the payment). A share of
+/// 0 KRW is marked paid without moving anything. Answers with the settlement as it stands
+/// after the payment; the last payment completes it. A second payment → 409 invalid-state;
+/// the requester → 409 invalid-state; anyone else → 404.
+///
+/// Honours `Idempotency-Key`: a repeat pays nothing again and answers with the first answer's
+/// status; for a 200, the body is the settlement as it stands at the repeat, which shows at
+/// least what the first answer showed (shares are only ever paid, settlements only completed).
+#[utoipa::path(post, path = "/v1/settlements/{id}/pay", tag = "settlements", security(("bearer" = [])),
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats pay once")),
+    responses((status = 200, body = SettlementView),
+              (status = 404, body = Problem, description = "not-found"),
+              (status = 409, body = Problem, description = "invalid-state: already paid, or the caller is the requester"),
+              (status = 422, body = Problem, description = "daily-limit-exceeded, idempotency-key-reused"),
+              (status = 503, body = Problem, description = "unavailable")))]
+pub async fn pay_share(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    if settlement.requester_id == caller.user_id {
+        return Err(ApiError::InvalidState("the requester does not pay a share of their own settlement".to_owned()));
+    }
+    let requester = users::find_by_id(&mut conn, settlement.requester_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("settlement {id} has no requester")))?;
+    drop(conn);
+    let command = Command::PayShare {
+        user_id: caller.user_id,
+        settlement_id: id,
+        from_account_id: caller.main_account_id,
+        to_account_id: requester.main_account_id,
+        memo: settlement.memo.clone(),
+    };
+    let print = key.fingerprint("POST /v1/settlements/{id}/pay", &id);
+    // What is stored under the key is the outcome, not the settlement: the batch sees only the
+    // outcome, and the settlement is read once the payment has committed.
+    let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
+        Ok(Outcome::SharePaid { settlement_id, transfer, .. }) => stored_json(
+            StatusCode::OK,
+            &json!({"settlement_id": settlement_id, "transfer_id": transfer.as_ref().map(|transfer| transfer.id)}),
+        ),
+        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    let stored = run_command_stored(&state, caller, key, print, command, render).await?;
+    if stored.status != StatusCode::OK.as_u16() {
+        return Ok(respond(stored));
+    }
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SettlementView::from(&settlement)).into_response())
+}

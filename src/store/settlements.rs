@@ -1,0 +1,232 @@
+//! Split bills. Creating one moves no money, so it is a plain transaction here: the settlement,
+//! its shares and the participants' notifications commit together. Shares are paid only by
+//! the ledger writer (`Command::PayShare`), which also completes the settlement.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::domain::accounts::UserId;
+use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::settlements::{PlannedShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode};
+use crate::store::notifications;
+use crate::store::tx::violated_constraint;
+
+/// A settlement to create; `shares` come from `domain::settlements::plan_shares`.
+pub struct NewSettlement<'a> {
+    pub requester_id: UserId,
+    pub total: i64,
+    pub mode: SplitMode,
+    pub memo: Option<&'a str>,
+    /// Stored for a random split, so that it can be reproduced.
+    pub seed: Option<i64>,
+    pub shares: &'a [PlannedShare],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettlementStoreError {
+    /// Users named as participants that do not exist (in the order asked).
+    #[error("no such user: {0:?}")]
+    UnknownUsers(Vec<UserId>),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates the settlement with its shares and a `settlement_requested` notification for each
+/// participant, in one transaction.
+pub async fn create(
+    pool: &PgPool,
+    new: NewSettlement<'_>,
+    now: DateTime<Utc>,
+) -> Result<Settlement, SettlementStoreError> {
+    let mut tx = pool.begin().await?;
+    let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
+    // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
+    // the shares is the last line of defence.
+    let found: Vec<(UserId, String)> = sqlx::query_as("SELECT id, name FROM users WHERE id = ANY($1) OR id = $2")
+        .bind(&user_ids)
+        .bind(new.requester_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let unknown: Vec<UserId> =
+        user_ids.iter().copied().filter(|id| !found.iter().any(|(found_id, _)| found_id == id)).collect();
+    if !unknown.is_empty() {
+        return Err(SettlementStoreError::UnknownUsers(unknown));
+    }
+    let requester_name = found.iter().find(|(id, _)| *id == new.requester_id).map(|(_, name)| name.clone());
+
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO settlements (requester_id, total, mode, status, memo, seed, created_at)
+         VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
+    )
+    .bind(new.requester_id)
+    .bind(new.total)
+    .bind(new.mode.as_str())
+    .bind(new.memo)
+    .bind(new.seed)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+
+    let positions: Vec<i32> = new.shares.iter().map(|share| share.position).collect();
+    let amounts: Vec<i64> = new.shares.iter().map(|share| share.amount).collect();
+    let statuses: Vec<&str> = new.shares.iter().map(|share| share.status.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO settlement_shares (settlement_id, user_id, position, amount, status)
+         SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::int8[], $5::text[])",
+    )
+    .bind(id)
+    .bind(&user_ids)
+    .bind(&positions)
+    .bind(&amounts)
+    .bind(&statuses)
+    .execute(&mut *tx)
+    .await
+    .map_err(|error| match violated_constraint(&error) {
+        Some("settlement_shares_user_id_fkey") => SettlementStoreError::UnknownUsers(user_ids.clone()),
+        _ => SettlementStoreError::Database(error),
+    })?;
+
+    let requested: Vec<NewNotification> = new
+        .shares
+        .iter()
+        .filter(|share| share.status == ShareStatus::Requested)
+        .map(|share| NewNotification {
+            user_id: share.user_id,
+            kind: NotificationKind::SettlementRequested,
+            payload: json!({
+                "settlement_id": id,
+                "requester_id": new.requester_id,
+                "requester_name": requester_name,
+                "amount": share.amount,
+                "total": new.total,
+                "mode": new.mode.as_str(),
+                "memo": new.memo,
+            }),
+        })
+        .collect();
+    notifications::insert_all(&mut tx, &requested, now).await?;
+    tx.commit().await?;
+
+    Ok(Settlement {
+        id,
+        requester_id: new.requester_id,
+        total: new.total,
+        mode: new.mode,
+        status: SettlementStatus::Open,
+        memo: new.memo.map(str::to_owned),
+        seed: new.seed,
+        created_at: now,
+        completed_at: None,
+        shares: new
+            .shares
+            .iter()
+            .map(|share| SettlementShare {
+                settlement_id: id,
+                user_id: share.user_id,
+                position: share.position,
+                amount: share.amount,
+                status: share.status,
+                paid_at: None,
+                transfer_id: None,
+            })
+            .collect(),
+    })
+}
+
+fn settlement_from_row(row: &PgRow) -> sqlx::Result<Settlement> {
+    let Json(settlement): Json<Settlement> = row.try_get(0)?;
+    Ok(settlement)
+}
+
+/// Fills in the shares of `settlements`, in position order.
+async fn with_shares(conn: &mut PgConnection, mut settlements: Vec<Settlement>) -> sqlx::Result<Vec<Settlement>> {
+    if settlements.is_empty() {
+        return Ok(settlements);
+    }
+    let ids: Vec<i64> = settlements.iter().map(|settlement| settlement.id).collect();
+    let rows = sqlx::query(
+        "SELECT to_jsonb(sh) FROM settlement_shares sh WHERE settlement_id = ANY($1) ORDER BY settlement_id, position",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let index: HashMap<i64, usize> =
+        settlements.iter().enumerate().map(|(index, settlement)| (settlement.id, index)).collect();
+    for row in rows {
+        let Json(share): Json<SettlementShare> = row.try_get(0)?;
+        if let Some(&at) = index.get(&share.settlement_id) {
+            settlements[at].shares.push(share);
+        }
+    }
+    Ok(settlements)
+}
+
+/// The settlement if the user asked for it or holds a share of it.
+pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: i64) -> sqlx::Result<Option<Settlement>> {
+    let row = sqlx::query(
+        "SELECT to_jsonb(s) FROM settlements s
+          WHERE s.id = $1
+            AND (s.requester_id = $2
+                 OR EXISTS (SELECT 1 FROM settlement_shares sh WHERE sh.settlement_id = s.id AND sh.user_id = $2))",
+    )
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let settlement = settlement_from_row(&row)?;
+    Ok(with_shares(conn, vec![settlement]).await?.pop())
+}
+
+/// Which settlements a user lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Those the user asked for.
+    Requested,
+    /// Those the user is asked to pay a share of (paid or not).
+    Owed,
+    /// Either.
+    Both,
+}
+
+/// The user's settlements in `role`, newest first, with ids below `before_id`.
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    role: Role,
+    before_id: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<Settlement>> {
+    let (requested, owed) = match role {
+        Role::Requested => (true, false),
+        Role::Owed => (false, true),
+        Role::Both => (true, true),
+    };
+    // Each side reads at most `limit` ids through its own index, then the union is cut again.
+    let rows = sqlx::query(
+        "SELECT to_jsonb(s) FROM settlements s
+          WHERE s.id IN (
+                (SELECT id FROM settlements
+                  WHERE $4 AND requester_id = $1 AND ($2::int8 IS NULL OR id < $2)
+                  ORDER BY id DESC LIMIT $3)
+                UNION
+                (SELECT settlement_id FROM settlement_shares
+                  WHERE $5 AND user_id = $1 AND status <> 'self' AND ($2::int8 IS NULL OR settlement_id < $2)
+                  ORDER BY settlement_id DESC LIMIT $3))
+          ORDER BY s.id DESC LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(before_id)
+    .bind(limit)
+    .bind(requested)
+    .bind(owed)
+    .fetch_all(&mut *conn)
+    .await?;
+    let settlements = rows.iter().map(settlement_from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    with_shares(conn, settlements).await
+}

@@ -1,0 +1,576 @@
+//! Split bills over HTTP: exact equal and random splits, paying shares (once, with auto
+//! top-up), who may see and pay what, and bad requests that create nothing.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use minipay::domain::money::Amount;
+use minipay::domain::settlements::split_random;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::*;
+
+pub async fn create(
+    app: &TestApp,
+    requester: &TestUser,
+    total: i64,
+    mode: &str,
+    participants: &[&TestUser],
+    include_requester: bool,
+) -> (StatusCode, Value) {
+    let ids: Vec<i64> = participants.iter().map(|user| user.id).collect();
+    app.post(
+        "/v1/settlements",
+        Some(&requester.token),
+        json!({"total": total, "mode": mode, "participant_ids": ids, "include_requester": include_requester,
+               "memo": "dinner"}),
+    )
+    .await
+}
+
+/// Creates a settlement that must succeed, and returns it.
+pub async fn created(
+    app: &TestApp,
+    requester: &TestUser,
+    total: i64,
+    mode: &str,
+    participants: &[&TestUser],
+    include_requester: bool,
+) -> Value {
+    let (status, body) = create(app, requester, total, mode, participants, include_requester).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+pub async fn pay(app: &TestApp, payer: &TestUser, settlement_id: i64) -> (StatusCode, Value) {
+    app.request(Method::POST, &format!("/v1/settlements/{settlement_id}/pay"), Some(&payer.token), None).await
+}
+
+async fn pay_with_key(app: &TestApp, payer: &TestUser, settlement_id: i64, key: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/settlements/{settlement_id}/pay")))
+        .bearer_auth(&payer.token)
+        .header("Idempotency-Key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn amounts(settlement: &Value) -> Vec<i64> {
+    settlement["shares"].as_array().unwrap().iter().map(|share| share["amount"].as_i64().unwrap()).collect()
+}
+
+fn share_of<'a>(settlement: &'a Value, user: &TestUser) -> &'a Value {
+    settlement["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|share| share["user_id"] == json!(user.id))
+        .unwrap_or_else(|| panic!("{} holds no share: {settlement}", user.name))
+}
+
+fn sorted(mut values: Vec<i64>) -> Vec<i64> {
+    values.sort_unstable();
+    values
+}
+
+async fn funded(app: &TestApp, name: impl AsRef<str>, amount: i64) -> TestUser {
+    let user = app.signup(name.as_ref()).await;
+    if amount > 0 {
+        let (status, body) = app.charge(&user, amount).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    user
+}
+
+#[tokio::test]
+async fn scenario_13_twenty_thousand_split_equally_among_three() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let carol = app.signup("carol").await;
+    let dave = app.signup("dave").await;
+
+    let settlement = created(&app, &alice, 20_000, "equal", &[&bob, &carol, &dave], false).await;
+    assert_eq!(sorted(amounts(&settlement)), vec![6_666, 6_667, 6_667]);
+    assert_eq!(amounts(&settlement).iter().sum::<i64>(), 20_000);
+    // The extra won goes to the first positions, in the order asked.
+    assert_eq!(amounts(&settlement), vec![6_667, 6_667, 6_666]);
+    assert_eq!(settlement["requester_id"], json!(alice.id));
+    assert_eq!(settlement["total"], json!(20_000));
+    assert_eq!(settlement["mode"], json!("equal"));
+    assert_eq!(settlement["status"], json!("open"));
+    assert_eq!(settlement["memo"], json!("dinner"));
+    for (share, user) in settlement["shares"].as_array().unwrap().iter().zip([&bob, &carol, &dave]) {
+        assert_eq!(share["user_id"], json!(user.id));
+        assert_eq!(share["status"], json!("requested"));
+        assert_eq!(share["paid_at"], Value::Null);
+    }
+
+    // With the requester holding a share, theirs comes first and carries the first extra won.
+    let settlement = created(&app, &alice, 20_000, "equal", &[&bob, &carol], true).await;
+    assert_eq!(amounts(&settlement), vec![6_667, 6_667, 6_666]);
+    assert_eq!(settlement["shares"][0]["user_id"], json!(alice.id));
+    assert_eq!(settlement["shares"][0]["status"], json!("self"));
+
+    // What was answered is what is stored.
+    let id = settlement["id"].as_i64().unwrap();
+    let (status, read) = app.get(&format!("/v1/settlements/{id}"), Some(&bob.token)).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read, settlement);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn uneven_totals_split_exactly_and_small_totals_leave_zero_shares() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let friends = join_all((0..4).map(|i| funded(&app, format!("friend{i}"), 0))).await;
+    let friends: Vec<&TestUser> = friends.iter().collect();
+
+    let settlement = created(&app, &alice, 30_006, "equal", &friends, false).await;
+    assert_eq!(amounts(&settlement), vec![7_502, 7_502, 7_501, 7_501]);
+
+    // A total smaller than the number of shares: some shares are 0, the sum is still exact.
+    let settlement = created(&app, &alice, 2, "equal", &friends, false).await;
+    assert_eq!(amounts(&settlement), vec![1, 1, 0, 0]);
+    let settlement = created(&app, &alice, 3, "equal", &friends, true).await;
+    assert_eq!(amounts(&settlement), vec![1, 1, 1, 0, 0]);
+    for _ in 0..5 {
+        let settlement = created(&app, &alice, 1, "random", &friends, true).await;
+        assert_eq!(sorted(amounts(&settlement)), vec![0, 0, 0, 0, 1]);
+    }
+
+    // A share of 0 is paid without moving anything; the others pay theirs, and the settlement
+    // completes.
+    let settlement = created(&app, &alice, 2, "equal", &friends, false).await;
+    let id = settlement["id"].as_i64().unwrap();
+    let (status, paid) = pay(&app, friends[3], id).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(share_of(&paid, friends[3])["status"], json!("paid"));
+    assert_eq!(share_of(&paid, friends[3])["transfer_id"], Value::Null);
+    assert!(share_of(&paid, friends[3])["paid_at"].is_string());
+    assert_eq!(app.balance(friends[3]).await, 0);
+    assert_eq!(app.me(friends[3]).await["daily_charge"]["used"], json!(0));
+    assert_eq!(app.balance(&alice).await, 0);
+    for friend in &friends[..3] {
+        let (status, body) = pay(&app, friend, id).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, settlement) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
+    assert_eq!(settlement["status"], json!("completed"), "{settlement}");
+    assert_eq!(app.balance(&alice).await, 2);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn scenario_14_random_splits_over_http_are_exact_and_reproducible_from_their_seed() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let friends = join_all((0..5).map(|i| funded(&app, format!("friend{i}"), 0))).await;
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+
+    let mut cases: Vec<(i64, usize, bool)> = vec![(1, 1, false), (1, 1, true), (2, 5, true), (5, 1, false)];
+    for trial in 0..16i64 {
+        cases.push((1 + (trial * 104_729) % 200_000, 1 + (trial as usize % 5), trial % 2 == 0));
+    }
+    for (total, participants, include_requester) in cases {
+        let asked: Vec<&TestUser> = friends.iter().take(participants).collect();
+        let settlement = created(&app, &alice, total, "random", &asked, include_requester).await;
+        let shares = amounts(&settlement);
+        assert_eq!(shares.len(), participants + usize::from(include_requester), "{settlement}");
+        assert_eq!(shares.iter().sum::<i64>(), total, "{settlement}");
+        assert!(shares.iter().all(|share| *share >= 0), "{settlement}");
+        assert_eq!(settlement["mode"], json!("random"));
+
+        // The stored seed and positions reproduce the split.
+        let id = settlement["id"].as_i64().unwrap();
+        let seed: Option<i64> = sqlx::query_scalar("SELECT seed FROM settlements WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let stored: Vec<i64> =
+            sqlx::query_scalar("SELECT amount FROM settlement_shares WHERE settlement_id = $1 ORDER BY position")
+                .bind(id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let reproduced =
+            split_random(Amount::parse(total).unwrap(), shares.len(), seed.expect("a random split has a seed"));
+        assert_eq!(reproduced, stored);
+        assert_eq!(reproduced, shares);
+    }
+    // An equal split needs no seed.
+    let settlement = created(&app, &alice, 10, "equal", &[&friends[0]], false).await;
+    let seed: Option<i64> = sqlx::query_scalar("SELECT seed FROM settlements WHERE id = $1")
+        .bind(settlement["id"].as_i64().unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seed, None);
+
+    for total in [0, -1] {
+        let (status, body) = create(&app, &alice, total, "random", &[&friends[0]], false).await;
+        assert_problem(status, &body, 422, "validation-failed");
+    }
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn paying_moves_each_share_to_the_requester_with_auto_top_up_and_completes_the_settlement() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let carol = funded(&app, "carol", 50_000).await;
+
+    let settlement = created(&app, &alice, 20_000, "equal", &[&bob, &carol], true).await;
+    let id = settlement["id"].as_i64().unwrap();
+    assert_eq!(amounts(&settlement), vec![6_667, 6_667, 6_666]);
+
+    // Bob has nothing: his 6,667 is topped up with one unit of 10,000.
+    let (status, paid) = pay(&app, &bob, id).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["id"], json!(id));
+    assert_eq!(paid["status"], json!("open"));
+    let share = share_of(&paid, &bob);
+    assert_eq!(share["status"], json!("paid"));
+    assert!(share["paid_at"].is_string());
+    let transfer_id = share["transfer_id"].as_i64().expect("a transfer paid the share");
+    assert_eq!(share_of(&paid, &carol)["status"], json!("requested"));
+    assert_eq!(app.balance(&bob).await, 3_333);
+    assert_eq!(app.me(&bob).await["daily_charge"]["used"], json!(10_000));
+    assert_eq!(app.balance(&alice).await, 6_667);
+
+    // The payment is an ordinary transfer, visible to both parties, with the settlement's memo.
+    let (status, transfer) = app.get(&format!("/v1/transfers/{transfer_id}"), Some(&alice.token)).await;
+    assert_eq!(status, 200, "{transfer}");
+    assert_eq!(transfer["amount"], json!(6_667));
+    assert_eq!(transfer["auto_charged"], json!(10_000));
+    assert_eq!(transfer["from_account_id"], json!(bob.main_account_id));
+    assert_eq!(transfer["to_account_id"], json!(alice.main_account_id));
+    assert_eq!(transfer["memo"], json!("dinner"));
+    assert_eq!(transfer["status"], json!("completed"));
+
+    // Carol can cover hers; the last payment completes the settlement.
+    let (status, paid) = pay(&app, &carol, id).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["status"], json!("completed"));
+    assert!(paid["completed_at"].is_string());
+    assert_eq!(share_of(&paid, &alice)["status"], json!("self"));
+    assert_eq!(app.balance(&carol).await, 50_000 - 6_666);
+    assert_eq!(app.me(&carol).await["daily_charge"]["used"], json!(50_000));
+
+    // The requester received exactly the paid shares.
+    assert_eq!(app.balance(&alice).await, 6_667 + 6_666);
+    let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
+    assert_eq!(read, paid);
+
+    // Paying again, after completion, is refused and moves nothing.
+    let (status, body) = pay(&app, &carol, id).await;
+    assert_problem(status, &body, 409, "invalid-state");
+    assert_eq!(app.balance(&carol).await, 50_000 - 6_666);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn a_top_up_beyond_the_daily_limit_refuses_the_payment_and_moves_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = funded(&app, "bob", 3_000_000).await;
+    let (status, body) =
+        app.post("/v1/accounts", Some(&bob.token), json!({"kind": "savings", "product": "free"})).await;
+    assert_eq!(status, 201, "{body}");
+    let savings = body["id"].as_i64().unwrap();
+    let (status, body) =
+        app.post(&format!("/v1/accounts/{savings}/deposits"), Some(&bob.token), json!({"amount": 3_000_000})).await;
+    assert_eq!(status, 201, "{body}");
+
+    let settlement = created(&app, &alice, 10_000, "equal", &[&bob], false).await;
+    let id = settlement["id"].as_i64().unwrap();
+    let (status, body) = pay(&app, &bob, id).await;
+    assert_problem(status, &body, 422, "daily-limit-exceeded");
+    let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&bob.token)).await;
+    assert_eq!(share_of(&read, &bob)["status"], json!("requested"));
+    assert_eq!(app.balance(&alice).await, 0);
+    assert_eq!(app.balance(&bob).await, 0);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn concurrent_payments_of_one_share_pay_it_exactly_once() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = funded(&app, "bob", 100_000).await;
+    let carol = funded(&app, "carol", 100_000).await;
+
+    // Two at once, as the scenario has it.
+    let settlement = created(&app, &alice, 9_000, "equal", &[&bob, &carol], false).await;
+    let id = settlement["id"].as_i64().unwrap();
+    let (first, second) = tokio::join!(pay(&app, &bob, id), pay(&app, &bob, id));
+    let mut statuses = vec![first.0.as_u16(), second.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 409], "{first:?} {second:?}");
+    let refused = if first.0 == 409 { &first } else { &second };
+    assert_problem(refused.0, &refused.1, 409, "invalid-state");
+    assert_eq!(app.balance(&bob).await, 100_000 - 4_500);
+    assert_eq!(app.balance(&alice).await, 4_500);
+
+    // Twenty at once, and the other participant paying at the same time.
+    let settlement = created(&app, &alice, 9_000, "equal", &[&bob, &carol], false).await;
+    let id = settlement["id"].as_i64().unwrap();
+    let (bobs, carols) =
+        tokio::join!(join_all((0..20).map(|_| pay(&app, &bob, id))), join_all((0..20).map(|_| pay(&app, &carol, id))));
+    for answers in [&bobs, &carols] {
+        let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!(ok, 1, "{answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+            assert_problem(*status, body, 409, "invalid-state");
+        }
+    }
+    assert_eq!(app.balance(&bob).await, 100_000 - 9_000);
+    assert_eq!(app.balance(&carol).await, 100_000 - 4_500);
+    assert_eq!(app.balance(&alice).await, 4_500 + 9_000);
+    let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
+    assert_eq!(read["status"], json!("completed"), "{read}");
+
+    let (_, list) = app.get("/v1/transfers?direction=incoming", Some(&alice.token)).await;
+    assert_eq!(list["transfers"].as_array().unwrap().len(), 3, "one transfer per share paid: {list}");
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn a_repeated_payment_with_its_key_pays_once() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let carol = app.signup("carol").await;
+    let settlement = created(&app, &alice, 5_000, "equal", &[&bob, &carol], false).await;
+    let id = settlement["id"].as_i64().unwrap();
+
+    let (status, first) = pay_with_key(&app, &bob, id, "pay-1").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = pay_with_key(&app, &bob, id, "pay-1").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let concurrent = join_all((0..10).map(|_| pay_with_key(&app, &bob, id, "pay-1"))).await;
+    for (status, body) in &concurrent {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(share_of(body, &bob)["status"], json!("paid"));
+    }
+    assert_eq!(app.balance(&alice).await, 2_500);
+    assert_eq!(app.me(&bob).await["daily_charge"]["used"], json!(10_000));
+
+    // A repeat shows the settlement as it stands: carol's later payment appears in it.
+    let (status, _) = pay(&app, &carol, id).await;
+    assert_eq!(status, 200);
+    let (status, later) = pay_with_key(&app, &bob, id, "pay-1").await;
+    assert_eq!(status, 200, "{later}");
+    assert_eq!(later["status"], json!("completed"));
+    assert_eq!(share_of(&later, &bob), share_of(&first, &bob));
+
+    // The same key for another request is refused; an error is replayed as it was.
+    let other = created(&app, &alice, 5_000, "equal", &[&bob], false).await;
+    let other_id = other["id"].as_i64().unwrap();
+    let (status, body) = pay_with_key(&app, &bob, other_id, "pay-1").await;
+    assert_problem(status, &body, 422, "idempotency-key-reused");
+    let (status, body) = pay_with_key(&app, &carol, id, "pay-2").await;
+    assert_problem(status, &body, 409, "invalid-state");
+    let (status, body) = pay_with_key(&app, &carol, id, "pay-2").await;
+    assert_problem(status, &body, 409, "invalid-state");
+    assert_eq!(app.balance(&alice).await, 5_000);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn only_the_requester_and_participants_see_a_settlement_and_only_participants_pay() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = funded(&app, "bob", 10_000).await;
+    let mallory = funded(&app, "mallory", 10_000).await;
+    let settlement = created(&app, &alice, 6_000, "equal", &[&bob], true).await;
+    let id = settlement["id"].as_i64().unwrap();
+
+    for path in [format!("/v1/settlements/{id}"), "/v1/settlements/999999".to_owned()] {
+        let (status, body) = app.get(&path, Some(&mallory.token)).await;
+        assert_problem(status, &body, 404, "not-found");
+    }
+    for settlement_id in [id, 999_999, 0, -1] {
+        let (status, body) = pay(&app, &mallory, settlement_id).await;
+        assert_problem(status, &body, 404, "not-found");
+    }
+    let (status, body) = app.get("/v1/settlements", Some(&mallory.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settlements"], json!([]));
+
+    // The requester sees it, but has no share to pay.
+    let (status, body) = pay(&app, &alice, id).await;
+    assert_problem(status, &body, 409, "invalid-state");
+
+    assert_eq!(app.balance(&mallory).await, 10_000);
+    assert_eq!(app.balance(&alice).await, 0);
+    let (status, _) = pay(&app, &bob, id).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.balance(&alice).await, 3_000);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn settlements_are_listed_by_role_newest_first_with_a_cursor() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let carol = app.signup("carol").await;
+
+    let mut asked_by_alice = Vec::new();
+    for total in [1_000, 2_000, 3_000] {
+        asked_by_alice.push(created(&app, &alice, total, "equal", &[&bob], true).await["id"].as_i64().unwrap());
+    }
+    let asked_by_bob = created(&app, &bob, 4_000, "random", &[&alice, &carol], false).await["id"].as_i64().unwrap();
+    let not_alices = created(&app, &carol, 5_000, "equal", &[&bob], false).await["id"].as_i64().unwrap();
+
+    let ids = |body: &Value| -> Vec<i64> {
+        body["settlements"].as_array().unwrap().iter().map(|s| s["id"].as_i64().unwrap()).collect()
+    };
+    let (status, body) = app.get("/v1/settlements?role=requested", Some(&alice.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), asked_by_alice.iter().rev().copied().collect::<Vec<_>>());
+    let (_, body) = app.get("/v1/settlements?role=owed", Some(&alice.token)).await;
+    assert_eq!(ids(&body), vec![asked_by_bob]);
+    assert!(body["settlements"][0]["shares"].as_array().unwrap().len() == 2);
+    let (_, body) = app.get("/v1/settlements", Some(&alice.token)).await;
+    let mut everything = vec![asked_by_bob];
+    everything.extend(asked_by_alice.iter().rev());
+    assert_eq!(ids(&body), everything);
+    assert_eq!(body["next_cursor"], Value::Null);
+    assert!(!ids(&body).contains(&not_alices));
+
+    // Bob owes in four (one paid makes no difference), asked for one.
+    let (status, _) = pay(&app, &bob, asked_by_alice[0]).await;
+    assert_eq!(status, 200);
+    let (_, body) = app.get("/v1/settlements?role=owed", Some(&bob.token)).await;
+    assert_eq!(ids(&body), vec![not_alices, asked_by_alice[2], asked_by_alice[1], asked_by_alice[0]]);
+
+    // Pages of two, no duplicate and no gap.
+    let mut seen = Vec::new();
+    let mut path = "/v1/settlements?limit=2".to_owned();
+    loop {
+        let (status, body) = app.get(&path, Some(&bob.token)).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/settlements?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![not_alices, asked_by_bob, asked_by_alice[2], asked_by_alice[1], asked_by_alice[0]]);
+
+    for query in ["role=payer", "role=", "limit=0", "limit=201", "limit=x", "cursor=garbage", "cursor=i-4"] {
+        let (status, body) = app.get(&format!("/v1/settlements?{query}"), Some(&alice.token)).await;
+        assert_problem(status, &body, 422, "validation-failed");
+    }
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn bad_settlement_requests_are_422_and_create_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let carol = app.signup("carol").await;
+    let valid = json!({"total": 10_000, "mode": "equal", "participant_ids": [bob.id, carol.id],
+                       "include_requester": true, "memo": "dinner"});
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
+    let too_many: Vec<i64> = (0..101).map(|i| 1_000 + i).collect();
+    let hundred_strangers: Vec<i64> = (0..100).map(|i| 1_000 + i).collect();
+    let bodies = vec![
+        ("duplicate participant", with("participant_ids", json!([bob.id, carol.id, bob.id]))),
+        ("requester as participant", with("participant_ids", json!([bob.id, alice.id]))),
+        ("only the requester", with("participant_ids", json!([alice.id]))),
+        ("nonexistent participant", with("participant_ids", json!([bob.id, 999_999]))),
+        ("zero id", with("participant_ids", json!([0]))),
+        ("negative id", with("participant_ids", json!([-5]))),
+        ("more than 100", with("participant_ids", json!(too_many))),
+        ("100 that do not exist", with("participant_ids", json!(hundred_strangers))),
+        ("empty list", with("participant_ids", json!([]))),
+        (
+            "empty list, requester alone",
+            json!({"total": 10_000, "mode": "equal", "participant_ids": [],
+                                               "include_requester": true}),
+        ),
+        ("empty list without include_requester", json!({"total": 10_000, "mode": "equal", "participant_ids": []})),
+        ("unknown mode", with("mode", json!("thirds"))),
+        ("mode in capitals", with("mode", json!("EQUAL"))),
+        ("mode not a string", with("mode", json!(1))),
+        ("total 0", with("total", json!(0))),
+        ("negative total", with("total", json!(-10_000))),
+        ("total over the bound", with("total", json!(1_000_000_000_001i64))),
+        ("total as a string", with("total", json!("10000"))),
+        ("fractional total", with("total", json!(100.5))),
+        ("ids as strings", with("participant_ids", json!([bob.id.to_string()]))),
+        ("ids not a list", with("participant_ids", json!(bob.id))),
+        ("null id", with("participant_ids", json!([null]))),
+        ("include_requester not a boolean", with("include_requester", json!("yes"))),
+        ("memo too long", with("memo", json!("m".repeat(65)))),
+        ("memo not a string", with("memo", json!(5))),
+        ("no total", without("total")),
+        ("no mode", without("mode")),
+        ("no participants", without("participant_ids")),
+    ];
+    for (what, body) in bodies {
+        let (status, answer) = app.post("/v1/settlements", Some(&alice.token), body.clone()).await;
+        assert_eq!(status, 422, "{what}: {body} → {answer}");
+        assert_problem(status, &answer, 422, "validation-failed");
+    }
+    // A nonexistent participant is named in the answer.
+    let (_, answer) =
+        app.post("/v1/settlements", Some(&alice.token), with("participant_ids", json!([bob.id, 999_999]))).await;
+    assert!(answer["detail"].as_str().unwrap().contains("999999"), "{answer}");
+
+    // Nothing was created, and no one was told anything.
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM settlements), (SELECT count(*) FROM settlement_shares),
+                (SELECT count(*) FROM notifications)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(counts, (0, 0, 0));
+    for user in [&alice, &bob, &carol] {
+        let (_, list) = app.get("/v1/settlements", Some(&user.token)).await;
+        assert_eq!(list["settlements"], json!([]));
+    }
+
+    // The valid body works, with exactly 100 participants too.
+    let (status, body) = app.post("/v1/settlements", Some(&alice.token), valid.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let hundred = join_all((0..100).map(|i| funded(&app, format!("p{i}"), 0))).await;
+    let ids: Vec<i64> = hundred.iter().map(|user| user.id).collect();
+    let (status, body) = app.post("/v1/settlements", Some(&alice.token), with("participant_ids", json!(ids))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(amounts(&body).len(), 101);
+    assert_eq!(amounts(&body).iter().sum::<i64>(), 10_000);
+    // 10,000 over 101 shares: 99 each, and the one extra won to the requester's own share.
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for amount in amounts(&body) {
+        *counts.entry(amount).or_default() += 1;
+    }
+    assert_eq!(counts, BTreeMap::from([(99, 100), (100, 1)]));
+    assert_eq!(amounts(&body)[0], 100);
+    app.assert_audit_ok().await;
+}
