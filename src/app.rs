@@ -49,6 +49,7 @@ impl AppState {
             &self.config.jobs,
             self.metrics.clone(),
         )
+        .with_ledger(self.ledger.clone())
     }
 }
 

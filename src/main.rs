@@ -8,7 +8,7 @@ use minipay::config::Config;
 use minipay::history::clickhouse::ClickHouse;
 use minipay::history::forwarder::Forwarder;
 use minipay::history::seed;
-use minipay::jobs::{self, JobName, RunError, Runner};
+use minipay::jobs::{self, JobName, Runner};
 use minipay::shutdown::Shutdown;
 use minipay::telemetry::Metrics;
 use minipay::{ledger, store, telemetry};
@@ -154,23 +154,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             store::migrate(&pool).await.context("PostgreSQL migrations")?;
             let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
-            let runner = Runner::new(
+            let clock = Clock::new(config.clock_mode);
+            let metrics = Metrics::new();
+            // Installments move money: through a ledger writer of their own, like serve's.
+            let settings = minipay::ledger::LedgerSettings {
+                tz: config.tz,
+                daily_charge_limit_krw: config.daily_charge_limit_krw,
+                idempotency_ttl: config.idempotency_ttl,
+            };
+            let connections = ledger::store::writer_pool(&config.database_url, config.ledger.writers)?;
+            let (writer, writer_tasks) = minipay::ledger::LedgerWriter::start(
                 pool.clone(),
-                clickhouse,
-                Clock::new(config.clock_mode),
-                config.tz,
-                &config.jobs,
-                Metrics::new(),
+                connections,
+                clock.clone(),
+                settings,
+                config.ledger.clone(),
+                metrics.clone(),
             );
+            let runner =
+                Runner::new(pool.clone(), clickhouse, clock, config.tz, &config.jobs, metrics).with_ledger(writer);
             let run = jobs::run(&runner, job).await;
+            drop(runner);
+            writer_tasks.join().await;
             pool.close().await;
             match run {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(RunError::NotImplemented(job)) => anyhow::bail!("the {job} job does not exist yet"),
-                Err(RunError::Failed(error)) => Err(error),
+                Err(error) => Err(error),
             }
         }
         Command::Audit => {

@@ -90,6 +90,13 @@ pub struct Account {
     /// accounts and where a reader did not ask for it.
     #[serde(default)]
     pub owner_name: Option<String>,
+    /// The last business date whose installment was taken or missed (fixed savings).
+    #[serde(default)]
+    pub installment_through: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    pub installments_missed: i32,
+    #[serde(default)]
+    pub installment_missed_on: Option<chrono::NaiveDate>,
     /// The owner's transfer mode, read with the account by the ledger writer.
     #[serde(default)]
     pub owner_transfer_mode: Option<super::transfers::TransferMode>,

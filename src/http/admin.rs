@@ -10,7 +10,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::clock::{ClockMode, SetClockError};
-use crate::jobs::{self, JobName, RunError, RunReport};
+use crate::jobs::{self, JobName, RunReport};
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;
 
@@ -94,11 +94,12 @@ pub async fn put_clock(
 /// asked at the same time (a date another server is running answers `busy`). `retention`
 /// (daily, 03:00) drops statements and ledger months older than a year in both stores and
 /// prepares the coming months; `reminders` (frequent) sends the receivers of pending transfers
-/// that expire within 24 hours their one reminder. The other jobs arrive with their features
-/// (404 until then).
+/// that expire within 24 hours their one reminder; `pending-expiry` (frequent) voids and refunds
+/// pending transfers past 72 hours; `interest` (daily, 04:00) pays the day before;
+/// `installments` (daily, 08:00) takes the day's installments. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention")),
-    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job (yet)")))]
+    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job")))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,
@@ -113,7 +114,6 @@ pub async fn run_job(
         .map_err(|error| ApiError::Internal(anyhow::anyhow!("job task failed: {error}")))?;
     match run {
         Ok(report) => Ok(Json(report)),
-        Err(RunError::NotImplemented(_)) => Err(ApiError::NotFound),
-        Err(RunError::Failed(error)) => Err(ApiError::Internal(error)),
+        Err(error) => Err(ApiError::Internal(error)),
     }
 }

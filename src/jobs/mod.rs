@@ -23,10 +23,11 @@
 //!    date's work depend only on that date (`ctx.due_at`), so that catching up a missed date
 //!    does what running on time would have done, and does nothing for dates before its data
 //!    existed.
-//! 2. In [`run`], replace the job's `NotImplemented` arm with `runner.run(&<job>::<Job>).await`.
+//! 2. Add its [`JobName`] (name, schedule) and its arm in [`run`]: `runner.run(&<job>::<Job>).await`.
 //!
 //! The name, schedule, HTTP route, CLI command, locking, resume and metrics come with it.
 
+pub mod installments;
 pub mod interest;
 pub mod pending_expiry;
 pub mod reminders;
@@ -130,6 +131,8 @@ pub struct JobContext<'a> {
     /// transaction `run_chunk` is given.
     pub pool: &'a PgPool,
     pub clickhouse: &'a ClickHouse,
+    /// The ledger writer, where the runner has one (`serve` and `minipay jobs run` do).
+    pub ledger: Option<&'a crate::ledger::LedgerWriter>,
     /// The clock when the run began (it stands still for the whole run).
     pub now: DateTime<Utc>,
     /// The business date being run.
@@ -194,23 +197,15 @@ pub trait Job: Send + Sync {
     ) -> impl Future<Output = anyhow::Result<Chunk>> + Send;
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("the {0} job does not exist yet")]
-    NotImplemented(JobName),
-    #[error(transparent)]
-    Failed(#[from] anyhow::Error),
-}
-
 /// Runs the named job for the runner's clock, catching up missed dates: the one place that
 /// maps names to implementations.
-pub async fn run(runner: &Runner, name: JobName) -> Result<RunReport, RunError> {
+pub async fn run(runner: &Runner, name: JobName) -> anyhow::Result<RunReport> {
     match name {
-        JobName::Reminders => Ok(runner.run(&reminders::Reminders).await?),
-        JobName::Retention => Ok(runner.run(&retention::Retention).await?),
-        JobName::Interest => Ok(runner.run(&interest::Interest).await?),
-        JobName::PendingExpiry => Ok(runner.run(&pending_expiry::PendingExpiry).await?),
-        JobName::Installments => Err(RunError::NotImplemented(name)),
+        JobName::Reminders => runner.run(&reminders::Reminders).await,
+        JobName::Retention => runner.run(&retention::Retention).await,
+        JobName::Interest => runner.run(&interest::Interest).await,
+        JobName::PendingExpiry => runner.run(&pending_expiry::PendingExpiry).await,
+        JobName::Installments => runner.run(&installments::Installments).await,
     }
 }
 

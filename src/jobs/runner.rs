@@ -5,6 +5,7 @@
 //! A date is run on a connection taken out of the pool for that purpose: the lock lives as long
 //! as the connection, so a process that dies, or a task that is dropped, cannot leave it held.
 
+use crate::ledger::LedgerWriter;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -105,6 +106,8 @@ pub struct Runner {
     abort_after_chunks: Option<u32>,
     metrics: Arc<Metrics>,
     stop: Option<Shutdown>,
+    /// For jobs that move money through the ledger writer (installments).
+    ledger: Option<LedgerWriter>,
 }
 
 impl Runner {
@@ -125,11 +128,18 @@ impl Runner {
             abort_after_chunks: config.abort_after_chunks,
             metrics,
             stop: None,
+            ledger: None,
         }
     }
 
     /// Stops between chunks once `shutdown` fires (the scheduler's runs); the dates left
     /// `running` go on at the next run.
+    /// Lets jobs submit ledger commands.
+    pub fn with_ledger(mut self, ledger: LedgerWriter) -> Runner {
+        self.ledger = Some(ledger);
+        self
+    }
+
     pub fn stopping_on(mut self, shutdown: Shutdown) -> Runner {
         self.stop = Some(shutdown);
         self
@@ -264,6 +274,7 @@ impl Runner {
         let ctx = JobContext {
             pool: &self.pool,
             clickhouse: &self.clickhouse,
+            ledger: self.ledger.as_ref(),
             now,
             business_date: date,
             due_at,

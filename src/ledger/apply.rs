@@ -49,6 +49,11 @@ pub enum Command {
     /// Resolves a pending transfer. The accounts are the transfer's (they never change); the
     /// status is read under lock, so exactly one resolution wins.
     Resolve { transfer_id: i64, from_account_id: AccountId, to_account_id: AccountId, action: Resolution },
+    /// A fixed savings account's installment for business date `date`: main → savings, the
+    /// shortfall topped up against `date`'s limit. When the limit does not allow it, nothing
+    /// moves and the miss is recorded on the account with an `installment_failed` notification.
+    /// Either way the date is marked done on the account, so it is taken at most once.
+    Installment { user_id: UserId, main_account_id: AccountId, savings_account_id: AccountId, date: NaiveDate },
 }
 
 /// What the parties of a pending transfer may do with it.
@@ -78,6 +83,9 @@ impl Command {
                 vec![from_account_id, to_account_id, EXTERNAL_ACCOUNT_ID]
             }
             Command::Resolve { from_account_id, to_account_id, .. } => vec![from_account_id, to_account_id],
+            Command::Installment { main_account_id, savings_account_id, .. } => {
+                vec![main_account_id, savings_account_id, EXTERNAL_ACCOUNT_ID]
+            }
         }
     }
 
@@ -87,7 +95,8 @@ impl Command {
             Command::Charge { .. }
             | Command::Deposit { .. }
             | Command::CloseSavings { .. }
-            | Command::Resolve { .. } => false,
+            | Command::Resolve { .. }
+            | Command::Installment { .. } => false,
         }
     }
 
@@ -99,7 +108,8 @@ impl Command {
             | Command::Deposit { .. }
             | Command::CloseSavings { .. }
             | Command::Transfer { .. }
-            | Command::PayShare { .. } => None,
+            | Command::PayShare { .. }
+            | Command::Installment { .. } => None,
         }
     }
 
@@ -111,17 +121,20 @@ impl Command {
             | Command::Deposit { .. }
             | Command::CloseSavings { .. }
             | Command::Transfer { .. }
-            | Command::Resolve { .. } => None,
+            | Command::Resolve { .. }
+            | Command::Installment { .. } => None,
         }
     }
 
-    /// The user whose daily top-up counter the command may use.
-    pub fn charging_user(&self) -> Option<UserId> {
+    /// The daily top-up counter the command may use: its user's, for the batch's business date
+    /// (an installment's, for the date it is for).
+    pub fn charging_key(&self, business_date: NaiveDate) -> Option<(UserId, NaiveDate)> {
         match *self {
             Command::Charge { user_id, .. }
             | Command::Deposit { user_id, .. }
             | Command::Transfer { user_id, .. }
-            | Command::PayShare { user_id, .. } => Some(user_id),
+            | Command::PayShare { user_id, .. } => Some((user_id, business_date)),
+            Command::Installment { user_id, date, .. } => Some((user_id, date)),
             Command::CloseSavings { .. } | Command::Resolve { .. } => None,
         }
     }
@@ -179,6 +192,13 @@ pub enum Outcome {
     Resolved {
         transfer: Transfer,
     },
+    /// `taken` is false when the installment was missed (and recorded as such).
+    Installment {
+        savings: Account,
+        main: Account,
+        taken: bool,
+        auto_charged: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +211,8 @@ pub enum PostingKind {
     Pending,
     /// A held transfer given back to the sender.
     Refund,
+    /// A fixed savings account's daily installment.
+    Installment,
 }
 
 crate::domain::accounts::text_enum!(PostingKind {
@@ -200,6 +222,7 @@ crate::domain::accounts::text_enum!(PostingKind {
     Transfer => "transfer",
     Pending => "pending",
     Refund => "refund",
+    Installment => "installment",
 });
 
 /// How a posting moves the four balance columns (see the ledger_transfers migration).
@@ -390,6 +413,8 @@ struct Staged<'a> {
     completed_settlements: Vec<i64>,
     /// Set while the command builds a user-visible transfer; its postings carry the id.
     transfer_id: Option<i64>,
+    /// The business date whose top-up limit the command uses.
+    limit_date: NaiveDate,
 }
 
 impl<'a> Staged<'a> {
@@ -408,6 +433,7 @@ impl<'a> Staged<'a> {
             paid_shares: Vec::new(),
             completed_settlements: Vec::new(),
             transfer_id: None,
+            limit_date: context.business_date,
         }
     }
 
@@ -453,7 +479,7 @@ impl<'a> Staged<'a> {
     }
 
     fn daily_used(&self, user_id: UserId) -> i64 {
-        let key = (user_id, self.context.business_date);
+        let key = (user_id, self.limit_date);
         self.daily_used.get(&key).or_else(|| self.state.daily_used.get(&key)).copied().unwrap_or(0)
     }
 
@@ -465,7 +491,7 @@ impl<'a> Staged<'a> {
             return Err(CommandError::DailyLimitExceeded { remaining, requested: amount });
         }
         let used = used.checked_add(amount).ok_or(CommandError::Overflow)?;
-        self.daily_used.insert((user_id, self.context.business_date), used);
+        self.daily_used.insert((user_id, self.limit_date), used);
         Ok(used)
     }
 
@@ -664,6 +690,53 @@ impl<'a> Staged<'a> {
                 }
                 self.shares.insert(settlement_id, shares);
                 Ok(Outcome::SharePaid { settlement_id, transfer, from_account: self.snapshot(from_account_id)? })
+            }
+            Command::Installment { user_id, main_account_id, savings_account_id, date } => {
+                let savings = self.own_account(user_id, savings_account_id, AccountKind::Savings)?;
+                let amount = match (savings.product, savings.installment_amount) {
+                    (Some(Product::Fixed), Some(amount)) => amount,
+                    _ => return Err(CommandError::NotAllowed("only fixed savings take installments")),
+                };
+                if savings.installment_through.is_some_and(|through| through >= date) {
+                    return Err(CommandError::InvalidState("the installment for this date was already taken"));
+                }
+                self.own_account(user_id, main_account_id, AccountKind::Main)?;
+                self.limit_date = date;
+                let available = self.account(main_account_id)?.available();
+                let top_up = auto_charge_for(available, amount).ok_or(CommandError::Overflow)?;
+                let remaining = self.context.daily_charge_limit_krw.saturating_sub(self.daily_used(user_id)).max(0);
+                let taken = top_up <= remaining;
+                let auto_charged = if taken {
+                    let auto_charged = self.auto_charge(user_id, main_account_id, amount)?;
+                    self.post(main_account_id, savings_account_id, amount, PostingKind::Installment)?;
+                    auto_charged
+                } else {
+                    let payload = serde_json::json!({
+                        "account_id": savings_account_id,
+                        "business_date": date,
+                        "amount": amount,
+                        "top_up_needed": top_up,
+                        "limit_remaining": remaining,
+                    });
+                    self.notifications.push(NewNotification {
+                        user_id,
+                        kind: NotificationKind::InstallmentFailed,
+                        payload,
+                    });
+                    0
+                };
+                let savings = self.account_mut(savings_account_id)?;
+                savings.installment_through = Some(date);
+                if !taken {
+                    savings.installments_missed = savings.installments_missed.saturating_add(1);
+                    savings.installment_missed_on = Some(date);
+                }
+                Ok(Outcome::Installment {
+                    savings: self.snapshot(savings_account_id)?,
+                    main: self.snapshot(main_account_id)?,
+                    taken,
+                    auto_charged,
+                })
             }
             Command::Resolve { transfer_id, from_account_id, to_account_id, action } => {
                 let mut transfer = self.transfer(transfer_id)?.clone();

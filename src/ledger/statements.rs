@@ -85,7 +85,7 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
         // Memo and display name belong to the transfer itself, not to its auto top-up.
         let shown = transfer.filter(|_| match posting.kind {
             PostingKind::Transfer | PostingKind::Pending | PostingKind::Refund => true,
-            PostingKind::Charge | PostingKind::Deposit | PostingKind::Close => false,
+            PostingKind::Charge | PostingKind::Deposit | PostingKind::Close | PostingKind::Installment => false,
         });
         let memo = shown.and_then(|transfer| transfer.memo.clone());
         let (debit_side, credit_side) = sides(posting.flags);
@@ -148,6 +148,9 @@ mod tests {
             credits_pending: 0,
             owner_name: owner.map(|(_, name)| name.to_owned()),
             owner_transfer_mode: None,
+            installment_through: None,
+            installments_missed: 0,
+            installment_missed_on: None,
         }
     }
 

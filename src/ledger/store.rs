@@ -60,9 +60,12 @@ const WRITE: &str = "WITH updated AS (
         UPDATE accounts a
            SET debits_posted = v.debits_posted, credits_posted = v.credits_posted,
                debits_pending = v.debits_pending, credits_pending = v.credits_pending,
-               status = v.status, closed_at = v.closed_at
-          FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::timestamptz[])
-               AS v(id, debits_posted, credits_posted, debits_pending, credits_pending, status, closed_at)
+               status = v.status, closed_at = v.closed_at, installment_through = v.installment_through,
+               installments_missed = v.installments_missed, installment_missed_on = v.installment_missed_on
+          FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::timestamptz[],
+                      $55::date[], $56::int4[], $57::date[])
+               AS v(id, debits_posted, credits_posted, debits_pending, credits_pending, status, closed_at,
+                    installment_through, installments_missed, installment_missed_on)
          WHERE a.id = v.id
         RETURNING 1
      ), inserted AS (
@@ -288,6 +291,9 @@ pub async fn write_and_commit(
     let credits_pending: Vec<i64> = accounts.iter().map(|a| a.credits_pending).collect();
     let statuses: Vec<&str> = accounts.iter().map(|a| a.status.as_str()).collect();
     let closed_at: Vec<Option<DateTime<Utc>>> = accounts.iter().map(|a| a.closed_at).collect();
+    let installment_through: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_through).collect();
+    let installments_missed: Vec<i32> = accounts.iter().map(|a| a.installments_missed).collect();
+    let installment_missed_on: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_missed_on).collect();
     let debit_ids: Vec<i64> = postings.iter().map(|p| p.debit_account_id).collect();
     let credit_ids: Vec<i64> = postings.iter().map(|p| p.credit_account_id).collect();
     let amounts: Vec<i64> = postings.iter().map(|p| p.amount).collect();
@@ -335,7 +341,7 @@ pub async fn write_and_commit(
     let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 54] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 57] = [
         &account_ids,
         &debits_posted,
         &credits_posted,
@@ -390,6 +396,9 @@ pub async fn write_and_commit(
         &paid_users,
         &paid_transfers,
         completed,
+        &installment_through,
+        &installments_missed,
+        &installment_missed_on,
     ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

@@ -260,11 +260,8 @@ impl Worker {
             daily_charge_limit_krw: self.settings.daily_charge_limit_krw,
         };
         let account_ids: BTreeSet<_> = batch.iter().flat_map(|envelope| envelope.command.accounts()).collect();
-        let daily_keys: BTreeSet<_> = batch
-            .iter()
-            .filter_map(|envelope| envelope.command.charging_user())
-            .map(|user| (user, context.business_date))
-            .collect();
+        let daily_keys: BTreeSet<_> =
+            batch.iter().filter_map(|envelope| envelope.command.charging_key(context.business_date)).collect();
         let key_ids: BTreeSet<KeyId> = batch
             .iter()
             .filter_map(|envelope| {

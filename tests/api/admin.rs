@@ -102,7 +102,7 @@ async fn admin_routes_answer_401_without_the_admin_token() {
 #[tokio::test]
 async fn jobs_answer_404_until_they_exist() {
     let app = spawn_app().await;
-    for name in ["installments", "nope"] {
+    for name in ["nope", "retention2", "INTEREST"] {
         let response =
             app.raw_request(Method::POST, &format!("/admin/jobs/{name}/run"), Some(ADMIN_TOKEN), None, None).await;
         assert_problem_response(&response, 404, "not-found");

@@ -103,3 +103,89 @@ async fn a_deposit_earns_for_the_day_it_was_made_and_not_for_the_day_before() {
     assert_eq!(run_interest(&app).await["posted_krw"], json!(164));
     app.assert_audit_ok().await;
 }
+
+async fn run_job(app: &TestApp, name: &str) -> Value {
+    let (status, body) =
+        app.request(reqwest::Method::POST, &format!("/admin/jobs/{name}/run"), Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn open_fixed(app: &TestApp, user: &TestUser, installment_amount: i64) -> i64 {
+    let (status, body) = app
+        .post(
+            "/v1/accounts",
+            Some(&user.token),
+            json!({"kind": "savings", "product": "fixed", "installment_amount": installment_amount}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn scenario_21_installments_top_up_in_units_record_misses_and_go_on_then_fixed_savings_earn_5_percent() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let alice = app.signup("alice").await;
+    assert_eq!(app.charge(&alice, 5_000).await.0, 201);
+    let alice_fixed = open_fixed(&app, &alice, 10_000).await;
+    let bob = app.signup("bob").await;
+    let bob_fixed = open_fixed(&app, &bob, 10_000).await;
+    let carol = app.signup("carol").await;
+    let carol_fixed = open_fixed(&app, &carol, 1_000_000).await;
+
+    let dave = app.signup("dave").await;
+    // Bob tops up 12-02's whole limit before 08:00 and gives nearly all of it away.
+    app.set_clock("2026-12-02T07:00:00+09:00").await;
+    let bob = fresh(&app, &bob).await;
+    assert_eq!(app.charge(&bob, 3_000_000).await.0, 201);
+    let (status, body) = crate::transfers::send(&app, &bob, dave.main_account_id, 2_995_000).await;
+    assert_eq!(status, 201, "{body}");
+    app.set_clock("2026-12-02T07:59:59+09:00").await;
+    assert_eq!(run_job(&app, "installments").await["processed"], json!(0));
+    app.set_clock("2026-12-02T08:00:00+09:00").await;
+    let report = run_job(&app, "installments").await;
+    assert_eq!((report["taken"].as_i64(), report["missed"].as_i64()), (Some(2), Some(1)), "{report}");
+    assert_eq!(report["auto_charged_krw"], json!(10_000 + 1_000_000));
+    assert_eq!(run_job(&app, "installments").await["processed"], json!(0));
+
+    let alice = fresh(&app, &alice).await;
+    assert_eq!(app.balance(&alice).await, 5_000);
+    assert_eq!(app.account(&alice, alice_fixed).await["balance"], json!(10_000));
+    // The top-up counts against 12-02, the day the installment is for.
+    assert_eq!(app.me(&alice).await["daily_charge"]["used"], json!(10_000));
+    let bob = fresh(&app, &bob).await;
+    assert_eq!(app.account(&bob, bob_fixed).await["balance"], json!(0));
+    assert_eq!(app.balance(&bob).await, 5_000);
+    let (status, notes) = app.get("/v1/notifications", Some(&bob.token)).await;
+    assert_eq!(status, 200, "{notes}");
+    let failed: Vec<&Value> = notes["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == json!("installment_failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{notes}");
+    assert_eq!(failed[0]["payload"]["account_id"], json!(bob_fixed));
+
+    // Fixed savings earn 5%: 1,000,000 → 136 at 04:00 the next day.
+    app.set_clock("2026-12-03T04:00:00+09:00").await;
+    let report = run_job(&app, "interest").await;
+    let carol = fresh(&app, &carol).await;
+    assert_eq!(app.account(&carol, carol_fixed).await["balance"], json!(1_000_136));
+    assert_eq!(report["posted_krw"], json!(136 + 1), "{report}");
+
+    // Closing pays principal and interest home; no installment after.
+    let alice = fresh(&app, &alice).await;
+    let (status, closed) = app.post(&format!("/v1/accounts/{alice_fixed}/close"), Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(app.balance(&alice).await, 5_000 + 10_001);
+    app.set_clock("2026-12-03T08:00:00+09:00").await;
+    // Bob's and Carol's are taken on 12-03's fresh limit; Alice's closed account is skipped.
+    let report = run_job(&app, "installments").await;
+    assert_eq!((report["taken"].as_i64(), report["missed"].as_i64()), (Some(2), Some(0)), "{report}");
+    let alice = fresh(&app, &alice).await;
+    assert_eq!(app.balance(&alice).await, 15_001);
+    app.assert_audit_ok().await;
+}

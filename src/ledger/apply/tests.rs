@@ -28,6 +28,9 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: O
         credits_pending: 0,
         owner_name: user_id.map(|user| format!("user{user}")),
         owner_transfer_mode: None,
+        installment_through: None,
+        installments_missed: 0,
+        installment_missed_on: None,
     }
 }
 
