@@ -15,3 +15,8 @@ ALTER TABLE accounts
 
 -- The jobs walk open savings accounts by id.
 CREATE INDEX accounts_open_savings ON accounts (id) WHERE kind = 'savings' AND status = 'open';
+
+-- The interest job's due set: accounts not yet paid through a date (a run for a date whose
+-- accounts are all paid touches no row).
+CREATE INDEX accounts_interest_due ON accounts ((COALESCE(interest_through, '-infinity'::date)))
+    WHERE kind = 'savings' AND status = 'open';

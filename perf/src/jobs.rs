@@ -21,6 +21,9 @@ pub struct ExpiryOptions {
     /// Users they are spread over (each sends and receives).
     #[arg(long, default_value_t = 10_000)]
     pub users: i64,
+    /// Transfers per chunk (transaction), MINIPAY_JOBS_CHUNK_SIZE.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_size: usize,
 }
 
 #[derive(clap::Args)]
@@ -31,6 +34,9 @@ pub struct InterestOptions {
     /// Users they belong to.
     #[arg(long, default_value_t = 100_000)]
     pub users: i64,
+    /// Accounts per chunk (transaction), MINIPAY_JOBS_CHUNK_SIZE.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_size: usize,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -106,6 +112,7 @@ struct JobBench {
     left_sql: &'static str,
     unit: &'static str,
     expected: i64,
+    chunk_size: usize,
 }
 
 pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
@@ -121,6 +128,7 @@ pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
         left_sql: "SELECT count(*) FROM transfers WHERE status = 'pending'",
         unit: "transfers",
         expected: options.transfers,
+        chunk_size: options.chunk_size,
     })
     .await
 }
@@ -139,6 +147,7 @@ pub async fn interest(options: InterestOptions) -> anyhow::Result<()> {
                    ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1",
         unit: "accounts",
         expected: options.accounts,
+        chunk_size: options.chunk_size,
     })
     .await
 }
@@ -172,6 +181,7 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
             .args(["jobs", "run", bench.job])
             .env("DATABASE_URL", &bench_url)
             .env("CLICKHOUSE_DATABASE", bench_db)
+            .env("MINIPAY_JOBS_CHUNK_SIZE", bench.chunk_size.to_string())
             .stderr(std::process::Stdio::inherit())
             .output();
         tokio::pin!(run);
@@ -215,7 +225,10 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
     println!("| {:<28} | {:>12} |", "measure", "value");
     println!("|{:-<30}|{:->14}|", "", "");
     println!("| {:<28} | {:>12} |", format!("{} processed", bench.unit), processed);
-    println!("| {:<28} | {:>12} |", "chunks (transactions)", job["chunks"]);
+    let chunks: i64 =
+        job["dates"].as_array().map(|dates| dates.iter().filter_map(|d| d["chunks"].as_i64()).sum()).unwrap_or(0);
+    println!("| {:<28} | {:>12} |", "chunk size", bench.chunk_size);
+    println!("| {:<28} | {:>12} |", "chunks (transactions)", chunks);
     println!("| {:<28} | {:>12.1} |", "job duration, s", seconds);
     println!("| {:<28} | {:>12.0} |", format!("{}/s", bench.unit), processed as f64 / seconds);
     println!("| {:<28} | {:>12.2} |", "vs goal (60 s), x faster", 60.0 / seconds);

@@ -54,7 +54,8 @@ impl Job for Interest {
     }
 }
 
-/// Due accounts with their principal at the end of the date.
+/// Due accounts with their principal at the end of the date, in no particular order (each
+/// account's marker, not the order, says what is done), found through `accounts_interest_due`.
 const LOCK_DUE: &str = "SELECT a.id, a.interest_rate_bp, a.interest_carry,
             GREATEST(a.credits_posted - a.debits_posted - a.interest_paid - COALESCE((
                 SELECT sum(e.amount) FROM statement_entries e
@@ -62,8 +63,7 @@ const LOCK_DUE: &str = "SELECT a.id, a.interest_rate_bp, a.interest_carry,
             ), 0), 0)::int8 AS principal
        FROM accounts a
       WHERE a.kind = 'savings' AND a.status = 'open' AND a.opened_at < $2
-        AND (a.interest_through IS NULL OR a.interest_through < $1)
-      ORDER BY a.id
+        AND COALESCE(a.interest_through, '-infinity'::date) < $1
       LIMIT $3
         FOR UPDATE SKIP LOCKED";
 
