@@ -189,3 +189,77 @@ async fn scenario_21_installments_top_up_in_units_record_misses_and_go_on_then_f
     assert_eq!(app.balance(&alice).await, 15_001);
     app.assert_audit_ok().await;
 }
+
+#[tokio::test]
+async fn a_server_that_dies_between_interest_chunks_is_resumed_and_pays_nobody_twice() {
+    let app = spawn_app().await;
+    app.set_clock("2027-03-10T12:00:00+09:00").await;
+    let mut savings = Vec::new();
+    for i in 0..5 {
+        let user = app.signup(&format!("saver{i}")).await;
+        let (_, account) =
+            app.post("/v1/accounts", Some(&user.token), json!({"kind": "savings", "product": "free"})).await;
+        let id = account["id"].as_i64().unwrap();
+        let (status, body) = app
+            .post(&format!("/v1/accounts/{id}/deposits"), Some(&user.token), json!({"amount": 500_000 * (i + 1)}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        savings.push(id);
+    }
+    // Every date up to today is done: the next runs owe exactly days 03-10 and 03-11.
+    run_interest(&app).await;
+
+    // A second server, two days on, taking two accounts per chunk, dies after two chunks.
+    let second = crate::transfers::spawn_server_process_with(
+        &app,
+        &[("MINIPAY_JOBS_CHUNK_SIZE", "2"), ("MINIPAY_JOBS_ABORT_AFTER_CHUNKS", "2")],
+    )
+    .await;
+    let later = "2027-03-12T12:00:00+09:00";
+    let (status, _) = app
+        .client
+        .put(format!("{}/admin/clock", second.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"now": later}))
+        .send()
+        .await
+        .map(|response| (response.status(), ()))
+        .unwrap();
+    assert_eq!(status, 200);
+    let died =
+        app.client.post(format!("{}/admin/jobs/interest/run", second.base)).bearer_auth(ADMIN_TOKEN).send().await;
+    assert!(died.is_err() || !died.unwrap().status().is_success(), "the server should have died mid-run");
+
+    let count = |sql: &'static str| {
+        let url = app.database_url.clone();
+        async move {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM ledger_transfers WHERE kind = 'interest'").await, 4);
+
+    // The rerun takes the date over: one account left for 03-10, then all five for 03-11.
+    app.set_clock(later).await;
+    let report = run_interest(&app).await;
+    assert_eq!(report["processed"], json!(1 + 5), "{report}");
+    assert_eq!(report["dates"][0]["resumed"], json!(true), "{report}");
+    assert_eq!(run_interest(&app).await["processed"], json!(0));
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT credit_account_id FROM ledger_transfers WHERE kind = 'interest'
+              GROUP BY 1 HAVING count(*) <> 2) wrong"
+        )
+        .await,
+        0
+    );
+    // Two days on 500,000 × (i + 1) at 3%, the fractions carried.
+    for (i, id) in savings.iter().enumerate() {
+        let principal = 500_000 * (i as i64 + 1);
+        let sql = format!("SELECT credits_posted - debits_posted FROM accounts WHERE id = {id}");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url).await.unwrap();
+        let balance: i64 = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+        assert_eq!(balance, principal + 2 * principal * 300 / 3_650_000, "account {id}");
+    }
+    app.assert_audit_ok().await;
+}
