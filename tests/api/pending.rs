@@ -291,3 +291,32 @@ async fn expiry_refunds_many_transfers_per_account_with_correct_running_balances
     }
     app.assert_audit_ok().await;
 }
+
+async fn notification_kinds(app: &TestApp, user: &TestUser) -> Vec<String> {
+    let (status, body) = app.get("/v1/notifications", Some(&user.token)).await;
+    assert_eq!(status, 200, "{body}");
+    body["notifications"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_receiver_is_told_of_a_hold_and_of_money_received_and_the_sender_of_an_expiry() {
+    let app = spawn_app().await;
+    let alice = confirming(&app, "alice", 50_000).await;
+    let bob = app.signup("bob").await;
+    let (_, accepted) = send(&app, &alice, bob.main_account_id, 1_000).await;
+    let (_, left) = send(&app, &alice, bob.main_account_id, 2_000).await;
+    assert_eq!(act(&app, &bob, accepted["id"].as_i64().unwrap(), "accept").await.0, 200);
+    assert_eq!(
+        notification_kinds(&app, &bob).await,
+        vec!["pending_transfer_received", "pending_transfer_received", "transfer_received"]
+    );
+    let created = time(&left["created_at"]);
+    app.set_clock(&(created + Duration::hours(72)).to_rfc3339()).await;
+    assert_eq!(run_expiry(&app).await["processed"], json!(1));
+    let alice = TestUser { token: app.login("alice").await, ..alice };
+    let (_, body) = app.get("/v1/notifications", Some(&alice.token)).await;
+    let expired = &body["notifications"][0];
+    assert_eq!(expired["kind"], json!("pending_transfer_expired"));
+    assert_eq!(expired["payload"]["transfer_id"], left["id"]);
+    app.assert_audit_ok().await;
+}
