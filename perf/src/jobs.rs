@@ -162,7 +162,8 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
 
     // The server migrates the database, prepares the partitions and runs the forwarder.
     eprintln!("[1/4] starting minipay (migrations) on {bench_db}");
-    let server = Server::start(&bench_url, bench_db, &[]).await?;
+    // Its scheduler stays off: it would mark the dates done before the seed is in.
+    let server = Server::start(&bench_url, bench_db, &[("MINIPAY_SCHEDULER", "off".to_owned())]).await?;
     let (db, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
 
