@@ -113,7 +113,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new()).run(shutdown).await;
+            Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new())
+                .with_abort_after_insert(config.forwarder_abort_after_insert)
+                .run(shutdown)
+                .await;
             pool.close().await;
             Ok(ExitCode::SUCCESS)
         }

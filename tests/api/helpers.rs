@@ -113,6 +113,7 @@ pub fn test_config(database: &str) -> Config {
         idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
         forwarder: true,
+        forwarder_abort_after_insert: false,
     }
 }
 

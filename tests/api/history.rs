@@ -101,6 +101,51 @@ async fn drain(forwarder: &Forwarder) -> usize {
     panic!("the outbox did not drain");
 }
 
+async fn outbox_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(pool).await.unwrap()
+}
+
+/// Polls (short sleeps) until a forwarder running elsewhere has emptied the outbox; fails
+/// after `bound`.
+async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = outbox_rows(pool).await;
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the forwarder did not empty the outbox within {bound:?}: {waiting} rows left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A client of the shared ClickHouse server, in the test's database.
+fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
+        .with_database(&app.database)
+        .with_validation(false)
+}
+
+/// Writes an entry into ClickHouse only, one that PostgreSQL never had.
+async fn insert_stray_clickhouse_entry(app: &TestApp, account_id: i64, at: DateTime<Utc>) {
+    clickhouse_client(app)
+        .query(
+            "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
+                 counterparty_account_id, counterparty_name, transfer_id, memo)
+             SELECT 999999999, ?, toDateTime(?), ?, 'in', 5, 5, 'charge', NULL, 'external', NULL, ''",
+        )
+        .bind(account_id)
+        .bind(at.timestamp() as u32)
+        .bind(at.timestamp() * 1_000_000)
+        .execute()
+        .await
+        .unwrap();
+}
+
 async fn app_without_forwarder() -> (TestApp, PgPool) {
     let app = spawn_app_with(|config| config.forwarder = false).await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
@@ -353,10 +398,7 @@ async fn replayed_batches_do_not_show_twice() {
     let bob = app.signup("bob").await;
     let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
     // No background merge may collapse the replays before the reads below see them.
-    let clickhouse = clickhouse::Client::default()
-        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
-        .with_database(&app.database)
-        .with_validation(false);
+    let clickhouse = clickhouse_client(&app);
     clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
     let forwarder = forwarder(&app, &pool);
     assert_eq!(drain(&forwarder).await, created.len());
@@ -493,16 +535,7 @@ async fn the_apps_forwarder_keeps_the_read_store_in_step() {
     let mut conn = pool.acquire().await.unwrap();
     insert_entry(&mut conn, alice.main_account_id, &Entry::simple(Utc::now(), 777)).await;
     drop(conn);
-    let mut waited = 0;
-    loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(&pool).await.unwrap();
-        if waiting == 0 {
-            break;
-        }
-        assert!(waited < 200, "the forwarder did not empty the outbox");
-        waited += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(10)).await;
     for user in [&alice, &bob] {
         let (tuned, source) = tuned_all(&app, user, user.main_account_id, "", 50).await;
         assert_eq!(source.as_deref(), Some("clickhouse"));
@@ -740,22 +773,7 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
     app.assert_audit_ok().await;
 
     // An entry in ClickHouse that PostgreSQL does not have.
-    let clickhouse = clickhouse::Client::default()
-        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
-        .with_database(&app.database)
-        .with_validation(false);
-    clickhouse
-        .query(
-            "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
-                 counterparty_account_id, counterparty_name, transfer_id, memo)
-             SELECT 999999999, ?, toDateTime(?), ?, 'in', 5, 5, 'charge', NULL, 'external', NULL, ''",
-        )
-        .bind(alice.main_account_id)
-        .bind(now.timestamp() as u32)
-        .bind(now.timestamp() * 1_000_000)
-        .execute()
-        .await
-        .unwrap();
+    insert_stray_clickhouse_entry(&app, alice.main_account_id, now).await;
     let report = audit(&app).await;
     assert_eq!(report["ok"], json!(false), "{report:#}");
     assert!(
@@ -778,4 +796,85 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
         .iter()
         .filter(|other| other["name"] != check["name"])
         .all(|other| other["ok"] == json!(true)));
+}
+
+/// The entries of a user's main account on both routes, after checking that they agree, that
+/// ClickHouse answered and that no entry shows twice.
+async fn tuned_equals_naive(app: &TestApp, user: &TestUser) -> Vec<Value> {
+    let (tuned, source) = tuned_all(app, user, user.main_account_id, "", 7).await;
+    assert_eq!(source.as_deref(), Some("clickhouse"), "tuned history of {}", user.name);
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive_all(app, user, user.main_account_id, "", 7).await, "tuned and naive of {}", user.name);
+    let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
+    let tuned_summary = get(app, user, &path).await;
+    assert_eq!(tuned_summary.source.as_deref(), Some("clickhouse"));
+    assert_eq!(tuned_summary.body, get(app, user, &format!("{path}/naive")).await.body);
+    tuned
+}
+
+/// ClickHouse's rows and distinct entries: replays count in the first, not in the second.
+async fn stored_copies(clickhouse: &clickhouse::Client) -> (i64, i64) {
+    let rows: u64 = clickhouse.query("SELECT count() FROM statement_entries").fetch_one().await.unwrap();
+    let distinct: u64 =
+        clickhouse.query("SELECT uniqExact(entry_id) FROM statement_entries").fetch_one().await.unwrap();
+    (rows as i64, distinct as i64)
+}
+
+/// A `minipay forward` process killed between its ClickHouse insert and the outbox delete
+/// (the MINIPAY_FORWARDER_ABORT_AFTER_INSERT hook aborts it there): its batch is in ClickHouse
+/// and still in the outbox. The next forwarder inserts the batch again, and every read still
+/// shows each entry once, while ClickHouse really holds two copies.
+#[tokio::test]
+async fn a_forwarder_killed_after_its_insert_replays_without_doubling() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 100_000).await.0, 201);
+    for amount in [1_000, 2_000, 3_000] {
+        transfer(&app, &alice, &bob, json!({"amount": amount, "memo": "rent"})).await;
+    }
+    transfer(&app, &bob, &alice, json!({"amount": 500})).await;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(entries, 1 + 4 * 2);
+    assert_eq!(outbox_rows(&pool).await, entries);
+    let clickhouse = clickhouse_client(&app);
+    // No background merge may collapse the copies before they are counted below.
+    clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
+
+    let mut doomed = minipay_command(&app, "forward")
+        .env("MINIPAY_FORWARDER_ABORT_AFTER_INSERT", "1")
+        .spawn()
+        .expect("start minipay forward");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), doomed.wait())
+        .await
+        .expect("the forwarder aborts within a minute")
+        .unwrap();
+    assert_eq!(status.signal(), Some(6), "killed by SIGABRT: {status:?}");
+    // In ClickHouse, and still in the outbox: the batch will be sent again.
+    assert_eq!(stored_copies(&clickhouse).await, (entries, entries));
+    assert_eq!(outbox_rows(&pool).await, entries);
+    // Meanwhile reads show each entry once, and the audit accepts a copy that is ahead.
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("PostgreSQL {entries} ({entries} waiting in the outbox), ClickHouse {entries} distinct")));
+
+    // A forwarder without the hook takes the batch over.
+    let forward = minipay_command(&app, "forward").spawn().expect("start minipay forward");
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(30)).await;
+    drop(forward);
+    assert_eq!(stored_copies(&clickhouse).await, (2 * entries, entries), "every entry is stored twice");
+
+    let alice_entries = tuned_equals_naive(&app, &alice).await;
+    let bob_entries = tuned_equals_naive(&app, &bob).await;
+    assert_eq!((alice_entries.len() + bob_entries.len()) as i64, entries);
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("PostgreSQL {entries} (0 waiting in the outbox), ClickHouse {entries} distinct")));
+    app.stop().await;
 }
