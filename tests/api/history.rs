@@ -812,6 +812,106 @@ async fn tuned_equals_naive(app: &TestApp, user: &TestUser) -> Vec<Value> {
     tuned
 }
 
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
+}
+
+/// ClickHouse unreachable for a while, while money moves: a proxy in front of it is cut (the
+/// shared server stays up for the other tests). Transfers keep succeeding, the tuned route
+/// answers from PostgreSQL and says so, the lag grows and the audit refuses to pass; once
+/// ClickHouse is back, the app's own forwarder catches up, both stores agree and both routes
+/// show every entry exactly once.
+#[tokio::test]
+async fn clickhouse_unreachable_for_a_while_loses_and_doubles_nothing() {
+    let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
+    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url).await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 500_000).await.0, 201);
+    transfer(&app, &alice, &bob, json!({"amount": 100_000})).await;
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(10)).await;
+    app.assert_audit_ok().await;
+    assert_eq!(tuned_equals_naive(&app, &alice).await.len(), 2);
+
+    proxy.cut();
+    let cut_at = app.clock_now().await;
+    // Transfers both ways, concurrently, and some with an auto top-up: none notices.
+    let sends = (0..12).map(|i| {
+        let (from, to) = if i % 2 == 0 { (&alice, &bob) } else { (&bob, &alice) };
+        let amount = if i == 11 { 150_000 } else { 1_000 + i };
+        app.post("/v1/transfers", Some(&from.token), json!({"to_account_id": to.main_account_id, "amount": amount}))
+    });
+    for (status, body) in futures::future::join_all(sends).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let waiting = outbox_rows(&pool).await;
+    assert!(waiting >= 24, "{waiting} outbox rows");
+
+    // The tuned routes answer from PostgreSQL, with every entry, and say so.
+    let (tuned, source) = tuned_all(&app, &alice, alice.main_account_id, "", 5).await;
+    assert_eq!(source.as_deref(), Some("postgres-fallback"));
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive_all(&app, &alice, alice.main_account_id, "", 5).await);
+    let summary = get(&app, &bob, &format!("/v1/accounts/{}/history/summary", bob.main_account_id)).await;
+    assert_eq!((summary.status.as_u16(), summary.source.as_deref()), (200, Some("postgres-fallback")));
+
+    // The lag grows with time while nothing can be forwarded (the manual clock stands still
+    // between moves, so it is moved).
+    let path = format!("/v1/accounts/{}/history", alice.main_account_id);
+    let mut lags = vec![get(&app, &alice, &path).await.lag_ms.unwrap()];
+    for minutes in [1, 2] {
+        app.set_clock(&(cut_at + Duration::minutes(minutes)).to_rfc3339()).await;
+        transfer(&app, &bob, &alice, json!({"amount": 500})).await;
+        lags.push(get(&app, &alice, &path).await.lag_ms.unwrap());
+    }
+    assert!(lags[1] >= lags[0] + 60_000 && lags[2] >= lags[1] + 60_000, "lags {lags:?}");
+    assert!(outbox_rows(&pool).await >= waiting + 4);
+    // The forwarder keeps trying and failing (it backs off, so wait for a failure or two).
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metric(&metrics, "minipay_history_forward_failures_total") > 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no failed forwarder step: {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The audit cannot compare the stores, so it fails; the ledger itself is fine.
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert!(stores_check(&report)["detail"].as_str().unwrap().starts_with("ClickHouse unreachable"), "{report:#}");
+
+    proxy.restore();
+    // The forwarder's back-off is at most 5 s; then one step moves the whole backlog.
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(30)).await;
+    let report = app.assert_audit_ok().await;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    let detail = stores_check(&report)["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains(&format!("PostgreSQL {entries} (0 waiting in the outbox), ClickHouse {entries} distinct")),
+        "{detail}"
+    );
+    let alice_entries = tuned_equals_naive(&app, &alice).await;
+    let bob_entries = tuned_equals_naive(&app, &bob).await;
+    assert_eq!((alice_entries.len() + bob_entries.len()) as i64, entries);
+    assert_eq!(get(&app, &alice, &path).await.lag_ms, Some(0));
+    // The balances the entries end with are the accounts' balances.
+    for (user, entries) in [(&alice, &alice_entries), (&bob, &bob_entries)] {
+        assert_eq!(entries[0]["balance_after"], json!(app.balance(user).await), "{}", user.name);
+    }
+
+    // The check is not vacuous: an entry that only ClickHouse has fails it.
+    insert_stray_clickhouse_entry(&app, alice.main_account_id, app.clock_now().await).await;
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert_eq!(stores_check(&report)["ok"], json!(false), "{report:#}");
+    app.stop().await;
+}
+
 /// ClickHouse's rows and distinct entries: replays count in the first, not in the second.
 async fn stored_copies(clickhouse: &clickhouse::Client) -> (i64, i64) {
     let rows: u64 = clickhouse.query("SELECT count() FROM statement_entries").fetch_one().await.unwrap();
