@@ -124,7 +124,8 @@ impl Application {
         let pool = state.pool.clone();
         let forwarder = state.config.forwarder.then(|| {
             let forwarder =
-                Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone());
+                Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone())
+                    .with_abort_after_insert(state.config.forwarder_abort_after_insert);
             tokio::spawn(forwarder.run(shutdown.clone()))
         });
         let scheduler = (state.config.jobs.scheduler && state.clock.mode() == ClockMode::System).then(|| {

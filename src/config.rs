@@ -31,6 +31,10 @@ pub struct Config {
     /// Whether `serve` runs the outbox forwarder (`MINIPAY_FORWARDER=off` leaves it to
     /// `minipay forward` processes).
     pub forwarder: bool,
+    /// Test hook (`MINIPAY_FORWARDER_ABORT_AFTER_INSERT=1`): the forwarder aborts the process
+    /// right after its first ClickHouse insert, before the outbox rows are deleted, so tests
+    /// can show that a crash there replays the batch without showing it twice.
+    pub forwarder_abort_after_insert: bool,
     pub jobs: JobsConfig,
 }
 
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("tz", &self.tz)
             .field("ledger", &self.ledger)
             .field("forwarder", &self.forwarder)
+            .field("forwarder_abort_after_insert", &self.forwarder_abort_after_insert)
             .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
@@ -120,6 +125,11 @@ impl Config {
             None | Some("on") => true,
             Some("off") => false,
             Some(other) => return Err(anyhow!("MINIPAY_FORWARDER={other:?}: expected on or off")),
+        };
+        let forwarder_abort_after_insert = match var("MINIPAY_FORWARDER_ABORT_AFTER_INSERT").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(anyhow!("MINIPAY_FORWARDER_ABORT_AFTER_INSERT={other:?}: expected 0 or 1")),
         };
         let scheduler = match var("MINIPAY_SCHEDULER").as_deref() {
             None | Some("on") => true,
@@ -160,6 +170,7 @@ impl Config {
                 attempts_max: parsed("MINIPAY_LEDGER_ATTEMPTS_MAX", defaults.attempts_max)?,
             },
             forwarder,
+            forwarder_abort_after_insert,
             jobs: JobsConfig {
                 scheduler,
                 tick: Duration::from_millis(parsed(

@@ -53,7 +53,8 @@ enum JobsCommand {
 
 #[derive(clap::Args)]
 struct SeedArgs {
-    /// Users, each with a main account; the first is the hot account (`{prefix}hot`).
+    /// Users, each with a main account; the first is the hot account (`{prefix}hot`), then the
+    /// heavy ones.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
     /// Statement entries over the last 12 months (at most 100,000,000).
@@ -62,7 +63,14 @@ struct SeedArgs {
     /// Percentage of all entries on the hot account.
     #[arg(long, default_value_t = 5)]
     hot_percent: u32,
-    /// Seeded user names: `{prefix}hot`, `{prefix}1`, `{prefix}2`, ...
+    /// Heavy accounts besides the hot one (`{prefix}heavy1`, ...), each with --heavy-percent
+    /// of all entries.
+    #[arg(long, default_value_t = 4)]
+    heavy_accounts: u32,
+    /// Percentage of all entries on each heavy account.
+    #[arg(long, default_value_t = 2)]
+    heavy_percent: u32,
+    /// Seeded user names: `{prefix}hot`, `{prefix}heavy1`, ..., `{prefix}1`, `{prefix}2`, ...
     #[arg(long, default_value = "seed")]
     prefix: String,
     /// Entries generated per chunk (memory stays at a few chunks).
@@ -116,7 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new()).run(shutdown).await;
+            Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new())
+                .with_abort_after_insert(config.forwarder_abort_after_insert)
+                .run(shutdown)
+                .await;
             pool.close().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -130,6 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 users: args.users,
                 entries: args.entries,
                 hot_percent: args.hot_percent,
+                heavy_accounts: args.heavy_accounts,
+                heavy_percent: args.heavy_percent,
                 prefix: args.prefix,
                 chunk_rows: args.chunk_rows,
                 rng_seed: args.rng_seed,
@@ -137,9 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = seed::run(&pool, &config.database_url, &clickhouse, &options, clock.now()).await?;
             pool.close().await;
             println!(
-                "seeded {} accounts (hot account {}) and {} entries (ids from {}) in {} ms",
+                "seeded {} accounts (hot account {}, heavy accounts {:?}) and {} entries (ids from {}) in {} ms",
                 report.accounts,
                 report.hot_account_id,
+                report.heavy_account_ids,
                 report.entries,
                 report.first_entry_id,
                 report.elapsed.as_millis()

@@ -10,7 +10,7 @@ SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, 
 FROM (
     SELECT kind, direction, amount
     FROM statement_entries
-    WHERE account_id = ?
+    PREWHERE account_id = ?
       AND at >= toDateTime(?) AND at <= toDateTime(?)
       AND at_us >= ? AND at_us < ?
     LIMIT 1 BY entry_id

@@ -11,7 +11,7 @@ SELECT counterparty_name AS name, sumIf(amount, direction = 'in') AS in_total,
 FROM (
     SELECT counterparty_name, direction, amount
     FROM statement_entries
-    WHERE account_id = ?
+    PREWHERE account_id = ?
       AND at >= toDateTime(?) AND at <= toDateTime(?)
       AND at_us >= ? AND at_us < ?
     LIMIT 1 BY entry_id

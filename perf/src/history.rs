@@ -1,11 +1,13 @@
 //! The history benchmark: naive (PostgreSQL, OFFSET, count) vs tuned (ClickHouse, keyset
 //! cursor) statement queries over HTTP, on a database seeded by `minipay seed` (a year of
-//! entries, 100 k accounts, one hot account with ~5% of all entries).
+//! entries, 100 k accounts, one hot account with 5% of all entries and a few heavy ones with
+//! 2% each).
 //!
-//! For random ordinary accounts and for the hot account, one request at a time, naive and
-//! tuned interleaved: the first page, a deep page (naive: `page=k`; tuned: the page after
-//! following `next_cursor` k times, the walk itself not timed) and a one-month summary.
-//! Each pair is also checked to return the same entries (or totals).
+//! For random ordinary accounts, the hot account and the heavy accounts, one request at a
+//! time, naive and tuned interleaved: the first page, a deep page 90% of the way into the
+//! account's pages (naive: `page=k`, OFFSET k × limit; tuned: the page at the cursor reached by
+//! following `next_cursor` over the k × limit entries before it, the walk itself not timed)
+//! and a one-month summary. Each pair is also checked to return the same entries (or totals).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,6 +22,8 @@ use crate::write::{database_url_for, recreate_database};
 /// What `minipay seed` gives every seeded user.
 const SEED_PASSWORD: &str = "seeded password";
 const SEED_PREFIX: &str = "seed";
+/// Page size of the (untimed) walk to a deep cursor: the largest the API allows.
+const WALK_PAGE_MAX: u64 = 200;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -29,7 +33,17 @@ pub struct Options {
     /// Seeded users (one main account each; the first is the hot account).
     #[arg(long, default_value_t = 100_000)]
     users: u64,
-    /// Keep the bench database when it already holds a complete seed of --entries entries.
+    /// Percentage of all entries on the hot account.
+    #[arg(long, default_value_t = 5)]
+    hot_percent: u32,
+    /// Heavy accounts besides the hot one, each with --heavy-percent of all entries.
+    #[arg(long, default_value_t = 4)]
+    heavy_accounts: u32,
+    /// Percentage of all entries on each heavy account.
+    #[arg(long, default_value_t = 2)]
+    heavy_percent: u32,
+    /// Keep the bench database when it already holds a complete seed of --entries entries
+    /// with --heavy-accounts heavy accounts.
     #[arg(long)]
     reuse_seed: bool,
     /// PostgreSQL and ClickHouse database of the benchmark.
@@ -44,9 +58,12 @@ pub struct Options {
     /// Measurements of each query on the hot account.
     #[arg(long, default_value_t = 30)]
     hot_samples: usize,
-    /// The deep page: page k (0-based), at most the account's last page.
-    #[arg(long, default_value_t = 100)]
-    deep_page: u64,
+    /// Measurements of each query per heavy account.
+    #[arg(long, default_value_t = 10)]
+    heavy_rounds: usize,
+    /// The deep page, in percent of the way from an account's first page to its last.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=100))]
+    deep_percent: u64,
     /// Page size.
     #[arg(long, default_value_t = 50)]
     limit: u64,
@@ -69,17 +86,27 @@ async fn clickhouse_query(clickhouse_url: &str, sql: &str) -> anyhow::Result<Str
     Ok(text)
 }
 
-/// Whether the bench database holds a finished seed of `entries` entries in both stores.
-async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: u64) -> bool {
+fn heavy_pattern() -> String {
+    format!("{SEED_PREFIX}heavy%")
+}
+
+/// Whether the bench database holds a finished seed of `entries` entries in both stores, with
+/// `heavy_accounts` heavy accounts.
+async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: u64, heavy_accounts: u32) -> bool {
     let Ok((client, connection)) = tokio_postgres::connect(bench_url, tokio_postgres::NoTls).await else {
         return false;
     };
     tokio::spawn(connection);
     let pg: Option<i64> =
         client.query_one("SELECT count(*) FROM statement_entries", &[]).await.ok().map(|row| row.get(0));
+    let heavy: Option<i64> = client
+        .query_one("SELECT count(*) FROM users WHERE name LIKE $1", &[&heavy_pattern()])
+        .await
+        .ok()
+        .map(|row| row.get(0));
     let ch = clickhouse_query(clickhouse_url, &format!("SELECT count() FROM {database}.statement_entries")).await.ok();
     let ch: Option<u64> = ch.and_then(|text| text.trim().parse().ok());
-    pg == Some(entries as i64) && ch == Some(entries)
+    pg == Some(entries as i64) && ch == Some(entries) && heavy == Some(i64::from(heavy_accounts))
 }
 
 async fn run_minipay(arguments: &[String], bench_url: &str, database: &str) -> anyhow::Result<()> {
@@ -99,9 +126,17 @@ async fn run_minipay(arguments: &[String], bench_url: &str, database: &str) -> a
 struct BenchAccount {
     id: i64,
     token: String,
+    /// The account's entries (naive `total`).
+    total: u64,
     /// The deep page index used for this account, and the cursor that reaches it.
     deep_page: u64,
     deep_cursor: Option<String>,
+}
+
+impl BenchAccount {
+    fn new(id: i64, token: String) -> Self {
+        BenchAccount { id, token, total: 0, deep_page: 0, deep_cursor: None }
+    }
 }
 
 #[derive(Default)]
@@ -147,11 +182,9 @@ impl Bench {
         Ok((serde_json::from_slice(&body)?, elapsed))
     }
 
-    fn ids(page: &Value) -> Vec<i64> {
-        page["entries"]
-            .as_array()
-            .map(|entries| entries.iter().filter_map(|entry| entry["id"].as_i64()).collect())
-            .unwrap_or_default()
+    /// Same entries, field for field, in the same order (and at least one).
+    fn same_entries(naive: &Value, tuned: &Value) -> bool {
+        naive["entries"].as_array().is_some_and(|entries| !entries.is_empty()) && naive["entries"] == tuned["entries"]
     }
 
     fn check(&mut self, what: &str, account: &BenchAccount, same: bool) {
@@ -160,26 +193,33 @@ impl Bench {
         }
     }
 
-    /// Walks the tuned pages to the account's deep page and keeps its cursor.
-    async fn prepare(&mut self, account: &mut BenchAccount, deep_page: u64) -> anyhow::Result<()> {
+    /// Picks the account's deep page (`deep_percent` of the way to its last page, rounded) and walks
+    /// the tuned route to it, following `next_cursor` over every entry before it.
+    async fn prepare(&mut self, account: &mut BenchAccount, deep_percent: u64) -> anyhow::Result<()> {
         let (first, _) = self.get(account, &format!("history/naive?limit={}&page=0", self.limit)).await?;
-        let total = first["total"].as_u64().unwrap_or(0);
-        let last_page = total.saturating_sub(1) / self.limit;
-        account.deep_page = deep_page.min(last_page);
+        account.total = first["total"].as_u64().unwrap_or(0);
+        let last_page = account.total.saturating_sub(1) / self.limit;
+        account.deep_page = (last_page * deep_percent + 50) / 100;
+        // A cursor stands for a position in the account's entries, whatever the page size
+        // that reached it: walk with the largest pages.
+        let mut before = account.deep_page * self.limit;
         let mut cursor: Option<String> = None;
-        for _ in 0..account.deep_page {
+        while before > 0 {
+            let step = before.min(WALK_PAGE_MAX);
             let query = match &cursor {
-                Some(cursor) => format!("history?limit={}&cursor={cursor}", self.limit),
-                None => format!("history?limit={}", self.limit),
+                Some(cursor) => format!("history?limit={step}&cursor={cursor}"),
+                None => format!("history?limit={step}"),
             };
             let (page, _) = self.get(account, &query).await?;
+            let found = page["entries"].as_array().map_or(0, Vec::len) as u64;
             cursor = page["next_cursor"].as_str().map(str::to_owned);
             anyhow::ensure!(
-                cursor.is_some(),
+                found == step && cursor.is_some(),
                 "account {} ran out of pages before page {}",
                 account.id,
                 account.deep_page
             );
+            before -= step;
         }
         account.deep_cursor = cursor;
         Ok(())
@@ -198,7 +238,7 @@ impl Bench {
         let (tuned, tuned_ms) = self.get(account, &format!("history?limit={limit}")).await?;
         first.naive_ms.push(naive_ms);
         first.tuned_ms.push(tuned_ms);
-        self.check("first page", account, Self::ids(&naive) == Self::ids(&tuned));
+        self.check("first page", account, Self::same_entries(&naive, &tuned));
 
         let (naive, naive_ms) =
             self.get(account, &format!("history/naive?limit={limit}&page={}", account.deep_page)).await?;
@@ -209,7 +249,7 @@ impl Bench {
         let (tuned, tuned_ms) = self.get(account, &tuned_query).await?;
         deep.naive_ms.push(naive_ms);
         deep.tuned_ms.push(tuned_ms);
-        self.check("deep page", account, Self::ids(&naive) == Self::ids(&tuned));
+        self.check("deep page", account, Self::same_entries(&naive, &tuned));
 
         let range = format!("from={}&to={}", self.summary_from, self.summary_to);
         let (naive, naive_ms) = self.get(account, &format!("history/summary/naive?{range}")).await?;
@@ -249,6 +289,37 @@ fn print_row(label: &str, accounts: usize, samples: &Samples) {
     );
 }
 
+/// Logs in as each `(name, account id)` row.
+async fn bench_accounts(
+    client: &reqwest::Client,
+    base: &str,
+    rows: &[tokio_postgres::Row],
+) -> anyhow::Result<Vec<BenchAccount>> {
+    let mut accounts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        accounts.push(BenchAccount::new(row.get(1), log_in(client, base, &name).await?));
+    }
+    Ok(accounts)
+}
+
+fn describe_deep_pages(accounts: &[BenchAccount], limit: u64) -> String {
+    accounts
+        .iter()
+        .map(|account| {
+            format!(
+                "account {} page {} of {} (OFFSET {}, {} entries)",
+                account.id,
+                account.deep_page,
+                account.total.saturating_sub(1) / limit,
+                account.deep_page * limit,
+                account.total
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
@@ -259,15 +330,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     anyhow::ensure!(options.accounts >= 1 && options.limit >= 1, "--accounts and --limit must be positive");
     let bench_url = database_url_for(&admin_url, database);
-    eprintln!("history benchmark: {} entries, {} users, database {database}", options.entries, options.users);
+    eprintln!(
+        "history benchmark: {} entries, {} users (hot {}%, {} heavy x {}%), database {database}",
+        options.entries, options.users, options.hot_percent, options.heavy_accounts, options.heavy_percent
+    );
 
-    if options.reuse_seed && seeded(&bench_url, &clickhouse_url, database, options.entries).await {
-        eprintln!("[1/4] reusing the seed in {database}");
+    if options.reuse_seed
+        && seeded(&bench_url, &clickhouse_url, database, options.entries, options.heavy_accounts).await
+    {
+        eprintln!("[1/5] reusing the seed in {database}");
     } else {
         if options.reuse_seed {
-            eprintln!("[1/4] no complete seed of {} entries in {database}: seeding again", options.entries);
+            eprintln!("[1/5] no matching seed of {} entries in {database}: seeding again", options.entries);
         }
-        eprintln!("[1/4] recreating {database} and seeding (minipay migrate, minipay seed)");
+        eprintln!("[1/5] recreating {database} and seeding (minipay migrate, minipay seed)");
         recreate_database(&admin_url, &clickhouse_url, database).await?;
         run_minipay(&["migrate".to_owned()], &bench_url, database).await?;
         let seed = [
@@ -276,6 +352,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             options.entries.to_string(),
             "--users".to_owned(),
             options.users.to_string(),
+            "--hot-percent".to_owned(),
+            options.hot_percent.to_string(),
+            "--heavy-accounts".to_owned(),
+            options.heavy_accounts.to_string(),
+            "--heavy-percent".to_owned(),
+            options.heavy_percent.to_string(),
             "--prefix".to_owned(),
             SEED_PREFIX.to_owned(),
         ];
@@ -284,7 +366,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
     }
 
-    eprintln!("[2/4] starting minipay (forwarder off: seeded entries are in both stores) and logging in");
+    eprintln!("[2/5] starting minipay (forwarder off: seeded entries are in both stores) and logging in");
     let server = Server::start(&bench_url, database, &[("MINIPAY_FORWARDER", "off".to_owned())]).await?;
     let (pg, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
@@ -292,10 +374,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let main_account = "SELECT u.name, a.id FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'";
     let hot =
         pg.query_one(&format!("{main_account} WHERE u.name = $1"), &[&hot_name]).await.context("the hot account")?;
+    let heavy = pg.query(&format!("{main_account} WHERE u.name LIKE $1 ORDER BY u.id"), &[&heavy_pattern()]).await?;
     let ordinary = pg
         .query(
-            &format!("{main_account} WHERE u.name <> $1 ORDER BY random() LIMIT $2"),
-            &[&hot_name, &(options.accounts as i64)],
+            &format!("{main_account} WHERE u.name <> $1 AND u.name NOT LIKE $2 ORDER BY random() LIMIT $3"),
+            &[&hot_name, &heavy_pattern(), &(options.accounts as i64)],
         )
         .await?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
@@ -309,33 +392,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         mismatches: Vec::new(),
         fallbacks: 0,
     };
-    let mut hot_account = BenchAccount {
-        id: hot.get(1),
-        token: log_in(&client, &server.base, &hot_name).await?,
-        deep_page: 0,
-        deep_cursor: None,
-    };
-    let mut ordinary_accounts = Vec::with_capacity(ordinary.len());
-    for row in &ordinary {
-        let name: String = row.get(0);
-        ordinary_accounts.push(BenchAccount {
-            id: row.get(1),
-            token: log_in(&client, &server.base, &name).await?,
-            deep_page: 0,
-            deep_cursor: None,
-        });
-    }
+    let mut hot_accounts = bench_accounts(&client, &server.base, std::slice::from_ref(&hot)).await?;
+    let mut heavy_accounts = bench_accounts(&client, &server.base, &heavy).await?;
+    let mut ordinary_accounts = bench_accounts(&client, &server.base, &ordinary).await?;
 
     eprintln!(
-        "[3/4] ordinary accounts: {} accounts x {} rounds (walking to the deep pages first)",
-        ordinary_accounts.len(),
-        options.rounds
+        "[3/5] walking the tuned route to each deep page ({}% of the way), {} entries a page",
+        options.deep_percent, WALK_PAGE_MAX
     );
-    let (mut first, mut deep, mut summary) = (Samples::default(), Samples::default(), Samples::default());
-    for account in &mut ordinary_accounts {
-        bench.prepare(account, options.deep_page).await?;
+    let walk_started = Instant::now();
+    for account in hot_accounts.iter_mut().chain(&mut heavy_accounts).chain(&mut ordinary_accounts) {
+        bench.prepare(account, options.deep_percent).await?;
     }
-    let ordinary_deep_pages: Vec<u64> = ordinary_accounts.iter().map(|account| account.deep_page).collect();
+    let walk_seconds = walk_started.elapsed().as_secs_f64();
+
+    eprintln!("[4/5] ordinary accounts: {} accounts x {} rounds", ordinary_accounts.len(), options.rounds);
+    let (mut first, mut deep, mut summary) = (Samples::default(), Samples::default(), Samples::default());
     for _ in 0..options.rounds {
         for account in &ordinary_accounts {
             bench.measure(account, &mut first, &mut deep, &mut summary).await?;
@@ -343,21 +415,32 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     eprintln!(
-        "[4/4] hot account {}: {} samples (walking {} pages first)",
-        hot_account.id, options.hot_samples, options.deep_page
+        "[5/5] hot account: {} samples; heavy accounts: {} x {} rounds (one unrecorded round first)",
+        options.hot_samples,
+        heavy_accounts.len(),
+        options.heavy_rounds
     );
-    let walk_started = Instant::now();
-    bench.prepare(&mut hot_account, options.deep_page).await?;
-    let walk_seconds = walk_started.elapsed().as_secs_f64();
+    let mut discarded = (Samples::default(), Samples::default(), Samples::default());
+    for account in hot_accounts.iter().chain(&heavy_accounts) {
+        bench.measure(account, &mut discarded.0, &mut discarded.1, &mut discarded.2).await?;
+    }
     let (mut hot_first, mut hot_deep, mut hot_summary) = (Samples::default(), Samples::default(), Samples::default());
     for _ in 0..options.hot_samples {
-        bench.measure(&hot_account, &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
+        bench.measure(&hot_accounts[0], &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
     }
-    let hot_total: i64 =
-        pg.query_one("SELECT count(*) FROM statement_entries WHERE account_id = $1", &[&hot_account.id]).await?.get(0);
+    let (mut heavy_first, mut heavy_deep, mut heavy_summary) =
+        (Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..options.heavy_rounds {
+        for account in &heavy_accounts {
+            bench.measure(account, &mut heavy_first, &mut heavy_deep, &mut heavy_summary).await?;
+        }
+    }
     server.stop().await;
 
-    let ordinary_mean_deep = ordinary_deep_pages.iter().sum::<u64>() as f64 / ordinary_deep_pages.len().max(1) as f64;
+    let ordinary_mean_deep =
+        ordinary_accounts.iter().map(|account| account.deep_page).sum::<u64>() as f64 / ordinary_accounts.len() as f64;
+    let ordinary_mean_total =
+        ordinary_accounts.iter().map(|account| account.total).sum::<u64>() as f64 / ordinary_accounts.len() as f64;
     println!();
     println!(
         "minipay history benchmark — {} entries, {} accounts, page size {}, one request at a time",
@@ -372,20 +455,34 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|",
         "", "", "", "", "", "", "", "", ""
     );
+    let deep_label = format!("deep page ({}%)", options.deep_percent);
     print_row("ordinary: first page", ordinary_accounts.len(), &first);
-    print_row("ordinary: deep page", ordinary_accounts.len(), &deep);
+    print_row(&format!("ordinary: {deep_label}"), ordinary_accounts.len(), &deep);
     print_row("ordinary: summary, 30 days", ordinary_accounts.len(), &summary);
     print_row("hot: first page", 1, &hot_first);
-    print_row(&format!("hot: deep page {}", hot_account.deep_page), 1, &hot_deep);
+    print_row(&format!("hot: {deep_label}"), 1, &hot_deep);
     print_row("hot: summary, 30 days", 1, &hot_summary);
+    if !heavy_accounts.is_empty() {
+        print_row("heavy: first page", heavy_accounts.len(), &heavy_first);
+        print_row(&format!("heavy: {deep_label}"), heavy_accounts.len(), &heavy_deep);
+        print_row("heavy: summary, 30 days", heavy_accounts.len(), &heavy_summary);
+    }
     println!();
     println!("times in ms; ratio = naive / tuned (above 1: tuned is faster).");
     println!(
-        "deep page: naive page=k (OFFSET k*{}), tuned after following next_cursor k times (not timed); ordinary accounts' k is capped at their last page (mean k {:.1}), hot k = {} ({} entries; walking there took {:.1} s).",
-        options.limit, ordinary_mean_deep, hot_account.deep_page, hot_total, walk_seconds
+        "deep page k = {}% of the way to the account's last page: naive page=k (OFFSET k*{}); tuned at the cursor reached by following next_cursor over the k*{} entries before it ({} a page, not timed; all walks took {:.1} s).",
+        options.deep_percent, options.limit, options.limit, WALK_PAGE_MAX, walk_seconds
     );
+    println!("  hot: {}", describe_deep_pages(&hot_accounts, options.limit));
+    if !heavy_accounts.is_empty() {
+        println!("  heavy: {}", describe_deep_pages(&heavy_accounts, options.limit));
+    }
+    println!("  ordinary: mean k {ordinary_mean_deep:.1}, mean {ordinary_mean_total:.1} entries per account");
     println!("tuned answers from the PostgreSQL fallback: {}", bench.fallbacks);
-    println!("naive/tuned mismatches: {}", bench.mismatches.len());
+    println!(
+        "naive/tuned mismatches (entries compared field by field, summaries by totals): {}",
+        bench.mismatches.len()
+    );
     for mismatch in &bench.mismatches {
         println!("  {mismatch}");
     }

@@ -8,6 +8,10 @@
 //! collapse them and every read deduplicates with `LIMIT 1 BY entry_id` meanwhile. Rows leave
 //! the outbox only once forwarded, so an entry whose transaction commits late (sequence values
 //! commit out of order) is picked up by a later step, never skipped.
+//!
+//! A test hook ([`Forwarder::with_abort_after_insert`], `MINIPAY_FORWARDER_ABORT_AFTER_INSERT=1`)
+//! kills the process at the worst moment, between the insert and the delete, so that tests
+//! can show the replay for real.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +102,15 @@ impl PgEntry {
     }
 }
 
+#[cold]
+fn abort_after_insert(rows: usize) -> ! {
+    tracing::error!(
+        rows,
+        "MINIPAY_FORWARDER_ABORT_AFTER_INSERT: aborting between the ClickHouse insert and the outbox delete"
+    );
+    std::process::abort()
+}
+
 /// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
 /// outbox is empty (or its oldest entry is in the future of `now`).
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
@@ -118,11 +131,20 @@ pub struct Forwarder {
     clock: Clock,
     metrics: Arc<Metrics>,
     batch_size: i64,
+    abort_after_insert: bool,
 }
 
 impl Forwarder {
     pub fn new(pool: PgPool, clickhouse: ClickHouse, clock: Clock, metrics: Arc<Metrics>) -> Self {
-        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX }
+        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX, abort_after_insert: false }
+    }
+
+    /// Test hook: abort the whole process right after a successful ClickHouse insert, before
+    /// the forwarded rows leave the outbox (a crash at the worst moment). Never set it on a
+    /// forwarder that shares its process with anything else worth keeping.
+    pub fn with_abort_after_insert(mut self, abort_after_insert: bool) -> Self {
+        self.abort_after_insert = abort_after_insert;
+        self
     }
 
     /// A smaller batch (tests use it to see several steps); clamped to 1..=BATCH_SIZE_MAX.
@@ -163,6 +185,9 @@ impl Forwarder {
             insert.write(row).await.context("forwarder: ClickHouse insert")?;
         }
         insert.end().await.context("forwarder: ClickHouse insert")?;
+        if self.abort_after_insert {
+            abort_after_insert(rows.len());
+        }
         let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
         let deleted = sqlx::query("DELETE FROM statement_outbox WHERE entry_id = ANY($1)")
             .bind(&ids)
@@ -194,7 +219,11 @@ impl Forwarder {
     pub async fn run(self, shutdown: Shutdown) {
         let mut migrated = false;
         let mut backoff = BACKOFF_FIRST;
-        tracing::info!(batch_size = self.batch_size, "history forwarder started");
+        tracing::info!(
+            batch_size = self.batch_size,
+            abort_after_insert = self.abort_after_insert,
+            "history forwarder started"
+        );
         while !shutdown.is_triggered() {
             // A ClickHouse that was down at start has no table yet.
             let step = if migrated {

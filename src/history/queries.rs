@@ -5,8 +5,11 @@
 //!   needed columns, `at` bounds for partition pruning, and replays removed with
 //!   `LIMIT 1 BY entry_id` (`FINAL` is far too slow for pages). ClickHouse 18.16 cannot read
 //!   in key order for `ORDER BY ... DESC LIMIT`, so a page reads every matching row of its time
-//!   window: pages are looked for in widening windows (3 days, 30 days, a year, then the rest)
-//!   back from the cursor, `to`, or now.
+//!   window: pages are looked for in widening windows back from the cursor, `to`, or now
+//!   ([`Windows`]). The first is sized from the density of the previous page, which the
+//!   cursor carries (3 days without one), so that paging through an account with hundreds of
+//!   thousands of entries reads about one granule a page; each further window is sized from
+//!   the entries found so far, so that a sparse account needs two queries, not four.
 //! - fallback: the tuned keyset query on PostgreSQL, for when ClickHouse is unreachable.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,8 +20,17 @@ use super::forwarder::{PgEntry, DIRECTION_IN, DIRECTION_OUT};
 
 /// Counterparties listed in a summary.
 pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
-/// Widths of the time windows a tuned page is looked for in, before the unbounded rest.
-const WINDOW_WIDTHS_US: [i64; 3] = [3 * DAY_US, 30 * DAY_US, 365 * DAY_US];
+/// The first window of a page without a density hint (the first page).
+const FIRST_WINDOW_US: i64 = 3 * DAY_US;
+/// A first window from a density hint is meant to hold this many pages (the density of the
+/// next page differs from the last one's).
+const HINT_PAGES: i64 = 4;
+/// ... and is never narrower than this.
+const HINTED_WINDOW_MIN_US: i64 = 60 * 1_000_000;
+/// Further windows aim at this many times the entries still missing.
+const GROWTH_SAFETY: i64 = 2;
+/// Queries a page may take: the last one reaches the end of the range, whatever is left.
+const WINDOWS_MAX: u32 = 6;
 const DAY_US: i64 = 86_400 * 1_000_000;
 
 /// A statement entry as the API shows it.
@@ -40,7 +52,7 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     pub fn cursor(&self) -> Cursor {
-        Cursor { at_us: self.at.timestamp_micros(), id: self.id }
+        Cursor { at_us: self.at.timestamp_micros(), id: self.id, gap_us: None }
     }
 }
 
@@ -91,22 +103,32 @@ fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// The last entry of a page: the next page holds what sorts after it (older, or as old with
-/// a smaller id).
+/// a smaller id). `gap_us`, the page's mean time between entries, only sizes the next page's
+/// first window: it never changes which entries a page holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub at_us: i64,
     pub id: i64,
+    pub gap_us: Option<i64>,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        format!("h{}.{}", self.at_us, self.id)
+        match self.gap_us {
+            Some(gap_us) => format!("h{}.{}.{gap_us}", self.at_us, self.id),
+            None => format!("h{}.{}", self.at_us, self.id),
+        }
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
-        let (at_us, id) = text.strip_prefix('h')?.split_once('.')?;
-        let cursor = Cursor { at_us: at_us.parse().ok()?, id: id.parse().ok()? };
-        (cursor.at_us >= 0 && cursor.id > 0).then_some(cursor)
+        let mut parts = text.strip_prefix('h')?.split('.');
+        let at_us: i64 = parts.next()?.parse().ok()?;
+        let id: i64 = parts.next()?.parse().ok()?;
+        let gap_us = match parts.next() {
+            None => None,
+            Some(gap) => Some(gap.parse::<i64>().ok().filter(|gap| *gap >= 0)?),
+        };
+        (parts.next().is_none() && at_us >= 0 && id > 0).then_some(Cursor { at_us, id, gap_us })
     }
 }
 
@@ -119,7 +141,12 @@ fn page_of(mut entries: Vec<HistoryEntry>, limit: i64) -> Page {
     let limit = limit.max(0) as usize;
     let next = if entries.len() > limit {
         entries.truncate(limit);
-        entries.last().map(HistoryEntry::cursor)
+        entries.last().map(|last| {
+            let first = &entries[0];
+            let gaps = entries.len() as i64 - 1;
+            let gap_us = (gaps > 0).then(|| (micros(first.at) - micros(last.at)).max(0) / gaps);
+            Cursor { gap_us, ..last.cursor() }
+        })
     } else {
         None
     };
@@ -305,32 +332,65 @@ fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-/// The windows a page is looked for in, newest first: adjacent, not overlapping, together
-/// covering exactly `[from, min(to, just after the cursor))`.
-fn windows(range: TimeRange, cursor: Option<Cursor>, now: DateTime<Utc>) -> Vec<Window> {
-    let low = range.from.map(micros).unwrap_or(0).max(0);
-    let mut high = range.to.map(micros).unwrap_or(i64::MAX);
-    if let Some(cursor) = cursor {
-        high = high.min(cursor.at_us.saturating_add(1));
-    }
-    let anchor = if high == i64::MAX { micros(now) } else { high };
-    let mut out = Vec::with_capacity(WINDOW_WIDTHS_US.len() + 1);
-    let mut window_high = high;
-    for width in WINDOW_WIDTHS_US.into_iter().map(Some).chain([None]) {
-        if window_high <= low {
-            break;
+/// The windows a page is looked for in, newest first: adjacent, never overlapping, asked for
+/// one at a time until the page is full or together they cover exactly
+/// `[from, min(to, just after the cursor))`. Widths are measured back from an anchor (the
+/// cursor, `to`, or now): the first from the cursor's density hint, each next one from the
+/// entries found so far (at least doubling what is covered).
+#[derive(Debug)]
+struct Windows {
+    low: i64,
+    anchor: i64,
+    /// The high end of the next window: the low end of the last one.
+    next_high: i64,
+    first_width: i64,
+    /// Windows handed out so far.
+    given: u32,
+    wanted: i64,
+}
+
+impl Windows {
+    fn new(range: TimeRange, cursor: Option<Cursor>, now: DateTime<Utc>, wanted: usize) -> Self {
+        let low = range.from.map(micros).unwrap_or(0).max(0);
+        let mut high = range.to.map(micros).unwrap_or(i64::MAX);
+        if let Some(cursor) = cursor {
+            high = high.min(cursor.at_us.saturating_add(1));
         }
-        let window_low = match width {
-            Some(width) => anchor.saturating_sub(width).max(low),
-            None => low,
+        let anchor = if high == i64::MAX { micros(now) } else { high };
+        let wanted = i64::try_from(wanted).unwrap_or(i64::MAX).max(1);
+        let first_width = match cursor.and_then(|cursor| cursor.gap_us) {
+            Some(gap_us) => gap_us.saturating_mul(wanted).saturating_mul(HINT_PAGES).max(HINTED_WINDOW_MIN_US),
+            None => FIRST_WINDOW_US,
         };
-        if window_low >= window_high {
-            continue;
-        }
-        out.push(Window { low_us: window_low, high_us: window_high });
-        window_high = window_low;
+        Windows { low, anchor, next_high: high, first_width, given: 0, wanted }
     }
-    out
+
+    /// The next window, given how many entries the earlier ones held.
+    fn next(&mut self, found: usize) -> Option<Window> {
+        let found = i64::try_from(found).unwrap_or(i64::MAX);
+        if found >= self.wanted || self.next_high <= self.low {
+            return None;
+        }
+        let span = if self.given + 1 >= WINDOWS_MAX {
+            i64::MAX
+        } else if self.given > 0 {
+            // What is covered held `found` entries: aim at twice the span the missing ones
+            // should take at that density, and at least double it.
+            let covered = self.anchor.saturating_sub(self.next_high).max(1);
+            let needed = covered.saturating_mul(GROWTH_SAFETY).saturating_mul(self.wanted) / found.max(1);
+            needed.max(covered.saturating_mul(2))
+        } else {
+            self.first_width
+        };
+        self.given += 1;
+        let mut low = self.anchor.saturating_sub(span).max(self.low);
+        if low >= self.next_high {
+            low = self.low;
+        }
+        let window = Window { low_us: low, high_us: self.next_high };
+        self.next_high = low;
+        Some(window)
+    }
 }
 
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
@@ -383,14 +443,15 @@ pub async fn tuned_page(
     let wanted = (limit + 1) as usize;
     let (before_us, before_id) = cursor.map(|cursor| (cursor.at_us, cursor.id)).unwrap_or((i64::MAX, 0));
     let mut entries: Vec<HistoryEntry> = Vec::with_capacity(wanted);
-    for window in windows(range, cursor, now) {
+    let mut windows = Windows::new(range, cursor, now, wanted);
+    while let Some(window) = windows.next(entries.len()) {
         let rows: Vec<ClickHouseEntryRow> = clickhouse
             .client()
             .query(
                 "SELECT entry_id, at_us, direction, amount, balance_after, kind,
                         counterparty_account_id, counterparty_name, transfer_id, memo
                  FROM statement_entries
-                 WHERE account_id = ?
+                 PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
                    AND at_us >= ? AND at_us < ?
                    AND (at_us < ? OR (at_us = ? AND entry_id < ?))
@@ -411,9 +472,6 @@ pub async fn tuned_page(
             .await?;
         for row in rows {
             entries.push(row.into_entry(account_id)?);
-        }
-        if entries.len() >= wanted {
-            break;
         }
     }
     Ok(page_of(entries, limit))
@@ -442,7 +500,8 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
     if window.low_us >= window.high_us {
         return Ok(Summary::from_parts(Vec::new(), Vec::new()));
     }
-    let by_kind: Vec<ClickHouseTotalsRow> = clickhouse
+    // Two independent scans: side by side, the summary takes as long as the slower one.
+    let by_kind = clickhouse
         .client()
         .query(
             "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
@@ -450,7 +509,7 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
              FROM (
                  SELECT kind, direction, amount
                  FROM statement_entries
-                 WHERE account_id = ?
+                 PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
                    AND at_us >= ? AND at_us < ?
                  LIMIT 1 BY entry_id
@@ -463,9 +522,8 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(window.high_seconds())
         .bind(window.low_us)
         .bind(window.high_us)
-        .fetch_all()
-        .await?;
-    let top: Vec<ClickHouseTotalsRow> = clickhouse
+        .fetch_all::<ClickHouseTotalsRow>();
+    let top = clickhouse
         .client()
         .query(
             "SELECT counterparty_name AS name, sumIf(amount, direction = 'in') AS in_total,
@@ -473,7 +531,7 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
              FROM (
                  SELECT counterparty_name, direction, amount
                  FROM statement_entries
-                 WHERE account_id = ?
+                 PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
                    AND at_us >= ? AND at_us < ?
                  LIMIT 1 BY entry_id
@@ -488,8 +546,8 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(window.low_us)
         .bind(window.high_us)
         .bind(TOP_COUNTERPARTIES_MAX)
-        .fetch_all()
-        .await?;
+        .fetch_all::<ClickHouseTotalsRow>();
+    let (by_kind, top) = tokio::try_join!(by_kind, top)?;
     Ok(Summary::from_parts(
         by_kind.into_iter().map(Totals::from).collect(),
         top.into_iter().map(Totals::from).collect(),
@@ -506,34 +564,117 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        let cursor = Cursor { at_us: 1_767_225_600_000_001, id: 42 };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "h", "h1", "h1.", "h.1", "hx.1", "h1.0", "h-1.1", "i42", "h1.2.3"] {
+        for gap_us in [None, Some(0), Some(63_000_000)] {
+            let cursor = Cursor { at_us: 1_767_225_600_000_001, id: 42, gap_us };
+            assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        }
+        // Cursors without a hint (from before there was one) still work.
+        assert_eq!(Cursor::decode("h7.42"), Some(Cursor { at_us: 7, id: 42, gap_us: None }));
+        for bad in
+            ["", "h", "h1", "h1.", "h.1", "hx.1", "h1.0", "h-1.1", "i42", "h1.2.", "h1.2.x", "h1.2.-3", "h1.2.3.4"]
+        {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    /// Every window `Windows` hands out when each holds `found(window)` entries.
+    fn all_windows(mut windows: Windows, found: impl Fn(&Window) -> usize) -> Vec<Window> {
+        let mut out = Vec::new();
+        let mut total = 0;
+        while let Some(window) = windows.next(total) {
+            total += found(&window);
+            out.push(window);
+            assert!(out.len() < 100, "no end: {out:?}");
+        }
+        out
+    }
+
+    fn assert_adjacent(windows: &[Window]) {
+        for window in windows {
+            assert!(window.low_us < window.high_us, "{window:?}");
+        }
+        for pair in windows.windows(2) {
+            assert_eq!(pair[0].low_us, pair[1].high_us);
         }
     }
 
     #[test]
     fn windows_cover_the_range_without_overlap() {
         let now = at("2026-06-01T00:00:00Z");
-        let all = windows(TimeRange::default(), None, now);
-        assert_eq!(all.len(), 4);
+        // Nothing anywhere: windows grow until they reach the beginning of time.
+        let all = all_windows(Windows::new(TimeRange::default(), None, now, 51), |_| 0);
         assert_eq!(all[0].high_us, i64::MAX);
         assert_eq!(all[0].low_us, micros(now) - 3 * DAY_US);
+        assert_eq!(all[1].low_us, micros(now) - 3 * DAY_US * 2 * 51);
         assert_eq!(all.last().unwrap().low_us, 0);
-        for pair in all.windows(2) {
-            assert_eq!(pair[0].low_us, pair[1].high_us);
-        }
+        assert!(all.len() <= 4, "{all:?}");
+        assert_adjacent(&all);
+        // A sparse account (one entry in the first 3 days): the second window is sized for
+        // the rest of the page at that density.
+        let sparse = all_windows(Windows::new(TimeRange::default(), None, now, 51), |window| {
+            if window.high_us == i64::MAX {
+                1
+            } else {
+                100
+            }
+        });
+        assert_eq!(sparse.len(), 2);
+        assert_eq!(sparse[1].low_us, micros(now) - 3 * DAY_US * 2 * 51);
+        // A full first window is the only one.
+        assert_eq!(all_windows(Windows::new(TimeRange::default(), None, now, 51), |_| 51).len(), 1);
         // A short range is one window, bounded on both sides.
         let range = TimeRange { from: Some(at("2026-05-01T00:00:00Z")), to: Some(at("2026-05-02T00:00:00Z")) };
         assert_eq!(
-            windows(range, None, now),
+            all_windows(Windows::new(range, None, now, 51), |_| 0),
             vec![Window { low_us: micros(at("2026-05-01T00:00:00Z")), high_us: micros(at("2026-05-02T00:00:00Z")) }]
         );
-        // A cursor moves the top to just after itself.
-        let cursor = Cursor { at_us: micros(at("2026-05-01T12:00:00Z")), id: 7 };
-        assert_eq!(windows(range, Some(cursor), now)[0].high_us, cursor.at_us + 1);
+        // A cursor moves the top to just after itself; without a hint the first window is 3 days.
+        let cursor = Cursor { at_us: micros(at("2026-05-01T12:00:00Z")), id: 7, gap_us: None };
+        let year = TimeRange { from: Some(at("2025-06-01T00:00:00Z")), to: None };
+        let from_cursor = all_windows(Windows::new(year, Some(cursor), now, 51), |_| 0);
+        assert_eq!(from_cursor[0], Window { low_us: cursor.at_us + 1 - 3 * DAY_US, high_us: cursor.at_us + 1 });
+        assert_eq!(from_cursor.last().unwrap().low_us, micros(at("2025-06-01T00:00:00Z")));
+        assert_adjacent(&from_cursor);
+        // With a hint, the first window is sized for a few pages at the previous page's density,
+        // and never below a minute.
+        let hinted = Cursor { gap_us: Some(60_000_000), ..cursor };
+        let first = Windows::new(year, Some(hinted), now, 51).next(0).unwrap();
+        assert_eq!(first.high_us - first.low_us, 60_000_000 * 51 * HINT_PAGES);
+        let dense = Cursor { gap_us: Some(0), ..cursor };
+        let first = Windows::new(year, Some(dense), now, 51).next(0).unwrap();
+        assert_eq!(first.high_us - first.low_us, HINTED_WINDOW_MIN_US);
+        let hinted_all = all_windows(Windows::new(year, Some(dense), now, 51), |_| 3);
+        assert_adjacent(&hinted_all);
+        assert!(hinted_all.len() <= WINDOWS_MAX as usize, "{hinted_all:?}");
+        // However badly the entries are spread, a page takes at most WINDOWS_MAX queries.
+        let capped = all_windows(Windows::new(year, Some(dense), now, 51), |_| 50 / WINDOWS_MAX as usize);
+        assert_eq!(capped.len(), WINDOWS_MAX as usize);
+        assert_adjacent(&capped);
+        assert_eq!(capped.last().unwrap().low_us, micros(at("2025-06-01T00:00:00Z")));
         let window = Window { low_us: 1_500_000, high_us: 3_000_000 };
         assert_eq!((window.low_seconds(), window.high_seconds()), (1, 2));
+    }
+
+    #[test]
+    fn a_full_page_hints_its_density_to_the_next() {
+        let entry = |id: i64, at_us: i64| HistoryEntry {
+            id,
+            at: DateTime::from_timestamp_micros(at_us).unwrap(),
+            account_id: 1,
+            direction: "in",
+            amount: 1,
+            balance_after: 1,
+            kind: "charge".to_owned(),
+            counterparty_account_id: None,
+            counterparty_name: "external".to_owned(),
+            transfer_id: None,
+            memo: None,
+        };
+        let entries = vec![entry(4, 4_000), entry(3, 3_000), entry(2, 1_000), entry(1, 500)];
+        let page = page_of(entries.clone(), 3);
+        assert_eq!(page.entries.len(), 3);
+        assert_eq!(page.next, Some(Cursor { at_us: 1_000, id: 2, gap_us: Some(1_500) }));
+        assert_eq!(page_of(entries.clone(), 1).next, Some(Cursor { at_us: 4_000, id: 4, gap_us: None }));
+        assert_eq!(page_of(entries, 4).next, None);
     }
 }

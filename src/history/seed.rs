@@ -10,15 +10,18 @@
 //! time slot each, so ids and times rise together, and every account's balances line up with
 //! the order the history queries read in.
 //!
-//! One account (the user `{prefix}hot`) holds `hot_percent` % of all entries; the others are
-//! drawn uniformly. Every seeded user has the password [`SEED_PASSWORD`].
+//! One account (the user `{prefix}hot`) holds `hot_percent` % of all entries, and
+//! `heavy_accounts` more (`{prefix}heavy1`, `{prefix}heavy2`, ...) `heavy_percent` % each:
+//! accounts with hundreds of thousands of entries, whose deep pages are what OFFSET paging
+//! punishes. The other accounts are drawn uniformly. Every seeded user has the password
+//! [`SEED_PASSWORD`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
@@ -53,8 +56,11 @@ const HISTORY_DAYS: i64 = 365;
 pub struct SeedOptions {
     pub users: u64,
     pub entries: u64,
-    /// Fraction of all entries on the hot account (0..1).
+    /// Percentage of all entries on the hot account.
     pub hot_percent: u32,
+    /// Accounts besides the hot one that hold `heavy_percent` % of all entries each.
+    pub heavy_accounts: u32,
+    pub heavy_percent: u32,
     /// Seeded user names are `{prefix}hot` and `{prefix}{n}`.
     pub prefix: String,
     pub chunk_rows: usize,
@@ -65,6 +71,7 @@ pub struct SeedOptions {
 #[derive(Debug)]
 pub struct SeedReport {
     pub hot_account_id: i64,
+    pub heavy_account_ids: Vec<i64>,
     pub accounts: u64,
     pub entries: u64,
     pub first_entry_id: i64,
@@ -88,6 +95,18 @@ pub async fn run(
     anyhow::ensure!((1..=ENTRIES_MAX).contains(&options.entries), "--entries must be between 1 and {ENTRIES_MAX}");
     anyhow::ensure!(options.hot_percent < 100, "--hot-percent must be below 100");
     anyhow::ensure!(
+        u64::from(options.heavy_accounts) + 2 <= options.users,
+        "--heavy-accounts must leave the hot account and at least one ordinary account among --users"
+    );
+    anyhow::ensure!(
+        options.hot_percent + options.heavy_accounts.saturating_mul(options.heavy_percent) < 100,
+        "--hot-percent plus --heavy-accounts times --heavy-percent must be below 100"
+    );
+    anyhow::ensure!(
+        options.heavy_accounts == 0 || options.heavy_percent > 0,
+        "--heavy-percent must be positive when there are heavy accounts"
+    );
+    anyhow::ensure!(
         (1..=CHUNK_ROWS_MAX).contains(&options.chunk_rows),
         "--chunk-rows must be between 1 and {CHUNK_ROWS_MAX}"
     );
@@ -103,7 +122,12 @@ pub async fn run(
 
     let accounts = create_users(pool, options, start).await?;
     let hot_account_id = accounts[0].id;
-    eprintln!("seed: {} users with main accounts (hot account {hot_account_id})", accounts.len());
+    let heavy_account_ids: Vec<i64> =
+        accounts[1..=options.heavy_accounts as usize].iter().map(|account| account.id).collect();
+    eprintln!(
+        "seed: {} users with main accounts (hot account {hot_account_id}, heavy accounts {heavy_account_ids:?})",
+        accounts.len()
+    );
     let first_entry_id = reserve_entry_ids(pool, options.entries).await?;
 
     let (pg_sender, pg_receiver) = mpsc::channel::<Arc<Vec<ClickHouseEntry>>>(CHUNKS_IN_FLIGHT);
@@ -135,7 +159,14 @@ pub async fn run(
     // for them on its reads; and gives the planner statistics.
     eprintln!("seed: VACUUM (ANALYZE) statement_entries");
     sqlx::raw_sql("VACUUM (ANALYZE) statement_entries").execute(pool).await?;
-    Ok(SeedReport { hot_account_id, accounts: options.users, entries, first_entry_id, elapsed: started.elapsed() })
+    Ok(SeedReport {
+        hot_account_id,
+        heavy_account_ids,
+        accounts: options.users,
+        entries,
+        first_entry_id,
+        elapsed: started.elapsed(),
+    })
 }
 
 fn months_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
@@ -148,7 +179,8 @@ fn months_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
     months
 }
 
-/// Inserts the users and their main accounts set-based; returns the accounts, hot first.
+/// Inserts the users and their main accounts set-based; returns the accounts: hot first, then
+/// the heavy ones, then the ordinary ones.
 async fn create_users(
     pool: &PgPool,
     options: &SeedOptions,
@@ -170,7 +202,7 @@ async fn create_users(
     sqlx::query(
         "WITH new_users AS (
              INSERT INTO users (name, password_hash, created_at)
-             SELECT CASE WHEN g = 0 THEN $1 || 'hot' ELSE $1 || g END, $2, $3
+             SELECT CASE WHEN g = 0 THEN $1 || 'hot' WHEN g <= $5 THEN $1 || 'heavy' || g ELSE $1 || (g - $5) END, $2, $3
              FROM generate_series(0, $4 - 1) AS g
              RETURNING id
          )
@@ -181,20 +213,29 @@ async fn create_users(
     .bind(&hash)
     .bind(created_at)
     .bind(options.users as i64)
+    .bind(i64::from(options.heavy_accounts))
     .execute(&mut *tx)
     .await
     .context("inserting seeded users and accounts")?;
     // The hash has a random salt, so it names exactly this run's users.
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT a.id, u.name FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'
-         WHERE u.password_hash = $1 ORDER BY (u.name = $2) DESC, a.id",
+         WHERE u.password_hash = $1
+         ORDER BY u.name = $2 DESC, u.name LIKE $3 || 'heavy%' DESC, u.id",
     )
     .bind(&hash)
     .bind(&hot_name)
+    .bind(&options.prefix)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    anyhow::ensure!(rows.len() as u64 == options.users && rows[0].1 == hot_name, "seeded users not found back");
+    let heavy = options.heavy_accounts as usize;
+    anyhow::ensure!(
+        rows.len() as u64 == options.users
+            && rows[0].1 == hot_name
+            && (1..=heavy).all(|n| rows[n].1 == format!("{}heavy{n}", options.prefix)),
+        "seeded users not found back"
+    );
     Ok(rows.into_iter().map(|(id, name)| SeededAccount { id, name }).collect())
 }
 
@@ -225,6 +266,10 @@ fn generate(
     ch: &mpsc::Sender<Arc<Vec<ClickHouseEntry>>>,
 ) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(options.rng_seed);
+    let heavy_accounts = options.heavy_accounts as usize;
+    // Percentiles below `hot_percent` pick the hot account, the next `heavy_percent` each a
+    // heavy account, the rest an ordinary one.
+    let heavy_end = options.hot_percent + options.heavy_accounts * options.heavy_percent;
     let mut balances = vec![0i64; accounts.len()];
     let start_us = start.timestamp_micros();
     let span_us = (end.timestamp_micros() - start_us).max(1) as u128;
@@ -238,7 +283,14 @@ fn generate(
             let slot_start = start_us + (u128::from(index) * span_us / u128::from(total)) as i64;
             let slot_end = start_us + (u128::from(index + 1) * span_us / u128::from(total)) as i64;
             let at_us = if slot_end > slot_start { rng.gen_range(slot_start..slot_end) } else { slot_start };
-            let account = if rng.gen_ratio(options.hot_percent, 100) { 0 } else { rng.gen_range(1..accounts.len()) };
+            let percentile = rng.gen_range(0..100u32);
+            let account = if percentile < options.hot_percent {
+                0
+            } else if percentile < heavy_end {
+                1 + ((percentile - options.hot_percent) / options.heavy_percent) as usize
+            } else {
+                rng.gen_range(1 + heavy_accounts..accounts.len())
+            };
             let is_charge = rng.gen_bool(0.25);
             let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
             let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount {
@@ -354,27 +406,38 @@ async fn copy_to_postgres(
     Ok(())
 }
 
+/// The UTC month of a ClickHouse `at`: its partition.
+fn month_of(at: u32) -> Option<(i32, u32)> {
+    DateTime::from_timestamp(i64::from(at), 0).map(|at| (at.year(), at.month()))
+}
+
+/// Inserts the chunks; a statement never spans two months (partitions), so a month of up to
+/// a million entries becomes one part, the layout background merges leave an older month in.
 async fn insert_into_clickhouse(
     clickhouse: ClickHouse,
     mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>,
     written: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let mut insert = None;
+    let mut insert: Option<clickhouse::insert::Insert<ClickHouseEntry>> = None;
     let mut in_statement = 0u64;
+    let mut statement_month = None;
     while let Some(rows) = chunks.recv().await {
-        if insert.is_none() {
-            insert = Some(clickhouse.client().insert::<ClickHouseEntry>("statement_entries").await?);
-        }
-        let current = insert.as_mut().expect("an insert is open");
         for row in rows.iter() {
-            current.write(row).await.context("seed: ClickHouse insert")?;
+            let month = month_of(row.at);
+            if in_statement >= ROWS_PER_STATEMENT_MAX || month != statement_month {
+                if let Some(full) = insert.take() {
+                    full.end().await.context("seed: ClickHouse insert")?;
+                }
+                in_statement = 0;
+                statement_month = month;
+            }
+            if insert.is_none() {
+                insert = Some(clickhouse.client().insert::<ClickHouseEntry>("statement_entries").await?);
+            }
+            insert.as_mut().expect("an insert is open").write(row).await.context("seed: ClickHouse insert")?;
+            in_statement += 1;
         }
-        in_statement += rows.len() as u64;
-        if in_statement >= ROWS_PER_STATEMENT_MAX {
-            insert.take().expect("an insert is open").end().await.context("seed: ClickHouse insert")?;
-            in_statement = 0;
-        }
-        // Counted once sent; the final `end` confirms the rest.
+        // Counted once sent; the statement's `end` confirms them.
         written.fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
     if let Some(insert) = insert {

@@ -248,9 +248,13 @@ pub async fn get_history(
         .as_deref()
         .map(|text| Cursor::decode(text).ok_or_else(|| ApiError::validation("malformed cursor")))
         .transpose()?;
-    check_owner(&state, caller, account_id).await?;
     let tuned = queries::tuned_page(&state.clickhouse, account_id, range, cursor, limit, state.clock.now());
-    let (source, page) = match from_clickhouse("history page", tuned).await {
+    // Side by side: the ClickHouse answer is dropped unless the caller owns the account, and
+    // a caller who does not gets the 404 at once.
+    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async {
+        Ok(from_clickhouse("history page", tuned).await)
+    })?;
+    let (source, page) = match tuned {
         Some(page) => ("clickhouse", page),
         None => {
             let mut conn = state.pool.acquire().await?;
@@ -301,9 +305,11 @@ pub async fn get_summary(
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
-    check_owner(&state, caller, account_id).await?;
     let tuned = queries::tuned_summary(&state.clickhouse, account_id, range);
-    let (source, summary) = match from_clickhouse("history summary", tuned).await {
+    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async {
+        Ok(from_clickhouse("history summary", tuned).await)
+    })?;
+    let (source, summary) = match tuned {
         Some(summary) => ("clickhouse", summary),
         None => {
             let mut conn = state.pool.acquire().await?;
@@ -331,13 +337,15 @@ pub async fn get_summary_naive(
 }
 
 /// Adds `X-History-Lag-Ms` to every history response (errors included); left out only when
-/// PostgreSQL cannot say.
+/// PostgreSQL cannot say. Measured while the request is served, not after it.
 pub async fn lag_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let lag = match state.pool.acquire().await {
-        Ok(mut conn) => lag_ms(&mut conn, state.clock.now()).await.ok(),
-        Err(_) => None,
+    let lag = async {
+        match state.pool.acquire().await {
+            Ok(mut conn) => lag_ms(&mut conn, state.clock.now()).await.ok(),
+            Err(_) => None,
+        }
     };
+    let (mut response, lag) = tokio::join!(next.run(request), lag);
     if let Some(lag) = lag {
         state.metrics.history_lag_ms.set(lag);
         if let Ok(value) = HeaderValue::from_str(&lag.to_string()) {

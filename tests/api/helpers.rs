@@ -2,7 +2,10 @@
 //! The test harness: a fresh PostgreSQL database (copied from a migrated template) and a
 //! fresh ClickHouse database per test, and a real server on a free port.
 
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use minipay::app::Application;
 use minipay::clock::ClockMode;
@@ -12,6 +15,8 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const PASSWORD: &str = "correct horse";
@@ -108,6 +113,7 @@ pub fn test_config(database: &str) -> Config {
         idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
         forwarder: true,
+        forwarder_abort_after_insert: false,
         // With the manual clock the scheduler does not tick; jobs run through the admin route.
         jobs: JobsConfig::default(),
     }
@@ -118,6 +124,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database: String,
     pub database_url: String,
+    /// The ClickHouse the app uses (a [`TcpProxy`] in front of the shared server, if the test
+    /// put one there).
+    pub clickhouse_url: String,
     pub shutdown: Shutdown,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -141,12 +150,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&database);
     adjust(&mut config);
     let database_url = config.database_url.clone();
+    let clickhouse_url = config.clickhouse_url.clone();
     let application = Application::build(config).await.expect("build the application");
     let base = format!("http://{}", application.local_addr().unwrap());
     let shutdown = Shutdown::new();
     let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(200).build().unwrap();
-    TestApp { base, client, database, database_url, shutdown, server: Some(server) }
+    TestApp { base, client, database, database_url, clickhouse_url, shutdown, server: Some(server) }
 }
 
 impl TestApp {
@@ -323,4 +333,152 @@ pub fn assert_problem_response(response: &RawResponse, expected_status: u16, cod
     }
     assert_eq!(response.body["status"], json!(expected_status), "{context}");
     assert_eq!(response.body["code"], json!(code), "{context}");
+}
+
+/// A `minipay <subcommand>` process on the test's databases, configured like the test's app
+/// (manual clock, admin token, the same ClickHouse), killed when dropped. Add `.env(..)` to
+/// adjust it, then spawn it.
+pub fn minipay_command(app: &TestApp, subcommand: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minipay"));
+    command
+        .arg(subcommand)
+        .env("DATABASE_URL", &app.database_url)
+        .env("CLICKHOUSE_URL", &app.clickhouse_url)
+        .env("CLICKHOUSE_DATABASE", &app.database)
+        .env("MINIPAY_CLOCK", "manual")
+        .env("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("MINIPAY_DB_POOL_SIZE", "10")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
+/// A second `minipay serve` process on the same database.
+pub struct ServerProcess {
+    pub base: String,
+    child: tokio::process::Child,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub async fn spawn_server_process(app: &TestApp) -> ServerProcess {
+    spawn_server_process_with(app, &[]).await
+}
+
+/// A second server, with some environment variables added or overridden.
+pub async fn spawn_server_process_with(app: &TestApp, env: &[(&str, &str)]) -> ServerProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = minipay_command(app, "serve")
+        .env("MINIPAY_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("start a second server");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if let Ok(response) = app.client.get(format!("{base}/healthz")).send().await {
+            if response.status() == 200 {
+                return ServerProcess { base, child };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the second server did not come up");
+}
+
+/// A TCP proxy in front of one server (ClickHouse, PostgreSQL, ...) that a test can cut and
+/// restore, to make that server unreachable for one app while every other test goes on using
+/// it. Cutting closes the connections in flight and resets every new one at once (as a server
+/// that is down would refuse it); restoring forwards new connections again. Dropping the proxy
+/// closes everything.
+pub struct TcpProxy {
+    addr: SocketAddr,
+    cut: watch::Sender<bool>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on a free local port and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().unwrap();
+        let (cut, cut_seen) = watch::channel(false);
+        let acceptor = tokio::spawn(proxy_accept(listener, target, cut_seen));
+        TcpProxy { addr, cut, acceptor }
+    }
+
+    /// A proxy in front of the server of `url` (`http://host:port`, `postgres://user@host:port/db`,
+    /// ...), and `url` pointing at the proxy instead.
+    pub async fn in_front_of(url: &str) -> (TcpProxy, String) {
+        let mut parsed = reqwest::Url::parse(url).unwrap_or_else(|error| panic!("{url}: {error}"));
+        let host = parsed.host_str().expect("the URL has a host").to_owned();
+        let port = parsed.port_or_known_default().expect("the URL has a port");
+        let target = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .expect("resolve the proxied server")
+            .next()
+            .expect("the proxied server has an address");
+        let proxy = TcpProxy::start(target).await;
+        parsed.set_host(Some(&proxy.addr.ip().to_string())).unwrap();
+        parsed.set_port(Some(proxy.addr.port())).unwrap();
+        (proxy, parsed.to_string().trim_end_matches('/').to_owned())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server becomes unreachable through the proxy, at once.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// New connections reach the server again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        // The connections see the sender go and close.
+        self.acceptor.abort();
+    }
+}
+
+async fn proxy_accept(listener: TcpListener, target: SocketAddr, cut: watch::Receiver<bool>) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            // Out of file descriptors, say: try again shortly rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if *cut.borrow() {
+            // A reset, not an orderly close: like a connection refused, it fails the client at once.
+            let _ = client.set_zero_linger();
+            continue;
+        }
+        tokio::spawn(proxy_connection(client, target, cut.clone()));
+    }
+}
+
+async fn proxy_connection(mut client: TcpStream, target: SocketAddr, mut cut: watch::Receiver<bool>) {
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        let _ = client.set_zero_linger();
+        return;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        // Cut (or the proxy dropped): both ends are reset.
+        _ = cut.wait_for(|cut| *cut) => {
+            let _ = client.set_zero_linger();
+            let _ = server.set_zero_linger();
+        }
+    }
 }

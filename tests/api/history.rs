@@ -101,6 +101,51 @@ async fn drain(forwarder: &Forwarder) -> usize {
     panic!("the outbox did not drain");
 }
 
+async fn outbox_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(pool).await.unwrap()
+}
+
+/// Polls (short sleeps) until a forwarder running elsewhere has emptied the outbox; fails
+/// after `bound`.
+async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = outbox_rows(pool).await;
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the forwarder did not empty the outbox within {bound:?}: {waiting} rows left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A client of the shared ClickHouse server, in the test's database.
+fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
+        .with_database(&app.database)
+        .with_validation(false)
+}
+
+/// Writes an entry into ClickHouse only, one that PostgreSQL never had.
+async fn insert_stray_clickhouse_entry(app: &TestApp, account_id: i64, at: DateTime<Utc>) {
+    clickhouse_client(app)
+        .query(
+            "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
+                 counterparty_account_id, counterparty_name, transfer_id, memo)
+             SELECT 999999999, ?, toDateTime(?), ?, 'in', 5, 5, 'charge', NULL, 'external', NULL, ''",
+        )
+        .bind(account_id)
+        .bind(at.timestamp() as u32)
+        .bind(at.timestamp() * 1_000_000)
+        .execute()
+        .await
+        .unwrap();
+}
+
 async fn app_without_forwarder() -> (TestApp, PgPool) {
     let app = spawn_app_with(|config| config.forwarder = false).await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
@@ -353,10 +398,7 @@ async fn replayed_batches_do_not_show_twice() {
     let bob = app.signup("bob").await;
     let created = varied_history(&pool, alice.main_account_id, bob.main_account_id).await;
     // No background merge may collapse the replays before the reads below see them.
-    let clickhouse = clickhouse::Client::default()
-        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
-        .with_database(&app.database)
-        .with_validation(false);
+    let clickhouse = clickhouse_client(&app);
     clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
     let forwarder = forwarder(&app, &pool);
     assert_eq!(drain(&forwarder).await, created.len());
@@ -493,16 +535,7 @@ async fn the_apps_forwarder_keeps_the_read_store_in_step() {
     let mut conn = pool.acquire().await.unwrap();
     insert_entry(&mut conn, alice.main_account_id, &Entry::simple(Utc::now(), 777)).await;
     drop(conn);
-    let mut waited = 0;
-    loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(&pool).await.unwrap();
-        if waiting == 0 {
-            break;
-        }
-        assert!(waited < 200, "the forwarder did not empty the outbox");
-        waited += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(10)).await;
     for user in [&alice, &bob] {
         let (tuned, source) = tuned_all(&app, user, user.main_account_id, "", 50).await;
         assert_eq!(source.as_deref(), Some("clickhouse"));
@@ -740,22 +773,7 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
     app.assert_audit_ok().await;
 
     // An entry in ClickHouse that PostgreSQL does not have.
-    let clickhouse = clickhouse::Client::default()
-        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
-        .with_database(&app.database)
-        .with_validation(false);
-    clickhouse
-        .query(
-            "INSERT INTO statement_entries (entry_id, account_id, at, at_us, direction, amount, balance_after, kind,
-                 counterparty_account_id, counterparty_name, transfer_id, memo)
-             SELECT 999999999, ?, toDateTime(?), ?, 'in', 5, 5, 'charge', NULL, 'external', NULL, ''",
-        )
-        .bind(alice.main_account_id)
-        .bind(now.timestamp() as u32)
-        .bind(now.timestamp() * 1_000_000)
-        .execute()
-        .await
-        .unwrap();
+    insert_stray_clickhouse_entry(&app, alice.main_account_id, now).await;
     let report = audit(&app).await;
     assert_eq!(report["ok"], json!(false), "{report:#}");
     assert!(
@@ -778,4 +796,185 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
         .iter()
         .filter(|other| other["name"] != check["name"])
         .all(|other| other["ok"] == json!(true)));
+}
+
+/// The entries of a user's main account on both routes, after checking that they agree, that
+/// ClickHouse answered and that no entry shows twice.
+async fn tuned_equals_naive(app: &TestApp, user: &TestUser) -> Vec<Value> {
+    let (tuned, source) = tuned_all(app, user, user.main_account_id, "", 7).await;
+    assert_eq!(source.as_deref(), Some("clickhouse"), "tuned history of {}", user.name);
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive_all(app, user, user.main_account_id, "", 7).await, "tuned and naive of {}", user.name);
+    let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
+    let tuned_summary = get(app, user, &path).await;
+    assert_eq!(tuned_summary.source.as_deref(), Some("clickhouse"));
+    assert_eq!(tuned_summary.body, get(app, user, &format!("{path}/naive")).await.body);
+    tuned
+}
+
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
+}
+
+/// ClickHouse unreachable for a while, while money moves: a proxy in front of it is cut (the
+/// shared server stays up for the other tests). Transfers keep succeeding, the tuned route
+/// answers from PostgreSQL and says so, the lag grows and the audit refuses to pass; once
+/// ClickHouse is back, the app's own forwarder catches up, both stores agree and both routes
+/// show every entry exactly once.
+#[tokio::test]
+async fn clickhouse_unreachable_for_a_while_loses_and_doubles_nothing() {
+    let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
+    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url).await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 500_000).await.0, 201);
+    transfer(&app, &alice, &bob, json!({"amount": 100_000})).await;
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(10)).await;
+    app.assert_audit_ok().await;
+    assert_eq!(tuned_equals_naive(&app, &alice).await.len(), 2);
+
+    proxy.cut();
+    let cut_at = app.clock_now().await;
+    // Transfers both ways, concurrently, and some with an auto top-up: none notices.
+    let sends = (0..12).map(|i| {
+        let (from, to) = if i % 2 == 0 { (&alice, &bob) } else { (&bob, &alice) };
+        let amount = if i == 11 { 150_000 } else { 1_000 + i };
+        app.post("/v1/transfers", Some(&from.token), json!({"to_account_id": to.main_account_id, "amount": amount}))
+    });
+    for (status, body) in futures::future::join_all(sends).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let waiting = outbox_rows(&pool).await;
+    assert!(waiting >= 24, "{waiting} outbox rows");
+
+    // The tuned routes answer from PostgreSQL, with every entry, and say so.
+    let (tuned, source) = tuned_all(&app, &alice, alice.main_account_id, "", 5).await;
+    assert_eq!(source.as_deref(), Some("postgres-fallback"));
+    assert_no_duplicates(&tuned);
+    assert_eq!(tuned, naive_all(&app, &alice, alice.main_account_id, "", 5).await);
+    let summary = get(&app, &bob, &format!("/v1/accounts/{}/history/summary", bob.main_account_id)).await;
+    assert_eq!((summary.status.as_u16(), summary.source.as_deref()), (200, Some("postgres-fallback")));
+
+    // The lag grows with time while nothing can be forwarded (the manual clock stands still
+    // between moves, so it is moved).
+    let path = format!("/v1/accounts/{}/history", alice.main_account_id);
+    let mut lags = vec![get(&app, &alice, &path).await.lag_ms.unwrap()];
+    for minutes in [1, 2] {
+        app.set_clock(&(cut_at + Duration::minutes(minutes)).to_rfc3339()).await;
+        transfer(&app, &bob, &alice, json!({"amount": 500})).await;
+        lags.push(get(&app, &alice, &path).await.lag_ms.unwrap());
+    }
+    assert!(lags[1] >= lags[0] + 60_000 && lags[2] >= lags[1] + 60_000, "lags {lags:?}");
+    assert!(outbox_rows(&pool).await >= waiting + 4);
+    // The forwarder keeps trying and failing (it backs off, so wait for a failure or two).
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metric(&metrics, "minipay_history_forward_failures_total") > 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no failed forwarder step: {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The audit cannot compare the stores, so it fails; the ledger itself is fine.
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert!(stores_check(&report)["detail"].as_str().unwrap().starts_with("ClickHouse unreachable"), "{report:#}");
+
+    proxy.restore();
+    // The forwarder's back-off is at most 5 s; then one step moves the whole backlog.
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(30)).await;
+    let report = app.assert_audit_ok().await;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    let detail = stores_check(&report)["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains(&format!("PostgreSQL {entries} (0 waiting in the outbox), ClickHouse {entries} distinct")),
+        "{detail}"
+    );
+    let alice_entries = tuned_equals_naive(&app, &alice).await;
+    let bob_entries = tuned_equals_naive(&app, &bob).await;
+    assert_eq!((alice_entries.len() + bob_entries.len()) as i64, entries);
+    assert_eq!(get(&app, &alice, &path).await.lag_ms, Some(0));
+    // The balances the entries end with are the accounts' balances.
+    for (user, entries) in [(&alice, &alice_entries), (&bob, &bob_entries)] {
+        assert_eq!(entries[0]["balance_after"], json!(app.balance(user).await), "{}", user.name);
+    }
+
+    // The check is not vacuous: an entry that only ClickHouse has fails it.
+    insert_stray_clickhouse_entry(&app, alice.main_account_id, app.clock_now().await).await;
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert_eq!(stores_check(&report)["ok"], json!(false), "{report:#}");
+    app.stop().await;
+}
+
+/// ClickHouse's rows and distinct entries: replays count in the first, not in the second.
+async fn stored_copies(clickhouse: &clickhouse::Client) -> (i64, i64) {
+    let rows: u64 = clickhouse.query("SELECT count() FROM statement_entries").fetch_one().await.unwrap();
+    let distinct: u64 =
+        clickhouse.query("SELECT uniqExact(entry_id) FROM statement_entries").fetch_one().await.unwrap();
+    (rows as i64, distinct as i64)
+}
+
+/// A `minipay forward` process killed between its ClickHouse insert and the outbox delete
+/// (the MINIPAY_FORWARDER_ABORT_AFTER_INSERT hook aborts it there): its batch is in ClickHouse
+/// and still in the outbox. The next forwarder inserts the batch again, and every read still
+/// shows each entry once, while ClickHouse really holds two copies.
+#[tokio::test]
+async fn a_forwarder_killed_after_its_insert_replays_without_doubling() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 100_000).await.0, 201);
+    for amount in [1_000, 2_000, 3_000] {
+        transfer(&app, &alice, &bob, json!({"amount": amount, "memo": "rent"})).await;
+    }
+    transfer(&app, &bob, &alice, json!({"amount": 500})).await;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(entries, 1 + 4 * 2);
+    assert_eq!(outbox_rows(&pool).await, entries);
+    let clickhouse = clickhouse_client(&app);
+    // No background merge may collapse the copies before they are counted below.
+    clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
+
+    let mut doomed = minipay_command(&app, "forward")
+        .env("MINIPAY_FORWARDER_ABORT_AFTER_INSERT", "1")
+        .spawn()
+        .expect("start minipay forward");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), doomed.wait())
+        .await
+        .expect("the forwarder aborts within a minute")
+        .unwrap();
+    assert_eq!(status.signal(), Some(6), "killed by SIGABRT: {status:?}");
+    // In ClickHouse, and still in the outbox: the batch will be sent again.
+    assert_eq!(stored_copies(&clickhouse).await, (entries, entries));
+    assert_eq!(outbox_rows(&pool).await, entries);
+    // Meanwhile reads show each entry once, and the audit accepts a copy that is ahead.
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("PostgreSQL {entries} ({entries} waiting in the outbox), ClickHouse {entries} distinct")));
+
+    // A forwarder without the hook takes the batch over.
+    let forward = minipay_command(&app, "forward").spawn().expect("start minipay forward");
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(30)).await;
+    drop(forward);
+    assert_eq!(stored_copies(&clickhouse).await, (2 * entries, entries), "every entry is stored twice");
+
+    let alice_entries = tuned_equals_naive(&app, &alice).await;
+    let bob_entries = tuned_equals_naive(&app, &bob).await;
+    assert_eq!((alice_entries.len() + bob_entries.len()) as i64, entries);
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("PostgreSQL {entries} (0 waiting in the outbox), ClickHouse {entries} distinct")));
+    app.stop().await;
 }

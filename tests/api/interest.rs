@@ -210,11 +210,9 @@ async fn a_server_that_dies_between_interest_chunks_is_resumed_and_pays_nobody_t
     run_interest(&app).await;
 
     // A second server, two days on, taking two accounts per chunk, dies after two chunks.
-    let second = crate::transfers::spawn_server_process_with(
-        &app,
-        &[("MINIPAY_JOBS_CHUNK_SIZE", "2"), ("MINIPAY_JOBS_ABORT_AFTER_CHUNKS", "2")],
-    )
-    .await;
+    let second =
+        spawn_server_process_with(&app, &[("MINIPAY_JOBS_CHUNK_SIZE", "2"), ("MINIPAY_JOBS_ABORT_AFTER_CHUNKS", "2")])
+            .await;
     let later = "2027-03-12T12:00:00+09:00";
     let (status, _) = app
         .client

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::helpers::*;
-use crate::transfers::spawn_server_process_with;
 
 /// A pending transfer written straight into the table: pending transfers cannot be created
 /// through the API on this branch yet, and the reminders job reads nothing else of them.

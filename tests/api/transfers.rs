@@ -1,7 +1,5 @@
 //! Transfers: auto top-up, the receiver's limit, the hot account, storms, two servers.
 
-use std::process::Stdio;
-
 use futures::future::join_all;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -248,52 +246,6 @@ async fn storm(app: &TestApp, bases: &[String]) {
 async fn a_random_storm_of_transfers_keeps_the_group_total() {
     let app = spawn_app().await;
     storm(&app, &[app.base.clone()]).await;
-}
-
-/// A second `minipay serve` process on the same database.
-pub struct ServerProcess {
-    pub base: String,
-    child: tokio::process::Child,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-pub async fn spawn_server_process(app: &TestApp) -> ServerProcess {
-    spawn_server_process_with(app, &[]).await
-}
-
-/// A second server, with some environment variables added or overridden.
-pub async fn spawn_server_process_with(app: &TestApp, env: &[(&str, &str)]) -> ServerProcess {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minipay"))
-        .arg("serve")
-        .env("MINIPAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &app.database_url)
-        .env("CLICKHOUSE_DATABASE", &app.database)
-        .env("MINIPAY_CLOCK", "manual")
-        .env("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("MINIPAY_DB_POOL_SIZE", "10")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start a second server");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if let Ok(response) = app.client.get(format!("{base}/healthz")).send().await {
-            if response.status() == 200 {
-                return ServerProcess { base, child };
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the second server did not come up");
 }
 
 #[tokio::test]
