@@ -110,7 +110,7 @@ pub async fn pay_chunk(
     chunk_size: i64,
 ) -> anyhow::Result<(u64, i64)> {
     let day_end = start_of_next_day(date, tz);
-    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
     let due: Vec<(i64, Option<i32>, i64, i64)> =
         sqlx::query_as(LOCK_DUE).bind(date).bind(day_end).bind(chunk_size).fetch_all(&mut *conn).await?;
     if due.is_empty() {

@@ -96,7 +96,7 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
 
 /// Expires one chunk in the caller's transaction; returns how many transfers it expired.
 pub async fn expire_chunk(conn: &mut PgConnection, now: DateTime<Utc>, chunk_size: i64) -> anyhow::Result<u64> {
-    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
     let (expired, _, ledger, outboxed, notified): (i64, i64, i64, i64, i64) =
         sqlx::query_as(EXPIRE_CHUNK).bind(now).bind(chunk_size).fetch_one(&mut *conn).await?;
     // Every expired transfer has its ledger row, refund entry and notification; anything else

@@ -25,7 +25,7 @@ pub async fn insert_all(
     if notifications.is_empty() {
         return Ok(());
     }
-    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
     let users: Vec<UserId> = notifications.iter().map(|n| n.user_id).collect();
     let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
     let payloads: Vec<Json<&serde_json::Value>> = notifications.iter().map(|n| Json(&n.payload)).collect();

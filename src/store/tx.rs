@@ -1,4 +1,13 @@
-//! Error classification shared by every place that runs transactions.
+//! Error classification shared by every place that runs transactions, and the ledger gate.
+
+/// Waits at the ledger writer's gate (see migrations/*_batch_gate.sql) until the caller's
+/// transaction ends: whatever the transaction writes then never interleaves with a ledger
+/// batch, and ids it takes from sequences commit in order with theirs. Take it as late as the
+/// work allows; every batch waits while it is held.
+pub async fn wait_at_ledger_gate(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(conn).await?;
+    Ok(())
+}
 
 /// SQLSTATEs after which the whole transaction can simply be tried again.
 pub fn is_retryable(error: &sqlx::Error) -> bool {

@@ -205,6 +205,16 @@ impl TestApp {
         }
     }
 
+    /// A new user whose main account was topped up with `amount` (nothing when 0).
+    pub async fn funded(&self, name: impl AsRef<str>, amount: i64) -> TestUser {
+        let user = self.signup(name.as_ref()).await;
+        if amount > 0 {
+            let (status, body) = self.charge(&user, amount).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        user
+    }
+
     pub async fn login(&self, name: &str) -> String {
         let (status, body) = self.post("/v1/sessions", None, json!({"name": name, "password": PASSWORD})).await;
         assert_eq!(status, StatusCode::CREATED, "log-in of {name}: {body}");

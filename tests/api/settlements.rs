@@ -79,15 +79,6 @@ fn sorted(mut values: Vec<i64>) -> Vec<i64> {
     values
 }
 
-async fn funded(app: &TestApp, name: impl AsRef<str>, amount: i64) -> TestUser {
-    let user = app.signup(name.as_ref()).await;
-    if amount > 0 {
-        let (status, body) = app.charge(&user, amount).await;
-        assert_eq!(status, 201, "{body}");
-    }
-    user
-}
-
 #[tokio::test]
 async fn scenario_13_twenty_thousand_split_equally_among_three() {
     let app = spawn_app().await;
@@ -130,7 +121,7 @@ async fn scenario_13_twenty_thousand_split_equally_among_three() {
 async fn uneven_totals_split_exactly_and_small_totals_leave_zero_shares() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
-    let friends = join_all((0..4).map(|i| funded(&app, format!("friend{i}"), 0))).await;
+    let friends = join_all((0..4).map(|i| app.funded(format!("friend{i}"), 0))).await;
     let friends: Vec<&TestUser> = friends.iter().collect();
 
     let settlement = created(&app, &alice, 30_006, "equal", &friends, false).await;
@@ -172,7 +163,7 @@ async fn uneven_totals_split_exactly_and_small_totals_leave_zero_shares() {
 async fn scenario_14_random_splits_over_http_are_exact_and_reproducible_from_their_seed() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
-    let friends = join_all((0..5).map(|i| funded(&app, format!("friend{i}"), 0))).await;
+    let friends = join_all((0..5).map(|i| app.funded(format!("friend{i}"), 0))).await;
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
 
     let mut cases: Vec<(i64, usize, bool)> = vec![(1, 1, false), (1, 1, true), (2, 5, true), (5, 1, false)];
@@ -227,7 +218,7 @@ async fn paying_moves_each_share_to_the_requester_with_auto_top_up_and_completes
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;
-    let carol = funded(&app, "carol", 50_000).await;
+    let carol = app.funded("carol", 50_000).await;
 
     let settlement = created(&app, &alice, 20_000, "equal", &[&bob, &carol], true).await;
     let id = settlement["id"].as_i64().unwrap();
@@ -282,7 +273,7 @@ async fn paying_moves_each_share_to_the_requester_with_auto_top_up_and_completes
 async fn a_top_up_beyond_the_daily_limit_refuses_the_payment_and_moves_nothing() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
-    let bob = funded(&app, "bob", 3_000_000).await;
+    let bob = app.funded("bob", 3_000_000).await;
     let (status, body) =
         app.post("/v1/accounts", Some(&bob.token), json!({"kind": "savings", "product": "free"})).await;
     assert_eq!(status, 201, "{body}");
@@ -306,8 +297,8 @@ async fn a_top_up_beyond_the_daily_limit_refuses_the_payment_and_moves_nothing()
 async fn concurrent_payments_of_one_share_pay_it_exactly_once() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
-    let bob = funded(&app, "bob", 100_000).await;
-    let carol = funded(&app, "carol", 100_000).await;
+    let bob = app.funded("bob", 100_000).await;
+    let carol = app.funded("carol", 100_000).await;
 
     // Two at once, as the scenario has it.
     let settlement = created(&app, &alice, 9_000, "equal", &[&bob, &carol], false).await;
@@ -391,8 +382,8 @@ async fn a_repeated_payment_with_its_key_pays_once() {
 async fn only_the_requester_and_participants_see_a_settlement_and_only_participants_pay() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
-    let bob = funded(&app, "bob", 10_000).await;
-    let mallory = funded(&app, "mallory", 10_000).await;
+    let bob = app.funded("bob", 10_000).await;
+    let mallory = app.funded("mallory", 10_000).await;
     let settlement = created(&app, &alice, 6_000, "equal", &[&bob], true).await;
     let id = settlement["id"].as_i64().unwrap();
 
@@ -559,7 +550,7 @@ async fn bad_settlement_requests_are_422_and_create_nothing() {
     // The valid body works, with exactly 100 participants too.
     let (status, body) = app.post("/v1/settlements", Some(&alice.token), valid.clone()).await;
     assert_eq!(status, 201, "{body}");
-    let hundred = join_all((0..100).map(|i| funded(&app, format!("p{i}"), 0))).await;
+    let hundred = join_all((0..100).map(|i| app.funded(format!("p{i}"), 0))).await;
     let ids: Vec<i64> = hundred.iter().map(|user| user.id).collect();
     let (status, body) = app.post("/v1/settlements", Some(&alice.token), with("participant_ids", json!(ids))).await;
     assert_eq!(status, 201, "{body}");

@@ -10,20 +10,11 @@ pub async fn send(app: &TestApp, from: &TestUser, to_account_id: i64, amount: i6
     app.post("/v1/transfers", Some(&from.token), json!({"to_account_id": to_account_id, "amount": amount})).await
 }
 
-async fn funded(app: &TestApp, name: impl AsRef<str>, amount: i64) -> TestUser {
-    let user = app.signup(name.as_ref()).await;
-    if amount > 0 {
-        let (status, body) = app.charge(&user, amount).await;
-        assert_eq!(status, 201, "{body}");
-    }
-    user
-}
-
 #[tokio::test]
 async fn scenario_6_money_received_never_uses_the_receivers_limit() {
     let app = spawn_app().await;
     let receiver = app.signup("receiver").await;
-    let senders = join_all((0..40).map(|i| funded(&app, format!("sender{i}"), 100_000))).await;
+    let senders = join_all((0..40).map(|i| app.funded(format!("sender{i}"), 100_000))).await;
     let results = join_all(senders.iter().map(|sender| send(&app, sender, receiver.main_account_id, 100_000))).await;
     for (status, body) in &results {
         assert_eq!(*status, 201, "{body}");
@@ -39,9 +30,9 @@ async fn scenario_6_money_received_never_uses_the_receivers_limit() {
 #[tokio::test]
 async fn scenarios_8_to_10_auto_top_up_in_units_of_ten_thousand() {
     let app = spawn_app().await;
-    let exact = funded(&app, "exact", 20_000).await;
+    let exact = app.funded("exact", 20_000).await;
     let empty = app.signup("empty").await;
-    let short = funded(&app, "short", 5_000).await;
+    let short = app.funded("short", 5_000).await;
     let friend = app.signup("friend").await;
 
     let (status, body) = send(&app, &exact, friend.main_account_id, 20_000).await;
@@ -72,7 +63,7 @@ async fn scenarios_8_to_10_auto_top_up_in_units_of_ten_thousand() {
 #[tokio::test]
 async fn transfers_go_only_to_another_users_main_account() {
     let app = spawn_app().await;
-    let alice = funded(&app, "alice", 50_000).await;
+    let alice = app.funded("alice", 50_000).await;
     let bob = app.signup("bob").await;
     let (_, savings) = app.post("/v1/accounts", Some(&bob.token), json!({"kind": "savings", "product": "free"})).await;
     let (_, own_savings) =
@@ -103,7 +94,7 @@ async fn transfers_go_only_to_another_users_main_account() {
 #[tokio::test]
 async fn a_transfer_is_visible_to_both_parties_only_and_lists_page_by_cursor() {
     let app = spawn_app().await;
-    let alice = funded(&app, "alice", 100_000).await;
+    let alice = app.funded("alice", 100_000).await;
     let bob = app.signup("bob").await;
     let eve = app.signup("eve").await;
     let (status, created) = app
@@ -162,7 +153,7 @@ async fn a_transfer_is_visible_to_both_parties_only_and_lists_page_by_cursor() {
 async fn scenario_11_a_hundred_senders_to_one_hot_account_all_succeed() {
     let app = spawn_app().await;
     let hot = app.signup("hot").await;
-    let senders = join_all((0..100).map(|i| funded(&app, format!("s{i}"), 1_000))).await;
+    let senders = join_all((0..100).map(|i| app.funded(format!("s{i}"), 1_000))).await;
     let results = join_all(senders.iter().map(|sender| send(&app, sender, hot.main_account_id, 1_000))).await;
     let failures: Vec<_> = results.iter().filter(|(status, _)| *status != 201).collect();
     assert!(failures.is_empty(), "{failures:?}");
@@ -173,8 +164,8 @@ async fn scenario_11_a_hundred_senders_to_one_hot_account_all_succeed() {
 #[tokio::test]
 async fn scenario_12_opposite_transfers_concurrently_end_where_they_started() {
     let app = spawn_app().await;
-    let a = funded(&app, "a", 100_000).await;
-    let b = funded(&app, "b", 100_000).await;
+    let a = app.funded("a", 100_000).await;
+    let b = app.funded("b", 100_000).await;
     let a_to_b = (0..100).map(|_| send(&app, &a, b.main_account_id, 1_000));
     let b_to_a = (0..100).map(|_| send(&app, &b, a.main_account_id, 1_000));
     let (first, second) = tokio::join!(join_all(a_to_b), join_all(b_to_a));
@@ -190,7 +181,7 @@ async fn scenario_12_opposite_transfers_concurrently_end_where_they_started() {
 /// Random transfers among a group, concurrently, against the given servers: afterwards the
 /// group holds exactly what it was charged (directly or by auto top-up), and the audit holds.
 async fn storm(app: &TestApp, bases: &[String]) {
-    let members = join_all((0..12).map(|i| funded(app, format!("m{i}"), 20_000))).await;
+    let members = join_all((0..12).map(|i| app.funded(format!("m{i}"), 20_000))).await;
     let requests: Vec<(usize, usize, i64, usize)> = {
         let mut rng = rand::thread_rng();
         (0..400)
