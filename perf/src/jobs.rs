@@ -208,7 +208,10 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
     eprintln!("[4/4] waiting for the forwarder, then the audit");
     let drained = Instant::now();
     loop {
-        let left: i64 = db.query_one("SELECT count(*) FROM statement_outbox", &[]).await?.get(0);
+        let left: i64 = db
+            .query_one("SELECT coalesce(sum(cardinality(entry_ids)), 0)::int8 FROM statement_outbox", &[])
+            .await?
+            .get(0);
         if left == 0 {
             break;
         }

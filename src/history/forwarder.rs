@@ -1,9 +1,10 @@
 //! The outbox forwarder: copies statement entries from the PostgreSQL outbox to ClickHouse,
 //! at least once.
 //!
-//! One step locks a bounded batch of outbox rows (`FOR UPDATE ... SKIP LOCKED`, so several
-//! forwarders share the work), inserts the entries into ClickHouse, then deletes those outbox
-//! rows and commits. A crash after the insert and before the commit replays the batch; the
+//! An outbox row names the entries one transaction wrote (a ledger batch, a job chunk). One
+//! step locks the oldest outbox rows up to a bounded number of entries (`FOR UPDATE ... SKIP
+//! LOCKED`, so several forwarders share the work), inserts their entries into ClickHouse, then
+//! deletes those outbox rows and commits. A crash after the insert and before the commit replays the batch; the
 //! replayed rows carry the whole sorting key of the originals, so ReplacingMergeTree merges
 //! collapse them and every read deduplicates with `LIMIT 1 BY entry_id` meanwhile. Rows leave
 //! the outbox only once forwarded, so an entry whose transaction commits late (sequence values
@@ -25,7 +26,8 @@ use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
-/// Outbox rows moved in one step (one PostgreSQL transaction, one ClickHouse insert).
+/// Entries moved in one step (one PostgreSQL transaction, one ClickHouse insert); a step may
+/// exceed it by one outbox row (a job chunk's entries, bounded by the job's chunk size).
 pub const BATCH_SIZE_MAX: i64 = 5_000;
 /// Pause when the outbox is empty.
 const IDLE_SLEEP: Duration = Duration::from_millis(200);
@@ -102,6 +104,22 @@ impl PgEntry {
     }
 }
 
+/// The leading outbox rows to forward in one step: as many as fit in `entries_max` entries,
+/// and at least the first. Returns their ids and their entry count.
+fn rows_up_to(candidates: &[(i64, i32)], entries_max: i64) -> (Vec<i64>, usize) {
+    let mut ids = Vec::new();
+    let mut entries: i64 = 0;
+    for &(id, count) in candidates {
+        let count = i64::from(count);
+        if !ids.is_empty() && entries + count > entries_max {
+            break;
+        }
+        ids.push(id);
+        entries += count;
+    }
+    (ids, entries as usize)
+}
+
 #[cold]
 fn abort_after_insert(rows: usize) -> ! {
     tracing::error!(
@@ -117,7 +135,7 @@ pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result
     let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
         // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
         // instead of scanning a backlog.
-        "SELECT at FROM statement_outbox ORDER BY entry_id LIMIT 1",
+        "SELECT at FROM statement_outbox ORDER BY id LIMIT 1",
     )
     .fetch_optional(conn)
     .await?;
@@ -153,27 +171,43 @@ impl Forwarder {
         self
     }
 
-    /// Moves one batch of outbox rows to ClickHouse; returns how many were moved.
+    /// Moves one batch of outbox entries to ClickHouse; returns how many were moved.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await.context("forwarder: begin")?;
-        let entries: Vec<PgEntry> = sqlx::query_as(
-            "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
-                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
-             FROM statement_outbox o
-             JOIN statement_entries e ON e.id = o.entry_id AND e.at = o.at
-             ORDER BY o.entry_id
-             LIMIT $1
-             FOR UPDATE OF o SKIP LOCKED",
+        // Each outbox row holds the entries of one transaction (at least one), so this many
+        // rows always hold enough entries; a row is never split.
+        let candidates: Vec<(i64, i32)> = sqlx::query_as(
+            "SELECT id, cardinality(entry_ids) FROM statement_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(self.batch_size)
         .fetch_all(&mut *tx)
         .await
         .context("forwarder: reading the outbox")?;
-        if entries.is_empty() {
+        let (outbox_ids, expected) = rows_up_to(&candidates, self.batch_size);
+        if outbox_ids.is_empty() {
             tx.commit().await?;
             self.refresh_lag().await;
             return Ok(0);
         }
+        let entries: Vec<PgEntry> = sqlx::query_as(
+            "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
+                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
+             FROM statement_outbox o
+             CROSS JOIN LATERAL unnest(o.entry_ids) AS waiting(entry_id)
+             JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at
+             WHERE o.id = ANY($1)
+             ORDER BY e.id",
+        )
+        .bind(&outbox_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .context("forwarder: reading the outbox entries")?;
+        // An outbox row is written with its entries, in their transaction.
+        anyhow::ensure!(
+            entries.len() == expected,
+            "forwarder: outbox rows {outbox_ids:?} name {expected} entries, {} found",
+            entries.len()
+        );
         let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
         let mut insert = self
             .clickhouse
@@ -188,15 +222,14 @@ impl Forwarder {
         if self.abort_after_insert {
             abort_after_insert(rows.len());
         }
-        let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
-        let deleted = sqlx::query("DELETE FROM statement_outbox WHERE entry_id = ANY($1)")
-            .bind(&ids)
+        let deleted = sqlx::query("DELETE FROM statement_outbox WHERE id = ANY($1)")
+            .bind(&outbox_ids)
             .execute(&mut *tx)
             .await
             .context("forwarder: deleting forwarded outbox rows")?
             .rows_affected();
         // The rows were locked by this transaction, so nobody else can have removed them.
-        assert_eq!(deleted as usize, ids.len(), "forwarded outbox rows vanished under their lock");
+        assert_eq!(deleted as usize, outbox_ids.len(), "forwarded outbox rows vanished under their lock");
         tx.commit().await.context("forwarder: commit")?;
         self.metrics.history_entries_forwarded.add(rows.len() as u64);
         self.refresh_lag().await;
@@ -261,5 +294,19 @@ impl Forwarder {
             }
         }
         tracing::info!("history forwarder stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_up_to;
+
+    #[test]
+    fn a_step_takes_whole_rows_up_to_the_entry_limit() {
+        assert_eq!(rows_up_to(&[], 10), (vec![], 0));
+        assert_eq!(rows_up_to(&[(1, 4), (2, 4), (3, 4)], 10), (vec![1, 2], 8));
+        assert_eq!(rows_up_to(&[(1, 4), (2, 6), (3, 1)], 10), (vec![1, 2], 10));
+        // A row larger than the limit (a job chunk) still moves, alone.
+        assert_eq!(rows_up_to(&[(7, 10_000), (8, 1)], 5_000), (vec![7], 10_000));
     }
 }

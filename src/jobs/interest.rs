@@ -94,11 +94,12 @@ const PAY: &str = "WITH paid AS (
           FROM updated WHERE interest > 0 ORDER BY id
         RETURNING id
      ), outboxed AS (
-        INSERT INTO statement_outbox (entry_id, at) SELECT id, $2 FROM entries
-        RETURNING 1
+        INSERT INTO statement_outbox (entry_ids, at)
+        SELECT array_agg(id ORDER BY id), $2 FROM entries HAVING count(*) > 0
+        RETURNING cardinality(entry_ids) AS entries
      )
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM source), (SELECT count(*) FROM ledger),
-            (SELECT count(*) FROM outboxed)";
+            (SELECT coalesce(sum(entries), 0) FROM outboxed)";
 
 /// Pays one chunk of accounts for `date` in the caller's transaction; returns (accounts, KRW),
 /// (0, 0) when none is due.

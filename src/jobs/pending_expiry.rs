@@ -81,8 +81,9 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
          ORDER BY r.id
         RETURNING id
      ), outboxed AS (
-        INSERT INTO statement_outbox (entry_id, at) SELECT id, $1 FROM entries
-        RETURNING 1
+        INSERT INTO statement_outbox (entry_ids, at)
+        SELECT array_agg(id ORDER BY id), $1 FROM entries HAVING count(*) > 0
+        RETURNING cardinality(entry_ids) AS entries
      ), notified AS (
         INSERT INTO notifications (user_id, kind, payload, created_at)
         SELECT from_user_id, 'pending_transfer_expired',
@@ -92,7 +93,7 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
         RETURNING 1
      )
      SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger),
-            (SELECT count(*) FROM outboxed), (SELECT count(*) FROM notified)";
+            (SELECT coalesce(sum(entries), 0) FROM outboxed), (SELECT count(*) FROM notified)";
 
 /// Expires one chunk in the caller's transaction; returns how many transfers it expired.
 pub async fn expire_chunk(conn: &mut PgConnection, now: DateTime<Utc>, chunk_size: i64) -> anyhow::Result<u64> {

@@ -183,7 +183,8 @@ async fn postgres_months(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<BT
         "SELECT (extract(year FROM e.at AT TIME ZONE 'UTC') * 100 + extract(month FROM e.at AT TIME ZONE 'UTC'))::int4,
                 count(DISTINCT e.id),
                 count(DISTINCT e.id) FILTER (WHERE o.entry_id IS NULL)
-           FROM statement_entries e LEFT JOIN statement_outbox o ON o.entry_id = e.id
+           FROM statement_entries e
+           LEFT JOIN (SELECT unnest(entry_ids) AS entry_id FROM statement_outbox) o ON o.entry_id = e.id
           WHERE e.at >= $1
           GROUP BY 1",
     )

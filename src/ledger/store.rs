@@ -52,7 +52,7 @@ const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status FROM se
 const RESERVE_TRANSFER_IDS: &str = "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::int8)";
 
 /// Everything a batch writes, in one statement: balances, ledger rows, daily counters,
-/// transfers (new and resolved), statement entries with their outbox rows, notifications, paid
+/// transfers (new and resolved), statement entries with their outbox row, notifications, paid
 /// shares and completed settlements, and idempotency records. A key that a concurrent batch
 /// recorded first fails the statement with a unique violation on `idempotency_keys_pkey`; the
 /// batch is retried and then replays.
@@ -121,11 +121,12 @@ const WRITE: &str = "WITH updated AS (
          ORDER BY e.position
         RETURNING id
      ), outboxed AS (
-        INSERT INTO statement_outbox (entry_id, at) SELECT id, $8 FROM entries
-        RETURNING 1
+        INSERT INTO statement_outbox (entry_ids, at)
+        SELECT array_agg(id ORDER BY id), $8 FROM entries HAVING count(*) > 0
+        RETURNING cardinality(entry_ids) AS entries
      )
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted),
-            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT count(*) FROM outboxed),
+            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT coalesce(sum(entries), 0) FROM outboxed),
             (SELECT count(*) FROM resolved), (SELECT count(*) FROM notified), (SELECT count(*) FROM paid),
             (SELECT count(*) FROM completed)";
 

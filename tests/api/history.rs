@@ -64,7 +64,7 @@ async fn insert_entry(conn: &mut PgConnection, account_id: i64, entry: &Entry<'_
     .fetch_one(&mut *conn)
     .await
     .expect("insert a statement entry");
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO statement_outbox (entry_ids, at) VALUES (ARRAY[$1], $2)")
         .bind(id)
         .bind(entry.at)
         .execute(&mut *conn)
@@ -89,7 +89,7 @@ fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
     Forwarder::new(pool.clone(), clickhouse, Clock::new(ClockMode::System), Metrics::new())
 }
 
-/// Runs the forwarder until the outbox is empty; returns how many rows it moved.
+/// Runs the forwarder until the outbox is empty; returns how many entries it moved.
 async fn drain(forwarder: &Forwarder) -> usize {
     let mut moved = 0;
     for _ in 0..1_000 {
@@ -101,8 +101,11 @@ async fn drain(forwarder: &Forwarder) -> usize {
     panic!("the outbox did not drain");
 }
 
-async fn outbox_rows(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(pool).await.unwrap()
+async fn outbox_entries(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(cardinality(entry_ids)), 0)::int8 FROM statement_outbox")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Polls (short sleeps) until a forwarder running elsewhere has emptied the outbox; fails
@@ -110,7 +113,7 @@ async fn outbox_rows(pool: &PgPool) -> i64 {
 async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
     let started = std::time::Instant::now();
     loop {
-        let waiting = outbox_rows(pool).await;
+        let waiting = outbox_entries(pool).await;
         if waiting == 0 {
             return;
         }
@@ -403,7 +406,7 @@ async fn replayed_batches_do_not_show_twice() {
     let forwarder = forwarder(&app, &pool);
     assert_eq!(drain(&forwarder).await, created.len());
     // A crash after the ClickHouse insert and before the outbox delete: the rows come back.
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries")
+    sqlx::query("INSERT INTO statement_outbox (entry_ids, at) SELECT array_agg(id ORDER BY id), at FROM statement_entries GROUP BY at")
         .execute(&pool)
         .await
         .unwrap();
@@ -712,7 +715,11 @@ async fn the_audit_finds_the_forwarded_entries_in_clickhouse() {
     // 1 charge + 3 × 2 transfer sides.
     wait_for_tuned(&app, &alice, alice.main_account_id, 4).await;
     wait_for_tuned(&app, &bob, bob.main_account_id, 3).await;
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_outbox").fetch_one(&pool).await.unwrap();
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(cardinality(entry_ids)), 0)::int8 FROM statement_outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(waiting, 0);
     let report = app.assert_audit_ok().await;
     let check = stores_check(&report);
@@ -744,7 +751,7 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
         .contains("PostgreSQL 3 (3 waiting in the outbox), ClickHouse 0"));
     assert_eq!(drain(&forwarder).await, 3);
     // Forwarded, and replayed (a crash before the outbox delete): still fine.
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) SELECT id, at FROM statement_entries")
+    sqlx::query("INSERT INTO statement_outbox (entry_ids, at) SELECT array_agg(id ORDER BY id), at FROM statement_entries GROUP BY at")
         .execute(&pool)
         .await
         .unwrap();
@@ -757,13 +764,13 @@ async fn the_audit_fails_when_clickhouse_and_postgres_disagree() {
 
     // An entry that left the outbox without reaching ClickHouse.
     let lost = insert_entry(&mut conn, alice.main_account_id, &Entry::simple(now, 400)).await;
-    sqlx::query("DELETE FROM statement_outbox WHERE entry_id = $1").bind(lost).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM statement_outbox WHERE $1 = ANY(entry_ids)").bind(lost).execute(&pool).await.unwrap();
     let report = audit(&app).await;
     assert_eq!(report["ok"], json!(false), "{report:#}");
     let check = stores_check(&report);
     assert_eq!(check["ok"], json!(false));
     assert!(check["detail"].as_str().unwrap().contains("ClickHouse 3, PostgreSQL 4 of which 4 forwarded"), "{check}");
-    sqlx::query("INSERT INTO statement_outbox (entry_id, at) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO statement_outbox (entry_ids, at) VALUES (ARRAY[$1], $2)")
         .bind(lost)
         .bind(now)
         .execute(&pool)
@@ -848,7 +855,7 @@ async fn clickhouse_unreachable_for_a_while_loses_and_doubles_nothing() {
     for (status, body) in futures::future::join_all(sends).await {
         assert_eq!(status, 201, "{body}");
     }
-    let waiting = outbox_rows(&pool).await;
+    let waiting = outbox_entries(&pool).await;
     assert!(waiting >= 24, "{waiting} outbox rows");
 
     // The tuned routes answer from PostgreSQL, with every entry, and say so.
@@ -869,7 +876,7 @@ async fn clickhouse_unreachable_for_a_while_loses_and_doubles_nothing() {
         lags.push(get(&app, &alice, &path).await.lag_ms.unwrap());
     }
     assert!(lags[1] >= lags[0] + 60_000 && lags[2] >= lags[1] + 60_000, "lags {lags:?}");
-    assert!(outbox_rows(&pool).await >= waiting + 4);
+    assert!(outbox_entries(&pool).await >= waiting + 4);
     // The forwarder keeps trying and failing (it backs off, so wait for a failure or two).
     let started = std::time::Instant::now();
     loop {
@@ -938,7 +945,7 @@ async fn a_forwarder_killed_after_its_insert_replays_without_doubling() {
     transfer(&app, &bob, &alice, json!({"amount": 500})).await;
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
     assert_eq!(entries, 1 + 4 * 2);
-    assert_eq!(outbox_rows(&pool).await, entries);
+    assert_eq!(outbox_entries(&pool).await, entries);
     let clickhouse = clickhouse_client(&app);
     // No background merge may collapse the copies before they are counted below.
     clickhouse.query("SYSTEM STOP MERGES statement_entries").execute().await.unwrap();
@@ -954,7 +961,7 @@ async fn a_forwarder_killed_after_its_insert_replays_without_doubling() {
     assert_eq!(status.signal(), Some(6), "killed by SIGABRT: {status:?}");
     // In ClickHouse, and still in the outbox: the batch will be sent again.
     assert_eq!(stored_copies(&clickhouse).await, (entries, entries));
-    assert_eq!(outbox_rows(&pool).await, entries);
+    assert_eq!(outbox_entries(&pool).await, entries);
     // Meanwhile reads show each entry once, and the audit accepts a copy that is ahead.
     let report = app.assert_audit_ok().await;
     assert!(stores_check(&report)["detail"]
