@@ -50,6 +50,7 @@ impl AppState {
             self.metrics.clone(),
         )
         .with_ledger(self.ledger.clone())
+        .with_daily_charge_limit(self.config.daily_charge_limit_krw)
     }
 }
 

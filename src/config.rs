@@ -97,6 +97,10 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The most a user may top up per business day unless `MINIPAY_DAILY_CHARGE_LIMIT_KRW` says
+/// otherwise (API.md).
+pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
@@ -146,7 +150,7 @@ impl Config {
             clock_mode,
             admin_token: var("MINIPAY_ADMIN_TOKEN"),
             tz,
-            daily_charge_limit_krw: parsed("MINIPAY_DAILY_CHARGE_LIMIT_KRW", 3_000_000)?,
+            daily_charge_limit_krw: parsed("MINIPAY_DAILY_CHARGE_LIMIT_KRW", DAILY_CHARGE_LIMIT_KRW_DEFAULT)?,
             db_pool_size: parsed("MINIPAY_DB_POOL_SIZE", 32)?,
             request_timeout: Duration::from_millis(parsed("MINIPAY_REQUEST_TIMEOUT_MS", 10_000)?),
             request_body_limit_bytes: parsed("MINIPAY_REQUEST_BODY_LIMIT_BYTES", 64 * 1024)?,

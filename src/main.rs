@@ -45,9 +45,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// Run one job by name for the current time, catching up missed business dates: reminders
-    /// or retention (interest, installments and pending-expiry arrive with their features).
-    /// Safe beside running servers: each job runs once per date.
+    /// Run one job by name for the current time, catching up missed business dates: interest,
+    /// installments, pending-expiry, reminders, retention or audit. Safe beside running
+    /// servers: each job runs once per date.
     Run { name: String },
 }
 
@@ -185,8 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.ledger.clone(),
                 metrics.clone(),
             );
-            let runner =
-                Runner::new(pool.clone(), clickhouse, clock, config.tz, &config.jobs, metrics).with_ledger(writer);
+            let runner = Runner::new(pool.clone(), clickhouse, clock, config.tz, &config.jobs, metrics)
+                .with_ledger(writer)
+                .with_daily_charge_limit(config.daily_charge_limit_krw);
             let run = jobs::run(&runner, job).await;
             drop(runner);
             writer_tasks.join().await;
@@ -202,10 +203,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit => {
             let config = Config::from_env()?;
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            let report = ledger::audit::run(&pool, config.daily_charge_limit_krw, config.tz).await?;
             let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
             let now = Clock::new(config.clock_mode).now();
-            let report = report.with(ledger::audit::stores_agree(&pool, &clickhouse, now).await);
+            let report =
+                ledger::audit::full(&pool, &clickhouse, now, config.daily_charge_limit_krw, config.tz, &Metrics::new())
+                    .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

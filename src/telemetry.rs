@@ -97,7 +97,12 @@ pub struct Metrics {
     pub ledger_queue_full: Counter,
     pub ledger_batch_size: Histogram,
     pub ledger_queue_depth: Gauge,
+    /// Audits run in this process (`GET /admin/audit`, the `audit` job).
+    pub audit_runs: Counter,
+    /// Audits that found a broken invariant or could not compare the stores.
     pub audit_failures: Counter,
+    /// Whether the latest audit passed (1) or not (0); rendered as -1 before the first.
+    pub audit_last_ok: Gauge,
     /// Now minus the time of the oldest entry still in the outbox (0 when empty).
     pub history_lag_ms: Gauge,
     pub history_entries_forwarded: Counter,
@@ -170,7 +175,12 @@ impl Metrics {
             "Commands refused because the writer queue was full.",
             self.ledger_queue_full.get(),
         );
-        counter("minipay_audit_failures_total", "Audit runs that found a broken invariant.", self.audit_failures.get());
+        counter("minipay_audit_runs_total", "Audits run (admin route and the daily audit job).", self.audit_runs.get());
+        counter(
+            "minipay_audit_failures_total",
+            "Audits that found a broken invariant or could not compare the stores.",
+            self.audit_failures.get(),
+        );
         counter(
             "minipay_history_entries_forwarded_total",
             "Statement entries copied from the outbox to ClickHouse (replays included).",
@@ -209,6 +219,11 @@ impl Metrics {
             "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
             self.history_lag_ms.get()
         );
+        let audit_last_ok = if self.audit_runs.get() == 0 { -1 } else { self.audit_last_ok.get() };
+        let _ = writeln!(
+            out,
+            "# HELP minipay_audit_last_ok Whether the latest audit passed (1) or not (0); -1 before the first.\n# TYPE minipay_audit_last_ok gauge\nminipay_audit_last_ok {audit_last_ok}"
+        );
         let _ = writeln!(
             out,
             "# HELP minipay_ledger_queue_depth Commands waiting for a ledger writer.\n# TYPE minipay_ledger_queue_depth gauge\nminipay_ledger_queue_depth {}",
@@ -244,6 +259,15 @@ mod tests {
         assert!(text.contains("minipay_ledger_batch_size_bucket{le=\"200\"} 3"));
         assert!(text.contains("minipay_ledger_batch_size_sum 158"));
         assert!(text.contains("minipay_ledger_batch_size_max 150"));
+    }
+
+    #[test]
+    fn the_audit_gauge_says_unknown_until_an_audit_ran() {
+        let metrics = Metrics::default();
+        assert!(metrics.render().contains("\nminipay_audit_last_ok -1\n"));
+        metrics.audit_runs.add(1);
+        metrics.audit_last_ok.set(1);
+        assert!(metrics.render().contains("\nminipay_audit_last_ok 1\n"));
     }
 
     #[test]

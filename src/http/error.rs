@@ -41,7 +41,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 /// The problem+json body. `code` is the stable, machine-readable part.
@@ -122,13 +122,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer while PostgreSQL cannot be reached: a 503 the client may retry, not a 500.
+fn database_unavailable(error: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %error, "database unavailable");
+    ApiError::Unavailable("the database is unavailable; retry shortly".to_owned())
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::store::tx::is_connection_error(&error) {
-            tracing::warn!(%error, "database unavailable");
-            ApiError::Unavailable("the database is unavailable; retry shortly".to_owned())
+            database_unavailable(&error)
         } else {
             ApiError::Internal(error.into())
+        }
+    }
+}
+
+/// Errors with context (jobs, partitions) are internal, unless a lost database connection is
+/// somewhere in their chain.
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        let unreachable = error
+            .chain()
+            .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(crate::store::tx::is_connection_error));
+        if unreachable {
+            database_unavailable(&format!("{error:#}"))
+        } else {
+            ApiError::Internal(error)
         }
     }
 }

@@ -27,6 +27,7 @@
 //!
 //! The name, schedule, HTTP route, CLI command, locking, resume and metrics come with it.
 
+pub mod audit;
 pub mod installments;
 pub mod interest;
 pub mod pending_expiry;
@@ -53,16 +54,23 @@ pub enum JobName {
     PendingExpiry,
     Reminders,
     Retention,
+    Audit,
 }
 
 /// Every job name the API knows, as the routes spell them.
-pub const JOB_NAMES: [&str; 5] = ["interest", "installments", "pending-expiry", "reminders", "retention"];
+pub const JOB_NAMES: [&str; 6] = ["interest", "installments", "pending-expiry", "reminders", "retention", "audit"];
 
 impl JobName {
     /// In the order a scheduler tick runs them: expiry before reminders, so that a transfer
-    /// expiring now is not reminded of first.
-    pub const ALL: [JobName; 5] =
-        [JobName::Interest, JobName::Installments, JobName::PendingExpiry, JobName::Reminders, JobName::Retention];
+    /// expiring now is not reminded of first; the audit last, after whatever else was due.
+    pub const ALL: [JobName; 6] = [
+        JobName::Interest,
+        JobName::Installments,
+        JobName::PendingExpiry,
+        JobName::Reminders,
+        JobName::Retention,
+        JobName::Audit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,6 +79,7 @@ impl JobName {
             JobName::PendingExpiry => "pending-expiry",
             JobName::Reminders => "reminders",
             JobName::Retention => "retention",
+            JobName::Audit => "audit",
         }
     }
 
@@ -87,6 +96,7 @@ impl JobName {
             JobName::PendingExpiry => 2,
             JobName::Reminders => 3,
             JobName::Retention => 4,
+            JobName::Audit => 5,
         }
     }
 
@@ -100,6 +110,9 @@ impl JobName {
             JobName::PendingExpiry | JobName::Reminders => Schedule::Frequent,
             // Dropping what is older than a year as of the latest date covers every missed one.
             JobName::Retention => Schedule::Daily { at: at(3), catch_up_days: 1 },
+            // After retention (03:00) and interest (04:00), before installments (08:00) and
+            // the day's traffic; an audit as of now covers every missed date.
+            JobName::Audit => Schedule::Daily { at: at(5), catch_up_days: 1 },
         }
     }
 }
@@ -143,6 +156,10 @@ pub struct JobContext<'a> {
     pub tz: Tz,
     /// The most items one chunk may handle.
     pub chunk_size: usize,
+    /// The configured daily top-up limit (for the audit).
+    pub daily_charge_limit_krw: i64,
+    /// The process's metrics, for jobs that export more than the runner counts (the audit).
+    pub metrics: &'a crate::telemetry::Metrics,
 }
 
 /// What a chunk did.
@@ -206,6 +223,7 @@ pub async fn run(runner: &Runner, name: JobName) -> anyhow::Result<RunReport> {
         JobName::Interest => runner.run(&interest::Interest).await,
         JobName::PendingExpiry => runner.run(&pending_expiry::PendingExpiry).await,
         JobName::Installments => runner.run(&installments::Installments).await,
+        JobName::Audit => runner.run(&audit::Audit).await,
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Runner {
     stop: Option<Shutdown>,
     /// For jobs that move money through the ledger writer (installments).
     ledger: Option<LedgerWriter>,
+    /// The top-up limit the audit checks the daily counters against.
+    daily_charge_limit_krw: i64,
 }
 
 impl Runner {
@@ -129,16 +131,24 @@ impl Runner {
             metrics,
             stop: None,
             ledger: None,
+            daily_charge_limit_krw: crate::config::DAILY_CHARGE_LIMIT_KRW_DEFAULT,
         }
     }
 
-    /// Stops between chunks once `shutdown` fires (the scheduler's runs); the dates left
-    /// `running` go on at the next run.
     /// Lets jobs submit ledger commands.
     pub fn with_ledger(mut self, ledger: LedgerWriter) -> Runner {
         self.ledger = Some(ledger);
         self
     }
+
+    /// The configured daily top-up limit (the audit job checks the counters against it).
+    pub fn with_daily_charge_limit(mut self, daily_charge_limit_krw: i64) -> Runner {
+        self.daily_charge_limit_krw = daily_charge_limit_krw;
+        self
+    }
+
+    /// Stops between chunks once `shutdown` fires (the scheduler's runs); the dates left
+    /// `running` go on at the next run.
 
     pub fn stopping_on(mut self, shutdown: Shutdown) -> Runner {
         self.stop = Some(shutdown);
@@ -280,6 +290,8 @@ impl Runner {
             due_at,
             tz: self.tz,
             chunk_size: self.chunk_size,
+            daily_charge_limit_krw: self.daily_charge_limit_krw,
+            metrics: &self.metrics,
         };
         let mut run = DateRun { resumed: attempt.resumed, ..DateRun::untouched(date, DateOutcome::Interrupted) };
         let mut cursor = attempt.cursor;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::history::clickhouse::ClickHouse;
+use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
@@ -33,6 +34,34 @@ impl AuditReport {
         self.checks.push(check);
         AuditReport::new(self.checks)
     }
+}
+
+/// The whole audit: every ledger invariant ([`run`]) and the agreement of PostgreSQL and
+/// ClickHouse ([`stores_agree`]), counted in `metrics` and logged at error level when anything
+/// fails. What `GET /admin/audit`, `minipay audit` and the daily `audit` job run.
+pub async fn full(
+    pool: &PgPool,
+    clickhouse: &ClickHouse,
+    now: DateTime<Utc>,
+    daily_charge_limit_krw: i64,
+    tz: chrono_tz::Tz,
+    metrics: &Metrics,
+) -> sqlx::Result<AuditReport> {
+    let report = run(pool, daily_charge_limit_krw, tz).await?;
+    let report = report.with(stores_agree(pool, clickhouse, now).await);
+    metrics.audit_runs.add(1);
+    metrics.audit_last_ok.set(i64::from(report.ok));
+    if !report.ok {
+        metrics.audit_failures.add(1);
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|check| !check.ok)
+            .map(|check| format!("{}: {}", check.name, check.detail))
+            .collect();
+        tracing::error!(failed = ?failed, "ledger audit failed");
+    }
+    Ok(report)
 }
 
 /// Runs every check in one REPEATABLE READ snapshot, so that movements committing meanwhile

@@ -4,6 +4,7 @@
 //! them held the gate three times as long.)
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -16,12 +17,33 @@ use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 
-/// Connections for the ledger writers: one each, plus one spare.
+/// Idle time after which the kernel starts probing a writer's connection, and the time after
+/// which unacknowledged data or unanswered probes give it up: a PostgreSQL host that vanishes
+/// without closing its connections fails the batch in flight instead of holding a writer for
+/// the kernel's default quarter of an hour.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections for the ledger writers: one each, plus one spare. Connecting, waiting for a
+/// connection and checking a returned one are bounded like the sqlx pool's acquire, so that
+/// while PostgreSQL is down a batch fails (its callers get 503) instead of waiting, and the
+/// writers go on once it is back.
 pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = database_url.parse()?;
+    let mut config: tokio_postgres::Config = database_url.parse()?;
+    config
+        .connect_timeout(crate::store::POOL_ACQUIRE_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
     let manager =
         Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Ok(Pool::builder(manager).max_size(writers + 1).build()?)
+    Ok(Pool::builder(manager)
+        .max_size(writers + 1)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(crate::store::POOL_ACQUIRE_TIMEOUT))
+        .create_timeout(Some(crate::store::POOL_ACQUIRE_TIMEOUT))
+        .recycle_timeout(Some(crate::store::POOL_ACQUIRE_TIMEOUT))
+        .build()?)
 }
 
 /// The gate lock must come before any query (see migrations/*_batch_gate.sql).

@@ -17,8 +17,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-/// Time to wait for a pooled connection before answering 503.
-const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to wait for a pooled connection before answering 503 (the ledger writers' pool too).
+pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = database_url.parse()?;

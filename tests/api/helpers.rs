@@ -14,7 +14,7 @@ use minipay::shutdown::Shutdown;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -372,6 +372,15 @@ pub struct ServerProcess {
     child: tokio::process::Child,
 }
 
+impl ServerProcess {
+    /// Kills the server with SIGKILL, as a crash would (nothing drained, nothing flushed), and
+    /// waits until it is gone.
+    pub async fn crash(mut self) -> std::process::ExitStatus {
+        let _ = self.child.start_kill();
+        self.child.wait().await.expect("wait for the killed server")
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
@@ -491,4 +500,38 @@ async fn proxy_connection(mut client: TcpStream, target: SocketAddr, mut cut: wa
             let _ = server.set_zero_linger();
         }
     }
+}
+
+/// Statement entries still waiting in the outbox (each outbox row names a transaction's entries).
+pub async fn outbox_entries(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(cardinality(entry_ids)), 0)::int8 FROM statement_outbox")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Polls (short sleeps) until a forwarder running elsewhere has emptied the outbox; fails
+/// after `bound`.
+pub async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting = outbox_entries(pool).await;
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the forwarder did not empty the outbox within {bound:?}: {waiting} entries left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A series' value from `/metrics` at `base` (with its labels, e.g.
+/// `minipay_job_runs_total{job="audit"}`).
+pub async fn metric_at(client: &reqwest::Client, base: &str, series: &str) -> i64 {
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
 }

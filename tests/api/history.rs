@@ -101,30 +101,6 @@ async fn drain(forwarder: &Forwarder) -> usize {
     panic!("the outbox did not drain");
 }
 
-async fn outbox_entries(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT coalesce(sum(cardinality(entry_ids)), 0)::int8 FROM statement_outbox")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-/// Polls (short sleeps) until a forwarder running elsewhere has emptied the outbox; fails
-/// after `bound`.
-async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
-    let started = std::time::Instant::now();
-    loop {
-        let waiting = outbox_entries(pool).await;
-        if waiting == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < bound,
-            "the forwarder did not empty the outbox within {bound:?}: {waiting} rows left"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// A client of the shared ClickHouse server, in the test's database.
 fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
     clickhouse::Client::default()

@@ -568,7 +568,21 @@ async fn a_process_that_dies_between_chunks_is_resumed_without_a_second_reminder
             .unwrap();
     assert_eq!(row, ("running".to_owned(), 6, 2));
 
-    // The lock died with the process: the next run takes the date over and does the rest.
+    // The lock dies with the process, once PostgreSQL has noticed its connection closed (on a
+    // busy machine that can come after the process's exit): the next run takes the date over
+    // and does the rest.
+    let started = std::time::Instant::now();
+    while count(
+        &mut conn,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+          WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    )
+    .await
+        > 0
+    {
+        assert!(started.elapsed() < StdDuration::from_secs(10), "the dead process's lock is still held");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
     let report = run_job(&app, "reminders").await;
     assert_eq!(report["processed"], json!(4), "{report}");
     assert_eq!(report["dates"][0]["resumed"], json!(true), "{report}");
@@ -580,4 +594,91 @@ async fn a_process_that_dies_between_chunks_is_resumed_without_a_second_reminder
             .await
             .unwrap();
     assert_eq!(row, ("done".to_owned(), 10, 2));
+}
+
+/// 05:00 in Seoul on the business date `days` after the app clock's.
+async fn five_am_kst_in(app: &TestApp, days: u64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let seoul = chrono_tz::Asia::Seoul;
+    let date = app.clock_now().await.with_timezone(&seoul).date_naive() + chrono::Days::new(days);
+    seoul.from_local_datetime(&date.and_hms_opt(5, 0, 0).unwrap()).single().unwrap().with_timezone(&Utc)
+}
+
+fn failed_checks(report: &Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .expect("the audit job lists its checks")
+        .iter()
+        .filter(|check| check["ok"] != json!(true))
+        .map(|check| check["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The daily audit (05:00): on a healthy ledger it passes and `/metrics` says so; once a
+/// balance is changed behind the ledger's back (no ledger row), the next day's run reports
+/// the mismatch, counts it and logs it, and so does `minipay jobs run audit`.
+#[tokio::test]
+async fn the_daily_audit_job_finds_a_balance_changed_without_a_ledger_row() {
+    let app = spawn_app().await;
+    let alice = app.funded("alice", 50_000).await;
+    let bob = app.funded("bob", 0).await;
+    let (status, body) = app
+        .post("/v1/transfers", Some(&alice.token), json!({"to_account_id": bob.main_account_id, "amount": 10_000}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_last_ok").await, -1, "no audit yet");
+
+    let first_day = five_am_kst_in(&app, 1).await;
+    app.set_clock(&first_day.to_rfc3339()).await;
+    let report = run_job(&app, "audit").await;
+    assert_eq!(report["ok"], json!(true), "{report:#}");
+    assert_eq!(failed_checks(&report), Vec::<&str>::new());
+    let checks = report["checks"].as_array().unwrap().len();
+    assert!(checks >= 7, "{report:#}");
+    assert_eq!(report["processed"], json!(checks));
+    assert_eq!(report["dates"][0]["outcome"], json!("done"), "{report:#}");
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_last_ok").await, 1);
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_failures_total").await, 0);
+    assert_eq!(metric_at(&app.client, &app.base, r#"minipay_job_runs_total{job="audit"}"#).await, 1);
+    // Once per business date: asked again the same day, it has nothing to do.
+    let again = run_job(&app, "audit").await;
+    assert_eq!((again["processed"].clone(), again["ok"].clone()), (json!(0), Value::Null), "{again:#}");
+
+    // Money from nowhere: a balance bumped in SQL, without a ledger row.
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("UPDATE accounts SET credits_posted = credits_posted + 1000 WHERE id = $1")
+        .bind(bob.main_account_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    app.set_clock(&five_am_kst_in(&app, 1).await.to_rfc3339()).await;
+    let report = run_job(&app, "audit").await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    assert_eq!(failed_checks(&report), vec!["posted-balances-sum-to-zero", "accounts-match-ledger"], "{report:#}");
+    let mismatch = report["checks"].as_array().unwrap().iter().find(|check| check["name"] == "accounts-match-ledger");
+    assert!(mismatch.unwrap()["detail"].as_str().unwrap().contains(&bob.main_account_id.to_string()), "{report:#}");
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_last_ok").await, 0);
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_failures_total").await, 1);
+    assert_eq!(metric_at(&app.client, &app.base, "minipay_audit_runs_total").await, 2);
+    // The date is done all the same: the finding is reported, not retried every tick.
+    assert_eq!(metric_at(&app.client, &app.base, r#"minipay_job_runs_total{job="audit"}"#).await, 2);
+    assert_eq!(metric_at(&app.client, &app.base, r#"minipay_job_failures_total{job="audit"}"#).await, 0);
+
+    // The command runs the same job (for its own clock's date) and logs the mismatch.
+    let output = minipay_command(&app, "jobs")
+        .args(["run", "audit"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the command prints its report");
+    assert_eq!(report["job"], json!("audit"), "{report:#}");
+    assert_eq!(failed_checks(&report), vec!["posted-balances-sum-to-zero", "accounts-match-ledger"], "{report:#}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("ERROR") && log.contains("ledger audit failed") && log.contains("accounts-match-ledger"),
+        "{log}"
+    );
 }

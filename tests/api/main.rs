@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod crash;
 mod helpers;
 mod history;
 mod idempotency;
@@ -9,6 +10,7 @@ mod interest;
 mod jobs;
 mod notifications;
 mod openapi;
+mod outages;
 mod pending;
 mod retention;
 mod savings;
