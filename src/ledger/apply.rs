@@ -256,6 +256,9 @@ pub struct Posting {
     pub flags: PostingFlags,
     /// The user-visible transfer this row belongs to (the transfer and its auto top-up).
     pub transfer_id: Option<i64>,
+    /// For a top-up (`charge`): the business day whose limit it counts against, which for a
+    /// caught-up installment is not the day it is booked.
+    pub charged_for: Option<NaiveDate>,
     /// Available balances right after this posting, for the statement entries.
     pub debit_available_after: i64,
     pub credit_available_after: i64,
@@ -569,6 +572,7 @@ impl<'a> Staged<'a> {
             kind,
             flags,
             transfer_id: self.transfer_id,
+            charged_for: (kind == PostingKind::Charge).then_some(self.limit_date),
             debit_available_after,
             credit_available_after,
         });

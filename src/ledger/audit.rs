@@ -141,10 +141,13 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
         },
     });
 
-    // Each daily counter equals the top-ups booked that business day, and stays in the limit.
+    // Each daily counter equals the top-ups booked for that business day (an installment's
+    // top-up counts for the installment's day, even when it is booked later), and stays in the
+    // limit.
     let (counter_mismatches, over_limit): (i64, i64) = sqlx::query_as(
         "WITH booked AS (
-            SELECT a.user_id, (l.created_at AT TIME ZONE $2)::date AS business_date, sum(l.amount) AS amount
+            SELECT a.user_id, COALESCE(l.charged_for, (l.created_at AT TIME ZONE $2)::date) AS business_date,
+                   sum(l.amount) AS amount
               FROM ledger_transfers l JOIN accounts a ON a.id = l.credit_account_id
              WHERE l.debit_account_id = 1 AND l.kind = 'charge' AND a.user_id IS NOT NULL
              GROUP BY 1, 2

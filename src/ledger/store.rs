@@ -91,10 +91,12 @@ const WRITE: &str = "WITH updated AS (
          WHERE a.id = v.id
         RETURNING 1
      ), inserted AS (
-        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id)
-        SELECT nextval('ledger_transfers_id_seq'), $8, t.debit, t.credit, t.amount, t.kind, t.flags, t.transfer_id
-          FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::int8[]) WITH ORDINALITY
-               AS t(debit, credit, amount, kind, flags, transfer_id, position)
+        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id,
+                                      charged_for)
+        SELECT nextval('ledger_transfers_id_seq'), $8, t.debit, t.credit, t.amount, t.kind, t.flags, t.transfer_id,
+               t.charged_for
+          FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::int8[], $58::date[]) WITH ORDINALITY
+               AS t(debit, credit, amount, kind, flags, transfer_id, charged_for, position)
          ORDER BY t.position
         RETURNING 1
      ), counted AS (
@@ -323,6 +325,7 @@ pub async fn write_and_commit(
     let kinds: Vec<&str> = postings.iter().map(|p| p.kind.as_str()).collect();
     let flags: Vec<&str> = postings.iter().map(|p| p.flags.as_str()).collect();
     let posting_transfer_ids: Vec<Option<i64>> = postings.iter().map(|p| p.transfer_id).collect();
+    let charged_for: Vec<Option<NaiveDate>> = postings.iter().map(|p| p.charged_for).collect();
     let daily_users: Vec<i64> = daily.iter().map(|((user, _), _)| *user).collect();
     let daily_dates: Vec<NaiveDate> = daily.iter().map(|((_, date), _)| *date).collect();
     let daily_used: Vec<i64> = daily.iter().map(|(_, used)| *used).collect();
@@ -364,7 +367,7 @@ pub async fn write_and_commit(
     let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 57] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 58] = [
         &account_ids,
         &debits_posted,
         &credits_posted,
@@ -422,6 +425,7 @@ pub async fn write_and_commit(
         &installment_through,
         &installments_missed,
         &installment_missed_on,
+        &charged_for,
     ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

@@ -261,3 +261,24 @@ async fn a_server_that_dies_between_interest_chunks_is_resumed_and_pays_nobody_t
     }
     app.assert_audit_ok().await;
 }
+
+/// Installments missed while the service was down are caught up once per day, each top-up
+/// counted against the limit of the day its installment is for, and the audit (which compares
+/// the daily counters with the ledger's top-ups) agrees.
+#[tokio::test]
+async fn caught_up_installments_count_their_top_ups_against_their_own_days() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let alice = app.signup("alice").await;
+    let fixed = open_fixed(&app, &alice, 10_000).await;
+    // Down from before 12-02 08:00 until 12-04 09:00: three installments owed.
+    app.set_clock("2026-12-04T09:00:00+09:00").await;
+    let report = run_job(&app, "installments").await;
+    assert_eq!((report["taken"].as_i64(), report["auto_charged_krw"].as_i64()), (Some(3), Some(30_000)), "{report}");
+    let alice = fresh(&app, &alice).await;
+    assert_eq!(app.account(&alice, fixed).await["balance"], json!(30_000));
+    assert_eq!(app.balance(&alice).await, 0);
+    // Only 12-04's own top-up counts today.
+    assert_eq!(app.me(&alice).await["daily_charge"]["used"], json!(10_000));
+    app.assert_audit_ok().await;
+}
