@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::domain::business_day;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::Forwarder;
+use crate::http::login_limit::LoginLimiter;
 use crate::jobs::runner::Runner;
 use crate::jobs::scheduler::Scheduler;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
@@ -32,6 +33,7 @@ pub struct AppState {
     pub clickhouse: ClickHouse,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionCache>,
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
@@ -102,7 +104,9 @@ impl Application {
         );
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
-        let state = AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics, sessions };
+        let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
+        let state =
+            AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics, sessions, login_limiter };
         Ok(Application { listener, state, writer_tasks })
     }
 
@@ -135,7 +139,9 @@ impl Application {
         });
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
-        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        // The peer address feeds the per-address log-in limit.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
         // The router (and with it every LedgerWriter handle) is gone: the writers finish
         // what is queued and stop.
         writer_tasks.join().await;

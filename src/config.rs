@@ -36,6 +36,14 @@ pub struct Config {
     /// can show that a crash there replays the batch without showing it twice.
     pub forwarder_abort_after_insert: bool,
     pub jobs: JobsConfig,
+    /// Log-in and sign-up rate limits (`MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE`,
+    /// `MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE`; 0 turns one off).
+    pub login_limits: crate::http::login_limit::LoginLimits,
+    /// Whether the client address is taken from the last `X-Forwarded-For` entry (the one the
+    /// proxy in front added) rather than from the socket (`MINIPAY_TRUST_X_FORWARDED_FOR=1`).
+    /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
+    /// address and escape the per-address limit.
+    pub trust_forwarded_for: bool,
 }
 
 /// The scheduler and the job runner (DESIGN.md, "Jobs and time").
@@ -93,6 +101,8 @@ impl std::fmt::Debug for Config {
             .field("forwarder", &self.forwarder)
             .field("forwarder_abort_after_insert", &self.forwarder_abort_after_insert)
             .field("jobs", &self.jobs)
+            .field("login_limits", &self.login_limits)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +151,12 @@ impl Config {
             Some(other) => return Err(anyhow!("MINIPAY_SCHEDULER={other:?}: expected on or off")),
         };
         let jobs_defaults = JobsConfig::default();
+        let trust_forwarded_for = match var("MINIPAY_TRUST_X_FORWARDED_FOR").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(anyhow!("MINIPAY_TRUST_X_FORWARDED_FOR={other:?}: expected 0 or 1")),
+        };
+        let login_defaults = crate::http::login_limit::LoginLimits::default();
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -188,6 +204,17 @@ impl Config {
                     })
                     .transpose()?,
             },
+            login_limits: crate::http::login_limit::LoginLimits {
+                failures_per_name_per_minute: parsed(
+                    "MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE",
+                    login_defaults.failures_per_name_per_minute,
+                )?,
+                attempts_per_address_per_minute: parsed(
+                    "MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE",
+                    login_defaults.attempts_per_address_per_minute,
+                )?,
+            },
+            trust_forwarded_for,
         })
         .and_then(Config::validated)
     }

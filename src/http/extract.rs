@@ -1,7 +1,9 @@
 //! Extractors whose rejections are our problem+json errors, and the bearer-token callers.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
@@ -104,5 +106,31 @@ impl FromRequestParts<AppState> for Admin {
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// The client's address, for per-address limits: the socket's peer, or with
+/// `MINIPAY_TRUST_X_FORWARDED_FOR=1` the last `X-Forwarded-For` entry (the address the proxy in
+/// front of us saw; entries before it are whatever the client wrote). Unspecified when neither
+/// is known (a router served without connection info), so such callers share one budget.
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let forwarded = || {
+            parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .last()
+                .and_then(|entry| entry.trim().parse::<IpAddr>().ok())
+        };
+        let peer = || parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let address = if state.config.trust_forwarded_for { forwarded().or_else(peer) } else { peer() };
+        Ok(ClientAddress(address.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))))
     }
 }

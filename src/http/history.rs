@@ -141,6 +141,7 @@ impl From<Summary> for SummaryView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// RFC 3339, inclusive.
     pub from: Option<String>,
@@ -153,6 +154,7 @@ pub struct HistoryQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NaiveHistoryQuery {
     /// RFC 3339, inclusive.
     pub from: Option<String>,
@@ -165,6 +167,7 @@ pub struct NaiveHistoryQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// RFC 3339, inclusive.
     pub from: Option<String>,

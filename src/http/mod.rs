@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod history;
 pub mod idempotency;
+pub mod login_limit;
 pub mod money;
 pub mod notifications;
 pub mod ops;

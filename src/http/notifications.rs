@@ -46,6 +46,7 @@ pub struct NotificationList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// Only notifications with a larger id: the last id of the previous page. From the
     /// beginning when absent.

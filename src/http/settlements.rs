@@ -104,6 +104,7 @@ pub struct SettlementList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SettlementQuery {
     /// `requested` (asked by the caller) or `owed` (the caller is asked to pay a share, paid
     /// or not); both when absent.

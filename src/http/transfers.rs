@@ -22,7 +22,10 @@ use crate::ledger::apply::Resolution;
 use crate::ledger::{Command, Outcome};
 use crate::store::transfers::{self, Direction};
 
+/// Unknown fields are refused: a client that believes it can choose the source account (it is
+/// always the caller's main account) must hear no rather than pay from somewhere else.
 #[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Another user's main account.
     pub to_account_id: i64,
@@ -75,6 +78,7 @@ pub struct TransferList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TransferQuery {
     /// `incoming` or `outgoing`; both when absent.
     pub direction: Option<String>,

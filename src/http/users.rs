@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken};
+use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken, ClientAddress};
 use crate::app::AppState;
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
+use crate::http::login_limit::RetryAfter;
 use crate::store::sessions;
 use crate::store::users::{self, User, UserStoreError};
 
@@ -91,14 +92,23 @@ fn name_taken(error: UserStoreError) -> ApiError {
     }
 }
 
-/// Signs up a user; their main account is created in the same transaction.
+fn too_many(retry_after: RetryAfter) -> ApiError {
+    ApiError::TooManyRequests { retry_after_secs: retry_after.secs }
+}
+
+/// Signs up a user; their main account is created in the same transaction. Sign-ups count
+/// against the per-address log-in limit (they cost a password hash too).
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
     responses((status = 201, body = UserView), (status = 409, body = Problem, description = "name-taken"),
-              (status = 422, body = Problem, description = "validation-failed")))]
+              (status = 422, body = Problem, description = "validation-failed"),
+              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn create_user(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
+    state.login_limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
     let cost = state.config.password_hash_cost;
@@ -110,19 +120,32 @@ pub async fn create_user(
 }
 
 /// Logs in: returns a bearer token valid until `expires_at`.
+///
+/// Rate limited: every attempt counts against the client address
+/// (`MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE`, default 100), and failed attempts against
+/// the name (`MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE`, default 10; a success clears them).
+/// Over either limit the answer is 429 `too-many-requests` with `Retry-After`, even for the
+/// right password.
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
-    responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized")))]
+    responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized"),
+              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn create_session(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    let limiter = &state.login_limiter;
+    limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
     // A name that could never have signed up (too long, control characters such as NUL that
-    // PostgreSQL text refuses) matches no user: no database round trip.
+    // PostgreSQL text refuses) matches no user: no database round trip, and no slot in the
+    // per-name limiter.
     if UserName::parse(&body.name).is_err()
         || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
     {
         return Err(ApiError::Unauthorized);
     }
+    limiter.may_log_in(&body.name, state.clock.now()).map_err(too_many)?;
     let mut conn = state.pool.acquire().await?;
     let found = users::credentials(&mut conn, &body.name).await?;
     drop(conn);
@@ -136,8 +159,12 @@ pub async fn create_session(
         .map_err(|error| ApiError::Internal(error.into()))?;
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
-        _ => return Err(ApiError::Unauthorized),
+        _ => {
+            limiter.failed(&body.name, state.clock.now());
+            return Err(ApiError::Unauthorized);
+        }
     };
+    limiter.succeeded(&body.name);
     let token = sessions::new_token();
     let now = state.clock.now();
     let expires_at = now + state.config.session_ttl;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use minipay::app::Application;
 use minipay::clock::ClockMode;
 use minipay::config::{Config, JobsConfig, LedgerConfig};
+use minipay::http::login_limit::LoginLimits;
 use minipay::shutdown::Shutdown;
 use rand::Rng;
 use reqwest::StatusCode;
@@ -116,6 +117,10 @@ pub fn test_config(database: &str) -> Config {
         forwarder_abort_after_insert: false,
         // With the manual clock the scheduler does not tick; jobs run through the admin route.
         jobs: JobsConfig::default(),
+        // Tests log in a lot from one address on a clock that stands still; the rate-limit
+        // tests turn the limits on.
+        login_limits: LoginLimits { failures_per_name_per_minute: 0, attempts_per_address_per_minute: 0 },
+        trust_forwarded_for: false,
     }
 }
 
@@ -358,6 +363,8 @@ pub fn minipay_command(app: &TestApp, subcommand: &str) -> tokio::process::Comma
         .env("MINIPAY_CLOCK", "manual")
         .env("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("MINIPAY_DB_POOL_SIZE", "10")
+        .env("MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE", "0")
+        .env("MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

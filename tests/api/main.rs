@@ -1,13 +1,16 @@
 //! Black-box tests over HTTP against real PostgreSQL and ClickHouse (started by scripts/test).
 
 mod admin;
+mod authorization;
 mod bad_input;
 mod crash;
+mod fuzz;
 mod helpers;
 mod history;
 mod idempotency;
 mod interest;
 mod jobs;
+mod login_limits;
 mod notifications;
 mod openapi;
 mod outages;
