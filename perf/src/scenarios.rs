@@ -399,8 +399,8 @@ pub async fn batch_windows(
         users: traffic_users,
         ramp: Duration::from_secs(2),
         warmup: Duration::from_secs(1),
-        // Long enough to cover both jobs even if traffic slows them down severalfold.
-        duration: (quiet_total * 4 + Duration::from_secs(10)).max(Duration::from_secs(20)),
+        // Long enough to cover both jobs even if traffic slows them down threefold.
+        duration: (quiet_total * 3 + Duration::from_secs(10)).max(Duration::from_secs(20)),
     };
     eprintln!("  day under traffic: {traffic_users} daily users for {} s", shape.duration.as_secs());
     let load = tokio::spawn(load::run_scenario(shape, "daily users during the batch window", daily_user(population)));

@@ -25,7 +25,7 @@ pub struct Options {
     #[arg(long)]
     quick: bool,
     /// Virtual-user steps of each scenario, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100,200")]
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,25,50,100,200")]
     steps: Vec<usize>,
     /// Measured seconds of each step (default 15, --quick 5).
     #[arg(long)]
@@ -209,6 +209,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1)) {
         db.batch_execute(&sql).await.context("seeding savings accounts")?;
     }
+    // Installments done through today, so that the first window owes one date, not every day
+    // since the seed's opening date.
+    db.batch_execute(
+        "UPDATE accounts SET installment_through = (now() AT TIME ZONE 'Asia/Seoul')::date \
+         WHERE kind = 'savings' AND product = 'fixed'",
+    )
+    .await
+    .context("marking installments done")?;
     let pool = options.steps.iter().copied().max().unwrap_or(1) + 4;
     eprintln!("  signing up {pool} users");
     // A third of the daily limit: daily users top up and the clock stands still.
