@@ -169,7 +169,8 @@ pub fn payday(population: Arc<Population>) -> Iteration {
     })
 }
 
-/// Settlement evening: a user splits a bill with three friends, each of whom pays a share,
+/// Settlement evening: a user splits a bill with three friends (drawn at random from all
+/// users), each of whom pays a share,
 /// then the requester looks at the settlement.
 pub fn settlement(population: Arc<Population>) -> Iteration {
     Box::new(move |user, sequence| {
@@ -179,8 +180,20 @@ pub fn settlement(population: Arc<Population>) -> Iteration {
             let p = &population;
             let count = p.users.len();
             let me = &p.users[user % count];
-            let friends: Vec<&BenchUser> = (1..=3).map(|offset| &p.users[(user + offset) % count]).collect();
-            let total = rand::thread_rng().gen_range(10..=300) * 100;
+            // Three distinct friends drawn from everyone: fixed friends would pay for every one of
+            // the requester's bills and, with few users, run out of money and daily limit.
+            let (friends, total) = {
+                let mut rng = rand::thread_rng();
+                let mut picked: Vec<usize> = Vec::with_capacity(3);
+                while picked.len() < 3 {
+                    let friend = rng.gen_range(0..count);
+                    if friend != user % count && !picked.contains(&friend) {
+                        picked.push(friend);
+                    }
+                }
+                let friends: Vec<&BenchUser> = picked.into_iter().map(|friend| &p.users[friend]).collect();
+                (friends, rng.gen_range(10..=300) * 100)
+            };
             let mode = if sequence % 2 == 0 { "equal" } else { "random" };
             let request = json!({
                 "total": total,
