@@ -25,48 +25,48 @@ const SEED_PREFIX: &str = "seed";
 /// Page size of the (untimed) walk to a deep cursor: the largest the API allows.
 const WALK_PAGE_MAX: u64 = 200;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
     /// Statement entries to seed.
     #[arg(long, default_value_t = 10_000_000)]
-    entries: u64,
+    pub entries: u64,
     /// Seeded users (one main account each; the first is the hot account).
     #[arg(long, default_value_t = 100_000)]
-    users: u64,
+    pub users: u64,
     /// Percentage of all entries on the hot account.
     #[arg(long, default_value_t = 5)]
-    hot_percent: u32,
+    pub hot_percent: u32,
     /// Heavy accounts besides the hot one, each with --heavy-percent of all entries.
     #[arg(long, default_value_t = 4)]
-    heavy_accounts: u32,
+    pub heavy_accounts: u32,
     /// Percentage of all entries on each heavy account.
     #[arg(long, default_value_t = 2)]
-    heavy_percent: u32,
+    pub heavy_percent: u32,
     /// Keep the bench database when it already holds a complete seed of --entries entries
     /// with --heavy-accounts heavy accounts.
     #[arg(long)]
-    reuse_seed: bool,
+    pub reuse_seed: bool,
     /// PostgreSQL and ClickHouse database of the benchmark.
     #[arg(long, default_value = "minipay_history_bench")]
-    database: String,
+    pub database: String,
     /// Random ordinary accounts measured.
     #[arg(long, default_value_t = 100)]
-    accounts: usize,
+    pub accounts: usize,
     /// Measurements of each query per ordinary account.
     #[arg(long, default_value_t = 2)]
-    rounds: usize,
+    pub rounds: usize,
     /// Measurements of each query on the hot account.
     #[arg(long, default_value_t = 30)]
-    hot_samples: usize,
+    pub hot_samples: usize,
     /// Measurements of each query per heavy account.
     #[arg(long, default_value_t = 10)]
-    heavy_rounds: usize,
+    pub heavy_rounds: usize,
     /// The deep page, in percent of the way from an account's first page to its last.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=100))]
-    deep_percent: u64,
+    pub deep_percent: u64,
     /// Page size.
     #[arg(long, default_value_t = 50)]
-    limit: u64,
+    pub limit: u64,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -123,14 +123,14 @@ async fn run_minipay(arguments: &[String], bench_url: &str, database: &str) -> a
     Ok(())
 }
 
-struct BenchAccount {
-    id: i64,
-    token: String,
+pub struct BenchAccount {
+    pub id: i64,
+    pub token: String,
     /// The account's entries (naive `total`).
-    total: u64,
+    pub total: u64,
     /// The deep page index used for this account, and the cursor that reaches it.
-    deep_page: u64,
-    deep_cursor: Option<String>,
+    pub deep_page: u64,
+    pub deep_cursor: Option<String>,
 }
 
 impl BenchAccount {
@@ -140,12 +140,12 @@ impl BenchAccount {
 }
 
 #[derive(Default)]
-struct Samples {
-    naive_ms: Vec<f64>,
-    tuned_ms: Vec<f64>,
+pub struct Samples {
+    pub naive_ms: Vec<f64>,
+    pub tuned_ms: Vec<f64>,
 }
 
-fn percentile(samples: &[f64], percentile: f64) -> f64 {
+pub fn percentile(samples: &[f64], percentile: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
     }
@@ -320,7 +320,37 @@ fn describe_deep_pages(accounts: &[BenchAccount], limit: u64) -> String {
         .join("; ")
 }
 
+/// The history benchmark's measurements, with its server still running on the seeded
+/// database (for load on the same accounts) until `stop`.
+pub struct HistoryOutcome {
+    pub server: Server,
+    pub limit: u64,
+    pub hot_accounts: Vec<BenchAccount>,
+    pub heavy_accounts: Vec<BenchAccount>,
+    pub ordinary_accounts: Vec<BenchAccount>,
+    /// (query, accounts measured, naive and tuned milliseconds), in table order.
+    pub rows: Vec<(String, usize, Samples)>,
+    pub walk_seconds: f64,
+    pub fallbacks: u64,
+    pub mismatches: Vec<String>,
+}
+
+impl HistoryOutcome {
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    let outcome = measure(&options).await?;
+    print(&options, &outcome);
+    outcome.stop().await;
+    Ok(())
+}
+
+/// Seeds (or reuses the seed), starts the server and measures naive vs tuned; the server keeps
+/// running.
+pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
     let database = options.database.as_str();
@@ -435,8 +465,35 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             bench.measure(account, &mut heavy_first, &mut heavy_deep, &mut heavy_summary).await?;
         }
     }
-    server.stop().await;
+    let deep_label = format!("deep page ({}%)", options.deep_percent);
+    let mut rows = vec![
+        ("ordinary: first page".to_owned(), ordinary_accounts.len(), first),
+        (format!("ordinary: {deep_label}"), ordinary_accounts.len(), deep),
+        ("ordinary: summary, 30 days".to_owned(), ordinary_accounts.len(), summary),
+        ("hot: first page".to_owned(), 1, hot_first),
+        (format!("hot: {deep_label}"), 1, hot_deep),
+        ("hot: summary, 30 days".to_owned(), 1, hot_summary),
+    ];
+    if !heavy_accounts.is_empty() {
+        rows.push(("heavy: first page".to_owned(), heavy_accounts.len(), heavy_first));
+        rows.push((format!("heavy: {deep_label}"), heavy_accounts.len(), heavy_deep));
+        rows.push(("heavy: summary, 30 days".to_owned(), heavy_accounts.len(), heavy_summary));
+    }
+    Ok(HistoryOutcome {
+        server,
+        limit: options.limit,
+        hot_accounts,
+        heavy_accounts,
+        ordinary_accounts,
+        rows,
+        walk_seconds,
+        fallbacks: bench.fallbacks,
+        mismatches: bench.mismatches,
+    })
+}
 
+fn print(options: &Options, outcome: &HistoryOutcome) {
+    let HistoryOutcome { hot_accounts, heavy_accounts, ordinary_accounts, walk_seconds, .. } = outcome;
     let ordinary_mean_deep =
         ordinary_accounts.iter().map(|account| account.deep_page).sum::<u64>() as f64 / ordinary_accounts.len() as f64;
     let ordinary_mean_total =
@@ -455,17 +512,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|",
         "", "", "", "", "", "", "", "", ""
     );
-    let deep_label = format!("deep page ({}%)", options.deep_percent);
-    print_row("ordinary: first page", ordinary_accounts.len(), &first);
-    print_row(&format!("ordinary: {deep_label}"), ordinary_accounts.len(), &deep);
-    print_row("ordinary: summary, 30 days", ordinary_accounts.len(), &summary);
-    print_row("hot: first page", 1, &hot_first);
-    print_row(&format!("hot: {deep_label}"), 1, &hot_deep);
-    print_row("hot: summary, 30 days", 1, &hot_summary);
-    if !heavy_accounts.is_empty() {
-        print_row("heavy: first page", heavy_accounts.len(), &heavy_first);
-        print_row(&format!("heavy: {deep_label}"), heavy_accounts.len(), &heavy_deep);
-        print_row("heavy: summary, 30 days", heavy_accounts.len(), &heavy_summary);
+    for (label, accounts, samples) in &outcome.rows {
+        print_row(label, *accounts, samples);
     }
     println!();
     println!("times in ms; ratio = naive / tuned (above 1: tuned is faster).");
@@ -478,13 +526,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!("  heavy: {}", describe_deep_pages(&heavy_accounts, options.limit));
     }
     println!("  ordinary: mean k {ordinary_mean_deep:.1}, mean {ordinary_mean_total:.1} entries per account");
-    println!("tuned answers from the PostgreSQL fallback: {}", bench.fallbacks);
+    println!("tuned answers from the PostgreSQL fallback: {}", outcome.fallbacks);
     println!(
         "naive/tuned mismatches (entries compared field by field, summaries by totals): {}",
-        bench.mismatches.len()
+        outcome.mismatches.len()
     );
-    for mismatch in &bench.mismatches {
+    for mismatch in &outcome.mismatches {
         println!("  {mismatch}");
     }
-    Ok(())
 }

@@ -133,15 +133,20 @@ pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
     .await
 }
 
+/// The interest seed's statements for `accounts` savings accounts of `users` users.
+pub(crate) fn interest_seed(accounts: i64, users: i64) -> Vec<String> {
+    INTEREST_SEED
+        .iter()
+        .map(|sql| sql.replace("$USERS", &users.to_string()).replace("$ACCOUNTS", &accounts.to_string()))
+        .collect()
+}
+
 pub async fn interest(options: InterestOptions) -> anyhow::Result<()> {
     anyhow::ensure!(options.users >= 1 && options.accounts >= 1, "needs at least 1 user and 1 account");
-    let substitute = |sql: &&str| {
-        sql.replace("$USERS", &options.users.to_string()).replace("$ACCOUNTS", &options.accounts.to_string())
-    };
     run(JobBench {
         title: format!("interest benchmark — {} savings accounts, {} users, one date", options.accounts, options.users),
         database: "minipay_interest_bench",
-        seed: INTEREST_SEED.iter().map(substitute).collect(),
+        seed: interest_seed(options.accounts, options.users),
         job: "interest",
         left_sql: "SELECT count(*) FROM accounts WHERE kind = 'savings' AND interest_through < \
                    ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1",

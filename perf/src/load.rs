@@ -1,16 +1,23 @@
-//! A closed-loop HTTP load generator: N workers, each sending its next request as soon as the
-//! previous one is answered, for a fixed time. Records latency and status of every request,
-//! and how much CPU the generator itself used (to show it is not the bottleneck).
+//! A closed-loop HTTP load generator: N virtual users, started one after another over a ramp,
+//! each beginning its next iteration (one request, or a scenario's sequence of requests) as
+//! soon as the previous one is answered, for a fixed time. Records latency and outcome of
+//! every request per endpoint, and how much CPU the generator itself used (to show it is not
+//! the bottleneck).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 
+/// Requests of one endpoint (or of all endpoints together) in the measured window.
+#[derive(Clone, Default)]
 pub struct LoadReport {
     pub requests: u64,
     pub errors: u64,
     pub elapsed: Duration,
+    /// Sorted ascending.
     pub latencies_us: Vec<u32>,
     /// CPU seconds the generator process used per wall second (1.0 = one core).
     pub generator_cores: f64,
@@ -29,7 +36,88 @@ impl LoadReport {
         let index = ((self.latencies_us.len() as f64 - 1.0) * percentile).round() as usize;
         f64::from(self.latencies_us[index]) / 1000.0
     }
+
+    fn add(&mut self, sample: &Sample) {
+        self.requests += 1;
+        self.latencies_us.push(sample.latency_us);
+        if let Some(error) = &sample.error {
+            self.errors += 1;
+            if self.first_errors.len() < 3 {
+                self.first_errors.push(format!("{}: {error}", sample.endpoint));
+            }
+        }
+    }
 }
+
+/// One request: which endpoint (a route template such as `POST /v1/transfers`), when it was
+/// sent, how long it took and, for anything but a 2xx, what went wrong.
+pub struct Sample {
+    pub endpoint: &'static str,
+    pub sent: Instant,
+    pub latency_us: u32,
+    pub error: Option<String>,
+}
+
+/// The samples of one iteration of a virtual user.
+#[derive(Default)]
+pub struct Samples(pub Vec<Sample>);
+
+impl Samples {
+    /// Sends `request`, records it under `endpoint`, and returns the body of a 2xx answer.
+    pub async fn send(&mut self, endpoint: &'static str, request: reqwest::RequestBuilder) -> Option<Vec<u8>> {
+        let sent = Instant::now();
+        let outcome = async {
+            let response = request.send().await.map_err(|error| error.to_string())?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|error| error.to_string())?;
+            if status.is_success() {
+                Ok(body.to_vec())
+            } else {
+                Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+            }
+        }
+        .await;
+        let latency_us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        let (body, error) = match outcome {
+            Ok(body) => (Some(body), None),
+            Err(error) => (None, Some(error)),
+        };
+        self.0.push(Sample { endpoint, sent, latency_us, error });
+        body
+    }
+
+    /// Like `send`, parsing the body as JSON.
+    pub async fn send_json(
+        &mut self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Option<serde_json::Value> {
+        let body = self.send(endpoint, request).await?;
+        serde_json::from_slice(&body).ok()
+    }
+}
+
+/// How many virtual users, started over how long, measured for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub users: usize,
+    /// User i starts at i/users of the ramp.
+    pub ramp: Duration,
+    /// After the ramp, every user running, not recorded.
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// What a scenario run measured: all requests together and per endpoint.
+pub struct ScenarioReport {
+    pub shape: Shape,
+    pub total: LoadReport,
+    pub endpoints: BTreeMap<&'static str, LoadReport>,
+    pub iterations: u64,
+}
+
+/// What one iteration of a virtual user did.
+pub type IterationFuture = BoxFuture<'static, Samples>;
 
 fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -42,87 +130,136 @@ fn cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// What one request did: `Ok` for a 2xx, `Err(description)` otherwise.
-pub type RequestFuture = BoxFuture<'static, Result<(), String>>;
-
-/// Runs `make_request(worker, sequence)` from `workers` concurrent workers: first for
-/// `warmup` (not recorded), then for `duration`.
-pub async fn run<F>(workers: usize, warmup: Duration, duration: Duration, label: &str, make_request: F) -> LoadReport
+/// Runs `iteration(user, sequence)` in a loop for each of `shape.users` virtual users.
+/// Requests sent inside the measured window (after ramp and warm-up, for `duration`) count.
+pub async fn run_scenario<F>(shape: Shape, label: &str, iteration: F) -> ScenarioReport
 where
-    F: Fn(usize, u64) -> RequestFuture + Send + Sync + 'static,
+    F: Fn(usize, u64) -> IterationFuture + Send + Sync + 'static,
 {
-    let make_request = Arc::new(make_request);
+    let iteration = Arc::new(iteration);
     let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
-    let cpu_at_start = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let measure_from = start + shape.ramp + shape.warmup;
+    let end = measure_from + shape.duration;
     let progress_label = label.to_owned();
+    let total_seconds = (end - start).as_secs();
     let progress = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprintln!("  {progress_label}: {:.0} s elapsed", start.elapsed().as_secs_f64());
+            eprintln!("  {progress_label}: {:.0}/{total_seconds} s", start.elapsed().as_secs_f64());
         }
     });
-    let tasks: Vec<_> = (0..workers)
-        .map(|worker| {
-            let make_request = make_request.clone();
-            let cpu_at_start = cpu_at_start.clone();
+    let users = shape.users.max(1);
+    let tasks: Vec<_> = (0..users)
+        .map(|user| {
+            let iteration = iteration.clone();
+            let starts_at = start + shape.ramp.mul_f64(user as f64 / users as f64);
             tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(4096);
-                let mut requests = 0u64;
-                let mut errors = 0u64;
-                let mut first_errors = Vec::new();
+                tokio::time::sleep_until(starts_at.into()).await;
+                let mut kept = Vec::with_capacity(1024);
+                let mut iterations = 0u64;
                 let mut sequence = 0u64;
-                loop {
-                    let sent = Instant::now();
-                    if sent >= end {
-                        break;
-                    }
-                    if sent >= measure_from {
-                        let mut cpu = cpu_at_start.lock().unwrap();
-                        if cpu.is_none() {
-                            *cpu = Some(cpu_seconds());
-                        }
-                    }
-                    let result = make_request(worker, sequence).await;
+                while Instant::now() < end {
+                    let samples = iteration(user, sequence).await;
                     sequence += 1;
-                    if sent < measure_from {
-                        continue;
-                    }
-                    requests += 1;
-                    latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    if let Err(error) = result {
-                        errors += 1;
-                        if first_errors.len() < 3 {
-                            first_errors.push(error);
-                        }
+                    let before = kept.len();
+                    kept.extend(
+                        samples.0.into_iter().filter(|sample| sample.sent >= measure_from && sample.sent < end),
+                    );
+                    if kept.len() > before {
+                        iterations += 1;
                     }
                 }
-                (latencies, requests, errors, first_errors)
+                (kept, iterations)
             })
         })
         .collect();
-    let mut report = LoadReport {
-        requests: 0,
-        errors: 0,
-        elapsed: duration,
-        latencies_us: Vec::new(),
-        generator_cores: 0.0,
-        first_errors: Vec::new(),
-    };
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_at_start = cpu_seconds();
+    let mut report = ScenarioReport { shape, total: LoadReport::default(), endpoints: BTreeMap::new(), iterations: 0 };
     for task in tasks {
-        let (latencies, requests, errors, first_errors) = task.await.expect("worker panicked");
-        report.latencies_us.extend(latencies);
-        report.requests += requests;
-        report.errors += errors;
-        report.first_errors.extend(first_errors.into_iter().take(3usize.saturating_sub(report.first_errors.len())));
+        let (samples, iterations) = task.await.expect("virtual user panicked");
+        report.iterations += iterations;
+        for sample in &samples {
+            report.total.add(sample);
+            report.endpoints.entry(sample.endpoint).or_default().add(sample);
+        }
     }
     progress.abort();
-    let cpu_used = cpu_seconds() - cpu_at_start.lock().unwrap().unwrap_or(0.0);
-    report.elapsed = Instant::now().saturating_duration_since(measure_from).max(Duration::from_millis(1));
-    report.generator_cores = cpu_used / report.elapsed.as_secs_f64();
-    report.latencies_us.sort_unstable();
+    let elapsed =
+        Instant::now().saturating_duration_since(measure_from).min(shape.duration).max(Duration::from_millis(1));
+    let cores = (cpu_seconds() - cpu_at_start) / Instant::now().saturating_duration_since(measure_from).as_secs_f64();
+    for stats in std::iter::once(&mut report.total).chain(report.endpoints.values_mut()) {
+        stats.elapsed = elapsed;
+        stats.generator_cores = cores;
+        stats.latencies_us.sort_unstable();
+    }
     report
+}
+
+/// What one request did: `Ok` for a 2xx, `Err(description)` otherwise.
+pub type RequestFuture = BoxFuture<'static, Result<(), String>>;
+
+/// Runs `make_request(worker, sequence)` from `workers` concurrent workers, all started at
+/// once: first for `warmup` (not recorded), then for `duration`.
+pub async fn run<F>(workers: usize, warmup: Duration, duration: Duration, label: &str, make_request: F) -> LoadReport
+where
+    F: Fn(usize, u64) -> RequestFuture + Send + Sync + 'static,
+{
+    let make_request = Arc::new(make_request);
+    let shape = Shape { users: workers, ramp: Duration::ZERO, warmup, duration };
+    let report = run_scenario(shape, label, move |worker, sequence| {
+        let request = make_request(worker, sequence);
+        async move {
+            let sent = Instant::now();
+            let error = request.await.err();
+            let latency_us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            Samples(vec![Sample { endpoint: "request", sent, latency_us, error }])
+        }
+        .boxed()
+    })
+    .await;
+    report.total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_only_the_measured_window_per_endpoint() {
+        let shape = Shape {
+            users: 4,
+            ramp: Duration::from_millis(40),
+            warmup: Duration::from_millis(20),
+            duration: Duration::from_millis(200),
+        };
+        let report = run_scenario(shape, "test", |user, sequence| {
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let sent = Instant::now();
+                let failing = user == 0 && sequence % 2 == 0;
+                let error = failing.then(|| "500: boom".to_owned());
+                Samples(vec![
+                    Sample { endpoint: "GET /a", sent, latency_us: 1000, error: None },
+                    Sample { endpoint: "POST /b", sent, latency_us: 3000, error },
+                ])
+            }
+            .boxed()
+        })
+        .await;
+        let a = &report.endpoints["GET /a"];
+        let b = &report.endpoints["POST /b"];
+        assert_eq!(a.requests, b.requests);
+        assert_eq!(report.total.requests, a.requests * 2);
+        assert_eq!(a.errors, 0);
+        assert!(b.errors > 0 && b.errors < b.requests, "{} of {}", b.errors, b.requests);
+        assert_eq!(report.total.errors, b.errors);
+        // 4 users, one iteration per ~5 ms, 200 ms measured: about 160, never the warm-up's.
+        assert!(a.requests > 40 && a.requests < 200, "{}", a.requests);
+        assert_eq!(a.percentile_ms(0.99), 1.0);
+        assert_eq!(report.total.percentile_ms(0.99), 3.0);
+        assert!(b.first_errors[0].starts_with("POST /b: 500"));
+    }
 }

@@ -1,11 +1,14 @@
 //! minipay benchmarks. Each one measures its baseline in the same run and prints the ratio,
 //! because shared machines drift.
 
+mod charts;
 mod history;
 mod jobs;
 mod load;
 mod pgbench;
+mod scenarios;
 mod server;
+mod suite;
 mod write;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +32,10 @@ enum Command {
     Expiry(jobs::ExpiryOptions),
     /// One run of the interest job over N savings accounts owed one date, then the audit.
     Interest(jobs::InterestOptions),
+    /// Everything in one run (perf/run): the pgbench baseline and transfers, naive vs tuned
+    /// history, the user scenarios stepped up to the load each sustains, the batch windows
+    /// under traffic; writes results/<date>/report.md with PNG charts.
+    Run(suite::Options),
 }
 
 #[tokio::main]
@@ -38,5 +45,6 @@ async fn main() -> anyhow::Result<()> {
         Command::History(options) => history::run(options).await,
         Command::Expiry(options) => jobs::expiry(options).await,
         Command::Interest(options) => jobs::interest(options).await,
+        Command::Run(options) => suite::run(options).await,
     }
 }

@@ -14,42 +14,50 @@ use crate::load::{self, LoadReport};
 use crate::pgbench::{self, PgbenchResult};
 use crate::server::{Server, ADMIN_TOKEN};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
     /// Concurrent clients, for pgbench and for HTTP.
     #[arg(long, default_value_t = 100)]
-    clients: u32,
+    pub clients: u32,
     /// Measured seconds of each phase.
     #[arg(long, default_value_t = 15)]
-    seconds: u32,
+    pub seconds: u32,
     /// Unmeasured seconds before each HTTP phase.
     #[arg(long, default_value_t = 2)]
-    warmup_seconds: u32,
+    pub warmup_seconds: u32,
     /// Users for the cold (random pairs) phase.
     #[arg(long, default_value_t = 1000)]
-    users: usize,
+    pub users: usize,
     /// Rows of the pgbench accounts table.
     #[arg(long, default_value_t = 10_000)]
-    pgbench_accounts: u32,
+    pub pgbench_accounts: u32,
     /// Send an Idempotency-Key with every transfer, as careful clients do.
     #[arg(long)]
-    idempotency_keys: bool,
+    pub idempotency_keys: bool,
     /// Run only one HTTP phase: cold or hot (the other reports nothing).
     #[arg(long)]
-    only: Option<String>,
+    pub only: Option<String>,
     /// Extra server environment, NAME=value (repeatable), e.g. MINIPAY_LEDGER_WRITERS=4.
     #[arg(long = "server-env")]
-    server_env: Vec<String>,
+    pub server_env: Vec<String>,
 }
 
-struct BenchUser {
-    token: String,
-    main_account_id: i64,
+pub(crate) struct BenchUser {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+    pub main_account_id: i64,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set: run perf/run-write, which starts the services"))
 }
+
+/// Every benchmark user's password.
+pub(crate) const PASSWORD: &str = "benchmark password";
+
+/// What each benchmark user is charged at sign-up: the whole daily limit.
+const FUNDING: i64 = 3_000_000;
 
 pub(crate) fn database_url_for(base: &str, name: &str) -> String {
     match base.rsplit_once('/') {
@@ -75,11 +83,12 @@ pub(crate) async fn recreate_database(admin_url: &str, clickhouse_url: &str, nam
     Ok(())
 }
 
-async fn create_users(
+pub(crate) async fn create_users(
     client: &reqwest::Client,
     base: &str,
     count: usize,
     prefix: &str,
+    funding: i64,
 ) -> anyhow::Result<Vec<BenchUser>> {
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let users: Vec<anyhow::Result<BenchUser>> = futures::stream::iter(0..count)
@@ -88,7 +97,7 @@ async fn create_users(
             let done = done.clone();
             async move {
                 let name = format!("{prefix}{index}");
-                let credentials = json!({"name": name, "password": "benchmark password"});
+                let credentials = json!({"name": name, "password": PASSWORD});
                 let user: Value = client
                     .post(format!("{base}/v1/users"))
                     .json(&credentials)
@@ -110,7 +119,7 @@ async fn create_users(
                 client
                     .post(format!("{base}/v1/accounts/{main_account_id}/charges"))
                     .bearer_auth(&token)
-                    .json(&json!({"amount": 3_000_000}))
+                    .json(&json!({"amount": funding}))
                     .send()
                     .await?
                     .error_for_status()?;
@@ -118,7 +127,8 @@ async fn create_users(
                 if finished % 250 == 0 || finished == count {
                     eprintln!("  {prefix}: {finished}/{count} users created and funded");
                 }
-                Ok(BenchUser { token, main_account_id })
+                let id = user["id"].as_i64().context("id")?;
+                Ok(BenchUser { id, name, token, main_account_id })
             }
         })
         .buffer_unordered(32)
@@ -184,7 +194,48 @@ fn print_row(label: &str, tps: f64, p50: f64, p99: f64, errors: u64, baseline: f
     println!("| {label:<34} | {tps:>11.0} | {p50:>8.2} | {p99:>8.2} | {errors:>6} | {:>6.2}x |", tps / baseline);
 }
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+/// What one write benchmark measured.
+pub struct WriteOutcome {
+    pub pg_cold: PgbenchResult,
+    pub pg_hot: PgbenchResult,
+    pub cold: LoadReport,
+    pub hot: LoadReport,
+    pub audit: Value,
+    /// The server's /metrics text at the end.
+    pub metrics: String,
+}
+
+impl WriteOutcome {
+    pub fn audit_ok(&self) -> bool {
+        self.audit["ok"] == json!(true)
+    }
+
+    /// A counter or gauge of the server's metrics, as text ("?" when absent).
+    pub fn metric(&self, name: &str) -> String {
+        self.metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().last())
+            .unwrap_or("?")
+            .to_owned()
+    }
+
+    /// One line on the ledger writer's batches.
+    pub fn ledger_batches(&self) -> String {
+        format!(
+            "ledger batches: {} committed, {} commands, mean size {:.1}, max {}, retries {}",
+            self.metric("minipay_ledger_batches_total"),
+            self.metric("minipay_ledger_commands_total"),
+            self.metric("minipay_ledger_batch_size_sum").parse::<f64>().unwrap_or(0.0)
+                / self.metric("minipay_ledger_batch_size_count").parse::<f64>().unwrap_or(1.0),
+            self.metric("minipay_ledger_batch_size_max"),
+            self.metric("minipay_ledger_batch_retries_total"),
+        )
+    }
+}
+
+/// The pgbench baseline and the HTTP transfers, cold and hot, on a fresh `minipay_bench`.
+pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
     let bench_db = "minipay_bench";
@@ -211,31 +262,28 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
     let server = Server::start(&bench_url, bench_db, &extra).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients as usize * 2).build()?;
-    let cold_users = Arc::new(create_users(&client, &server.base, options.users, "cold").await?);
-    let hot_senders = Arc::new(create_users(&client, &server.base, options.clients as usize, "hot").await?);
-    let hot_receiver = Arc::new(create_users(&client, &server.base, 1, "receiver").await?);
+    let cold_users = Arc::new(create_users(&client, &server.base, options.users, "cold", FUNDING).await?);
+    let hot_senders = Arc::new(create_users(&client, &server.base, options.clients as usize, "hot", FUNDING).await?);
+    let hot_receiver = Arc::new(create_users(&client, &server.base, 1, "receiver", FUNDING).await?);
 
     eprintln!("[3/4] HTTP cold: {} clients, random pairs among {} users", options.clients, options.users);
     let cold =
-        transfer_load(&client, &server.base, &options, "cold", cold_users.clone(), cold_users.clone(), false).await;
+        transfer_load(&client, &server.base, options, "cold", cold_users.clone(), cold_users.clone(), false).await;
     eprintln!("[3/4] HTTP hot: {} senders to one receiver", options.clients);
     let hot =
-        transfer_load(&client, &server.base, &options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
+        transfer_load(&client, &server.base, options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
 
     eprintln!("[4/4] audit and server metrics");
     let audit: Value =
         client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
     server.stop().await;
+    Ok(WriteOutcome { pg_cold, pg_hot, cold, hot, audit, metrics })
+}
 
-    let metric = |name: &str| {
-        metrics
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().last())
-            .unwrap_or("?")
-            .to_owned()
-    };
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let outcome = measure(&options).await?;
+    let WriteOutcome { pg_cold, pg_hot, cold, hot, audit, .. } = &outcome;
     println!();
     println!(
         "minipay write benchmark — {} clients, {} s per phase{}",
@@ -273,19 +321,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         hot.throughput() / pg_hot.tps
     );
     println!("load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)", cold.generator_cores, hot.generator_cores);
-    println!(
-        "ledger batches: {} committed, {} commands, mean size {:.1}, max {}, retries {}",
-        metric("minipay_ledger_batches_total"),
-        metric("minipay_ledger_commands_total"),
-        metric("minipay_ledger_batch_size_sum").parse::<f64>().unwrap_or(0.0)
-            / metric("minipay_ledger_batch_size_count").parse::<f64>().unwrap_or(1.0),
-        metric("minipay_ledger_batch_size_max"),
-        metric("minipay_ledger_batch_retries_total"),
-    );
+    println!("{}", outcome.ledger_batches());
     for error in cold.first_errors.iter().chain(hot.first_errors.iter()) {
         println!("error sample: {error}");
     }
     println!("audit ok: {}", audit["ok"]);
-    anyhow::ensure!(audit["ok"] == json!(true), "the ledger audit failed after the benchmark: {audit}");
+    anyhow::ensure!(outcome.audit_ok(), "the ledger audit failed after the benchmark: {audit}");
     Ok(())
 }

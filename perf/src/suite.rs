@@ -1,0 +1,683 @@
+//! `perf/run`: every benchmark in one run and one report. The pgbench baseline and the HTTP
+//! transfers (`write`), naive vs tuned history on a seeded year (`history`), the user
+//! scenarios stepped up until p99 reaches the limit or a request fails (`scenarios`), and the
+//! 04:00 / 08:00 batch jobs quiet and under traffic; then `perf/results/<date>/report.md` with
+//! PNG charts beside it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::charts::{LineChart, Series};
+use crate::history::{self, percentile};
+use crate::load::{LoadReport, ScenarioReport, Shape};
+use crate::scenarios::{self, Admin, BatchWindows, Population, StepSearch};
+use crate::server::Server;
+use crate::write::{self, create_users, database_url_for, recreate_database, WriteOutcome};
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// A few minutes: shorter steps and phases, a 1,000,000-entry history seed, fewer savings.
+    #[arg(long)]
+    quick: bool,
+    /// Virtual-user steps of each scenario, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,25,50,100,200")]
+    steps: Vec<usize>,
+    /// Measured seconds of each step (default 15, --quick 5).
+    #[arg(long)]
+    step_seconds: Option<u64>,
+    /// The p99 latency a step must stay under, with no errors, to hold.
+    #[arg(long, default_value_t = 100.0)]
+    p99_limit_ms: f64,
+    /// History entries to seed (default 10,000,000, --quick 1,000,000); an identical seed from
+    /// an earlier run is reused.
+    #[arg(long)]
+    entries: Option<u64>,
+    /// Savings accounts the batch jobs work on (default 100,000, --quick 20,000).
+    #[arg(long)]
+    savings_accounts: Option<i64>,
+    /// Where the dated report directory goes.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    results: PathBuf,
+}
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run perf/run, which starts the services"))
+}
+
+struct Machine {
+    cores: usize,
+    cpu: String,
+    memory: String,
+    load_before: String,
+    load_after: String,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn load_average() -> String {
+    read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn machine() -> Machine {
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, name)| name.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find(|line| line.starts_with("MemTotal"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".to_owned());
+    Machine {
+        cores: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        cpu,
+        memory,
+        load_before: load_average(),
+        load_after: String::new(),
+    }
+}
+
+struct Phase {
+    started: Instant,
+    total: usize,
+    done: usize,
+}
+
+impl Phase {
+    fn next(&mut self, what: &str) {
+        self.done += 1;
+        eprintln!(
+            "\n== [{}/{}] {what} ({:.0} s into the run)",
+            self.done,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let quick = options.quick;
+    let step_seconds = options.step_seconds.unwrap_or(if quick { 5 } else { 15 });
+    let entries = options.entries.unwrap_or(if quick { 1_000_000 } else { 10_000_000 });
+    let savings = options.savings_accounts.unwrap_or(if quick { 20_000 } else { 100_000 });
+    anyhow::ensure!(
+        !options.steps.is_empty() && options.steps.iter().all(|&users| users > 0),
+        "--steps must be positive"
+    );
+    let command = std::iter::once("perf/run".to_owned()).chain(std::env::args().skip(2)).collect::<Vec<_>>().join(" ");
+    let mut machine = machine();
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let out = options.results.join(&date);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut phase = Phase { started: Instant::now(), total: 6, done: 0 };
+    eprintln!(
+        "perf/run{}: steps {:?} users, {step_seconds} s a step, p99 limit {} ms; report in {}",
+        if quick { " --quick" } else { "" },
+        options.steps,
+        options.p99_limit_ms,
+        out.display()
+    );
+    let shape = Shape {
+        users: 0,
+        ramp: Duration::from_secs(if quick { 1 } else { 3 }),
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(step_seconds),
+    };
+
+    phase.next("pgbench baseline and HTTP transfers, cold and hot");
+    let write_options = write::Options {
+        clients: 100,
+        seconds: if quick { 5 } else { 15 },
+        warmup_seconds: 2,
+        users: if quick { 200 } else { 1000 },
+        pgbench_accounts: 10_000,
+        idempotency_keys: false,
+        only: None,
+        server_env: Vec::new(),
+    };
+    let writes = write::measure(&write_options).await?;
+
+    phase.next(&format!("history: {entries} entries, naive vs tuned one request at a time"));
+    let history_options = history::Options {
+        entries,
+        users: 100_000,
+        hot_percent: 5,
+        heavy_accounts: 4,
+        heavy_percent: 2,
+        reuse_seed: true,
+        database: "minipay_history_bench".to_owned(),
+        accounts: if quick { 10 } else { 30 },
+        rounds: 2,
+        hot_samples: if quick { 5 } else { 15 },
+        heavy_rounds: if quick { 2 } else { 4 },
+        deep_percent: 90,
+        limit: 50,
+    };
+    let history = history::measure(&history_options).await?;
+
+    phase.next("statement readers under load: tuned, then naive");
+    let readers: Arc<Vec<scenarios::Statement>> =
+        Arc::new(history.hot_accounts.iter().chain(&history.heavy_accounts).map(scenarios::Statement::from).collect());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;
+    let mut searches: Vec<StepSearch> = Vec::new();
+    for (name, tuned) in [("statement reader, tuned", true), ("statement reader, naive", false)] {
+        let (client, base, readers, limit) =
+            (client.clone(), history.server.base.clone(), readers.clone(), history.limit);
+        searches.push(
+            scenarios::step_search(name, &options.steps, shape, options.p99_limit_ms, || {
+                scenarios::statement_reader(client.clone(), base.clone(), readers.clone(), limit, tuned)
+            })
+            .await,
+        );
+    }
+    history.server.stop().await;
+    let history_rows = &history.rows;
+
+    phase.next("transactional scenarios: daily users, payday, settlement evening");
+    let admin_url = env("DATABASE_URL")?;
+    let clickhouse_url = env("CLICKHOUSE_URL")?;
+    let database = "minipay_scenarios";
+    let scenario_url = database_url_for(&admin_url, database);
+    recreate_database(&admin_url, &clickhouse_url, database).await?;
+    let server = Server::start(
+        &scenario_url,
+        database,
+        &[
+            ("MINIPAY_CLOCK", "manual".to_owned()),
+            ("MINIPAY_SCHEDULER", "off".to_owned()),
+            // The admin job runs are timed through HTTP: they must not hit the 10 s request
+            // timeout (the job would go on, but the answer would be a 503).
+            ("MINIPAY_REQUEST_TIMEOUT_MS", "900000".to_owned()),
+        ],
+    )
+    .await?;
+    let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    eprintln!("  seeding {savings} savings accounts for the batch jobs");
+    for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1)) {
+        db.batch_execute(&sql).await.context("seeding savings accounts")?;
+    }
+    // Installments done through today, so that the first window owes one date, not every day
+    // since the seed's opening date.
+    db.batch_execute(
+        "UPDATE accounts SET installment_through = (now() AT TIME ZONE 'Asia/Seoul')::date \
+         WHERE kind = 'savings' AND product = 'fixed'",
+    )
+    .await
+    .context("marking installments done")?;
+    let pool = options.steps.iter().copied().max().unwrap_or(1) + 4;
+    eprintln!("  signing up {pool} users");
+    // A third of the daily limit: daily users top up and the clock stands still.
+    let users = create_users(&client, &server.base, pool, "user", 1_000_000).await?;
+    let receiver = create_users(&client, &server.base, 1, "payday", 1_000_000).await?.pop().context("receiver")?;
+    let population = Arc::new(Population {
+        client: client.clone(),
+        base: server.base.clone(),
+        password: write::PASSWORD,
+        users,
+        receiver,
+    });
+    let scenario_makers: [(&'static str, fn(Arc<Population>) -> scenarios::Iteration); 3] = [
+        ("daily user", scenarios::daily_user),
+        ("payday crowd", scenarios::payday),
+        ("settlement evening", scenarios::settlement),
+    ];
+    for (name, make) in scenario_makers {
+        let population = population.clone();
+        searches.push(
+            scenarios::step_search(name, &options.steps, shape, options.p99_limit_ms, || make(population.clone()))
+                .await,
+        );
+    }
+
+    let traffic_users = searches
+        .iter()
+        .find(|search| search.name == "daily user")
+        .and_then(|search| search.sustained)
+        .unwrap_or(options.steps[0]);
+    phase.next(&format!(
+        "batch windows: interest (04:00) and installments (08:00), quiet and with {traffic_users} daily users"
+    ));
+    // No client timeout: a job over many accounts may take minutes.
+    let admin = Admin { client: reqwest::Client::new(), base: server.base.clone() };
+    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users).await?;
+
+    phase.next("audit and report");
+    let drained = Instant::now();
+    loop {
+        let left: i64 = db.query_one("SELECT count(*) FROM statement_outbox", &[]).await?.get(0);
+        if left == 0 || drained.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        eprintln!("  outbox: {left} entries left");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let audit = admin.audit().await?;
+    server.stop().await;
+    machine.load_after = load_average();
+
+    let report = Report {
+        command: &command,
+        quick,
+        machine: &machine,
+        shape,
+        p99_limit_ms: options.p99_limit_ms,
+        writes: &writes,
+        entries,
+        history_rows,
+        history_fallbacks: history.fallbacks,
+        history_mismatches: history.mismatches.len(),
+        searches: &searches,
+        windows: &windows,
+        savings,
+        audit: &audit,
+        minutes: phase.started.elapsed().as_secs_f64() / 60.0,
+    };
+    report.charts(&out)?;
+    let path = out.join("report.md");
+    std::fs::write(&path, report.markdown())?;
+    eprintln!("\nreport: {}", path.display());
+    println!("{}", report.summary());
+    anyhow::ensure!(writes.audit_ok(), "the ledger audit failed after the write benchmark");
+    anyhow::ensure!(audit["ok"] == Value::Bool(true), "the ledger audit failed after the scenarios: {audit}");
+    Ok(())
+}
+
+struct Report<'a> {
+    command: &'a str,
+    quick: bool,
+    machine: &'a Machine,
+    shape: Shape,
+    p99_limit_ms: f64,
+    writes: &'a WriteOutcome,
+    entries: u64,
+    history_rows: &'a [(String, usize, history::Samples)],
+    history_fallbacks: u64,
+    history_mismatches: usize,
+    searches: &'a [StepSearch],
+    windows: &'a BatchWindows,
+    savings: i64,
+    audit: &'a Value,
+    minutes: f64,
+}
+
+fn ms(value: f64) -> String {
+    if value.is_nan() {
+        "–".to_owned()
+    } else if value < 10.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn goal(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+fn latency_cells(report: &LoadReport) -> String {
+    format!(
+        "{} | {} | {}",
+        ms(report.percentile_ms(0.5)),
+        ms(report.percentile_ms(0.95)),
+        ms(report.percentile_ms(0.99))
+    )
+}
+
+impl Report<'_> {
+    fn row(&self, prefix: &str) -> Option<&history::Samples> {
+        self.history_rows.iter().find(|(label, _, _)| label.starts_with(prefix)).map(|(_, _, samples)| samples)
+    }
+
+    fn deep_ratio(&self, prefix: &str) -> Option<(f64, f64, f64)> {
+        let samples = self.row(prefix)?;
+        let (naive, tuned) = (percentile(&samples.naive_ms, 0.5), percentile(&samples.tuned_ms, 0.5));
+        Some((naive, tuned, naive / tuned))
+    }
+
+    fn transfer_ratios(&self) -> (f64, f64) {
+        let w = self.writes;
+        (w.cold.throughput() / w.pg_cold.tps, w.hot.throughput() / w.pg_hot.tps)
+    }
+
+    /// The few lines printed at the end of the run.
+    fn summary(&self) -> String {
+        let (cold, hot) = self.transfer_ratios();
+        let mut text = format!("transfers vs pgbench: cold {cold:.2}x, hot {hot:.2}x (goal >= 1.0x)\n");
+        for prefix in ["hot: deep", "heavy: deep"] {
+            if let Some((_, _, ratio)) = self.deep_ratio(prefix) {
+                let _ = writeln!(text, "history {prefix} page, naive/tuned p50: {ratio:.0}x (goal >= 50x)");
+            }
+        }
+        for job in &self.windows.jobs {
+            let _ = writeln!(
+                text,
+                "{} ({}): quiet {:.2} s, under traffic {:.2} s",
+                job.job,
+                job.window,
+                job.quiet.as_secs_f64(),
+                job.under_traffic.as_secs_f64()
+            );
+        }
+        for search in self.searches {
+            let _ = writeln!(
+                text,
+                "{}: sustains {}",
+                search.name,
+                search.sustained.map_or("no step".to_owned(), |users| format!("{users} users"))
+            );
+        }
+        let _ = write!(text, "audit ok: {} (write bench), {} (scenarios)", self.writes.audit_ok(), self.audit["ok"]);
+        text
+    }
+
+    fn charts(&self, out: &std::path::Path) -> anyhow::Result<()> {
+        let series = |value: &dyn Fn(&ScenarioReport) -> f64, filter: &dyn Fn(&str) -> bool| -> Vec<Series> {
+            self.searches
+                .iter()
+                .filter(|search| filter(search.name))
+                .map(|search| Series {
+                    name: search.name.to_owned(),
+                    points: search.steps.iter().map(|step| (step.shape.users as f64, value(step))).collect(),
+                })
+                .collect()
+        };
+        let all = |_: &str| true;
+        LineChart {
+            title: "Throughput against load",
+            x_label: "virtual users",
+            y_label: "requests/s (successful)",
+            series: series(&|step| step.total.throughput(), &all),
+            threshold: None,
+            log_y: false,
+        }
+        .draw(&out.join("throughput.png"))?;
+        LineChart {
+            title: "p99 latency against load",
+            x_label: "virtual users",
+            y_label: "p99 ms (log scale)",
+            series: series(&|step| step.total.percentile_ms(0.99), &all),
+            threshold: Some((self.p99_limit_ms, "p99 limit")),
+            log_y: true,
+        }
+        .draw(&out.join("p99.png"))?;
+        let statement = |name: &str| name.starts_with("statement");
+        let mut history = series(&|step| step.total.percentile_ms(0.5), &statement);
+        for line in &mut history {
+            line.name = format!("{} p50", line.name);
+        }
+        history.extend(series(&|step| step.total.percentile_ms(0.99), &statement).into_iter().map(|mut line| {
+            line.name = format!("{} p99", line.name);
+            line
+        }));
+        LineChart {
+            title: "Statement readers (first + deep page): naive vs tuned",
+            x_label: "virtual users",
+            y_label: "ms (log scale)",
+            series: history,
+            threshold: Some((self.p99_limit_ms, "p99 limit")),
+            log_y: true,
+        }
+        .draw(&out.join("history.png"))?;
+        Ok(())
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let w = self.writes;
+        let m = self.machine;
+        let (cold_ratio, hot_ratio) = self.transfer_ratios();
+        let _ = writeln!(md, "# minipay performance report{}\n", if self.quick { " (quick run)" } else { "" });
+        let _ = writeln!(md, "Produced by one run of:\n\n```\n{}\n```\n", self.command);
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({}), {} memory; load average (1, 5, 15 min) {} at the start, {} at the end; \
+             the run took {:.1} minutes. The machine is shared, so figures are compared with baselines \
+             measured in the same run rather than in absolute terms.\n",
+            m.cores, m.cpu, m.memory, m.load_before, m.load_after, self.minutes
+        );
+
+        let _ = writeln!(md, "## Summary\n");
+        let _ = writeln!(md, "| measure | minipay | baseline | ratio | goal |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---|");
+        let _ = writeln!(
+            md,
+            "| transfers/s, cold (random pairs) vs pgbench hand-written transaction | {:.0} | {:.0} | {cold_ratio:.2}x | ≥ 1.0x: {} |",
+            w.cold.throughput(),
+            w.pg_cold.tps,
+            goal(cold_ratio >= 1.0)
+        );
+        let _ = writeln!(
+            md,
+            "| transfers/s, hot (100 senders, one receiver) vs pgbench hot | {:.0} | {:.0} | {hot_ratio:.2}x | ≥ 1.0x: {} |",
+            w.hot.throughput(),
+            w.pg_hot.tps,
+            goal(hot_ratio >= 1.0)
+        );
+        for (prefix, label) in [("hot: deep", "hot account"), ("heavy: deep", "heavy accounts")] {
+            if let Some((naive, tuned, ratio)) = self.deep_ratio(prefix) {
+                let _ = writeln!(
+                    md,
+                    "| history deep page (90%), {label}, p50 ms: tuned vs naive | {} | {} | {ratio:.0}x | ≥ 50x: {} |",
+                    ms(tuned),
+                    ms(naive),
+                    goal(ratio >= 50.0)
+                );
+            }
+        }
+        for job in &self.windows.jobs {
+            let slowdown = job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64();
+            let _ = writeln!(
+                md,
+                "| {} job ({} window, {} items), s: under traffic vs quiet | {:.2} | {:.2} | {slowdown:.2}x slower | – |",
+                job.job,
+                job.window,
+                job.processed,
+                job.under_traffic.as_secs_f64(),
+                job.quiet.as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nHighest load each scenario sustains with p99 under {} ms and no errors (steps of {} s measured \
+             after a {} s ramp and {} s warm-up; closed loop, no think time):\n",
+            self.p99_limit_ms,
+            self.shape.duration.as_secs(),
+            self.shape.ramp.as_secs(),
+            self.shape.warmup.as_secs()
+        );
+        let _ =
+            writeln!(md, "| scenario | sustained users | requests/s there | p99 ms there | first step that failed |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---|");
+        for search in self.searches {
+            let sustained = search.sustained_step();
+            let failed = search.steps.iter().find(|step| {
+                Some(step.shape.users) != search.sustained && !crate::scenarios::passes(step, self.p99_limit_ms)
+            });
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                search.name,
+                search.sustained.map_or("none".to_owned(), |users| users.to_string()),
+                sustained.map_or("–".to_owned(), |step| format!("{:.0}", step.total.throughput())),
+                sustained.map_or("–".to_owned(), |step| ms(step.total.percentile_ms(0.99))),
+                failed.map_or("none (all steps held)".to_owned(), |step| format!(
+                    "{} users: p99 {} ms, {} errors",
+                    step.shape.users,
+                    ms(step.total.percentile_ms(0.99)),
+                    step.total.errors
+                )),
+            );
+        }
+        let _ = writeln!(md, "\n![throughput](throughput.png)\n\n![p99](p99.png)\n\n![history](history.png)\n");
+
+        let _ = writeln!(md, "## Transfers vs pgbench\n");
+        let _ = writeln!(
+            md,
+            "pgbench runs a hand-written transfer transaction (debit one row, credit another, insert one \
+             history row) on the same PostgreSQL with 100 clients; minipay gets `POST /v1/transfers` over \
+             HTTP from 100 closed-loop clients. Cold: random pairs; hot: every transfer to one account. \
+             {} s per phase.\n",
+            w.cold.elapsed.as_secs()
+        );
+        let _ = writeln!(md, "| workload | transfers/s | p50 ms | p99 ms | errors | vs pgbench cold |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| pgbench, cold | {:.0} | {} (mean) | – | {} | 1.00x |",
+            w.pg_cold.tps,
+            ms(w.pg_cold.latency_ms),
+            w.pg_cold.failed
+        );
+        let _ = writeln!(
+            md,
+            "| pgbench, hot | {:.0} | {} (mean) | – | {} | {:.2}x |",
+            w.pg_hot.tps,
+            ms(w.pg_hot.latency_ms),
+            w.pg_hot.failed,
+            w.pg_hot.tps / w.pg_cold.tps
+        );
+        for (label, report) in [("HTTP, cold", &w.cold), ("HTTP, hot", &w.hot)] {
+            let _ = writeln!(
+                md,
+                "| {label} | {:.0} | {} | {} | {} | {:.2}x |",
+                report.throughput(),
+                ms(report.percentile_ms(0.5)),
+                ms(report.percentile_ms(0.99)),
+                report.errors,
+                report.throughput() / w.pg_cold.tps
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nLoad generator CPU: {:.2} cores cold, {:.2} hot. {}.\n",
+            w.cold.generator_cores,
+            w.hot.generator_cores,
+            w.ledger_batches()
+        );
+
+        let _ = writeln!(md, "## History: naive vs tuned, one request at a time\n");
+        let _ = writeln!(
+            md,
+            "{} seeded entries (100,000 users; a hot account with 5% of them, 4 heavy accounts with 2% each). \
+             Naive: PostgreSQL, OFFSET paging and a count; tuned: ClickHouse, keyset cursor. Page size 50; \
+             the deep page is 90% of the way to the account's last page. Ratio = naive / tuned.\n",
+            self.entries
+        );
+        let _ =
+            writeln!(md, "| query | accounts | samples | naive p50 | naive p99 | tuned p50 | tuned p99 | p50 ratio |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (label, accounts, samples) in self.history_rows {
+            let (np50, np99) = (percentile(&samples.naive_ms, 0.5), percentile(&samples.naive_ms, 0.99));
+            let (tp50, tp99) = (percentile(&samples.tuned_ms, 0.5), percentile(&samples.tuned_ms, 0.99));
+            let _ = writeln!(
+                md,
+                "| {label} | {accounts} | {} | {} | {} | {} | {} | {:.1}x |",
+                samples.naive_ms.len(),
+                ms(np50),
+                ms(np99),
+                ms(tp50),
+                ms(tp99),
+                np50 / tp50
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nTuned answers from the PostgreSQL fallback: {}; naive/tuned pairs that differed: {}.\n",
+            self.history_fallbacks, self.history_mismatches
+        );
+
+        let _ = writeln!(md, "## Batch windows under traffic\n");
+        let _ = writeln!(
+            md,
+            "{} savings accounts (free and fixed in turn) owe one day of interest each business day; the fixed \
+             half take an installment at 08:00. With the server's manual clock, each job ran once to catch up \
+             (not reported), then on the next day with no traffic, then on the day after while {} daily users \
+             ran (`POST /admin/jobs/{{name}}/run` at 04:01 and 08:01).\n",
+            self.savings, self.windows.traffic.shape.users
+        );
+        let _ = writeln!(md, "| job | window | items | quiet s | under traffic s | slowdown |");
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+        for job in &self.windows.jobs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2}x |",
+                job.job,
+                job.window,
+                job.processed,
+                job.quiet.as_secs_f64(),
+                job.under_traffic.as_secs_f64(),
+                job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nThe daily users meanwhile ({} s measured):\n",
+            self.windows.traffic.shape.duration.as_secs()
+        );
+        endpoint_table(&mut md, &self.windows.traffic);
+
+        let _ = writeln!(md, "\n## Scenarios, step by step\n");
+        let _ = writeln!(md, "Requests/s counts successful requests; latencies in ms.\n");
+        for search in self.searches {
+            let _ = writeln!(md, "### {}\n", search.name);
+            let _ = writeln!(md, "| users | iterations/s | requests/s | p50 | p95 | p99 | errors | holds |");
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
+            for step in &search.steps {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.1} | {:.0} | {} | {} | {} |",
+                    step.shape.users,
+                    step.iterations as f64 / step.shape.duration.as_secs_f64(),
+                    step.total.throughput(),
+                    latency_cells(&step.total),
+                    step.total.errors,
+                    if crate::scenarios::passes(step, self.p99_limit_ms) { "yes" } else { "no" }
+                );
+            }
+            for step in &search.steps {
+                let _ = writeln!(md, "\n{} users, per endpoint:\n", step.shape.users);
+                endpoint_table(&mut md, step);
+            }
+            md.push('\n');
+        }
+
+        let _ = writeln!(md, "## Audit\n");
+        let _ = writeln!(md, "- after the write benchmark: ok = {}", w.audit["ok"]);
+        let _ = writeln!(md, "- after the scenarios and batch windows: ok = {}", self.audit["ok"]);
+        if let Some(checks) = self.audit["checks"].as_array() {
+            for check in checks {
+                let _ = writeln!(md, "  - `{check}`");
+            }
+        }
+        md
+    }
+}
+
+fn endpoint_table(md: &mut String, report: &ScenarioReport) {
+    let _ = writeln!(md, "| endpoint | requests/s | p50 | p95 | p99 | errors |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    for (endpoint, stats) in &report.endpoints {
+        let _ =
+            writeln!(md, "| `{endpoint}` | {:.0} | {} | {} |", stats.throughput(), latency_cells(stats), stats.errors);
+    }
+    for error in &report.total.first_errors {
+        let _ = writeln!(md, "\nerror sample: `{}`", error.replace('`', "'"));
+    }
+}
