@@ -198,15 +198,8 @@ async fn transfers_survive_sigkill_of_the_server_exactly_once() {
     .await
     .unwrap();
     assert!(movements.is_empty(), "transfers without exactly one ledger movement: {movements:?}");
-    // Balances: the funding, less what each sent, plus what each received.
-    let mut expected = vec![FUNDING_KRW; clients];
-    for transfer in acknowledged.values() {
-        expected[transfer.from] -= transfer.amount;
-        expected[transfer.to] += transfer.amount;
-    }
-    for (user, expected) in users.iter().zip(expected) {
-        assert_eq!(app.balance(user).await, expected, "{}", user.name);
-    }
+    let moves = acknowledged.values().map(|transfer| (transfer.from, transfer.to, transfer.amount));
+    assert_balances_after(&app, &users, FUNDING_KRW, moves).await;
     app.assert_audit_ok().await;
     drop(server);
 }

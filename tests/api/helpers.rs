@@ -542,3 +542,21 @@ pub async fn metric_at(client: &reqwest::Client, base: &str, series: &str) -> i6
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
 }
+
+/// Each user's balance is `funding`, less what they sent, plus what they received, over the
+/// acknowledged transfers given as (sender index, receiver index, amount).
+pub async fn assert_balances_after(
+    app: &TestApp,
+    users: &[TestUser],
+    funding: i64,
+    transfers: impl IntoIterator<Item = (usize, usize, i64)>,
+) {
+    let mut expected = vec![funding; users.len()];
+    for (from, to, amount) in transfers {
+        expected[from] -= amount;
+        expected[to] += amount;
+    }
+    for (user, expected) in users.iter().zip(expected) {
+        assert_eq!(app.balance(user).await, expected, "{}", user.name);
+    }
+}

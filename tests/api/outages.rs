@@ -237,15 +237,8 @@ async fn postgres_stopped_under_load_answers_503_and_recovers_by_itself() {
         assert_eq!(by_memo.get(key), Some(&vec![transfer.id]), "{key}");
     }
     assert_eq!(rows.len(), acknowledged.len(), "transfers that nobody acknowledged: {by_memo:?}");
-    // Balances: the funding, less what each sent, plus what each received.
-    let mut expected = vec![FUNDING_KRW; CLIENTS];
-    for transfer in acknowledged.values() {
-        expected[transfer.from] -= transfer.amount;
-        expected[transfer.to] += transfer.amount;
-    }
-    for (user, expected) in users.iter().zip(expected) {
-        assert_eq!(app.balance(user).await, expected, "{}", user.name);
-    }
+    let moves = acknowledged.values().map(|transfer| (transfer.from, transfer.to, transfer.amount));
+    assert_balances_after(&app, &users, FUNDING_KRW, moves).await;
     // The forwarder went on too: it empties the outbox, and the stores agree.
     wait_for_empty_outbox(&direct, PHASE_BOUND).await;
     app.assert_audit_ok().await;
