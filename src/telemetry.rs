@@ -92,6 +92,7 @@ pub struct Metrics {
     pub ledger_batches: Counter,
     pub ledger_commands: Counter,
     pub ledger_commands_rejected: Counter,
+    pub ledger_commands_again: Counter,
     pub ledger_batch_retries: Counter,
     pub ledger_batches_failed: Counter,
     pub ledger_queue_full: Counter,
@@ -159,6 +160,11 @@ impl Metrics {
             "minipay_ledger_commands_rejected_total",
             "Commands refused by validation.",
             self.ledger_commands_rejected.get(),
+        );
+        counter(
+            "minipay_ledger_commands_again_total",
+            "Transfers run again in a batch that locks the external account, because they topped up.",
+            self.ledger_commands_again.get(),
         );
         counter(
             "minipay_ledger_batch_retries_total",

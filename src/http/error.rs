@@ -171,6 +171,10 @@ impl From<CommandError> for ApiError {
             error @ CommandError::DailyLimitExceeded { .. } => ApiError::DailyLimitExceeded(error.to_string()),
             CommandError::InvalidState(detail) => ApiError::InvalidState(detail.to_owned()),
             CommandError::Overflow => ApiError::Validation("amount out of range".to_owned()),
+            // The writer runs such a command again; reaching a caller would be a writer bug.
+            CommandError::NeedsExternalAccount => {
+                ApiError::Unavailable("the ledger is unavailable; retry shortly".to_owned())
+            }
         }
     }
 }

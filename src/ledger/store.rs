@@ -24,6 +24,13 @@ use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Every query of a batch looks rows up by key from a short list. A sequential scan (or a hash
+/// join over one) would read, and under SERIALIZABLE predicate-lock, a whole table: a batch
+/// running at the same time on other rows would then conflict with it and be retried. The
+/// planner picks such plans for small tables and for generic plans of the prepared statements,
+/// so the writers' sessions rule them out.
+const WRITER_SESSION: &str = "-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+
 /// Connections for the ledger writers: one each, plus one spare. Connecting, waiting for a
 /// connection and checking a returned one are bounded like the sqlx pool's acquire, so that
 /// while PostgreSQL is down a batch fails (its callers get 503) instead of waiting, and the
@@ -31,6 +38,7 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = database_url.parse()?;
     config
+        .options(WRITER_SESSION)
         .connect_timeout(crate::store::POOL_ACQUIRE_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(KEEPALIVE_IDLE)
@@ -46,8 +54,13 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
         .build()?)
 }
 
-/// The gate lock must come before any query (see migrations/*_batch_gate.sql).
-const BEGIN: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
+/// The gate lock must come before any query: LOCK TABLE takes no snapshot, so a batch that
+/// waited there starts its snapshot after what it waited for committed. Batches share the gate
+/// (ROW SHARE) with each other, since the writer runs at once only batches on disjoint rows,
+/// and wait for the jobs and other writers that take it in EXCLUSIVE mode
+/// (`crate::store::tx::wait_at_ledger_gate`). A retried batch takes it in EXCLUSIVE mode too.
+const BEGIN_SHARED: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN ROW SHARE MODE";
+const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 
 /// Accounts with their owners' names (snapshots for the statement entries) and transfer modes.
 const LOCK_ACCOUNTS: &str =
@@ -166,6 +179,8 @@ pub struct Locked {
 
 /// The rows a batch locks, each list in lock order.
 pub struct ToLock<'a> {
+    /// Take the gate in EXCLUSIVE mode: no other batch runs meanwhile.
+    pub alone: bool,
     pub account_ids: &'a BTreeSet<AccountId>,
     pub daily_keys: &'a BTreeSet<(UserId, NaiveDate)>,
     pub key_ids: &'a [KeyId],
@@ -181,8 +196,16 @@ pub struct ToLock<'a> {
 /// counters, the idempotency keys (forgetting expired ones), the transfers and shares the
 /// batch changes, and reserves transfer ids — all sent at once.
 pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
-    let ToLock { account_ids, daily_keys, key_ids, keys_expired_before, transfer_ids_needed, transfers, settlements } =
-        to_lock;
+    let ToLock {
+        alone,
+        account_ids,
+        daily_keys,
+        key_ids,
+        keys_expired_before,
+        transfer_ids_needed,
+        transfers,
+        settlements,
+    } = to_lock;
     let lock_accounts = client.prepare_cached(LOCK_ACCOUNTS).await?;
     let lock_daily = client.prepare_cached(LOCK_DAILY).await?;
     let forget_keys = client.prepare_cached(FORGET_EXPIRED_KEYS).await?;
@@ -203,7 +226,7 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
     let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     // Polled in this order, so sent in this order, in one flight.
     let (begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares) = tokio::join!(
-        client.batch_execute(BEGIN),
+        client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }),
         client.query(&lock_accounts, &account_params),
         async {
             if daily_users.is_empty() {

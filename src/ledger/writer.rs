@@ -1,20 +1,32 @@
 //! The batched ledger writer: a bounded queue, a few writer tasks, one short SERIALIZABLE
 //! transaction per batch, whole-batch retry on serialization failures (COMMIT included).
+//!
+//! Batches of one process run at once only when they touch disjoint rows: each command names
+//! the rows it may change (its [`Claim`]s), and a writer takes only commands whose claims no
+//! running batch holds; the others wait, oldest first, for the next batch. So a batch never
+//! waits on another's row lock (which under SERIALIZABLE would end in a serialization
+//! failure), batches on disjoint accounts share PostgreSQL's cores and WAL flushes, and batches
+//! on one hot account still follow each other, each one large. Batches take the database gate
+//! (`ledger_batch_gate`) in ROW SHARE mode, which they share with each other and which waits
+//! for writers that take it in EXCLUSIVE mode (jobs, notifications written outside a batch).
+//! A retried batch (it met another process's batch, or a key recorded meanwhile) takes the gate
+//! in EXCLUSIVE mode: it then runs alone and its snapshot follows every batch before it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use rand::Rng;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use super::apply::{apply, BatchContext, Command, CommandError, LedgerState, Outcome};
 use super::store;
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
+use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
 use crate::domain::business_day::business_date;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
 use crate::store::partitions;
@@ -73,6 +85,112 @@ struct Envelope {
     command: Command,
     idempotency: Option<Idempotency>,
     reply: oneshot::Sender<Result<Answer, LedgerError>>,
+    /// Lock the external account for this command too (it asked for a top-up once already).
+    external: bool,
+}
+
+/// A row a command may change; two batches that hold the same claim never run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Claim {
+    Account(AccountId),
+    /// The user's daily top-up counters, whichever day.
+    Daily(UserId),
+    Transfer(i64),
+    Settlement(i64),
+    Key(UserId, String),
+}
+
+impl Envelope {
+    /// The accounts its batch locks for it.
+    fn accounts(&self) -> Vec<AccountId> {
+        let mut accounts = self.command.accounts();
+        if self.external && !accounts.contains(&EXTERNAL_ACCOUNT_ID) {
+            accounts.push(EXTERNAL_ACCOUNT_ID);
+        }
+        accounts
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let mut claims: Vec<Claim> = self.accounts().into_iter().map(Claim::Account).collect();
+        claims.extend(self.command.charging_user().map(Claim::Daily));
+        claims.extend(self.command.transfer_to_lock().map(Claim::Transfer));
+        claims.extend(self.command.settlement_to_lock().map(Claim::Settlement));
+        claims.extend(self.idempotency.as_ref().map(|key| Claim::Key(key.user_id, key.key.clone())));
+        claims
+    }
+}
+
+/// Commands taken for one batch, with the claims they hold until it ends.
+struct Batch {
+    envelopes: Vec<Envelope>,
+    claims: Vec<Claim>,
+}
+
+/// The queue's receiving end. Writers take turns at it.
+struct Intake {
+    receiver: mpsc::Receiver<Envelope>,
+    closed: bool,
+}
+
+/// What running batches hold, and the commands waiting for it.
+#[derive(Default)]
+struct Running {
+    claimed: HashSet<Claim>,
+    /// Commands whose claims a running batch holds, oldest first.
+    waiting: VecDeque<Envelope>,
+}
+
+impl Running {
+    /// Takes, up to `max`, the waiting commands and then the queued ones whose claims are free,
+    /// and claims them; commands that conflict with a running batch wait.
+    fn take(&mut self, intake: &mut Intake, max: usize) -> Batch {
+        let mut batch = Batch { envelopes: Vec::new(), claims: Vec::new() };
+        let mut still_waiting = VecDeque::with_capacity(self.waiting.len());
+        let offer = |envelope: Envelope, batch: &mut Batch, waiting: &mut VecDeque<Envelope>| {
+            // Callers that gave up (timed out, disconnected) must not have money moved for them.
+            if envelope.reply.is_closed() {
+                return;
+            }
+            let claims = envelope.claims();
+            if batch.envelopes.len() < max && claims.iter().all(|claim| !self.claimed.contains(claim)) {
+                batch.claims.extend(claims);
+                batch.envelopes.push(envelope);
+            } else {
+                waiting.push_back(envelope);
+            }
+        };
+        while let Some(envelope) = self.waiting.pop_front() {
+            offer(envelope, &mut batch, &mut still_waiting);
+        }
+        while batch.envelopes.len() < max && !intake.closed {
+            match intake.receiver.try_recv() {
+                Ok(envelope) => offer(envelope, &mut batch, &mut still_waiting),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => intake.closed = true,
+            }
+        }
+        self.waiting = still_waiting;
+        self.claimed.extend(batch.claims.iter().cloned());
+        batch
+    }
+
+    /// Ends a batch: its claims are free again, and commands it hands back wait first in line.
+    fn release(&mut self, claims: &[Claim], again: Vec<Envelope>) {
+        for claim in claims {
+            self.claimed.remove(claim);
+        }
+        for envelope in again.into_iter().rev() {
+            self.waiting.push_front(envelope);
+        }
+    }
+}
+
+/// Shared by the writer tasks of one process.
+struct Schedule {
+    intake: Mutex<Intake>,
+    running: std::sync::Mutex<Running>,
+    /// Signalled when a batch ends.
+    released: Notify,
 }
 
 /// Returns true when a repeat of `record`'s key carries the same request.
@@ -107,7 +225,7 @@ struct Worker {
     settings: LedgerSettings,
     config: LedgerConfig,
     metrics: Arc<Metrics>,
-    queue: Arc<Mutex<mpsc::Receiver<Envelope>>>,
+    schedule: Arc<Schedule>,
 }
 
 impl LedgerWriter {
@@ -120,7 +238,11 @@ impl LedgerWriter {
         metrics: Arc<Metrics>,
     ) -> (LedgerWriter, WriterTasks) {
         let (sender, receiver) = mpsc::channel(config.queue_capacity);
-        let queue = Arc::new(Mutex::new(receiver));
+        let schedule = Arc::new(Schedule {
+            intake: Mutex::new(Intake { receiver, closed: false }),
+            running: std::sync::Mutex::new(Running::default()),
+            released: Notify::new(),
+        });
         let tasks = (0..config.writers)
             .map(|_| {
                 let worker = Worker {
@@ -130,7 +252,7 @@ impl LedgerWriter {
                     settings: settings.clone(),
                     config: config.clone(),
                     metrics: metrics.clone(),
-                    queue: queue.clone(),
+                    schedule: schedule.clone(),
                 };
                 tokio::spawn(worker.run())
             })
@@ -151,13 +273,15 @@ impl LedgerWriter {
     /// stored in the batch's transaction; a repeat replays instead of running again.
     pub async fn submit_with(&self, command: Command, idempotency: Option<Idempotency>) -> Result<Answer, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Envelope { command, idempotency, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => {
-                self.metrics.ledger_queue_full.add(1);
-                LedgerError::Busy
-            }
-            mpsc::error::TrySendError::Closed(_) => LedgerError::Unavailable,
-        })?;
+        self.sender.try_send(Envelope { command, idempotency, reply, external: false }).map_err(
+            |error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.metrics.ledger_queue_full.add(1);
+                    LedgerError::Busy
+                }
+                mpsc::error::TrySendError::Closed(_) => LedgerError::Unavailable,
+            },
+        )?;
         answer.await.unwrap_or(Err(LedgerError::Unavailable))
     }
 }
@@ -165,38 +289,67 @@ impl LedgerWriter {
 impl Worker {
     async fn run(self) {
         while let Some(batch) = self.next_batch().await {
-            self.process(batch).await;
+            let again = self.process(batch.envelopes).await;
+            let mut running = self.schedule.running.lock().expect("ledger schedule lock");
+            running.release(&batch.claims, again);
+            drop(running);
+            self.schedule.released.notify_waiters();
         }
     }
 
-    /// Waits for one command, then takes whatever else is queued, up to the batch size.
-    async fn next_batch(&self) -> Option<Vec<Envelope>> {
-        let mut queue = self.queue.lock().await;
-        let first = queue.recv().await?;
-        let mut batch = Vec::with_capacity(self.config.batch_size_max.min(64));
-        batch.push(first);
-        while batch.len() < self.config.batch_size_max {
-            match queue.try_recv() {
-                Ok(envelope) => batch.push(envelope),
-                Err(_) => break,
+    /// Waits until there are commands whose claims are free, then takes them (see
+    /// [`Running::take`]). Ends once the queue is closed and nothing waits.
+    async fn next_batch(&self) -> Option<Batch> {
+        let mut intake = self.schedule.intake.lock().await;
+        loop {
+            // Registered before looking, so that a batch ending meanwhile is not missed.
+            let released = self.schedule.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            {
+                let mut running = self.schedule.running.lock().expect("ledger schedule lock");
+                let batch = running.take(&mut intake, self.config.batch_size_max);
+                let depth = intake.receiver.len() + running.waiting.len();
+                self.metrics.ledger_queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+                if !batch.envelopes.is_empty() {
+                    return Some(batch);
+                }
+                if intake.closed && running.waiting.is_empty() && running.claimed.is_empty() {
+                    return None;
+                }
+            }
+            if intake.closed {
+                released.await;
+            } else {
+                tokio::select! {
+                    received = intake.receiver.recv() => match received {
+                        Some(envelope) => {
+                            self.schedule.running.lock().expect("ledger schedule lock").waiting.push_back(envelope)
+                        }
+                        None => intake.closed = true,
+                    },
+                    () = &mut released => {}
+                }
             }
         }
-        self.metrics.ledger_queue_depth.set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
-        // Callers that gave up (timed out, disconnected) must not have money moved for them.
-        batch.retain(|envelope| !envelope.reply.is_closed());
-        Some(batch)
     }
 
-    async fn process(&self, batch: Vec<Envelope>) {
+    fn business_date(&self) -> chrono::NaiveDate {
+        business_date(self.clock.now(), self.settings.tz)
+    }
+
+    /// Runs one batch and answers its callers, except those of commands that turned out to need
+    /// the external account: those are handed back to run again with it.
+    async fn process(&self, batch: Vec<Envelope>) -> Vec<Envelope> {
         if batch.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut attempt = 1;
         let outcome = loop {
-            match self.attempt(&batch).await {
+            match self.attempt(&batch, attempt > 1).await {
                 Ok(answers) => break Ok(answers),
                 Err(error) if attempt < self.config.attempts_max && error.is_missing_partition() => {
-                    let today = business_date(self.clock.now(), self.settings.tz);
+                    let today = self.business_date();
                     if let Err(error) = partitions::ensure_around(&self.pool, today).await {
                         tracing::warn!(%error, "could not create partitions");
                     }
@@ -209,17 +362,28 @@ impl Worker {
             }
             attempt += 1;
         };
+        let mut again = Vec::new();
         match outcome {
             Ok(answers) => {
+                let size = answers.iter().filter(|answer| answer.is_some()).count() as u64;
                 self.metrics.ledger_batches.add(1);
                 self.metrics.ledger_batch_size.observe(batch.len() as u64);
-                self.metrics.ledger_commands.add(batch.len() as u64);
+                self.metrics.ledger_commands.add(size);
                 tracing::debug!(size = batch.len(), attempts = attempt, "ledger batch committed");
-                for (envelope, answer) in batch.into_iter().zip(answers) {
-                    if matches!(answer, Answer::Applied(Err(_))) {
-                        self.metrics.ledger_commands_rejected.add(1);
+                for (mut envelope, answer) in batch.into_iter().zip(answers) {
+                    match answer {
+                        Some(answer) => {
+                            if matches!(answer, Answer::Applied(Err(_))) {
+                                self.metrics.ledger_commands_rejected.add(1);
+                            }
+                            let _ = envelope.reply.send(Ok(answer));
+                        }
+                        None => {
+                            self.metrics.ledger_commands_again.add(1);
+                            envelope.external = true;
+                            again.push(envelope);
+                        }
                     }
-                    let _ = envelope.reply.send(Ok(answer));
                 }
             }
             Err(error) => {
@@ -230,13 +394,16 @@ impl Worker {
                 }
             }
         }
+        again
     }
 
     /// One attempt: lock, load, apply, write, commit. Nothing is sent to callers here, so a
-    /// failed attempt (COMMIT included) can be repeated from scratch.
-    async fn attempt(&self, batch: &[Envelope]) -> Result<Vec<Answer>, AttemptError> {
+    /// failed attempt (COMMIT included) can be repeated from scratch. `alone`: take the gate in
+    /// EXCLUSIVE mode. An answer of `None` means: run the command again with the external
+    /// account locked (nothing of it was written).
+    async fn attempt(&self, batch: &[Envelope], alone: bool) -> Result<Vec<Option<Answer>>, AttemptError> {
         let client = self.connections.get().await.map_err(|error| AttemptError::Pool(error.to_string()))?;
-        match self.attempt_on(&client, batch).await {
+        match self.attempt_on(&client, batch, alone).await {
             Ok(answers) => Ok(answers),
             Err(error) => {
                 // A connection whose transaction cannot be ended is not given back to the pool.
@@ -252,14 +419,15 @@ impl Worker {
         &self,
         client: &deadpool_postgres::Object,
         batch: &[Envelope],
-    ) -> Result<Vec<Answer>, tokio_postgres::Error> {
+        alone: bool,
+    ) -> Result<Vec<Option<Answer>>, tokio_postgres::Error> {
         let now = self.clock.now();
         let context = BatchContext {
             now,
             business_date: business_date(now, self.settings.tz),
             daily_charge_limit_krw: self.settings.daily_charge_limit_krw,
         };
-        let account_ids: BTreeSet<_> = batch.iter().flat_map(|envelope| envelope.command.accounts()).collect();
+        let account_ids: BTreeSet<_> = batch.iter().flat_map(Envelope::accounts).collect();
         let daily_keys: BTreeSet<_> =
             batch.iter().filter_map(|envelope| envelope.command.charging_key(context.business_date)).collect();
         let key_ids: BTreeSet<KeyId> = batch
@@ -280,6 +448,7 @@ impl Worker {
         let locked = store::begin_and_lock(
             client,
             store::ToLock {
+                alone,
                 account_ids: &account_ids,
                 daily_keys: &daily_keys,
                 key_ids: &key_ids,
@@ -337,8 +506,17 @@ impl Worker {
         let (results, effects) = apply(&mut state, &context, &to_run);
 
         let mut new_keys: Vec<(KeyId, KeyRecord)> = Vec::new();
+        let mut again: HashSet<usize> = HashSet::new();
+        let mut again_keys: HashSet<KeyId> = HashSet::new();
         for (position, result) in run_index.iter().zip(results) {
             let envelope = &batch[*position];
+            if result == Err(CommandError::NeedsExternalAccount) && !envelope.external {
+                again.insert(*position);
+                if let Some(idempotency) = &envelope.idempotency {
+                    again_keys.insert((idempotency.user_id, idempotency.key.clone()));
+                }
+                continue;
+            }
             if let Some(idempotency) = &envelope.idempotency {
                 let record =
                     KeyRecord { fingerprint: idempotency.fingerprint.clone(), response: (idempotency.render)(&result) };
@@ -359,19 +537,28 @@ impl Worker {
             "ledger batch timing"
         );
 
-        // Repeats within the batch, answered from what their first occurrence stored.
+        // Repeats within the batch, answered from what their first occurrence stored (or run
+        // again with it).
         Ok(plan
             .into_iter()
             .zip(batch)
-            .map(|(answer, envelope)| match (answer, &envelope.idempotency) {
-                (Some(answer), _) => answer,
-                (None, Some(idempotency)) => match known_keys.get(&(idempotency.user_id, idempotency.key.clone())) {
-                    Some(record) if same_request(record, &idempotency.fingerprint) => {
-                        Answer::Replayed(record.response.clone())
+            .enumerate()
+            .map(|(position, (answer, envelope))| match (answer, &envelope.idempotency) {
+                _ if again.contains(&position) => None,
+                (Some(answer), _) => Some(answer),
+                (None, Some(idempotency)) => {
+                    let id = (idempotency.user_id, idempotency.key.clone());
+                    if again_keys.contains(&id) {
+                        return None;
                     }
-                    _ => Answer::KeyReused,
-                },
-                (None, None) => Answer::Applied(Err(CommandError::InvalidState("command was not run"))),
+                    Some(match known_keys.get(&id) {
+                        Some(record) if same_request(record, &idempotency.fingerprint) => {
+                            Answer::Replayed(record.response.clone())
+                        }
+                        _ => Answer::KeyReused,
+                    })
+                }
+                (None, None) => Some(Answer::Applied(Err(CommandError::InvalidState("command was not run")))),
             })
             .collect())
     }
@@ -399,4 +586,92 @@ fn backoff(attempt: u32) -> Duration {
     let exponential = RETRY_BACKOFF_BASE.saturating_mul(1 << attempt.min(8)).min(RETRY_BACKOFF_MAX);
     let jitter_percent: u32 = rand::thread_rng().gen_range(50..150);
     exponential * jitter_percent / 100
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Amount;
+
+    fn transfer(
+        user_id: UserId,
+        from: AccountId,
+        to: AccountId,
+    ) -> (Envelope, oneshot::Receiver<Result<Answer, LedgerError>>) {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Transfer {
+            user_id,
+            from_account_id: from,
+            to_account_id: to,
+            amount: Amount::parse(1).unwrap(),
+            display_name: None,
+            memo: None,
+        };
+        (Envelope { command, idempotency: None, reply, external: false }, answer)
+    }
+
+    fn from_accounts(batch: &Batch) -> Vec<AccountId> {
+        batch.envelopes.iter().map(|envelope| envelope.command.accounts()[0]).collect()
+    }
+
+    #[test]
+    fn batches_running_at_once_never_share_a_row_and_waiting_commands_go_first() {
+        let (sender, receiver) = mpsc::channel(16);
+        let mut intake = Intake { receiver, closed: false };
+        let mut running = Running::default();
+        let mut answers = Vec::new();
+        for (user, from, to) in [(1, 101, 102), (3, 103, 104)] {
+            let (envelope, answer) = transfer(user, from, to);
+            sender.try_send(envelope).ok().unwrap();
+            answers.push(answer);
+        }
+        let first = running.take(&mut intake, 10);
+        assert_eq!(from_accounts(&first), vec![101, 103]);
+
+        // Account 102 and user 3 are claimed by the running batch; 105 → 106 is free.
+        for (user, from, to) in [(5, 105, 102), (3, 107, 108), (6, 106, 109)] {
+            let (envelope, answer) = transfer(user, from, to);
+            sender.try_send(envelope).ok().unwrap();
+            answers.push(answer);
+        }
+        let second = running.take(&mut intake, 10);
+        assert_eq!(from_accounts(&second), vec![106]);
+        assert_eq!(running.waiting.len(), 2);
+        assert!(running.take(&mut intake, 10).envelopes.is_empty(), "nothing else is free");
+
+        // The first batch ends and hands one command back: it goes first, then the waiting ones.
+        let mut first = first;
+        let again = first.envelopes.remove(1);
+        running.release(&first.claims, vec![again]);
+        let third = running.take(&mut intake, 10);
+        assert_eq!(from_accounts(&third), vec![103, 105, 107]);
+        assert!(running.waiting.is_empty());
+        running.release(&second.claims, Vec::new());
+        running.release(&third.claims, Vec::new());
+        assert!(running.claimed.is_empty());
+    }
+
+    #[test]
+    fn commands_whose_callers_left_are_dropped_and_the_batch_size_is_kept() {
+        let (sender, receiver) = mpsc::channel(16);
+        let mut intake = Intake { receiver, closed: false };
+        let mut running = Running::default();
+        let mut kept = Vec::new();
+        for user in 1..=4 {
+            let (envelope, answer) = transfer(user, 100 + user, 200 + user);
+            sender.try_send(envelope).ok().unwrap();
+            if user == 2 {
+                drop(answer);
+            } else {
+                kept.push(answer);
+            }
+        }
+        let batch = running.take(&mut intake, 2);
+        assert_eq!(from_accounts(&batch), vec![101, 103]);
+        assert!(!running.claimed.contains(&Claim::Account(102)));
+        drop(sender);
+        let rest = running.take(&mut intake, 2);
+        assert_eq!(from_accounts(&rest), vec![104]);
+        assert!(intake.closed);
+    }
 }

@@ -538,3 +538,21 @@ proptest! {
 fn initial_status(effects: &Effects, id: i64) -> Option<TransferStatus> {
     effects.new_transfers.iter().find(|t| t.id == id).map(|t| t.status)
 }
+
+/// The writer locks the external account for a transfer only once it asked for a top-up: a
+/// batch without it runs the transfers that need no top-up, and refuses, changing nothing, the
+/// one that does.
+#[test]
+fn a_transfer_that_tops_up_without_the_external_account_locked_asks_for_it_and_changes_nothing() {
+    let mut state = state_with(&[50_000, 0]);
+    state.accounts.remove(&EXTERNAL_ACCOUNT_ID);
+    let before = state.accounts.clone();
+    let (results, effects) = apply(&mut state, &context(), &[transfer(1, 102, 80_000), transfer(1, 102, 30_000)]);
+    assert_eq!(results[0], Err(CommandError::NeedsExternalAccount));
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert_eq!(effects.postings.len(), 1);
+    assert!(effects.touched_daily.is_empty());
+    assert_eq!(state.accounts[&101].balance(), before[&101].balance() - 30_000);
+    assert!(!state.accounts.contains_key(&EXTERNAL_ACCOUNT_ID));
+    assert!(transfer(1, 102, 1).accounts().iter().all(|id| *id != EXTERNAL_ACCOUNT_ID));
+}
