@@ -634,20 +634,26 @@ impl Report<'_> {
         endpoint_table(&mut md, &self.windows.traffic);
 
         let _ = writeln!(md, "\n## Scenarios, step by step\n");
-        let _ = writeln!(md, "Requests/s counts successful requests; latencies in ms.\n");
+        let _ = writeln!(
+            md,
+            "Requests/s counts answers that are not errors; latencies in ms. Refused: correct refusals \
+             (422 `daily-limit-exceeded`: a daily user who has topped up the day's limit, the clock standing \
+             still), counted apart and not errors.\n"
+        );
         for search in self.searches {
             let _ = writeln!(md, "### {}\n", search.name);
-            let _ = writeln!(md, "| users | iterations/s | requests/s | p50 | p95 | p99 | errors | holds |");
-            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
+            let _ = writeln!(md, "| users | iterations/s | requests/s | p50 | p95 | p99 | errors | refused | holds |");
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             for step in &search.steps {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.1} | {:.0} | {} | {} | {} |",
+                    "| {} | {:.1} | {:.0} | {} | {} | {} | {} |",
                     step.shape.users,
                     step.iterations as f64 / step.shape.duration.as_secs_f64(),
                     step.total.throughput(),
                     latency_cells(&step.total),
                     step.total.errors,
+                    step.total.refused,
                     if crate::scenarios::passes(step, self.p99_limit_ms) { "yes" } else { "no" }
                 );
             }
@@ -671,11 +677,17 @@ impl Report<'_> {
 }
 
 fn endpoint_table(md: &mut String, report: &ScenarioReport) {
-    let _ = writeln!(md, "| endpoint | requests/s | p50 | p95 | p99 | errors |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| endpoint | requests/s | p50 | p95 | p99 | errors | refused |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     for (endpoint, stats) in &report.endpoints {
-        let _ =
-            writeln!(md, "| `{endpoint}` | {:.0} | {} | {} |", stats.throughput(), latency_cells(stats), stats.errors);
+        let _ = writeln!(
+            md,
+            "| `{endpoint}` | {:.0} | {} | {} | {} |",
+            stats.throughput(),
+            latency_cells(stats),
+            stats.errors,
+            stats.refused
+        );
     }
     for error in &report.total.first_errors {
         let _ = writeln!(md, "\nerror sample: `{}`", error.replace('`', "'"));
