@@ -39,6 +39,31 @@ impl LoadReport {
         f64::from(self.latencies_us[index]) / 1000.0
     }
 
+    /// Several measured windows of the same workload as one: counts and latencies together,
+    /// generator CPU weighted by time.
+    pub fn merged<'a>(reports: impl IntoIterator<Item = &'a LoadReport>) -> LoadReport {
+        let mut merged = LoadReport::default();
+        let mut cpu_seconds = 0.0;
+        for report in reports {
+            merged.requests += report.requests;
+            merged.errors += report.errors;
+            merged.refused += report.refused;
+            merged.elapsed += report.elapsed;
+            merged.latencies_us.extend_from_slice(&report.latencies_us);
+            cpu_seconds += report.generator_cores * report.elapsed.as_secs_f64();
+            for error in &report.first_errors {
+                if merged.first_errors.len() < 3 {
+                    merged.first_errors.push(error.clone());
+                }
+            }
+        }
+        merged.latencies_us.sort_unstable();
+        if !merged.elapsed.is_zero() {
+            merged.generator_cores = cpu_seconds / merged.elapsed.as_secs_f64();
+        }
+        merged
+    }
+
     fn add(&mut self, sample: &Sample) {
         self.requests += 1;
         self.latencies_us.push(sample.latency_us);
@@ -313,5 +338,26 @@ mod tests {
         assert!(!is_refusal(unprocessable, b"not json"));
         assert!(!is_refusal(reqwest::StatusCode::INTERNAL_SERVER_ERROR, limit));
         assert!(!is_refusal(reqwest::StatusCode::CONFLICT, limit));
+    }
+
+    #[test]
+    fn merged_windows_add_up() {
+        let window = |requests: u64, errors: u64, refused: u64, latencies: Vec<u32>| LoadReport {
+            requests,
+            errors,
+            refused,
+            elapsed: Duration::from_secs(2),
+            latencies_us: latencies,
+            generator_cores: 0.5,
+            first_errors: vec!["500: x".to_owned()],
+        };
+        let merged = LoadReport::merged(&[window(3, 1, 1, vec![1000, 2000, 5000]), window(2, 0, 0, vec![3000, 4000])]);
+        assert_eq!((merged.requests, merged.errors, merged.refused), (5, 1, 1));
+        assert_eq!(merged.elapsed, Duration::from_secs(4));
+        assert_eq!(merged.latencies_us, vec![1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(merged.percentile_ms(0.5), 3.0);
+        assert!((merged.generator_cores - 0.5).abs() < 1e-9);
+        assert!((merged.throughput() - 1.0).abs() < 1e-9);
+        assert_eq!(merged.first_errors.len(), 2);
     }
 }

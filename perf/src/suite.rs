@@ -17,7 +17,7 @@ use crate::history::{self, percentile};
 use crate::load::{LoadReport, ScenarioReport, Shape};
 use crate::scenarios::{self, Admin, BatchWindows, Population, StepSearch};
 use crate::server::Server;
-use crate::write::{self, create_users, database_url_for, recreate_database, WriteOutcome};
+use crate::write::{self, create_users, database_url_for, recreate_database, times, WriteOutcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -40,6 +40,10 @@ pub struct Options {
     /// Savings accounts the batch jobs work on (default 100,000, --quick 20,000).
     #[arg(long)]
     savings_accounts: Option<i64>,
+    /// Interleaved rounds of the write benchmark (pgbench cold, HTTP cold, pgbench hot, HTTP
+    /// hot); its ratios are the median over them.
+    #[arg(long, default_value_t = 3)]
+    write_rounds: u32,
     /// Where the dated report directory goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     results: PathBuf,
@@ -136,11 +140,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         duration: Duration::from_secs(step_seconds),
     };
 
-    phase.next("pgbench baseline and HTTP transfers, cold and hot");
+    phase.next(&format!(
+        "pgbench baseline and HTTP transfers, cold and hot, in {} interleaved rounds",
+        options.write_rounds
+    ));
     let write_options = write::Options {
         clients: 100,
-        seconds: if quick { 5 } else { 15 },
-        warmup_seconds: 2,
+        seconds: if quick { 3 } else { 5 },
+        rounds: options.write_rounds,
+        warmup_seconds: if quick { 1 } else { 2 },
         users: if quick { 200 } else { 1000 },
         pgbench_accounts: 10_000,
         idempotency_keys: false,
@@ -351,15 +359,22 @@ impl Report<'_> {
         Some((naive, tuned, naive / tuned))
     }
 
-    fn transfer_ratios(&self) -> (f64, f64) {
-        let w = self.writes;
-        (w.cold.throughput() / w.pg_cold.tps, w.hot.throughput() / w.pg_hot.tps)
+    /// The write benchmark's ratios: the median over its interleaved rounds.
+    fn transfer_ratios(&self) -> write::Ratios {
+        self.writes.median_ratios()
     }
 
     /// The few lines printed at the end of the run.
     fn summary(&self) -> String {
-        let (cold, hot) = self.transfer_ratios();
-        let mut text = format!("transfers vs pgbench: cold {cold:.2}x, hot {hot:.2}x (goal >= 1.0x)\n");
+        let ratios = self.transfer_ratios();
+        let mut text = format!(
+            "transfers vs pgbench, median of {} interleaved rounds: cold {}, hot {} (goal >= 1.0x); \
+             hot vs pgbench cold {}\n",
+            self.writes.rounds.len(),
+            times(ratios.cold),
+            times(ratios.hot),
+            times(ratios.hot_vs_pg_cold)
+        );
         for prefix in ["hot: deep", "heavy: deep"] {
             if let Some((_, _, ratio)) = self.deep_ratio(prefix) {
                 let _ = writeln!(text, "history {prefix} page, naive/tuned p50: {ratio:.0}x (goal >= 50x)");
@@ -442,7 +457,8 @@ impl Report<'_> {
         let mut md = String::new();
         let w = self.writes;
         let m = self.machine;
-        let (cold_ratio, hot_ratio) = self.transfer_ratios();
+        let ratios = self.transfer_ratios();
+        let rounds = w.rounds.len();
         let _ = writeln!(md, "# minipay performance report{}\n", if self.quick { " (quick run)" } else { "" });
         let _ = writeln!(md, "Produced by one run of:\n\n```\n{}\n```\n", self.command);
         let _ = writeln!(
@@ -458,17 +474,21 @@ impl Report<'_> {
         let _ = writeln!(md, "|---|---:|---:|---:|---|");
         let _ = writeln!(
             md,
-            "| transfers/s, cold (random pairs) vs pgbench hand-written transaction | {:.0} | {:.0} | {cold_ratio:.2}x | ≥ 1.0x: {} |",
+            "| transfers/s, cold (random pairs) vs pgbench hand-written transaction; ratio: median of {rounds} \
+             interleaved rounds | {:.0} | {:.0} | {} | ≥ 1.0x: {} |",
             w.cold.throughput(),
             w.pg_cold.tps,
-            goal(cold_ratio >= 1.0)
+            times(ratios.cold),
+            goal(ratios.cold >= 1.0)
         );
         let _ = writeln!(
             md,
-            "| transfers/s, hot (100 senders, one receiver) vs pgbench hot | {:.0} | {:.0} | {hot_ratio:.2}x | ≥ 1.0x: {} |",
+            "| transfers/s, hot (100 senders, one receiver) vs pgbench hot; ratio: median of {rounds} interleaved \
+             rounds | {:.0} | {:.0} | {} | ≥ 1.0x: {} |",
             w.hot.throughput(),
             w.pg_hot.tps,
-            goal(hot_ratio >= 1.0)
+            times(ratios.hot),
+            goal(ratios.hot >= 1.0)
         );
         for (prefix, label) in [("hot: deep", "hot account"), ("heavy: deep", "heavy accounts")] {
             if let Some((naive, tuned, ratio)) = self.deep_ratio(prefix) {
@@ -533,9 +553,42 @@ impl Report<'_> {
             "pgbench runs a hand-written transfer transaction (debit one row, credit another, insert one \
              history row) on the same PostgreSQL with 100 clients; minipay gets `POST /v1/transfers` over \
              HTTP from 100 closed-loop clients. Cold: random pairs; hot: every transfer to one account. \
-             {} s per phase.\n",
-            w.cold.elapsed.as_secs()
+             Measured in {rounds} interleaved rounds of four {} s phases (pgbench cold, HTTP cold, pgbench hot, \
+             HTTP hot), each pgbench phase started once the statement outbox had drained (the wait is in the \
+             last column); the ratios are taken within each round, and the result is their median.\n",
+            w.phase_seconds
         );
+        let _ = writeln!(
+            md,
+            "| round | pgbench cold | HTTP cold | pgbench hot | HTTP hot | cold / pgbench cold | hot / pgbench hot \
+             | hot / pgbench cold | outbox wait s |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (index, round) in w.rounds.iter().enumerate() {
+            let r = round.ratios();
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.1} + {:.1} |",
+                index + 1,
+                round.pg_cold.tps,
+                round.cold.throughput(),
+                round.pg_hot.tps,
+                round.hot.throughput(),
+                times(r.cold),
+                times(r.hot),
+                times(r.hot_vs_pg_cold),
+                round.outbox_waits[0].as_secs_f64(),
+                round.outbox_waits[1].as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| **median** | | | | | **{}** | **{}** | **{}** | |\n",
+            times(ratios.cold),
+            times(ratios.hot),
+            times(ratios.hot_vs_pg_cold)
+        );
+        let _ = writeln!(md, "All rounds together ({} s per workload):\n", w.cold.elapsed.as_secs());
         let _ = writeln!(md, "| workload | transfers/s | p50 ms | p99 ms | errors | vs pgbench cold |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
         let _ = writeln!(
