@@ -40,6 +40,10 @@ pub struct Options {
     /// Savings accounts the batch jobs work on (default 100,000, --quick 20,000).
     #[arg(long)]
     savings_accounts: Option<i64>,
+    /// Pending transfers created to expire on each of the quiet and the traffic day of the
+    /// batch windows (default 5,000, --quick 2,000; 0 leaves pending-expiry without work).
+    #[arg(long)]
+    pending_transfers: Option<usize>,
     /// Interleaved rounds of the write benchmark (pgbench cold, HTTP cold, pgbench hot, HTTP
     /// hot); its ratios are the median over them.
     #[arg(long, default_value_t = 3)]
@@ -116,6 +120,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let step_seconds = options.step_seconds.unwrap_or(if quick { 5 } else { 15 });
     let entries = options.entries.unwrap_or(if quick { 1_000_000 } else { 10_000_000 });
     let savings = options.savings_accounts.unwrap_or(if quick { 20_000 } else { 100_000 });
+    let pending = options.pending_transfers.unwrap_or(if quick { 2_000 } else { 5_000 });
     anyhow::ensure!(
         !options.steps.is_empty() && options.steps.iter().all(|&users| users > 0),
         "--steps must be positive"
@@ -256,11 +261,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .and_then(|search| search.sustained)
         .unwrap_or(options.steps[0]);
     phase.next(&format!(
-        "batch windows: interest (04:00) and installments (08:00), quiet and with {traffic_users} daily users"
+        "batch windows: interest (04:00), pending-expiry (06:00) and installments (08:00), quiet and with \
+         {traffic_users} daily users"
     ));
     // No client timeout: a job over many accounts may take minutes.
     let admin = Admin { client: reqwest::Client::new(), base: server.base.clone() };
-    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users).await?;
+    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users, pending).await?;
 
     phase.next("audit and report");
     let drained = Instant::now();
@@ -339,6 +345,15 @@ fn goal(met: bool) -> &'static str {
     }
 }
 
+/// What a batch job processed: one number when the quiet and the traffic day did the same.
+fn items(job: &scenarios::JobRun) -> String {
+    if job.processed == job.processed_under_traffic {
+        job.processed.to_string()
+    } else {
+        format!("{} quiet / {} under traffic", job.processed, job.processed_under_traffic)
+    }
+}
+
 fn latency_cells(report: &LoadReport) -> String {
     format!(
         "{} | {} | {}",
@@ -383,9 +398,10 @@ impl Report<'_> {
         for job in &self.windows.jobs {
             let _ = writeln!(
                 text,
-                "{} ({}): quiet {:.2} s, under traffic {:.2} s",
+                "{} ({}, {}): quiet {:.2} s, under traffic {:.2} s",
                 job.job,
                 job.window,
+                items(job),
                 job.quiet.as_secs_f64(),
                 job.under_traffic.as_secs_f64()
             );
@@ -508,7 +524,7 @@ impl Report<'_> {
                 "| {} job ({} window, {} items), s: under traffic vs quiet | {:.2} | {:.2} | {slowdown:.2}x slower | – |",
                 job.job,
                 job.window,
-                job.processed,
+                items(job),
                 job.under_traffic.as_secs_f64(),
                 job.quiet.as_secs_f64()
             );
@@ -660,10 +676,13 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "{} savings accounts (free and fixed in turn) owe one day of interest each business day; the fixed \
-             half take an installment at 08:00. With the server's manual clock, each job ran once to catch up \
+             half take an installment at 08:00. {} pending transfers, created through the API by 100 users in \
+             `confirm` transfer mode (their receivers never answer), expire on each of the quiet and the traffic \
+             day: two cohorts created at 05:00 a day apart, each due 72 hours later; pending-expiry is a frequent \
+             job, run here once a day at 06:01. With the server's manual clock, each job ran once to catch up \
              (not reported), then on the next day with no traffic, then on the day after while {} daily users \
-             ran (`POST /admin/jobs/{{name}}/run` at 04:01 and 08:01).\n",
-            self.savings, self.windows.traffic.shape.users
+             ran (`POST /admin/jobs/{{name}}/run` at 04:01, 06:01 and 08:01).\n",
+            self.savings, self.windows.pending_per_day, self.windows.traffic.shape.users
         );
         let _ = writeln!(md, "| job | window | items | quiet s | under traffic s | slowdown |");
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
@@ -673,7 +692,7 @@ impl Report<'_> {
                 "| {} | {} | {} | {:.2} | {:.2} | {:.2}x |",
                 job.job,
                 job.window,
-                job.processed,
+                items(job),
                 job.quiet.as_secs_f64(),
                 job.under_traffic.as_secs_f64(),
                 job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64()
