@@ -1,8 +1,8 @@
 //! A closed-loop HTTP load generator: N virtual users, started one after another over a ramp,
 //! each beginning its next iteration (one request, or a scenario's sequence of requests) as
 //! soon as the previous one is answered, for a fixed time. Records latency and outcome of
-//! every request per endpoint, and how much CPU the generator itself used (to show it is not
-//! the bottleneck).
+//! every request per endpoint (success, refusal or error), and how much CPU the generator
+//! itself used (to show it is not the bottleneck).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use futures::FutureExt;
 pub struct LoadReport {
     pub requests: u64,
     pub errors: u64,
+    /// Answers that correctly refused what the user asked (see [`REFUSALS`]): not errors.
+    pub refused: u64,
     pub elapsed: Duration,
     /// Sorted ascending.
     pub latencies_us: Vec<u32>,
@@ -37,9 +39,37 @@ impl LoadReport {
         f64::from(self.latencies_us[index]) / 1000.0
     }
 
+    /// Several measured windows of the same workload as one: counts and latencies together,
+    /// generator CPU weighted by time.
+    pub fn merged<'a>(reports: impl IntoIterator<Item = &'a LoadReport>) -> LoadReport {
+        let mut merged = LoadReport::default();
+        let mut cpu_seconds = 0.0;
+        for report in reports {
+            merged.requests += report.requests;
+            merged.errors += report.errors;
+            merged.refused += report.refused;
+            merged.elapsed += report.elapsed;
+            merged.latencies_us.extend_from_slice(&report.latencies_us);
+            cpu_seconds += report.generator_cores * report.elapsed.as_secs_f64();
+            for error in &report.first_errors {
+                if merged.first_errors.len() < 3 {
+                    merged.first_errors.push(error.clone());
+                }
+            }
+        }
+        merged.latencies_us.sort_unstable();
+        if !merged.elapsed.is_zero() {
+            merged.generator_cores = cpu_seconds / merged.elapsed.as_secs_f64();
+        }
+        merged
+    }
+
     fn add(&mut self, sample: &Sample) {
         self.requests += 1;
         self.latencies_us.push(sample.latency_us);
+        if sample.refused {
+            self.refused += 1;
+        }
         if let Some(error) = &sample.error {
             self.errors += 1;
             if self.first_errors.len() < 3 {
@@ -50,12 +80,36 @@ impl LoadReport {
 }
 
 /// One request: which endpoint (a route template such as `POST /v1/transfers`), when it was
-/// sent, how long it took and, for anything but a 2xx, what went wrong.
+/// sent, how long it took, whether it was a refusal and, for any other answer than a 2xx,
+/// what went wrong.
 pub struct Sample {
     pub endpoint: &'static str,
     pub sent: Instant,
     pub latency_us: u32,
+    /// A correct refusal (see [`REFUSALS`]); never also an error.
+    pub refused: bool,
     pub error: Option<String>,
+}
+
+/// Problem codes that are the right answer to what a scenario's users do, not failures: a
+/// daily user who tops up every iteration exhausts the daily top-up limit, and the server
+/// must then refuse (422 `daily-limit-exceeded`, nothing charged).
+pub const REFUSALS: [&str; 1] = ["daily-limit-exceeded"];
+
+/// Whether an answer is one of the [`REFUSALS`]: a 422 problem with one of their codes.
+pub fn is_refusal(status: reqwest::StatusCode, body: &[u8]) -> bool {
+    status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|problem| problem["code"].as_str().map(|code| REFUSALS.contains(&code)))
+            .unwrap_or(false)
+}
+
+/// How one answer counts.
+enum Answer {
+    Success(Vec<u8>),
+    Refused,
+    Error(String),
 }
 
 /// The samples of one iteration of a virtual user.
@@ -63,26 +117,31 @@ pub struct Sample {
 pub struct Samples(pub Vec<Sample>);
 
 impl Samples {
-    /// Sends `request`, records it under `endpoint`, and returns the body of a 2xx answer.
+    /// Sends `request`, records it under `endpoint` (a refusal as refused, any other non-2xx
+    /// as an error), and returns the body of a 2xx answer.
     pub async fn send(&mut self, endpoint: &'static str, request: reqwest::RequestBuilder) -> Option<Vec<u8>> {
         let sent = Instant::now();
-        let outcome = async {
+        let answer = async {
             let response = request.send().await.map_err(|error| error.to_string())?;
             let status = response.status();
             let body = response.bytes().await.map_err(|error| error.to_string())?;
-            if status.is_success() {
-                Ok(body.to_vec())
+            Ok::<_, String>(if status.is_success() {
+                Answer::Success(body.to_vec())
+            } else if is_refusal(status, &body) {
+                Answer::Refused
             } else {
-                Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
-            }
+                Answer::Error(format!("{status}: {}", String::from_utf8_lossy(&body)))
+            })
         }
-        .await;
+        .await
+        .unwrap_or_else(Answer::Error);
         let latency_us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        let (body, error) = match outcome {
-            Ok(body) => (Some(body), None),
-            Err(error) => (None, Some(error)),
+        let (body, refused, error) = match answer {
+            Answer::Success(body) => (Some(body), false, None),
+            Answer::Refused => (None, true, None),
+            Answer::Error(error) => (None, false, Some(error)),
         };
-        self.0.push(Sample { endpoint, sent, latency_us, error });
+        self.0.push(Sample { endpoint, sent, latency_us, refused, error });
         body
     }
 
@@ -215,7 +274,7 @@ where
             let sent = Instant::now();
             let error = request.await.err();
             let latency_us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-            Samples(vec![Sample { endpoint: "request", sent, latency_us, error }])
+            Samples(vec![Sample { endpoint: "request", sent, latency_us, refused: false, error }])
         }
         .boxed()
     })
@@ -241,9 +300,10 @@ mod tests {
                 let sent = Instant::now();
                 let failing = user == 0 && sequence % 2 == 0;
                 let error = failing.then(|| "500: boom".to_owned());
+                let refused = user == 1 && sequence % 2 == 0;
                 Samples(vec![
-                    Sample { endpoint: "GET /a", sent, latency_us: 1000, error: None },
-                    Sample { endpoint: "POST /b", sent, latency_us: 3000, error },
+                    Sample { endpoint: "GET /a", sent, latency_us: 1000, refused: false, error: None },
+                    Sample { endpoint: "POST /b", sent, latency_us: 3000, refused, error },
                 ])
             }
             .boxed()
@@ -254,12 +314,50 @@ mod tests {
         assert_eq!(a.requests, b.requests);
         assert_eq!(report.total.requests, a.requests * 2);
         assert_eq!(a.errors, 0);
+        assert_eq!(a.refused, 0);
         assert!(b.errors > 0 && b.errors < b.requests, "{} of {}", b.errors, b.requests);
         assert_eq!(report.total.errors, b.errors);
+        // Refusals are counted apart and are not errors: user 1's are never in `errors`.
+        assert!(b.refused > 0 && b.refused + b.errors < b.requests, "{} refused", b.refused);
+        assert_eq!(report.total.refused, b.refused);
+        assert!(b.first_errors.iter().all(|error| error.contains("500")));
         // 4 users, one iteration per ~5 ms, 200 ms measured: about 160, never the warm-up's.
         assert!(a.requests > 40 && a.requests < 200, "{}", a.requests);
         assert_eq!(a.percentile_ms(0.99), 1.0);
         assert_eq!(report.total.percentile_ms(0.99), 3.0);
         assert!(b.first_errors[0].starts_with("POST /b: 500"));
+    }
+
+    #[test]
+    fn only_a_daily_limit_problem_is_a_refusal() {
+        let limit = br#"{"code":"daily-limit-exceeded","status":422,"title":"Daily top-up limit exceeded"}"#;
+        let funds = br#"{"code":"insufficient-funds","status":422}"#;
+        let unprocessable = reqwest::StatusCode::UNPROCESSABLE_ENTITY;
+        assert!(is_refusal(unprocessable, limit));
+        assert!(!is_refusal(unprocessable, funds));
+        assert!(!is_refusal(unprocessable, b"not json"));
+        assert!(!is_refusal(reqwest::StatusCode::INTERNAL_SERVER_ERROR, limit));
+        assert!(!is_refusal(reqwest::StatusCode::CONFLICT, limit));
+    }
+
+    #[test]
+    fn merged_windows_add_up() {
+        let window = |requests: u64, errors: u64, refused: u64, latencies: Vec<u32>| LoadReport {
+            requests,
+            errors,
+            refused,
+            elapsed: Duration::from_secs(2),
+            latencies_us: latencies,
+            generator_cores: 0.5,
+            first_errors: vec!["500: x".to_owned()],
+        };
+        let merged = LoadReport::merged(&[window(3, 1, 1, vec![1000, 2000, 5000]), window(2, 0, 0, vec![3000, 4000])]);
+        assert_eq!((merged.requests, merged.errors, merged.refused), (5, 1, 1));
+        assert_eq!(merged.elapsed, Duration::from_secs(4));
+        assert_eq!(merged.latencies_us, vec![1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(merged.percentile_ms(0.5), 3.0);
+        assert!((merged.generator_cores - 0.5).abs() < 1e-9);
+        assert!((merged.throughput() - 1.0).abs() < 1e-9);
+        assert_eq!(merged.first_errors.len(), 2);
     }
 }

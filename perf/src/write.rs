@@ -1,9 +1,15 @@
 //! The write benchmark: POST /v1/transfers over HTTP with 100 concurrent clients, random
 //! pairs ("cold") and 100 senders to one receiver ("hot"), against pgbench running a
 //! hand-written transfer transaction on the same PostgreSQL, in the same run.
+//!
+//! On a shared machine the capacity drifts over minutes, so baseline and load are measured
+//! interleaved, in rounds of four short phases (pgbench cold, HTTP cold, pgbench hot, HTTP
+//! hot), and the ratios are taken within each round; the median over the rounds is the result.
+//! Before each pgbench phase the statement outbox is left to drain, so that the forwarder
+//! carrying the previous HTTP phase's entries to ClickHouse does not run beside pgbench.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{FutureExt, StreamExt};
@@ -19,9 +25,13 @@ pub struct Options {
     /// Concurrent clients, for pgbench and for HTTP.
     #[arg(long, default_value_t = 100)]
     pub clients: u32,
-    /// Measured seconds of each phase.
-    #[arg(long, default_value_t = 15)]
+    /// Measured seconds of each phase (a round is four phases).
+    #[arg(long, default_value_t = 5)]
     pub seconds: u32,
+    /// Rounds of pgbench cold, HTTP cold, pgbench hot, HTTP hot; the ratios reported are the
+    /// median over the rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// Unmeasured seconds before each HTTP phase.
     #[arg(long, default_value_t = 2)]
     pub warmup_seconds: u32,
@@ -191,13 +201,97 @@ async fn transfer_load(
 }
 
 fn print_row(label: &str, tps: f64, p50: f64, p99: f64, errors: u64, baseline: f64) {
-    println!("| {label:<34} | {tps:>11.0} | {p50:>8.2} | {p99:>8.2} | {errors:>6} | {:>6.2}x |", tps / baseline);
+    let ms = |value: f64| if value.is_finite() { format!("{value:.2}") } else { "–".to_owned() };
+    println!(
+        "| {label:<34} | {:>11} | {:>8} | {:>8} | {errors:>6} | {:>7} |",
+        tps_cell(tps),
+        ms(p50),
+        ms(p99),
+        times(tps / baseline)
+    );
 }
 
-/// What one write benchmark measured.
+/// A ratio as `1.23x`, or `–` when there is none (a phase left out with `--only`).
+pub fn times(ratio: f64) -> String {
+    if ratio.is_finite() {
+        format!("{ratio:.2}x")
+    } else {
+        "–".to_owned()
+    }
+}
+
+/// The middle value of the finite ones (the mean of the two middle ones for an even count),
+/// NaN when there are none.
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().filter(|value| value.is_finite()).collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Throughput of an HTTP phase, NaN when it did not run.
+fn http_tps(report: &LoadReport) -> f64 {
+    if report.requests == 0 {
+        f64::NAN
+    } else {
+        report.throughput()
+    }
+}
+
+/// HTTP transfers per pgbench transaction, within one round or as a median of rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratios {
+    /// Cold HTTP / cold pgbench.
+    pub cold: f64,
+    /// Hot HTTP / hot pgbench.
+    pub hot: f64,
+    /// Hot HTTP / cold pgbench.
+    pub hot_vs_pg_cold: f64,
+}
+
+/// One round's four phases, in the order they ran.
+pub struct Round {
+    pub pg_cold: PgbenchResult,
+    pub cold: LoadReport,
+    pub pg_hot: PgbenchResult,
+    pub hot: LoadReport,
+    /// The wait for the outbox to drain before pgbench cold and before pgbench hot.
+    pub outbox_waits: [Duration; 2],
+}
+
+impl Round {
+    pub fn ratios(&self) -> Ratios {
+        Ratios {
+            cold: http_tps(&self.cold) / self.pg_cold.tps,
+            hot: http_tps(&self.hot) / self.pg_hot.tps,
+            hot_vs_pg_cold: http_tps(&self.hot) / self.pg_cold.tps,
+        }
+    }
+}
+
+/// The rounds' pgbench runs of one kind as one: mean throughput and latency (the phases are
+/// equally long), failures summed.
+fn pgbench_together(runs: &[PgbenchResult]) -> PgbenchResult {
+    let n = runs.len().max(1) as f64;
+    PgbenchResult {
+        tps: runs.iter().map(|run| run.tps).sum::<f64>() / n,
+        latency_ms: runs.iter().map(|run| run.latency_ms).sum::<f64>() / n,
+        failed: runs.iter().map(|run| run.failed).sum(),
+    }
+}
+
+/// What one write benchmark measured: every round, and each workload over all rounds.
 pub struct WriteOutcome {
+    pub rounds: Vec<Round>,
+    /// Seconds of each measured phase.
+    pub phase_seconds: u32,
+    /// pgbench over all rounds.
     pub pg_cold: PgbenchResult,
     pub pg_hot: PgbenchResult,
+    /// The HTTP phases of all rounds together.
     pub cold: LoadReport,
     pub hot: LoadReport,
     pub audit: Value,
@@ -206,6 +300,24 @@ pub struct WriteOutcome {
 }
 
 impl WriteOutcome {
+    fn new(rounds: Vec<Round>, phase_seconds: u32, audit: Value, metrics: String) -> WriteOutcome {
+        let pg_cold = pgbench_together(&rounds.iter().map(|round| round.pg_cold).collect::<Vec<_>>());
+        let pg_hot = pgbench_together(&rounds.iter().map(|round| round.pg_hot).collect::<Vec<_>>());
+        let cold = LoadReport::merged(rounds.iter().map(|round| &round.cold));
+        let hot = LoadReport::merged(rounds.iter().map(|round| &round.hot));
+        WriteOutcome { rounds, phase_seconds, pg_cold, pg_hot, cold, hot, audit, metrics }
+    }
+
+    /// Each ratio's median over the rounds: the benchmark's result.
+    pub fn median_ratios(&self) -> Ratios {
+        let ratios: Vec<Ratios> = self.rounds.iter().map(Round::ratios).collect();
+        Ratios {
+            cold: median(ratios.iter().map(|r| r.cold)),
+            hot: median(ratios.iter().map(|r| r.hot)),
+            hot_vs_pg_cold: median(ratios.iter().map(|r| r.hot_vs_pg_cold)),
+        }
+    }
+
     pub fn audit_ok(&self) -> bool {
         self.audit["ok"] == json!(true)
     }
@@ -234,23 +346,39 @@ impl WriteOutcome {
     }
 }
 
-/// The pgbench baseline and the HTTP transfers, cold and hot, on a fresh `minipay_bench`.
+/// Waits until the forwarder has carried every outbox row to ClickHouse; returns how long.
+async fn wait_for_outbox(db: &tokio_postgres::Client) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let left: i64 = db.query_one("SELECT count(*) FROM statement_outbox", &[]).await?.get(0);
+        if left == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the statement outbox did not drain in 5 minutes ({left} rows left)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The pgbench baseline and the HTTP transfers, cold and hot, interleaved in rounds, on a
+/// fresh `minipay_bench`.
 pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
+    anyhow::ensure!(options.rounds >= 1, "--rounds must be at least 1");
+    anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
     let bench_db = "minipay_bench";
     let bench_url = database_url_for(&admin_url, bench_db);
-    eprintln!("write benchmark: {} clients, {} s per phase, database {bench_db}", options.clients, options.seconds);
+    eprintln!(
+        "write benchmark: {} clients, {} rounds of 4 phases x {} s, database {bench_db}",
+        options.clients, options.rounds, options.seconds
+    );
     recreate_database(&admin_url, &clickhouse_url, bench_db).await?;
 
-    eprintln!("[1/4] pgbench baseline: hand-written transfer transaction (cold and hot)");
+    eprintln!("[1/4] pgbench tables ({} accounts)", options.pgbench_accounts);
     pgbench::setup(&bench_url, options.pgbench_accounts).await?;
-    let pg_cold: PgbenchResult =
-        pgbench::run(&bench_url, false, options.pgbench_accounts, options.clients, options.seconds).await?;
-    eprintln!("  pgbench cold: {:.0} tps", pg_cold.tps);
-    let pg_hot: PgbenchResult =
-        pgbench::run(&bench_url, true, options.pgbench_accounts, options.clients, options.seconds).await?;
-    eprintln!("  pgbench hot: {:.0} tps", pg_hot.tps);
 
     eprintln!("[2/4] starting minipay and creating {} + {} users", options.users, options.clients + 1);
     let extra: Vec<(&str, String)> = options
@@ -259,38 +387,107 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name, value.to_owned()))
         .collect();
-    anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
     let server = Server::start(&bench_url, bench_db, &extra).await?;
+    let (db, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients as usize * 2).build()?;
     let cold_users = Arc::new(create_users(&client, &server.base, options.users, "cold", FUNDING).await?);
     let hot_senders = Arc::new(create_users(&client, &server.base, options.clients as usize, "hot", FUNDING).await?);
     let hot_receiver = Arc::new(create_users(&client, &server.base, 1, "receiver", FUNDING).await?);
 
-    eprintln!("[3/4] HTTP cold: {} clients, random pairs among {} users", options.clients, options.users);
-    let cold =
-        transfer_load(&client, &server.base, options, "cold", cold_users.clone(), cold_users.clone(), false).await;
-    eprintln!("[3/4] HTTP hot: {} senders to one receiver", options.clients);
-    let hot =
-        transfer_load(&client, &server.base, options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        let step = format!("[3/4] round {round}/{}", options.rounds);
+        let drained_cold = wait_for_outbox(&db).await?;
+        let pg_cold =
+            pgbench::run(&bench_url, false, options.pgbench_accounts, options.clients, options.seconds).await?;
+        eprintln!(
+            "{step} pgbench cold: {:.0} tps (outbox drained in {:.1} s)",
+            pg_cold.tps,
+            drained_cold.as_secs_f64()
+        );
+        let cold =
+            transfer_load(&client, &server.base, options, "cold", cold_users.clone(), cold_users.clone(), false).await;
+        eprintln!("{step} HTTP cold: {:.0} transfers/s, {} errors", http_tps(&cold), cold.errors);
+        let drained_hot = wait_for_outbox(&db).await?;
+        let pg_hot = pgbench::run(&bench_url, true, options.pgbench_accounts, options.clients, options.seconds).await?;
+        eprintln!("{step} pgbench hot: {:.0} tps (outbox drained in {:.1} s)", pg_hot.tps, drained_hot.as_secs_f64());
+        let hot =
+            transfer_load(&client, &server.base, options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
+        eprintln!("{step} HTTP hot: {:.0} transfers/s, {} errors", http_tps(&hot), hot.errors);
+        rounds.push(Round { pg_cold, cold, pg_hot, hot, outbox_waits: [drained_cold, drained_hot] });
+    }
 
     eprintln!("[4/4] audit and server metrics");
+    wait_for_outbox(&db).await?;
     let audit: Value =
         client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
     server.stop().await;
-    Ok(WriteOutcome { pg_cold, pg_hot, cold, hot, audit, metrics })
+    Ok(WriteOutcome::new(rounds, options.seconds, audit, metrics))
+}
+
+fn tps_cell(tps: f64) -> String {
+    if tps.is_finite() {
+        format!("{tps:.0}")
+    } else {
+        "–".to_owned()
+    }
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let outcome = measure(&options).await?;
-    let WriteOutcome { pg_cold, pg_hot, cold, hot, audit, .. } = &outcome;
+    let WriteOutcome { pg_cold, pg_hot, cold, hot, audit, rounds, .. } = &outcome;
+    let median = outcome.median_ratios();
     println!();
     println!(
-        "minipay write benchmark — {} clients, {} s per phase{}",
+        "minipay write benchmark — {} clients, {} rounds of 4 phases x {} s (pgbench cold, HTTP cold, pgbench hot, \
+         HTTP hot){}",
         options.clients,
+        options.rounds,
         options.seconds,
         if options.idempotency_keys { ", with Idempotency-Key" } else { "" }
     );
+    println!();
+    println!("Per round, transfers/s, and HTTP / pgbench within the round:");
+    println!();
+    println!(
+        "| {:>6} | {:>8} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>11} | {:>13} |",
+        "round", "pg cold", "HTTP cold", "pg hot", "HTTP hot", "cold/cold", "hot/hot", "hot/pg cold", "outbox wait s"
+    );
+    println!(
+        "|{:->8}|{:->10}|{:->11}|{:->10}|{:->10}|{:->11}|{:->11}|{:->13}|{:->15}|",
+        "", "", "", "", "", "", "", "", ""
+    );
+    for (index, round) in rounds.iter().enumerate() {
+        let ratios = round.ratios();
+        println!(
+            "| {:>6} | {:>8.0} | {:>9} | {:>8.0} | {:>8} | {:>9} | {:>9} | {:>11} | {:>13} |",
+            index + 1,
+            round.pg_cold.tps,
+            tps_cell(http_tps(&round.cold)),
+            round.pg_hot.tps,
+            tps_cell(http_tps(&round.hot)),
+            times(ratios.cold),
+            times(ratios.hot),
+            times(ratios.hot_vs_pg_cold),
+            format!("{:.1} + {:.1}", round.outbox_waits[0].as_secs_f64(), round.outbox_waits[1].as_secs_f64()),
+        );
+    }
+    println!(
+        "| {:>6} | {:>8} | {:>9} | {:>8} | {:>8} | {:>9} | {:>9} | {:>11} | {:>13} |",
+        "median",
+        "",
+        "",
+        "",
+        "",
+        times(median.cold),
+        times(median.hot),
+        times(median.hot_vs_pg_cold),
+        ""
+    );
+    println!();
+    println!("All rounds together ({} s per workload):", options.seconds * options.rounds);
     println!();
     println!(
         "| {:<34} | {:>11} | {:>8} | {:>8} | {:>6} | {:>7} |",
@@ -301,7 +498,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     print_row("    pgbench hand-written, hot", pg_hot.tps, pg_hot.latency_ms, f64::NAN, pg_hot.failed, pg_cold.tps);
     print_row(
         "(b) HTTP POST /v1/transfers, cold",
-        cold.throughput(),
+        http_tps(cold),
         cold.percentile_ms(0.5),
         cold.percentile_ms(0.99),
         cold.errors,
@@ -309,7 +506,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     print_row(
         "    HTTP POST /v1/transfers, hot",
-        hot.throughput(),
+        http_tps(hot),
         hot.percentile_ms(0.5),
         hot.percentile_ms(0.99),
         hot.errors,
@@ -317,9 +514,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "pgbench p50 column is its average latency. Hot HTTP vs hot pgbench: {:.2}x.",
-        hot.throughput() / pg_hot.tps
+        "Median of {} interleaved rounds: cold HTTP / cold pgbench {}, hot HTTP / hot pgbench {}, \
+         hot HTTP / cold pgbench {}.",
+        rounds.len(),
+        times(median.cold),
+        times(median.hot),
+        times(median.hot_vs_pg_cold)
     );
+    println!("pgbench p50 column is its average latency; outbox wait = before pgbench cold + before pgbench hot.");
     println!("load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)", cold.generator_cores, hot.generator_cores);
     println!("{}", outcome.ledger_batches());
     for error in cold.first_errors.iter().chain(hot.first_errors.iter()) {
@@ -328,4 +530,65 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("audit ok: {}", audit["ok"]);
     anyhow::ensure!(outcome.audit_ok(), "the ledger audit failed after the benchmark: {audit}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_missing() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median([f64::NAN, 5.0, 1.0, 3.0]), 3.0);
+        assert!(median([f64::NAN]).is_nan());
+        assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_round() {
+        let pg = |tps| PgbenchResult { tps, latency_ms: 10.0, failed: 0 };
+        let http = |requests| LoadReport { requests, elapsed: Duration::from_secs(1), ..LoadReport::default() };
+        // Round 2 ran on a machine twice as slow, for both sides alike.
+        let rounds = vec![
+            Round {
+                pg_cold: pg(1000.0),
+                cold: http(800),
+                pg_hot: pg(100.0),
+                hot: http(900),
+                outbox_waits: [Duration::ZERO; 2],
+            },
+            Round {
+                pg_cold: pg(500.0),
+                cold: http(400),
+                pg_hot: pg(50.0),
+                hot: http(450),
+                outbox_waits: [Duration::ZERO; 2],
+            },
+            Round {
+                pg_cold: pg(1000.0),
+                cold: http(700),
+                pg_hot: pg(100.0),
+                hot: http(1000),
+                outbox_waits: [Duration::ZERO; 2],
+            },
+        ];
+        let outcome = WriteOutcome::new(rounds, 1, json!({"ok": true}), String::new());
+        let median = outcome.median_ratios();
+        assert!((median.cold - 0.8).abs() < 1e-9);
+        assert!((median.hot - 9.0).abs() < 1e-9);
+        assert!((median.hot_vs_pg_cold - 0.9).abs() < 1e-9);
+        assert_eq!(outcome.cold.requests, 1900);
+        assert!((outcome.pg_cold.tps - 2500.0 / 3.0).abs() < 1e-9);
+        // A phase left out with --only has no ratio.
+        let skipped = Round {
+            pg_cold: pg(1000.0),
+            cold: http(0),
+            pg_hot: pg(100.0),
+            hot: http(900),
+            outbox_waits: [Duration::ZERO; 2],
+        };
+        assert!(skipped.ratios().cold.is_nan());
+        assert_eq!(times(skipped.ratios().cold), "–");
+    }
 }
