@@ -191,6 +191,9 @@ struct Schedule {
     running: std::sync::Mutex<Running>,
     /// Signalled when a batch ends.
     released: Notify,
+    /// Held from taking a batch until its write is sent: while one batch's COMMIT waits for
+    /// its WAL flush, the next writer reads and applies its own, which has grown meanwhile.
+    turn: Arc<tokio::sync::Semaphore>,
 }
 
 /// Returns true when a repeat of `record`'s key carries the same request.
@@ -242,6 +245,7 @@ impl LedgerWriter {
             intake: Mutex::new(Intake { receiver, closed: false }),
             running: std::sync::Mutex::new(Running::default()),
             released: Notify::new(),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let tasks = (0..config.writers)
             .map(|_| {
@@ -288,8 +292,10 @@ impl LedgerWriter {
 
 impl Worker {
     async fn run(self) {
-        while let Some(batch) = self.next_batch().await {
-            let again = self.process(batch.envelopes).await;
+        loop {
+            let Ok(turn) = self.schedule.turn.clone().acquire_owned().await else { return };
+            let Some(batch) = self.next_batch().await else { return };
+            let again = self.process(batch.envelopes, turn).await;
             let mut running = self.schedule.running.lock().expect("ledger schedule lock");
             running.release(&batch.claims, again);
             drop(running);
@@ -340,13 +346,14 @@ impl Worker {
 
     /// Runs one batch and answers its callers, except those of commands that turned out to need
     /// the external account: those are handed back to run again with it.
-    async fn process(&self, batch: Vec<Envelope>) -> Vec<Envelope> {
+    async fn process(&self, batch: Vec<Envelope>, turn: tokio::sync::OwnedSemaphorePermit) -> Vec<Envelope> {
+        let mut turn = Some(turn);
         if batch.is_empty() {
             return Vec::new();
         }
         let mut attempt = 1;
         let outcome = loop {
-            match self.attempt(&batch, attempt > 1).await {
+            match self.attempt(&batch, attempt > 1, &mut turn).await {
                 Ok(answers) => break Ok(answers),
                 Err(error) if attempt < self.config.attempts_max && error.is_missing_partition() => {
                     let today = self.business_date();
@@ -401,9 +408,14 @@ impl Worker {
     /// failed attempt (COMMIT included) can be repeated from scratch. `alone`: take the gate in
     /// EXCLUSIVE mode. An answer of `None` means: run the command again with the external
     /// account locked (nothing of it was written).
-    async fn attempt(&self, batch: &[Envelope], alone: bool) -> Result<Vec<Option<Answer>>, AttemptError> {
+    async fn attempt(
+        &self,
+        batch: &[Envelope],
+        alone: bool,
+        turn: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<Vec<Option<Answer>>, AttemptError> {
         let client = self.connections.get().await.map_err(|error| AttemptError::Pool(error.to_string()))?;
-        match self.attempt_on(&client, batch, alone).await {
+        match self.attempt_on(&client, batch, alone, turn).await {
             Ok(answers) => Ok(answers),
             Err(error) => {
                 // A connection whose transaction cannot be ended is not given back to the pool.
@@ -420,6 +432,7 @@ impl Worker {
         client: &deadpool_postgres::Object,
         batch: &[Envelope],
         alone: bool,
+        turn: &mut Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Vec<Option<Answer>>, tokio_postgres::Error> {
         let now = self.clock.now();
         let context = BatchContext {
@@ -528,6 +541,8 @@ impl Worker {
         }
         let applied = started.elapsed();
         let entries = super::statements::entries(&state, &effects);
+        // The next writer may take its batch while this one writes and waits for its flush.
+        drop(turn.take());
         store::write_and_commit(client, now, &state, &effects, &entries, &new_keys).await?;
         tracing::debug!(
             size = batch.len(),
