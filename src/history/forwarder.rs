@@ -108,6 +108,15 @@ impl PgEntry {
     }
 }
 
+/// What one forwarder step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Entries moved to ClickHouse.
+    pub moved: usize,
+    /// Rows were left for the next step: it follows at once, without the pause.
+    pub backlog: bool,
+}
+
 /// The leading outbox rows to forward in one step: as many as fit in `entries_max` entries,
 /// and at least the first. Returns their ids and their entry count.
 fn rows_up_to(candidates: &[(i64, i32)], entries_max: i64) -> (Vec<i64>, usize) {
@@ -177,6 +186,12 @@ impl Forwarder {
 
     /// Moves one batch of outbox entries to ClickHouse; returns how many were moved.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
+        Ok(self.step().await?.moved)
+    }
+
+    /// One batch, and whether rows were left behind for the next (a backlog, to be moved at
+    /// once rather than after a pause).
+    pub async fn step(&self) -> anyhow::Result<Step> {
         let mut tx = self.pool.begin().await.context("forwarder: begin")?;
         // Each outbox row holds the entries of one transaction (at least one), so this many
         // rows always hold enough entries; a row is never split.
@@ -191,8 +206,12 @@ impl Forwarder {
         if outbox_ids.is_empty() {
             tx.commit().await?;
             self.refresh_lag().await;
-            return Ok(0);
+            return Ok(Step { moved: 0, backlog: false });
         }
+        // Rows left out because the entry limit was reached: more are waiting. (Taking every
+        // row read means at most `batch_size` rows, the limit of the read, so a full read
+        // shows as a full batch of entries below.)
+        let left_behind = outbox_ids.len() < candidates.len();
         let entries: Vec<PgEntry> = sqlx::query_as(
             "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
                     e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
@@ -237,7 +256,7 @@ impl Forwarder {
         tx.commit().await.context("forwarder: commit")?;
         self.metrics.history_entries_forwarded.add(rows.len() as u64);
         self.refresh_lag().await;
-        Ok(rows.len())
+        Ok(Step { moved: rows.len(), backlog: left_behind || rows.len() as i64 >= self.batch_size })
     }
 
     async fn refresh_lag(&self) {
@@ -264,17 +283,17 @@ impl Forwarder {
         while !shutdown.is_triggered() {
             // A ClickHouse that was down at start has no table yet.
             let step = if migrated {
-                self.run_once().await
+                self.step().await
             } else {
                 self.clickhouse.migrate().await.map(|()| {
                     migrated = true;
-                    0
+                    Step { moved: 0, backlog: false }
                 })
             };
             let pause = match step {
-                Ok(moved) => {
+                Ok(step) => {
                     backoff = BACKOFF_FIRST;
-                    if moved as i64 >= self.batch_size {
+                    if step.backlog {
                         // A backlog: go on at once.
                         continue;
                     }

@@ -399,6 +399,35 @@ async fn replayed_batches_do_not_show_twice() {
     assert_eq!(tuned.body, naive.body);
 }
 
+/// A step that stops at the entry limit with rows still waiting reports a backlog, so the
+/// forwarder goes on at once instead of pausing between steps of a large backlog.
+#[tokio::test]
+async fn a_step_that_leaves_rows_behind_reports_a_backlog() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.funded("alice", 10_000).await;
+    let bob = app.signup("bob").await;
+    // One transfer at a time: a batch each, so an outbox row of two entries each (the funding
+    // charge made one row of one entry before them).
+    for amount in [100, 200, 300] {
+        let (status, body) = crate::transfers::send(&app, &alice, bob.main_account_id, amount).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let forwarder = forwarder(&app, &pool).with_batch_size(3);
+    let mut steps = Vec::new();
+    loop {
+        let step = forwarder.step().await.unwrap();
+        if step.moved == 0 {
+            break;
+        }
+        steps.push((step.moved, step.backlog));
+    }
+    // The charge's row and the first transfer's fill the first step; the second step stops
+    // short of the limit (2 of 3 entries, the next row would not fit) with a row left: a
+    // backlog all the same. The last step leaves nothing.
+    assert_eq!(steps, vec![(3, true), (2, true), (2, false)]);
+    app.assert_audit_ok().await;
+}
+
 #[tokio::test]
 async fn entries_committed_out_of_order_are_forwarded_exactly_once() {
     let (app, pool) = app_without_forwarder().await;
