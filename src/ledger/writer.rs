@@ -196,6 +196,19 @@ struct Schedule {
     turn: Arc<tokio::sync::Semaphore>,
 }
 
+impl Schedule {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        // Held for in-memory bookkeeping only, never across an await or anything that panics.
+        self.running.lock().expect("ledger schedule lock")
+    }
+
+    /// Ends a batch (see [`Running::release`]) and wakes the writers waiting for its claims.
+    fn finish(&self, claims: &[Claim], again: Vec<Envelope>) {
+        self.running().release(claims, again);
+        self.released.notify_waiters();
+    }
+}
+
 /// Returns true when a repeat of `record`'s key carries the same request.
 fn same_request(record: &KeyRecord, fingerprint: &[u8]) -> bool {
     record.fingerprint == fingerprint
@@ -296,10 +309,7 @@ impl Worker {
             let Ok(turn) = self.schedule.turn.clone().acquire_owned().await else { return };
             let Some(batch) = self.next_batch().await else { return };
             let again = self.process(batch.envelopes, turn).await;
-            let mut running = self.schedule.running.lock().expect("ledger schedule lock");
-            running.release(&batch.claims, again);
-            drop(running);
-            self.schedule.released.notify_waiters();
+            self.schedule.finish(&batch.claims, again);
         }
     }
 
@@ -313,7 +323,7 @@ impl Worker {
             tokio::pin!(released);
             released.as_mut().enable();
             {
-                let mut running = self.schedule.running.lock().expect("ledger schedule lock");
+                let mut running = self.schedule.running();
                 let batch = running.take(&mut intake, self.config.batch_size_max);
                 let depth = intake.receiver.len() + running.waiting.len();
                 self.metrics.ledger_queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
@@ -329,9 +339,7 @@ impl Worker {
             } else {
                 tokio::select! {
                     received = intake.receiver.recv() => match received {
-                        Some(envelope) => {
-                            self.schedule.running.lock().expect("ledger schedule lock").waiting.push_back(envelope)
-                        }
+                        Some(envelope) => self.schedule.running().waiting.push_back(envelope),
                         None => intake.closed = true,
                     },
                     () = &mut released => {}
@@ -344,13 +352,11 @@ impl Worker {
         business_date(self.clock.now(), self.settings.tz)
     }
 
-    /// Runs one batch and answers its callers, except those of commands that turned out to need
-    /// the external account: those are handed back to run again with it.
+    /// Runs one batch (never empty: see [`Running::take`]) and answers its callers, except
+    /// those of commands that turned out to need the external account: those are handed back
+    /// to run again with it.
     async fn process(&self, batch: Vec<Envelope>, turn: tokio::sync::OwnedSemaphorePermit) -> Vec<Envelope> {
         let mut turn = Some(turn);
-        if batch.is_empty() {
-            return Vec::new();
-        }
         let mut attempt = 1;
         let outcome = loop {
             match self.attempt(&batch, attempt > 1, &mut turn).await {
