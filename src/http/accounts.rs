@@ -1,7 +1,10 @@
 //! Accounts: list, read, open savings, close savings.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,10 +12,11 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use crate::app::AppState;
 use crate::domain::accounts::{Account, AccountId, Product};
 use crate::domain::money::Amount;
-use crate::ledger::{Command, Outcome};
+use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::accounts;
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
@@ -120,24 +124,31 @@ pub async fn create_account(
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
-/// Closes a savings account: what it holds moves to the main account.
+/// Closes a savings account: what it holds moves to the main account. Honours
+/// `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 200, body = AccountView), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "already closed"),
-              (status = 422, body = Problem, description = "not a savings account")))]
+              (status = 422, body = Problem, description = "validation-failed (not a savings account), idempotency-key-reused"),
+              (status = 503, body = Problem, description = "unavailable")))]
 pub async fn close_account(
     State(state): State<AppState>,
     caller: AuthUser,
+    key: IdempotencyKey,
     ApiPath(id): ApiPath<AccountId>,
-) -> ApiResult<Json<AccountView>> {
+) -> ApiResult<Response> {
+    let print = key.fingerprint("POST /v1/accounts/{id}/close", &id);
     let command = Command::CloseSavings {
         user_id: caller.user_id,
         main_account_id: caller.main_account_id,
         savings_account_id: id,
     };
-    match state.ledger.submit(command).await? {
-        Outcome::Closed { savings, .. } => Ok(Json(AccountView::from(&savings))),
-        other => Err(ApiError::Internal(anyhow::anyhow!("close answered with {other:?}"))),
-    }
+    let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
+        Ok(Outcome::Closed { savings, .. }) => stored_json(StatusCode::OK, &AccountView::from(savings)),
+        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("close answered with {other:?}"))),
+        Err(error) => stored_error(error.clone().into()),
+    });
+    Ok(run_command(&state, caller, key, print, command, render).await)
 }

@@ -123,19 +123,22 @@ pub async fn run(
         if !expired(month, cutoff) {
             continue;
         }
-        // Detach, fold into the archived totals, drop: all or nothing.
+        // Detach, fold into the archived totals, drop: all or nothing. An account may have no
+        // row of a kind in a month (only held or voided transfers, only debits, only credits):
+        // such a sum is NULL in SQL and counts as 0.
         let mut tx = pool.begin().await?;
         sqlx::query(&format!("ALTER TABLE ledger_transfers DETACH PARTITION {name}")).execute(&mut *tx).await?;
         sqlx::query(&format!(
             "INSERT INTO ledger_archived_totals AS t (account_id, debits_posted, credits_posted, debits_pending, credits_pending)
              SELECT account_id, sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending) FROM (
                  SELECT debit_account_id AS account_id,
-                        sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')) AS debits_posted, 0 AS credits_posted,
+                        COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0) AS debits_posted,
+                        0 AS credits_posted,
                         sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END) AS debits_pending,
                         0 AS credits_pending
                    FROM {name} GROUP BY debit_account_id
                  UNION ALL
-                 SELECT credit_account_id, 0, sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0,
+                 SELECT credit_account_id, 0, COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0), 0,
                         sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END)
                    FROM {name} GROUP BY credit_account_id
              ) moved GROUP BY account_id

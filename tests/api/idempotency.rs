@@ -130,3 +130,61 @@ async fn keys_expire_after_their_time() {
     assert_eq!(app.balance(&alice).await, 3_000);
     app.assert_audit_ok().await;
 }
+
+#[tokio::test]
+async fn closing_savings_honours_keys_like_every_other_money_route() {
+    let app = spawn_app().await;
+    let alice = app.funded("alice", 50_000).await;
+    let open_with = |amount: i64| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let (status, savings) =
+                app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+            assert_eq!(status, 201, "{savings}");
+            let id = savings["id"].as_i64().unwrap();
+            let (status, body) =
+                app.post(&format!("/v1/accounts/{id}/deposits"), Some(&alice.token), json!({"amount": amount})).await;
+            assert_eq!(status, 201, "{body}");
+            id
+        }
+    };
+    let first = open_with(30_000).await;
+    let second = open_with(10_000).await;
+    let close_path = |id: i64| format!("/v1/accounts/{id}/close");
+
+    let closed = post_with_key(&app, &alice, &close_path(first), "close-1", json!({})).await;
+    assert_eq!(closed.0, 200, "{}", closed.1);
+    assert_eq!((closed.1["status"].clone(), closed.1["balance"].clone()), (json!("closed"), json!(0)));
+    assert_eq!(app.balance(&alice).await, 40_000);
+    // A retry gets the first answer, status and body, not a 409.
+    assert_eq!(post_with_key(&app, &alice, &close_path(first), "close-1", json!({})).await, closed);
+    assert_eq!(app.balance(&alice).await, 40_000);
+
+    // The same key on another account is another request; malformed keys are refused; neither
+    // closes anything.
+    let (status, body) = post_with_key(&app, &alice, &close_path(second), "close-1", json!({})).await;
+    assert_problem(status, &body, 422, "idempotency-key-reused");
+    for key in ["", &"k".repeat(256), "has space"] {
+        let (status, body) = post_with_key(&app, &alice, &close_path(second), key, json!({})).await;
+        assert_problem(status, &body, 422, "validation-failed");
+    }
+    let still_open = app.account(&alice, second).await;
+    assert_eq!((still_open["status"].clone(), still_open["balance"].clone()), (json!("open"), json!(10_000)));
+
+    // Concurrent repeats of one key close once and all get the same answer; the longest key
+    // allowed is a key.
+    let (key, path) = ("k".repeat(255), close_path(second));
+    let results = join_all((0..10).map(|_| post_with_key(&app, &alice, &path, &key, json!({})))).await;
+    for result in &results {
+        assert_eq!(result.0, 200, "{}", result.1);
+        assert_eq!(result, &results[0]);
+    }
+    assert_eq!(results[0].1["status"], json!("closed"));
+    assert_eq!(app.balance(&alice).await, 50_000);
+
+    // Errors are replayed too: the main account is not a savings account.
+    let refused = post_with_key(&app, &alice, &close_path(alice.main_account_id), "close-main", json!({})).await;
+    assert_problem(refused.0, &refused.1, 422, "validation-failed");
+    assert_eq!(post_with_key(&app, &alice, &close_path(alice.main_account_id), "close-main", json!({})).await, refused);
+    app.assert_audit_ok().await;
+}
