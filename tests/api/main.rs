@@ -11,6 +11,7 @@ mod idempotency;
 mod interest;
 mod jobs;
 mod login_limits;
+mod multi_process;
 mod notifications;
 mod openapi;
 mod outages;
