@@ -571,7 +571,8 @@ pub async fn assert_balances_after(
 }
 
 /// Polls (short sleeps) until a session on `pool`'s database waits for a lock in a statement
-/// containing `fragment`; fails after ten seconds. Tests use it to know that a request they
+/// containing `fragment` (among its first 1,024 bytes, all that PostgreSQL shows by default);
+/// fails after ten seconds. Tests use it to know that a request they
 /// sent is held where they meant to hold it before they go on.
 pub async fn wait_for_lock_wait(pool: &PgPool, fragment: &str) {
     let started = std::time::Instant::now();

@@ -10,6 +10,7 @@ mod history;
 mod idempotency;
 mod interest;
 mod jobs;
+mod ledger_queue;
 mod login_limits;
 mod multi_process;
 mod notifications;
