@@ -72,7 +72,9 @@ impl Default for JobsConfig {
 /// Sizes of the batched ledger writer (DESIGN.md, "The write path").
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
-    /// Commands waiting for a writer; a full queue answers 503 instead of growing.
+    /// Ledger commands one process holds at most, wherever they are (queued, waiting for rows
+    /// a running batch has claimed, in a batch); past it a command answers 503 at once instead
+    /// of adding to the wait.
     pub queue_capacity: usize,
     /// Commands applied in one SERIALIZABLE transaction at most.
     pub batch_size_max: usize,

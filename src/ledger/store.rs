@@ -198,7 +198,8 @@ pub struct ToLock<'a> {
 
 /// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
 /// counters, the idempotency keys (forgetting expired ones), the transfers and shares the
-/// batch changes, and reserves transfer ids — all sent at once.
+/// batch changes, and reserves transfer ids — all sent at once. The first of them to fail, in
+/// that order, is the batch's error ([`in_send_order`]).
 pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
     let ToLock {
         alone,
@@ -230,7 +231,7 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
     let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     // Polled in this order, so sent in this order, in one flight.
     let (begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares) = tokio::join!(
-        client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }),
+        async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
         client.query(&lock_accounts, &account_params),
         async {
             if daily_users.is_empty() {
@@ -240,9 +241,9 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         },
         async {
             if key_users.is_empty() {
-                return Ok(0);
+                return Ok(Vec::new());
             }
-            client.execute(&forget_keys, &[&key_users, &key_names, &keys_expired_before]).await
+            client.execute(&forget_keys, &[&key_users, &key_names, &keys_expired_before]).await.map(|_| Vec::new())
         },
         async {
             if key_users.is_empty() {
@@ -269,8 +270,8 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
             client.query(&lock_shares, &[&settlement_ids]).await
         },
     );
-    begun?;
-    forgotten?;
+    let [_, accounts, daily, _, keys, reserved, locked_transfers, locked_shares] =
+        in_send_order([begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares])?;
     let mut locked = Locked {
         accounts: HashMap::new(),
         daily_used: HashMap::new(),
@@ -279,14 +280,14 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         transfers: HashMap::new(),
         shares: HashMap::new(),
     };
-    for row in accounts? {
+    for row in accounts {
         let Json(account): Json<Account> = row.try_get(0)?;
         locked.accounts.insert(account.id, account);
     }
-    for row in daily? {
+    for row in daily {
         locked.daily_used.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
     }
-    for row in keys? {
+    for row in keys {
         let status: i16 = row.try_get(3)?;
         locked.known_keys.insert(
             (row.try_get(0)?, row.try_get(1)?),
@@ -296,14 +297,14 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
             },
         );
     }
-    for row in reserved? {
+    for row in reserved {
         locked.transfer_ids.push(row.try_get(0)?);
     }
-    for row in locked_transfers? {
+    for row in locked_transfers {
         let Json(transfer): Json<Transfer> = row.try_get(0)?;
         locked.transfers.insert(transfer.id, transfer);
     }
-    for row in locked_shares? {
+    for row in locked_shares {
         let status: &str = row.try_get(3)?;
         // The column's CHECK allows only the three statuses; anything else is left out, and
         // the payment is then refused as not found.
@@ -315,6 +316,34 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         });
     }
     Ok(locked)
+}
+
+/// The results of pipelined statements, given in the order they were sent: all their rows, or
+/// the error of the first that failed. Once a statement fails, PostgreSQL answers every later
+/// one of the transaction with 25P02 ("current transaction is aborted"), which says nothing
+/// about why; the batch's error is the one that aborted it (a serialization failure on a lock,
+/// say, which the writer retries), so a 25P02 never stands for it, whatever order the answers
+/// are read in.
+fn in_send_order<const N: usize>(
+    results: [Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>; N],
+) -> Result<[Vec<tokio_postgres::Row>; N], tokio_postgres::Error> {
+    let aborted_earlier = |error: &tokio_postgres::Error| sqlstate(error) == Some("25P02");
+    let mut rows = Vec::with_capacity(N);
+    let mut first_error: Option<tokio_postgres::Error> = None;
+    for result in results {
+        match result {
+            Ok(statement_rows) => rows.push(statement_rows),
+            Err(error) => {
+                if first_error.as_ref().is_none_or(|first| aborted_earlier(first) && !aborted_earlier(&error)) {
+                    first_error = Some(error);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(rows.try_into().unwrap_or_else(|_| unreachable!("one result per statement"))),
+    }
 }
 
 /// Writes the batch and commits, in one flight. If the write fails, the COMMIT that follows it

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use rand::Rng;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::apply::{apply, BatchContext, Command, CommandError, LedgerState, Outcome};
@@ -40,7 +40,8 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(200);
 pub enum LedgerError {
     #[error(transparent)]
     Rejected(#[from] CommandError),
-    /// The queue is full: the caller should come back later.
+    /// The process holds as many commands as it may (`LedgerConfig::queue_capacity`): the
+    /// caller should come back later.
     #[error("the ledger writer is saturated")]
     Busy,
     /// The batch could not be committed (database down, retries exhausted) or the writer is
@@ -87,6 +88,9 @@ struct Envelope {
     reply: oneshot::Sender<Result<Answer, LedgerError>>,
     /// Lock the external account for this command too (it asked for a top-up once already).
     external: bool,
+    /// The command's place in the process's capacity, from its submission until the envelope
+    /// is dropped (answered, or its caller gone): queued, waiting or in a batch, it counts.
+    _held: OwnedSemaphorePermit,
 }
 
 /// A row a command may change; two batches that hold the same claim never run at once.
@@ -126,9 +130,10 @@ struct Batch {
     claims: Vec<Claim>,
 }
 
-/// The queue's receiving end. Writers take turns at it.
+/// The queue's receiving end. Writers take turns at it. The queue needs no bound of its own:
+/// what it holds is bounded with everything else the process holds (see [`LedgerWriter`]).
 struct Intake {
-    receiver: mpsc::Receiver<Envelope>,
+    receiver: mpsc::UnboundedReceiver<Envelope>,
     closed: bool,
 }
 
@@ -215,9 +220,16 @@ fn same_request(record: &KeyRecord, fingerprint: &[u8]) -> bool {
 }
 
 /// The handle callers submit commands through. Cheap to clone.
+///
+/// A process holds at most `LedgerConfig::queue_capacity` commands, wherever they are: in the
+/// queue, waiting for rows a running batch has claimed (however long that batch takes), or in a
+/// batch. Each takes a permit when it is submitted and gives it back when it is answered; with
+/// none left a command is refused at once ([`LedgerError::Busy`], 503 with Retry-After) instead
+/// of adding to the memory and the wait of those already in.
 #[derive(Clone)]
 pub struct LedgerWriter {
-    sender: mpsc::Sender<Envelope>,
+    sender: mpsc::UnboundedSender<Envelope>,
+    capacity: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,7 +265,8 @@ impl LedgerWriter {
         config: LedgerConfig,
         metrics: Arc<Metrics>,
     ) -> (LedgerWriter, WriterTasks) {
-        let (sender, receiver) = mpsc::channel(config.queue_capacity);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let capacity = Arc::new(Semaphore::new(config.queue_capacity));
         let schedule = Arc::new(Schedule {
             intake: Mutex::new(Intake { receiver, closed: false }),
             running: std::sync::Mutex::new(Running::default()),
@@ -274,7 +287,7 @@ impl LedgerWriter {
                 tokio::spawn(worker.run())
             })
             .collect();
-        (LedgerWriter { sender, metrics }, WriterTasks(tasks))
+        (LedgerWriter { sender, capacity, metrics }, WriterTasks(tasks))
     }
 
     /// Queues the command and waits for its batch to commit (or be given up).
@@ -289,16 +302,14 @@ impl LedgerWriter {
     /// Like `submit`, with an optional idempotency key: the key and the rendered response are
     /// stored in the batch's transaction; a repeat replays instead of running again.
     pub async fn submit_with(&self, command: Command, idempotency: Option<Idempotency>) -> Result<Answer, LedgerError> {
+        let held = self.capacity.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.ledger_queue_full.add(1);
+            LedgerError::Busy
+        })?;
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Envelope { command, idempotency, reply, external: false }).map_err(
-            |error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    self.metrics.ledger_queue_full.add(1);
-                    LedgerError::Busy
-                }
-                mpsc::error::TrySendError::Closed(_) => LedgerError::Unavailable,
-            },
-        )?;
+        self.sender
+            .send(Envelope { command, idempotency, reply, external: false, _held: held })
+            .map_err(|_| LedgerError::Unavailable)?;
         answer.await.unwrap_or(Err(LedgerError::Unavailable))
     }
 }
@@ -628,7 +639,8 @@ mod tests {
             display_name: None,
             memo: None,
         };
-        (Envelope { command, idempotency: None, reply, external: false }, answer)
+        let held = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        (Envelope { command, idempotency: None, reply, external: false, _held: held }, answer)
     }
 
     fn from_accounts(batch: &Batch) -> Vec<AccountId> {
@@ -637,13 +649,13 @@ mod tests {
 
     #[test]
     fn batches_running_at_once_never_share_a_row_and_waiting_commands_go_first() {
-        let (sender, receiver) = mpsc::channel(16);
+        let (sender, receiver) = mpsc::unbounded_channel();
         let mut intake = Intake { receiver, closed: false };
         let mut running = Running::default();
         let mut answers = Vec::new();
         for (user, from, to) in [(1, 101, 102), (3, 103, 104)] {
             let (envelope, answer) = transfer(user, from, to);
-            sender.try_send(envelope).ok().unwrap();
+            sender.send(envelope).ok().unwrap();
             answers.push(answer);
         }
         let first = running.take(&mut intake, 10);
@@ -652,7 +664,7 @@ mod tests {
         // Account 102 and user 3 are claimed by the running batch; 105 → 106 is free.
         for (user, from, to) in [(5, 105, 102), (3, 107, 108), (6, 106, 109)] {
             let (envelope, answer) = transfer(user, from, to);
-            sender.try_send(envelope).ok().unwrap();
+            sender.send(envelope).ok().unwrap();
             answers.push(answer);
         }
         let second = running.take(&mut intake, 10);
@@ -674,13 +686,13 @@ mod tests {
 
     #[test]
     fn commands_whose_callers_left_are_dropped_and_the_batch_size_is_kept() {
-        let (sender, receiver) = mpsc::channel(16);
+        let (sender, receiver) = mpsc::unbounded_channel();
         let mut intake = Intake { receiver, closed: false };
         let mut running = Running::default();
         let mut kept = Vec::new();
         for user in 1..=4 {
             let (envelope, answer) = transfer(user, 100 + user, 200 + user);
-            sender.try_send(envelope).ok().unwrap();
+            sender.send(envelope).ok().unwrap();
             if user == 2 {
                 drop(answer);
             } else {

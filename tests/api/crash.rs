@@ -24,13 +24,6 @@ const FUNDING_KRW: i64 = 2_000_000;
 /// Bound on the whole run, restarts included.
 const RUN_BOUND: Duration = Duration::from_secs(600);
 
-fn setting(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text.parse().unwrap_or_else(|error| panic!("{name}={text:?}: {error}")),
-        Err(_) => default,
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Acknowledged {
     id: i64,
@@ -105,9 +98,9 @@ async fn client(run: Arc<Run>, users: Arc<Vec<TestUser>>, me: usize) {
 
 #[tokio::test]
 async fn transfers_survive_sigkill_of_the_server_exactly_once() {
-    let kills = setting("MINIPAY_CRASH_KILLS", 3);
-    let transfers = setting("MINIPAY_CRASH_TRANSFERS", 300);
-    let clients = setting("MINIPAY_CRASH_CLIENTS", 6).max(2);
+    let kills = env_setting("MINIPAY_CRASH_KILLS", 3);
+    let transfers = env_setting("MINIPAY_CRASH_TRANSFERS", 300);
+    let clients = env_setting("MINIPAY_CRASH_CLIENTS", 6).max(2);
     // The in-process app owns the database; the killed servers are separate processes on it.
     let app = spawn_app().await;
     let mut users = Vec::new();

@@ -350,6 +350,15 @@ pub fn assert_problem_response(response: &RawResponse, expected_status: u16, cod
     assert_eq!(response.body["code"], json!(code), "{context}");
 }
 
+/// A size a test takes from the environment (to run it bigger than the suite does), or
+/// `default`.
+pub fn env_setting(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(text) => text.parse().unwrap_or_else(|error| panic!("{name}={text:?}: {error}")),
+        Err(_) => default,
+    }
+}
+
 /// A `minipay <subcommand>` process on the test's databases, configured like the test's app
 /// (manual clock, admin token, the same ClickHouse), killed when dropped. Add `.env(..)` to
 /// adjust it, then spawn it.
@@ -558,5 +567,28 @@ pub async fn assert_balances_after(
     }
     for (user, expected) in users.iter().zip(expected) {
         assert_eq!(app.balance(user).await, expected, "{}", user.name);
+    }
+}
+
+/// Polls (short sleeps) until a session on `pool`'s database waits for a lock in a statement
+/// containing `fragment` (among its first 1,024 bytes, all that PostgreSQL shows by default);
+/// fails after ten seconds. Tests use it to know that a request they
+/// sent is held where they meant to hold it before they go on.
+pub async fn wait_for_lock_wait(pool: &PgPool, fragment: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        )
+        .bind(fragment)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no session waits for a lock in {fragment:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
