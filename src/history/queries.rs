@@ -102,6 +102,10 @@ fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
     (range.from.unwrap_or(far_past), range.to.unwrap_or(far_future))
 }
 
+/// Cursor times are before 10000-01-01T00:00:00Z (in microseconds): every entry's time is, and
+/// both stores can compare against any such instant. Later ones are refused as malformed.
+const CURSOR_AT_US_END: i64 = 253_402_300_800_000_000;
+
 /// The last entry of a page: the next page holds what sorts after it (older, or as old with
 /// a smaller id). `gap_us`, the page's mean time between entries, only sizes the next page's
 /// first window: it never changes which entries a page holds.
@@ -128,7 +132,8 @@ impl Cursor {
             None => None,
             Some(gap) => Some(gap.parse::<i64>().ok().filter(|gap| *gap >= 0)?),
         };
-        (parts.next().is_none() && at_us >= 0 && id > 0).then_some(Cursor { at_us, id, gap_us })
+        let in_range = (0..CURSOR_AT_US_END).contains(&at_us);
+        (parts.next().is_none() && in_range && id > 0).then_some(Cursor { at_us, id, gap_us })
     }
 }
 
@@ -570,9 +575,26 @@ mod tests {
         }
         // Cursors without a hint (from before there was one) still work.
         assert_eq!(Cursor::decode("h7.42"), Some(Cursor { at_us: 7, id: 42, gap_us: None }));
-        for bad in
-            ["", "h", "h1", "h1.", "h.1", "hx.1", "h1.0", "h-1.1", "i42", "h1.2.", "h1.2.x", "h1.2.-3", "h1.2.3.4"]
-        {
+        // The last microsecond of the year 9999 is the latest cursor time, and it is an instant.
+        let latest = Cursor::decode("h253402300799999999.1").unwrap();
+        assert!(DateTime::from_timestamp_micros(latest.at_us).is_some());
+        for bad in [
+            "",
+            "h",
+            "h1",
+            "h1.",
+            "h.1",
+            "hx.1",
+            "h1.0",
+            "h-1.1",
+            "i42",
+            "h1.2.",
+            "h1.2.x",
+            "h1.2.-3",
+            "h1.2.3.4",
+            "h9223372036854775807.1",
+            "h253402300800000000.1",
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

@@ -7,6 +7,7 @@ mod crash;
 mod fuzz;
 mod helpers;
 mod history;
+mod history_guards;
 mod idempotency;
 mod interest;
 mod jobs;
