@@ -197,10 +197,11 @@ pub fn split_equal(total: Amount, count: usize) -> Vec<i64> {
 ///
 /// The draw is in two steps. First a composition of the whole total into shares ≥ 0, the way
 /// random splits were drawn before shares had a minimum: when no share is 0 it is the answer,
-/// so the seed of any split stored since then still gives its shares back. Otherwise the
-/// stream goes on to a composition of `total − count` into shares ≥ 0, plus 1 KRW each. With
-/// A compositions into shares ≥ 0 and B of them positive, each positive one comes out with
-/// probability 1/A (first step) + (1 − B/A) · 1/B (second step) = 1/B: uniform.
+/// so a split stored before the minimum still comes back from its seed. Otherwise the stream
+/// goes on to a composition of `total − count` into shares ≥ 0, plus 1 KRW each (the same as
+/// `count − 1` distinct cut points in `1..total`). With A compositions into shares ≥ 0 and B
+/// of them positive, each positive one comes out with probability 1/A (first step) +
+/// (1 − B/A) · 1/B (second step) = 1/B: uniform.
 pub fn split_random(total: Amount, count: usize, seed: i64) -> Vec<i64> {
     if count == 0 || count > SHARES_MAX || count as i64 > total.krw() {
         return Vec::new();
