@@ -4,11 +4,13 @@
 //! the requester's own share (when they hold one) is position 0, then the participants in the
 //! order of the request.
 //!
+//! Every share is at least 1 KRW, so a total smaller than the number of shares is refused.
+//!
 //! - `equal`: every share is `total / n` and the first `total % n` positions carry one extra
 //!   won each. So a requester who holds a share absorbs the first extra won before anyone they
 //!   asked to pay, and the shares differ by at most 1 KRW.
-//! - `random`: a uniformly random composition of the total ("stars and bars": every way of
-//!   writing the total as `n` ordered shares ≥ 0 is equally likely), so no position is
+//! - `random`: a uniformly random composition of the total into positive shares (every way of
+//!   writing the total as `n` ordered shares ≥ 1 is equally likely), so no position is
 //!   favoured over another, whatever the total. It is drawn from a ChaCha20 stream keyed by a
 //!   seed stored with the settlement, so the same seed, total and number of shares always give
 //!   the same shares again.
@@ -32,7 +34,7 @@ pub const SHARES_MAX: usize = PARTICIPANTS_MAX + 1;
 pub enum SplitMode {
     /// Shares differ by at most 1 KRW.
     Equal,
-    /// A uniformly random composition of the total.
+    /// A uniformly random composition of the total into shares of at least 1 KRW.
     Random,
 }
 
@@ -102,7 +104,7 @@ pub struct SettlementShare {
     pub amount: i64,
     pub status: ShareStatus,
     pub paid_at: Option<DateTime<Utc>>,
-    /// The transfer that paid it; absent for a share of 0 KRW, which moves nothing.
+    /// The transfer that paid it; absent until it is paid, and for the requester's own share.
     pub transfer_id: Option<i64>,
 }
 
@@ -127,6 +129,8 @@ pub enum SettlementError {
     DuplicateParticipant(UserId),
     #[error("participant_ids may not include the requester; use include_requester for a share of your own")]
     RequesterAsParticipant,
+    #[error("total must be at least {shares} KRW: every one of the {shares} shares is at least 1 KRW")]
+    TotalBelowShares { shares: usize },
 }
 
 /// Checks who is asked to pay and divides `total` among them (and the requester, with
@@ -159,6 +163,9 @@ pub fn plan_shares(
         .into_iter()
         .chain(participant_ids.iter().map(|&id| (id, ShareStatus::Requested)))
         .collect();
+    if total.krw() < holders.len() as i64 {
+        return Err(SettlementError::TotalBelowShares { shares: holders.len() });
+    }
     let amounts = match mode {
         SplitMode::Equal => split_equal(total, holders.len()),
         SplitMode::Random => split_random(total, holders.len(), seed),
@@ -172,10 +179,11 @@ pub fn plan_shares(
 }
 
 /// `count` shares that sum to `total` and differ by at most 1 KRW; the first `total % count`
-/// positions carry the extra won. No shares for a count of 0.
+/// positions carry the extra won. No shares for a count of 0 or above `total` (a share would
+/// be 0 KRW).
 pub fn split_equal(total: Amount, count: usize) -> Vec<i64> {
     let Ok(divisor) = i64::try_from(count) else { return Vec::new() };
-    if divisor == 0 {
+    if divisor == 0 || divisor > total.krw() {
         return Vec::new();
     }
     let base = total.krw() / divisor;
@@ -183,37 +191,55 @@ pub fn split_equal(total: Amount, count: usize) -> Vec<i64> {
     (0..divisor).map(|position| if position < extra { base + 1 } else { base }).collect()
 }
 
-/// `count` shares ≥ 0 that sum to `total`, every such composition equally likely (so the
-/// shares are exchangeable: no position is favoured), drawn deterministically from `seed`.
+/// `count` shares of at least 1 KRW that sum to `total`, every such composition equally
+/// likely (so the shares are exchangeable: no position is favoured), drawn deterministically
+/// from `seed`. No shares for a count of 0, above [`SHARES_MAX`], or above `total`.
 ///
-/// Stars and bars: the total is `total` stars laid out with `count − 1` bars among
-/// `total + count − 1` slots; a uniformly random set of bar slots (Robert Floyd's sampling) is
-/// a uniformly random composition, and the shares are the runs of stars between bars. Sorting
-/// `count − 1` independent cut points in `0..=total` would not do: ties favour the middle
-/// positions when the total is small (1 KRW among 3 would land in the middle half the time).
-/// No shares for a count of 0.
+/// The draw is in two steps. First a composition of the whole total into shares ≥ 0, the way
+/// random splits were drawn before shares had a minimum: when no share is 0 it is the answer,
+/// so a split stored before the minimum still comes back from its seed. Otherwise the stream
+/// goes on to a composition of `total − count` into shares ≥ 0, plus 1 KRW each (the same as
+/// `count − 1` distinct cut points in `1..total`). With A compositions into shares ≥ 0 and B
+/// of them positive, each positive one comes out with probability 1/A (first step) +
+/// (1 − B/A) · 1/B (second step) = 1/B: uniform.
 pub fn split_random(total: Amount, count: usize, seed: i64) -> Vec<i64> {
-    if count == 0 || count > SHARES_MAX {
+    if count == 0 || count > SHARES_MAX || count as i64 > total.krw() {
         return Vec::new();
     }
     let mut rng = seeded_rng(seed);
     // Both are far below 2^63: the total is bounded by MAX_AMOUNT_KRW and count by SHARES_MAX.
-    let bars = count as u64 - 1;
-    let slots = total.krw() as u64 + bars;
+    let (total, count) = (total.krw() as u64, count as u64);
+    let first = composition(&mut rng, total, count);
+    if first.iter().all(|share| *share >= 1) {
+        return first;
+    }
+    composition(&mut rng, total - count, count).into_iter().map(|share| share + 1).collect()
+}
+
+/// A uniformly random composition of `stars` into `count` (≥ 1) ordered parts ≥ 0.
+///
+/// Stars and bars: `count − 1` bars among `stars + count − 1` slots; a uniformly random set of
+/// bar slots (Robert Floyd's sampling) is a uniformly random composition, and the parts are
+/// the runs of stars between bars. Sorting `count − 1` independent cut points in `0..=stars`
+/// would not do: ties favour the middle positions when `stars` is small (1 among 3 would land
+/// in the middle half the time).
+fn composition(rng: &mut ChaCha20Rng, stars: u64, count: u64) -> Vec<i64> {
+    let bars = count - 1;
+    let slots = stars + bars;
     let mut chosen = BTreeSet::new();
     for candidate in (slots - bars)..slots {
-        let slot = uniform_below(&mut rng, candidate + 1);
+        let slot = uniform_below(rng, candidate + 1);
         if !chosen.insert(slot) {
             chosen.insert(candidate);
         }
     }
-    let mut shares = Vec::with_capacity(count);
+    let mut parts = Vec::with_capacity(count as usize);
     let mut previous: i64 = -1;
     for bar in chosen.into_iter().map(|slot| slot as i64).chain(std::iter::once(slots as i64)) {
-        shares.push(bar - previous - 1);
+        parts.push(bar - previous - 1);
         previous = bar;
     }
-    shares
+    parts
 }
 
 /// The random stream of a split: ChaCha20 keyed by the seed's little-endian bytes. Chosen over
@@ -255,9 +281,11 @@ mod tests {
         assert_eq!(split_equal(krw(20_000), 3), vec![6_667, 6_667, 6_666]);
         assert_eq!(split_equal(krw(30_006), 4), vec![7_502, 7_502, 7_501, 7_501]);
         assert_eq!(split_equal(krw(30_000), 3), vec![10_000; 3]);
-        assert_eq!(split_equal(krw(2), 4), vec![1, 1, 0, 0]);
+        assert_eq!(split_equal(krw(4), 4), vec![1; 4]);
         assert_eq!(split_equal(krw(7), 1), vec![7]);
         assert_eq!(split_equal(krw(7), 0), Vec::<i64>::new());
+        // A share would be 0 KRW.
+        assert_eq!(split_equal(krw(3), 4), Vec::<i64>::new());
     }
 
     #[test]
@@ -294,13 +322,28 @@ mod tests {
     }
 
     #[test]
+    fn a_total_below_the_number_of_shares_is_refused_in_both_modes() {
+        for mode in [SplitMode::Equal, SplitMode::Random] {
+            let plan = |total, include_requester| plan_shares(1, &[2, 3, 4], include_requester, krw(total), mode, 3);
+            assert_eq!(plan(2, false), Err(SettlementError::TotalBelowShares { shares: 3 }));
+            assert_eq!(plan(3, true), Err(SettlementError::TotalBelowShares { shares: 4 }));
+            let amounts = |total, include_requester| {
+                plan(total, include_requester).unwrap().iter().map(|share| share.amount).collect::<Vec<_>>()
+            };
+            assert_eq!(amounts(3, false), vec![1; 3]);
+            assert_eq!(amounts(4, true), vec![1; 4]);
+        }
+    }
+
+    #[test]
     fn a_random_split_is_reproduced_from_its_seed() {
         // Pinned values, computed independently from the ChaCha20 block function (key = seed
         // bytes, zero nonce, little-endian words): if they change, stored seeds no longer
         // reproduce stored splits.
         assert_eq!(split_random(krw(20_000), 3, 42), split_random(krw(20_000), 3, 42));
         assert_eq!(split_random(krw(20_000), 3, 42), vec![13_346, 3_090, 3_564]);
-        assert_eq!(split_random(krw(10), 4, -1), vec![0, 0, 2, 8]);
+        // The first draw has a share of 0 here ([0, 0, 2, 8]), so the second one counts.
+        assert_eq!(split_random(krw(10), 4, -1), vec![3, 1, 3, 3]);
         assert_eq!(
             split_random(krw(MAX_AMOUNT_KRW), 5, 7),
             vec![479_182_553_650, 20_015_484_443, 96_513_970_925, 277_359_948_726, 126_928_042_256]
@@ -313,21 +356,24 @@ mod tests {
         assert_eq!(split_random(krw(1), 1, 9), vec![1]);
         assert_eq!(split_random(krw(MAX_AMOUNT_KRW), 1, 9), vec![MAX_AMOUNT_KRW]);
         assert_eq!(split_random(krw(5), 0, 9), Vec::<i64>::new());
-        let shares = split_random(krw(1), SHARES_MAX, 9);
-        assert_eq!(shares.len(), SHARES_MAX);
-        assert_eq!(shares.iter().sum::<i64>(), 1);
+        assert_eq!(split_random(krw(5), 6, 9), Vec::<i64>::new());
+        assert_eq!(split_random(krw(SHARES_MAX as i64), SHARES_MAX, 9), vec![1; SHARES_MAX]);
+        let shares = split_random(krw(SHARES_MAX as i64 + 1), SHARES_MAX, 9);
+        assert_eq!(shares.iter().filter(|share| **share == 2).count(), 1, "{shares:?}");
+        assert_eq!(shares.iter().sum::<i64>(), SHARES_MAX as i64 + 1);
         assert_eq!(split_random(krw(MAX_AMOUNT_KRW), SHARES_MAX, 9).iter().sum::<i64>(), MAX_AMOUNT_KRW);
     }
 
     #[test]
-    fn scenario_14_a_thousand_random_splits_are_exact_and_never_negative() {
+    fn scenario_14_a_thousand_random_splits_are_exact_and_at_least_1_krw_each() {
         for trial in 0..1_000i64 {
-            let total = 1 + (trial * 7_919) % 50_000;
             let count = 1 + (trial % 10) as usize;
+            // Small totals among them, where shares of 0 would be likely.
+            let total = count as i64 + if trial % 2 == 0 { trial % 7 } else { (trial * 7_919) % 50_000 };
             let shares = split_random(krw(total), count, trial);
             assert_eq!(shares.len(), count);
             assert_eq!(shares.iter().sum::<i64>(), total, "trial {trial}");
-            assert!(shares.iter().all(|share| *share >= 0), "trial {trial}: {shares:?}");
+            assert!(shares.iter().all(|share| *share >= 1), "trial {trial}: {shares:?}");
         }
     }
 
@@ -357,29 +403,47 @@ mod tests {
         }
     }
 
-    /// Small totals are where cut-point methods go wrong: with 1 KRW among 3, each position
-    /// must get it a third of the time; with 2 KRW among 3, each of the 6 compositions must
-    /// come up a sixth of the time. Chi-square against the 0.1% critical values (13.82 with 2
-    /// degrees of freedom, 20.52 with 5), in hundredths.
+    /// Small totals are where the draw could go wrong: a cut-point method would favour the
+    /// middle positions, and the fall-back from a first draw with a share of 0 could favour
+    /// the splits that first draw gives. Every composition of `total` into `count` positive
+    /// shares must come up equally often over fixed seeds: chi-square against the 0.1%
+    /// critical value for (compositions − 1) degrees of freedom, in hundredths.
     #[test]
     fn small_random_splits_are_uniform_over_compositions() {
-        let trials = 6_000i64;
-        let mut who_got_it = [0i64; 3];
-        for seed in 0..trials {
-            let shares = split_random(krw(1), 3, seed);
-            let position = shares.iter().position(|share| *share == 1).unwrap();
-            who_got_it[position] += 1;
+        // (total, count, compositions, critical value): 1 KRW extra among 3 (C(3,2) = 3
+        // compositions, 2 degrees of freedom), 2 among 3 (6, 5), 2 among 4 (10, 9), and 12
+        // between 2 (11, 10), where the first draw is nearly always kept.
+        for (total, count, cells, critical_hundredths) in
+            [(4i64, 3usize, 3usize, 1_382i64), (5, 3, 6, 2_052), (6, 4, 10, 2_788), (12, 2, 11, 2_959)]
+        {
+            let all = compositions(total, count);
+            assert_eq!(all.len(), cells);
+            let trials = 600 * cells as i64;
+            let mut seen = vec![0i64; cells];
+            for seed in 0..trials {
+                let shares = split_random(krw(total), count, seed);
+                let index = all.iter().position(|composition| *composition == shares).unwrap_or_else(|| {
+                    panic!("{shares:?} is not a composition of {total} into {count} positive shares")
+                });
+                seen[index] += 1;
+            }
+            assert!(chi_square_below(&seen, trials, critical_hundredths), "{total} among {count}: {seen:?}");
         }
-        assert!(chi_square_below(&who_got_it, trials, 1_382), "{who_got_it:?}");
+    }
 
-        let compositions = [[2, 0, 0], [0, 2, 0], [0, 0, 2], [1, 1, 0], [1, 0, 1], [0, 1, 1]];
-        let mut seen = [0i64; 6];
-        for seed in 0..trials {
-            let shares = split_random(krw(2), 3, seed);
-            let index = compositions.iter().position(|composition| composition[..] == shares[..]).unwrap();
-            seen[index] += 1;
+    /// Every composition of `total` into `count` shares ≥ 1, in lexicographic order.
+    fn compositions(total: i64, count: usize) -> Vec<Vec<i64>> {
+        if count == 1 {
+            return vec![vec![total]];
         }
-        assert!(chi_square_below(&seen, trials, 2_052), "{seen:?}");
+        (1..=total - count as i64 + 1)
+            .flat_map(|first| {
+                compositions(total - first, count - 1).into_iter().map(move |mut rest| {
+                    rest.insert(0, first);
+                    rest
+                })
+            })
+            .collect()
     }
 
     /// Σ (observed − expected)² / expected < critical / 100, for `trials` spread evenly (a
@@ -402,30 +466,36 @@ mod tests {
 
     proptest! {
         #[test]
-        fn both_modes_sum_exactly_without_negative_shares(
-            total in 1i64..=MAX_AMOUNT_KRW, count in 1usize..=SHARES_MAX, seed in any::<i64>()
+        fn both_modes_sum_exactly_with_shares_of_at_least_1_krw(
+            total in 101i64..=MAX_AMOUNT_KRW, count in 1usize..=SHARES_MAX, seed in any::<i64>()
         ) {
             let equal = split_equal(krw(total), count);
             prop_assert_eq!(equal.len(), count);
             prop_assert_eq!(equal.iter().sum::<i64>(), total);
             let (lowest, highest) = (equal.iter().min().unwrap(), equal.iter().max().unwrap());
-            prop_assert!(*lowest >= 0 && highest - lowest <= 1);
+            prop_assert!(*lowest >= 1 && highest - lowest <= 1);
             // The larger shares come first.
             prop_assert!(equal.windows(2).all(|pair| pair[0] >= pair[1]));
 
             let random = split_random(krw(total), count, seed);
             prop_assert_eq!(random.len(), count);
             prop_assert_eq!(random.iter().sum::<i64>(), total);
-            prop_assert!(random.iter().all(|share| *share >= 0));
+            prop_assert!(random.iter().all(|share| *share >= 1));
         }
 
         #[test]
         fn small_totals_split_exactly_too(total in 1i64..=200, count in 1usize..=SHARES_MAX, seed in any::<i64>()) {
             let random = split_random(krw(total), count, seed);
-            prop_assert_eq!(random.iter().sum::<i64>(), total);
-            prop_assert!(random.iter().all(|share| *share >= 0));
             let equal = split_equal(krw(total), count);
-            prop_assert_eq!(equal.iter().sum::<i64>(), total);
+            if total < count as i64 {
+                prop_assert!(random.is_empty() && equal.is_empty());
+            } else {
+                prop_assert_eq!(random.len(), count);
+                prop_assert_eq!(random.iter().sum::<i64>(), total);
+                prop_assert!(random.iter().all(|share| *share >= 1));
+                prop_assert_eq!(equal.iter().sum::<i64>(), total);
+                prop_assert!(equal.iter().all(|share| *share >= 1));
+            }
         }
 
         #[test]
@@ -438,8 +508,14 @@ mod tests {
         ) {
             let participants: Vec<UserId> = participants.into_iter().collect();
             let mode = if random { SplitMode::Random } else { SplitMode::Equal };
-            let shares = plan_shares(1, &participants, include_requester, krw(total), mode, seed).unwrap();
-            prop_assert_eq!(shares.len(), participants.len() + usize::from(include_requester));
+            let count = participants.len() + usize::from(include_requester);
+            let planned = plan_shares(1, &participants, include_requester, krw(total), mode, seed);
+            if total < count as i64 {
+                prop_assert_eq!(planned, Err(SettlementError::TotalBelowShares { shares: count }));
+                return Ok(());
+            }
+            let shares = planned.unwrap();
+            prop_assert_eq!(shares.len(), count);
             prop_assert_eq!(shares.iter().map(|share| share.amount).sum::<i64>(), total);
             prop_assert!(shares.iter().enumerate().all(|(index, share)| share.position as usize == index));
             prop_assert_eq!(shares[0].status == ShareStatus::Own, include_requester);

@@ -29,7 +29,7 @@ pub struct SettlementRequest {
     pub total: i64,
     /// `equal`: shares differ by at most 1 KRW, the extra won going to the first positions
     /// (the requester's own share first, then participants in the order given). `random`: a
-    /// uniformly random split into shares ≥ 0 (any share may be 0), no position favoured.
+    /// uniformly random split into shares of at least 1 KRW, no position favoured.
     pub mode: String,
     /// 1 to 100 distinct users, not the requester, who each pay a share.
     pub participant_ids: Vec<i64>,
@@ -42,12 +42,13 @@ pub struct SettlementRequest {
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct ShareView {
     pub user_id: i64,
-    /// May be 0 when the total is smaller than the number of shares, or in a random split.
+    /// At least 1 KRW.
     pub amount: i64,
     /// `requested` | `paid` | `self`.
     pub status: String,
     pub paid_at: Option<DateTime<Utc>>,
-    /// The transfer that paid the share (none for a share of 0 KRW).
+    /// The transfer that paid the share (none until it is paid, and for the requester's own
+    /// share).
     pub transfer_id: Option<i64>,
 }
 
@@ -115,7 +116,8 @@ pub struct SettlementQuery {
     pub cursor: Option<String>,
 }
 
-/// Asks participants to pay shares of `total`. The shares always sum to exactly `total`; the
+/// Asks participants to pay shares of `total`. The shares always sum to exactly `total`, and
+/// every share is at least 1 KRW (a `total` smaller than the number of shares → 422); the
 /// split is recorded by position (and, for `random`, by a stored seed that reproduces it).
 /// Each participant gets a `settlement_requested` notification. No money moves until they pay.
 /// A participant that is not an existing user, named twice, or the requester → 422.
@@ -197,10 +199,9 @@ pub async fn list_settlements(
 }
 
 /// Pays the caller's share to the requester's main account (a short balance is topped up
-/// first, in units of 10,000 within the daily limit, atomically with the payment). A share of
-/// 0 KRW is marked paid without moving anything. Answers with the settlement as it stands
-/// after the payment; the last payment completes it. A second payment → 409 invalid-state;
-/// the requester → 409 invalid-state; anyone else → 404.
+/// first, in units of 10,000 within the daily limit, atomically with the payment). Answers
+/// with the settlement as it stands after the payment; the last payment completes it. A
+/// second payment → 409 invalid-state; the requester → 409 invalid-state; anyone else → 404.
 ///
 /// Honours `Idempotency-Key`: a repeat pays nothing again and answers with the first answer's
 /// status; for a 200, the body is the settlement as it stands at the repeat, which shows at
@@ -239,10 +240,9 @@ pub async fn pay_share(
     // What is stored under the key is the outcome, not the settlement: the batch sees only the
     // outcome, and the settlement is read once the payment has committed.
     let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
-        Ok(Outcome::SharePaid { settlement_id, transfer, .. }) => stored_json(
-            StatusCode::OK,
-            &json!({"settlement_id": settlement_id, "transfer_id": transfer.as_ref().map(|transfer| transfer.id)}),
-        ),
+        Ok(Outcome::SharePaid { settlement_id, transfer, .. }) => {
+            stored_json(StatusCode::OK, &json!({"settlement_id": settlement_id, "transfer_id": transfer.id}))
+        }
         Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
         Err(error) => stored_error(error.clone().into()),
     });

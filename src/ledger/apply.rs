@@ -196,10 +196,9 @@ pub enum Outcome {
         transfer: Transfer,
         from_account: Account,
     },
-    /// A share was paid; `transfer` is absent for a share of 0 KRW (nothing to move).
     SharePaid {
         settlement_id: i64,
-        transfer: Option<Transfer>,
+        transfer: Transfer,
         from_account: Account,
     },
     Resolved {
@@ -320,7 +319,7 @@ pub struct Effects {
 pub struct PaidShare {
     pub settlement_id: i64,
     pub user_id: UserId,
-    pub transfer_id: Option<i64>,
+    pub transfer_id: i64,
 }
 
 /// Applies `commands` in order to `state`.
@@ -688,30 +687,18 @@ impl<'a> Staged<'a> {
                     }
                 }
                 share.status = ShareStatus::Paid;
-                let amount = share.amount;
-                // A share of 0 KRW (a total smaller than the number of shares) is settled
-                // without moving anything.
-                let transfer = if amount > 0 {
-                    let request = TransferRequest {
-                        user_id,
-                        from_account_id,
-                        to_account_id,
-                        amount,
-                        confirm: false,
-                        display_name: None,
-                        memo: memo.clone(),
-                        settlement_id: Some(settlement_id),
-                    };
-                    Some(self.transfer_between(request)?)
-                } else {
-                    self.own_account(user_id, from_account_id, AccountKind::Main)?;
-                    None
-                };
-                self.paid_shares.push(PaidShare {
-                    settlement_id,
+                let request = TransferRequest {
                     user_id,
-                    transfer_id: transfer.as_ref().map(|transfer| transfer.id),
-                });
+                    from_account_id,
+                    to_account_id,
+                    amount: share.amount,
+                    confirm: false,
+                    display_name: None,
+                    memo: memo.clone(),
+                    settlement_id: Some(settlement_id),
+                };
+                let transfer = self.transfer_between(request)?;
+                self.paid_shares.push(PaidShare { settlement_id, user_id, transfer_id: transfer.id });
                 if all_settled(&shares) {
                     self.completed_settlements.push(settlement_id);
                 }

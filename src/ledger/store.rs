@@ -406,7 +406,7 @@ pub async fn write_and_commit(
     let notified_payloads: Vec<&serde_json::Value> = effects.notifications.iter().map(|n| &n.payload).collect();
     let paid_settlements: Vec<i64> = effects.paid_shares.iter().map(|p| p.settlement_id).collect();
     let paid_users: Vec<i64> = effects.paid_shares.iter().map(|p| p.user_id).collect();
-    let paid_transfers: Vec<Option<i64>> = effects.paid_shares.iter().map(|p| p.transfer_id).collect();
+    let paid_transfers: Vec<i64> = effects.paid_shares.iter().map(|p| p.transfer_id).collect();
     let completed: &Vec<i64> = &effects.completed_settlements;
     let key_users: Vec<i64> = new_keys.iter().map(|((user, _), _)| *user).collect();
     let key_names: Vec<&str> = new_keys.iter().map(|((_, key), _)| key.as_str()).collect();

@@ -118,7 +118,7 @@ async fn scenario_13_twenty_thousand_split_equally_among_three() {
 }
 
 #[tokio::test]
-async fn uneven_totals_split_exactly_and_small_totals_leave_zero_shares() {
+async fn uneven_totals_split_exactly_down_to_1_krw_a_share() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
     let friends = join_all((0..4).map(|i| app.funded(format!("friend{i}"), 0))).await;
@@ -126,36 +126,143 @@ async fn uneven_totals_split_exactly_and_small_totals_leave_zero_shares() {
 
     let settlement = created(&app, &alice, 30_006, "equal", &friends, false).await;
     assert_eq!(amounts(&settlement), vec![7_502, 7_502, 7_501, 7_501]);
-
-    // A total smaller than the number of shares: some shares are 0, the sum is still exact.
-    let settlement = created(&app, &alice, 2, "equal", &friends, false).await;
-    assert_eq!(amounts(&settlement), vec![1, 1, 0, 0]);
-    let settlement = created(&app, &alice, 3, "equal", &friends, true).await;
-    assert_eq!(amounts(&settlement), vec![1, 1, 1, 0, 0]);
+    let settlement = created(&app, &alice, 6, "equal", &friends, false).await;
+    assert_eq!(amounts(&settlement), vec![2, 2, 1, 1]);
+    let settlement = created(&app, &alice, 7, "equal", &friends, true).await;
+    assert_eq!(amounts(&settlement), vec![2, 2, 1, 1, 1]);
     for _ in 0..5 {
-        let settlement = created(&app, &alice, 1, "random", &friends, true).await;
-        assert_eq!(sorted(amounts(&settlement)), vec![0, 0, 0, 0, 1]);
+        let settlement = created(&app, &alice, 6, "random", &friends, true).await;
+        assert_eq!(sorted(amounts(&settlement)), vec![1, 1, 1, 1, 2]);
     }
 
-    // A share of 0 is paid without moving anything; the others pay theirs, and the settlement
-    // completes.
-    let settlement = created(&app, &alice, 2, "equal", &friends, false).await;
+    // Shares of 1 KRW are paid like any other (with a top-up), and the settlement completes.
+    let settlement = created(&app, &alice, 4, "equal", &friends, false).await;
     let id = settlement["id"].as_i64().unwrap();
-    let (status, paid) = pay(&app, friends[3], id).await;
-    assert_eq!(status, 200, "{paid}");
-    assert_eq!(share_of(&paid, friends[3])["status"], json!("paid"));
-    assert_eq!(share_of(&paid, friends[3])["transfer_id"], Value::Null);
-    assert!(share_of(&paid, friends[3])["paid_at"].is_string());
-    assert_eq!(app.balance(friends[3]).await, 0);
-    assert_eq!(app.me(friends[3]).await["daily_charge"]["used"], json!(0));
-    assert_eq!(app.balance(&alice).await, 0);
-    for friend in &friends[..3] {
+    for friend in &friends {
         let (status, body) = pay(&app, friend, id).await;
         assert_eq!(status, 200, "{body}");
+        assert!(share_of(&body, friend)["transfer_id"].is_i64(), "{body}");
+        assert_eq!(app.balance(friend).await, 9_999);
     }
     let (_, settlement) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
     assert_eq!(settlement["status"], json!("completed"), "{settlement}");
+    assert_eq!(app.balance(&alice).await, 4);
+    app.assert_audit_ok().await;
+}
+
+/// Settlements and shares in the database, and notifications sent.
+async fn created_so_far(conn: &mut PgConnection) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM settlements), (SELECT count(*) FROM settlement_shares),
+                (SELECT count(*) FROM notifications)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn small_splits_never_ask_for_0_krw_and_a_total_below_the_shares_is_refused() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let friends = join_all((0..4).map(|i| app.funded(format!("friend{i}"), 0))).await;
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+
+    // Every number of shares from 1 to 5, totals from exactly that many won up: each share is
+    // at least 1 KRW and the shares sum to the total.
+    for trial in 0..80usize {
+        let participants = 1 + trial % 4;
+        let include_requester = trial % 8 >= 4;
+        let shares = participants + usize::from(include_requester);
+        let total = (shares + trial % 5) as i64;
+        let asked: Vec<&TestUser> = friends.iter().take(participants).collect();
+        for mode in ["random", "equal"] {
+            let settlement = created(&app, &alice, total, mode, &asked, include_requester).await;
+            let amounts = amounts(&settlement);
+            assert_eq!(amounts.len(), shares, "{settlement}");
+            assert_eq!(amounts.iter().sum::<i64>(), total, "{settlement}");
+            assert!(amounts.iter().all(|amount| *amount >= 1), "{mode} split of {total}: {settlement}");
+        }
+    }
+    let everyone: Vec<&TestUser> = friends.iter().collect();
+    assert_eq!(amounts(&created(&app, &alice, 5, "equal", &everyone, true).await), vec![1; 5]);
+    assert_eq!(amounts(&created(&app, &alice, 5, "random", &everyone, true).await), vec![1; 5]);
+
+    // Fewer won than shares: refused, nothing created, no one told.
+    let before = created_so_far(&mut conn).await;
+    for (total, include_requester) in [(1, false), (3, false), (4, true), (1, true)] {
+        for mode in ["random", "equal"] {
+            let (status, body) = create(&app, &alice, total, mode, &everyone, include_requester).await;
+            assert_problem(status, &body, 422, "validation-failed");
+        }
+    }
+    assert_eq!(created_so_far(&mut conn).await, before);
+    app.assert_audit_ok().await;
+}
+
+/// Shares of 0 KRW stored before every share had to be at least 1 KRW owe nothing: the
+/// migration that brought the rule settles them as paying them did, and completes the
+/// settlements that owed nothing else.
+#[tokio::test]
+async fn the_migration_settles_stored_shares_of_0_krw() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.funded("bob", 10_000).await;
+    let carol = app.signup("carol").await;
+    let with_bob = created(&app, &alice, 2, "equal", &[&bob, &carol], false).await;
+    let only_zero = created(&app, &alice, 2, "equal", &[&carol], true).await;
+
+    // Shares as they could be stored before: 0 KRW owed by carol in both.
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::raw_sql("ALTER TABLE settlement_shares DROP CONSTRAINT settlement_shares_owed_at_least_1_krw")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for (settlement, user, amount) in
+        [(&with_bob, &bob, 2), (&with_bob, &carol, 0), (&only_zero, &alice, 2), (&only_zero, &carol, 0)]
+    {
+        sqlx::query("UPDATE settlement_shares SET amount = $3 WHERE settlement_id = $1 AND user_id = $2")
+            .bind(settlement["id"].as_i64().unwrap())
+            .bind(user.id)
+            .bind(amount)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(include_str!("../../migrations/20261130000001_settle_zero_shares.sql"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let read = |settlement: &Value| {
+        let path = format!("/v1/settlements/{}", settlement["id"]);
+        let app = &app;
+        let token = alice.token.clone();
+        async move {
+            let (status, body) = app.get(&path, Some(&token)).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let settled = read(&only_zero).await;
+    assert_eq!(settled["status"], json!("completed"), "{settled}");
+    assert!(settled["completed_at"].is_string(), "{settled}");
+    let waiting = read(&with_bob).await;
+    assert_eq!(waiting["status"], json!("open"), "{waiting}");
+    for settlement in [&settled, &waiting] {
+        let share = share_of(settlement, &carol);
+        assert_eq!((share["status"].clone(), share["transfer_id"].clone()), (json!("paid"), Value::Null));
+        assert!(share["paid_at"].is_string(), "{settlement}");
+    }
+    let (status, body) = pay(&app, &carol, waiting["id"].as_i64().unwrap()).await;
+    assert_problem(status, &body, 409, "invalid-state");
+
+    // The share that is still owed is paid as usual and completes its settlement.
+    let (status, paid) = pay(&app, &bob, waiting["id"].as_i64().unwrap()).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["status"], json!("completed"), "{paid}");
     assert_eq!(app.balance(&alice).await, 2);
+    assert_eq!(app.balance(&carol).await, 0);
     app.assert_audit_ok().await;
 }
 
@@ -166,9 +273,9 @@ async fn scenario_14_random_splits_over_http_are_exact_and_reproducible_from_the
     let friends = join_all((0..5).map(|i| app.funded(format!("friend{i}"), 0))).await;
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
 
-    let mut cases: Vec<(i64, usize, bool)> = vec![(1, 1, false), (1, 1, true), (2, 5, true), (5, 1, false)];
+    let mut cases: Vec<(i64, usize, bool)> = vec![(1, 1, false), (2, 1, true), (6, 5, true), (5, 1, false)];
     for trial in 0..16i64 {
-        cases.push((1 + (trial * 104_729) % 200_000, 1 + (trial as usize % 5), trial % 2 == 0));
+        cases.push((6 + (trial * 104_729) % 200_000, 1 + (trial as usize % 5), trial % 2 == 0));
     }
     for (total, participants, include_requester) in cases {
         let asked: Vec<&TestUser> = friends.iter().take(participants).collect();
@@ -176,7 +283,7 @@ async fn scenario_14_random_splits_over_http_are_exact_and_reproducible_from_the
         let shares = amounts(&settlement);
         assert_eq!(shares.len(), participants + usize::from(include_requester), "{settlement}");
         assert_eq!(shares.iter().sum::<i64>(), total, "{settlement}");
-        assert!(shares.iter().all(|share| *share >= 0), "{settlement}");
+        assert!(shares.iter().all(|share| *share >= 1), "{settlement}");
         assert_eq!(settlement["mode"], json!("random"));
 
         // The stored seed and positions reproduce the split.
@@ -508,6 +615,7 @@ async fn bad_settlement_requests_are_422_and_create_nothing() {
         ("mode in capitals", with("mode", json!("EQUAL"))),
         ("mode not a string", with("mode", json!(1))),
         ("total 0", with("total", json!(0))),
+        ("total below the number of shares", with("total", json!(2))),
         ("negative total", with("total", json!(-10_000))),
         ("total over the bound", with("total", json!(1_000_000_000_001i64))),
         ("total as a string", with("total", json!("10000"))),
