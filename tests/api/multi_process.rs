@@ -270,7 +270,9 @@ async fn the_same_traffic_through(processes: usize) {
         settlements.push((settlement["id"].as_i64().unwrap(), index));
     }
     // The savings accounts opened days ago as far as the interest job can tell, so that every
-    // date it catches up has them due (it runs on the real clock, beside the servers').
+    // date it catches up has them due (it runs on the real clock, beside the servers'). It pays
+    // 0 KRW (their money comes in on its own business day); what matters is that it takes the
+    // gate exclusively and updates the accounts that the deposits lock, while they run.
     let pool = PgPool::connect(&app.database_url).await.unwrap();
     sqlx::query("UPDATE accounts SET opened_at = opened_at - interval '5 days' WHERE kind = 'savings'")
         .execute(&pool)
