@@ -1,11 +1,16 @@
-//! The `reminders` job (SCENARIOS.md 19): 24 hours before a pending transfer expires (48 hours
-//! after it was sent), its receiver gets exactly one `pending_transfer_reminder`.
+//! The `reminders` job: 24 hours before a pending transfer expires (48 hours after it was
+//! sent), its receiver gets exactly one `pending_transfer_reminder`.
 //!
-//! A chunk locks the due transfers (`FOR UPDATE SKIP LOCKED`, so concurrent runs share them),
-//! inserts one notification per transfer and sets `reminded_at`, all in the chunk's
-//! transaction: a transfer is reminded of together with its notification or not at all, and
-//! never again. Transfers that are no longer pending, or have already expired (the expiry job
-//! may not have caught up with them yet), get none.
+//! A chunk waits at the ledger gate, then locks the due transfers (`FOR UPDATE SKIP LOCKED`,
+//! so concurrent runs share them), inserts one notification per transfer and sets
+//! `reminded_at`, all in the chunk's transaction: a transfer is reminded of together with its
+//! notification or not at all, and never again. Transfers that are no longer pending, or have
+//! already expired (the expiry job may not have caught up with them yet), get none.
+//!
+//! The gate comes first, as everywhere (see the lock order in [`crate::ledger::writer`]): the
+//! notifications need it (their ids commit in order with the ledger's), and a chunk that locked
+//! transfers before waiting for it could wait for a batch that waits for those transfers (one
+//! that resolves them), a deadlock.
 
 use chrono::Duration;
 use serde_json::json;
@@ -38,6 +43,7 @@ impl Job for Reminders {
         _report: &mut (),
     ) -> anyhow::Result<Chunk> {
         let limit = i64::try_from(ctx.chunk_size)?;
+        crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
         let due = transfers::lock_due_reminders(conn, ctx.now, reminder_lead(), limit).await?;
         let reminders: Vec<NewNotification> = due
             .iter()
@@ -56,7 +62,7 @@ impl Job for Reminders {
         let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
         // The rows are locked by this transaction and were selected unreminded.
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
-        // Takes the ledger gate, so that notification ids commit in order (see the module).
+        // Under the gate taken above, so that notification ids commit in order.
         notifications::insert_all(conn, &reminders, ctx.now).await?;
         Ok(Chunk::after_batch(reminders.len() as u64, ctx.chunk_size, None))
     }

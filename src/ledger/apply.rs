@@ -334,6 +334,14 @@ pub fn apply(
         let mut staged = Staged::new(state, context, index);
         let result = staged.run(command);
         if result.is_ok() {
+            // Cheap (the few accounts the command changed), so always checked; the full check
+            // reconciles each account with the postings, in debug builds.
+            assert_eq!(columns_balance(&state.accounts, &staged.accounts), Ok(()), "command {index}: {command:?}");
+            debug_assert_eq!(
+                postings_balance(state, &staged.accounts, &staged.postings, &staged.new_transfers),
+                Ok(()),
+                "command {index}: {command:?}"
+            );
             let Staged {
                 accounts,
                 daily_used,
@@ -360,23 +368,146 @@ pub fn apply(
         }
         results.push(result);
     }
-    debug_assert!(postings_balance(&effects.postings));
     (results, effects)
 }
 
-/// Every posting debits one account and credits another by the same amount, so the sums of
-/// debits and credits over a batch are equal by construction; this checks the arithmetic.
-fn postings_balance(postings: &[Posting]) -> bool {
-    let mut debits: i128 = 0;
-    let mut credits: i128 = 0;
-    for posting in postings {
-        debits += i128::from(posting.amount);
-        credits += i128::from(posting.amount);
-        if posting.amount <= 0 || posting.debit_account_id == posting.credit_account_id {
-            return false;
+/// A ledger rule that a command's effect breaks, as [`postings_balance`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Imbalance {
+    /// A posting of no money, or from an account to itself.
+    MalformedPosting {
+        index: usize,
+        debit: AccountId,
+        credit: AccountId,
+        amount: i64,
+    },
+    /// The accounts' debit columns grew by other totals than their credit columns.
+    DebitsAreNotCredits {
+        debits: i128,
+        credits: i128,
+        pending_debits: i128,
+        pending_credits: i128,
+    },
+    /// Columns in the order debits posted, credits posted, debits pending, credits pending.
+    AccountDiffersFromPostings {
+        account_id: AccountId,
+        moved: [i128; 4],
+        posted: [i128; 4],
+    },
+    /// A user account below zero available.
+    NegativeAvailable {
+        account_id: AccountId,
+        available: i64,
+    },
+    NegativePending {
+        account_id: AccountId,
+    },
+    /// A hold taken, posted or voided that is not a pending transfer's, for its accounts and
+    /// amount.
+    HoldMismatch {
+        index: usize,
+        transfer_id: Option<i64>,
+        flags: PostingFlags,
+        amount: i64,
+    },
+}
+
+/// How an account's columns moved from `before` (none: all zero) to `after`: debits posted,
+/// credits posted, debits pending, credits pending.
+fn columns_moved(before: Option<&Account>, after: &Account) -> [i128; 4] {
+    let columns = |account: &Account| {
+        [account.debits_posted, account.credits_posted, account.debits_pending, account.credits_pending].map(i128::from)
+    };
+    let before = before.map_or([0; 4], columns);
+    let after = columns(after);
+    [after[0] - before[0], after[1] - before[1], after[2] - before[2], after[3] - before[3]]
+}
+
+/// Double entry over one command: the debit columns of the accounts it changed (`after`, as
+/// they were in `before`) grew by as much as their credit columns, posted and pending apart.
+fn columns_balance(
+    before: &HashMap<AccountId, Account>,
+    after: &BTreeMap<AccountId, Account>,
+) -> Result<(), Imbalance> {
+    let mut total = [0i128; 4];
+    for (id, account) in after {
+        for (sum, moved) in total.iter_mut().zip(columns_moved(before.get(id), account)) {
+            *sum += moved;
         }
     }
-    debits == credits
+    let [debits, credits, pending_debits, pending_credits] = total;
+    if debits != credits || pending_debits != pending_credits {
+        return Err(Imbalance::DebitsAreNotCredits { debits, credits, pending_debits, pending_credits });
+    }
+    Ok(())
+}
+
+/// The rules one command's effect keeps, checked against the batch's state before it
+/// (`before`), the accounts it changed (`after`), its postings and the transfers it created:
+/// debits equal credits ([`columns_balance`]); every posting moves a positive amount between
+/// two accounts, and each account's columns moved exactly as its postings say; a hold is taken
+/// for a new pending transfer, and posted or voided only for a transfer that was pending, for
+/// its accounts and the amount held; no pending column is negative, and only system accounts
+/// end below zero available. The first rule broken is returned.
+fn postings_balance(
+    before: &LedgerState,
+    after: &BTreeMap<AccountId, Account>,
+    postings: &[Posting],
+    new_transfers: &[Transfer],
+) -> Result<(), Imbalance> {
+    columns_balance(&before.accounts, after)?;
+    let mut posted: BTreeMap<AccountId, [i128; 4]> = BTreeMap::new();
+    for (index, posting) in postings.iter().enumerate() {
+        let Posting { debit_account_id: debit, credit_account_id: credit, amount, flags, transfer_id, .. } = *posting;
+        if amount <= 0 || debit == credit {
+            return Err(Imbalance::MalformedPosting { index, debit, credit, amount });
+        }
+        let held = |transfer: &Transfer| {
+            transfer.status == TransferStatus::Pending
+                && (transfer.from_account_id, transfer.to_account_id, transfer.amount) == (debit, credit, amount)
+        };
+        let hold_kept = match flags {
+            PostingFlags::Posted => true,
+            PostingFlags::Pending => {
+                new_transfers.iter().any(|transfer| Some(transfer.id) == transfer_id && held(transfer))
+            }
+            PostingFlags::PostPending | PostingFlags::VoidPending => {
+                transfer_id.and_then(|id| before.transfers.get(&id)).is_some_and(held)
+            }
+        };
+        if !hold_kept {
+            return Err(Imbalance::HoldMismatch { index, transfer_id, flags, amount });
+        }
+        let amount = i128::from(amount);
+        let (debit_moves, credit_moves) = match flags {
+            PostingFlags::Posted => ([amount, 0, 0, 0], [0, amount, 0, 0]),
+            PostingFlags::Pending => ([0, 0, amount, 0], [0, 0, 0, amount]),
+            PostingFlags::PostPending => ([amount, 0, -amount, 0], [0, amount, 0, -amount]),
+            PostingFlags::VoidPending => ([0, 0, -amount, 0], [0, 0, 0, -amount]),
+        };
+        for (id, moves) in [(debit, debit_moves), (credit, credit_moves)] {
+            let columns = posted.entry(id).or_insert([0; 4]);
+            for (column, moved) in columns.iter_mut().zip(moves) {
+                *column += moved;
+            }
+        }
+    }
+    for id in posted.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
+        let moved = after.get(id).map_or([0; 4], |account| columns_moved(before.accounts.get(id), account));
+        let posted = posted.get(id).copied().unwrap_or([0; 4]);
+        if moved != posted {
+            return Err(Imbalance::AccountDiffersFromPostings { account_id: *id, moved, posted });
+        }
+    }
+    for account in after.values() {
+        if account.debits_pending < 0 || account.credits_pending < 0 {
+            return Err(Imbalance::NegativePending { account_id: account.id });
+        }
+        if !account.is_system() && account.available() < 0 {
+            return Err(Imbalance::NegativeAvailable { account_id: account.id, available: account.available() });
+        }
+    }
+    Ok(())
 }
 
 fn merge(
@@ -875,3 +1006,6 @@ impl<'a> Staged<'a> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod balance_tests;

@@ -11,6 +11,28 @@
 //! for writers that take it in EXCLUSIVE mode (jobs, notifications written outside a batch).
 //! A retried batch (it met another process's batch, or a key recorded meanwhile) takes the gate
 //! in EXCLUSIVE mode: it then runs alone and its snapshot follows every batch before it.
+//!
+//! # Lock order
+//!
+//! Every transaction that takes the gate takes it before any row lock, so that none ever holds
+//! a row while it waits at the gate for a batch that waits for that row:
+//!
+//! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried); everything else in
+//!    EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as its first lock.
+//! 2. Rows. A batch locks, all in one flight after the gate ([`store::begin_and_lock`]):
+//!    accounts, daily counters, idempotency keys, transfers, settlement shares, each list in
+//!    key order; batches of different processes may meet on a row, but always in this order.
+//!    The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch
+//!    holds any: interest (the savings accounts due, then the interest account), pending expiry
+//!    (the transfers due, then their accounts), reminders (the transfers due, then the
+//!    notifications); the history seeder holds it while it takes entry ids.
+//!
+//! Two holders of the EXCLUSIVE mode never run at once, so their own row orders do not matter.
+//! Settlement creation takes the gate last (`crate::store::notifications::insert_all`), but
+//! what it holds by then is only its new rows, which no batch can see yet, and key-share locks
+//! on users, which no batch conflicts with. Jobs that move money through the writer
+//! (installments) hold no lock a batch takes while they wait for their commands; the job
+//! runner's advisory lock and `job_runs` rows are nothing a batch takes.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;

@@ -16,7 +16,9 @@ use crate::domain::notifications::{NewNotification, Notification, NotificationKi
 
 /// Inserts `notifications` in order, inside the caller's transaction, holding the ledger's
 /// batch gate until that transaction ends (see the module documentation). Call it last, just
-/// before COMMIT, so that the gate is held as briefly as possible.
+/// before COMMIT, so that the gate is held as briefly as possible; a caller that has locked
+/// rows a ledger batch may lock must have taken the gate before them (the lock order in
+/// `crate::ledger::writer`), and then this finds it held.
 pub async fn insert_all(
     conn: &mut PgConnection,
     notifications: &[NewNotification],

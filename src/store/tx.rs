@@ -3,7 +3,8 @@
 /// Waits at the ledger writer's gate (see migrations/*_batch_gate.sql) until the caller's
 /// transaction ends: whatever the transaction writes then never interleaves with a ledger
 /// batch, and ids it takes from sequences commit in order with theirs. Take it as late as the
-/// work allows; every batch waits while it is held.
+/// work allows (every batch waits while it is held) but before any row lock a batch could
+/// wait for: see the lock order in `crate::ledger::writer`.
 pub async fn wait_at_ledger_gate(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(conn).await?;
     Ok(())

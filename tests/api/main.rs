@@ -12,6 +12,7 @@ mod idempotency;
 mod interest;
 mod jobs;
 mod ledger_queue;
+mod lock_order;
 mod login_limits;
 mod multi_process;
 mod notifications;
