@@ -388,11 +388,12 @@ enum Imbalance {
         pending_debits: i128,
         pending_credits: i128,
     },
-    /// Columns in the order debits posted, credits posted, debits pending, credits pending.
+    /// The first of the account's columns that moved otherwise than its postings say.
     AccountDiffersFromPostings {
         account_id: AccountId,
-        moved: [i128; 4],
-        posted: [i128; 4],
+        column: &'static str,
+        moved: i128,
+        posted: i128,
     },
     /// A user account below zero available.
     NegativeAvailable {
@@ -411,6 +412,9 @@ enum Imbalance {
         amount: i64,
     },
 }
+
+/// The balance columns, in the order [`columns_moved`] and [`postings_balance`] count them.
+const COLUMNS: [&str; 4] = ["debits_posted", "credits_posted", "debits_pending", "credits_pending"];
 
 /// How an account's columns moved from `before` (none: all zero) to `after`: debits posted,
 /// credits posted, debits pending, credits pending.
@@ -495,8 +499,13 @@ fn postings_balance(
     for id in posted.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
         let moved = after.get(id).map_or([0; 4], |account| columns_moved(before.accounts.get(id), account));
         let posted = posted.get(id).copied().unwrap_or([0; 4]);
-        if moved != posted {
-            return Err(Imbalance::AccountDiffersFromPostings { account_id: *id, moved, posted });
+        if let Some(index) = (0..COLUMNS.len()).find(|index| moved[*index] != posted[*index]) {
+            return Err(Imbalance::AccountDiffersFromPostings {
+                account_id: *id,
+                column: COLUMNS[index],
+                moved: moved[index],
+                posted: posted[index],
+            });
         }
     }
     for account in after.values() {

@@ -129,7 +129,7 @@ async fn sender(run: Arc<Run>, me: usize) {
     let mut unpaid: Vec<(i64, usize)> = run.settlements.clone();
     for n in 0..run.operations {
         let base = &run.bases[(me + n) % run.bases.len()];
-        let keyed = (me + n) % 2 == 0;
+        let keyed = (me + n).is_multiple_of(2);
         let key = format!("k-{me}-{n}");
         let key = keyed.then_some(key.as_str());
         let tag = key.map_or_else(|| format!("u-{me}-{n}"), str::to_owned);
