@@ -21,7 +21,8 @@ use crate::store::users::{self, User, UserStoreError};
 pub struct Credentials {
     /// 1..64 characters, unique.
     pub name: String,
-    /// At least 8 characters.
+    /// 8..=256 characters; at sign-up not white space only, not one character repeated and
+    /// not one of the most common passwords.
     pub password: String,
 }
 

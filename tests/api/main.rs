@@ -15,6 +15,7 @@ mod login_limits;
 mod notifications;
 mod openapi;
 mod outages;
+mod passwords;
 mod pending;
 mod retention;
 mod savings;
