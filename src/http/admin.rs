@@ -101,9 +101,10 @@ pub async fn put_clock(
 /// pending transfers past 72 hours; `interest` (daily, 04:00) pays the day before;
 /// `installments` (daily, 08:00) takes the day's installments; `audit` (daily, 05:00) checks
 /// every ledger invariant and the agreement of the two stores, reporting `ok` and `checks`
-/// (a mismatch is logged and counted on `/metrics`). An unknown name is 404.
+/// (a mismatch is logged and counted on `/metrics`); `session-purge` (daily, 02:00) deletes
+/// expired sessions. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
-    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit")),
+    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit | session-purge")),
     responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job")))]
 pub async fn run_job(
     State(state): State<AppState>,

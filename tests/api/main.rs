@@ -19,6 +19,7 @@ mod passwords;
 mod pending;
 mod retention;
 mod savings;
+mod session_purge;
 mod settlements;
 mod smoke;
 mod top_ups;
