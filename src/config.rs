@@ -111,6 +111,10 @@ impl std::fmt::Debug for Config {
 /// otherwise (API.md).
 pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
 
+/// The shortest `MINIPAY_ADMIN_TOKEN` a server starts with: the token is all that guards the
+/// operator routes, so it must be long enough that guessing it is hopeless.
+pub const ADMIN_TOKEN_LENGTH_MIN_CHARS: usize = 32;
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
@@ -213,6 +217,10 @@ impl Config {
                     "MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE",
                     login_defaults.attempts_per_address_per_minute,
                 )?,
+                admin_failures_per_address_per_minute: parsed(
+                    "MINIPAY_ADMIN_FAILURES_PER_ADDRESS_PER_MINUTE",
+                    login_defaults.admin_failures_per_address_per_minute,
+                )?,
             },
             trust_forwarded_for,
         })
@@ -237,6 +245,12 @@ impl Config {
                 crate::jobs::runner::CHUNK_SIZE_MAX
             );
             anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
+            if let Some(token) = &self.admin_token {
+                anyhow::ensure!(
+                    token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,
+                    "MINIPAY_ADMIN_TOKEN must be at least {ADMIN_TOKEN_LENGTH_MIN_CHARS} characters"
+                );
+            }
             Ok(())
         })()
         .context("invalid configuration")?;

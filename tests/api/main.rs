@@ -1,6 +1,7 @@
 //! Black-box tests over HTTP against real PostgreSQL and ClickHouse (started by scripts/test).
 
 mod admin;
+mod admin_limits;
 mod authorization;
 mod bad_input;
 mod crash;
