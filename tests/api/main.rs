@@ -20,6 +20,7 @@ mod passwords;
 mod pending;
 mod retention;
 mod savings;
+mod secrets;
 mod session_purge;
 mod settlements;
 mod smoke;
