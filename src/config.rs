@@ -94,7 +94,8 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("addr", &self.addr)
-            .field("clickhouse_url", &self.clickhouse_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("clickhouse_url", &redact_url(&self.clickhouse_url))
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clock_mode", &self.clock_mode)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
@@ -109,9 +110,36 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// `url` as it may be logged: the userinfo of `scheme://user:password@host` becomes `***`, and
+/// so does the value of any `password=` (a PostgreSQL URL's query or a key=value connection
+/// string may carry one). Errs on the side of hiding: everything between `://` and the last
+/// `@` before any `?` or `#` goes, whatever characters the password holds.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = url.to_owned();
+    if let Some(scheme_end) = redacted.find("://") {
+        let start = scheme_end + 3;
+        let end = redacted[start..].find(['?', '#']).map_or(redacted.len(), |at| start + at);
+        if let Some(at) = redacted[start..end].rfind('@') {
+            redacted.replace_range(start..start + at, "***");
+        }
+    }
+    let mut from = 0;
+    while let Some(found) = redacted[from..].to_ascii_lowercase().find("password=") {
+        let value = from + found + "password=".len();
+        let end = redacted[value..].find(['&', ' ', '#']).map_or(redacted.len(), |at| value + at);
+        redacted.replace_range(value..end, "***");
+        from = value + 3;
+    }
+    redacted
+}
+
 /// The most a user may top up per business day unless `MINIPAY_DAILY_CHARGE_LIMIT_KRW` says
 /// otherwise (API.md).
 pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
+
+/// The shortest `MINIPAY_ADMIN_TOKEN` a server starts with: the token is all that guards the
+/// operator routes, so it must be long enough that guessing it is hopeless.
+pub const ADMIN_TOKEN_LENGTH_MIN_CHARS: usize = 32;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
@@ -215,6 +243,10 @@ impl Config {
                     "MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE",
                     login_defaults.attempts_per_address_per_minute,
                 )?,
+                admin_failures_per_address_per_minute: parsed(
+                    "MINIPAY_ADMIN_FAILURES_PER_ADDRESS_PER_MINUTE",
+                    login_defaults.admin_failures_per_address_per_minute,
+                )?,
             },
             trust_forwarded_for,
         })
@@ -239,9 +271,54 @@ impl Config {
                 crate::jobs::runner::CHUNK_SIZE_MAX
             );
             anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
+            if let Some(token) = &self.admin_token {
+                anyhow::ensure!(
+                    token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,
+                    "MINIPAY_ADMIN_TOKEN must be at least {ADMIN_TOKEN_LENGTH_MIN_CHARS} characters"
+                );
+            }
             Ok(())
         })()
         .context("invalid configuration")?;
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        for (url, shown) in [
+            ("http://127.0.0.1:8123", "http://127.0.0.1:8123"),
+            ("http://user:secret@ch.internal:8123/", "http://***@ch.internal:8123/"),
+            ("http://user@ch.internal:8123", "http://***@ch.internal:8123"),
+            ("postgres://app:s3cr%40t@db:5432/minipay", "postgres://***@db:5432/minipay"),
+            ("postgres://app:p/a@ss@db/minipay?sslmode=require", "postgres://***@db/minipay?sslmode=require"),
+            (
+                "postgres://db/minipay?user=app&password=secret&sslmode=require",
+                "postgres://db/minipay?user=app&password=***&sslmode=require",
+            ),
+            ("host=db user=app password=secret dbname=minipay", "host=db user=app password=*** dbname=minipay"),
+            ("postgres://db/minipay?PASSWORD=secret", "postgres://db/minipay?PASSWORD=***"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_debug_output_hides_both_urls_credentials() {
+        let config = Config {
+            database_url: "postgres://postgres:pg-secret@127.0.0.1:5432/minipay".to_owned(),
+            clickhouse_url: "http://default:ch-secret@127.0.0.1:8123".to_owned(),
+            admin_token: Some("a".repeat(40)),
+            ..Config::from_env().expect("the defaults are a valid configuration")
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret") && !shown.contains(&"a".repeat(40)), "{shown}");
+        assert!(shown.contains("postgres://***@127.0.0.1:5432/minipay"), "{shown}");
+        assert!(shown.contains("http://***@127.0.0.1:8123"), "{shown}");
     }
 }

@@ -46,7 +46,7 @@ enum Command {
 #[derive(Subcommand)]
 enum JobsCommand {
     /// Run one job by name for the current time, catching up missed business dates: interest,
-    /// installments, pending-expiry, reminders, retention or audit. Safe beside running
+    /// installments, pending-expiry, reminders, retention, audit or session-purge. Safe beside running
     /// servers: each job runs once per date.
     Run { name: String },
 }

@@ -10,7 +10,8 @@ pub struct Server {
     child: tokio::process::Child,
 }
 
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// At least 32 characters, or the server refuses to start.
+pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
 pub fn binary() -> String {
     std::env::var("MINIPAY_BIN")

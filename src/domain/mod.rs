@@ -9,3 +9,4 @@ pub mod notifications;
 pub mod passwords;
 pub mod settlements;
 pub mod transfers;
+pub mod weak_passwords;

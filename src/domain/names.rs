@@ -16,6 +16,8 @@ pub enum TextError {
     TooShort(&'static str, usize),
     #[error("{0} must not contain control characters or start or end with white space")]
     BadCharacters(&'static str),
+    #[error("password is too easy to guess ({0})")]
+    WeakPassword(&'static str),
 }
 
 fn clean_text(field: &'static str, value: &str) -> Result<(), TextError> {
@@ -46,7 +48,8 @@ impl UserName {
     }
 }
 
-/// A password as given at sign-up: 8..=256 characters.
+/// A password as given at sign-up: 8..=256 characters, and not too easy to guess (see
+/// `weak_passwords`).
 pub struct Password(String);
 
 impl Password {
@@ -57,6 +60,9 @@ impl Password {
         }
         if length > PASSWORD_LENGTH_MAX_CHARS {
             return Err(TextError::TooLong("password", PASSWORD_LENGTH_MAX_CHARS));
+        }
+        if let Some(weakness) = super::weak_passwords::weakness(value) {
+            return Err(TextError::WeakPassword(weakness.describe()));
         }
         Ok(Password(value.to_owned()))
     }

@@ -42,11 +42,37 @@ fn valid_identifier(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// The URL without its userinfo, and the user and password that were in it (percent-decoded):
+/// ClickHouse takes credentials in headers, not in the URL, which the HTTP client would
+/// otherwise send nowhere.
+fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let Ok(mut parsed) = url::Url::parse(url) else { return (url.to_owned(), None) };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_owned(), None);
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let user = decode(parsed.username());
+    let password = parsed.password().map(decode);
+    // Both only fail for URLs that cannot have a userinfo, which this one has.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.to_string(), Some((user, password)))
+}
+
 impl ClickHouse {
+    /// `url` may carry credentials (`http://user:password@host:8123`): they are sent as
+    /// ClickHouse's user and password headers.
     pub fn new(url: &str, database: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
+        let (url, credentials) = split_credentials(url);
         // Row validation needs newer servers than Debian's 18.16, so it is off.
-        let client = clickhouse::Client::default().with_url(url).with_validation(false);
+        let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
+        if let Some((user, password)) = credentials {
+            client = client.with_user(user);
+            if let Some(password) = password {
+                client = client.with_password(password);
+            }
+        }
         Ok(ClickHouse { client: client.clone().with_database(database), database: database.to_owned() })
     }
 
@@ -116,6 +142,20 @@ mod tests {
         let new = render_ddl(MIGRATIONS[0].2, true);
         assert!(!old.contains("TTL at") && !old.contains("{ttl}"));
         assert!(new.contains("TTL at + INTERVAL 1 YEAR"));
+    }
+
+    #[test]
+    fn credentials_move_from_the_url_to_the_client() {
+        assert_eq!(split_credentials("http://127.0.0.1:8123"), ("http://127.0.0.1:8123".to_owned(), None));
+        assert_eq!(
+            split_credentials("http://reader:p%40ss%3Aw0rd@ch.internal:8123"),
+            ("http://ch.internal:8123/".to_owned(), Some(("reader".to_owned(), Some("p@ss:w0rd".to_owned()))))
+        );
+        assert_eq!(
+            split_credentials("http://reader@ch.internal:8123/"),
+            ("http://ch.internal:8123/".to_owned(), Some(("reader".to_owned(), None)))
+        );
+        assert_eq!(split_credentials("not a url"), ("not a url".to_owned(), None));
     }
 
     #[test]

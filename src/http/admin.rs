@@ -33,7 +33,9 @@ pub struct ClockUpdate {
 
 /// Checks the ledger invariants now.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = AuditReport), (status = 401, body = Problem)))]
+    responses((status = 200, body = AuditReport), (status = 401, body = Problem),
+              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
     // ClickHouse must hold the statement entries PostgreSQL has forwarded, and no others (an
     // unreachable ClickHouse fails that check).
@@ -55,7 +57,9 @@ fn clock_view(state: &AppState) -> ClockView {
 
 /// The server's clock.
 #[utoipa::path(get, path = "/admin/clock", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = ClockView)))]
+    responses((status = 200, body = ClockView), (status = 401, body = Problem),
+              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<ClockView> {
     Json(clock_view(&state))
 }
@@ -64,7 +68,9 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
 /// the new date are created before the answer.
 #[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
     responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem),
-              (status = 422, body = Problem, description = "not a time with offset, or after the year 9000")))]
+              (status = 422, body = Problem, description = "not a time with offset, or after the year 9000"),
+              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn put_clock(
     State(state): State<AppState>,
     _admin: Admin,
@@ -101,10 +107,13 @@ pub async fn put_clock(
 /// pending transfers past 72 hours; `interest` (daily, 04:00) pays the day before;
 /// `installments` (daily, 08:00) takes the day's installments; `audit` (daily, 05:00) checks
 /// every ledger invariant and the agreement of the two stores, reporting `ok` and `checks`
-/// (a mismatch is logged and counted on `/metrics`). An unknown name is 404.
+/// (a mismatch is logged and counted on `/metrics`); `session-purge` (daily, 02:00) deletes
+/// expired sessions. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
-    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit")),
-    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job")))]
+    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit | session-purge")),
+    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job"),
+              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,

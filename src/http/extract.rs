@@ -91,7 +91,9 @@ impl FromRequestParts<AppState> for BearerToken {
     }
 }
 
-/// A caller holding `MINIPAY_ADMIN_TOKEN`.
+/// A caller holding `MINIPAY_ADMIN_TOKEN`. Failed attempts (a wrong, missing or overlong
+/// token) count against the client address; past the limit even the right token answers 429
+/// until the window ends, so a guesser learns nothing.
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
@@ -99,12 +101,19 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let expected = state.config.admin_token.as_deref().ok_or(ApiError::NotFound)?;
-        let given = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        let ClientAddress(address) = ClientAddress::from_request_parts(parts, state).await?;
+        let limiter = &state.login_limiter;
+        let now = state.clock.now();
+        limiter
+            .may_try_admin(address, now)
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after_secs: retry_after.secs })?;
         // Compare digests so that the time taken says nothing about the token.
-        if sessions::token_hash(given) == sessions::token_hash(expected) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::Unauthorized)
+        match bearer_token(parts) {
+            Some(given) if sessions::token_hash(given) == sessions::token_hash(expected) => Ok(Admin),
+            _ => {
+                limiter.admin_failed(address, now);
+                Err(ApiError::Unauthorized)
+            }
         }
     }
 }

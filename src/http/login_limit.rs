@@ -1,13 +1,17 @@
-//! Log-in and sign-up rate limits, so that passwords cannot be guessed at speed and password
-//! hashing cannot be used to burn the server's CPU.
+//! Log-in, sign-up and admin authentication rate limits, so that passwords and the admin
+//! token cannot be guessed at speed and password hashing cannot be used to burn the server's
+//! CPU.
 //!
-//! Two fixed one-minute windows, kept in memory by each server process:
+//! Fixed one-minute windows, kept in memory by each server process:
 //! - per address: every attempt (log-in or sign-up) from one client address counts;
 //! - per name: failed log-ins for one user name count, and a successful log-in clears them.
 //!   Once a name has used up its failures, even the right password is refused until the
 //!   window ends, so a guesser learns nothing from the answer.
+//! - per address, for the admin routes: failed admin authentications (a wrong, missing or
+//!   overlong token) from one client address count; once they are used up, even the right
+//!   token is refused until the window ends.
 //!
-//! Both maps have a fixed capacity. When one is full, windows that have ended are dropped; if
+//! Every map has a fixed capacity. When one is full, windows that have ended are dropped; if
 //! it is still full, keys it does not hold are refused until some window ends. A flood can
 //! slow log-ins down, but it can never lift a limit.
 
@@ -30,11 +34,17 @@ pub struct LoginLimits {
     pub failures_per_name_per_minute: u32,
     /// Log-in and sign-up attempts per client address per minute.
     pub attempts_per_address_per_minute: u32,
+    /// Failed admin authentications per client address per minute.
+    pub admin_failures_per_address_per_minute: u32,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        LoginLimits { failures_per_name_per_minute: 10, attempts_per_address_per_minute: 100 }
+        LoginLimits {
+            failures_per_name_per_minute: 10,
+            attempts_per_address_per_minute: 100,
+            admin_failures_per_address_per_minute: 10,
+        }
     }
 }
 
@@ -124,6 +134,7 @@ pub struct LoginLimiter {
     limits: LoginLimits,
     per_name: Mutex<Windows<String>>,
     per_address: Mutex<Windows<IpAddr>>,
+    admin_per_address: Mutex<Windows<IpAddr>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -140,6 +151,7 @@ impl LoginLimiter {
             limits,
             per_name: Mutex::new(Windows::new(capacity_keys)),
             per_address: Mutex::new(Windows::new(capacity_keys)),
+            admin_per_address: Mutex::new(Windows::new(capacity_keys)),
         }
     }
 
@@ -171,6 +183,22 @@ impl LoginLimiter {
     pub fn succeeded(&self, name: &str) {
         locked(&self.per_name).clear(&name.to_owned());
     }
+
+    /// Whether `address` may try the admin token now (its failures are not used up).
+    pub fn may_try_admin(&self, address: IpAddr, now: DateTime<Utc>) -> Result<(), RetryAfter> {
+        match self.limits.admin_failures_per_address_per_minute {
+            0 => Ok(()),
+            limit => locked(&self.admin_per_address).exhausted(&address, limit, now),
+        }
+    }
+
+    /// Records a failed admin authentication from `address`.
+    pub fn admin_failed(&self, address: IpAddr, now: DateTime<Utc>) {
+        if let limit @ 1.. = self.limits.admin_failures_per_address_per_minute {
+            // No room means the next attempt from this address is refused by `may_try_admin`.
+            let _ = locked(&self.admin_per_address).count(&address, limit, now);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +210,11 @@ mod tests {
     }
 
     fn limits(per_name: u32, per_address: u32) -> LoginLimits {
-        LoginLimits { failures_per_name_per_minute: per_name, attempts_per_address_per_minute: per_address }
+        LoginLimits {
+            failures_per_name_per_minute: per_name,
+            attempts_per_address_per_minute: per_address,
+            admin_failures_per_address_per_minute: 0,
+        }
     }
 
     #[test]
@@ -219,6 +251,26 @@ mod tests {
         assert_eq!(limiter.attempt_from(one, at(30)), Err(RetryAfter { secs: 30 }));
         assert!(limiter.attempt_from(two, at(30)).is_ok());
         assert!(limiter.attempt_from(one, at(60)).is_ok());
+    }
+
+    #[test]
+    fn admin_failures_lock_the_address_until_the_window_ends() {
+        let limiter = LoginLimiter::new(LoginLimits { admin_failures_per_address_per_minute: 2, ..limits(0, 0) });
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let two: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..2 {
+            assert_eq!(limiter.may_try_admin(one, at(0)), Ok(()));
+            limiter.admin_failed(one, at(0));
+        }
+        assert_eq!(limiter.may_try_admin(one, at(15)), Err(RetryAfter { secs: 45 }));
+        assert_eq!(limiter.may_try_admin(two, at(15)), Ok(()));
+        assert_eq!(limiter.may_try_admin(one, at(60)), Ok(()));
+        // Off, nothing is counted.
+        let off = LoginLimiter::new(limits(0, 0));
+        for _ in 0..1_000 {
+            off.admin_failed(one, at(0));
+        }
+        assert_eq!(off.may_try_admin(one, at(0)), Ok(()));
     }
 
     #[test]

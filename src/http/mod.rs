@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/v1/users", post(users::create_user))
         .route("/v1/users/{name}", get(users::get_user))
-        .route("/v1/sessions", post(users::create_session))
+        .route("/v1/sessions", post(users::create_session).layer(middleware::map_response(no_store)))
         .route("/v1/sessions/current", axum::routing::delete(users::delete_session))
         .route("/v1/me", get(users::get_me).patch(users::patch_me))
         .route("/v1/accounts", get(accounts::list_accounts).post(accounts::create_account))
@@ -138,6 +138,13 @@ fn history_routes(state: AppState) -> Router<AppState> {
         .route("/v1/accounts/{id}/history/summary", get(history::get_summary))
         .route("/v1/accounts/{id}/history/summary/naive", get(history::get_summary_naive))
         .route_layer(middleware::from_fn_with_state(state, history::lag_header))
+}
+
+/// Responses that carry a token (log-in) are kept out of every cache, shared or private.
+async fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Counts responses by status class.

@@ -21,7 +21,8 @@ use crate::store::users::{self, User, UserStoreError};
 pub struct Credentials {
     /// 1..64 characters, unique.
     pub name: String,
-    /// At least 8 characters.
+    /// 8..=256 characters; at sign-up not white space only, not one character repeated and
+    /// not one of the most common passwords.
     pub password: String,
 }
 
@@ -127,7 +128,8 @@ pub async fn create_user(
 /// Over either limit the answer is 429 `too-many-requests` with `Retry-After`, even for the
 /// right password.
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
-    responses((status = 201, body = SessionView), (status = 401, body = Problem, description = "unauthorized"),
+    responses((status = 201, body = SessionView, headers(("Cache-Control" = String, description = "no-store"))),
+              (status = 401, body = Problem, description = "unauthorized"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
 pub async fn create_session(

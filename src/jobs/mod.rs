@@ -35,6 +35,7 @@ pub mod reminders;
 pub mod retention;
 pub mod runner;
 pub mod scheduler;
+pub mod session_purge;
 
 use std::future::Future;
 
@@ -55,21 +56,24 @@ pub enum JobName {
     Reminders,
     Retention,
     Audit,
+    SessionPurge,
 }
 
 /// Every job name the API knows, as the routes spell them.
-pub const JOB_NAMES: [&str; 6] = ["interest", "installments", "pending-expiry", "reminders", "retention", "audit"];
+pub const JOB_NAMES: [&str; 7] =
+    ["interest", "installments", "pending-expiry", "reminders", "retention", "audit", "session-purge"];
 
 impl JobName {
     /// In the order a scheduler tick runs them: expiry before reminders, so that a transfer
-    /// expiring now is not reminded of first; the audit last, after whatever else was due.
-    pub const ALL: [JobName; 6] = [
+    /// expiring now is not reminded of first; the audit after whatever else was due.
+    pub const ALL: [JobName; 7] = [
         JobName::Interest,
         JobName::Installments,
         JobName::PendingExpiry,
         JobName::Reminders,
         JobName::Retention,
         JobName::Audit,
+        JobName::SessionPurge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl JobName {
             JobName::Reminders => "reminders",
             JobName::Retention => "retention",
             JobName::Audit => "audit",
+            JobName::SessionPurge => "session-purge",
         }
     }
 
@@ -97,6 +102,7 @@ impl JobName {
             JobName::Reminders => 3,
             JobName::Retention => 4,
             JobName::Audit => 5,
+            JobName::SessionPurge => 6,
         }
     }
 
@@ -113,6 +119,8 @@ impl JobName {
             // After retention (03:00) and interest (04:00), before installments (08:00) and
             // the day's traffic; an audit as of now covers every missed date.
             JobName::Audit => Schedule::Daily { at: at(5), catch_up_days: 1 },
+            // What expired by now, whatever date it is run for.
+            JobName::SessionPurge => Schedule::Daily { at: at(2), catch_up_days: 1 },
         }
     }
 }
@@ -224,6 +232,7 @@ pub async fn run(runner: &Runner, name: JobName) -> anyhow::Result<RunReport> {
         JobName::PendingExpiry => runner.run(&pending_expiry::PendingExpiry).await,
         JobName::Installments => runner.run(&installments::Installments).await,
         JobName::Audit => runner.run(&audit::Audit).await,
+        JobName::SessionPurge => runner.run(&session_purge::SessionPurge).await,
     }
 }
 

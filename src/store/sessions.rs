@@ -115,3 +115,18 @@ impl SessionCache {
         self.entries().remove(&token_hash(token));
     }
 }
+
+/// Deletes up to `limit` sessions that expired by `now`, oldest expiry first, skipping rows
+/// another transaction holds; returns how many went. Runs in the caller's transaction.
+pub async fn purge_expired(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
+    let purged = sqlx::query(
+        "DELETE FROM sessions WHERE token_hash = ANY(ARRAY(
+             SELECT token_hash FROM sessions WHERE expires_at <= $1
+              ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    )
+    .bind(now)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(purged.rows_affected())
+}

@@ -347,10 +347,20 @@ fn request(rng: &mut ChaCha8Rng, document: &Value, operation: &Operation, ids: &
     }
     if path.contains("{name}") {
         let name = if operation.path.starts_with("/admin") {
-            ["interest", "installments", "pending-expiry", "reminders", "retention", "audit", "nope", ""]
-                .choose(rng)
-                .unwrap()
-                .to_string()
+            [
+                "interest",
+                "installments",
+                "pending-expiry",
+                "reminders",
+                "retention",
+                "audit",
+                "session-purge",
+                "nope",
+                "",
+            ]
+            .choose(rng)
+            .unwrap()
+            .to_string()
         } else if rng.gen_bool(0.5) {
             ids.names.choose(rng).unwrap().clone()
         } else {

@@ -19,7 +19,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// At least 32 characters, or no server starts with it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse";
 
 fn env_var(name: &str) -> String {
@@ -119,7 +120,11 @@ pub fn test_config(database: &str) -> Config {
         jobs: JobsConfig::default(),
         // Tests log in a lot from one address on a clock that stands still; the rate-limit
         // tests turn the limits on.
-        login_limits: LoginLimits { failures_per_name_per_minute: 0, attempts_per_address_per_minute: 0 },
+        login_limits: LoginLimits {
+            failures_per_name_per_minute: 0,
+            attempts_per_address_per_minute: 0,
+            admin_failures_per_address_per_minute: 0,
+        },
         trust_forwarded_for: false,
     }
 }

@@ -46,7 +46,11 @@ async fn advance(app: &TestApp, seconds: i64) {
 #[tokio::test]
 async fn failed_log_ins_lock_that_name_even_for_the_right_password_until_the_window_ends() {
     let app = spawn_app_with(|config| {
-        config.login_limits = LoginLimits { failures_per_name_per_minute: 3, attempts_per_address_per_minute: 0 };
+        config.login_limits = LoginLimits {
+            failures_per_name_per_minute: 3,
+            attempts_per_address_per_minute: 0,
+            admin_failures_per_address_per_minute: 0,
+        };
     })
     .await;
     app.signup("alice").await;
@@ -86,7 +90,11 @@ async fn failed_log_ins_lock_that_name_even_for_the_right_password_until_the_win
 #[tokio::test]
 async fn every_log_in_and_sign_up_from_one_address_counts_and_forwarded_for_is_ignored_by_default() {
     let app = spawn_app_with(|config| {
-        config.login_limits = LoginLimits { failures_per_name_per_minute: 0, attempts_per_address_per_minute: 5 };
+        config.login_limits = LoginLimits {
+            failures_per_name_per_minute: 0,
+            attempts_per_address_per_minute: 5,
+            admin_failures_per_address_per_minute: 0,
+        };
     })
     .await;
     assert_eq!(attempt(&app, "/v1/users", "alice", PASSWORD, None).await.status, 201);
@@ -114,7 +122,11 @@ async fn every_log_in_and_sign_up_from_one_address_counts_and_forwarded_for_is_i
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget() {
     let app = spawn_app_with(|config| {
-        config.login_limits = LoginLimits { failures_per_name_per_minute: 0, attempts_per_address_per_minute: 2 };
+        config.login_limits = LoginLimits {
+            failures_per_name_per_minute: 0,
+            attempts_per_address_per_minute: 2,
+            admin_failures_per_address_per_minute: 0,
+        };
         config.trust_forwarded_for = true;
     })
     .await;

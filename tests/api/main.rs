@@ -1,6 +1,7 @@
 //! Black-box tests over HTTP against real PostgreSQL and ClickHouse (started by scripts/test).
 
 mod admin;
+mod admin_limits;
 mod authorization;
 mod bad_input;
 mod crash;
@@ -18,9 +19,12 @@ mod multi_process;
 mod notifications;
 mod openapi;
 mod outages;
+mod passwords;
 mod pending;
 mod retention;
 mod savings;
+mod secrets;
+mod session_purge;
 mod settlements;
 mod smoke;
 mod top_ups;

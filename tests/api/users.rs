@@ -28,7 +28,7 @@ async fn signing_up_answers_201_with_the_user_and_their_main_account() {
     // Names are any text up to 64 characters (not bytes); passwords of 8 characters are enough.
     let longest = "가".repeat(64);
     for name in ["김철수", longest.as_str(), "a", "alice smith"] {
-        let (status, body) = app.post("/v1/users", None, json!({"name": name, "password": "12345678"})).await;
+        let (status, body) = app.post("/v1/users", None, json!({"name": name, "password": "kx8!Qz2m"})).await;
         assert_eq!(status, 201, "{name}: {body}");
         assert_eq!(body["name"], json!(name));
     }
