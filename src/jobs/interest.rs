@@ -12,7 +12,8 @@
 //! The principal at the end of X is today's (balance − interest paid) less what came in after
 //! X ended (deposits and installments, read from the account's statement entries). A deposit
 //! made during X therefore earns for X, posted at 04:00 the next morning. An account closed
-//! before the job runs is not paid for the days not yet posted.
+//! before the job runs was paid on closing what it was owed for the days not yet posted
+//! (`CloseSavings`, with the same rules), and is not paid again.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;

@@ -282,3 +282,129 @@ async fn caught_up_installments_count_their_top_ups_against_their_own_days() {
     assert_eq!(app.me(&alice).await["daily_charge"]["used"], json!(10_000));
     app.assert_audit_ok().await;
 }
+
+/// The savings account's statement entries of one kind, newest first.
+async fn entries_of_kind(app: &TestApp, user: &TestUser, account_id: i64, kind: &str) -> Vec<Value> {
+    let (status, history) =
+        app.get(&format!("/v1/accounts/{account_id}/history/naive?limit=200"), Some(&user.token)).await;
+    assert_eq!(status, 200, "{history}");
+    history["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == json!(kind)).cloned().collect()
+}
+
+/// Opens a free savings account for `user` and deposits `amount` into it (topped up as needed).
+async fn free_savings_with(app: &TestApp, user: &TestUser, amount: i64) -> i64 {
+    let (status, savings) =
+        app.post("/v1/accounts", Some(&user.token), json!({"kind": "savings", "product": "free"})).await;
+    assert_eq!(status, 201, "{savings}");
+    let savings_id = savings["id"].as_i64().unwrap();
+    let (status, body) =
+        app.post(&format!("/v1/accounts/{savings_id}/deposits"), Some(&user.token), json!({"amount": amount})).await;
+    assert_eq!(status, 201, "{body}");
+    savings_id
+}
+
+async fn close(app: &TestApp, user: &TestUser, account_id: i64) -> Value {
+    let (status, closed) = app.post(&format!("/v1/accounts/{account_id}/close"), Some(&user.token), json!({})).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["status"], json!("closed"), "{closed}");
+    closed
+}
+
+/// `principal × rate_bp × days / (10,000 × 365)`, rounded down: what simple interest over
+/// `days` days pays when the fractions are carried.
+fn simple_interest(principal: i64, rate_bp: i64, days: i64) -> i64 {
+    principal * rate_bp * days / 3_650_000
+}
+
+#[tokio::test]
+async fn closing_at_three_pays_the_day_before_which_the_four_o_clock_run_would_have_paid() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let alice = app.signup("alice").await;
+    let savings_id = free_savings_with(&app, &alice, 1_000_000).await;
+    // A deposit at 02:00 on 12-02 belongs to 12-02: it earns nothing for 12-01.
+    app.set_clock("2026-12-02T02:00:00+09:00").await;
+    let alice = fresh(&app, &alice).await;
+    let (status, body) =
+        app.post(&format!("/v1/accounts/{savings_id}/deposits"), Some(&alice.token), json!({"amount": 500_000})).await;
+    assert_eq!(status, 201, "{body}");
+
+    app.set_clock("2026-12-02T03:00:00+09:00").await;
+    close(&app, &alice, savings_id).await;
+    // 1,500,000 back home, with 12-01's 82 on 1,000,000.
+    assert_eq!(app.balance(&alice).await, 1_500_082);
+    let interest = entries_of_kind(&app, &alice, savings_id, "interest").await;
+    assert_eq!(interest.len(), 1, "{interest:?}");
+    assert_eq!((interest[0]["amount"].clone(), interest[0]["direction"].clone()), (json!(82), json!("in")));
+    assert!(interest[0]["memo"].as_str().unwrap().contains("2026-12-01"), "{}", interest[0]);
+    let closing = entries_of_kind(&app, &alice, savings_id, "close").await;
+    assert_eq!((closing[0]["amount"].clone(), closing[0]["balance_after"].clone()), (json!(1_500_082), json!(0)));
+
+    // The 04:00 run pays the closed account nothing more, that day or later.
+    app.set_clock("2026-12-02T04:00:00+09:00").await;
+    let report = run_interest(&app).await;
+    assert_eq!((report["processed"].as_i64(), report["posted_krw"].as_i64()), (Some(0), Some(0)), "{report}");
+    app.set_clock("2026-12-05T04:00:00+09:00").await;
+    assert_eq!(run_interest(&app).await["posted_krw"], json!(0));
+    let alice = fresh(&app, &alice).await;
+    assert_eq!(app.balance(&alice).await, 1_500_082);
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn closing_days_after_the_last_run_pays_every_day_owed_and_right_after_a_run_nothing_extra() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let alice_savings = free_savings_with(&app, &alice, 1_000_000).await;
+    let bob_savings = free_savings_with(&app, &bob, 1_000_000).await;
+    app.set_clock("2026-12-02T04:00:00+09:00").await;
+    assert_eq!(run_interest(&app).await["posted_krw"], json!(82 * 2));
+
+    // Right after the run: 12-01 is paid, 12-02 is not over, nothing more is owed.
+    app.set_clock("2026-12-02T04:30:00+09:00").await;
+    let bob = fresh(&app, &bob).await;
+    close(&app, &bob, bob_savings).await;
+    assert_eq!(app.balance(&bob).await, 1_000_082);
+    assert_eq!(entries_of_kind(&app, &bob, bob_savings, "interest").await.len(), 1);
+
+    // Three days without a run: 12-02, 12-03 and 12-04 are owed, the carry included
+    // (4 days × 82.19… = 328.7…).
+    app.set_clock("2026-12-05T15:00:00+09:00").await;
+    let alice = fresh(&app, &alice).await;
+    close(&app, &alice, alice_savings).await;
+    assert_eq!(app.balance(&alice).await, 1_000_000 + simple_interest(1_000_000, 300, 4));
+    assert_eq!(app.balance(&alice).await, 1_000_328);
+    let interest = entries_of_kind(&app, &alice, alice_savings, "interest").await;
+    assert_eq!(interest.len(), 2, "{interest:?}");
+    assert_eq!(interest[0]["amount"], json!(328 - 82));
+    let memo = interest[0]["memo"].as_str().unwrap();
+    assert!(memo.contains("2026-12-02") && memo.contains("2026-12-04"), "{memo}");
+
+    // The next run pays neither account again.
+    app.set_clock("2026-12-06T04:00:00+09:00").await;
+    let report = run_interest(&app).await;
+    assert_eq!((report["processed"].as_i64(), report["posted_krw"].as_i64()), (Some(0), Some(0)), "{report}");
+    app.assert_audit_ok().await;
+}
+
+#[tokio::test]
+async fn closing_fixed_savings_pays_the_interest_owed_at_five_percent() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let carol = app.signup("carol").await;
+    let fixed = open_fixed(&app, &carol, 1_000_000).await;
+    app.set_clock("2026-12-02T08:00:00+09:00").await;
+    let report = run_job(&app, "installments").await;
+    assert_eq!(report["taken"], json!(1), "{report}");
+    // No interest run: at 03:00 on 12-04, 12-01 (nothing held), 12-02 and 12-03 are owed.
+    app.set_clock("2026-12-04T03:00:00+09:00").await;
+    let carol = fresh(&app, &carol).await;
+    close(&app, &carol, fixed).await;
+    assert_eq!(app.balance(&carol).await, 1_000_000 + simple_interest(1_000_000, 500, 2));
+    assert_eq!(app.balance(&carol).await, 1_000_273);
+    app.set_clock("2026-12-04T04:00:00+09:00").await;
+    assert_eq!(run_interest(&app).await["posted_krw"], json!(0));
+    app.assert_audit_ok().await;
+}
