@@ -100,6 +100,27 @@ pub struct Account {
     /// The owner's transfer mode, read with the account by the ledger writer.
     #[serde(default)]
     pub owner_transfer_mode: Option<super::transfers::TransferMode>,
+    /// Interest posted so far (savings): what earns is the balance less this.
+    #[serde(default)]
+    pub interest_paid: i64,
+    /// The fraction of a won not yet posted, over [`super::interest::DAY_DENOMINATOR`].
+    #[serde(default)]
+    pub interest_carry: i64,
+    /// The last business day whose interest was paid (savings).
+    #[serde(default)]
+    pub interest_through: Option<chrono::NaiveDate>,
+    /// Deposits and installments booked since shortly before the first day whose interest is
+    /// not paid: read by the ledger writer for a savings account it closes (which pays that
+    /// interest on each day's principal), empty otherwise.
+    #[serde(default)]
+    pub inflows: Vec<Inflow>,
+}
+
+/// Money that came into a savings account (a deposit or an installment), and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Inflow {
+    pub at: DateTime<Utc>,
+    pub amount: i64,
 }
 
 impl Account {

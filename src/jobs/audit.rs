@@ -10,7 +10,10 @@
 //! nothing; an operator re-checks on demand with `GET /admin/audit`. An audit that cannot run
 //! at all (PostgreSQL unreachable) fails the job, which then runs again at the next tick.
 //!
-//! It catches up only the latest missed date: an audit of now covers every earlier one.
+//! It catches up only the latest missed date: an audit of now covers every earlier one. The
+//! invariants are about the ledger as it stands, not about dates, so after a gap of 400 days
+//! one audit (after that tick's interest and installments have caught up) checks everything
+//! that 400 would, each of which would read the whole ledger again.
 
 use serde::Serialize;
 use sqlx::PgConnection;

@@ -3,19 +3,29 @@
 //! limit; when the limit does not allow it, nothing moves, the miss is recorded on the account
 //! and an `installment_failed` notification is written, and the other accounts go on.
 //!
+//! After downtime the run for the latest date takes every installment missed since the
+//! account's last one, however long ago, oldest first: each for its own date, topped up
+//! against that date's limit, or missed with its own notification. The runner runs only the
+//! latest date; each account's `installment_through` says where it stands.
+//!
 //! Each installment is one [`Command::Installment`] through the ledger writer, which owns the
 //! auto top-up and the limit, and marks the date on the account in the same transaction as the
-//! money: an account whose installment for D is done is refused a second one, so reruns, a run
-//! resumed after a crash, and two processes never take it twice. The job only reads which
-//! accounts are due (without locking them: the writer locks what it changes).
+//! money: an account whose installment for a date is done is refused a second one, so reruns,
+//! a run resumed after a crash, and two processes never take it twice. The job only reads
+//! which accounts are due (without locking them: the writer locks what it changes), and walks
+//! each account's dates in order, many accounts at once.
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::{Chunk, Job, JobContext, JobName};
-use crate::ledger::{Command, CommandError, LedgerError, Outcome};
+use super::{Chunk, Job, JobContext, JobName, Schedule};
+use crate::domain::business_day::{business_date, local_instant};
+use crate::ledger::{Command, CommandError, LedgerError, LedgerWriter, Outcome};
 
-/// Commands in flight at once, so that a chunk never floods the writer's queue.
+/// Accounts walked at once (one command each in flight), so that a chunk never floods the
+/// writer's queue.
 const IN_FLIGHT_MAX: usize = 256;
 
 pub struct Installments;
@@ -28,15 +38,66 @@ pub struct InstallmentTotals {
     pub auto_charged_krw: i64,
 }
 
-/// Fixed savings accounts owing the installment for the date, after the cursor, with their
-/// owners' main accounts. An account opened after the date's 08:00 starts the next day.
-const DUE: &str = "SELECT s.id, s.user_id, m.id
+/// Fixed savings accounts owing installments up to the date, after the cursor, with their
+/// owners' main accounts, the last date each took, and when each was opened. An account opened
+/// after a date's 08:00 starts the next day.
+const DUE: &str = "SELECT s.id, s.user_id, m.id, s.installment_through, s.opened_at
        FROM accounts s JOIN accounts m ON m.user_id = s.user_id AND m.kind = 'main'
       WHERE s.kind = 'savings' AND s.status = 'open' AND s.product = 'fixed'
         AND s.opened_at < $1 AND (s.installment_through IS NULL OR s.installment_through < $2)
         AND s.id > $3
       ORDER BY s.id
       LIMIT $4";
+
+/// The first date whose installment an account opened at `opened_at` owes: the date of the
+/// first `at` (08:00) after opening.
+pub fn first_installment_date(opened_at: DateTime<Utc>, at: NaiveTime, tz: Tz) -> NaiveDate {
+    let opened_on = business_date(opened_at, tz);
+    if opened_at < local_instant(opened_on, at, tz) {
+        opened_on
+    } else {
+        opened_on.succ_opt().unwrap_or(opened_on)
+    }
+}
+
+/// One account's walk: its ids and the dates it owes, oldest first.
+struct Owed {
+    user_id: i64,
+    main_account_id: i64,
+    savings_account_id: i64,
+    first: NaiveDate,
+    last: NaiveDate,
+}
+
+/// Takes (or records as missed) each installment an account owes, in date order; stops at the
+/// first refusal other than "already taken" (the account was closed meanwhile).
+async fn walk(ledger: LedgerWriter, owed: Owed) -> Result<InstallmentTotals, LedgerError> {
+    let Owed { user_id, main_account_id, savings_account_id, first, last } = owed;
+    let mut totals = InstallmentTotals::default();
+    for date in first.iter_days().take_while(|date| *date <= last) {
+        match ledger.submit(Command::Installment { user_id, main_account_id, savings_account_id, date }).await {
+            Ok(Outcome::Installment { taken: true, auto_charged, .. }) => {
+                totals.taken += 1;
+                totals.auto_charged_krw += auto_charged;
+            }
+            Ok(Outcome::Installment { taken: false, .. }) => totals.missed += 1,
+            // Done by another run meanwhile.
+            Err(LedgerError::Rejected(CommandError::InvalidState(_))) => {}
+            // The account was closed or changed in between: nothing more to take.
+            Err(LedgerError::Rejected(error)) => {
+                tracing::info!(%error, savings_account_id, "installment refused");
+                break;
+            }
+            Ok(other) => {
+                tracing::error!(?other, "unexpected ledger outcome for an installment");
+                return Err(LedgerError::Unavailable);
+            }
+            // The rest is taken by the next run; what is done stays done.
+            Err(error @ (LedgerError::Busy | LedgerError::Unavailable)) => return Err(error),
+        }
+    }
+    Ok(totals)
+}
 
 impl Job for Installments {
     type Report = InstallmentTotals;
@@ -53,7 +114,8 @@ impl Job for Installments {
         report: &mut InstallmentTotals,
     ) -> anyhow::Result<Chunk> {
         let ledger = ctx.ledger.ok_or_else(|| anyhow::anyhow!("installments need the ledger writer"))?;
-        let due: Vec<(i64, i64, i64)> = sqlx::query_as(DUE)
+        let Schedule::Daily { at, .. } = self.schedule() else { anyhow::bail!("installments run daily") };
+        let due: Vec<(i64, i64, i64, Option<NaiveDate>, DateTime<Utc>)> = sqlx::query_as(DUE)
             .bind(ctx.due_at)
             .bind(ctx.business_date)
             .bind(cursor.unwrap_or(0))
@@ -63,36 +125,23 @@ impl Job for Installments {
         let mut processed = 0;
         for group in due.chunks(IN_FLIGHT_MAX) {
             let mut in_flight = tokio::task::JoinSet::new();
-            for &(savings_account_id, user_id, main_account_id) in group {
-                let ledger = ledger.clone();
-                let date = ctx.business_date;
-                in_flight.spawn(async move {
-                    ledger.submit(Command::Installment { user_id, main_account_id, savings_account_id, date }).await
-                });
+            for &(savings_account_id, user_id, main_account_id, through, opened_at) in group {
+                let first = match through.and_then(|through| through.succ_opt()) {
+                    Some(next) => next,
+                    None => first_installment_date(opened_at, at, ctx.tz),
+                };
+                let owed = Owed { user_id, main_account_id, savings_account_id, first, last: ctx.business_date };
+                in_flight.spawn(walk(ledger.clone(), owed));
             }
             while let Some(joined) = in_flight.join_next().await {
-                let result = joined?;
-                match result {
-                    Ok(Outcome::Installment { taken: true, auto_charged, .. }) => {
-                        report.taken += 1;
-                        report.auto_charged_krw += auto_charged;
-                        processed += 1;
-                    }
-                    Ok(Outcome::Installment { taken: false, .. }) => {
-                        report.missed += 1;
-                        processed += 1;
-                    }
-                    // Done by another run meanwhile.
-                    Err(LedgerError::Rejected(CommandError::InvalidState(_))) => {}
-                    // The account was closed or changed in between: nothing to take.
-                    Err(LedgerError::Rejected(error)) => tracing::info!(%error, "installment refused"),
-                    Ok(other) => anyhow::bail!("unexpected ledger outcome {other:?}"),
-                    // The rest is taken by the next run; what is done stays done.
-                    Err(error @ (LedgerError::Busy | LedgerError::Unavailable)) => return Err(error.into()),
-                }
+                let totals = joined??;
+                report.taken += totals.taken;
+                report.missed += totals.missed;
+                report.auto_charged_krw += totals.auto_charged_krw;
+                processed += totals.taken + totals.missed;
             }
         }
-        let last = due.last().map(|(id, _, _)| *id);
+        let last = due.last().map(|(id, ..)| *id);
         Ok(Chunk { processed, cursor: last.or(cursor), finished: due.len() < ctx.chunk_size })
     }
 }

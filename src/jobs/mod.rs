@@ -22,7 +22,10 @@
 //!    Select work with `ORDER BY ... LIMIT ctx.chunk_size FOR UPDATE SKIP LOCKED`, and make a
 //!    date's work depend only on that date (`ctx.due_at`), so that catching up a missed date
 //!    does what running on time would have done, and does nothing for dates before its data
-//!    existed.
+//!    existed. A job that owes each item something for every date (interest, installments)
+//!    rather keeps a marker per item, written with the item's effects, and runs only its latest
+//!    date (`catch_up_days: 1`), whose run does every date the item missed, however many: a
+//!    long gap then costs one pass over the items, not one per date.
 //! 2. Add its [`JobName`] (name, schedule) and its arm in [`run`]: `runner.run(&<job>::<Job>).await`.
 //!
 //! The name, schedule, HTTP route, CLI command, locking, resume and metrics come with it.
@@ -110,9 +113,11 @@ impl JobName {
     pub fn schedule(self) -> Schedule {
         let at = |hour| NaiveTime::from_hms_opt(hour, 0, 0).expect("a whole hour is a valid time");
         match self {
-            // Each missed day pays its own interest and takes its own installment.
-            JobName::Interest => Schedule::Daily { at: at(4), catch_up_days: CATCH_UP_DAYS_MAX },
-            JobName::Installments => Schedule::Daily { at: at(8), catch_up_days: CATCH_UP_DAYS_MAX },
+            // Every missed day is paid its interest and takes its installment, however long the
+            // gap, account by account from each account's own marker: the latest date's run
+            // covers every missed one (see the jobs).
+            JobName::Interest => Schedule::Daily { at: at(4), catch_up_days: 1 },
+            JobName::Installments => Schedule::Daily { at: at(8), catch_up_days: 1 },
             JobName::PendingExpiry | JobName::Reminders => Schedule::Frequent,
             // Dropping what is older than a year as of the latest date covers every missed one.
             JobName::Retention => Schedule::Daily { at: at(3), catch_up_days: 1 },
@@ -131,8 +136,9 @@ impl std::fmt::Display for JobName {
     }
 }
 
-/// The longest downtime a daily job catches up after: dates further back are left undone
-/// (an operator's matter, not the scheduler's), so one run never does unbounded work.
+/// The most dates a daily job that runs missed dates one by one looks back. None of minipay's
+/// jobs needs it: the money-moving ones catch up every missed day per account in their latest
+/// date's run, and the others (retention, audit) act as of now, which covers every missed date.
 pub const CATCH_UP_DAYS_MAX: u32 = 31;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

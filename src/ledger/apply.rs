@@ -8,7 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::accounts::{Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::accounts::{
+    Account, AccountId, AccountKind, AccountStatus, Inflow, Product, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
+};
+use crate::domain::business_day::business_date;
+use crate::domain::interest::{days_memo, first_day_owed, owed_interest};
 use crate::domain::money::{auto_charge_for, Amount};
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{all_settled, Share, ShareStatus};
@@ -25,7 +29,8 @@ pub enum Command {
     Charge { user_id: UserId, account_id: AccountId, amount: Amount },
     /// Main account → own free savings account, topping up the main account's shortfall.
     Deposit { user_id: UserId, main_account_id: AccountId, savings_account_id: AccountId, amount: Amount },
-    /// Closes a savings account, moving what it holds to the main account.
+    /// Closes a savings account, moving what it holds to the main account, with the interest of
+    /// every completed business day not yet paid (paid first, from the `interest` account).
     CloseSavings { user_id: UserId, main_account_id: AccountId, savings_account_id: AccountId },
     /// Main account → another user's main account, topping up the sender's shortfall.
     Transfer {
@@ -81,7 +86,7 @@ impl Command {
                 vec![main_account_id, savings_account_id, EXTERNAL_ACCOUNT_ID]
             }
             Command::CloseSavings { main_account_id, savings_account_id, .. } => {
-                vec![main_account_id, savings_account_id]
+                vec![INTEREST_ACCOUNT_ID, main_account_id, savings_account_id]
             }
             Command::Transfer { from_account_id, to_account_id, .. }
             | Command::PayShare { from_account_id, to_account_id, .. } => vec![from_account_id, to_account_id],
@@ -124,6 +129,20 @@ impl Command {
             | Command::Deposit { .. }
             | Command::CloseSavings { .. }
             | Command::Transfer { .. }
+            | Command::Resolve { .. }
+            | Command::Installment { .. } => None,
+        }
+    }
+
+    /// The savings account the command closes: its batch reads the account's recent
+    /// deposits and installments ([`Account::inflows`]) to pay the interest still owed.
+    pub fn closing_account(&self) -> Option<AccountId> {
+        match *self {
+            Command::CloseSavings { savings_account_id, .. } => Some(savings_account_id),
+            Command::Charge { .. }
+            | Command::Deposit { .. }
+            | Command::Transfer { .. }
+            | Command::PayShare { .. }
             | Command::Resolve { .. }
             | Command::Installment { .. } => None,
         }
@@ -190,7 +209,10 @@ pub enum Outcome {
     Closed {
         savings: Account,
         main: Account,
+        /// Everything moved home, the interest included.
         moved: i64,
+        /// The interest paid on closing for the days not yet paid.
+        interest: i64,
     },
     Transferred {
         transfer: Transfer,
@@ -225,6 +247,8 @@ pub enum PostingKind {
     Refund,
     /// A fixed savings account's daily installment.
     Installment,
+    /// Interest paid into a savings account.
+    Interest,
 }
 
 crate::domain::accounts::text_enum!(PostingKind {
@@ -235,6 +259,7 @@ crate::domain::accounts::text_enum!(PostingKind {
     Pending => "pending",
     Refund => "refund",
     Installment => "installment",
+    Interest => "interest",
 });
 
 /// How a posting moves the four balance columns (see the ledger_transfers migration).
@@ -271,6 +296,9 @@ pub struct Posting {
     /// For a top-up (`charge`): the business day whose limit it counts against, which for a
     /// caught-up installment is not the day it is booked.
     pub charged_for: Option<NaiveDate>,
+    /// Shown on the statement entries when the posting is not part of a transfer (interest
+    /// names the days it pays).
+    pub memo: Option<String>,
     /// Available balances right after this posting, for the statement entries.
     pub debit_available_after: i64,
     pub credit_available_after: i64,
@@ -298,6 +326,8 @@ pub struct BatchContext {
     pub now: DateTime<Utc>,
     pub business_date: NaiveDate,
     pub daily_charge_limit_krw: i64,
+    /// The business time zone (interest is owed per business day).
+    pub tz: chrono_tz::Tz,
 }
 
 /// Everything the batch must write: postings in order, and the keys of the rows to update
@@ -580,6 +610,8 @@ struct Staged<'a> {
     transfer_id: Option<i64>,
     /// The business date whose top-up limit the command uses.
     limit_date: NaiveDate,
+    /// The memo of the next posting (interest names its days).
+    memo: Option<String>,
 }
 
 impl<'a> Staged<'a> {
@@ -599,6 +631,7 @@ impl<'a> Staged<'a> {
             completed_settlements: Vec::new(),
             transfer_id: None,
             limit_date: context.business_date,
+            memo: None,
         }
     }
 
@@ -735,6 +768,7 @@ impl<'a> Staged<'a> {
             flags,
             transfer_id: self.transfer_id,
             charged_for: (kind == PostingKind::Charge).then_some(self.limit_date),
+            memo: self.memo.take(),
             debit_available_after,
             credit_available_after,
         });
@@ -751,6 +785,48 @@ impl<'a> Staged<'a> {
             self.post(EXTERNAL_ACCOUNT_ID, main_account_id, charge, PostingKind::Charge)?;
         }
         Ok(charge)
+    }
+
+    /// Notes money that came into a savings account now: a close later in the batch must not
+    /// count it in the principal of the days before.
+    fn came_in(&mut self, savings_account_id: AccountId, amount: i64) -> Result<(), CommandError> {
+        let at = self.context.now;
+        self.account_mut(savings_account_id)?.inflows.push(Inflow { at, amount });
+        Ok(())
+    }
+
+    /// Pays a savings account the interest of every completed business day not yet paid, as
+    /// the interest job would have (the same rules, the carry going on), and marks those days
+    /// paid. Returns what was posted.
+    fn pay_interest_owed(&mut self, savings_account_id: AccountId) -> Result<i64, CommandError> {
+        let tz = self.context.tz;
+        let Some(last) = self.context.business_date.pred_opt() else { return Ok(0) };
+        let savings = self.account(savings_account_id)?;
+        let first = first_day_owed(savings.interest_through, business_date(savings.opened_at, tz));
+        if first > last {
+            return Ok(0);
+        }
+        let inflows: Vec<(NaiveDate, i64)> =
+            savings.inflows.iter().map(|inflow| (business_date(inflow.at, tz), inflow.amount)).collect();
+        let principal = savings.balance() - savings.interest_paid;
+        let owed = owed_interest(
+            principal,
+            &inflows,
+            first,
+            last,
+            savings.interest_rate_bp.unwrap_or(0),
+            savings.interest_carry,
+        )
+        .ok_or(CommandError::Overflow)?;
+        if owed.posted > 0 {
+            self.memo = Some(days_memo(first, last));
+            self.post(INTEREST_ACCOUNT_ID, savings_account_id, owed.posted, PostingKind::Interest)?;
+        }
+        let savings = self.account_mut(savings_account_id)?;
+        savings.interest_paid = savings.interest_paid.checked_add(owed.posted).ok_or(CommandError::Overflow)?;
+        savings.interest_carry = owed.carry;
+        savings.interest_through = Some(last);
+        Ok(owed.posted)
     }
 
     fn snapshot(&self, id: AccountId) -> Result<Account, CommandError> {
@@ -775,6 +851,7 @@ impl<'a> Staged<'a> {
                 self.own_account(user_id, main_account_id, AccountKind::Main)?;
                 let auto_charged = self.auto_charge(user_id, main_account_id, amount.krw())?;
                 self.post(main_account_id, savings_account_id, amount.krw(), PostingKind::Deposit)?;
+                self.came_in(savings_account_id, amount.krw())?;
                 Ok(Outcome::Deposited {
                     savings: self.snapshot(savings_account_id)?,
                     main: self.snapshot(main_account_id)?,
@@ -787,8 +864,9 @@ impl<'a> Staged<'a> {
                 if savings.debits_pending != 0 || savings.credits_pending != 0 {
                     return Err(CommandError::InvalidState("the account has pending movements"));
                 }
-                let moved = savings.balance();
                 self.own_account(user_id, main_account_id, AccountKind::Main)?;
+                let interest = self.pay_interest_owed(savings_account_id)?;
+                let moved = self.account(savings_account_id)?.balance();
                 if moved > 0 {
                     self.post(savings_account_id, main_account_id, moved, PostingKind::Close)?;
                 }
@@ -800,6 +878,7 @@ impl<'a> Staged<'a> {
                     savings: self.snapshot(savings_account_id)?,
                     main: self.snapshot(main_account_id)?,
                     moved,
+                    interest,
                 })
             }
             Command::Transfer { user_id, from_account_id, to_account_id, amount, ref display_name, ref memo } => {
@@ -863,6 +942,7 @@ impl<'a> Staged<'a> {
                 let auto_charged = if taken {
                     let auto_charged = self.auto_charge(user_id, main_account_id, amount)?;
                     self.post(main_account_id, savings_account_id, amount, PostingKind::Installment)?;
+                    self.came_in(savings_account_id, amount)?;
                     auto_charged
                 } else {
                     let payload = serde_json::json!({

@@ -82,12 +82,17 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
     let mut out = Vec::with_capacity(effects.postings.len() * 2);
     for posting in &effects.postings {
         let transfer = posting.transfer_id.and_then(|id| transfers.get(&id).copied());
-        // Memo and display name belong to the transfer itself, not to its auto top-up.
+        // Memo and display name belong to the transfer itself, not to its auto top-up; a
+        // posting outside transfers may carry its own memo (interest names the days it pays).
         let shown = transfer.filter(|_| match posting.kind {
             PostingKind::Transfer | PostingKind::Pending | PostingKind::Refund => true,
-            PostingKind::Charge | PostingKind::Deposit | PostingKind::Close | PostingKind::Installment => false,
+            PostingKind::Charge
+            | PostingKind::Deposit
+            | PostingKind::Close
+            | PostingKind::Installment
+            | PostingKind::Interest => false,
         });
-        let memo = shown.and_then(|transfer| transfer.memo.clone());
+        let memo = shown.and_then(|transfer| transfer.memo.clone()).or_else(|| posting.memo.clone());
         let (debit_side, credit_side) = sides(posting.flags);
         if let Some(direction) = debit_side.filter(|_| is_user(posting.debit_account_id)) {
             let (counterparty_account_id, counterparty_name) = party(posting.credit_account_id);
@@ -151,6 +156,10 @@ mod tests {
             installment_through: None,
             installments_missed: 0,
             installment_missed_on: None,
+            interest_paid: 0,
+            interest_carry: 0,
+            interest_through: None,
+            inflows: Vec::new(),
         }
     }
 
@@ -166,6 +175,7 @@ mod tests {
             now: "2026-11-24T03:00:00Z".parse().unwrap(),
             business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
             daily_charge_limit_krw: 3_000_000,
+            tz: chrono_tz::Asia::Seoul,
         };
         let command = Command::Transfer {
             user_id: 1,

@@ -66,9 +66,18 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
 const BEGIN_SHARED: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN ROW SHARE MODE";
 const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 
-/// Accounts with their owners' names (snapshots for the statement entries) and transfer modes.
+/// Accounts with their owners' names (snapshots for the statement entries) and transfer modes,
+/// and for the savings accounts in $2 (being closed) the deposits and installments booked since
+/// the day before the first day whose interest is not paid (a day early in UTC, before that day
+/// starts in any time zone; the interest rules take what matters from them).
 const LOCK_ACCOUNTS: &str =
-    "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name, 'owner_transfer_mode', u.transfer_mode)
+    "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name, 'owner_transfer_mode', u.transfer_mode,
+              'inflows', CASE WHEN a.id = ANY($2) AND a.kind = 'savings' THEN (
+                  SELECT COALESCE(jsonb_agg(jsonb_build_object('at', e.at, 'amount', e.amount)), '[]'::jsonb)
+                    FROM statement_entries e
+                   WHERE e.account_id = a.id AND e.direction = 'in' AND e.kind IN ('deposit', 'installment')
+                     AND e.at >= COALESCE(a.interest_through::timestamp AT TIME ZONE 'UTC', a.opened_at)
+              ) ELSE '[]'::jsonb END)
        FROM accounts a LEFT JOIN users u ON u.id = a.user_id
       WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a";
 
@@ -100,11 +109,13 @@ const WRITE: &str = "WITH updated AS (
            SET debits_posted = v.debits_posted, credits_posted = v.credits_posted,
                debits_pending = v.debits_pending, credits_pending = v.credits_pending,
                status = v.status, closed_at = v.closed_at, installment_through = v.installment_through,
-               installments_missed = v.installments_missed, installment_missed_on = v.installment_missed_on
+               installments_missed = v.installments_missed, installment_missed_on = v.installment_missed_on,
+               interest_paid = v.interest_paid, interest_carry = v.interest_carry, interest_through = v.interest_through
           FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::timestamptz[],
-                      $55::date[], $56::int4[], $57::date[])
+                      $55::date[], $56::int4[], $57::date[], $59::int8[], $60::int8[], $61::date[])
                AS v(id, debits_posted, credits_posted, debits_pending, credits_pending, status, closed_at,
-                    installment_through, installments_missed, installment_missed_on)
+                    installment_through, installments_missed, installment_missed_on, interest_paid, interest_carry,
+                    interest_through)
          WHERE a.id = v.id
         RETURNING 1
      ), inserted AS (
@@ -186,6 +197,8 @@ pub struct ToLock<'a> {
     /// Take the gate in EXCLUSIVE mode: no other batch runs meanwhile.
     pub alone: bool,
     pub account_ids: &'a BTreeSet<AccountId>,
+    /// Savings accounts being closed (among `account_ids`): their inflows are read too.
+    pub closing: &'a BTreeSet<AccountId>,
     pub daily_keys: &'a BTreeSet<(UserId, NaiveDate)>,
     pub key_ids: &'a [KeyId],
     pub keys_expired_before: DateTime<Utc>,
@@ -204,6 +217,7 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
     let ToLock {
         alone,
         account_ids,
+        closing,
         daily_keys,
         key_ids,
         keys_expired_before,
@@ -228,7 +242,8 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
     let key_names: Vec<&str> = key_ids.iter().map(|(_, key)| key.as_str()).collect();
     let reserve_count = transfer_ids_needed as i64;
 
-    let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let closing: Vec<i64> = closing.iter().copied().collect();
+    let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &closing];
     // Polled in this order, so sent in this order, in one flight.
     let (begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares) = tokio::join!(
         async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
@@ -375,6 +390,9 @@ pub async fn write_and_commit(
     let installment_through: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_through).collect();
     let installments_missed: Vec<i32> = accounts.iter().map(|a| a.installments_missed).collect();
     let installment_missed_on: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_missed_on).collect();
+    let interest_paid: Vec<i64> = accounts.iter().map(|a| a.interest_paid).collect();
+    let interest_carry: Vec<i64> = accounts.iter().map(|a| a.interest_carry).collect();
+    let interest_through: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.interest_through).collect();
     let debit_ids: Vec<i64> = postings.iter().map(|p| p.debit_account_id).collect();
     let credit_ids: Vec<i64> = postings.iter().map(|p| p.credit_account_id).collect();
     let amounts: Vec<i64> = postings.iter().map(|p| p.amount).collect();
@@ -423,7 +441,7 @@ pub async fn write_and_commit(
     let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 58] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 61] = [
         &account_ids,
         &debits_posted,
         &credits_posted,
@@ -482,6 +500,9 @@ pub async fn write_and_commit(
         &installments_missed,
         &installment_missed_on,
         &charged_for,
+        &interest_paid,
+        &interest_carry,
+        &interest_through,
     ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

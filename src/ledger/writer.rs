@@ -478,8 +478,10 @@ impl Worker {
             now,
             business_date: business_date(now, self.settings.tz),
             daily_charge_limit_krw: self.settings.daily_charge_limit_krw,
+            tz: self.settings.tz,
         };
         let account_ids: BTreeSet<_> = batch.iter().flat_map(Envelope::accounts).collect();
+        let closing: BTreeSet<_> = batch.iter().filter_map(|envelope| envelope.command.closing_account()).collect();
         let daily_keys: BTreeSet<_> =
             batch.iter().filter_map(|envelope| envelope.command.charging_key(context.business_date)).collect();
         let key_ids: BTreeSet<KeyId> = batch
@@ -502,6 +504,7 @@ impl Worker {
             store::ToLock {
                 alone,
                 account_ids: &account_ids,
+                closing: &closing,
                 daily_keys: &daily_keys,
                 key_ids: &key_ids,
                 keys_expired_before: now - self.settings.idempotency_ttl,

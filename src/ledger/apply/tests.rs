@@ -8,6 +8,7 @@ fn context() -> BatchContext {
         now: "2026-11-24T03:00:00Z".parse().unwrap(),
         business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
         daily_charge_limit_krw: LIMIT,
+        tz: chrono_tz::Asia::Seoul,
     }
 }
 
@@ -31,6 +32,10 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: O
         installment_through: None,
         installments_missed: 0,
         installment_missed_on: None,
+        interest_paid: 0,
+        interest_carry: 0,
+        interest_through: None,
+        inflows: Vec::new(),
     }
 }
 
@@ -161,8 +166,8 @@ fn closing_moves_the_balance_home_once() {
     let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
     let (results, _) = apply(&mut state, &context(), &[deposit.clone(), close.clone(), close, deposit]);
     match &results[1] {
-        Ok(Outcome::Closed { savings, main, moved }) => {
-            assert_eq!(*moved, 20_000);
+        Ok(Outcome::Closed { savings, main, moved, interest }) => {
+            assert_eq!((*moved, *interest), (20_000, 0));
             assert_eq!(savings.balance(), 0);
             assert_eq!(savings.status, AccountStatus::Closed);
             assert_eq!(main.balance(), 30_000);
@@ -171,6 +176,43 @@ fn closing_moves_the_balance_home_once() {
     }
     assert!(matches!(results[2], Err(CommandError::InvalidState(_))));
     assert!(matches!(results[3], Err(CommandError::InvalidState(_))));
+}
+
+/// A free savings account holding 1,000,000 since 11-01, paid through 11-21: closing on 11-24
+/// pays 11-22 and 11-23 (164.38… with the carry of 0.19… brought along), and a deposit earlier
+/// in the batch, booked today, earns nothing for them.
+#[test]
+fn closing_pays_the_interest_of_the_completed_days_not_yet_paid() {
+    let mut state = state_with(&[500_000]);
+    state.accounts.insert(INTEREST_ACCOUNT_ID, account(INTEREST_ACCOUNT_ID, None, AccountKind::System, None));
+    let savings = state.accounts.get_mut(&201).unwrap();
+    savings.credits_posted = 1_000_000;
+    savings.interest_through = Some(NaiveDate::from_ymd_opt(2026, 11, 21).unwrap());
+    savings.interest_carry = 700_000;
+    state.accounts.get_mut(&EXTERNAL_ACCOUNT_ID).unwrap().debits_posted += 1_000_000;
+    let deposit =
+        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(500_000) };
+    let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
+    let (results, effects) = apply(&mut state, &context(), &[deposit, close]);
+    let interest = (2 * 1_000_000 * 300 + 700_000) / crate::domain::interest::DAY_DENOMINATOR;
+    assert_eq!(interest, 164);
+    match &results[1] {
+        Ok(Outcome::Closed { savings, main, moved, interest: paid }) => {
+            assert_eq!((*paid, *moved), (interest, 1_500_000 + interest));
+            assert_eq!(main.balance(), 1_500_000 + interest);
+            assert_eq!(savings.interest_through, NaiveDate::from_ymd_opt(2026, 11, 23));
+            assert_eq!(savings.interest_paid, interest);
+            assert_eq!(
+                savings.interest_carry,
+                (2 * 1_000_000 * 300 + 700_000) % crate::domain::interest::DAY_DENOMINATOR
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let paid = effects.postings.iter().find(|posting| posting.kind == PostingKind::Interest).unwrap();
+    assert_eq!((paid.debit_account_id, paid.credit_account_id, paid.amount), (INTEREST_ACCOUNT_ID, 201, interest));
+    assert_eq!(paid.memo.as_deref(), Some("interest for 2026-11-22 to 2026-11-23 (2 days)"));
+    assert_eq!(total_posted(&state), 0);
 }
 
 #[test]
