@@ -5,6 +5,7 @@ mod authorization;
 mod bad_input;
 mod crash;
 mod fuzz;
+mod hashing;
 mod helpers;
 mod history;
 mod idempotency;
