@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::clock::{Clock, ClockMode};
 use crate::config::Config;
 use crate::domain::business_day;
+use crate::hashing::Hashing;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::Forwarder;
 use crate::http::login_limit::LoginLimiter;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionCache>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Every password hash and verification of the process goes through it.
+    pub hashing: Hashing,
 }
 
 impl AppState {
@@ -105,8 +108,18 @@ impl Application {
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
-        let state =
-            AppState { config: Arc::new(config), pool, clock, ledger, clickhouse, metrics, sessions, login_limiter };
+        let hashing = Hashing::new(config.password_hash_cost, config.password_hashing);
+        let state = AppState {
+            config: Arc::new(config),
+            pool,
+            clock,
+            ledger,
+            clickhouse,
+            metrics,
+            sessions,
+            login_limiter,
+            hashing,
+        };
         Ok(Application { listener, state, writer_tasks })
     }
 

@@ -25,6 +25,8 @@ pub struct Config {
     /// How long a checked token is trusted without asking the database (0 turns it off).
     pub session_cache_ttl: Duration,
     pub password_hash_cost: crate::domain::passwords::HashCost,
+    /// Hashes at once and hashes waiting (`MINIPAY_ARGON2_CONCURRENCY`, `MINIPAY_ARGON2_QUEUE`).
+    pub password_hashing: crate::hashing::HashingLimits,
     /// How long an idempotency key is remembered (API.md: at least 24 hours).
     pub idempotency_ttl: chrono::Duration,
     pub ledger: LedgerConfig,
@@ -105,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("forwarder_abort_after_insert", &self.forwarder_abort_after_insert)
             .field("jobs", &self.jobs)
             .field("login_limits", &self.login_limits)
+            .field("password_hashing", &self.password_hashing)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .finish_non_exhaustive()
     }
@@ -212,6 +215,17 @@ impl Config {
                     crate::domain::passwords::HashCost::default().iterations,
                 )?,
             },
+            password_hashing: {
+                let concurrency =
+                    parsed("MINIPAY_ARGON2_CONCURRENCY", crate::hashing::HashingLimits::default().concurrency)?;
+                crate::hashing::HashingLimits {
+                    concurrency,
+                    queue: parsed(
+                        "MINIPAY_ARGON2_QUEUE",
+                        crate::hashing::HashingLimits::with_concurrency(concurrency).queue,
+                    )?,
+                }
+            },
             idempotency_ttl: chrono::Duration::seconds(parsed("MINIPAY_IDEMPOTENCY_TTL_SECS", 48 * 3600)?),
             ledger: LedgerConfig {
                 queue_capacity: parsed("MINIPAY_LEDGER_QUEUE_CAPACITY", defaults.queue_capacity)?,
@@ -261,6 +275,11 @@ impl Config {
             );
             anyhow::ensure!(self.daily_charge_limit_krw > 0, "MINIPAY_DAILY_CHARGE_LIMIT_KRW must be > 0");
             anyhow::ensure!(self.db_pool_size >= 2, "MINIPAY_DB_POOL_SIZE must be >= 2");
+            anyhow::ensure!(
+                (1..=crate::hashing::CONCURRENCY_MAX).contains(&self.password_hashing.concurrency),
+                "MINIPAY_ARGON2_CONCURRENCY must be between 1 and {}",
+                crate::hashing::CONCURRENCY_MAX
+            );
             anyhow::ensure!(self.ledger.batch_size_max >= 1, "MINIPAY_LEDGER_BATCH_SIZE_MAX must be >= 1");
             anyhow::ensure!(self.ledger.writers >= 1, "MINIPAY_LEDGER_WRITERS must be >= 1");
             anyhow::ensure!(self.ledger.queue_capacity >= 1, "MINIPAY_LEDGER_QUEUE_CAPACITY must be >= 1");

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 /// Pure rules: money, names, business days, passwords, split bills.
 pub mod domain;
+/// Password hashing with bounded concurrency, a bounded queue and reused memory.
+pub mod hashing;
 /// The ClickHouse read store for statements.
 pub mod history;
 /// REST handlers, problem+json errors, OpenAPI.

@@ -36,6 +36,9 @@ impl Server {
             // Sign-up cost is not what is measured; cheap hashes make setup quick.
             .env("MINIPAY_ARGON2_MEMORY_KIB", "1024")
             .env("MINIPAY_ARGON2_ITERATIONS", "1")
+            // ... and a hashing queue that no scenario's log-ins fill (the default, 32 per
+            // core, would refuse some of 200 daily users logging in at once).
+            .env("MINIPAY_ARGON2_QUEUE", "4096")
             // Set-up signs up and logs in many users from this one address.
             .env("MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "0")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))

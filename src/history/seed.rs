@@ -33,7 +33,8 @@ use super::clickhouse::ClickHouse;
 use super::forwarder::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 use crate::domain::names::Password;
-use crate::domain::passwords::{self, HashCost};
+use crate::domain::passwords::HashCost;
+use crate::hashing::{Hashing, HashingLimits};
 use crate::store::partitions;
 
 /// The password of every seeded user (benchmarks log in with it).
@@ -197,7 +198,8 @@ async fn create_users(
     );
     let password = Password::parse(SEED_PASSWORD).map_err(|error| anyhow::anyhow!("seed password: {error}"))?;
     // One hash for everyone: hashing 100 k passwords would take longer than the seed itself.
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, SEED_HASH_COST)).await??;
+    let hashing = Hashing::new(SEED_HASH_COST, HashingLimits { concurrency: 1, queue: 0 });
+    let hash = hashing.admit()?.hash(password).await?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "WITH new_users AS (

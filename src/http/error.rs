@@ -179,6 +179,12 @@ impl From<CommandError> for ApiError {
     }
 }
 
+impl From<crate::hashing::HashingBusy> for ApiError {
+    fn from(busy: crate::hashing::HashingBusy) -> Self {
+        ApiError::Unavailable(busy.to_string())
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(error: LedgerError) -> Self {
         match error {

@@ -103,7 +103,9 @@ fn too_many(retry_after: RetryAfter) -> ApiError {
     responses((status = 201, body = UserView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem, description = "validation-failed"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
+              (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
+               headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_user(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -112,10 +114,7 @@ pub async fn create_user(
     state.login_limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
-    let cost = state.config.password_hash_cost;
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, cost))
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))??;
+    let hash = state.hashing.admit()?.hash(password).await?;
     let user = users::create(&state.pool, name.as_str(), &hash, state.clock.now()).await.map_err(name_taken)?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
@@ -131,7 +130,9 @@ pub async fn create_user(
     responses((status = 201, body = SessionView, headers(("Cache-Control" = String, description = "no-store"))),
               (status = 401, body = Problem, description = "unauthorized"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
+              (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
+               headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_session(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -148,6 +149,9 @@ pub async fn create_session(
         return Err(ApiError::Unauthorized);
     }
     limiter.may_log_in(&body.name, state.clock.now()).map_err(too_many)?;
+    // A place in the hashing queue before the query: when hashing is overloaded, a log-in is
+    // refused before it costs anything.
+    let hashing = state.hashing.admit()?;
     let mut conn = state.pool.acquire().await?;
     let found = users::credentials(&mut conn, &body.name).await?;
     drop(conn);
@@ -155,10 +159,7 @@ pub async fn create_session(
         Some((id, hash)) => (Some(id), hash),
         None => (None, passwords::DECOY_HASH.to_owned()),
     };
-    let password = body.password;
-    let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &stored))
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))?;
+    let matches = hashing.verify(body.password, stored).await?;
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
         _ => {

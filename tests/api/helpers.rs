@@ -112,6 +112,8 @@ pub fn test_config(database: &str) -> Config {
         session_cache_ttl: std::time::Duration::from_secs(5),
         // Cheap hashes: tests sign up hundreds of users.
         password_hash_cost: minipay::domain::passwords::HashCost { memory_kib: 1024, iterations: 1 },
+        // Tests sign up a hundred users at once (with cheap hashes): none is refused.
+        password_hashing: minipay::hashing::HashingLimits { concurrency: 2, queue: 1_000 },
         idempotency_ttl: chrono::Duration::hours(48),
         ledger: LedgerConfig::default(),
         forwarder: true,
@@ -394,6 +396,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// The server's process id (to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server process is running")
+    }
+
     /// Kills the server with SIGKILL, as a crash would (nothing drained, nothing flushed), and
     /// waits until it is gone.
     pub async fn crash(mut self) -> std::process::ExitStatus {

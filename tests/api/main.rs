@@ -6,6 +6,7 @@ mod authorization;
 mod bad_input;
 mod crash;
 mod fuzz;
+mod hashing;
 mod helpers;
 mod history;
 mod history_guards;
