@@ -10,6 +10,7 @@ use std::time::Duration;
 use minipay::app::Application;
 use minipay::clock::ClockMode;
 use minipay::config::{Config, JobsConfig, LedgerConfig};
+use minipay::domain::social::SocialLimits;
 use minipay::http::login_limit::LoginLimits;
 use minipay::shutdown::Shutdown;
 use rand::Rng;
@@ -121,6 +122,7 @@ pub fn test_config(database: &str) -> Config {
         // tests turn the limits on.
         login_limits: LoginLimits { failures_per_name_per_minute: 0, attempts_per_address_per_minute: 0 },
         trust_forwarded_for: false,
+        social_limits: SocialLimits::default(),
     }
 }
 

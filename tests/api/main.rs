@@ -19,6 +19,7 @@ mod retention;
 mod savings;
 mod settlements;
 mod smoke;
+mod social;
 mod top_ups;
 mod transfers;
 mod users;
