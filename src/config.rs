@@ -46,6 +46,8 @@ pub struct Config {
     /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
     /// address and escape the per-address limit.
     pub trust_forwarded_for: bool,
+    /// Bounds on friends and blocks (`MINIPAY_FRIENDS_MAX`, `MINIPAY_BLOCKS_MAX`).
+    pub social_limits: crate::domain::social::SocialLimits,
 }
 
 /// The scheduler and the job runner (DESIGN.md, "Jobs and time").
@@ -158,6 +160,17 @@ where
     }
 }
 
+fn social_limits_from_env() -> anyhow::Result<crate::domain::social::SocialLimits> {
+    let defaults = crate::domain::social::SocialLimits::default();
+    let limits = crate::domain::social::SocialLimits {
+        friends_max: parsed("MINIPAY_FRIENDS_MAX", defaults.friends_max)?,
+        blocks_max: parsed("MINIPAY_BLOCKS_MAX", defaults.blocks_max)?,
+    };
+    anyhow::ensure!(limits.friends_max >= 1, "MINIPAY_FRIENDS_MAX must be >= 1");
+    anyhow::ensure!(limits.blocks_max >= 1, "MINIPAY_BLOCKS_MAX must be >= 1");
+    Ok(limits)
+}
+
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let clock_mode = match var("MINIPAY_CLOCK").as_deref() {
@@ -263,6 +276,7 @@ impl Config {
                 )?,
             },
             trust_forwarded_for,
+            social_limits: social_limits_from_env()?,
         })
         .and_then(Config::validated)
     }

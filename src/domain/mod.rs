@@ -1,4 +1,4 @@
-//! Pure domain rules: money, names, business days, split bills. No I/O and no framework types here.
+//! Pure domain rules: money, names, business days, split bills, who may reach whom. No I/O and no framework types here.
 
 pub mod accounts;
 pub mod business_day;
@@ -8,5 +8,6 @@ pub mod names;
 pub mod notifications;
 pub mod passwords;
 pub mod settlements;
+pub mod social;
 pub mod transfers;
 pub mod weak_passwords;

@@ -54,6 +54,15 @@ pub struct RetryAfter {
     pub secs: u64,
 }
 
+impl RetryAfter {
+    /// From `now` until `at`: whole seconds, rounded up, and never 0 (a client retrying at
+    /// once would be refused).
+    pub fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> RetryAfter {
+        let millis = (at - now).num_milliseconds().max(1);
+        RetryAfter { secs: (millis as u64).div_ceil(1000) }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Window {
     started: DateTime<Utc>,
@@ -66,10 +75,7 @@ impl Window {
     }
 
     fn retry_after(&self, now: DateTime<Utc>) -> RetryAfter {
-        let left = (self.started + TimeDelta::seconds(LOGIN_WINDOW_SECS)) - now;
-        // Whole seconds, rounded up, and never 0: a client retrying at once would be refused.
-        let millis = left.num_milliseconds().max(1);
-        RetryAfter { secs: (millis as u64).div_ceil(1000) }
+        RetryAfter::until(self.started + TimeDelta::seconds(LOGIN_WINDOW_SECS), now)
     }
 }
 

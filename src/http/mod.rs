@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod ops;
 pub mod paging;
 pub mod settlements;
+pub mod social;
 pub mod transfers;
 pub mod users;
 
@@ -41,6 +42,8 @@ use error::ApiError;
         transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
         transfers::accept_transfer, transfers::reject_transfer, transfers::cancel_transfer,
         settlements::create_settlement, settlements::get_settlement, settlements::list_settlements, settlements::pay_share,
+        social::add_friend, social::list_friends, social::remove_friend,
+        social::add_block, social::list_blocks, social::remove_block,
         notifications::list_notifications,
         history::get_history, history::get_history_naive, history::get_summary, history::get_summary_naive,
         admin::get_audit, admin::get_clock, admin::put_clock, admin::run_job,
@@ -54,6 +57,7 @@ use error::ApiError;
         (name = "money", description = "Top-ups and deposits"),
         (name = "transfers", description = "Transfers between users"),
         (name = "settlements", description = "Split bills: shares of a total, paid by the participants"),
+        (name = "friends", description = "Friends and blocks: who may reach the caller"),
         (name = "notifications", description = "What users are told about, oldest first"),
         (name = "history", description = "Account statements: tuned (ClickHouse) and naive (PostgreSQL)"),
         (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
@@ -100,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/settlements", get(settlements::list_settlements).post(settlements::create_settlement))
         .route("/v1/settlements/{id}", get(settlements::get_settlement))
         .route("/v1/settlements/{id}/pay", post(settlements::pay_share))
+        .route("/v1/friends", get(social::list_friends).post(social::add_friend))
+        .route("/v1/friends/{user_id}", axum::routing::delete(social::remove_friend))
+        .route("/v1/blocks", get(social::list_blocks).post(social::add_block))
+        .route("/v1/blocks/{user_id}", axum::routing::delete(social::remove_block))
         .route("/v1/notifications", get(notifications::list_notifications))
         .merge(history_routes(state.clone()))
         .route("/healthz", get(ops::healthz))

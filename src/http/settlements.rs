@@ -120,7 +120,9 @@ pub struct SettlementQuery {
 /// every share is at least 1 KRW (a `total` smaller than the number of shares → 422); the
 /// split is recorded by position (and, for `random`, by a stored seed that reproduces it).
 /// Each participant gets a `settlement_requested` notification. No money moves until they pay.
-/// A participant that is not an existing user, named twice, or the requester → 422.
+/// A participant named twice, or the requester → 422. A participant who cannot be asked → 422
+/// with one message whatever the reason (no such user, or one who blocked the requester or
+/// takes requests from friends only), which names no one.
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
     responses((status = 201, body = SettlementView),
@@ -146,16 +148,12 @@ pub async fn create_settlement(
         shares: &shares,
     };
     let settlement = settlements::create(&state.pool, new, state.clock.now()).await.map_err(|error| match error {
-        SettlementStoreError::UnknownUsers(ids) => {
-            ApiError::validation(format!("participant_ids: no user with id {}", join_ids(&ids)))
+        SettlementStoreError::ParticipantRefused => {
+            ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
         }
         SettlementStoreError::Database(error) => error.into(),
     })?;
     Ok((StatusCode::CREATED, Json(SettlementView::from(&settlement))))
-}
-
-fn join_ids(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// A settlement the caller asked for or holds a share of; anyone else's answers 404.

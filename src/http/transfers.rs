@@ -20,7 +20,11 @@ use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
 use crate::ledger::apply::Resolution;
 use crate::ledger::{Command, Outcome};
+use crate::store::social;
 use crate::store::transfers::{self, Direction};
+
+/// No account has this id (they start at 1).
+const NO_ACCOUNT_ID: i64 = 0;
 
 /// Unknown fields are refused: a client that believes it can choose the source account (it is
 /// always the caller's main account) must hear no rather than pay from somewhere else.
@@ -92,7 +96,8 @@ pub struct TransferQuery {
 
 /// Sends money from the caller's main account to another user's main account. A short
 /// balance is topped up first (in units of 10,000, within the daily limit), atomically with
-/// the transfer. Honours `Idempotency-Key`.
+/// the transfer. Honours `Idempotency-Key`. A target that is not another user's main account,
+/// or whose owner blocked the caller, → 422 with one answer for both.
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 201, body = TransferView),
@@ -108,10 +113,19 @@ pub async fn create_transfer(
     let display_name = parse_short_text("display_name", body.display_name.as_deref()).map_err(ApiError::validation)?;
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
     let print = key.fingerprint("POST /v1/transfers", &body);
+    // A receiver who blocked the caller is not told of the transfer, and the caller is not told
+    // of the block: the command names no target, so the ledger refuses it exactly as it
+    // refuses a transfer to an account that does not exist, with the same answer and the same
+    // record under the Idempotency-Key. A block committed after this check may miss a
+    // transfer already on its way (see `store::social`).
+    let blocked = {
+        let mut conn = state.pool.acquire().await?;
+        social::account_owner_blocks(&mut conn, body.to_account_id, caller.user_id).await?
+    };
     let command = Command::Transfer {
         user_id: caller.user_id,
         from_account_id: caller.main_account_id,
-        to_account_id: body.to_account_id,
+        to_account_id: if blocked { NO_ACCOUNT_ID } else { body.to_account_id },
         amount,
         display_name,
         memo,

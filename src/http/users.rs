@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
+use crate::domain::social::SettlementRequestsFrom;
 use crate::http::login_limit::RetryAfter;
 use crate::store::sessions;
 use crate::store::users::{self, User, UserStoreError};
@@ -76,6 +77,9 @@ pub struct MeView {
     pub main_account_id: i64,
     /// `immediate` or `confirm` (outgoing transfers wait for the receiver).
     pub transfer_mode: String,
+    /// Who may ask the user to pay a share of a split bill: `everyone` (the default) or
+    /// `friends` (only users in the user's friend list).
+    pub settlement_requests_from: String,
     pub daily_charge: DailyChargeView,
 }
 
@@ -84,6 +88,9 @@ pub struct MeView {
 pub struct MePatch {
     pub transfer_mode: Option<String>,
     pub name: Option<String>,
+    /// `everyone` or `friends`: with `friends`, only users in the caller's friend list may ask
+    /// them to pay; anyone else's request is refused like one naming no user.
+    pub settlement_requests_from: Option<String>,
 }
 
 fn name_taken(error: UserStoreError) -> ApiError {
@@ -214,6 +221,7 @@ async fn me_view(state: &AppState, user: User) -> ApiResult<MeView> {
         name: user.name,
         main_account_id: user.main_account_id,
         transfer_mode: user.transfer_mode,
+        settlement_requests_from: user.settlement_requests_from,
         daily_charge: DailyChargeView::new(state, used),
     })
 }
@@ -228,8 +236,9 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
     Ok(Json(me_view(&state, user).await?))
 }
 
-/// Changes the transfer mode (`immediate` | `confirm`) and/or the name. Past statement entries
-/// keep the old name.
+/// Changes the transfer mode (`immediate` | `confirm`), the name, and/or who may ask the caller
+/// to pay (`settlement_requests_from`: `everyone` | `friends`). Past statement entries keep the
+/// old name.
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
     responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem)))]
@@ -244,9 +253,18 @@ pub async fn patch_me(
         Some(mode @ ("immediate" | "confirm")) => Some(mode),
         Some(_) => return Err(ApiError::validation("transfer_mode must be immediate or confirm")),
     };
-    let user = users::update_profile(&state.pool, caller.user_id, name.as_ref().map(UserName::as_str), mode)
-        .await
-        .map_err(name_taken)?
-        .ok_or(ApiError::Unauthorized)?;
+    let requests_from = body
+        .settlement_requests_from
+        .as_deref()
+        .map(|text| {
+            SettlementRequestsFrom::parse(text)
+                .ok_or_else(|| ApiError::validation("settlement_requests_from must be everyone or friends"))
+        })
+        .transpose()?;
+    let user =
+        users::update_profile(&state.pool, caller.user_id, name.as_ref().map(UserName::as_str), mode, requests_from)
+            .await
+            .map_err(name_taken)?
+            .ok_or(ApiError::Unauthorized)?;
     Ok(Json(me_view(&state, user).await?))
 }

@@ -5,7 +5,9 @@
 //! so concurrent runs share them), inserts one notification per transfer and sets
 //! `reminded_at`, all in the chunk's transaction: a transfer is reminded of together with its
 //! notification or not at all, and never again. Transfers that are no longer pending, or have
-//! already expired (the expiry job may not have caught up with them yet), get none.
+//! already expired (the expiry job may not have caught up with them yet), get none; nor do
+//! those whose receiver has blocked the sender since (they are marked reminded all the same,
+//! so a later unblock does not bring the reminder back).
 //!
 //! The gate comes first, as everywhere (see the lock order in [`crate::ledger::writer`]): the
 //! notifications need it (their ids commit in order with the ledger's), and a chunk that locked
@@ -17,8 +19,10 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
+use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::store::notifications;
+use crate::store::social;
 use crate::store::transfers;
 
 /// How long before its expiry a pending transfer is reminded of.
@@ -45,9 +49,14 @@ impl Job for Reminders {
         let limit = i64::try_from(ctx.chunk_size)?;
         crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
         let due = transfers::lock_due_reminders(conn, ctx.now, reminder_lead(), limit).await?;
+        let pairs: Vec<(UserId, UserId)> =
+            due.iter().map(|transfer| (transfer.to_user_id, transfer.from_user_id)).collect();
+        let blocked = social::blocked(conn, &pairs).await?;
         let reminders: Vec<NewNotification> = due
             .iter()
-            .map(|transfer| NewNotification {
+            .zip(blocked)
+            .filter(|(_, blocked)| !blocked)
+            .map(|(transfer, _)| NewNotification {
                 user_id: transfer.to_user_id,
                 kind: NotificationKind::PendingTransferReminder,
                 payload: json!({
@@ -64,6 +73,6 @@ impl Job for Reminders {
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
         // Under the gate taken above, so that notification ids commit in order.
         notifications::insert_all(conn, &reminders, ctx.now).await?;
-        Ok(Chunk::after_batch(reminders.len() as u64, ctx.chunk_size, None))
+        Ok(Chunk::after_batch(ids.len() as u64, ctx.chunk_size, None))
     }
 }

@@ -1,5 +1,5 @@
 //! PostgreSQL access outside the ledger writer: users, sessions, accounts, settlements,
-//! notifications, job runs, partitions, and the connection pool and migrations.
+//! friends and blocks, notifications, job runs, partitions, and the connection pool and migrations.
 
 pub mod accounts;
 pub mod idempotency;
@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod partitions;
 pub mod sessions;
 pub mod settlements;
+pub mod social;
 pub mod transfers;
 pub mod tx;
 pub mod users;

@@ -14,6 +14,7 @@ use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{PlannedShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode};
 use crate::store::notifications;
+use crate::store::social;
 use crate::store::tx::violated_constraint;
 
 /// A settlement to create; `shares` come from `domain::settlements::plan_shares`.
@@ -29,15 +30,17 @@ pub struct NewSettlement<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettlementStoreError {
-    /// Users named as participants that do not exist (in the order asked).
-    #[error("no such user: {0:?}")]
-    UnknownUsers(Vec<UserId>),
+    /// Some participant may not be asked: no such user, or one who does not take requests
+    /// from the requester (see `store::social::any_refuses_requests`). Which one is not said.
+    #[error("some participant cannot be asked to pay")]
+    ParticipantRefused,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 /// Creates the settlement with its shares and a `settlement_requested` notification for each
-/// participant, in one transaction.
+/// participant, in one transaction, only towards participants who take requests from the
+/// requester.
 pub async fn create(
     pool: &PgPool,
     new: NewSettlement<'_>,
@@ -45,19 +48,18 @@ pub async fn create(
 ) -> Result<Settlement, SettlementStoreError> {
     let mut tx = pool.begin().await?;
     let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
-    // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
-    // the shares is the last line of defence.
-    let found: Vec<(UserId, String)> = sqlx::query_as("SELECT id, name FROM users WHERE id = ANY($1) OR id = $2")
-        .bind(&user_ids)
+    let participants: Vec<UserId> =
+        new.shares.iter().filter(|share| share.status == ShareStatus::Requested).map(|share| share.user_id).collect();
+    let requester_name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
         .bind(new.requester_id)
-        .fetch_all(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-    let unknown: Vec<UserId> =
-        user_ids.iter().copied().filter(|id| !found.iter().any(|(found_id, _)| found_id == id)).collect();
-    if !unknown.is_empty() {
-        return Err(SettlementStoreError::UnknownUsers(unknown));
+    // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
+    // the shares is the last line of defence. A block or a setting changed after this check
+    // may miss this settlement (see `store::social`).
+    if social::any_refuses_requests(&mut tx, new.requester_id, &participants).await? {
+        return Err(SettlementStoreError::ParticipantRefused);
     }
-    let requester_name = found.iter().find(|(id, _)| *id == new.requester_id).map(|(_, name)| name.clone());
 
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO settlements (requester_id, total, mode, status, memo, seed, created_at)
@@ -87,7 +89,7 @@ pub async fn create(
     .execute(&mut *tx)
     .await
     .map_err(|error| match violated_constraint(&error) {
-        Some("settlement_shares_user_id_fkey") => SettlementStoreError::UnknownUsers(user_ids.clone()),
+        Some("settlement_shares_user_id_fkey") => SettlementStoreError::ParticipantRefused,
         _ => SettlementStoreError::Database(error),
     })?;
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::accounts::{AccountId, UserId};
+use crate::domain::social::SettlementRequestsFrom;
 use crate::store::accounts;
 use crate::store::tx::violated_constraint;
 
@@ -13,6 +14,8 @@ pub struct User {
     pub name: String,
     pub main_account_id: AccountId,
     pub transfer_mode: String,
+    /// `everyone` or `friends` (`domain::social::SettlementRequestsFrom`).
+    pub settlement_requests_from: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,7 @@ fn map_name_taken(error: sqlx::Error) -> UserStoreError {
     }
 }
 
-const USER_SELECT: &str = "SELECT u.id, u.name, a.id AS main_account_id, u.transfer_mode
+const USER_SELECT: &str = "SELECT u.id, u.name, a.id AS main_account_id, u.transfer_mode, u.settlement_requests_from
      FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'";
 
 /// Creates the user and their main account together: a user never exists without one.
@@ -52,7 +55,13 @@ pub async fn create(
             .map_err(map_name_taken)?;
     let main_account_id = accounts::insert_main(&mut tx, id, now).await?;
     tx.commit().await?;
-    Ok(User { id, name: name.to_owned(), main_account_id, transfer_mode: "immediate".to_owned() })
+    Ok(User {
+        id,
+        name: name.to_owned(),
+        main_account_id,
+        transfer_mode: "immediate".to_owned(),
+        settlement_requests_from: SettlementRequestsFrom::Everyone.as_str().to_owned(),
+    })
 }
 
 pub async fn find_by_name(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<User>> {
@@ -68,20 +77,25 @@ pub async fn credentials(conn: &mut PgConnection, name: &str) -> sqlx::Result<Op
     sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1").bind(name).fetch_optional(conn).await
 }
 
-/// Changes the name and/or transfer mode; `None` leaves a field as it is.
+/// Changes the name, transfer mode and/or who may ask for payment; `None` leaves a field as
+/// it is.
 pub async fn update_profile(
     pool: &PgPool,
     id: UserId,
     name: Option<&str>,
     transfer_mode: Option<&str>,
+    settlement_requests_from: Option<SettlementRequestsFrom>,
 ) -> Result<Option<User>, UserStoreError> {
     let mut conn = pool.acquire().await?;
     let updated = sqlx::query(
-        "UPDATE users SET name = COALESCE($2, name), transfer_mode = COALESCE($3, transfer_mode) WHERE id = $1",
+        "UPDATE users SET name = COALESCE($2, name), transfer_mode = COALESCE($3, transfer_mode),
+                          settlement_requests_from = COALESCE($4, settlement_requests_from)
+          WHERE id = $1",
     )
     .bind(id)
     .bind(name)
     .bind(transfer_mode)
+    .bind(settlement_requests_from.map(SettlementRequestsFrom::as_str))
     .execute(&mut *conn)
     .await
     .map_err(map_name_taken)?;

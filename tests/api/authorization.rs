@@ -28,6 +28,7 @@ pub struct World {
     pub pending_in_id: i64,
     /// Alice asked carol (and herself) to share a bill.
     pub settlement_id: i64,
+    // Alice lists carol as a friend and has blocked bob.
 }
 
 async fn transfer_mode(app: &TestApp, user: &TestUser, mode: &str) {
@@ -69,6 +70,10 @@ pub async fn world(app: &TestApp) -> World {
     transfer_mode(app, &carol, "immediate").await;
     let settlement = settlements::created(app, &alice, 30_000, "equal", &[&carol], true).await;
     let settlement_id = settlement["id"].as_i64().unwrap();
+    let (status, body) = app.post("/v1/friends", Some(&alice.token), json!({"name": "carol"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app.post("/v1/blocks", Some(&alice.token), json!({"user_id": bob.id})).await;
+    assert_eq!(status, 201, "{body}");
     World {
         alice,
         bob,
@@ -84,7 +89,8 @@ pub async fn world(app: &TestApp) -> World {
 
 /// Everything a request could have changed, read straight from PostgreSQL: ledger rows,
 /// statement entries, notifications, every account's postings and status, every transfer's
-/// and share's status, top-ups counted against the daily limits, users and settlements.
+/// and share's status, top-ups counted against the daily limits, users and settlements, friends
+/// and blocks.
 pub async fn database_state(app: &TestApp) -> String {
     let mut conn = PgConnection::connect(&app.database_url).await.expect("connect to the test database");
     let state = database_state_on(&mut conn).await;
@@ -108,7 +114,12 @@ pub async fn database_state_on(conn: &mut PgConnection) -> String {
                                                      ORDER BY settlement_id, user_id) FROM settlement_shares), ''),
             'daily charges ' || coalesce((SELECT string_agg(concat_ws(':', user_id, business_date, used), ' '
                                                             ORDER BY user_id, business_date) FROM daily_charges), ''),
-            'profiles ' || (SELECT string_agg(concat_ws(':', id, name, transfer_mode), ' ' ORDER BY id) FROM users))",
+            'friends ' || coalesce((SELECT string_agg(user_id || ':' || friend_id, ' ' ORDER BY user_id, friend_id)
+                                      FROM friends), ''),
+            'blocks ' || coalesce((SELECT string_agg(blocker_id || ':' || blocked_id, ' '
+                                                     ORDER BY blocker_id, blocked_id) FROM blocks), ''),
+            'profiles ' || (SELECT string_agg(concat_ws(':', id, name, transfer_mode, settlement_requests_from), ' '
+                                              ORDER BY id) FROM users))",
     )
     .fetch_one(conn)
     .await
@@ -210,6 +221,15 @@ fn foreign_probes(operation: &Operation, world: &World) -> Option<Vec<Probe>> {
         | ("POST", path @ "/v1/transfers/{id}/cancel") => each(&transfers, Method::POST, path, None),
         ("GET", path @ "/v1/settlements/{id}") => each(&[world.settlement_id], Method::GET, path, None),
         ("POST", path @ "/v1/settlements/{id}/pay") => each(&[world.settlement_id], Method::POST, path, None),
+        // Bob cannot take carol off alice's friends, nor lift alice's block of him: the routes
+        // act on the caller's own lists only.
+        ("DELETE", "/v1/friends/{user_id}") => {
+            vec![probe(Method::DELETE, format!("/v1/friends/{}", world.carol.id), None)]
+        }
+        ("DELETE", "/v1/blocks/{user_id}") => [world.bob.id, world.carol.id]
+            .iter()
+            .map(|id| probe(Method::DELETE, format!("/v1/blocks/{id}"), None))
+            .collect(),
         // Bob cannot send from alice's account, nor into her savings.
         ("POST", "/v1/transfers") => vec![
             probe(
@@ -241,6 +261,10 @@ fn foreign_probes(operation: &Operation, world: &World) -> Option<Vec<Probe>> {
         | ("GET", "/v1/settlements")
         | ("POST", "/v1/settlements")
         | ("GET", "/v1/notifications")
+        | ("GET", "/v1/friends")
+        | ("POST", "/v1/friends")
+        | ("GET", "/v1/blocks")
+        | ("POST", "/v1/blocks")
         | ("GET", "/v1/me")
         | ("PATCH", "/v1/me")
         | ("DELETE", "/v1/sessions/current")
@@ -297,6 +321,12 @@ fn own_probe(operation: &Operation, world: &World) -> Probe {
         // Alice holds no share to pay in her own bill, but carol could ask her to pay one: the
         // token is checked before the id either way.
         ("POST", template @ "/v1/settlements/{id}/pay") => (Method::POST, path(template, world.settlement_id), None),
+        ("GET", "/v1/friends") => (Method::GET, "/v1/friends".to_owned(), None),
+        ("POST", "/v1/friends") => (Method::POST, "/v1/friends".to_owned(), Some(json!({"name": "carol"}))),
+        ("DELETE", "/v1/friends/{user_id}") => (Method::DELETE, format!("/v1/friends/{}", world.carol.id), None),
+        ("GET", "/v1/blocks") => (Method::GET, "/v1/blocks".to_owned(), None),
+        ("POST", "/v1/blocks") => (Method::POST, "/v1/blocks".to_owned(), Some(json!({"user_id": world.bob.id}))),
+        ("DELETE", "/v1/blocks/{user_id}") => (Method::DELETE, format!("/v1/blocks/{}", world.bob.id), None),
         ("GET", "/v1/notifications") => (Method::GET, "/v1/notifications?after=0&limit=10".to_owned(), None),
         ("GET", "/v1/me") => (Method::GET, "/v1/me".to_owned(), None),
         ("PATCH", "/v1/me") => (Method::PATCH, "/v1/me".to_owned(), Some(json!({"transfer_mode": "confirm"}))),

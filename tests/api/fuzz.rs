@@ -259,6 +259,8 @@ fn path_id(rng: &mut ChaCha8Rng, template: &str, ids: &Ids) -> String {
             &ids.transfers
         } else if template.starts_with("/v1/settlements") {
             &ids.settlements
+        } else if template.starts_with("/v1/friends") || template.starts_with("/v1/blocks") {
+            &ids.users
         } else {
             &ids.accounts
         };
@@ -344,6 +346,9 @@ fn request(rng: &mut ChaCha8Rng, document: &Value, operation: &Operation, ids: &
     let mut path = operation.path.clone();
     if path.contains("{id}") {
         path = path.replace("{id}", &path_id(rng, &operation.path, ids));
+    }
+    if path.contains("{user_id}") {
+        path = path.replace("{user_id}", &path_id(rng, &operation.path, ids));
     }
     if path.contains("{name}") {
         let name = if operation.path.starts_with("/admin") {

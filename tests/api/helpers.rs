@@ -10,6 +10,7 @@ use std::time::Duration;
 use minipay::app::Application;
 use minipay::clock::ClockMode;
 use minipay::config::{Config, JobsConfig, LedgerConfig};
+use minipay::domain::social::SocialLimits;
 use minipay::http::login_limit::LoginLimits;
 use minipay::shutdown::Shutdown;
 use rand::Rng;
@@ -128,6 +129,7 @@ pub fn test_config(database: &str) -> Config {
             admin_failures_per_address_per_minute: 0,
         },
         trust_forwarded_for: false,
+        social_limits: SocialLimits::default(),
     }
 }
 

@@ -28,6 +28,7 @@ mod secrets;
 mod session_purge;
 mod settlements;
 mod smoke;
+mod social;
 mod top_ups;
 mod transfers;
 mod users;
