@@ -19,7 +19,8 @@ use crate::store::users::{self, User, UserStoreError};
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
-    /// 1..64 characters, unique.
+    /// 1..64 characters, not blank, no invisible characters nor surrounding blanks; kept in
+    /// NFC; unique.
     pub name: String,
     /// At least 8 characters.
     pub password: String,
@@ -139,15 +140,15 @@ pub async fn create_session(
     limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
     // A name that could never have signed up (too long, control characters such as NUL that
     // PostgreSQL text refuses) matches no user: no database round trip, and no slot in the
-    // per-name limiter.
-    if UserName::parse(&body.name).is_err()
-        || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
-    {
-        return Err(ApiError::Unauthorized);
-    }
-    limiter.may_log_in(&body.name, state.clock.now()).map_err(too_many)?;
+    // per-name limiter. Names are looked up (and limited) in their stored, NFC form.
+    let name = match UserName::parse(&body.name) {
+        Ok(name) if body.password.chars().count() <= crate::domain::names::PASSWORD_LENGTH_MAX_CHARS => name,
+        _ => return Err(ApiError::Unauthorized),
+    };
+    let name = name.as_str();
+    limiter.may_log_in(name, state.clock.now()).map_err(too_many)?;
     let mut conn = state.pool.acquire().await?;
-    let found = users::credentials(&mut conn, &body.name).await?;
+    let found = users::credentials(&mut conn, name).await?;
     drop(conn);
     let (user_id, stored) = match found {
         Some((id, hash)) => (Some(id), hash),
@@ -160,11 +161,11 @@ pub async fn create_session(
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
         _ => {
-            limiter.failed(&body.name, state.clock.now());
+            limiter.failed(name, state.clock.now());
             return Err(ApiError::Unauthorized);
         }
     };
-    limiter.succeeded(&body.name);
+    limiter.succeeded(name);
     let token = sessions::new_token();
     let now = state.clock.now();
     let expires_at = now + state.config.session_ttl;

@@ -11,6 +11,7 @@ mod idempotency;
 mod interest;
 mod jobs;
 mod login_limits;
+mod names;
 mod notifications;
 mod openapi;
 mod outages;
