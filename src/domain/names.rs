@@ -1,5 +1,6 @@
 //! User-chosen text: user names, passwords, display names and memos.
 
+use chrono::{DateTime, Duration, Utc};
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use unicode_security::general_security_profile::IdentifierType;
@@ -89,8 +90,22 @@ impl UserName {
     /// Latin, Cyrillic or Greek o; `paypal` and `paypa1`) share it, so no two users may have
     /// the same one.
     pub fn skeleton(&self) -> String {
-        unicode_security::skeleton(&self.0).collect()
+        skeleton(&self.0)
     }
+}
+
+/// The confusable skeleton of any stored name, including one from before the current rules
+/// (its invisible characters are dropped, so `\u{feff}bob` is `bob`).
+pub fn skeleton(name: &str) -> String {
+    unicode_security::skeleton(name).collect()
+}
+
+/// How long a name freed by a rename stays reserved for the user who had it.
+pub const NAME_RESERVED_DAYS: i64 = 30;
+
+/// Whether a name freed at `released_at` is still kept for its old user at `now`.
+pub fn still_reserved(released_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now < released_at + Duration::days(NAME_RESERVED_DAYS)
 }
 
 /// A password as given at sign-up: 8..=256 characters.
@@ -211,5 +226,15 @@ mod tests {
         assert_eq!(skeleton("ren\u{e9}"), skeleton("rene\u{301}"));
         assert_ne!(skeleton("bob"), skeleton("rob"));
         assert_ne!(skeleton("alice"), skeleton("alice2"));
+        // Names stored before the rules: invisible characters do not make another name.
+        assert_eq!(super::skeleton("\u{feff}bob"), skeleton("bob"));
+    }
+
+    #[test]
+    fn a_freed_name_is_reserved_for_thirty_days() {
+        let released: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+        assert!(still_reserved(released, released));
+        assert!(still_reserved(released, released + Duration::days(30) - Duration::microseconds(1)));
+        assert!(!still_reserved(released, released + Duration::days(30)));
     }
 }

@@ -20,7 +20,8 @@ use crate::store::users::{self, User, UserStoreError};
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     /// 1..64 characters, not blank, no invisible characters nor surrounding blanks; kept in
-    /// NFC; unique.
+    /// NFC. Unique by its look: a name whose confusable skeleton (Unicode TS #39) is another
+    /// user's, or was freed by another user's rename less than 30 days ago, is taken.
     pub name: String,
     /// At least 8 characters.
     pub password: String,
@@ -116,7 +117,7 @@ pub async fn create_user(
     let hash = tokio::task::spawn_blocking(move || passwords::hash(&password, cost))
         .await
         .map_err(|error| ApiError::Internal(error.into()))??;
-    let user = users::create(&state.pool, name.as_str(), &hash, state.clock.now()).await.map_err(name_taken)?;
+    let user = users::create(&state.pool, &name, &hash, state.clock.now()).await.map_err(name_taken)?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -226,8 +227,9 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
     Ok(Json(me_view(&state, user).await?))
 }
 
-/// Changes the transfer mode (`immediate` | `confirm`) and/or the name. Past statement entries
-/// keep the old name.
+/// Changes the transfer mode (`immediate` | `confirm`) and/or the name. A new name must be
+/// free as at sign-up (409 `name-taken`); the old one stays reserved for the caller for 30
+/// days (only they may take it back meanwhile). Past statement entries keep the old name.
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
     responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem)))]
@@ -242,7 +244,7 @@ pub async fn patch_me(
         Some(mode @ ("immediate" | "confirm")) => Some(mode),
         Some(_) => return Err(ApiError::validation("transfer_mode must be immediate or confirm")),
     };
-    let user = users::update_profile(&state.pool, caller.user_id, name.as_ref().map(UserName::as_str), mode)
+    let user = users::update_profile(&state.pool, caller.user_id, name.as_ref(), mode, state.clock.now())
         .await
         .map_err(name_taken)?
         .ok_or(ApiError::Unauthorized)?;

@@ -1,7 +1,10 @@
-//! Names that deceive: blank and invisible text, and one name spelt two ways.
+//! Names that deceive: blank and invisible text, one name spelt two ways, look-alike user
+//! names, and names freed by a rename.
 
+use chrono::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
+use sqlx::PgPool;
 
 use crate::helpers::*;
 
@@ -122,6 +125,30 @@ async fn invisible_and_format_characters_are_refused_in_every_name_and_memo() {
 }
 
 #[tokio::test]
+async fn a_look_alike_of_a_taken_name_is_taken() {
+    let app = spawn_app().await;
+    let bob = app.signup("bob").await;
+    let alice = app.signup("alice").await;
+    app.signup("paypal").await;
+    // A Cyrillic о, a Greek ο, a digit one for an l.
+    for look_alike in ["b\u{43e}b", "b\u{3bf}b", "paypa1"] {
+        let (status, body) = sign_up(&app, look_alike).await;
+        assert_problem(status, &body, 409, "name-taken");
+        let (status, body) = rename(&app, &alice, look_alike).await;
+        assert_problem(status, &body, 409, "name-taken");
+    }
+    assert_eq!(app.me(&alice).await["name"], json!("alice"));
+    // Nobody was created under a look-alike, and bob is still bob.
+    let (status, _) = app.get(&format!("/v1/users/b\u{43e}b"), Some(&bob.token)).await;
+    assert_eq!(status, 404);
+    let (status, found) = app.get("/v1/users/bob", Some(&alice.token)).await;
+    assert_eq!((status.as_u16(), found["id"].clone()), (200, json!(bob.id)), "{found}");
+    // A user may change the look of their own name.
+    let (status, body) = rename(&app, &bob, "b\u{43e}b").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn composed_and_decomposed_characters_are_the_same_name() {
     let app = spawn_app().await;
     // "é" as one code point and as "e" + a combining acute accent.
@@ -169,4 +196,104 @@ async fn app_user(app: &TestApp, name: &str) -> TestUser {
         token,
         main_account_id: me["main_account_id"].as_i64().unwrap(),
     }
+}
+
+#[tokio::test]
+async fn a_name_freed_by_a_rename_is_kept_for_its_user_for_30_days() {
+    let app = spawn_app().await;
+    let mut alice = app.signup("alice").await;
+    let mut dave = app.signup("dave").await;
+    let mut bob = app.signup("bob").await;
+    let start = app.clock_now().await;
+    let at = |offset: Duration| (start + offset).to_rfc3339();
+
+    let (status, body) = rename(&app, &alice, "alice2").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = rename(&app, &dave, "dave2").await;
+    assert_eq!(status, 200, "{body}");
+    // The old names, and their look-alikes, are not anybody else's to take.
+    for name in ["alice", "\u{430}lice", "dave"] {
+        let (status, body) = sign_up(&app, name).await;
+        assert_problem(status, &body, 409, "name-taken");
+        let (status, body) = rename(&app, &bob, name).await;
+        assert_problem(status, &body, 409, "name-taken");
+    }
+    // The user who had it takes it back (sessions last a day: log in again after each move
+    // of the clock).
+    app.set_clock(&at(Duration::days(3))).await;
+    dave.token = app.login("dave2").await;
+    let (status, body) = rename(&app, &dave, "dave").await;
+    assert_eq!((status.as_u16(), body["name"].clone()), (200, json!("dave")), "{body}");
+    app.login("dave").await;
+    // ... which frees "dave2" for 30 days in turn.
+    let (status, body) = sign_up(&app, "dave2").await;
+    assert_problem(status, &body, 409, "name-taken");
+
+    app.set_clock(&at(Duration::days(30) - Duration::seconds(1))).await;
+    bob.token = app.login("bob").await;
+    let (status, body) = sign_up(&app, "alice").await;
+    assert_problem(status, &body, 409, "name-taken");
+    let (status, body) = rename(&app, &bob, "alice").await;
+    assert_problem(status, &body, 409, "name-taken");
+
+    // Thirty days after the rename it is free for anyone.
+    app.set_clock(&at(Duration::days(30))).await;
+    bob.token = app.login("bob").await;
+    alice.token = app.login("alice2").await;
+    let (status, body) = rename(&app, &bob, "alice").await;
+    assert_eq!((status.as_u16(), body["name"].clone()), (200, json!("alice")), "{body}");
+    // Taken for good now: not even its old user gets it back.
+    let (status, body) = rename(&app, &alice, "alice").await;
+    assert_problem(status, &body, 409, "name-taken");
+    // "dave2" was freed three days later: still kept.
+    let (status, body) = sign_up(&app, "dave2").await;
+    assert_problem(status, &body, 409, "name-taken");
+    app.set_clock(&at(Duration::days(33))).await;
+    let (status, body) = sign_up(&app, "dave2").await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Users signed up before names had skeletons get theirs from `minipay migrate` (and every
+/// server's start): the older of two look-alikes holds the look, the younger keeps its name.
+#[tokio::test]
+async fn users_from_before_skeletons_get_theirs_when_minipay_migrates() {
+    let app = spawn_app().await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let carol = app.signup("carol").await;
+    // Rows as an older minipay wrote them: no skeleton, names the rules now refuse.
+    for name in ["bob", "b\u{43e}b", "\u{feff}dave"] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, password_hash, created_at)
+             SELECT $1, password_hash, created_at FROM users WHERE id = $2 RETURNING id",
+        )
+        .bind(name)
+        .bind(carol.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO accounts (user_id, kind, opened_at) VALUES ($1, 'main', now())")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let migrated = minipay_command(&app, "migrate").status().await.expect("run minipay migrate");
+    assert!(migrated.success(), "{migrated}");
+    let skeletons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, name_skeleton FROM users ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        skeletons,
+        [
+            ("carol".to_owned(), Some("carol".to_owned())),
+            ("bob".to_owned(), Some("bob".to_owned())),
+            ("b\u{43e}b".to_owned(), None),
+            ("\u{feff}dave".to_owned(), Some("dave".to_owned())),
+        ]
+    );
+    // The looks are taken; the younger look-alike still logs in under the name it had.
+    for name in ["b\u{3bf}b", "dave"] {
+        let (status, body) = sign_up(&app, name).await;
+        assert_problem(status, &body, 409, "name-taken");
+    }
+    app.login("b\u{43e}b").await;
 }
