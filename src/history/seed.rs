@@ -231,6 +231,8 @@ async fn create_users(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    // Their names' skeletons, which SQL cannot compute.
+    crate::store::users::fill_name_skeletons(pool).await?;
     let heavy = options.heavy_accounts as usize;
     anyhow::ensure!(
         rows.len() as u64 == options.users

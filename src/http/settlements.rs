@@ -35,7 +35,8 @@ pub struct SettlementRequest {
     pub participant_ids: Vec<i64>,
     /// The requester keeps a share of their own (status `self`, never paid). Default false.
     pub include_requester: Option<bool>,
-    /// ≤ 64 characters; shown to participants and used as the memo of their payments.
+    /// 1..64 characters, not blank, no invisible characters (kept in NFC); shown to
+    /// participants and used as the memo of their payments.
     pub memo: Option<String>,
 }
 

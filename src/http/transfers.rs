@@ -34,9 +34,10 @@ pub struct TransferRequest {
     /// Another user's main account.
     pub to_account_id: i64,
     pub amount: i64,
-    /// The name the receiver sees (≤ 64 characters).
+    /// The name the receiver sees: 1..64 characters, not blank, no invisible characters; kept
+    /// in NFC.
     pub display_name: Option<String>,
-    /// ≤ 64 characters.
+    /// 1..64 characters, not blank, no invisible characters; kept in NFC.
     pub memo: Option<String>,
 }
 

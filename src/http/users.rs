@@ -20,7 +20,9 @@ use crate::store::users::{self, User, UserStoreError};
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
-    /// 1..64 characters, unique.
+    /// 1..64 characters, not blank, no invisible characters nor surrounding blanks; kept in
+    /// NFC. Unique by its look: a name whose confusable skeleton (Unicode TS #39) is another
+    /// user's, or was freed by another user's rename less than 30 days ago, is taken.
     pub name: String,
     /// 8..=256 characters; at sign-up not white space only, not one character repeated and
     /// not one of the most common passwords.
@@ -122,7 +124,7 @@ pub async fn create_user(
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
     let hash = state.hashing.admit()?.hash(password).await?;
-    let user = users::create(&state.pool, name.as_str(), &hash, state.clock.now()).await.map_err(name_taken)?;
+    let user = users::create(&state.pool, &name, &hash, state.clock.now()).await.map_err(name_taken)?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -149,18 +151,18 @@ pub async fn create_session(
     limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
     // A name that could never have signed up (too long, control characters such as NUL that
     // PostgreSQL text refuses) matches no user: no database round trip, and no slot in the
-    // per-name limiter.
-    if UserName::parse(&body.name).is_err()
-        || body.password.chars().count() > crate::domain::names::PASSWORD_LENGTH_MAX_CHARS
-    {
-        return Err(ApiError::Unauthorized);
-    }
-    limiter.may_log_in(&body.name, state.clock.now()).map_err(too_many)?;
+    // per-name limiter. Names are looked up (and limited) in their stored, NFC form.
+    let name = match UserName::parse(&body.name) {
+        Ok(name) if body.password.chars().count() <= crate::domain::names::PASSWORD_LENGTH_MAX_CHARS => name,
+        _ => return Err(ApiError::Unauthorized),
+    };
+    let name = name.as_str();
+    limiter.may_log_in(name, state.clock.now()).map_err(too_many)?;
     // A place in the hashing queue before the query: when hashing is overloaded, a log-in is
     // refused before it costs anything.
     let hashing = state.hashing.admit()?;
     let mut conn = state.pool.acquire().await?;
-    let found = users::credentials(&mut conn, &body.name).await?;
+    let found = users::credentials(&mut conn, name).await?;
     drop(conn);
     let (user_id, stored) = match found {
         Some((id, hash)) => (Some(id), hash),
@@ -170,11 +172,11 @@ pub async fn create_session(
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
         _ => {
-            limiter.failed(&body.name, state.clock.now());
+            limiter.failed(name, state.clock.now());
             return Err(ApiError::Unauthorized);
         }
     };
-    limiter.succeeded(&body.name);
+    limiter.succeeded(name);
     let token = sessions::new_token();
     let now = state.clock.now();
     let expires_at = now + state.config.session_ttl;
@@ -237,8 +239,9 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
 }
 
 /// Changes the transfer mode (`immediate` | `confirm`), the name, and/or who may ask the caller
-/// to pay (`settlement_requests_from`: `everyone` | `friends`). Past statement entries keep the
-/// old name.
+/// to pay (`settlement_requests_from`: `everyone` | `friends`). A new name must be free as at
+/// sign-up (409 `name-taken`); the old one stays reserved for the caller for 30 days (only they
+/// may take it back meanwhile). Past statement entries keep the old name.
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
     responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem)))]
@@ -262,7 +265,7 @@ pub async fn patch_me(
         })
         .transpose()?;
     let user =
-        users::update_profile(&state.pool, caller.user_id, name.as_ref().map(UserName::as_str), mode, requests_from)
+        users::update_profile(&state.pool, caller.user_id, name.as_ref(), mode, requests_from, state.clock.now())
             .await
             .map_err(name_taken)?
             .ok_or(ApiError::Unauthorized)?;

@@ -32,8 +32,13 @@ pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
 }
 
 /// Applies the PostgreSQL migrations in `migrations/` (sqlx takes an advisory lock, so two
-/// servers starting at once do not race).
+/// servers starting at once do not race), then fills what SQL cannot compute: the skeletons
+/// of user names that do not have one yet.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations").run(pool).await?;
+    let filled = users::fill_name_skeletons(pool).await?;
+    if filled > 0 {
+        tracing::info!(filled, "gave user names their skeletons");
+    }
     Ok(())
 }

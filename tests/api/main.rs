@@ -17,6 +17,7 @@ mod ledger_queue;
 mod lock_order;
 mod login_limits;
 mod multi_process;
+mod names;
 mod notifications;
 mod openapi;
 mod outages;

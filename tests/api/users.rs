@@ -207,11 +207,13 @@ async fn renaming_frees_the_old_name_and_keeps_the_account() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], json!(alice.id));
 
-    // The new name logs in; the old one is free for someone else.
+    // The new name logs in; the old one no longer does, and stays alice's to take back for
+    // 30 days (tests/api/names.rs).
     app.login("alice2").await;
     let (status, body) = app.post("/v1/sessions", None, json!({"name": "alice", "password": PASSWORD})).await;
     assert_problem(status, &body, 401, "unauthorized");
-    app.signup("alice").await;
+    let (status, body) = app.post("/v1/users", None, json!({"name": "alice", "password": PASSWORD})).await;
+    assert_problem(status, &body, 409, "name-taken");
 
     // Keeping one's own name is not a conflict.
     let (status, body) = patch_me(&app, &alice, json!({"name": "alice2"})).await;

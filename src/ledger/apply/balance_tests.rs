@@ -26,6 +26,10 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account
         installment_through: None,
         installments_missed: 0,
         installment_missed_on: None,
+        interest_paid: 0,
+        interest_carry: 0,
+        interest_through: None,
+        inflows: Vec::new(),
     }
 }
 
@@ -52,6 +56,7 @@ fn posting(debit: AccountId, credit: AccountId, amount: i64, flags: PostingFlags
         flags,
         transfer_id,
         charged_for: None,
+        memo: None,
         debit_available_after: 0,
         credit_available_after: 0,
     }
@@ -181,6 +186,7 @@ fn a_corrupted_state_trips_the_assertion_in_debug_builds() {
         now: "2026-11-24T03:00:00Z".parse().unwrap(),
         business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
         daily_charge_limit_krw: 3_000_000,
+        tz: chrono_tz::Asia::Seoul,
     };
     let charge = Command::Charge { user_id: 1, account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
     let _ = apply(&mut state, &context, &[charge]);
