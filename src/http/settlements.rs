@@ -18,9 +18,10 @@ use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::app::AppState;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
-use crate::domain::settlements::{plan_shares, Settlement, SettlementShare, SplitMode};
+use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::settlements::{plan_shares, DeclineError, Settlement, SettlementShare, SplitMode};
 use crate::ledger::{Command, CommandError, Outcome};
-use crate::store::settlements::{self, NewSettlement, Role, SettlementStoreError};
+use crate::store::settlements::{self, DeclineStoreError, NewSettlement, Role, SettlementStoreError};
 use crate::store::users;
 
 #[derive(Deserialize, ToSchema)]
@@ -44,7 +45,7 @@ pub struct ShareView {
     pub user_id: i64,
     /// May be 0 when the total is smaller than the number of shares, or in a random split.
     pub amount: i64,
-    /// `requested` | `paid` | `self`.
+    /// `requested` | `paid` | `self` | `declined`.
     pub status: String,
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid the share (none for a share of 0 KRW).
@@ -58,7 +59,8 @@ pub struct SettlementView {
     pub total: i64,
     /// `equal` | `random`.
     pub mode: String,
-    /// `open` | `completed` (every participant has paid).
+    /// `open` | `completed` (no share is still `requested`: every participant has paid or
+    /// declined).
     pub status: String,
     pub memo: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -251,4 +253,54 @@ pub async fn pay_share(
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(SettlementView::from(&settlement)).into_response())
+}
+
+/// The caller declines their share: it becomes `declined`, is never paid, and the requester
+/// gets a `settlement_declined` notification. Answers with the settlement as it stands after;
+/// when no share is left `requested` it is `completed`. Only a `requested` share can be
+/// declined: one already paid or declined → 409 invalid-state, as is the requester declining
+/// their own settlement; anyone else → 404. A payment racing the decline either comes first
+/// (the decline → 409) or is refused with 409.
+#[utoipa::path(post, path = "/v1/settlements/{id}/decline", tag = "settlements", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = SettlementView),
+              (status = 404, body = Problem, description = "not-found"),
+              (status = 409, body = Problem, description = "invalid-state: not a requested share, or the caller is the requester")))]
+pub async fn decline_share(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<SettlementView>> {
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    if settlement.requester_id == caller.user_id {
+        return Err(ApiError::InvalidState("the requester does not decline their own settlement".to_owned()));
+    }
+    let share = settlement.shares.iter().find(|share| share.user_id == caller.user_id).ok_or(ApiError::NotFound)?;
+    let caller_name = users::find_by_id(&mut conn, caller.user_id).await?.map(|user| user.name);
+    drop(conn);
+    // Shares' amounts never change, so what the requester is told is known before the share
+    // is locked; it is written only if the decline is.
+    let notification = NewNotification {
+        user_id: settlement.requester_id,
+        kind: NotificationKind::SettlementDeclined,
+        payload: json!({
+            "settlement_id": id,
+            "participant_id": caller.user_id,
+            "participant_name": caller_name,
+            "amount": share.amount,
+            "total": settlement.total,
+            "memo": settlement.memo,
+        }),
+    };
+    settlements::decline(&state.pool, id, caller.user_id, notification, state.clock.now()).await.map_err(|error| {
+        match error {
+            DeclineStoreError::Refused(DeclineError::NoShare) => ApiError::NotFound,
+            DeclineStoreError::Refused(refused) => ApiError::InvalidState(refused.to_string()),
+            DeclineStoreError::Database(error) => error.into(),
+        }
+    })?;
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SettlementView::from(&settlement)))
 }

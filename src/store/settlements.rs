@@ -1,6 +1,7 @@
 //! Split bills. Creating one moves no money, so it is a plain transaction here: the settlement,
 //! its shares and the participants' notifications commit together. Shares are paid only by
-//! the ledger writer (`Command::PayShare`), which also completes the settlement.
+//! the ledger writer (`Command::PayShare`), which also completes the settlement; declining a
+//! share moves no money either, and is done here under the same row locks as a payment.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,10 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
-use crate::domain::settlements::{PlannedShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode};
+use crate::domain::settlements::{
+    self as settlements_domain, DeclineError, PlannedShare, Settlement, SettlementShare, SettlementStatus, Share,
+    ShareStatus, SplitMode,
+};
 use crate::store::notifications;
 use crate::store::social;
 use crate::store::tx::violated_constraint;
@@ -138,6 +142,63 @@ pub async fn create(
             })
             .collect(),
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeclineStoreError {
+    #[error(transparent)]
+    Refused(#[from] DeclineError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Declines `participant`'s share of settlement `id` and tells the requester with
+/// `notification`; the settlement completes when no share is left `requested`.
+///
+/// A payment of the same share runs in a ledger batch, which waits at the ledger gate and
+/// then locks the settlement's shares FOR UPDATE (`ledger::store`). This takes the same locks
+/// in the same order: the gate first (`notifications::insert_all`, called before the shares
+/// are read), then every share of the settlement. So a decline and a payment never deadlock,
+/// and whichever locks the shares second sees what the first did: a share paid meanwhile is
+/// not declined, and a payment after the decline is refused.
+pub async fn decline(
+    pool: &PgPool,
+    id: i64,
+    participant: UserId,
+    notification: NewNotification,
+    now: DateTime<Utc>,
+) -> Result<(), DeclineStoreError> {
+    let mut tx = pool.begin().await?;
+    notifications::insert_all(&mut tx, std::slice::from_ref(&notification), now).await?;
+    let rows: Vec<(UserId, i64, String)> = sqlx::query_as(
+        "SELECT user_id, amount, status FROM settlement_shares WHERE settlement_id = $1 ORDER BY position FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut shares = rows
+        .into_iter()
+        .map(|(user_id, amount, status)| {
+            let status = ShareStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown share status {status:?}").into()))?;
+            Ok(Share { user_id, amount, status })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let completes = settlements_domain::decline(&mut shares, participant)?;
+    sqlx::query("UPDATE settlement_shares SET status = 'declined' WHERE settlement_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(participant)
+        .execute(&mut *tx)
+        .await?;
+    if completes {
+        sqlx::query("UPDATE settlements SET status = 'completed', completed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn settlement_from_row(row: &PgRow) -> sqlx::Result<Settlement> {

@@ -4,6 +4,7 @@ mod admin;
 mod authorization;
 mod bad_input;
 mod crash;
+mod declines;
 mod fuzz;
 mod helpers;
 mod history;
