@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
+use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::app::AppState;
 use crate::domain::money::Amount;
@@ -123,10 +124,19 @@ pub struct SettlementQuery {
 /// A participant named twice, or the requester → 422. A participant who cannot be asked → 422
 /// with one message whatever the reason (no such user, or one who blocked the requester or
 /// takes requests from friends only), which names no one.
+///
+/// Rate limited: a user creates at most `MINIPAY_SETTLEMENTS_PER_HOUR` settlements in any hour
+/// (default 20), and holds at most `MINIPAY_OPEN_SHARES_PER_PARTICIPANT` shares still
+/// `requested` over any one participant (default 5). Past either, 429 `too-many-requests` with
+/// `Retry-After`, and nothing is created: for the hourly limit the seconds until an earlier
+/// creation leaves the hour; for open shares a hint (an hour), as they close only when the
+/// participant pays or declines.
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
     responses((status = 201, body = SettlementView),
-              (status = 422, body = Problem, description = "validation-failed")))]
+              (status = 422, body = Problem, description = "validation-failed"),
+              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+               headers(("Retry-After" = u64, description = "Seconds until a retry may succeed")))))]
 pub async fn create_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -147,12 +157,17 @@ pub async fn create_settlement(
         seed: (mode == SplitMode::Random).then_some(seed),
         shares: &shares,
     };
-    let settlement = settlements::create(&state.pool, new, state.clock.now()).await.map_err(|error| match error {
-        SettlementStoreError::ParticipantRefused => {
-            ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
-        }
-        SettlementStoreError::Database(error) => error.into(),
-    })?;
+    let now = state.clock.now();
+    let settlement =
+        settlements::create(&state.pool, new, &state.config.social_limits, now).await.map_err(|error| match error {
+            SettlementStoreError::ParticipantRefused => {
+                ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
+            }
+            SettlementStoreError::TooMany { until } => {
+                ApiError::TooManyRequests { retry_after_secs: RetryAfter::until(until, now).secs }
+            }
+            SettlementStoreError::Database(error) => error.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(SettlementView::from(&settlement))))
 }
 

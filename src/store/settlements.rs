@@ -17,6 +17,7 @@ use crate::domain::settlements::{
     self as settlements_domain, DeclineError, PlannedShare, Settlement, SettlementShare, SettlementStatus, Share,
     ShareStatus, SplitMode,
 };
+use crate::domain::social::{settlements_allowed_again, SocialLimits, OPEN_SHARES_RETRY_AFTER, SETTLEMENT_WINDOW};
 use crate::store::notifications;
 use crate::store::social;
 use crate::store::tx::violated_constraint;
@@ -38,31 +39,69 @@ pub enum SettlementStoreError {
     /// from the requester (see `store::social::any_refuses_requests`). Which one is not said.
     #[error("some participant cannot be asked to pay")]
     ParticipantRefused,
+    /// A limit of `SocialLimits` is used up until `until`.
+    #[error("too many split-bill requests")]
+    TooMany { until: DateTime<Utc> },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 /// Creates the settlement with its shares and a `settlement_requested` notification for each
-/// participant, in one transaction, only towards participants who take requests from the
-/// requester.
+/// participant, in one transaction, within the requester's limits and only towards
+/// participants who take requests from them.
 pub async fn create(
     pool: &PgPool,
     new: NewSettlement<'_>,
+    limits: &SocialLimits,
     now: DateTime<Utc>,
 ) -> Result<Settlement, SettlementStoreError> {
     let mut tx = pool.begin().await?;
     let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
     let participants: Vec<UserId> =
         new.shares.iter().filter(|share| share.status == ShareStatus::Requested).map(|share| share.user_id).collect();
-    let requester_name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+    // One creation at a time per requester, in every server process, so that the limits below
+    // hold however many requests arrive at once. NO KEY UPDATE: foreign keys to the user (FOR
+    // KEY SHARE) are not held up.
+    let requester_name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(new.requester_id)
         .fetch_optional(&mut *tx)
         .await?;
+    if limits.settlements_per_hour > 0 {
+        // The oldest creation that still counts when the hour's creations are used up.
+        let counted_since: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT created_at FROM settlements WHERE requester_id = $1 AND created_at > $2
+              ORDER BY created_at DESC OFFSET $3 LIMIT 1",
+        )
+        .bind(new.requester_id)
+        .bind(now - SETTLEMENT_WINDOW)
+        .bind(i64::from(limits.settlements_per_hour) - 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(counted_since) = counted_since {
+            return Err(SettlementStoreError::TooMany { until: settlements_allowed_again(counted_since) });
+        }
+    }
     // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
     // the shares is the last line of defence. A block or a setting changed after this check
     // may miss this settlement (see `store::social`).
     if social::any_refuses_requests(&mut tx, new.requester_id, &participants).await? {
         return Err(SettlementStoreError::ParticipantRefused);
+    }
+    if limits.open_shares_per_participant > 0 {
+        let crowded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                SELECT 1 FROM settlement_shares sh JOIN settlements s ON s.id = sh.settlement_id
+                 WHERE sh.user_id = ANY($1) AND sh.status = 'requested' AND s.requester_id = $2
+                 GROUP BY sh.user_id HAVING count(*) >= $3)",
+        )
+        .bind(&participants)
+        .bind(new.requester_id)
+        .bind(i64::from(limits.open_shares_per_participant))
+        .fetch_one(&mut *tx)
+        .await?;
+        if crowded {
+            return Err(SettlementStoreError::TooMany { until: now + OPEN_SHARES_RETRY_AFTER });
+        }
     }
 
     let id: i64 = sqlx::query_scalar(

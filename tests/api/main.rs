@@ -18,6 +18,7 @@ mod outages;
 mod pending;
 mod retention;
 mod savings;
+mod settlement_limits;
 mod settlements;
 mod smoke;
 mod social;
