@@ -46,7 +46,9 @@ pub struct Config {
     /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
     /// address and escape the per-address limit.
     pub trust_forwarded_for: bool,
-    /// Bounds on friends and blocks (`MINIPAY_FRIENDS_MAX`, `MINIPAY_BLOCKS_MAX`).
+    /// Bounds on friends, blocks and split-bill requests (`MINIPAY_FRIENDS_MAX`,
+    /// `MINIPAY_BLOCKS_MAX`, `MINIPAY_SETTLEMENTS_PER_HOUR`,
+    /// `MINIPAY_OPEN_SHARES_PER_PARTICIPANT`).
     pub social_limits: crate::domain::social::SocialLimits,
 }
 
@@ -165,6 +167,11 @@ fn social_limits_from_env() -> anyhow::Result<crate::domain::social::SocialLimit
     let limits = crate::domain::social::SocialLimits {
         friends_max: parsed("MINIPAY_FRIENDS_MAX", defaults.friends_max)?,
         blocks_max: parsed("MINIPAY_BLOCKS_MAX", defaults.blocks_max)?,
+        settlements_per_hour: parsed("MINIPAY_SETTLEMENTS_PER_HOUR", defaults.settlements_per_hour)?,
+        open_shares_per_participant: parsed(
+            "MINIPAY_OPEN_SHARES_PER_PARTICIPANT",
+            defaults.open_shares_per_participant,
+        )?,
     };
     anyhow::ensure!(limits.friends_max >= 1, "MINIPAY_FRIENDS_MAX must be >= 1");
     anyhow::ensure!(limits.blocks_max >= 1, "MINIPAY_BLOCKS_MAX must be >= 1");

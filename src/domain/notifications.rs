@@ -10,6 +10,8 @@ pub enum NotificationKind {
     PendingTransferExpired,
     SettlementRequested,
     InstallmentFailed,
+    /// A participant declined their share; told to the requester.
+    SettlementDeclined,
 }
 
 text_enum!(NotificationKind {
@@ -19,6 +21,7 @@ text_enum!(NotificationKind {
     PendingTransferExpired => "pending_transfer_expired",
     SettlementRequested => "settlement_requested",
     InstallmentFailed => "installment_failed",
+    SettlementDeclined => "settlement_declined",
 });
 
 /// A notification to write in the same transaction as the change that causes it.

@@ -45,7 +45,7 @@ text_enum!(SplitMode { Equal => "equal", Random => "random" });
 pub enum SettlementStatus {
     /// Some share is still owed.
     Open,
-    /// Every participant has paid.
+    /// No share is still owed: every participant has paid or declined.
     Completed,
 }
 
@@ -61,9 +61,12 @@ pub enum ShareStatus {
     /// The requester's own part: never paid, only shown.
     #[serde(rename = "self")]
     Own,
+    /// The participant said no: never paid.
+    #[serde(rename = "declined")]
+    Declined,
 }
 
-text_enum!(ShareStatus { Requested => "requested", Paid => "paid", Own => "self" });
+text_enum!(ShareStatus { Requested => "requested", Paid => "paid", Own => "self", Declined => "declined" });
 
 /// A share as the ledger writer needs it to take a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,32 @@ pub struct Share {
 /// A settlement is complete when no share is still owed.
 pub fn all_settled(shares: &[Share]) -> bool {
     shares.iter().all(|share| share.status != ShareStatus::Requested)
+}
+
+/// Why a share cannot be declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeclineError {
+    #[error("no share of this user")]
+    NoShare,
+    #[error("the share is already paid")]
+    Paid,
+    #[error("the share is already declined")]
+    Declined,
+    #[error("the requester's own share cannot be declined")]
+    Own,
+}
+
+/// Declines `user_id`'s share, which only a share still `requested` can be. Answers whether
+/// the settlement is then complete.
+pub fn decline(shares: &mut [Share], user_id: UserId) -> Result<bool, DeclineError> {
+    let share = shares.iter_mut().find(|share| share.user_id == user_id).ok_or(DeclineError::NoShare)?;
+    match share.status {
+        ShareStatus::Requested => share.status = ShareStatus::Declined,
+        ShareStatus::Paid => return Err(DeclineError::Paid),
+        ShareStatus::Declined => return Err(DeclineError::Declined),
+        ShareStatus::Own => return Err(DeclineError::Own),
+    }
+    Ok(all_settled(shares))
 }
 
 /// A settlement as stored, decoded from `to_jsonb(settlements)`; `shares` in position order.

@@ -42,6 +42,7 @@ use error::ApiError;
         transfers::create_transfer, transfers::get_transfer, transfers::list_transfers,
         transfers::accept_transfer, transfers::reject_transfer, transfers::cancel_transfer,
         settlements::create_settlement, settlements::get_settlement, settlements::list_settlements, settlements::pay_share,
+        settlements::decline_share,
         social::add_friend, social::list_friends, social::remove_friend,
         social::add_block, social::list_blocks, social::remove_block,
         notifications::list_notifications,
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/settlements", get(settlements::list_settlements).post(settlements::create_settlement))
         .route("/v1/settlements/{id}", get(settlements::get_settlement))
         .route("/v1/settlements/{id}/pay", post(settlements::pay_share))
+        .route("/v1/settlements/{id}/decline", post(settlements::decline_share))
         .route("/v1/friends", get(social::list_friends).post(social::add_friend))
         .route("/v1/friends/{user_id}", axum::routing::delete(social::remove_friend))
         .route("/v1/blocks", get(social::list_blocks).post(social::add_block))

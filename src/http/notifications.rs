@@ -17,11 +17,14 @@ use crate::store::notifications;
 pub struct NotificationView {
     pub id: i64,
     /// `transfer_received` | `pending_transfer_received` | `pending_transfer_reminder` |
-    /// `pending_transfer_expired` | `settlement_requested` | `installment_failed`.
+    /// `pending_transfer_expired` | `settlement_requested` | `installment_failed` |
+    /// `settlement_declined`.
     pub kind: String,
     pub created_at: DateTime<Utc>,
     /// Depends on the kind. `settlement_requested`: `settlement_id`, `requester_id`,
     /// `requester_name`, `amount` (the share owed), `total`, `mode`, `memo`.
+    /// `settlement_declined` (to the requester): `settlement_id`, `participant_id`,
+    /// `participant_name`, `amount` (the share declined), `total`, `memo`.
     /// `transfer_received` and `pending_transfer_received`: `transfer_id`, `from_account_id`,
     /// `from_name`, `amount`, `memo`, `status`, `expires_at`.
     #[schema(value_type = Object)]

@@ -14,13 +14,15 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
+use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::app::AppState;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
-use crate::domain::settlements::{plan_shares, Settlement, SettlementShare, SplitMode};
+use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::settlements::{plan_shares, DeclineError, Settlement, SettlementShare, SplitMode};
 use crate::ledger::{Command, CommandError, Outcome};
-use crate::store::settlements::{self, NewSettlement, Role, SettlementStoreError};
+use crate::store::settlements::{self, DeclineStoreError, NewSettlement, Role, SettlementStoreError};
 use crate::store::users;
 
 #[derive(Deserialize, ToSchema)]
@@ -45,7 +47,7 @@ pub struct ShareView {
     pub user_id: i64,
     /// At least 1 KRW.
     pub amount: i64,
-    /// `requested` | `paid` | `self`.
+    /// `requested` | `paid` | `self` | `declined`.
     pub status: String,
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid the share (none until it is paid, and for the requester's own
@@ -60,7 +62,8 @@ pub struct SettlementView {
     pub total: i64,
     /// `equal` | `random`.
     pub mode: String,
-    /// `open` | `completed` (every participant has paid).
+    /// `open` | `completed` (no share is still `requested`: every participant has paid or
+    /// declined).
     pub status: String,
     pub memo: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -124,10 +127,19 @@ pub struct SettlementQuery {
 /// A participant named twice, or the requester → 422. A participant who cannot be asked → 422
 /// with one message whatever the reason (no such user, or one who blocked the requester or
 /// takes requests from friends only), which names no one.
+///
+/// Rate limited: a user creates at most `MINIPAY_SETTLEMENTS_PER_HOUR` settlements in any hour
+/// (default 20), and holds at most `MINIPAY_OPEN_SHARES_PER_PARTICIPANT` shares still
+/// `requested` over any one participant (default 5). Past either, 429 `too-many-requests` with
+/// `Retry-After`, and nothing is created: for the hourly limit the seconds until an earlier
+/// creation leaves the hour; for open shares a hint (an hour), as they close only when the
+/// participant pays or declines.
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
     responses((status = 201, body = SettlementView),
-              (status = 422, body = Problem, description = "validation-failed")))]
+              (status = 422, body = Problem, description = "validation-failed"),
+              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+               headers(("Retry-After" = u64, description = "Seconds until a retry may succeed")))))]
 pub async fn create_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -148,12 +160,17 @@ pub async fn create_settlement(
         seed: (mode == SplitMode::Random).then_some(seed),
         shares: &shares,
     };
-    let settlement = settlements::create(&state.pool, new, state.clock.now()).await.map_err(|error| match error {
-        SettlementStoreError::ParticipantRefused => {
-            ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
-        }
-        SettlementStoreError::Database(error) => error.into(),
-    })?;
+    let now = state.clock.now();
+    let settlement =
+        settlements::create(&state.pool, new, &state.config.social_limits, now).await.map_err(|error| match error {
+            SettlementStoreError::ParticipantRefused => {
+                ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
+            }
+            SettlementStoreError::TooMany { until } => {
+                ApiError::TooManyRequests { retry_after_secs: RetryAfter::until(until, now).secs }
+            }
+            SettlementStoreError::Database(error) => error.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(SettlementView::from(&settlement))))
 }
 
@@ -252,4 +269,54 @@ pub async fn pay_share(
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(SettlementView::from(&settlement)).into_response())
+}
+
+/// The caller declines their share: it becomes `declined`, is never paid, and the requester
+/// gets a `settlement_declined` notification. Answers with the settlement as it stands after;
+/// when no share is left `requested` it is `completed`. Only a `requested` share can be
+/// declined: one already paid or declined → 409 invalid-state, as is the requester declining
+/// their own settlement; anyone else → 404. A payment racing the decline either comes first
+/// (the decline → 409) or is refused with 409.
+#[utoipa::path(post, path = "/v1/settlements/{id}/decline", tag = "settlements", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = SettlementView),
+              (status = 404, body = Problem, description = "not-found"),
+              (status = 409, body = Problem, description = "invalid-state: not a requested share, or the caller is the requester")))]
+pub async fn decline_share(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<SettlementView>> {
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    if settlement.requester_id == caller.user_id {
+        return Err(ApiError::InvalidState("the requester does not decline their own settlement".to_owned()));
+    }
+    let share = settlement.shares.iter().find(|share| share.user_id == caller.user_id).ok_or(ApiError::NotFound)?;
+    let caller_name = users::find_by_id(&mut conn, caller.user_id).await?.map(|user| user.name);
+    drop(conn);
+    // Shares' amounts never change, so what the requester is told is known before the share
+    // is locked; it is written only if the decline is.
+    let notification = NewNotification {
+        user_id: settlement.requester_id,
+        kind: NotificationKind::SettlementDeclined,
+        payload: json!({
+            "settlement_id": id,
+            "participant_id": caller.user_id,
+            "participant_name": caller_name,
+            "amount": share.amount,
+            "total": settlement.total,
+            "memo": settlement.memo,
+        }),
+    };
+    settlements::decline(&state.pool, id, caller.user_id, notification, state.clock.now()).await.map_err(|error| {
+        match error {
+            DeclineStoreError::Refused(DeclineError::NoShare) => ApiError::NotFound,
+            DeclineStoreError::Refused(refused) => ApiError::InvalidState(refused.to_string()),
+            DeclineStoreError::Database(error) => error.into(),
+        }
+    })?;
+    let mut conn = state.pool.acquire().await?;
+    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SettlementView::from(&settlement)))
 }

@@ -901,6 +901,7 @@ impl<'a> Staged<'a> {
                 match share.status {
                     ShareStatus::Requested => {}
                     ShareStatus::Paid => return Err(CommandError::InvalidState("the share is already paid")),
+                    ShareStatus::Declined => return Err(CommandError::InvalidState("the share was declined")),
                     ShareStatus::Own => {
                         return Err(CommandError::InvalidState("the requester's own share is not paid"))
                     }

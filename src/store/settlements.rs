@@ -1,6 +1,7 @@
 //! Split bills. Creating one moves no money, so it is a plain transaction here: the settlement,
 //! its shares and the participants' notifications commit together. Shares are paid only by
-//! the ledger writer (`Command::PayShare`), which also completes the settlement.
+//! the ledger writer (`Command::PayShare`), which also completes the settlement; declining a
+//! share moves no money either, and is done here under the same row locks as a payment.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,11 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
-use crate::domain::settlements::{PlannedShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode};
+use crate::domain::settlements::{
+    self as settlements_domain, DeclineError, PlannedShare, Settlement, SettlementShare, SettlementStatus, Share,
+    ShareStatus, SplitMode,
+};
+use crate::domain::social::{settlements_allowed_again, SocialLimits, OPEN_SHARES_RETRY_AFTER, SETTLEMENT_WINDOW};
 use crate::store::notifications;
 use crate::store::social;
 use crate::store::tx::violated_constraint;
@@ -34,31 +39,69 @@ pub enum SettlementStoreError {
     /// from the requester (see `store::social::any_refuses_requests`). Which one is not said.
     #[error("some participant cannot be asked to pay")]
     ParticipantRefused,
+    /// A limit of `SocialLimits` is used up until `until`.
+    #[error("too many split-bill requests")]
+    TooMany { until: DateTime<Utc> },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 /// Creates the settlement with its shares and a `settlement_requested` notification for each
-/// participant, in one transaction, only towards participants who take requests from the
-/// requester.
+/// participant, in one transaction, within the requester's limits and only towards
+/// participants who take requests from them.
 pub async fn create(
     pool: &PgPool,
     new: NewSettlement<'_>,
+    limits: &SocialLimits,
     now: DateTime<Utc>,
 ) -> Result<Settlement, SettlementStoreError> {
     let mut tx = pool.begin().await?;
     let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
     let participants: Vec<UserId> =
         new.shares.iter().filter(|share| share.status == ShareStatus::Requested).map(|share| share.user_id).collect();
-    let requester_name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+    // One creation at a time per requester, in every server process, so that the limits below
+    // hold however many requests arrive at once. NO KEY UPDATE: foreign keys to the user (FOR
+    // KEY SHARE) are not held up.
+    let requester_name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(new.requester_id)
         .fetch_optional(&mut *tx)
         .await?;
+    if limits.settlements_per_hour > 0 {
+        // The oldest creation that still counts when the hour's creations are used up.
+        let counted_since: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT created_at FROM settlements WHERE requester_id = $1 AND created_at > $2
+              ORDER BY created_at DESC OFFSET $3 LIMIT 1",
+        )
+        .bind(new.requester_id)
+        .bind(now - SETTLEMENT_WINDOW)
+        .bind(i64::from(limits.settlements_per_hour) - 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(counted_since) = counted_since {
+            return Err(SettlementStoreError::TooMany { until: settlements_allowed_again(counted_since) });
+        }
+    }
     // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
     // the shares is the last line of defence. A block or a setting changed after this check
     // may miss this settlement (see `store::social`).
     if social::any_refuses_requests(&mut tx, new.requester_id, &participants).await? {
         return Err(SettlementStoreError::ParticipantRefused);
+    }
+    if limits.open_shares_per_participant > 0 {
+        let crowded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                SELECT 1 FROM settlement_shares sh JOIN settlements s ON s.id = sh.settlement_id
+                 WHERE sh.user_id = ANY($1) AND sh.status = 'requested' AND s.requester_id = $2
+                 GROUP BY sh.user_id HAVING count(*) >= $3)",
+        )
+        .bind(&participants)
+        .bind(new.requester_id)
+        .bind(i64::from(limits.open_shares_per_participant))
+        .fetch_one(&mut *tx)
+        .await?;
+        if crowded {
+            return Err(SettlementStoreError::TooMany { until: now + OPEN_SHARES_RETRY_AFTER });
+        }
     }
 
     let id: i64 = sqlx::query_scalar(
@@ -138,6 +181,63 @@ pub async fn create(
             })
             .collect(),
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeclineStoreError {
+    #[error(transparent)]
+    Refused(#[from] DeclineError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Declines `participant`'s share of settlement `id` and tells the requester with
+/// `notification`; the settlement completes when no share is left `requested`.
+///
+/// A payment of the same share runs in a ledger batch, which waits at the ledger gate and
+/// then locks the settlement's shares FOR UPDATE (`ledger::store`). This takes the same locks
+/// in the same order: the gate first (`notifications::insert_all`, called before the shares
+/// are read), then every share of the settlement. So a decline and a payment never deadlock,
+/// and whichever locks the shares second sees what the first did: a share paid meanwhile is
+/// not declined, and a payment after the decline is refused.
+pub async fn decline(
+    pool: &PgPool,
+    id: i64,
+    participant: UserId,
+    notification: NewNotification,
+    now: DateTime<Utc>,
+) -> Result<(), DeclineStoreError> {
+    let mut tx = pool.begin().await?;
+    notifications::insert_all(&mut tx, std::slice::from_ref(&notification), now).await?;
+    let rows: Vec<(UserId, i64, String)> = sqlx::query_as(
+        "SELECT user_id, amount, status FROM settlement_shares WHERE settlement_id = $1 ORDER BY position FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut shares = rows
+        .into_iter()
+        .map(|(user_id, amount, status)| {
+            let status = ShareStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown share status {status:?}").into()))?;
+            Ok(Share { user_id, amount, status })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let completes = settlements_domain::decline(&mut shares, participant)?;
+    sqlx::query("UPDATE settlement_shares SET status = 'declined' WHERE settlement_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(participant)
+        .execute(&mut *tx)
+        .await?;
+    if completes {
+        sqlx::query("UPDATE settlements SET status = 'completed', completed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn settlement_from_row(row: &PgRow) -> sqlx::Result<Settlement> {

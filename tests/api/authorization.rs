@@ -220,7 +220,9 @@ fn foreign_probes(operation: &Operation, world: &World) -> Option<Vec<Probe>> {
         | ("POST", path @ "/v1/transfers/{id}/reject")
         | ("POST", path @ "/v1/transfers/{id}/cancel") => each(&transfers, Method::POST, path, None),
         ("GET", path @ "/v1/settlements/{id}") => each(&[world.settlement_id], Method::GET, path, None),
-        ("POST", path @ "/v1/settlements/{id}/pay") => each(&[world.settlement_id], Method::POST, path, None),
+        ("POST", path @ "/v1/settlements/{id}/pay") | ("POST", path @ "/v1/settlements/{id}/decline") => {
+            each(&[world.settlement_id], Method::POST, path, None)
+        }
         // Bob cannot take carol off alice's friends, nor lift alice's block of him: the routes
         // act on the caller's own lists only.
         ("DELETE", "/v1/friends/{user_id}") => {
@@ -321,6 +323,10 @@ fn own_probe(operation: &Operation, world: &World) -> Probe {
         // Alice holds no share to pay in her own bill, but carol could ask her to pay one: the
         // token is checked before the id either way.
         ("POST", template @ "/v1/settlements/{id}/pay") => (Method::POST, path(template, world.settlement_id), None),
+        // Alice is the requester: 409 with a live token, but the token is checked first.
+        ("POST", template @ "/v1/settlements/{id}/decline") => {
+            (Method::POST, path(template, world.settlement_id), None)
+        }
         ("GET", "/v1/friends") => (Method::GET, "/v1/friends".to_owned(), None),
         ("POST", "/v1/friends") => (Method::POST, "/v1/friends".to_owned(), Some(json!({"name": "carol"}))),
         ("DELETE", "/v1/friends/{user_id}") => (Method::DELETE, format!("/v1/friends/{}", world.carol.id), None),

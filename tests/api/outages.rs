@@ -160,8 +160,9 @@ async fn postgres_stopped_under_load_answers_503_and_recovers_by_itself() {
     assert_eq!((status, &body["postgres"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("unreachable")), "{body}");
     let clients_503 = load.count(CUT, 1);
     wait_until("every client sees 503s", || load.count(CUT, 1) >= clients_503 + 3 * CLIENTS).await;
-    // Reads, commands without a key (straight to the ledger writer, whose batch cannot get a
-    // connection) and jobs: 503 as well, never 500.
+    // Reads, commands without a key and jobs: 503 as well, never 500. A charge without a key
+    // goes straight to the ledger writer, whose batch cannot get a connection; a transfer
+    // stops before it, at the look-up of the receiver's blocks.
     let failed_batches = metric_at(&app.client, &app.base, "minipay_ledger_batches_failed_total").await;
     let user = &users[0];
     let requests = [
@@ -192,8 +193,8 @@ async fn postgres_stopped_under_load_answers_503_and_recovers_by_itself() {
         assert_unavailable(status, &headers, &body, what);
     }
     assert!(
-        metric_at(&app.client, &app.base, "minipay_ledger_batches_failed_total").await >= failed_batches + 2,
-        "the ledger writer answered the keyless commands from failed batches"
+        metric_at(&app.client, &app.base, "minipay_ledger_batches_failed_total").await > failed_batches,
+        "the ledger writer answered the keyless charge from a failed batch"
     );
 
     // PostgreSQL is back: nothing is restarted.
