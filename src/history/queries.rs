@@ -45,6 +45,8 @@ pub struct HistoryEntry {
     pub kind: String,
     pub counterparty_account_id: Option<i64>,
     pub counterparty_name: String,
+    /// The counterparty's real user name, beside the name shown.
+    pub counterparty_user_name: Option<String>,
     pub transfer_id: Option<i64>,
     /// An empty memo is no memo, in both stores.
     pub memo: Option<String>,
@@ -82,6 +84,7 @@ impl TryFrom<PgEntry> for HistoryEntry {
             kind: entry.kind,
             counterparty_account_id: entry.counterparty_account_id,
             counterparty_name: entry.counterparty_name,
+            counterparty_user_name: entry.counterparty_user_name,
             transfer_id: entry.transfer_id,
             memo: non_empty(entry.memo),
         })
@@ -181,8 +184,8 @@ impl Summary {
 
 // --- naive: PostgreSQL, OFFSET and count ---------------------------------------------------
 
-const PG_ENTRY_COLUMNS: &str =
-    "id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id, counterparty_name, transfer_id, memo";
+const PG_ENTRY_COLUMNS: &str = "id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id,
+     counterparty_name, transfer_id, memo, counterparty_user_name";
 
 /// One OFFSET page, newest first, and the number of entries in the range.
 pub async fn naive_page(
@@ -405,6 +408,7 @@ struct ClickHouseEntryRow {
     counterparty_name: String,
     transfer_id: Option<i64>,
     memo: String,
+    counterparty_user_name: Option<String>,
 }
 
 impl ClickHouseEntryRow {
@@ -425,6 +429,7 @@ impl ClickHouseEntryRow {
             kind: self.kind,
             counterparty_account_id: self.counterparty_account_id,
             counterparty_name: self.counterparty_name,
+            counterparty_user_name: self.counterparty_user_name,
             transfer_id: self.transfer_id,
             memo: non_empty(Some(self.memo)),
         })
@@ -449,7 +454,7 @@ pub async fn tuned_page(
             .client()
             .query(
                 "SELECT entry_id, at_us, direction, amount, balance_after, kind,
-                        counterparty_account_id, counterparty_name, transfer_id, memo
+                        counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name
                  FROM statement_entries
                  PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
@@ -667,6 +672,7 @@ mod tests {
             kind: "charge".to_owned(),
             counterparty_account_id: None,
             counterparty_name: "external".to_owned(),
+            counterparty_user_name: None,
             transfer_id: None,
             memo: None,
         };

@@ -31,8 +31,13 @@ const NAIVE_PAGE_MAX: i64 = 100_000;
 pub struct Counterparty {
     /// The other account; null for top-ups.
     pub account_id: Option<i64>,
-    /// The name shown (for top-ups `external`).
+    /// The name shown (for top-ups `external`). For money received, the display name the
+    /// sender chose, if any: anything the sender liked, even another user's name.
     pub name: String,
+    /// The other account's real user name when the entry was written, always beside `name`;
+    /// null for system counterparties (top-ups, interest) and for entries written before it
+    /// was recorded.
+    pub user_name: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Debug)]
@@ -62,7 +67,11 @@ impl From<HistoryEntry> for EntryView {
             amount: entry.amount,
             balance_after: entry.balance_after,
             kind: entry.kind,
-            counterparty: Counterparty { account_id: entry.counterparty_account_id, name: entry.counterparty_name },
+            counterparty: Counterparty {
+                account_id: entry.counterparty_account_id,
+                name: entry.counterparty_name,
+                user_name: entry.counterparty_user_name,
+            },
             transfer_id: entry.transfer_id,
             memo: entry.memo,
         }

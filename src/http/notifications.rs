@@ -23,7 +23,9 @@ pub struct NotificationView {
     /// Depends on the kind. `settlement_requested`: `settlement_id`, `requester_id`,
     /// `requester_name`, `amount` (the share owed), `total`, `mode`, `memo`.
     /// `transfer_received` and `pending_transfer_received`: `transfer_id`, `from_account_id`,
-    /// `from_name`, `amount`, `memo`, `status`, `expires_at`.
+    /// `from_name` (the sender's display name if they chose one, else their user name),
+    /// `from_user_name` (the sender's real user name, always), `amount`, `memo`, `status`,
+    /// `expires_at`.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
