@@ -140,7 +140,7 @@ async fn a_look_alike_of_a_taken_name_is_taken() {
     }
     assert_eq!(app.me(&alice).await["name"], json!("alice"));
     // Nobody was created under a look-alike, and bob is still bob.
-    let (status, _) = app.get(&format!("/v1/users/b\u{43e}b"), Some(&bob.token)).await;
+    let (status, _) = app.get("/v1/users/b\u{43e}b", Some(&bob.token)).await;
     assert_eq!(status, 404);
     let (status, found) = app.get("/v1/users/bob", Some(&alice.token)).await;
     assert_eq!((status.as_u16(), found["id"].clone()), (200, json!(bob.id)), "{found}");
