@@ -104,9 +104,18 @@ pub struct KindTotals {
     pub count: i64,
 }
 
+/// One counterparty: an account, whatever names it was shown under (a sender's display name
+/// does not merge them with the user of that name); for top-ups and interest, which have no
+/// account, a name.
 #[derive(Serialize, ToSchema)]
 pub struct CounterpartyTotals {
+    /// The other account; null for the outside world and system accounts.
+    pub account_id: Option<i64>,
+    /// The name most recently shown for it.
     pub name: String,
+    /// Its owner's real user name, as most recently recorded; null for system counterparties
+    /// (and for accounts seen only in entries from before it was recorded).
+    pub user_name: Option<String>,
     #[serde(rename = "in")]
     pub in_total: i64,
     #[serde(rename = "out")]
@@ -122,7 +131,8 @@ pub struct SummaryView {
     pub out_total: i64,
     /// By kind name.
     pub by_kind: Vec<KindTotals>,
-    /// The ten most frequent counterparty names, ties by name.
+    /// The ten counterparties with the most entries, one per counterparty account; ties by
+    /// name, then account.
     pub top_counterparties: Vec<CounterpartyTotals>,
 }
 
@@ -134,8 +144,10 @@ impl From<Summary> for SummaryView {
             out_total: totals.out_total,
             count: totals.count,
         };
-        let counterparty = |totals: Totals| CounterpartyTotals {
+        let counterparty = |totals: queries::CounterpartyTotals| CounterpartyTotals {
+            account_id: totals.account_id,
             name: totals.name,
+            user_name: totals.user_name,
             in_total: totals.in_total,
             out_total: totals.out_total,
             count: totals.count,

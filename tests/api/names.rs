@@ -255,7 +255,7 @@ async fn a_name_freed_by_a_rename_is_kept_for_its_user_for_30_days() {
 }
 
 /// Mallory sends money to alice as "bob", next to the real bob: alice's statement (both
-/// routes) and notifications tell them apart.
+/// routes), notifications and summaries tell them apart.
 #[tokio::test]
 async fn a_display_name_borrowing_a_users_name_travels_with_the_senders_real_name() {
     let app = spawn_app().await;
@@ -313,6 +313,21 @@ async fn a_display_name_borrowing_a_users_name_travels_with_the_senders_real_nam
         assert_eq!((payload["from_name"].clone(), payload["from_user_name"].clone()), (json!("bob"), json!("mallory")));
     }
 
+    // The summaries count by account: the real bob's 1,000 apart from mallory's 12,000.
+    for route in ["/summary", "/summary/naive"] {
+        let (status, summary) =
+            app.get(&format!("/v1/accounts/{}/history{route}", alice.main_account_id), Some(&alice.token)).await;
+        assert_eq!(status, 200, "{summary}");
+        assert_eq!(
+            summary["top_counterparties"],
+            json!([
+                {"account_id": mallory.main_account_id, "name": "bob", "user_name": "mallory",
+                 "in": 12_000, "out": 0, "count": 2},
+                {"account_id": bob.main_account_id, "name": "bob", "user_name": "bob", "in": 1_000, "out": 0, "count": 1},
+            ]),
+            "{route}"
+        );
+    }
     app.assert_audit_ok().await;
 }
 
