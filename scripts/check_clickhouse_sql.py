@@ -12,10 +12,14 @@ What is checked, for both renderings of the DDL, each on a fresh chdb session wi
   [ttl]     `{ttl}` -> `TTL at + INTERVAL 1 YEAR`  (what `render_ddl` sends to current servers;
                                                    the clause is read from
                                                    src/history/clickhouse.rs when possible)
+            `{if_not_exists}` -> `IF NOT EXISTS`
   [no ttl]  `{ttl}` -> ``                          (the form for old servers, < 19.6)
+            `{if_not_exists}` -> ``
 
   1. `clickhouse/*.sql` in name order, each applied twice (the Rust code relies on
-     `IF NOT EXISTS`, so a second run must be harmless).
+     `IF NOT EXISTS`, so a second run must be harmless; in the [no ttl] form, which has no
+     `ADD COLUMN IF NOT EXISTS`, a second run may fail with "already exists" as the Rust
+     migration runner then takes the migration as applied).
   2. Built-in samples (SAMPLES below): an INSERT of every column of `statement_entries`,
      including a replayed entry and NULLs, then a `LIMIT 1 BY entry_id` select and a
      `FINAL` select whose exact output is compared.
@@ -64,13 +68,13 @@ def sample_statements():
     at_us = int(at.timestamp()) * 1_000_000
     columns = (
         "entry_id, account_id, at, at_us, direction, amount, balance_after, kind, "
-        "counterparty_account_id, counterparty_name, transfer_id, memo"
+        "counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name"
     )
-    transfer = f"(1, 42, '{at_text}', {at_us}, 'in', 2500, 12500, 'transfer', 7, 'Alice', 1001, 'rent')"
+    transfer = f"(1, 42, '{at_text}', {at_us}, 'in', 2500, 12500, 'transfer', 7, 'Alice', 1001, 'rent', 'alice')"
     # The same entry again (an outbox replay), and an entry without counterparty or transfer.
-    fee = f"(2, 42, '{at_text}', {at_us + 1}, 'out', 100, 12400, 'fee', NULL, '', NULL, '')"
-    picked = "entry_id, direction, amount, counterparty_account_id, transfer_id, memo"
-    expected = "2\tout\t100\t\\N\t\\N\t\n1\tin\t2500\t7\t1001\trent\n"
+    fee = f"(2, 42, '{at_text}', {at_us + 1}, 'out', 100, 12400, 'fee', NULL, '', NULL, '', NULL)"
+    picked = "entry_id, direction, amount, counterparty_account_id, transfer_id, memo, counterparty_user_name"
+    expected = "2\tout\t100\t\\N\t\\N\t\t\\N\n1\tin\t2500\t7\t1001\trent\talice\n"
     return [
         ("sample: INSERT INTO statement_entries (all columns, NULLs, a replay)",
          f"INSERT INTO statement_entries ({columns}) VALUES {transfer}, {fee}, {transfer}", None),
@@ -252,7 +256,7 @@ class Checker:
         self.ok(what)
         return True
 
-    def check_variant(self, label, clause, ddl_files, query_files):
+    def check_variant(self, label, clause, if_not_exists, ddl_files, query_files):
         session = self.Session()
         try:
             for sql in (f"CREATE DATABASE IF NOT EXISTS {DATABASE}", f"USE {DATABASE}"):
@@ -260,9 +264,11 @@ class Checker:
                     return
             for path in ddl_files:
                 rel = os.path.relpath(path, ROOT)
-                sql = open(path, encoding="utf-8").read().replace("{ttl}", clause)
+                sql = (open(path, encoding="utf-8").read()
+                       .replace("{ttl}", clause).replace("{if_not_exists}", if_not_exists))
                 if (self.run_quiet(session, f"{rel} [{label}]", sql)
-                        and self.run_quiet(session, f"{rel} [{label}] (applied a second time)", sql)):
+                        and self.run_quiet(session, f"{rel} [{label}] (applied a second time)", sql,
+                                           already_applied_ok=not if_not_exists)):
                     self.ok(f"{rel} [{label}] (applied twice)")
             for what, sql, expect in sample_statements():
                 self.run(session, f"{what} [{label}]", sql, expect=expect)
@@ -280,12 +286,16 @@ class Checker:
         finally:
             session.close()
 
-    def run_quiet(self, session, what, sql):
-        """Runs without an `ok` line (a later line reports success); failures are reported."""
+    def run_quiet(self, session, what, sql, already_applied_ok=False):
+        """Runs without an `ok` line (a later line reports success); failures are reported.
+        With `already_applied_ok`, "column ... already exists" counts as success, as it does
+        for the Rust migration runner on servers without `ADD COLUMN IF NOT EXISTS`."""
         try:
             session.query(sql, "TabSeparated")
             return True
         except Exception as e:
+            if already_applied_ok and "already exists" in str(e):
+                return True
             self.fail(what, e, sql)
             return False
 
@@ -327,8 +337,8 @@ def main():
         probe.close()
     print(f"checking ClickHouse SQL on ClickHouse {engine} (chdb {chdb.__version__})")
 
-    checker.check_variant("ttl", ttl_clause(), ddl_files, query_files)
-    checker.check_variant("no ttl", "", ddl_files, query_files)
+    checker.check_variant("ttl", ttl_clause(), "IF NOT EXISTS", ddl_files, query_files)
+    checker.check_variant("no ttl", "", "", ddl_files, query_files)
     checker.check_coverage(query_files)
 
     print(f"clickhouse sql: {checker.passed} ok, {checker.failed} failed")

@@ -14,7 +14,7 @@
 -- bind: 51
 -- expect-rows: 2
 SELECT entry_id, at_us, direction, amount, balance_after, kind,
-       counterparty_account_id, counterparty_name, transfer_id, memo
+       counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name
 FROM statement_entries
 PREWHERE account_id = ?
   AND at >= toDateTime(?) AND at <= toDateTime(?)

@@ -3,11 +3,16 @@
 use anyhow::Context;
 
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
-/// migrating at once do no harm.
-const MIGRATIONS: [(u32, &str, &str); 1] =
-    [(1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql"))];
+/// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
+/// [`already_applied`]).
+const MIGRATIONS: [(u32, &str, &str); 2] = [
+    (1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql")),
+    (2, "counterparty_user_name", include_str!("../../clickhouse/0002_counterparty_user_name.sql")),
+];
 
-/// The first release with `TTL` on MergeTree tables.
+/// The first release with `TTL` on MergeTree tables. It also has `ADD COLUMN IF NOT EXISTS`
+/// (since 19.1, without the bugs of 19.3): the DDL has one rendering for servers from here on
+/// and one for older servers (Debian's 18.16).
 const TTL_SINCE: (u32, u32) = (19, 6);
 
 #[derive(Clone)]
@@ -28,10 +33,20 @@ pub fn supports_ttl(version: (u32, u32)) -> bool {
     version >= TTL_SINCE
 }
 
-/// Fills the `{ttl}` placeholder of a DDL file for the given server.
+/// Fills the `{ttl}` and `{if_not_exists}` placeholders of a DDL file for the given server
+/// (`ttl`: from [`TTL_SINCE`] on).
 pub fn render_ddl(template: &str, ttl: bool) -> String {
     let clause = if ttl { "TTL at + INTERVAL 1 YEAR" } else { "" };
-    template.replace("{ttl}", clause)
+    let if_not_exists = if ttl { "IF NOT EXISTS" } else { "" };
+    template.replace("{ttl}", clause).replace("{if_not_exists}", if_not_exists)
+}
+
+/// On a server without `ADD COLUMN IF NOT EXISTS`, a migrator that lost the race to another
+/// gets "Code: 44 ... column with this name already exists": the column is there, which is
+/// what the migration was for.
+fn already_applied(error: &clickhouse::error::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Code: 44") && text.contains("already exists")
 }
 
 /// Database names are interpolated into DDL, so only plain identifiers are accepted.
@@ -111,11 +126,13 @@ impl ClickHouse {
             if applied.contains(&number) {
                 continue;
             }
-            self.client
-                .query(&render_ddl(template, ttl))
-                .execute()
-                .await
-                .with_context(|| format!("ClickHouse migration {number} {name}"))?;
+            match self.client.query(&render_ddl(template, ttl)).execute().await {
+                Ok(()) => {}
+                Err(error) if !ttl && already_applied(&error) => {
+                    tracing::info!(number, name, "ClickHouse migration already applied by another migrator");
+                }
+                Err(error) => return Err(error).with_context(|| format!("ClickHouse migration {number} {name}")),
+            }
             self.client
                 .query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
                 .bind(number)
@@ -142,6 +159,10 @@ mod tests {
         let new = render_ddl(MIGRATIONS[0].2, true);
         assert!(!old.contains("TTL at") && !old.contains("{ttl}"));
         assert!(new.contains("TTL at + INTERVAL 1 YEAR"));
+        let old = render_ddl(MIGRATIONS[1].2, false);
+        let new = render_ddl(MIGRATIONS[1].2, true);
+        assert!(old.contains("ADD COLUMN  counterparty_user_name") && !old.contains("{if_not_exists}"));
+        assert!(new.contains("ADD COLUMN IF NOT EXISTS counterparty_user_name"));
     }
 
     #[test]

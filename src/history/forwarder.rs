@@ -60,6 +60,8 @@ pub struct ClickHouseEntry {
     pub transfer_id: Option<i64>,
     /// NULL in PostgreSQL is the empty string here.
     pub memo: String,
+    /// `Nullable(String)`, added by `0002`: NULL for system counterparties (and older entries).
+    pub counterparty_user_name: Option<String>,
 }
 
 pub const DIRECTION_IN: i8 = 1;
@@ -79,6 +81,7 @@ pub struct PgEntry {
     pub counterparty_name: String,
     pub transfer_id: Option<i64>,
     pub memo: Option<String>,
+    pub counterparty_user_name: Option<String>,
 }
 
 impl PgEntry {
@@ -104,6 +107,7 @@ impl PgEntry {
             counterparty_name: self.counterparty_name.clone(),
             transfer_id: self.transfer_id,
             memo: self.memo.clone().unwrap_or_default(),
+            counterparty_user_name: self.counterparty_user_name.clone(),
         })
     }
 }
@@ -214,7 +218,7 @@ impl Forwarder {
         let left_behind = outbox_ids.len() < candidates.len();
         let entries: Vec<PgEntry> = sqlx::query_as(
             "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
-                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
+                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name
              FROM statement_outbox o
              CROSS JOIN LATERAL unnest(o.entry_ids) AS waiting(entry_id)
              JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at

@@ -45,6 +45,8 @@ pub struct HistoryEntry {
     pub kind: String,
     pub counterparty_account_id: Option<i64>,
     pub counterparty_name: String,
+    /// The counterparty's real user name, beside the name shown.
+    pub counterparty_user_name: Option<String>,
     pub transfer_id: Option<i64>,
     /// An empty memo is no memo, in both stores.
     pub memo: Option<String>,
@@ -82,6 +84,7 @@ impl TryFrom<PgEntry> for HistoryEntry {
             kind: entry.kind,
             counterparty_account_id: entry.counterparty_account_id,
             counterparty_name: entry.counterparty_name,
+            counterparty_user_name: entry.counterparty_user_name,
             transfer_id: entry.transfer_id,
             memo: non_empty(entry.memo),
         })
@@ -166,18 +169,32 @@ pub struct Totals {
     pub count: i64,
 }
 
+/// Money to and from one counterparty: an account (whatever names it was shown under), or,
+/// for the outside world and system accounts (no account), a name.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CounterpartyTotals {
+    pub account_id: Option<i64>,
+    /// The name most recently shown.
+    pub name: String,
+    /// The real user name most recently recorded (None for system counterparties).
+    pub user_name: Option<String>,
+    pub in_total: i64,
+    pub out_total: i64,
+    pub count: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub in_total: i64,
     pub out_total: i64,
     /// By kind name (byte order).
     pub by_kind: Vec<Totals>,
-    /// The most frequent counterparty names, ties by name (byte order).
-    pub top_counterparties: Vec<Totals>,
+    /// The counterparties with the most entries; ties by name (byte order), then account.
+    pub top_counterparties: Vec<CounterpartyTotals>,
 }
 
 impl Summary {
-    fn from_parts(by_kind: Vec<Totals>, top_counterparties: Vec<Totals>) -> Self {
+    fn from_parts(by_kind: Vec<Totals>, top_counterparties: Vec<CounterpartyTotals>) -> Self {
         let in_total = by_kind.iter().map(|kind| kind.in_total).sum();
         let out_total = by_kind.iter().map(|kind| kind.out_total).sum();
         Summary { in_total, out_total, by_kind, top_counterparties }
@@ -186,8 +203,8 @@ impl Summary {
 
 // --- naive: PostgreSQL, OFFSET and count ---------------------------------------------------
 
-const PG_ENTRY_COLUMNS: &str =
-    "id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id, counterparty_name, transfer_id, memo";
+const PG_ENTRY_COLUMNS: &str = "id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id,
+     counterparty_name, transfer_id, memo, counterparty_user_name";
 
 /// One OFFSET page, newest first, and the number of entries in the range.
 pub async fn naive_page(
@@ -285,15 +302,23 @@ pub async fn naive_summary(conn: &mut PgConnection, account_id: i64, range: Time
     .bind(to)
     .fetch_all(&mut *conn)
     .await?;
-    let top: Vec<PgTotals> = sqlx::query_as(
-        "SELECT counterparty_name AS name,
-                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
-                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
-                count(*) AS count
-         FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3
-         GROUP BY counterparty_name
-         ORDER BY count(*) DESC, counterparty_name COLLATE \"C\"
+    // One row per counterparty account, however many names it was shown under (a display
+    // name is the sender's choice: grouping by it would merge anyone calling themselves "bob"
+    // with bob); system counterparties have no account and go by name.
+    let top: Vec<CounterpartyTotals> = sqlx::query_as(
+        "SELECT * FROM (
+             SELECT counterparty_account_id AS account_id,
+                    (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
+                    (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
+                        FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name,
+                    coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                    coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                    count(*) AS count
+             FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3
+             GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END
+         ) counterparties
+         ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST
          LIMIT $4",
     )
     .bind(account_id)
@@ -302,10 +327,7 @@ pub async fn naive_summary(conn: &mut PgConnection, account_id: i64, range: Time
     .bind(TOP_COUNTERPARTIES_MAX)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Summary::from_parts(
-        by_kind.into_iter().map(Totals::from).collect(),
-        top.into_iter().map(Totals::from).collect(),
-    ))
+    Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top))
 }
 
 // --- tuned: ClickHouse ---------------------------------------------------------------------
@@ -410,6 +432,7 @@ struct ClickHouseEntryRow {
     counterparty_name: String,
     transfer_id: Option<i64>,
     memo: String,
+    counterparty_user_name: Option<String>,
 }
 
 impl ClickHouseEntryRow {
@@ -430,6 +453,7 @@ impl ClickHouseEntryRow {
             kind: self.kind,
             counterparty_account_id: self.counterparty_account_id,
             counterparty_name: self.counterparty_name,
+            counterparty_user_name: self.counterparty_user_name,
             transfer_id: self.transfer_id,
             memo: non_empty(Some(self.memo)),
         })
@@ -454,7 +478,7 @@ pub async fn tuned_page(
             .client()
             .query(
                 "SELECT entry_id, at_us, direction, amount, balance_after, kind,
-                        counterparty_account_id, counterparty_name, transfer_id, memo
+                        counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name
                  FROM statement_entries
                  PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
@@ -496,6 +520,29 @@ impl From<ClickHouseTotalsRow> for Totals {
     }
 }
 
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct ClickHouseCounterpartyRow {
+    account_id: Option<i64>,
+    name: String,
+    user_name: Option<String>,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
+impl From<ClickHouseCounterpartyRow> for CounterpartyTotals {
+    fn from(row: ClickHouseCounterpartyRow) -> Self {
+        CounterpartyTotals {
+            account_id: row.account_id,
+            name: row.name,
+            user_name: row.user_name,
+            in_total: row.in_total,
+            out_total: row.out_total,
+            count: row.count as i64,
+        }
+    }
+}
+
 /// Totals by kind and the top counterparties, from ClickHouse (replays counted once).
 pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: TimeRange) -> anyhow::Result<Summary> {
     let window = Window {
@@ -528,21 +575,26 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(window.low_us)
         .bind(window.high_us)
         .fetch_all::<ClickHouseTotalsRow>();
+    // By account, as naive_summary; the latest name by (at_us, entry_id), the order of the
+    // statement, and argMax skips NULL user names as the PostgreSQL FILTER does.
     let top = clickhouse
         .client()
         .query(
-            "SELECT counterparty_name AS name, sumIf(amount, direction = 'in') AS in_total,
-                    sumIf(amount, direction = 'out') AS out_total, count() AS count
+            "SELECT counterparty_account_id AS account_id, argMax(counterparty_name, (at_us, entry_id)) AS name,
+                    argMax(counterparty_user_name, (at_us, entry_id)) AS user_name,
+                    sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
+                    count() AS count
              FROM (
-                 SELECT counterparty_name, direction, amount
+                 SELECT entry_id, at_us, counterparty_account_id, counterparty_name, counterparty_user_name,
+                        direction, amount
                  FROM statement_entries
                  PREWHERE account_id = ?
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
                    AND at_us >= ? AND at_us < ?
                  LIMIT 1 BY entry_id
              )
-             GROUP BY counterparty_name
-             ORDER BY count DESC, name
+             GROUP BY counterparty_account_id, if(isNull(counterparty_account_id), counterparty_name, '')
+             ORDER BY count DESC, name, account_id
              LIMIT ?",
         )
         .bind(account_id)
@@ -551,11 +603,11 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(window.low_us)
         .bind(window.high_us)
         .bind(TOP_COUNTERPARTIES_MAX)
-        .fetch_all::<ClickHouseTotalsRow>();
+        .fetch_all::<ClickHouseCounterpartyRow>();
     let (by_kind, top) = tokio::try_join!(by_kind, top)?;
     Ok(Summary::from_parts(
         by_kind.into_iter().map(Totals::from).collect(),
-        top.into_iter().map(Totals::from).collect(),
+        top.into_iter().map(CounterpartyTotals::from).collect(),
     ))
 }
 
@@ -689,6 +741,7 @@ mod tests {
             kind: "charge".to_owned(),
             counterparty_account_id: None,
             counterparty_name: "external".to_owned(),
+            counterparty_user_name: None,
             transfer_id: None,
             memo: None,
         };

@@ -304,14 +304,14 @@ fn generate(
             };
             balances[account] += if direction == DIRECTION_IN { amount } else { -amount };
             debug_assert!(balances[account] >= 0);
-            let (kind, counterparty_account_id, counterparty_name) = if is_charge {
-                ("charge", None, "external".to_owned())
+            let (kind, counterparty_account_id, counterparty_name, counterparty_user_name) = if is_charge {
+                ("charge", None, "external".to_owned(), None)
             } else {
                 let mut other = rng.gen_range(0..accounts.len());
                 if other == account {
                     other = (other + 1) % accounts.len();
                 }
-                ("transfer", Some(accounts[other].id), accounts[other].name.clone())
+                ("transfer", Some(accounts[other].id), accounts[other].name.clone(), Some(accounts[other].name.clone()))
             };
             let memo = if !is_charge && rng.gen_bool(0.1) {
                 MEMOS[rng.gen_range(0..MEMOS.len())].to_owned()
@@ -331,6 +331,7 @@ fn generate(
                 counterparty_name,
                 transfer_id: None,
                 memo,
+                counterparty_user_name,
             });
             index += 1;
         }
@@ -363,9 +364,11 @@ async fn copy_to_postgres(
         Type::TEXT,
         Type::INT8,
         Type::TEXT,
+        Type::TEXT,
     ];
     let statement = "COPY statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                         counterparty_account_id, counterparty_name, transfer_id, memo) FROM STDIN BINARY";
+                         counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
+                     FROM STDIN BINARY";
     let mut chunk = chunks.recv().await;
     while chunk.is_some() {
         let sink = client.copy_in(statement).await.context("seed: starting COPY")?;
@@ -378,7 +381,7 @@ async fn copy_to_postgres(
                 let at = DateTime::from_timestamp_micros(row.at_us).context("seed: time out of range")?;
                 let direction = if row.direction == DIRECTION_IN { "in" } else { "out" };
                 let memo = (!row.memo.is_empty()).then_some(row.memo.as_str());
-                let values: [&(dyn ToSql + Sync); 11] = [
+                let values: [&(dyn ToSql + Sync); 12] = [
                     &id,
                     &row.account_id,
                     &at,
@@ -390,6 +393,7 @@ async fn copy_to_postgres(
                     &row.counterparty_name,
                     &row.transfer_id,
                     &memo,
+                    &row.counterparty_user_name,
                 ];
                 writer.as_mut().write(&values).await.context("seed: COPY")?;
             }

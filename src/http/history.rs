@@ -31,8 +31,13 @@ const NAIVE_PAGE_MAX: i64 = 100_000;
 pub struct Counterparty {
     /// The other account; null for top-ups.
     pub account_id: Option<i64>,
-    /// The name shown (for top-ups `external`).
+    /// The name shown (for top-ups `external`). For money received, the display name the
+    /// sender chose, if any: anything the sender liked, even another user's name.
     pub name: String,
+    /// The other account's real user name when the entry was written, always beside `name`;
+    /// null for system counterparties (top-ups, interest) and for entries written before it
+    /// was recorded.
+    pub user_name: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Debug)]
@@ -62,7 +67,11 @@ impl From<HistoryEntry> for EntryView {
             amount: entry.amount,
             balance_after: entry.balance_after,
             kind: entry.kind,
-            counterparty: Counterparty { account_id: entry.counterparty_account_id, name: entry.counterparty_name },
+            counterparty: Counterparty {
+                account_id: entry.counterparty_account_id,
+                name: entry.counterparty_name,
+                user_name: entry.counterparty_user_name,
+            },
             transfer_id: entry.transfer_id,
             memo: entry.memo,
         }
@@ -95,9 +104,18 @@ pub struct KindTotals {
     pub count: i64,
 }
 
+/// One counterparty: an account, whatever names it was shown under (a sender's display name
+/// does not merge them with the user of that name); for top-ups and interest, which have no
+/// account, a name.
 #[derive(Serialize, ToSchema)]
 pub struct CounterpartyTotals {
+    /// The other account; null for the outside world and system accounts.
+    pub account_id: Option<i64>,
+    /// The name most recently shown for it.
     pub name: String,
+    /// Its owner's real user name, as most recently recorded; null for system counterparties
+    /// (and for accounts seen only in entries from before it was recorded).
+    pub user_name: Option<String>,
     #[serde(rename = "in")]
     pub in_total: i64,
     #[serde(rename = "out")]
@@ -113,7 +131,8 @@ pub struct SummaryView {
     pub out_total: i64,
     /// By kind name.
     pub by_kind: Vec<KindTotals>,
-    /// The ten most frequent counterparty names, ties by name.
+    /// The ten counterparties with the most entries, one per counterparty account; ties by
+    /// name, then account.
     pub top_counterparties: Vec<CounterpartyTotals>,
 }
 
@@ -125,8 +144,10 @@ impl From<Summary> for SummaryView {
             out_total: totals.out_total,
             count: totals.count,
         };
-        let counterparty = |totals: Totals| CounterpartyTotals {
+        let counterparty = |totals: queries::CounterpartyTotals| CounterpartyTotals {
+            account_id: totals.account_id,
             name: totals.name,
+            user_name: totals.user_name,
             in_total: totals.in_total,
             out_total: totals.out_total,
             count: totals.count,

@@ -26,7 +26,9 @@ pub struct NotificationView {
     /// `settlement_declined` (to the requester): `settlement_id`, `participant_id`,
     /// `participant_name`, `amount` (the share declined), `total`, `memo`.
     /// `transfer_received` and `pending_transfer_received`: `transfer_id`, `from_account_id`,
-    /// `from_name`, `amount`, `memo`, `status`, `expires_at`.
+    /// `from_name` (the sender's display name if they chose one, else their user name),
+    /// `from_user_name` (the sender's real user name, always), `amount`, `memo`, `status`,
+    /// `expires_at`.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }

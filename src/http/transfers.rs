@@ -34,8 +34,9 @@ pub struct TransferRequest {
     /// Another user's main account.
     pub to_account_id: i64,
     pub amount: i64,
-    /// The name the receiver sees: 1..64 characters, not blank, no invisible characters; kept
-    /// in NFC.
+    /// The name the receiver sees, always beside the sender's real user name (statement
+    /// entries, notifications): 1..64 characters, not blank, no invisible characters; kept in
+    /// NFC.
     pub display_name: Option<String>,
     /// 1..64 characters, not blank, no invisible characters; kept in NFC.
     pub memo: Option<String>,

@@ -74,9 +74,10 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
           FROM due d JOIN updated u ON u.id = d.from_account_id
      ), entries AS (
         INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                                       counterparty_account_id, counterparty_name, transfer_id, memo)
+                                       counterparty_account_id, counterparty_name, transfer_id, memo,
+                                       counterparty_user_name)
         SELECT nextval('statement_entries_id_seq'), r.from_account_id, $1, 'in', r.amount, r.balance_after, 'refund',
-               r.to_account_id, receiver.name, r.id, r.memo
+               r.to_account_id, receiver.name, r.id, r.memo, receiver.name
           FROM refunds r JOIN users receiver ON receiver.id = r.to_user_id
          ORDER BY r.id
         RETURNING id

@@ -1077,13 +1077,15 @@ impl<'a> Staged<'a> {
         Ok(transfer)
     }
 
-    /// Tells the receiver about money sent to them, under the name they are shown.
+    /// Tells the receiver about money sent to them, under the name they are shown and, beside
+    /// it, the sender's real user name (a display name is anything the sender likes).
     fn notify_received(&mut self, transfer: &Transfer, kind: NotificationKind) -> Result<(), CommandError> {
         let sender_name = self.account(transfer.from_account_id)?.owner_name.clone();
         let payload = serde_json::json!({
             "transfer_id": transfer.id,
             "from_account_id": transfer.from_account_id,
-            "from_name": transfer.display_name.clone().or(sender_name),
+            "from_name": transfer.display_name.clone().or(sender_name.clone()),
+            "from_user_name": sender_name,
             "amount": transfer.amount,
             "memo": transfer.memo,
             "status": transfer.status.as_str(),

@@ -32,8 +32,12 @@ pub struct StatementEntry {
     pub kind: PostingKind,
     /// None for the outside world (top-ups, interest).
     pub counterparty_account_id: Option<AccountId>,
-    /// A snapshot: later renames do not change it.
+    /// The name shown, a snapshot: later renames do not change it. For the receiver of a
+    /// transfer, the display name the sender chose, if any.
     pub counterparty_name: String,
+    /// The counterparty's real user name at the time, always beside the name shown (which a
+    /// sender chooses freely); None for system counterparties.
+    pub counterparty_user_name: Option<String>,
     pub transfer_id: Option<i64>,
     pub memo: Option<String>,
 }
@@ -63,7 +67,7 @@ fn sides(flags: PostingFlags) -> (Option<Direction>, Option<Direction>) {
 
 /// One entry per user-visible side of every posting, in posting order. The receiver of a
 /// transfer sees the sender's chosen display name when there is one; everybody else sees real
-/// names.
+/// names. Every entry with a user counterparty also carries that user's real name.
 pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
     let transfers: HashMap<i64, &Transfer> = effects
         .new_transfers
@@ -73,10 +77,14 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
         .collect();
     let account = |id: AccountId| state.accounts.get(&id);
     let is_user = |id: AccountId| account(id).is_some_and(|a| !a.is_system());
-    let party = |id: AccountId| -> (Option<AccountId>, String) {
+    // The counterparty's account, name shown and real user name.
+    let party = |id: AccountId| -> (Option<AccountId>, String, Option<String>) {
         match account(id) {
-            Some(a) if !a.is_system() => (Some(id), a.owner_name.clone().unwrap_or_default()),
-            _ => (None, system_name(id).to_owned()),
+            Some(a) if !a.is_system() => {
+                let name = a.owner_name.clone().unwrap_or_default();
+                (Some(id), name.clone(), Some(name))
+            }
+            _ => (None, system_name(id).to_owned(), None),
         }
     };
     let mut out = Vec::with_capacity(effects.postings.len() * 2);
@@ -95,7 +103,7 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
         let memo = shown.and_then(|transfer| transfer.memo.clone()).or_else(|| posting.memo.clone());
         let (debit_side, credit_side) = sides(posting.flags);
         if let Some(direction) = debit_side.filter(|_| is_user(posting.debit_account_id)) {
-            let (counterparty_account_id, counterparty_name) = party(posting.credit_account_id);
+            let (counterparty_account_id, counterparty_name, counterparty_user_name) = party(posting.credit_account_id);
             out.push(StatementEntry {
                 account_id: posting.debit_account_id,
                 direction,
@@ -104,12 +112,13 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
                 kind: posting.kind,
                 counterparty_account_id,
                 counterparty_name,
+                counterparty_user_name,
                 transfer_id: posting.transfer_id,
                 memo: memo.clone(),
             });
         }
         if let Some(direction) = credit_side.filter(|_| is_user(posting.credit_account_id)) {
-            let (counterparty_account_id, real_name) = party(posting.debit_account_id);
+            let (counterparty_account_id, real_name, counterparty_user_name) = party(posting.debit_account_id);
             let counterparty_name = shown.and_then(|transfer| transfer.display_name.clone()).unwrap_or(real_name);
             out.push(StatementEntry {
                 account_id: posting.credit_account_id,
@@ -119,6 +128,7 @@ pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
                 kind: posting.kind,
                 counterparty_account_id,
                 counterparty_name,
+                counterparty_user_name,
                 transfer_id: posting.transfer_id,
                 memo,
             });
@@ -195,6 +205,7 @@ mod tests {
             (101, Direction::In, PostingKind::Charge)
         );
         assert_eq!((entries[0].counterparty_account_id, entries[0].counterparty_name.as_str()), (None, "external"));
+        assert_eq!(entries[0].counterparty_user_name, None);
         assert_eq!((entries[0].balance_after, entries[0].memo.as_deref()), (15_000, None));
         let sent = &entries[1];
         assert_eq!(
@@ -202,9 +213,12 @@ mod tests {
             (101, Direction::Out, 12_000, 3_000)
         );
         assert_eq!((sent.counterparty_account_id, sent.counterparty_name.as_str()), (Some(102), "bob"));
+        assert_eq!(sent.counterparty_user_name.as_deref(), Some("bob"));
         let received = &entries[2];
         assert_eq!((received.account_id, received.direction, received.balance_after), (102, Direction::In, 12_000));
         assert_eq!((received.counterparty_account_id, received.counterparty_name.as_str()), (Some(101), "Kim"));
+        // Beside the chosen name, the sender's real one.
+        assert_eq!(received.counterparty_user_name.as_deref(), Some("alice"));
         assert_eq!((received.transfer_id, received.memo.as_deref()), (Some(7), Some("lunch")));
     }
 }

@@ -164,12 +164,14 @@ const WRITE: &str = "WITH updated AS (
         RETURNING 1
      ), entries AS (
         INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                                       counterparty_account_id, counterparty_name, transfer_id, memo)
+                                       counterparty_account_id, counterparty_name, transfer_id, memo,
+                                       counterparty_user_name)
         SELECT nextval('statement_entries_id_seq'), e.account_id, $8, e.direction, e.amount, e.balance_after, e.kind,
-               e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo
-          FROM UNNEST($36::int8[], $37::text[], $38::int8[], $39::int8[], $40::text[], $41::int8[], $42::text[], $43::int8[], $44::text[])
+               e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name
+          FROM UNNEST($36::int8[], $37::text[], $38::int8[], $39::int8[], $40::text[], $41::int8[], $42::text[], $43::int8[], $44::text[],
+                      $62::text[])
                WITH ORDINALITY AS e(account_id, direction, amount, balance_after, kind, counterparty_account_id,
-                                    counterparty_name, transfer_id, memo, position)
+                                    counterparty_name, transfer_id, memo, counterparty_user_name, position)
          ORDER BY e.position
         RETURNING id
      ), outboxed AS (
@@ -440,8 +442,9 @@ pub async fn write_and_commit(
     let entry_names: Vec<&str> = entries.iter().map(|e| e.counterparty_name.as_str()).collect();
     let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
     let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
+    let entry_user_names: Vec<Option<&str>> = entries.iter().map(|e| e.counterparty_user_name.as_deref()).collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 61] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 62] = [
         &account_ids,
         &debits_posted,
         &credits_posted,
@@ -503,6 +506,7 @@ pub async fn write_and_commit(
         &interest_paid,
         &interest_carry,
         &interest_through,
+        &entry_user_names,
     ];
     let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
     written?;

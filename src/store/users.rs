@@ -162,7 +162,7 @@ pub async fn update_profile(
             .await?;
         }
     }
-    let user = find_by_id(&mut *tx, id).await?;
+    let user = find_by_id(&mut tx, id).await?;
     tx.commit().await?;
     Ok(user)
 }

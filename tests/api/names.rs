@@ -1,5 +1,5 @@
 //! Names that deceive: blank and invisible text, one name spelt two ways, look-alike user
-//! names, and names freed by a rename.
+//! names, names freed by a rename, and display names that borrow another user's name.
 
 use chrono::Duration;
 use reqwest::Method;
@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::*;
+use crate::history::{naive_all, wait_for_tuned};
 
 async fn sign_up(app: &TestApp, name: &str) -> (reqwest::StatusCode, Value) {
     app.post("/v1/users", None, json!({"name": name, "password": PASSWORD})).await
@@ -139,7 +140,7 @@ async fn a_look_alike_of_a_taken_name_is_taken() {
     }
     assert_eq!(app.me(&alice).await["name"], json!("alice"));
     // Nobody was created under a look-alike, and bob is still bob.
-    let (status, _) = app.get(&format!("/v1/users/b\u{43e}b"), Some(&bob.token)).await;
+    let (status, _) = app.get("/v1/users/b\u{43e}b", Some(&bob.token)).await;
     assert_eq!(status, 404);
     let (status, found) = app.get("/v1/users/bob", Some(&alice.token)).await;
     assert_eq!((status.as_u16(), found["id"].clone()), (200, json!(bob.id)), "{found}");
@@ -251,6 +252,83 @@ async fn a_name_freed_by_a_rename_is_kept_for_its_user_for_30_days() {
     app.set_clock(&at(Duration::days(33))).await;
     let (status, body) = sign_up(&app, "dave2").await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// Mallory sends money to alice as "bob", next to the real bob: alice's statement (both
+/// routes), notifications and summaries tell them apart.
+#[tokio::test]
+async fn a_display_name_borrowing_a_users_name_travels_with_the_senders_real_name() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.funded("bob", 100_000).await;
+    let mallory = app.funded("mallory", 100_000).await;
+
+    let (status, real) = send(&app, &bob, &alice, json!({"amount": 1_000})).await;
+    assert_eq!(status, 201, "{real}");
+    let (status, fake) = send(&app, &mallory, &alice, json!({"amount": 5_000, "display_name": "bob"})).await;
+    assert_eq!(status, 201, "{fake}");
+    let (status, again) = send(&app, &mallory, &alice, json!({"amount": 7_000, "display_name": "bob"})).await;
+    assert_eq!(status, 201, "{again}");
+    // A transfer that waits for alice carries both names as well.
+    let (status, body) =
+        app.request(Method::PATCH, "/v1/me", Some(&mallory.token), Some(json!({"transfer_mode": "confirm"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, pending) = send(&app, &mallory, &alice, json!({"amount": 2_000, "display_name": "bob"})).await;
+    assert_eq!((status.as_u16(), pending["status"].clone()), (201, json!("pending")), "{pending}");
+
+    // The tuned route, once the app's forwarder has copied the entries, and the naive route.
+    let tuned = wait_for_tuned(&app, &alice, alice.main_account_id, 3).await;
+    let naive = naive_all(&app, &alice, alice.main_account_id, "", 200).await;
+    assert_eq!(tuned, naive);
+    let counterparty = |transfer: &Value| {
+        let entry = tuned.iter().find(|entry| entry["transfer_id"] == transfer["id"]).expect("the transfer's entry");
+        entry["counterparty"].clone()
+    };
+    assert_eq!(counterparty(&real), json!({"account_id": bob.main_account_id, "name": "bob", "user_name": "bob"}));
+    for transfer in [&fake, &again] {
+        assert_eq!(
+            counterparty(transfer),
+            json!({"account_id": mallory.main_account_id, "name": "bob", "user_name": "mallory"})
+        );
+    }
+    // Mallory's own statement shows alice by her real name.
+    let sent = wait_for_tuned(&app, &mallory, mallory.main_account_id, 4).await;
+    let out = sent.iter().find(|entry| entry["transfer_id"] == fake["id"]).unwrap();
+    assert_eq!(
+        out["counterparty"],
+        json!({"account_id": alice.main_account_id, "name": "alice", "user_name": "alice"})
+    );
+
+    let received = notifications(&app, &alice).await;
+    let payload = |transfer: &Value| {
+        received.iter().find(|n| n["payload"]["transfer_id"] == transfer["id"]).expect("a notification")["payload"]
+            .clone()
+    };
+    assert_eq!(
+        (payload(&real)["from_name"].clone(), payload(&real)["from_user_name"].clone()),
+        (json!("bob"), json!("bob"))
+    );
+    for transfer in [&fake, &again, &pending] {
+        let payload = payload(transfer);
+        assert_eq!((payload["from_name"].clone(), payload["from_user_name"].clone()), (json!("bob"), json!("mallory")));
+    }
+
+    // The summaries count by account: the real bob's 1,000 apart from mallory's 12,000.
+    for route in ["/summary", "/summary/naive"] {
+        let (status, summary) =
+            app.get(&format!("/v1/accounts/{}/history{route}", alice.main_account_id), Some(&alice.token)).await;
+        assert_eq!(status, 200, "{summary}");
+        assert_eq!(
+            summary["top_counterparties"],
+            json!([
+                {"account_id": mallory.main_account_id, "name": "bob", "user_name": "mallory",
+                 "in": 12_000, "out": 0, "count": 2},
+                {"account_id": bob.main_account_id, "name": "bob", "user_name": "bob", "in": 1_000, "out": 0, "count": 1},
+            ]),
+            "{route}"
+        );
+    }
+    app.assert_audit_ok().await;
 }
 
 /// Users signed up before names had skeletons get theirs from `minipay migrate` (and every

@@ -240,6 +240,10 @@ async fn scenario_18_a_transfer_expires_at_72_hours_once_and_cannot_be_accepted_
     let entries = history(&app, &alice).await;
     assert_eq!(kinds(&entries[..1]), vec![("refund".into(), "in".into(), 20_000)]);
     assert_eq!(entries[0]["balance_after"], json!(43_000));
+    assert_eq!(
+        entries[0]["counterparty"],
+        json!({"account_id": bob.main_account_id, "name": "bob", "user_name": "bob"})
+    );
 
     // The later one is still pending and can be accepted.
     let (status, body) = act(&app, &bob, later["id"].as_i64().unwrap(), "accept").await;
