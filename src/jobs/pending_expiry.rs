@@ -5,7 +5,9 @@
 //! Each chunk first waits at the ledger writer's gate (`ledger_batch_gate`), so it never
 //! interleaves with a batch: an accept racing the expiry either commits before the chunk (and
 //! the chunk no longer sees the transfer as pending) or after it (and finds it expired). The
-//! job is idempotent by construction: it only ever picks transfers still `pending`.
+//! gate also puts the chunk's notifications in commit order with those of batches and split
+//! bills (see [`crate::store::notifications`]). The job is idempotent by construction: it only
+//! ever picks transfers still `pending`.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;

@@ -10,9 +10,9 @@
 //! so a later unblock does not bring the reminder back).
 //!
 //! The gate comes first, as everywhere (see the lock order in [`crate::ledger::writer`]): the
-//! notifications need it (their ids commit in order with the ledger's), and a chunk that locked
-//! transfers before waiting for it could wait for a batch that waits for those transfers (one
-//! that resolves them), a deadlock.
+//! notifications need it (their ids commit in order with those of batches and split bills, see
+//! [`crate::store::notifications`]), and a chunk that locked transfers before waiting for it
+//! could wait for a batch that waits for those transfers (one that resolves them), a deadlock.
 
 use chrono::Duration;
 use serde_json::json;
@@ -71,7 +71,8 @@ impl Job for Reminders {
         let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
         // The rows are locked by this transaction and were selected unreminded.
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
-        // Under the gate taken above, so that notification ids commit in order.
+        // It locks the receivers' main accounts too, which under the gate taken above no batch
+        // and no other writer of notifications holds: notification ids commit in order.
         notifications::insert_all(conn, &reminders, ctx.now).await?;
         Ok(Chunk::after_batch(ids.len() as u64, ctx.chunk_size, None))
     }

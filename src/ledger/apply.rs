@@ -372,6 +372,18 @@ pub fn apply(
                 Ok(()),
                 "command {index}: {command:?}"
             );
+            // A user's notifications commit in id order because every writer of them holds
+            // the user's main account row (`crate::store::notifications`): the batch locks
+            // the command's accounts, so the command notifies only their owners.
+            for notification in &staged.notifications {
+                assert!(
+                    command.accounts().iter().any(|id| state.accounts.get(id).is_some_and(|account| {
+                        account.kind == AccountKind::Main && account.user_id == Some(notification.user_id)
+                    })),
+                    "command {index}: {command:?} notifies user {}, whose main account it does not lock",
+                    notification.user_id
+                );
+            }
             let Staged {
                 accounts,
                 daily_used,

@@ -61,8 +61,9 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
 /// The gate lock must come before any query: LOCK TABLE takes no snapshot, so a batch that
 /// waited there starts its snapshot after what it waited for committed. Batches share the gate
 /// (ROW SHARE) with each other, since the writer runs at once only batches on disjoint rows,
-/// and wait for the jobs and other writers that take it in EXCLUSIVE mode
-/// (`crate::store::tx::wait_at_ledger_gate`). A retried batch takes it in EXCLUSIVE mode too.
+/// and with writers of notifications outside a batch, and wait for the jobs that take it in
+/// EXCLUSIVE mode (`crate::store::tx::wait_at_ledger_gate`). A retried batch takes it in
+/// EXCLUSIVE mode too.
 const BEGIN_SHARED: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN ROW SHARE MODE";
 const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 

@@ -7,30 +7,44 @@
 //! waits on another's row lock (which under SERIALIZABLE would end in a serialization
 //! failure), batches on disjoint accounts share PostgreSQL's cores and WAL flushes, and batches
 //! on one hot account still follow each other, each one large. Batches take the database gate
-//! (`ledger_batch_gate`) in ROW SHARE mode, which they share with each other and which waits
-//! for writers that take it in EXCLUSIVE mode (jobs, notifications written outside a batch).
-//! A retried batch (it met another process's batch, or a key recorded meanwhile) takes the gate
-//! in EXCLUSIVE mode: it then runs alone and its snapshot follows every batch before it.
+//! (`ledger_batch_gate`) in ROW SHARE mode, which they share with each other and with writers
+//! of notifications outside a batch, and which waits for the jobs that take it in EXCLUSIVE
+//! mode. A retried batch (it met another process's batch, or a key recorded meanwhile) takes
+//! the gate in EXCLUSIVE mode: it then runs alone and its snapshot follows every batch before it.
 //!
 //! # Lock order
 //!
 //! Every transaction that takes the gate takes it before any row lock, so that none ever holds
-//! a row while it waits at the gate for a batch that waits for that row:
+//! a row while it waits at the gate for a transaction that waits for that row:
 //!
-//! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried); everything else in
-//!    EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as its first lock.
-//! 2. Rows. A batch locks, all in one flight after the gate ([`store::begin_and_lock`]):
-//!    accounts, daily counters, idempotency keys, transfers, settlement shares, each list in
-//!    key order; batches of different processes may meet on a row, but always in this order.
-//!    The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch
-//!    holds any: interest (the savings accounts due, then the interest account), pending expiry
-//!    (the transfers due, then their accounts), reminders (the transfers due, then the
-//!    notifications); the history seeder holds it while it takes entry ids.
+//! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried), and so do writers
+//!    of notifications outside a batch (`crate::store::notifications::lock_recipients`); jobs
+//!    take it in EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as their
+//!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
+//!    that would stop every batch of every process.
+//! 2. Accounts, in id order. A batch locks, all in one flight after the gate
+//!    ([`store::begin_and_lock`]): accounts, daily counters, idempotency keys, transfers,
+//!    settlement shares, each list in key order; batches of different processes may meet on a
+//!    row, but always in this order. A writer of notifications outside a batch locks its
+//!    recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate: that
+//!    lock is what puts each user's notification ids in commit order (see
+//!    `crate::store::notifications`). A batch that waits for it is not failed for it: the lock
+//!    changes no row version.
+//! 3. Daily counters, idempotency keys, transfers, settlement shares, in that order, after the
+//!    accounts.
 //!
-//! Two holders of the EXCLUSIVE mode never run at once, so their own row orders do not matter.
-//! Settlement creation takes the gate last (`crate::store::notifications::insert_all`), but
-//! what it holds by then is only its new rows, which no batch can see yet, and key-share locks
-//! on users, which no batch conflicts with. Jobs that move money through the writer
+//! The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch and
+//! no writer of notifications holds any: interest (the savings accounts due, then the interest
+//! account), pending expiry (the transfers due, then their accounts), reminders (the transfers
+//! due, then their receivers' main accounts); the history seeder holds it while it takes entry
+//! ids. Two holders of the EXCLUSIVE mode never run at once, so their own row orders do not
+//! matter.
+//!
+//! Settlement creation takes the gate and its participants' accounts last
+//! (`crate::store::notifications::insert_all`), but what it holds by then is only its new rows,
+//! which no batch or job can see yet, and key-share locks on users, which none of them
+//! conflicts with. A writer of notifications that must lock a row of step 3 (a transfer, a
+//! share) calls `lock_recipients` before it. Jobs that move money through the writer
 //! (installments) hold no lock a batch takes while they wait for their commands; the job
 //! runner's advisory lock and `job_runs` rows are nothing a batch takes.
 

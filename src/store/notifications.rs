@@ -1,11 +1,37 @@
 //! Notifications: written in the transaction of the change that causes them (by the ledger
 //! writer for money received, by `insert_all` for everything else), read by id.
 //!
-//! Readers page with `after=<id>`, so ids must become visible in increasing order: a
-//! notification whose transaction took a smaller id but committed after a larger one would
-//! never be seen by a reader already past it. Every writer therefore inserts while holding the
-//! ledger's batch gate (ledger batches hold it from their first statement to COMMIT; `insert_all`
-//! takes it just before inserting), so ids are taken and committed in one order.
+//! # Each user's ids become visible in increasing order
+//!
+//! Readers page through their own notifications with `after=<id>`, so a user's notification
+//! whose transaction took a smaller id but committed after a larger one of the same user would
+//! never be seen by a reader already past it. Ids come from one sequence, in the order they are
+//! taken; so it is enough that every writer of a user's notifications holds, from before it
+//! takes their ids until its COMMIT, a lock that every other writer of that user's
+//! notifications waits for. Two locks do it, neither of which stops anything else:
+//!
+//! - The user's main account row, between ledger batches and the other writers on request
+//!   paths. A batch locks it anyway (FOR UPDATE, before its write): every notification a batch
+//!   writes goes to the owner of a main account the command locks — money received (a transfer,
+//!   a paid share, an accepted pending transfer: the receiving main account, which the command
+//!   names and the apply step checks), a held transfer (the same), a missed installment (the
+//!   user's main account, which the installment checks is theirs). [`insert_all`] locks the
+//!   recipients' main accounts, in id order like a batch, just before it inserts. That lock is
+//!   FOR NO KEY UPDATE: it excludes batches and other writers of the same users, and leaves
+//!   foreign-key checks on the accounts alone; it changes no row version, so a SERIALIZABLE batch
+//!   that waited for it goes on without a serialization failure.
+//! - The ledger gate, between those writers and the jobs that write notifications in set-based
+//!   SQL (pending expiry, reminders; installments go through the writer): a job's chunk holds
+//!   it in EXCLUSIVE mode from its first statement to COMMIT, batches and [`insert_all`] in ROW
+//!   SHARE mode, which they share with each other and which waits for the job's chunk.
+//!
+//! So a split bill waits for, and holds up, only the batches on its participants' accounts
+//! (and at most one job chunk), where it used to stop every batch of every process until it
+//! committed. Two alternatives were set aside: a per-user counter row would need a lock of its
+//! own and a new cursor to page by, and readers that see only ids below the oldest open writer
+//! (by transaction id) would need a cursor on (transaction id, id) and would make every reader
+//! wait for the slowest writer of any user. The account row costs batches nothing: they hold it
+//! already.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -14,11 +40,9 @@ use sqlx::PgConnection;
 use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, Notification, NotificationKind};
 
-/// Inserts `notifications` in order, inside the caller's transaction, holding the ledger's
-/// batch gate until that transaction ends (see the module documentation). Call it last, just
-/// before COMMIT, so that the gate is held as briefly as possible; a caller that has locked
-/// rows a ledger batch may lock must have taken the gate before them (the lock order in
-/// `crate::ledger::writer`), and then this finds it held.
+/// Inserts `notifications` in order, inside the caller's transaction, after locking their
+/// recipients ([`lock_recipients`]) until that transaction ends (see the module documentation).
+/// Call it last, just before COMMIT, so that the locks are held as briefly as possible.
 pub async fn insert_all(
     conn: &mut PgConnection,
     notifications: &[NewNotification],
@@ -27,8 +51,8 @@ pub async fn insert_all(
     if notifications.is_empty() {
         return Ok(());
     }
-    crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
     let users: Vec<UserId> = notifications.iter().map(|n| n.user_id).collect();
+    lock_recipients(&mut *conn, &users).await?;
     let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
     let payloads: Vec<Json<&serde_json::Value>> = notifications.iter().map(|n| Json(&n.payload)).collect();
     sqlx::query(
@@ -42,6 +66,21 @@ pub async fn insert_all(
     .bind(now)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Takes, until the caller's transaction ends, what writing notifications to `users` needs: the
+/// ledger gate in ROW SHARE mode, then the users' main accounts in id order (FOR NO KEY UPDATE).
+/// [`insert_all`] takes them itself; a caller that locks rows a ledger batch locks after the
+/// accounts (daily counters, idempotency keys, transfers, settlement shares) must call this
+/// first, so that it never holds such a row while it waits for an account whose batch waits
+/// for that row (the lock order in `crate::ledger::writer`). Taking them again waits for nothing.
+pub async fn lock_recipients(conn: &mut PgConnection, users: &[UserId]) -> sqlx::Result<()> {
+    crate::store::tx::share_ledger_gate(&mut *conn).await?;
+    sqlx::query("SELECT 1 FROM accounts WHERE user_id = ANY($1) AND kind = 'main' ORDER BY id FOR NO KEY UPDATE")
+        .bind(users)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -1,12 +1,22 @@
 //! Error classification shared by every place that runs transactions, and the ledger gate.
 
-/// Waits at the ledger writer's gate (see migrations/*_batch_gate.sql) until the caller's
-/// transaction ends: whatever the transaction writes then never interleaves with a ledger
-/// batch, and ids it takes from sequences commit in order with theirs. Take it as late as the
-/// work allows (every batch waits while it is held) but before any row lock a batch could
-/// wait for: see the lock order in `crate::ledger::writer`.
+/// Waits at the ledger writer's gate (see migrations/*_batch_gate.sql) in EXCLUSIVE mode until
+/// the caller's transaction ends: whatever the transaction writes then never interleaves with a
+/// ledger batch, and ids it takes from sequences commit in order with theirs. Every batch of
+/// every process waits while it is held, so only jobs (chunk by chunk) and tools take it, never
+/// a request (requests take [`share_ledger_gate`]). Take it as late as the work allows but
+/// before any row lock a batch could wait for: see the lock order in `crate::ledger::writer`.
 pub async fn wait_at_ledger_gate(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     sqlx::query("LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE").execute(conn).await?;
+    Ok(())
+}
+
+/// Holds the ledger writer's gate in ROW SHARE mode until the caller's transaction ends, as
+/// every ledger batch does: it stops no batch, and waits only for a holder of the EXCLUSIVE
+/// mode (a job's chunk, a retried batch), which then waits for it. Take it before any row lock
+/// a batch or a job could wait for, as [`wait_at_ledger_gate`].
+pub async fn share_ledger_gate(conn: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("LOCK TABLE ledger_batch_gate IN ROW SHARE MODE").execute(conn).await?;
     Ok(())
 }
 
