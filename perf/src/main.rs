@@ -5,6 +5,7 @@ mod charts;
 mod history;
 mod jobs;
 mod load;
+mod logins;
 mod pgbench;
 mod scenarios;
 mod server;
@@ -32,6 +33,9 @@ enum Command {
     Expiry(jobs::ExpiryOptions),
     /// One run of the interest job over N savings accounts owed one date, then the audit.
     Interest(jobs::InterestOptions),
+    /// Bursts of concurrent log-ins at the default argon2 cost: the server's resident memory
+    /// at idle, at its peak and after, and the answers (201, or 503 with Retry-After).
+    Logins(logins::Options),
     /// Everything in one run (perf/run): the pgbench baseline and transfers, naive vs tuned
     /// history, the user scenarios stepped up to the load each sustains, the batch windows
     /// under traffic; writes results/<date>/report.md with PNG charts.
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::History(options) => history::run(options).await,
         Command::Expiry(options) => jobs::expiry(options).await,
         Command::Interest(options) => jobs::interest(options).await,
+        Command::Logins(options) => logins::run(options).await,
         Command::Run(options) => suite::run(options).await,
     }
 }

@@ -67,6 +67,15 @@ impl Server {
         anyhow::bail!("minipay did not come up on {base}")
     }
 
+    /// The server's resident memory now and its peak so far.
+    pub fn memory(&self) -> Memory {
+        self.child.id().map(memory_of).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM: graceful shutdown drains the ledger queue.
@@ -77,4 +86,34 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         let _ = self.child.kill().await;
     }
+}
+
+/// A process's resident memory (VmRSS) and its peak since it started (VmHWM).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} MiB resident (peak so far {:.1} MiB)", mib(self.rss_kib), mib(self.peak_kib))
+    }
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// From /proc/<pid>/status; zeros when the process is gone.
+pub fn memory_of(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory { rss_kib: field("VmRSS:"), peak_kib: field("VmHWM:") }
 }

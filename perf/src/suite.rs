@@ -48,6 +48,10 @@ pub struct Options {
     /// hot); its ratios are the median over them.
     #[arg(long, default_value_t = 3)]
     write_rounds: u32,
+    /// Prefix of the databases the run recreates (`<prefix>_bench`, `<prefix>_history_bench`,
+    /// `<prefix>_scenarios`), to keep runs on one PostgreSQL and ClickHouse apart.
+    #[arg(long, default_value = "minipay")]
+    databases: String,
     /// Where the dated report directory goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     results: PathBuf,
@@ -159,6 +163,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         idempotency_keys: false,
         only: None,
         server_env: Vec::new(),
+        database: format!("{}_bench", options.databases),
     };
     let writes = write::measure(&write_options).await?;
 
@@ -170,7 +175,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         heavy_accounts: 4,
         heavy_percent: 2,
         reuse_seed: true,
-        database: "minipay_history_bench".to_owned(),
+        database: format!("{}_history_bench", options.databases),
         accounts: if quick { 10 } else { 30 },
         rounds: 2,
         hot_samples: if quick { 5 } else { 15 },
@@ -201,7 +206,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     phase.next("transactional scenarios: daily users, payday, settlement evening");
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
-    let database = "minipay_scenarios";
+    let database = &format!("{}_scenarios", options.databases);
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "--databases must be a plain identifier"
+    );
     let scenario_url = database_url_for(&admin_url, database);
     recreate_database(&admin_url, &clickhouse_url, database).await?;
     let server = Server::start(
@@ -216,6 +225,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         ],
     )
     .await?;
+    let mut server_memory = vec![("idle, just started".to_owned(), server.memory())];
     let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     eprintln!("  seeding {savings} savings accounts for the batch jobs");
@@ -253,6 +263,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             scenarios::step_search(name, &options.steps, shape, options.p99_limit_ms, || make(population.clone()))
                 .await,
         );
+        server_memory.push((
+            format!("after {name} (steps up to {} users)", options.steps.iter().max().unwrap_or(&0)),
+            server.memory(),
+        ));
+        eprintln!("  server memory after {name}: {}", server.memory());
     }
 
     let traffic_users = searches
@@ -279,6 +294,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let audit = admin.audit().await?;
+    server_memory.push(("after the batch windows".to_owned(), server.memory()));
     server.stop().await;
     machine.load_after = load_average();
 
@@ -297,6 +313,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         windows: &windows,
         savings,
         audit: &audit,
+        server_memory: &server_memory,
         minutes: phase.started.elapsed().as_secs_f64() / 60.0,
     };
     report.charts(&out)?;
@@ -324,6 +341,8 @@ struct Report<'a> {
     windows: &'a BatchWindows,
     savings: i64,
     audit: &'a Value,
+    /// The transactional server's memory at points of the run.
+    server_memory: &'a [(String, crate::server::Memory)],
     minutes: f64,
 }
 
@@ -735,6 +754,20 @@ impl Report<'_> {
             }
             md.push('\n');
         }
+
+        let _ = writeln!(md, "## Server memory\n");
+        let _ = writeln!(md, "The transactional scenarios' `minipay serve`, from /proc: resident now (VmRSS) and its peak so far (VmHWM).\n");
+        let _ = writeln!(md, "| when | resident MiB | peak so far MiB |");
+        let _ = writeln!(md, "|---|---:|---:|");
+        for (when, memory) in self.server_memory {
+            let _ = writeln!(
+                md,
+                "| {when} | {:.1} | {:.1} |",
+                crate::server::mib(memory.rss_kib),
+                crate::server::mib(memory.peak_kib)
+            );
+        }
+        let _ = writeln!(md);
 
         let _ = writeln!(md, "## Audit\n");
         let _ = writeln!(md, "- after the write benchmark: ok = {}", w.audit["ok"]);

@@ -50,6 +50,9 @@ pub struct Options {
     /// Extra server environment, NAME=value (repeatable), e.g. MINIPAY_LEDGER_WRITERS=4.
     #[arg(long = "server-env")]
     pub server_env: Vec<String>,
+    /// PostgreSQL and ClickHouse database of the benchmark (recreated).
+    #[arg(long, default_value = "minipay_bench")]
+    pub database: String,
 }
 
 pub(crate) struct BenchUser {
@@ -363,13 +366,17 @@ async fn wait_for_outbox(db: &tokio_postgres::Client) -> anyhow::Result<Duration
 }
 
 /// The pgbench baseline and the HTTP transfers, cold and hot, interleaved in rounds, on a
-/// fresh `minipay_bench`.
+/// fresh `--database` (`minipay_bench`).
 pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     anyhow::ensure!(options.rounds >= 1, "--rounds must be at least 1");
     anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
-    let bench_db = "minipay_bench";
+    let bench_db = options.database.as_str();
+    anyhow::ensure!(
+        bench_db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "--database must be a plain identifier"
+    );
     let bench_url = database_url_for(&admin_url, bench_db);
     eprintln!(
         "write benchmark: {} clients, {} rounds of 4 phases x {} s, database {bench_db}",
