@@ -44,6 +44,9 @@ pub struct Config {
     /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
     /// address and escape the per-address limit.
     pub trust_forwarded_for: bool,
+    /// `MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS` (every query's limit on the server) and
+    /// `MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS` (when a history read gives up on ClickHouse).
+    pub clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts,
 }
 
 /// The scheduler and the job runner (DESIGN.md, "Jobs and time").
@@ -104,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("login_limits", &self.login_limits)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("clickhouse_timeouts", &self.clickhouse_timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +189,7 @@ impl Config {
             Some(other) => return Err(anyhow!("MINIPAY_TRUST_X_FORWARDED_FOR={other:?}: expected 0 or 1")),
         };
         let login_defaults = crate::http::login_limit::LoginLimits::default();
+        let clickhouse_defaults = crate::history::clickhouse::ClickHouseTimeouts::default();
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -247,6 +252,16 @@ impl Config {
                 )?,
             },
             trust_forwarded_for,
+            clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts {
+                query_max: Duration::from_secs(parsed(
+                    "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS",
+                    clickhouse_defaults.query_max.as_secs(),
+                )?),
+                history_read: Duration::from_millis(parsed(
+                    "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS",
+                    clickhouse_defaults.history_read.as_millis() as u64,
+                )?),
+            },
         })
         .and_then(Config::validated)
     }
@@ -269,6 +284,14 @@ impl Config {
                 crate::jobs::runner::CHUNK_SIZE_MAX
             );
             anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
+            anyhow::ensure!(
+                self.clickhouse_timeouts.query_max >= Duration::from_secs(1),
+                "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS must be >= 1"
+            );
+            anyhow::ensure!(
+                !self.clickhouse_timeouts.history_read.is_zero(),
+                "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
+            );
             if let Some(token) = &self.admin_token {
                 anyhow::ensure!(
                     token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,

@@ -451,7 +451,6 @@ pub async fn tuned_page(
     let mut windows = Windows::new(range, cursor, now, wanted);
     while let Some(window) = windows.next(entries.len()) {
         let rows: Vec<ClickHouseEntryRow> = clickhouse
-            .client()
             .query(
                 "SELECT entry_id, at_us, direction, amount, balance_after, kind,
                         counterparty_account_id, counterparty_name, transfer_id, memo
@@ -507,7 +506,6 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
     }
     // Two independent scans: side by side, the summary takes as long as the slower one.
     let by_kind = clickhouse
-        .client()
         .query(
             "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
                     count() AS count
@@ -529,7 +527,6 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
         .bind(window.high_us)
         .fetch_all::<ClickHouseTotalsRow>();
     let top = clickhouse
-        .client()
         .query(
             "SELECT counterparty_name AS name, sumIf(amount, direction = 'in') AS in_total,
                     sumIf(amount, direction = 'out') AS out_total, count() AS count
