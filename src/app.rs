@@ -69,10 +69,7 @@ pub struct Application {
 pub async fn migrate(config: &Config, pool: &PgPool, clock: &Clock) -> anyhow::Result<()> {
     store::migrate(pool).await.context("PostgreSQL migrations")?;
     partitions::ensure_around(pool, business_day::business_date(clock.now(), config.tz)).await?;
-    ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?
-        .migrate()
-        .await
-        .context("ClickHouse migrations")?;
+    ClickHouse::from_config(config)?.migrate().await.context("ClickHouse migrations")?;
     Ok(())
 }
 
@@ -86,7 +83,7 @@ impl Application {
             store::connect(&config.database_url, config.db_pool_size).await.context("connecting to PostgreSQL")?;
         store::migrate(&pool).await.context("PostgreSQL migrations")?;
         partitions::ensure_around(&pool, business_day::business_date(clock.now(), config.tz)).await?;
-        let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+        let clickhouse = ClickHouse::from_config(&config)?;
         if let Err(error) = clickhouse.migrate().await {
             tracing::warn!(error = format!("{error:#}"), "ClickHouse not migrated; history is unavailable until it is");
         }

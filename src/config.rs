@@ -50,6 +50,9 @@ pub struct Config {
     /// `MINIPAY_BLOCKS_MAX`, `MINIPAY_SETTLEMENTS_PER_HOUR`,
     /// `MINIPAY_OPEN_SHARES_PER_PARTICIPANT`).
     pub social_limits: crate::domain::social::SocialLimits,
+    /// `MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS` (every query's limit on the server) and
+    /// `MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS` (when a history read gives up on ClickHouse).
+    pub clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts,
 }
 
 /// The scheduler and the job runner (DESIGN.md, "Jobs and time").
@@ -113,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("login_limits", &self.login_limits)
             .field("password_hashing", &self.password_hashing)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("clickhouse_timeouts", &self.clickhouse_timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +214,7 @@ impl Config {
             Some(other) => return Err(anyhow!("MINIPAY_TRUST_X_FORWARDED_FOR={other:?}: expected 0 or 1")),
         };
         let login_defaults = crate::http::login_limit::LoginLimits::default();
+        let clickhouse_defaults = crate::history::clickhouse::ClickHouseTimeouts::default();
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -284,6 +289,16 @@ impl Config {
             },
             trust_forwarded_for,
             social_limits: social_limits_from_env()?,
+            clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts {
+                query_max: Duration::from_secs(parsed(
+                    "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS",
+                    clickhouse_defaults.query_max.as_secs(),
+                )?),
+                history_read: Duration::from_millis(parsed(
+                    "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS",
+                    clickhouse_defaults.history_read.as_millis() as u64,
+                )?),
+            },
         })
         .and_then(Config::validated)
     }
@@ -311,6 +326,14 @@ impl Config {
                 crate::jobs::runner::CHUNK_SIZE_MAX
             );
             anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
+            anyhow::ensure!(
+                self.clickhouse_timeouts.query_max >= Duration::from_secs(1),
+                "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS must be >= 1"
+            );
+            anyhow::ensure!(
+                !self.clickhouse_timeouts.history_read.is_zero(),
+                "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
+            );
             if let Some(token) = &self.admin_token {
                 anyhow::ensure!(
                     token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,

@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clock = Clock::new(config.clock_mode);
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             store::migrate(&pool).await.context("PostgreSQL migrations")?;
-            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let clickhouse = ClickHouse::from_config(&config)?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new())
@@ -175,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let clock = Clock::new(config.clock_mode);
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             app::migrate(&config, &pool, &clock).await?;
-            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let clickhouse = ClickHouse::from_config(&config)?;
             let options = seed::SeedOptions {
                 users: args.users,
                 entries: args.entries,
@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
             store::migrate(&pool).await.context("PostgreSQL migrations")?;
-            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let clickhouse = ClickHouse::from_config(&config)?;
             let clock = Clock::new(config.clock_mode);
             let metrics = Metrics::new();
             // Installments move money: through a ledger writer of their own, like serve's.
@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit => {
             let config = Config::from_env()?;
             let pool = store::connect(&config.database_url, 2).await.context("connecting to PostgreSQL")?;
-            let clickhouse = ClickHouse::new(&config.clickhouse_url, &config.clickhouse_database)?;
+            let clickhouse = ClickHouse::from_config(&config)?;
             let now = Clock::new(config.clock_mode).now();
             let report =
                 ledger::audit::full(&pool, &clickhouse, now, config.daily_charge_limit_krw, config.tz, &Metrics::new())

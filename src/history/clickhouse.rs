@@ -1,6 +1,19 @@
-//! The ClickHouse read store: client, version detection and migrations from `clickhouse/`.
+//! The ClickHouse read store: client, version detection and migrations from `clickhouse/`,
+//! time limits, and the cancelling of reads a request gave up on.
+//!
+//! Every query carries `max_execution_time` ([`ClickHouseTimeouts::query_max`]): ClickHouse
+//! stops it there whatever happens to its client. A history read that waits no longer
+//! ([`ClickHouseTimeouts::history_read`]) runs on a [`ClickHouse::cancellable`] copy: each of
+//! its queries gets its own `query_id`, and if the read is dropped before it finished (the
+//! request answered from PostgreSQL, timed out or went away) the queries still running are
+//! killed (`KILL QUERY ... ASYNC`): ClickHouse 18.16 does not notice a closed HTTP connection,
+//! and its queries would otherwise run on, piling up with every retry.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
+use rand::Rng;
 
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
@@ -15,10 +28,86 @@ const MIGRATIONS: [(u32, &str, &str); 2] = [
 /// and one for older servers (Debian's 18.16).
 const TTL_SINCE: (u32, u32) = (19, 6);
 
+/// How long ClickHouse may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickHouseTimeouts {
+    /// Every query's `max_execution_time`, in whole seconds (at least 1: ClickHouse 18.16
+    /// reads a fraction as 0, which means no limit).
+    pub query_max: Duration,
+    /// How long a history read waits for ClickHouse before it answers from PostgreSQL and
+    /// cancels its queries.
+    pub history_read: Duration,
+}
+
+impl Default for ClickHouseTimeouts {
+    fn default() -> Self {
+        ClickHouseTimeouts { query_max: Duration::from_secs(60), history_read: Duration::from_secs(3) }
+    }
+}
+
+/// How long the `KILL QUERY` of a cancelled read may take before it is given up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct ClickHouse {
     client: clickhouse::Client,
     database: String,
+    /// Set on a cancellable copy: the query ids its queries were given.
+    read: Option<Arc<Read>>,
+}
+
+/// The queries of one cancellable read: `{database}-{random}-{n}`.
+struct Read {
+    prefix: String,
+    issued: Mutex<Vec<String>>,
+}
+
+impl Read {
+    fn next_id(&self) -> String {
+        let mut issued = self.issued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = format!("{}-{}", self.prefix, issued.len() + 1);
+        issued.push(id.clone());
+        id
+    }
+
+    fn issued(&self) -> Vec<String> {
+        self.issued.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// Kills the queries of a cancellable read when dropped, unless told it [`finished`].
+///
+/// [`finished`]: CancelOnDrop::finished
+pub struct CancelOnDrop {
+    clickhouse: ClickHouse,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    /// The read ended (with an answer or an error): nothing of it is left running.
+    pub fn finished(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(read) = self.clickhouse.read.as_ref().filter(|_| self.armed) else { return };
+        let ids = read.issued();
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let client = self.clickhouse.client.clone();
+        runtime.spawn(async move {
+            let kill = client.query("KILL QUERY WHERE has(?, query_id) ASYNC").bind(&ids).execute();
+            match tokio::time::timeout(KILL_TIMEOUT, kill).await {
+                Ok(Ok(())) => tracing::debug!(?ids, "cancelled ClickHouse queries"),
+                Ok(Err(error)) => tracing::warn!(%error, ?ids, "could not cancel ClickHouse queries"),
+                Err(_) => tracing::warn!(?ids, "cancelling ClickHouse queries timed out"),
+            }
+        });
+    }
 }
 
 /// A server version like `18.16.1` as (major, minor).
@@ -47,6 +136,11 @@ pub fn render_ddl(template: &str, ttl: bool) -> String {
 fn already_applied(error: &clickhouse::error::Error) -> bool {
     let text = error.to_string();
     text.contains("Code: 44") && text.contains("already exists")
+}
+
+/// `max_execution_time` as ClickHouse reads it on every version: whole seconds, at least 1.
+fn query_max_secs(timeouts: ClickHouseTimeouts) -> String {
+    timeouts.query_max.as_secs().max(1).to_string()
 }
 
 /// Database names are interpolated into DDL, so only plain identifiers are accepted.
@@ -88,7 +182,34 @@ impl ClickHouse {
                 client = client.with_password(password);
             }
         }
-        Ok(ClickHouse { client: client.clone().with_database(database), database: database.to_owned() })
+        let client = client.with_setting("max_execution_time", query_max_secs(ClickHouseTimeouts::default()));
+        Ok(ClickHouse { client: client.with_database(database), database: database.to_owned(), read: None })
+    }
+
+    /// The store of `config`, with its time limit on every query.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let mut clickhouse = Self::new(&config.clickhouse_url, &config.clickhouse_database)?;
+        clickhouse.client =
+            clickhouse.client.with_setting("max_execution_time", query_max_secs(config.clickhouse_timeouts));
+        Ok(clickhouse)
+    }
+
+    /// A copy for one read whose queries can be cancelled together, and the guard that
+    /// cancels them when dropped before [`CancelOnDrop::finished`].
+    pub fn cancellable(&self) -> (ClickHouse, CancelOnDrop) {
+        let tag: u64 = rand::thread_rng().gen();
+        let read = Read { prefix: format!("{}-{tag:016x}", self.database), issued: Mutex::new(Vec::new()) };
+        let copy = ClickHouse { read: Some(Arc::new(read)), ..self.clone() };
+        (copy.clone(), CancelOnDrop { clickhouse: copy, armed: true })
+    }
+
+    /// A query on this store; on a cancellable copy it gets its own `query_id`.
+    pub fn query(&self, sql: &str) -> clickhouse::query::Query {
+        let query = self.client.query(sql);
+        match &self.read {
+            Some(read) => query.with_setting("query_id", read.next_id()),
+            None => query,
+        }
     }
 
     pub fn client(&self) -> &clickhouse::Client {

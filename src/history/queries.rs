@@ -475,7 +475,6 @@ pub async fn tuned_page(
     let mut windows = Windows::new(range, cursor, now, wanted);
     while let Some(window) = windows.next(entries.len()) {
         let rows: Vec<ClickHouseEntryRow> = clickhouse
-            .client()
             .query(
                 "SELECT entry_id, at_us, direction, amount, balance_after, kind,
                         counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name
@@ -554,7 +553,6 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
     }
     // Two independent scans: side by side, the summary takes as long as the slower one.
     let by_kind = clickhouse
-        .client()
         .query(
             "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
                     count() AS count
@@ -578,7 +576,6 @@ pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: Time
     // By account, as naive_summary; the latest name by (at_us, entry_id), the order of the
     // statement, and argMax skips NULL user names as the PostgreSQL FILTER does.
     let top = clickhouse
-        .client()
         .query(
             "SELECT counterparty_account_id AS account_id, argMax(counterparty_name, (at_us, entry_id)) AS name,
                     argMax(counterparty_user_name, (at_us, entry_id)) AS user_name,

@@ -1,8 +1,6 @@
 //! Statement history of one account: tuned (ClickHouse, keyset cursor; PostgreSQL when
 //! ClickHouse is unreachable) and naive (PostgreSQL, OFFSET) routes with the same entries.
 
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -16,14 +14,13 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
 use crate::app::AppState;
+use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::lag_ms;
 use crate::history::queries::{self, Cursor, HistoryEntry, Summary, TimeRange, Totals};
 use crate::store::accounts;
 
 pub const LAG_HEADER: &str = "x-history-lag-ms";
 pub const SOURCE_HEADER: &str = "x-history-source";
-/// A ClickHouse query slower than this is treated as ClickHouse being unreachable.
-const CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deepest naive page: OFFSET work grows with it.
 const NAIVE_PAGE_MAX: i64 = 100_000;
 
@@ -234,16 +231,31 @@ fn with_source(source: &'static str, body: impl IntoResponse) -> Response {
     response
 }
 
-/// Runs a ClickHouse query with a deadline; `None` (and a warning) when it fails.
-async fn from_clickhouse<T>(what: &str, query: impl std::future::Future<Output = anyhow::Result<T>>) -> Option<T> {
-    match tokio::time::timeout(CLICKHOUSE_TIMEOUT, query).await {
-        Ok(Ok(value)) => Some(value),
+/// Runs a read on a cancellable copy of the ClickHouse store, within
+/// `MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS`; `None` (and a warning) when it fails or is too slow.
+/// Queries of the read that may still run on ClickHouse are killed: after a timeout or a
+/// failure (a summary's other query), and when the request itself is dropped (the caller went
+/// away, the request timed out, or the ownership check refused it first).
+async fn from_clickhouse<T, F>(state: &AppState, what: &str, read: impl FnOnce(ClickHouse) -> F) -> Option<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let (clickhouse, cancel) = state.clickhouse.cancellable();
+    match tokio::time::timeout(state.config.clickhouse_timeouts.history_read, read(clickhouse)).await {
+        Ok(Ok(value)) => {
+            cancel.finished();
+            Some(value)
+        }
         Ok(Err(error)) => {
+            // Unreachable: nothing runs there, and a KILL would fail the same way.
+            if error.chain().any(|cause| matches!(cause.downcast_ref(), Some(clickhouse::error::Error::Network(_)))) {
+                cancel.finished();
+            }
             tracing::warn!(error = format!("{error:#}"), what, "ClickHouse failed; answering from PostgreSQL");
             None
         }
         Err(_) => {
-            tracing::warn!(what, "ClickHouse timed out; answering from PostgreSQL");
+            tracing::warn!(what, "ClickHouse timed out; answering from PostgreSQL and cancelling its queries");
             None
         }
     }
@@ -272,12 +284,13 @@ pub async fn get_history(
         .as_deref()
         .map(|text| Cursor::decode(text).ok_or_else(|| ApiError::validation("malformed cursor")))
         .transpose()?;
-    let tuned = queries::tuned_page(&state.clickhouse, account_id, range, cursor, limit, state.clock.now());
+    let now = state.clock.now();
+    let tuned = from_clickhouse(&state, "history page", move |clickhouse| async move {
+        queries::tuned_page(&clickhouse, account_id, range, cursor, limit, now).await
+    });
     // Side by side: the ClickHouse answer is dropped unless the caller owns the account, and
     // a caller who does not gets the 404 at once.
-    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async {
-        Ok(from_clickhouse("history page", tuned).await)
-    })?;
+    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async { Ok(tuned.await) })?;
     let (source, page) = match tuned {
         Some(page) => ("clickhouse", page),
         None => {
@@ -329,10 +342,10 @@ pub async fn get_summary(
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
-    let tuned = queries::tuned_summary(&state.clickhouse, account_id, range);
-    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async {
-        Ok(from_clickhouse("history summary", tuned).await)
-    })?;
+    let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
+        queries::tuned_summary(&clickhouse, account_id, range).await
+    });
+    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async { Ok(tuned.await) })?;
     let (source, summary) = match tuned {
         Some(summary) => ("clickhouse", summary),
         None => {

@@ -132,6 +132,7 @@ pub fn test_config(database: &str) -> Config {
         // Tests create split bills far faster than people do, on a clock that stands still; the
         // rate-limit tests turn these limits on.
         social_limits: SocialLimits { settlements_per_hour: 0, open_shares_per_participant: 0, ..Default::default() },
+        clickhouse_timeouts: Default::default(),
     }
 }
 
@@ -411,6 +412,17 @@ impl ServerProcess {
         let _ = self.child.start_kill();
         self.child.wait().await.expect("wait for the killed server")
     }
+
+    /// Kills the server and returns what it logged (from [`spawn_logged_server_process`]).
+    pub async fn log(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let _ = self.child.start_kill();
+        let mut stderr = self.child.stderr.take().expect("a server started by spawn_logged_server_process");
+        let mut log = Vec::new();
+        stderr.read_to_end(&mut log).await.expect("read the server's log");
+        let _ = self.child.wait().await;
+        String::from_utf8_lossy(&log).into_owned()
+    }
 }
 
 impl Drop for ServerProcess {
@@ -425,10 +437,20 @@ pub async fn spawn_server_process(app: &TestApp) -> ServerProcess {
 
 /// A second server, with some environment variables added or overridden.
 pub async fn spawn_server_process_with(app: &TestApp, env: &[(&str, &str)]) -> ServerProcess {
+    start_server_process(app, env, Stdio::inherit()).await
+}
+
+/// A second server whose log (stderr; set `RUST_LOG` in `env`) [`ServerProcess::log`] returns.
+pub async fn spawn_logged_server_process(app: &TestApp, env: &[(&str, &str)]) -> ServerProcess {
+    start_server_process(app, env, Stdio::piped()).await
+}
+
+async fn start_server_process(app: &TestApp, env: &[(&str, &str)], stderr: Stdio) -> ServerProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = minipay_command(app, "serve")
         .env("MINIPAY_ADDR", format!("127.0.0.1:{port}"))
         .envs(env.iter().copied())
+        .stderr(stderr)
         .spawn()
         .expect("start a second server");
     let base = format!("http://127.0.0.1:{port}");

@@ -1,9 +1,6 @@
 //! Credentials in `DATABASE_URL` and `CLICKHOUSE_URL` never reach the log, and the ClickHouse
 //! credentials of a URL are the ones the server logs in with.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::helpers::*;
@@ -22,30 +19,15 @@ async fn passwords_in_the_database_and_clickhouse_urls_are_not_logged() {
     // this one, which only leaves history to PostgreSQL.
     let database_url = with_credentials(&app.database_url, "postgres", "pg-secret-4f1c");
     let clickhouse_url = with_credentials(&app.clickhouse_url, "default", "ch-secret-9a2e");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = minipay_command(&app, "serve")
-        .env("DATABASE_URL", &database_url)
-        .env("CLICKHOUSE_URL", &clickhouse_url)
-        .env("MINIPAY_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..300 {
-        if let Ok(response) = app.client.get(format!("{base}/readyz")).send().await {
-            let body: serde_json::Value = response.json().await.unwrap();
-            assert_eq!(body["postgres"], json!("ok"), "{body}");
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not come up");
-    child.start_kill().unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    let server = spawn_logged_server_process(
+        &app,
+        &[("DATABASE_URL", &database_url), ("CLICKHOUSE_URL", &clickhouse_url), ("RUST_LOG", "info")],
+    )
+    .await;
+    let ready: serde_json::Value =
+        app.client.get(format!("{}/readyz", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["postgres"], json!("ok"), "{ready}");
+    let log = server.log().await;
     assert!(log.contains("starting") && log.contains("minipay serving"), "{log}");
     for secret in ["pg-secret-4f1c", "ch-secret-9a2e"] {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
