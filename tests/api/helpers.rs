@@ -127,6 +127,7 @@ pub fn test_config(database: &str) -> Config {
         },
         trust_forwarded_for: false,
         clickhouse_timeouts: Default::default(),
+        connections: Default::default(),
     }
 }
 
@@ -435,7 +436,9 @@ async fn start_server_process(app: &TestApp, env: &[(&str, &str)], stderr: Stdio
         .expect("start a second server");
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..300 {
-        if let Ok(response) = app.client.get(format!("{base}/healthz")).send().await {
+        // Closed after the answer, so that the probe holds no connection of the server's.
+        let probe = app.client.get(format!("{base}/healthz")).header(reqwest::header::CONNECTION, "close");
+        if let Ok(response) = probe.send().await {
             if response.status() == 200 {
                 return ServerProcess { base, child };
             }
