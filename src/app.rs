@@ -147,11 +147,10 @@ impl Application {
             let scheduler = Scheduler::new(state.job_runner(), state.config.jobs.tick);
             tokio::spawn(scheduler.run(shutdown.clone()))
         });
+        let limits = state.config.connections;
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
-        // The peer address feeds the per-address log-in limit.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        crate::http::serve::serve(listener, router, limits, shutdown).await;
         // The router (and with it every LedgerWriter handle) is gone: the writers finish
         // what is queued and stop.
         writer_tasks.join().await;

@@ -53,6 +53,8 @@ pub struct Config {
     /// `MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS` (every query's limit on the server) and
     /// `MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS` (when a history read gives up on ClickHouse).
     pub clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts,
+    /// `MINIPAY_HEADER_READ_TIMEOUT_MS`, `MINIPAY_IDLE_TIMEOUT_MS`, `MINIPAY_MAX_CONNECTIONS`.
+    pub connections: crate::http::serve::ConnectionLimits,
 }
 
 /// The scheduler and the job runner (DESIGN.md, "Jobs and time").
@@ -117,6 +119,7 @@ impl std::fmt::Debug for Config {
             .field("password_hashing", &self.password_hashing)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("clickhouse_timeouts", &self.clickhouse_timeouts)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +218,7 @@ impl Config {
         };
         let login_defaults = crate::http::login_limit::LoginLimits::default();
         let clickhouse_defaults = crate::history::clickhouse::ClickHouseTimeouts::default();
+        let connection_defaults = crate::http::serve::ConnectionLimits::default();
         Ok(Config {
             addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_url: var("DATABASE_URL")
@@ -299,6 +303,17 @@ impl Config {
                     clickhouse_defaults.history_read.as_millis() as u64,
                 )?),
             },
+            connections: crate::http::serve::ConnectionLimits {
+                header_read_timeout: Duration::from_millis(parsed(
+                    "MINIPAY_HEADER_READ_TIMEOUT_MS",
+                    connection_defaults.header_read_timeout.as_millis() as u64,
+                )?),
+                idle_timeout: Duration::from_millis(parsed(
+                    "MINIPAY_IDLE_TIMEOUT_MS",
+                    connection_defaults.idle_timeout.as_millis() as u64,
+                )?),
+                max_connections: parsed("MINIPAY_MAX_CONNECTIONS", connection_defaults.max_connections)?,
+            },
         })
         .and_then(Config::validated)
     }
@@ -334,6 +349,12 @@ impl Config {
                 !self.clickhouse_timeouts.history_read.is_zero(),
                 "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
             );
+            anyhow::ensure!(
+                !self.connections.header_read_timeout.is_zero(),
+                "MINIPAY_HEADER_READ_TIMEOUT_MS must be > 0"
+            );
+            anyhow::ensure!(!self.connections.idle_timeout.is_zero(), "MINIPAY_IDLE_TIMEOUT_MS must be > 0");
+            anyhow::ensure!(self.connections.max_connections >= 1, "MINIPAY_MAX_CONNECTIONS must be >= 1");
             if let Some(token) = &self.admin_token {
                 anyhow::ensure!(
                     token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,

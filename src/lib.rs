@@ -15,7 +15,8 @@ pub mod domain;
 pub mod hashing;
 /// The ClickHouse read store for statements.
 pub mod history;
-/// REST handlers, problem+json errors, OpenAPI.
+/// REST handlers, problem+json errors, OpenAPI, and the server's accept loop with its
+/// connection limits (`http::serve`).
 pub mod http;
 /// Scheduled jobs: the scheduler loop, the runner (once per job and business date, in
 /// resumable chunks) and one file per job.

@@ -12,6 +12,7 @@ pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod serve;
 pub mod settlements;
 pub mod social;
 pub mod transfers;

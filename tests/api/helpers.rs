@@ -133,6 +133,7 @@ pub fn test_config(database: &str) -> Config {
         // rate-limit tests turn these limits on.
         social_limits: SocialLimits { settlements_per_hour: 0, open_shares_per_participant: 0, ..Default::default() },
         clickhouse_timeouts: Default::default(),
+        connections: Default::default(),
     }
 }
 
@@ -455,7 +456,9 @@ async fn start_server_process(app: &TestApp, env: &[(&str, &str)], stderr: Stdio
         .expect("start a second server");
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..300 {
-        if let Ok(response) = app.client.get(format!("{base}/healthz")).send().await {
+        // Closed after the answer, so that the probe holds no connection of the server's.
+        let probe = app.client.get(format!("{base}/healthz")).header(reqwest::header::CONNECTION, "close");
+        if let Ok(response) = probe.send().await {
             if response.status() == 200 {
                 return ServerProcess { base, child };
             }

@@ -4,6 +4,7 @@ mod admin;
 mod admin_limits;
 mod authorization;
 mod bad_input;
+mod connections;
 mod crash;
 mod declines;
 mod fuzz;
