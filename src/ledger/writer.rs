@@ -52,6 +52,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Datelike;
 use chrono_tz::Tz;
 use rand::Rng;
 use sqlx::PgPool;
@@ -411,6 +412,18 @@ impl Worker {
                 Err(error) if attempt < self.config.attempts_max && error.is_missing_partition() => {
                     let today = self.business_date();
                     if let Err(error) = partitions::ensure_around(&self.pool, today).await {
+                        tracing::warn!(%error, "could not create partitions");
+                    }
+                    // A caught-up installment counts against the limit of its own date, which
+                    // may lie in a month long before today's partitions.
+                    let mut months: Vec<chrono::NaiveDate> = batch
+                        .iter()
+                        .filter_map(|envelope| envelope.command.charging_key(today))
+                        .filter_map(|(_, date)| date.with_day(1))
+                        .collect();
+                    months.sort_unstable();
+                    months.dedup();
+                    if let Err(error) = partitions::ensure_months(&self.pool, &months).await {
                         tracing::warn!(%error, "could not create partitions");
                     }
                 }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::accounts::{AccountId, UserId};
-use crate::domain::social::SettlementRequestsFrom;
 use crate::domain::names::{skeleton, still_reserved, UserName};
+use crate::domain::social::SettlementRequestsFrom;
 use crate::store::accounts;
 use crate::store::tx::violated_constraint;
 

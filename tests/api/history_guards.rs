@@ -55,7 +55,7 @@ async fn slow_statement_entries(app: &TestApp, account_id: i64, before: DateTime
              direction Enum8('in' = 1, 'out' = 2), amount Int64, balance_after Int64,
              kind String ALIAS if(sleep(0.5) = 0, 'charge', 'charge'),
              counterparty_account_id Nullable(Int64), counterparty_name String,
-             transfer_id Nullable(Int64), memo String)
+             transfer_id Nullable(Int64), memo String, counterparty_user_name Nullable(String))
          ENGINE = MergeTree PARTITION BY toYYYYMM(at) ORDER BY (account_id, at_us, entry_id)"
             .to_owned(),
         format!(
