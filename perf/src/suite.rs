@@ -200,6 +200,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .await,
         );
     }
+    let mut server_memory = vec![(
+        format!(
+            "history server, after the statement readers (steps up to {} users)",
+            options.steps.iter().max().unwrap_or(&0)
+        ),
+        history.server.memory(),
+    )];
+    eprintln!("  server memory after the statement readers: {}", history.server.memory());
     history.server.stop().await;
     let history_rows = &history.rows;
 
@@ -225,7 +233,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let mut server_memory = vec![("idle, just started".to_owned(), server.memory())];
+    server_memory.push(("transactional server, idle, just started".to_owned(), server.memory()));
     let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     eprintln!("  seeding {savings} savings accounts for the batch jobs");
@@ -294,7 +302,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let audit = admin.audit().await?;
-    server_memory.push(("after the batch windows".to_owned(), server.memory()));
+    server_memory.push(("after the batch windows (with daily users)".to_owned(), server.memory()));
     server.stop().await;
     machine.load_after = load_average();
 
@@ -341,7 +349,7 @@ struct Report<'a> {
     windows: &'a BatchWindows,
     savings: i64,
     audit: &'a Value,
-    /// The transactional server's memory at points of the run.
+    /// The servers' memory at points of the run.
     server_memory: &'a [(String, crate::server::Memory)],
     minutes: f64,
 }
@@ -756,7 +764,7 @@ impl Report<'_> {
         }
 
         let _ = writeln!(md, "## Server memory\n");
-        let _ = writeln!(md, "The transactional scenarios' `minipay serve`, from /proc: resident now (VmRSS) and its peak so far (VmHWM).\n");
+        let _ = writeln!(md, "The `minipay serve` of the statement readers, then the one of the transactional scenarios, from /proc: resident then (VmRSS) and the peak so far (VmHWM), since the server started.\n");
         let _ = writeln!(md, "| when | resident MiB | peak so far MiB |");
         let _ = writeln!(md, "|---|---:|---:|");
         for (when, memory) in self.server_memory {
