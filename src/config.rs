@@ -27,7 +27,7 @@ pub struct Config {
     pub password_hash_cost: crate::domain::passwords::HashCost,
     /// Hashes at once and hashes waiting (`MINIPAY_ARGON2_CONCURRENCY`, `MINIPAY_ARGON2_QUEUE`).
     pub password_hashing: crate::hashing::HashingLimits,
-    /// How long an idempotency key is remembered (API.md: at least 24 hours).
+    /// How long an idempotency key is remembered (at least 24 hours, as the README promises).
     pub idempotency_ttl: chrono::Duration,
     pub ledger: LedgerConfig,
     /// Whether `serve` runs the outbox forwarder (`MINIPAY_FORWARDER=off` leaves it to
@@ -57,7 +57,7 @@ pub struct Config {
     pub connections: crate::http::serve::ConnectionLimits,
 }
 
-/// The scheduler and the job runner (DESIGN.md, "Jobs and time").
+/// The scheduler and the job runner (docs/architecture.md, "Jobs and time").
 #[derive(Clone, Debug)]
 pub struct JobsConfig {
     /// Whether `serve` runs the scheduler loop (`MINIPAY_SCHEDULER=off` leaves jobs to
@@ -80,7 +80,7 @@ impl Default for JobsConfig {
     }
 }
 
-/// Sizes of the batched ledger writer (DESIGN.md, "The write path").
+/// Sizes of the batched ledger writer (docs/architecture.md, "The write path").
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
     /// Ledger commands one process holds at most, wherever they are (queued, waiting for rows
@@ -148,7 +148,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The most a user may top up per business day unless `MINIPAY_DAILY_CHARGE_LIMIT_KRW` says
-/// otherwise (API.md).
+/// otherwise (README, "Configuration").
 pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
 
 /// The shortest `MINIPAY_ADMIN_TOKEN` a server starts with: the token is all that guards the

@@ -50,7 +50,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::history::clickhouse::ClickHouse;
 pub use runner::{DateOutcome, DateRun, RunReport, Runner};
 
-/// Every job the API knows (API.md, "Operations").
+/// Every job the API knows (the admin job route in the OpenAPI document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobName {
     Interest,
@@ -109,7 +109,7 @@ impl JobName {
         }
     }
 
-    /// When the job runs (DESIGN.md, "Jobs and time").
+    /// When the job runs (docs/architecture.md, "Jobs and time").
     pub fn schedule(self) -> Schedule {
         let at = |hour| NaiveTime::from_hms_opt(hour, 0, 0).expect("a whole hour is a valid time");
         match self {

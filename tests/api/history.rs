@@ -275,7 +275,7 @@ async fn scenario_25_naive_and_tuned_return_the_same_entries() {
             (a["at"].as_str().unwrap().parse().unwrap(), b["at"].as_str().unwrap().parse().unwrap());
         assert!(at_a > at_b || (at_a == at_b && a["id"].as_i64() > b["id"].as_i64()), "order: {a} then {b}");
     }
-    // The entry shape of API.md.
+    // The entry shape the OpenAPI document gives.
     let sample = tuned
         .iter()
         .find(|entry| entry["memo"] == json!("rent") && entry["kind"] == json!("transfer"))
