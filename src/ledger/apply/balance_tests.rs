@@ -6,31 +6,9 @@ use super::*;
 const MAIN: AccountId = 101;
 const OTHER: AccountId = 102;
 
+/// A plain open account of `kind`, built by the apply tests' helper.
 fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account {
-    Account {
-        id,
-        user_id,
-        kind,
-        product: None,
-        status: AccountStatus::Open,
-        installment_amount: None,
-        interest_rate_bp: None,
-        opened_at: "2026-11-01T00:00:00Z".parse().unwrap(),
-        closed_at: None,
-        debits_posted: 0,
-        credits_posted: 0,
-        debits_pending: 0,
-        credits_pending: 0,
-        owner_name: None,
-        owner_transfer_mode: None,
-        installment_through: None,
-        installments_missed: 0,
-        installment_missed_on: None,
-        interest_paid: 0,
-        interest_carry: 0,
-        interest_through: None,
-        inflows: Vec::new(),
-    }
+    super::tests::account(id, user_id, kind, None)
 }
 
 /// Two users' main accounts, the first holding 10,000 (charged from the external account).

@@ -12,7 +12,7 @@ fn context() -> BatchContext {
     }
 }
 
-fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
+pub(super) fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
     Account {
         id,
         user_id,
