@@ -21,8 +21,9 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName, Schedule};
-use crate::domain::business_day::{business_date, local_instant};
+use crate::domain::business_day::{business_date, first_of_month, first_of_next_month, local_instant};
 use crate::ledger::{Command, CommandError, LedgerError, LedgerWriter, Outcome};
+use crate::store::partitions;
 
 /// Accounts walked at once (one command each in flight), so that a chunk never floods the
 /// writer's queue.
@@ -69,9 +70,10 @@ struct Owed {
     last: NaiveDate,
 }
 
-/// Takes (or records as missed) each installment an account owes, in date order; stops at the
-/// first refusal other than "already taken" (the account was closed meanwhile).
-async fn walk(ledger: LedgerWriter, owed: Owed) -> Result<InstallmentTotals, LedgerError> {
+/// Takes (or records as missed) each installment an account owes, in date order. A date another
+/// run took meanwhile is skipped; any other refusal (the account is no longer a fixed savings
+/// account of its owner) ends the walk.
+async fn walk(ledger: LedgerWriter, owed: Owed) -> anyhow::Result<InstallmentTotals> {
     let Owed { user_id, main_account_id, savings_account_id, first, last } = owed;
     let mut totals = InstallmentTotals::default();
     for date in first.iter_days().take_while(|date| *date <= last) {
@@ -81,19 +83,17 @@ async fn walk(ledger: LedgerWriter, owed: Owed) -> Result<InstallmentTotals, Led
                 totals.auto_charged_krw += auto_charged;
             }
             Ok(Outcome::Installment { taken: false, .. }) => totals.missed += 1,
-            // Done by another run meanwhile.
+            // Done by another run meanwhile (or the account was closed meanwhile, which every
+            // later date is then refused for too, at no cost but the commands).
             Err(LedgerError::Rejected(CommandError::InvalidState(_))) => {}
             // The account was closed or changed in between: nothing more to take.
             Err(LedgerError::Rejected(error)) => {
                 tracing::info!(%error, savings_account_id, "installment refused");
                 break;
             }
-            Ok(other) => {
-                tracing::error!(?other, "unexpected ledger outcome for an installment");
-                return Err(LedgerError::Unavailable);
-            }
+            Ok(other) => anyhow::bail!("unexpected ledger outcome {other:?}"),
             // The rest is taken by the next run; what is done stays done.
-            Err(error @ (LedgerError::Busy | LedgerError::Unavailable)) => return Err(error),
+            Err(error @ (LedgerError::Busy | LedgerError::Unavailable)) => return Err(error.into()),
         }
     }
     Ok(totals)
@@ -122,15 +122,35 @@ impl Job for Installments {
             .bind(i64::try_from(ctx.chunk_size)?)
             .fetch_all(&mut *conn)
             .await?;
-        let mut processed = 0;
-        for group in due.chunks(IN_FLIGHT_MAX) {
-            let mut in_flight = tokio::task::JoinSet::new();
-            for &(savings_account_id, user_id, main_account_id, through, opened_at) in group {
-                let first = match through.and_then(|through| through.succ_opt()) {
+        let owed: Vec<Owed> = due
+            .iter()
+            .map(|&(savings_account_id, user_id, main_account_id, through, opened_at)| Owed {
+                user_id,
+                main_account_id,
+                savings_account_id,
+                first: match through.and_then(|through| through.succ_opt()) {
                     Some(next) => next,
                     None => first_installment_date(opened_at, at, ctx.tz),
-                };
-                let owed = Owed { user_id, main_account_id, savings_account_id, first, last: ctx.business_date };
+                },
+                last: ctx.business_date,
+            })
+            .collect();
+        // A top-up counts on its installment's date, whose month's daily counters may never
+        // have been prepared (after a long outage) or were dropped by retention.
+        if let Some(earliest) = owed.iter().map(|owed| owed.first).min() {
+            let mut months = vec![first_of_month(earliest)];
+            while let Some(next) =
+                months.last().map(|month| first_of_next_month(*month)).filter(|m| *m <= ctx.business_date)
+            {
+                months.push(next);
+            }
+            partitions::ensure_months(ctx.pool, &months).await?;
+        }
+        let mut processed = 0;
+        let mut owed = owed.into_iter().peekable();
+        while owed.peek().is_some() {
+            let mut in_flight = tokio::task::JoinSet::new();
+            for owed in owed.by_ref().take(IN_FLIGHT_MAX) {
                 in_flight.spawn(walk(ledger.clone(), owed));
             }
             while let Some(joined) = in_flight.join_next().await {
