@@ -43,13 +43,24 @@ pub struct InstallmentTotals {
 /// Fixed savings accounts owing installments up to the date, after the cursor, with their
 /// owners' main accounts, the last date each took, and when each was opened. An account opened
 /// after a date's 08:00 starts the next day.
-const DUE: &str = "SELECT s.id, s.user_id, m.id, s.installment_through, s.opened_at
+const DUE: &str = "SELECT s.id AS savings_account_id, s.user_id, m.id AS main_account_id, s.installment_through,
+            s.opened_at
        FROM accounts s JOIN accounts m ON m.user_id = s.user_id AND m.kind = 'main'
       WHERE s.kind = 'savings' AND s.status = 'open' AND s.product = 'fixed'
         AND s.opened_at < $1 AND (s.installment_through IS NULL OR s.installment_through < $2)
         AND s.id > $3
       ORDER BY s.id
       LIMIT $4";
+
+/// A fixed savings account [`DUE`] found.
+#[derive(sqlx::FromRow)]
+struct Due {
+    savings_account_id: i64,
+    user_id: i64,
+    main_account_id: i64,
+    installment_through: Option<NaiveDate>,
+    opened_at: DateTime<Utc>,
+}
 
 /// The first date whose installment an account opened at `opened_at` owes: the date of the
 /// first `at` (08:00) after opening.
@@ -116,7 +127,7 @@ impl Job for Installments {
     ) -> anyhow::Result<Chunk> {
         let ledger = ctx.ledger.ok_or_else(|| anyhow::anyhow!("installments need the ledger writer"))?;
         let Schedule::Daily { at, .. } = self.schedule() else { anyhow::bail!("installments run daily") };
-        let due: Vec<(i64, i64, i64, Option<NaiveDate>, DateTime<Utc>)> = sqlx::query_as(DUE)
+        let due: Vec<Due> = sqlx::query_as(DUE)
             .bind(ctx.due_at)
             .bind(ctx.business_date)
             .bind(cursor.unwrap_or(0))
@@ -125,13 +136,13 @@ impl Job for Installments {
             .await?;
         let owed: Vec<Owed> = due
             .iter()
-            .map(|&(savings_account_id, user_id, main_account_id, through, opened_at)| Owed {
-                user_id,
-                main_account_id,
-                savings_account_id,
-                first: match through.and_then(|through| through.succ_opt()) {
+            .map(|account| Owed {
+                user_id: account.user_id,
+                main_account_id: account.main_account_id,
+                savings_account_id: account.savings_account_id,
+                first: match account.installment_through.and_then(|through| through.succ_opt()) {
                     Some(next) => next,
-                    None => first_installment_date(opened_at, at, ctx.tz),
+                    None => first_installment_date(account.opened_at, at, ctx.tz),
                 },
                 last: ctx.business_date,
             })
@@ -163,7 +174,7 @@ impl Job for Installments {
             report.auto_charged_krw += totals.auto_charged_krw;
             processed += totals.taken + totals.missed;
         }
-        let last = due.last().map(|(id, ..)| *id);
+        let last = due.last().map(|account| account.savings_account_id);
         Ok(Chunk { processed, cursor: last.or(cursor), finished: due.len() < ctx.chunk_size })
     }
 }
