@@ -3,7 +3,11 @@
 //! the forwarder left to carry the new statement entries to ClickHouse, then the audit.
 //!
 //! - `expiry`: N pending transfers past their 72 hours, expired and refunded.
-//! - `interest`: N savings accounts paid one day of interest.
+//! - `interest`: N savings accounts paid one day of interest, or with `--gap-days`, every day of
+//!   an outage that long (the run for the latest date catches each account up in one posting).
+//! - `installments`: N fixed savings accounts, with empty main accounts, owed `--gap-days`
+//!   installments each: every one taken through the ledger writer, topped up against its own
+//!   date's limit.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,34 @@ pub struct InterestOptions {
     /// Accounts per chunk (transaction), MINIPAY_JOBS_CHUNK_SIZE.
     #[arg(long, default_value_t = 10_000)]
     pub chunk_size: usize,
+    /// Days of interest each account is owed: 1 is a night's run; more is the catch-up after
+    /// an outage of that many days (e.g. 400).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=3_650))]
+    pub gap_days: i64,
+    /// The bench database (PostgreSQL and ClickHouse), dropped and created again: give runs
+    /// that may overlap on one server their own.
+    #[arg(long, default_value = "minipay_interest_bench")]
+    pub database: String,
+}
+
+#[derive(clap::Args)]
+pub struct InstallmentOptions {
+    /// Fixed savings accounts (10,000 KRW a day each).
+    #[arg(long, default_value_t = 1_000)]
+    pub accounts: i64,
+    /// Users they belong to (each user's main account is empty: every installment tops up).
+    #[arg(long, default_value_t = 1_000)]
+    pub users: i64,
+    /// Accounts per chunk, MINIPAY_JOBS_CHUNK_SIZE.
+    #[arg(long, default_value_t = 1_000)]
+    pub chunk_size: usize,
+    /// Installments each account is owed: 1 is a morning's run; more is the catch-up after an
+    /// outage of that many days.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=3_650))]
+    pub gap_days: i64,
+    /// The bench database (PostgreSQL and ClickHouse), dropped and created again.
+    #[arg(long, default_value = "minipay_installments_bench")]
+    pub database: String,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -79,33 +111,59 @@ const EXPIRY_SEED: &[&str] = &[
 
 /// Users with a main account each and savings accounts spread over them (free and fixed in
 /// turn), opened days ago, each holding a principal (posted from the system `interest`
-/// account, so no daily top-up counter is involved), and paid up to the day before the one
-/// now due: one date of interest is owed by every account.
+/// account, so no daily top-up counter is involved), and paid up to $GAP days before the last
+/// day now due: $GAP days of interest (1: one date) are owed by every account.
 const INTEREST_SEED: &[&str] = &[
     "INSERT INTO users (id, name, password_hash, created_at)
-     SELECT 100000 + u, 'saver' || u, 'x', now() - interval '5 days' FROM generate_series(1, $USERS) u",
+     SELECT 100000 + u, 'saver' || u, 'x', now() - interval '$OPENED days' FROM generate_series(1, $USERS) u",
     "INSERT INTO accounts (id, user_id, kind, opened_at)
-     SELECT 100000 + u, 100000 + u, 'main', now() - interval '5 days' FROM generate_series(1, $USERS) u",
+     SELECT 100000 + u, 100000 + u, 'main', now() - interval '$OPENED days' FROM generate_series(1, $USERS) u",
     "INSERT INTO accounts (id, user_id, kind, product, installment_amount, interest_rate_bp, opened_at,
                            credits_posted, interest_through)
      SELECT 10000000 + n, 100000 + 1 + n % $USERS, 'savings',
             CASE WHEN n % 2 = 0 THEN 'free' ELSE 'fixed' END,
             CASE WHEN n % 2 = 0 THEN NULL ELSE 10000 END,
             CASE WHEN n % 2 = 0 THEN 300 ELSE 500 END,
-            now() - interval '5 days', 10000 + (n % 1000) * 1000,
-            ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 2
+            now() - interval '$OPENED days', 10000 + (n % 1000) * 1000,
+            ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1 - $GAP
        FROM generate_series(1, $ACCOUNTS) n",
+    // The month of the deposits may be older than the partitions the server prepared.
+    "DO $body$
+     DECLARE month date := date_trunc('month', (now() - interval '$OPENED days') AT TIME ZONE 'UTC')::date;
+     BEGIN
+         EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF ledger_transfers FOR VALUES FROM (%L) TO (%L)',
+                        'ledger_transfers_' || to_char(month, '\"y\"YYYY\"m\"MM'), month || ' 00:00:00+00',
+                        (month + interval '1 month')::date || ' 00:00:00+00');
+     END $body$",
     "INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags)
-     SELECT nextval('ledger_transfers_id_seq'), now() - interval '5 days', 2, id, credits_posted, 'deposit', 'posted'
+     SELECT nextval('ledger_transfers_id_seq'), now() - interval '$OPENED days', 2, id, credits_posted, 'deposit', 'posted'
        FROM accounts WHERE kind = 'savings'",
     "UPDATE accounts SET debits_posted = (SELECT sum(credits_posted) FROM accounts WHERE kind = 'savings') WHERE id = 2",
+    "ANALYZE",
+];
+
+/// Users with empty main accounts and fixed savings accounts spread over them (10,000 KRW a
+/// day, nothing held), opened days ago, with installments done up to $GAP dates before the
+/// latest one now due and interest paid up to date: $GAP installments are owed by every
+/// account, each needing a top-up of 10,000 against its own date's limit.
+const INSTALLMENT_SEED: &[&str] = &[
+    "INSERT INTO users (id, name, password_hash, created_at)
+     SELECT 100000 + u, 'saver' || u, 'x', now() - interval '$OPENED days' FROM generate_series(1, $USERS) u",
+    "INSERT INTO accounts (id, user_id, kind, opened_at)
+     SELECT 100000 + u, 100000 + u, 'main', now() - interval '$OPENED days' FROM generate_series(1, $USERS) u",
+    "INSERT INTO accounts (id, user_id, kind, product, installment_amount, interest_rate_bp, opened_at,
+                           installment_through, interest_through)
+     SELECT 10000000 + n, 100000 + 1 + n % $USERS, 'savings', 'fixed', 10000, 500, now() - interval '$OPENED days',
+            ((now() AT TIME ZONE 'Asia/Seoul') - interval '8 hours')::date - $GAP,
+            ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1
+       FROM generate_series(1, $ACCOUNTS) n",
     "ANALYZE",
 ];
 
 /// One job benchmark: what to seed, which job to run, how to count what is left.
 struct JobBench {
     title: String,
-    database: &'static str,
+    database: String,
     seed: Vec<String>,
     job: &'static str,
     /// Work still to do, for the progress lines.
@@ -122,7 +180,7 @@ pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
     };
     run(JobBench {
         title: format!("pending-expiry benchmark — {} pending transfers, {} users", options.transfers, options.users),
-        database: "minipay_expiry_bench",
+        database: "minipay_expiry_bench".to_owned(),
         seed: EXPIRY_SEED.iter().map(substitute).collect(),
         job: "pending-expiry",
         left_sql: "SELECT count(*) FROM transfers WHERE status = 'pending'",
@@ -133,20 +191,58 @@ pub async fn expiry(options: ExpiryOptions) -> anyhow::Result<()> {
     .await
 }
 
-/// The interest seed's statements for `accounts` savings accounts of `users` users.
-pub(crate) fn interest_seed(accounts: i64, users: i64) -> Vec<String> {
+/// The interest seed's statements for `accounts` savings accounts of `users` users, each owed
+/// `gap_days` days of interest.
+pub(crate) fn interest_seed(accounts: i64, users: i64, gap_days: i64) -> Vec<String> {
     INTEREST_SEED
         .iter()
-        .map(|sql| sql.replace("$USERS", &users.to_string()).replace("$ACCOUNTS", &accounts.to_string()))
+        .map(|sql| {
+            sql.replace("$USERS", &users.to_string())
+                .replace("$ACCOUNTS", &accounts.to_string())
+                .replace("$GAP", &gap_days.to_string())
+                .replace("$OPENED", &(gap_days + 4).to_string())
+        })
         .collect()
+}
+
+pub async fn installments(options: InstallmentOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(options.users >= 1 && options.accounts >= 1, "needs at least 1 user and 1 account");
+    let seed = INSTALLMENT_SEED
+        .iter()
+        .map(|sql| {
+            sql.replace("$USERS", &options.users.to_string())
+                .replace("$ACCOUNTS", &options.accounts.to_string())
+                .replace("$GAP", &options.gap_days.to_string())
+                .replace("$OPENED", &(options.gap_days + 4).to_string())
+        })
+        .collect();
+    run(JobBench {
+        title: format!(
+            "installments benchmark — {} fixed savings accounts, {} users, {} installments owed each",
+            options.accounts, options.users, options.gap_days
+        ),
+        database: options.database,
+        seed,
+        job: "installments",
+        left_sql: "SELECT COALESCE(sum(((now() AT TIME ZONE 'Asia/Seoul') - interval '8 hours')::date \
+                   - installment_through), 0)::int8 FROM accounts WHERE kind = 'savings' AND product = 'fixed'",
+        unit: "installments",
+        expected: options.accounts * options.gap_days,
+        chunk_size: options.chunk_size,
+    })
+    .await
 }
 
 pub async fn interest(options: InterestOptions) -> anyhow::Result<()> {
     anyhow::ensure!(options.users >= 1 && options.accounts >= 1, "needs at least 1 user and 1 account");
+    let owed = match options.gap_days {
+        1 => "one date".to_owned(),
+        days => format!("{days} days owed (an outage's catch-up)"),
+    };
     run(JobBench {
-        title: format!("interest benchmark — {} savings accounts, {} users, one date", options.accounts, options.users),
-        database: "minipay_interest_bench",
-        seed: interest_seed(options.accounts, options.users),
+        title: format!("interest benchmark — {} savings accounts, {} users, {owed}", options.accounts, options.users),
+        database: options.database,
+        seed: interest_seed(options.accounts, options.users, options.gap_days),
         job: "interest",
         left_sql: "SELECT count(*) FROM accounts WHERE kind = 'savings' AND interest_through < \
                    ((now() AT TIME ZONE 'Asia/Seoul') - interval '4 hours')::date - 1",
@@ -160,7 +256,11 @@ pub async fn interest(options: InterestOptions) -> anyhow::Result<()> {
 async fn run(bench: JobBench) -> anyhow::Result<()> {
     let admin_url = env("DATABASE_URL")?;
     let clickhouse_url = env("CLICKHOUSE_URL")?;
-    let bench_db = bench.database;
+    let bench_db = bench.database.as_str();
+    anyhow::ensure!(
+        !bench_db.is_empty() && bench_db.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "the bench database name must be lower-case letters, digits and underscores: {bench_db}"
+    );
     let bench_url = database_url_for(&admin_url, bench_db);
     eprintln!("{}", bench.title);
     recreate_database(&admin_url, &clickhouse_url, bench_db).await?;
@@ -240,6 +340,15 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
     println!("| {:<28} | {:>12} |", "chunks (transactions)", chunks);
     println!("| {:<28} | {:>12.1} |", "job duration, s", seconds);
     println!("| {:<28} | {:>12.0} |", format!("{}/s", bench.unit), processed as f64 / seconds);
+    if let (Some(taken), Some(missed)) = (job["taken"].as_i64(), job["missed"].as_i64()) {
+        println!("| {:<28} | {:>12} |", "installments taken", taken);
+        println!("| {:<28} | {:>12} |", "installments missed", missed);
+        println!("| {:<28} | {:>12} |", "topped up, KRW", job["auto_charged_krw"]);
+    }
+    if let Some(days) = job["account_days"].as_i64() {
+        println!("| {:<28} | {:>12} |", "account-days paid", days);
+        println!("| {:<28} | {:>12} |", "interest posted, KRW", job["posted_krw"]);
+    }
     println!("| {:<28} | {:>12.2} |", "vs goal (60 s), x faster", 60.0 / seconds);
     println!("| {:<28} | {:>12.1} |", "forwarder drain after, s", drained.elapsed().as_secs_f64());
     println!("| {:<28} | {:>12} |", "audit ok", audit["ok"]);

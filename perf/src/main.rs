@@ -31,11 +31,15 @@ enum Command {
     History(history::Options),
     /// One run of the pending-expiry job over N transfers past their 72 hours, then the audit.
     Expiry(jobs::ExpiryOptions),
-    /// One run of the interest job over N savings accounts owed one date, then the audit.
+    /// One run of the interest job over N savings accounts owed one date (or `--gap-days`
+    /// days, as after an outage), then the audit.
     Interest(jobs::InterestOptions),
     /// Bursts of concurrent log-ins at the default argon2 cost: the server's resident memory
     /// at idle, at its peak and after, and the answers (201, or 503 with Retry-After).
     Logins(logins::Options),
+    /// One run of the installments job over N fixed savings accounts owed `--gap-days`
+    /// installments each (as after an outage), then the audit.
+    Installments(jobs::InstallmentOptions),
     /// Everything in one run (perf/run): the pgbench baseline and transfers, naive vs tuned
     /// history, the user scenarios stepped up to the load each sustains, the batch windows
     /// under traffic; writes results/<date>/report.md with PNG charts.
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Expiry(options) => jobs::expiry(options).await,
         Command::Interest(options) => jobs::interest(options).await,
         Command::Logins(options) => logins::run(options).await,
+        Command::Installments(options) => jobs::installments(options).await,
         Command::Run(options) => suite::run(options).await,
     }
 }

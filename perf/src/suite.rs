@@ -237,7 +237,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     eprintln!("  seeding {savings} savings accounts for the batch jobs");
-    for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1)) {
+    for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1), 1) {
         db.batch_execute(&sql).await.context("seeding savings accounts")?;
     }
     // Installments done through today, so that the first window owes one date, not every day

@@ -126,6 +126,10 @@ pub async fn create_account(
 
 /// Closes a savings account: what it holds moves to the main account. Honours
 /// `Idempotency-Key`.
+///
+/// With it goes the interest of every completed business day not yet paid: a close at 03:00
+/// gets the day before's, which the 04:00 run would have paid. The savings statement shows it
+/// as an `interest` entry naming the days, then the `close` entry.
 #[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),

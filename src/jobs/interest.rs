@@ -75,6 +75,17 @@ const LOCK_DUE: &str = "SELECT a.id, a.interest_rate_bp, a.interest_carry, a.int
       LIMIT $3
         FOR UPDATE SKIP LOCKED";
 
+/// An account [`LOCK_DUE`] found, with what earns now (`principal`).
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: i64,
+    interest_rate_bp: Option<i32>,
+    interest_carry: i64,
+    interest_through: Option<NaiveDate>,
+    opened_at: DateTime<Utc>,
+    principal: i64,
+}
+
 /// What came into each account ($1) from the end of its first day owed ($2) on: the inflows
 /// that the principal of some day owed does not include yet.
 const INFLOWS: &str = "SELECT e.account_id, e.at, e.amount
@@ -134,7 +145,7 @@ pub async fn pay_chunk(
     chunk_size: i64,
 ) -> anyhow::Result<ChunkPaid> {
     crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
-    let due: Vec<(i64, Option<i32>, i64, Option<NaiveDate>, DateTime<Utc>, i64)> = sqlx::query_as(LOCK_DUE)
+    let due: Vec<Due> = sqlx::query_as(LOCK_DUE)
         .bind(last)
         .bind(start_of_next_day(last, tz))
         .bind(chunk_size)
@@ -145,9 +156,9 @@ pub async fn pay_chunk(
     }
     let firsts: Vec<NaiveDate> = due
         .iter()
-        .map(|(_, _, _, through, opened_at, _)| first_day_owed(*through, business_date(*opened_at, tz)))
+        .map(|account| first_day_owed(account.interest_through, business_date(account.opened_at, tz)))
         .collect();
-    let ids: Vec<i64> = due.iter().map(|(id, ..)| *id).collect();
+    let ids: Vec<i64> = due.iter().map(|account| account.id).collect();
     let since: Vec<DateTime<Utc>> = firsts.iter().map(|first| start_of_next_day(*first, tz)).collect();
     let rows: Vec<(i64, DateTime<Utc>, i64)> =
         sqlx::query_as(INFLOWS).bind(&ids).bind(&since).fetch_all(&mut *conn).await?;
@@ -160,10 +171,11 @@ pub async fn pay_chunk(
     let mut carries = Vec::with_capacity(due.len());
     let mut memos = Vec::with_capacity(due.len());
     let mut paid = ChunkPaid { accounts: due.len() as u64, ..ChunkPaid::default() };
-    for ((id, rate_bp, carry, _, _, principal), first) in due.iter().zip(&firsts) {
-        let came_in = inflows.get(id).map(Vec::as_slice).unwrap_or_default();
-        let owed = owed_interest(*principal, came_in, *first, last, rate_bp.unwrap_or(0), *carry)
-            .ok_or_else(|| anyhow::anyhow!("interest for account {id} is out of range"))?;
+    for (account, first) in due.iter().zip(&firsts) {
+        let came_in = inflows.get(&account.id).map(Vec::as_slice).unwrap_or_default();
+        let rate_bp = account.interest_rate_bp.unwrap_or(0);
+        let owed = owed_interest(account.principal, came_in, *first, last, rate_bp, account.interest_carry)
+            .ok_or_else(|| anyhow::anyhow!("interest for account {} is out of range", account.id))?;
         interests.push(owed.posted);
         carries.push(owed.carry);
         memos.push(days_memo(*first, last));

@@ -592,3 +592,35 @@ async fn a_crash_in_the_middle_of_a_long_catch_up_pays_and_takes_nothing_twice()
     }
     app.assert_audit_ok().await;
 }
+
+/// More than a year down: 400 days of interest in one posting, and 400 installments each on
+/// its own date's limit, months whose partitions nobody had prepared included.
+#[tokio::test]
+async fn a_four_hundred_day_gap_is_caught_up_whole() {
+    let app = spawn_app().await;
+    app.set_clock("2026-12-01T10:00:00+09:00").await;
+    let alice = app.signup("alice").await;
+    let fixed = open_fixed(&app, &alice, 10_000).await;
+    let bob = app.signup("bob").await;
+    let free = free_savings_with(&app, &bob, 1_000_000).await;
+
+    // 2026-12-01 + 400 days: interest owed for 12-01 .. 2028-01-04, installments for
+    // 12-02 .. 2028-01-05.
+    app.set_clock("2028-01-05T09:00:00+09:00").await;
+    let report = run_interest(&app).await;
+    let total = simple_interest(1_000_000, 300, 400);
+    assert_eq!((report["posted_krw"].as_i64(), report["account_days"].as_i64()), (Some(total), Some(400 + 400)));
+    let report = run_job(&app, "installments").await;
+    assert_eq!((report["taken"].as_i64(), report["missed"].as_i64()), (Some(400), Some(0)), "{report}");
+    assert_eq!(
+        (run_interest(&app).await["processed"].clone(), run_job(&app, "installments").await["processed"].clone()),
+        (json!(0), json!(0))
+    );
+
+    let bob = fresh(&app, &bob).await;
+    assert_eq!(app.account(&bob, free).await["balance"], json!(1_000_000 + total));
+    let alice = fresh(&app, &alice).await;
+    assert_eq!(app.account(&alice, fixed).await["balance"], json!(400 * 10_000));
+    assert_eq!(app.me(&alice).await["daily_charge"]["used"], json!(10_000));
+    app.assert_audit_ok().await;
+}
