@@ -1,21 +1,110 @@
-//! Configuration from the environment, with defaults that run on a laptop.
+//! Configuration: every environment variable minipay reads, defined once ([`Settings`]: its
+//! name, type, default and meaning, parsed by clap), validated into the [`Config`] the rest of
+//! the code uses. The defaults run on a laptop; the README's configuration table lists the
+//! same variables (`scripts/check-structure` checks it).
+//!
+//! This module depends on no other module of the crate but the leaf ones (`clock`, `domain`):
+//! the limits the server's parts take (connections, log-ins, hashing, ClickHouse, jobs, the
+//! ledger writer) are defined here and used there.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use chrono_tz::Tz;
+use clap::error::ContextKind;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::clock::ClockMode;
+use crate::domain::passwords::HashCost;
+use crate::domain::social::SocialLimits;
 
-#[derive(Clone)]
+/// A secret: shown as `<redacted>` by `Debug` (and not `Display`ed at all), so it cannot end up
+/// in a log by accident. [`Secret::expose`] (or `Deref`) reads it where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> std::ops::Deref for Secret<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl From<String> for Secret<String> {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret<String> {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+/// A URL that may carry credentials (userinfo, `password=`): `Debug` shows it as
+/// [`redact_url`] does, so the host stays visible in logs and the password does not.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redact_url(&self.0), f)
+    }
+}
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> Self {
+        SecretUrl(value)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(value: &str) -> Self {
+        SecretUrl(value.to_owned())
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct Config {
     pub addr: SocketAddr,
-    pub database_url: String,
-    pub clickhouse_url: String,
+    pub database_url: SecretUrl,
+    pub clickhouse_url: SecretUrl,
     pub clickhouse_database: String,
     pub clock_mode: ClockMode,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret<String>>,
     pub tz: Tz,
     pub daily_charge_limit_krw: i64,
     pub db_pool_size: u32,
@@ -24,9 +113,9 @@ pub struct Config {
     pub session_ttl: chrono::Duration,
     /// How long a checked token is trusted without asking the database (0 turns it off).
     pub session_cache_ttl: Duration,
-    pub password_hash_cost: crate::domain::passwords::HashCost,
+    pub password_hash_cost: HashCost,
     /// Hashes at once and hashes waiting (`MINIPAY_ARGON2_CONCURRENCY`, `MINIPAY_ARGON2_QUEUE`).
-    pub password_hashing: crate::hashing::HashingLimits,
+    pub password_hashing: HashingLimits,
     /// How long an idempotency key is remembered (at least 24 hours, as the README promises).
     pub idempotency_ttl: chrono::Duration,
     pub ledger: LedgerConfig,
@@ -40,7 +129,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Log-in and sign-up rate limits (`MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE`,
     /// `MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE`; 0 turns one off).
-    pub login_limits: crate::http::login_limit::LoginLimits,
+    pub login_limits: LoginLimits,
     /// Whether the client address is taken from the last `X-Forwarded-For` entry (the one the
     /// proxy in front added) rather than from the socket (`MINIPAY_TRUST_X_FORWARDED_FOR=1`).
     /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
@@ -49,12 +138,12 @@ pub struct Config {
     /// Bounds on friends, blocks and split-bill requests (`MINIPAY_FRIENDS_MAX`,
     /// `MINIPAY_BLOCKS_MAX`, `MINIPAY_SETTLEMENTS_PER_HOUR`,
     /// `MINIPAY_OPEN_SHARES_PER_PARTICIPANT`).
-    pub social_limits: crate::domain::social::SocialLimits,
+    pub social_limits: SocialLimits,
     /// `MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS` (every query's limit on the server) and
     /// `MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS` (when a history read gives up on ClickHouse).
-    pub clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts,
+    pub clickhouse_timeouts: ClickHouseTimeouts,
     /// `MINIPAY_HEADER_READ_TIMEOUT_MS`, `MINIPAY_IDLE_TIMEOUT_MS`, `MINIPAY_MAX_CONNECTIONS`.
-    pub connections: crate::http::serve::ConnectionLimits,
+    pub connections: ConnectionLimits,
 }
 
 /// The scheduler and the job runner (docs/architecture.md, "Jobs and time").
@@ -80,6 +169,9 @@ impl Default for JobsConfig {
     }
 }
 
+/// The largest chunk a job may be configured with.
+pub const CHUNK_SIZE_MAX: usize = 100_000;
+
 /// Sizes of the batched ledger writer (docs/architecture.md, "The write path").
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
@@ -101,26 +193,92 @@ impl Default for LedgerConfig {
     }
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("addr", &self.addr)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("clickhouse_url", &redact_url(&self.clickhouse_url))
-            .field("clickhouse_database", &self.clickhouse_database)
-            .field("clock_mode", &self.clock_mode)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
-            .field("tz", &self.tz)
-            .field("ledger", &self.ledger)
-            .field("forwarder", &self.forwarder)
-            .field("forwarder_abort_after_insert", &self.forwarder_abort_after_insert)
-            .field("jobs", &self.jobs)
-            .field("login_limits", &self.login_limits)
-            .field("password_hashing", &self.password_hashing)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
-            .field("clickhouse_timeouts", &self.clickhouse_timeouts)
-            .field("connections", &self.connections)
-            .finish_non_exhaustive()
+/// How many log-in attempts each key may make per window (`http::login_limit`); 0 turns that
+/// limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failed log-ins per user name per minute.
+    pub failures_per_name_per_minute: u32,
+    /// Log-in and sign-up attempts per client address per minute.
+    pub attempts_per_address_per_minute: u32,
+    /// Failed admin authentications per client address per minute.
+    pub admin_failures_per_address_per_minute: u32,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            failures_per_name_per_minute: 10,
+            attempts_per_address_per_minute: 100,
+            admin_failures_per_address_per_minute: 10,
+        }
+    }
+}
+
+/// Time limits and the bound on open connections of the accept loop (`http::serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request to the end of its header.
+    pub header_read_timeout: Duration,
+    /// How long a connection may wait for its next request (or its first).
+    pub idle_timeout: Duration,
+    /// Connections open at once; further clients wait until one closes.
+    pub max_connections: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How long ClickHouse may take (`history::clickhouse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickHouseTimeouts {
+    /// Every query's `max_execution_time`, in whole seconds (at least 1: ClickHouse 18.16
+    /// reads a fraction as 0, which means no limit).
+    pub query_max: Duration,
+    /// How long a history read waits for ClickHouse before it answers from PostgreSQL and
+    /// cancels its queries.
+    pub history_read: Duration,
+}
+
+impl Default for ClickHouseTimeouts {
+    fn default() -> Self {
+        ClickHouseTimeouts { query_max: Duration::from_secs(60), history_read: Duration::from_secs(3) }
+    }
+}
+
+/// How many password hashes run at once, and how many more may wait (`hashing`).
+#[derive(Debug, Clone, Copy)]
+pub struct HashingLimits {
+    /// Hashes computed at once (`MINIPAY_ARGON2_CONCURRENCY`): the number of cores by default.
+    pub concurrency: usize,
+    /// Hashes waiting for a slot (`MINIPAY_ARGON2_QUEUE`); one more is refused.
+    pub queue: usize,
+}
+
+/// Queued hashes per slot by default: the last in the queue waits about this many hash
+/// times (32 × 30-60 ms at the default cost: 1-2 s), well within the request timeout.
+pub const QUEUE_PER_SLOT_DEFAULT: usize = 32;
+/// The most `MINIPAY_ARGON2_CONCURRENCY` may be: the blocking threads that compute hashes are
+/// bounded too (see `main`).
+pub const CONCURRENCY_MAX: usize = 64;
+
+impl HashingLimits {
+    /// `concurrency` slots with the default queue for them.
+    pub fn with_concurrency(concurrency: usize) -> Self {
+        HashingLimits { concurrency, queue: concurrency * QUEUE_PER_SLOT_DEFAULT }
+    }
+}
+
+impl Default for HashingLimits {
+    fn default() -> Self {
+        HashingLimits::with_concurrency(std::thread::available_parallelism().map(usize::from).unwrap_or(2))
     }
 }
 
@@ -155,216 +313,337 @@ pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
 /// operator routes, so it must be long enough that guessing it is hopeless.
 pub const ADMIN_TOKEN_LENGTH_MIN_CHARS: usize = 32;
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
+/// Every environment variable minipay reads: name, type, default and meaning, in the order of
+/// the README's configuration table. Parsed by clap from the environment only (an empty
+/// variable counts as unset); [`Config::from_env`] validates it into a [`Config`].
+#[derive(Parser, Debug)]
+#[command(name = "minipay", no_binary_name = true)]
+pub struct Settings {
+    /// Listen address.
+    #[arg(long, env = "MINIPAY_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// PostgreSQL; logged without its credentials.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/minipay")]
+    database_url: String,
+    /// ClickHouse HTTP interface; `http://user:password@host:8123` logs in as that user.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
+    /// ClickHouse database, created if missing.
+    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = "minipay")]
+    clickhouse_database: String,
+    /// ClickHouse stops any query of minipay's after this (whole seconds, >= 1).
+    #[arg(long, env = "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS", default_value_t = ClickHouseTimeouts::default().query_max.as_secs())]
+    clickhouse_max_execution_secs: u64,
+    /// A tuned history read waits this long for ClickHouse, then answers from PostgreSQL.
+    #[arg(long, env = "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS", default_value_t = millis(ClickHouseTimeouts::default().history_read))]
+    history_clickhouse_timeout_ms: u64,
+    /// `manual` lets `PUT /admin/clock` move time forward.
+    #[arg(long, env = "MINIPAY_CLOCK", value_enum, default_value_t = ClockChoice::System)]
+    clock: ClockChoice,
+    /// Enables `/admin/*` with this bearer token (at least 32 characters).
+    #[arg(long, env = "MINIPAY_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Business time zone (daily limit, jobs).
+    #[arg(long, env = "MINIPAY_TZ", value_parser = parse_tz, default_value = "Asia/Seoul")]
+    tz: Tz,
+    /// Top-ups per user per business day.
+    #[arg(long, env = "MINIPAY_DAILY_CHARGE_LIMIT_KRW", default_value_t = DAILY_CHARGE_LIMIT_KRW_DEFAULT)]
+    daily_charge_limit_krw: i64,
+    /// PostgreSQL connections (>= 2).
+    #[arg(long, env = "MINIPAY_DB_POOL_SIZE", default_value_t = 32)]
+    db_pool_size: u32,
+    /// After this a request answers 503.
+    #[arg(long, env = "MINIPAY_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// A request's header must be whole within this of its first byte.
+    #[arg(long, env = "MINIPAY_HEADER_READ_TIMEOUT_MS", default_value_t = millis(ConnectionLimits::default().header_read_timeout))]
+    header_read_timeout_ms: u64,
+    /// A connection waiting for its first or next request is closed after this.
+    #[arg(long, env = "MINIPAY_IDLE_TIMEOUT_MS", default_value_t = millis(ConnectionLimits::default().idle_timeout))]
+    idle_timeout_ms: u64,
+    /// Open connections at once.
+    #[arg(long, env = "MINIPAY_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: u32,
+    /// Larger bodies answer 413.
+    #[arg(long, env = "MINIPAY_REQUEST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    request_body_limit_bytes: usize,
+    /// Bearer token lifetime.
+    #[arg(long, env = "MINIPAY_SESSION_TTL_SECS", default_value_t = 24 * 3600, allow_negative_numbers = true)]
+    session_ttl_secs: i64,
+    /// A checked token is trusted this long without a query (0: off).
+    #[arg(long, env = "MINIPAY_SESSION_CACHE_TTL_MS", default_value_t = 5_000)]
+    session_cache_ttl_ms: u64,
+    /// Failed log-ins per user name per minute (0: off).
+    #[arg(long, env = "MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE", default_value_t = LoginLimits::default().failures_per_name_per_minute)]
+    login_attempts_per_name_per_minute: u32,
+    /// Log-ins and sign-ups per client address per minute (0: off).
+    #[arg(long, env = "MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", default_value_t = LoginLimits::default().attempts_per_address_per_minute)]
+    login_attempts_per_address_per_minute: u32,
+    /// Failed admin authentications per client address per minute (0: off).
+    #[arg(long, env = "MINIPAY_ADMIN_FAILURES_PER_ADDRESS_PER_MINUTE", default_value_t = LoginLimits::default().admin_failures_per_address_per_minute)]
+    admin_failures_per_address_per_minute: u32,
+    /// `1`: the client address is the last `X-Forwarded-For` entry (behind a proxy only).
+    #[arg(long, env = "MINIPAY_TRUST_X_FORWARDED_FOR", value_enum, default_value_t = ZeroOne::Zero)]
+    trust_x_forwarded_for: ZeroOne,
+    /// Split bills one user may create in any hour (0: off).
+    #[arg(long, env = "MINIPAY_SETTLEMENTS_PER_HOUR", default_value_t = SocialLimits::default().settlements_per_hour)]
+    settlements_per_hour: u32,
+    /// Shares still `requested` one requester may hold over one participant (0: off).
+    #[arg(long, env = "MINIPAY_OPEN_SHARES_PER_PARTICIPANT", default_value_t = SocialLimits::default().open_shares_per_participant)]
+    open_shares_per_participant: u32,
+    /// Users on one user's friend list (>= 1).
+    #[arg(long, env = "MINIPAY_FRIENDS_MAX", default_value_t = SocialLimits::default().friends_max)]
+    friends_max: u32,
+    /// Users one user may block (>= 1).
+    #[arg(long, env = "MINIPAY_BLOCKS_MAX", default_value_t = SocialLimits::default().blocks_max)]
+    blocks_max: u32,
+    /// How long idempotency keys are remembered (>= 86400).
+    #[arg(long, env = "MINIPAY_IDEMPOTENCY_TTL_SECS", default_value_t = 48 * 3600, allow_negative_numbers = true)]
+    idempotency_ttl_secs: i64,
+    /// argon2id memory cost of new password hashes.
+    #[arg(long, env = "MINIPAY_ARGON2_MEMORY_KIB", default_value_t = HashCost::default().memory_kib)]
+    argon2_memory_kib: u32,
+    /// argon2id passes of new password hashes.
+    #[arg(long, env = "MINIPAY_ARGON2_ITERATIONS", default_value_t = HashCost::default().iterations)]
+    argon2_iterations: u32,
+    /// Ledger commands one process holds; full: 503.
+    #[arg(long, env = "MINIPAY_LEDGER_QUEUE_CAPACITY", default_value_t = LedgerConfig::default().queue_capacity)]
+    ledger_queue_capacity: usize,
+    /// Password hashes computed at once (1 ..= 64; the number of cores when unset).
+    #[arg(long, env = "MINIPAY_ARGON2_CONCURRENCY")]
+    argon2_concurrency: Option<usize>,
+    /// Hashes waiting for a slot (32 × the concurrency when unset); full: 503.
+    #[arg(long, env = "MINIPAY_ARGON2_QUEUE")]
+    argon2_queue: Option<usize>,
+    /// Commands per ledger transaction.
+    #[arg(long, env = "MINIPAY_LEDGER_BATCH_SIZE_MAX", default_value_t = LedgerConfig::default().batch_size_max)]
+    ledger_batch_size_max: usize,
+    /// Concurrent batch transactions per process.
+    #[arg(long, env = "MINIPAY_LEDGER_WRITERS", default_value_t = LedgerConfig::default().writers)]
+    ledger_writers: usize,
+    /// Attempts of a batch on serialization failure.
+    #[arg(long, env = "MINIPAY_LEDGER_ATTEMPTS_MAX", default_value_t = LedgerConfig::default().attempts_max)]
+    ledger_attempts_max: u32,
+    /// `serve` runs the history forwarder; `off` leaves it to `minipay forward`.
+    #[arg(long, env = "MINIPAY_FORWARDER", value_enum, default_value_t = OnOff::On)]
+    forwarder: OnOff,
+    /// `serve` runs the job scheduler; `off` leaves jobs to `minipay jobs run` and the admin route.
+    #[arg(long, env = "MINIPAY_SCHEDULER", value_enum, default_value_t = OnOff::On)]
+    scheduler: OnOff,
+    /// Pause between scheduler ticks.
+    #[arg(long, env = "MINIPAY_SCHEDULER_TICK_MS", default_value_t = millis(JobsConfig::default().tick))]
+    scheduler_tick_ms: u64,
+    /// Items per job chunk (1 ..= 100000).
+    #[arg(long, env = "MINIPAY_JOBS_CHUNK_SIZE", default_value_t = JobsConfig::default().chunk_size)]
+    jobs_chunk_size: usize,
+    /// For crash tests only: abort once a job run has committed this many chunks.
+    #[arg(long, env = "MINIPAY_JOBS_ABORT_AFTER_CHUNKS")]
+    jobs_abort_after_chunks: Option<u32>,
+    /// Test hook, never in production: `1` aborts after the forwarder's first insert.
+    #[arg(long, env = "MINIPAY_FORWARDER_ABORT_AFTER_INSERT", value_enum, default_value_t = ZeroOne::Zero)]
+    forwarder_abort_after_insert: ZeroOne,
 }
 
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(text) => text.parse().map_err(|error| anyhow!("{name}={text:?}: {error}")),
+/// `on`/`off` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// `0`/`1` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ZeroOne {
+    #[value(name = "0")]
+    Zero,
+    #[value(name = "1")]
+    One,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ClockChoice {
+    System,
+    Manual,
+}
+
+fn parse_tz(text: &str) -> Result<Tz, String> {
+    text.parse().map_err(|error: chrono_tz::ParseError| error.to_string())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Settings {
+    /// The settings of this process's environment; an empty variable counts as unset.
+    pub fn from_env() -> anyhow::Result<Settings> {
+        let command = Settings::command().mut_args(|arg| {
+            let empty = arg.get_env().and_then(std::env::var_os).is_some_and(|value| value.is_empty());
+            if empty {
+                arg.env(None::<&'static str>)
+            } else {
+                arg
+            }
+        });
+        command
+            .try_get_matches_from(std::iter::empty::<String>())
+            .and_then(|matches| Settings::from_arg_matches(&matches))
+            .map_err(|error| anyhow!(explain(&error)))
+    }
+
+    /// Every environment variable it reads.
+    pub fn variables() -> Vec<String> {
+        let command = Settings::command();
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn into_config(self) -> Config {
+        Config {
+            addr: self.addr,
+            database_url: SecretUrl(self.database_url.clone()),
+            clickhouse_url: SecretUrl(self.clickhouse_url.clone()),
+            clickhouse_database: self.clickhouse_database.clone(),
+            clock_mode: match self.clock {
+                ClockChoice::System => ClockMode::System,
+                ClockChoice::Manual => ClockMode::Manual,
+            },
+            admin_token: self.admin_token.clone().map(Secret),
+            tz: self.tz,
+            daily_charge_limit_krw: self.daily_charge_limit_krw,
+            db_pool_size: self.db_pool_size,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            request_body_limit_bytes: self.request_body_limit_bytes,
+            session_ttl: chrono::Duration::seconds(self.session_ttl_secs),
+            session_cache_ttl: Duration::from_millis(self.session_cache_ttl_ms),
+            password_hash_cost: HashCost { memory_kib: self.argon2_memory_kib, iterations: self.argon2_iterations },
+            password_hashing: self.password_hashing(),
+            idempotency_ttl: chrono::Duration::seconds(self.idempotency_ttl_secs),
+            ledger: LedgerConfig {
+                queue_capacity: self.ledger_queue_capacity,
+                batch_size_max: self.ledger_batch_size_max,
+                writers: self.ledger_writers,
+                attempts_max: self.ledger_attempts_max,
+            },
+            forwarder: self.forwarder == OnOff::On,
+            forwarder_abort_after_insert: self.forwarder_abort_after_insert == ZeroOne::One,
+            jobs: JobsConfig {
+                scheduler: self.scheduler == OnOff::On,
+                tick: Duration::from_millis(self.scheduler_tick_ms),
+                chunk_size: self.jobs_chunk_size,
+                abort_after_chunks: self.jobs_abort_after_chunks,
+            },
+            login_limits: LoginLimits {
+                failures_per_name_per_minute: self.login_attempts_per_name_per_minute,
+                attempts_per_address_per_minute: self.login_attempts_per_address_per_minute,
+                admin_failures_per_address_per_minute: self.admin_failures_per_address_per_minute,
+            },
+            trust_forwarded_for: self.trust_x_forwarded_for == ZeroOne::One,
+            social_limits: SocialLimits {
+                friends_max: self.friends_max,
+                blocks_max: self.blocks_max,
+                settlements_per_hour: self.settlements_per_hour,
+                open_shares_per_participant: self.open_shares_per_participant,
+            },
+            clickhouse_timeouts: ClickHouseTimeouts {
+                query_max: Duration::from_secs(self.clickhouse_max_execution_secs),
+                history_read: Duration::from_millis(self.history_clickhouse_timeout_ms),
+            },
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                max_connections: self.max_connections,
+            },
+        }
+    }
+
+    fn password_hashing(&self) -> HashingLimits {
+        let concurrency = self.argon2_concurrency.unwrap_or(HashingLimits::default().concurrency);
+        HashingLimits {
+            concurrency,
+            queue: self.argon2_queue.unwrap_or(HashingLimits::with_concurrency(concurrency).queue),
+        }
     }
 }
 
-fn social_limits_from_env() -> anyhow::Result<crate::domain::social::SocialLimits> {
-    let defaults = crate::domain::social::SocialLimits::default();
-    let limits = crate::domain::social::SocialLimits {
-        friends_max: parsed("MINIPAY_FRIENDS_MAX", defaults.friends_max)?,
-        blocks_max: parsed("MINIPAY_BLOCKS_MAX", defaults.blocks_max)?,
-        settlements_per_hour: parsed("MINIPAY_SETTLEMENTS_PER_HOUR", defaults.settlements_per_hour)?,
-        open_shares_per_participant: parsed(
-            "MINIPAY_OPEN_SHARES_PER_PARTICIPANT",
-            defaults.open_shares_per_participant,
-        )?,
+/// A clap error as the variable and value at fault: `MINIPAY_CLOCK="x": expected system or
+/// manual`.
+fn explain(error: &clap::Error) -> String {
+    let arg = error.get(ContextKind::InvalidArg).map(ToString::to_string).unwrap_or_default();
+    let long = arg.trim_start_matches("--").split([' ', '=']).next().unwrap_or_default().to_owned();
+    let variable = Settings::command()
+        .get_arguments()
+        .find(|candidate| candidate.get_long() == Some(long.as_str()))
+        .and_then(|candidate| candidate.get_env().map(|name| name.to_string_lossy().into_owned()));
+    let (Some(variable), Some(value)) = (variable, error.get(ContextKind::InvalidValue)) else {
+        return error.render().to_string().trim().to_owned();
     };
-    anyhow::ensure!(limits.friends_max >= 1, "MINIPAY_FRIENDS_MAX must be >= 1");
-    anyhow::ensure!(limits.blocks_max >= 1, "MINIPAY_BLOCKS_MAX must be >= 1");
-    Ok(limits)
+    let cause = match (std::error::Error::source(error), error.get(ContextKind::ValidValue)) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(clap::error::ContextValue::Strings(valid))) => format!("expected {}", valid.join(" or ")),
+        _ => error.kind().to_string(),
+    };
+    format!("{variable}={:?}: {cause}", value.to_string())
 }
 
 impl Config {
+    /// The configuration of this process's environment, validated.
     pub fn from_env() -> anyhow::Result<Self> {
-        let clock_mode = match var("MINIPAY_CLOCK").as_deref() {
-            None | Some("system") => ClockMode::System,
-            Some("manual") => ClockMode::Manual,
-            Some(other) => return Err(anyhow!("MINIPAY_CLOCK={other:?}: expected system or manual")),
-        };
-        let tz_name = var("MINIPAY_TZ").unwrap_or_else(|| "Asia/Seoul".to_owned());
-        let tz: Tz = tz_name.parse().map_err(|error| anyhow!("MINIPAY_TZ={tz_name:?}: {error}"))?;
-        let defaults = LedgerConfig::default();
-        let forwarder = match var("MINIPAY_FORWARDER").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => return Err(anyhow!("MINIPAY_FORWARDER={other:?}: expected on or off")),
-        };
-        let forwarder_abort_after_insert = match var("MINIPAY_FORWARDER_ABORT_AFTER_INSERT").as_deref() {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(other) => return Err(anyhow!("MINIPAY_FORWARDER_ABORT_AFTER_INSERT={other:?}: expected 0 or 1")),
-        };
-        let scheduler = match var("MINIPAY_SCHEDULER").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => return Err(anyhow!("MINIPAY_SCHEDULER={other:?}: expected on or off")),
-        };
-        let jobs_defaults = JobsConfig::default();
-        let trust_forwarded_for = match var("MINIPAY_TRUST_X_FORWARDED_FOR").as_deref() {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(other) => return Err(anyhow!("MINIPAY_TRUST_X_FORWARDED_FOR={other:?}: expected 0 or 1")),
-        };
-        let login_defaults = crate::http::login_limit::LoginLimits::default();
-        let clickhouse_defaults = crate::history::clickhouse::ClickHouseTimeouts::default();
-        let connection_defaults = crate::http::serve::ConnectionLimits::default();
-        Ok(Config {
-            addr: parsed("MINIPAY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/minipay".to_owned()),
-            clickhouse_url: var("CLICKHOUSE_URL").unwrap_or_else(|| "http://127.0.0.1:8123".to_owned()),
-            clickhouse_database: var("CLICKHOUSE_DATABASE").unwrap_or_else(|| "minipay".to_owned()),
-            clock_mode,
-            admin_token: var("MINIPAY_ADMIN_TOKEN"),
-            tz,
-            daily_charge_limit_krw: parsed("MINIPAY_DAILY_CHARGE_LIMIT_KRW", DAILY_CHARGE_LIMIT_KRW_DEFAULT)?,
-            db_pool_size: parsed("MINIPAY_DB_POOL_SIZE", 32)?,
-            request_timeout: Duration::from_millis(parsed("MINIPAY_REQUEST_TIMEOUT_MS", 10_000)?),
-            request_body_limit_bytes: parsed("MINIPAY_REQUEST_BODY_LIMIT_BYTES", 64 * 1024)?,
-            session_ttl: chrono::Duration::seconds(parsed("MINIPAY_SESSION_TTL_SECS", 24 * 3600)?),
-            session_cache_ttl: Duration::from_millis(parsed("MINIPAY_SESSION_CACHE_TTL_MS", 5_000)?),
-            password_hash_cost: crate::domain::passwords::HashCost {
-                memory_kib: parsed(
-                    "MINIPAY_ARGON2_MEMORY_KIB",
-                    crate::domain::passwords::HashCost::default().memory_kib,
-                )?,
-                iterations: parsed(
-                    "MINIPAY_ARGON2_ITERATIONS",
-                    crate::domain::passwords::HashCost::default().iterations,
-                )?,
-            },
-            password_hashing: {
-                let concurrency =
-                    parsed("MINIPAY_ARGON2_CONCURRENCY", crate::hashing::HashingLimits::default().concurrency)?;
-                crate::hashing::HashingLimits {
-                    concurrency,
-                    queue: parsed(
-                        "MINIPAY_ARGON2_QUEUE",
-                        crate::hashing::HashingLimits::with_concurrency(concurrency).queue,
-                    )?,
-                }
-            },
-            idempotency_ttl: chrono::Duration::seconds(parsed("MINIPAY_IDEMPOTENCY_TTL_SECS", 48 * 3600)?),
-            ledger: LedgerConfig {
-                queue_capacity: parsed("MINIPAY_LEDGER_QUEUE_CAPACITY", defaults.queue_capacity)?,
-                batch_size_max: parsed("MINIPAY_LEDGER_BATCH_SIZE_MAX", defaults.batch_size_max)?,
-                writers: parsed("MINIPAY_LEDGER_WRITERS", defaults.writers)?,
-                attempts_max: parsed("MINIPAY_LEDGER_ATTEMPTS_MAX", defaults.attempts_max)?,
-            },
-            forwarder,
-            forwarder_abort_after_insert,
-            jobs: JobsConfig {
-                scheduler,
-                tick: Duration::from_millis(parsed(
-                    "MINIPAY_SCHEDULER_TICK_MS",
-                    jobs_defaults.tick.as_millis() as u64,
-                )?),
-                chunk_size: parsed("MINIPAY_JOBS_CHUNK_SIZE", jobs_defaults.chunk_size)?,
-                abort_after_chunks: var("MINIPAY_JOBS_ABORT_AFTER_CHUNKS")
-                    .map(|text| {
-                        text.parse().map_err(|error| anyhow!("MINIPAY_JOBS_ABORT_AFTER_CHUNKS={text:?}: {error}"))
-                    })
-                    .transpose()?,
-            },
-            login_limits: crate::http::login_limit::LoginLimits {
-                failures_per_name_per_minute: parsed(
-                    "MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE",
-                    login_defaults.failures_per_name_per_minute,
-                )?,
-                attempts_per_address_per_minute: parsed(
-                    "MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE",
-                    login_defaults.attempts_per_address_per_minute,
-                )?,
-                admin_failures_per_address_per_minute: parsed(
-                    "MINIPAY_ADMIN_FAILURES_PER_ADDRESS_PER_MINUTE",
-                    login_defaults.admin_failures_per_address_per_minute,
-                )?,
-            },
-            trust_forwarded_for,
-            social_limits: social_limits_from_env()?,
-            clickhouse_timeouts: crate::history::clickhouse::ClickHouseTimeouts {
-                query_max: Duration::from_secs(parsed(
-                    "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS",
-                    clickhouse_defaults.query_max.as_secs(),
-                )?),
-                history_read: Duration::from_millis(parsed(
-                    "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS",
-                    clickhouse_defaults.history_read.as_millis() as u64,
-                )?),
-            },
-            connections: crate::http::serve::ConnectionLimits {
-                header_read_timeout: Duration::from_millis(parsed(
-                    "MINIPAY_HEADER_READ_TIMEOUT_MS",
-                    connection_defaults.header_read_timeout.as_millis() as u64,
-                )?),
-                idle_timeout: Duration::from_millis(parsed(
-                    "MINIPAY_IDLE_TIMEOUT_MS",
-                    connection_defaults.idle_timeout.as_millis() as u64,
-                )?),
-                max_connections: parsed("MINIPAY_MAX_CONNECTIONS", connection_defaults.max_connections)?,
-            },
-        })
-        .and_then(Config::validated)
+        Settings::from_env()?.into_config().validated()
     }
 
     fn validated(self) -> anyhow::Result<Self> {
-        (|| {
-            anyhow::ensure!(
-                self.idempotency_ttl >= chrono::Duration::hours(24),
-                "MINIPAY_IDEMPOTENCY_TTL_SECS must be at least 86400"
-            );
-            anyhow::ensure!(self.daily_charge_limit_krw > 0, "MINIPAY_DAILY_CHARGE_LIMIT_KRW must be > 0");
-            anyhow::ensure!(self.db_pool_size >= 2, "MINIPAY_DB_POOL_SIZE must be >= 2");
-            anyhow::ensure!(
-                (1..=crate::hashing::CONCURRENCY_MAX).contains(&self.password_hashing.concurrency),
-                "MINIPAY_ARGON2_CONCURRENCY must be between 1 and {}",
-                crate::hashing::CONCURRENCY_MAX
-            );
-            anyhow::ensure!(self.ledger.batch_size_max >= 1, "MINIPAY_LEDGER_BATCH_SIZE_MAX must be >= 1");
-            anyhow::ensure!(self.ledger.writers >= 1, "MINIPAY_LEDGER_WRITERS must be >= 1");
-            anyhow::ensure!(self.ledger.queue_capacity >= 1, "MINIPAY_LEDGER_QUEUE_CAPACITY must be >= 1");
-            anyhow::ensure!(self.ledger.attempts_max >= 1, "MINIPAY_LEDGER_ATTEMPTS_MAX must be >= 1");
-            anyhow::ensure!(
-                (1..=crate::jobs::runner::CHUNK_SIZE_MAX).contains(&self.jobs.chunk_size),
-                "MINIPAY_JOBS_CHUNK_SIZE must be between 1 and {}",
-                crate::jobs::runner::CHUNK_SIZE_MAX
-            );
-            anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
-            anyhow::ensure!(
-                self.clickhouse_timeouts.query_max >= Duration::from_secs(1),
-                "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS must be >= 1"
-            );
-            anyhow::ensure!(
-                !self.clickhouse_timeouts.history_read.is_zero(),
-                "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
-            );
-            anyhow::ensure!(
-                !self.connections.header_read_timeout.is_zero(),
-                "MINIPAY_HEADER_READ_TIMEOUT_MS must be > 0"
-            );
-            anyhow::ensure!(!self.connections.idle_timeout.is_zero(), "MINIPAY_IDLE_TIMEOUT_MS must be > 0");
-            anyhow::ensure!(self.connections.max_connections >= 1, "MINIPAY_MAX_CONNECTIONS must be >= 1");
-            if let Some(token) = &self.admin_token {
-                anyhow::ensure!(
-                    token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,
-                    "MINIPAY_ADMIN_TOKEN must be at least {ADMIN_TOKEN_LENGTH_MIN_CHARS} characters"
-                );
-            }
-            Ok(())
-        })()
-        .context("invalid configuration")?;
+        self.check_limits().and_then(|()| self.check_services()).context("invalid configuration")?;
         Ok(self)
+    }
+
+    fn check_limits(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.idempotency_ttl >= chrono::Duration::hours(24),
+            "MINIPAY_IDEMPOTENCY_TTL_SECS must be at least 86400"
+        );
+        anyhow::ensure!(self.daily_charge_limit_krw > 0, "MINIPAY_DAILY_CHARGE_LIMIT_KRW must be > 0");
+        anyhow::ensure!(self.db_pool_size >= 2, "MINIPAY_DB_POOL_SIZE must be >= 2");
+        anyhow::ensure!(
+            (1..=CONCURRENCY_MAX).contains(&self.password_hashing.concurrency),
+            "MINIPAY_ARGON2_CONCURRENCY must be between 1 and {CONCURRENCY_MAX}"
+        );
+        anyhow::ensure!(self.ledger.batch_size_max >= 1, "MINIPAY_LEDGER_BATCH_SIZE_MAX must be >= 1");
+        anyhow::ensure!(self.ledger.writers >= 1, "MINIPAY_LEDGER_WRITERS must be >= 1");
+        anyhow::ensure!(self.ledger.queue_capacity >= 1, "MINIPAY_LEDGER_QUEUE_CAPACITY must be >= 1");
+        anyhow::ensure!(self.ledger.attempts_max >= 1, "MINIPAY_LEDGER_ATTEMPTS_MAX must be >= 1");
+        anyhow::ensure!(
+            (1..=CHUNK_SIZE_MAX).contains(&self.jobs.chunk_size),
+            "MINIPAY_JOBS_CHUNK_SIZE must be between 1 and {CHUNK_SIZE_MAX}"
+        );
+        anyhow::ensure!(!self.jobs.tick.is_zero(), "MINIPAY_SCHEDULER_TICK_MS must be > 0");
+        anyhow::ensure!(self.social_limits.friends_max >= 1, "MINIPAY_FRIENDS_MAX must be >= 1");
+        anyhow::ensure!(self.social_limits.blocks_max >= 1, "MINIPAY_BLOCKS_MAX must be >= 1");
+        Ok(())
+    }
+
+    fn check_services(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.clickhouse_timeouts.query_max >= Duration::from_secs(1),
+            "MINIPAY_CLICKHOUSE_MAX_EXECUTION_SECS must be >= 1"
+        );
+        anyhow::ensure!(
+            !self.clickhouse_timeouts.history_read.is_zero(),
+            "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
+        );
+        anyhow::ensure!(!self.connections.header_read_timeout.is_zero(), "MINIPAY_HEADER_READ_TIMEOUT_MS must be > 0");
+        anyhow::ensure!(!self.connections.idle_timeout.is_zero(), "MINIPAY_IDLE_TIMEOUT_MS must be > 0");
+        anyhow::ensure!(self.connections.max_connections >= 1, "MINIPAY_MAX_CONNECTIONS must be >= 1");
+        if let Some(token) = &self.admin_token {
+            anyhow::ensure!(
+                token.chars().count() >= ADMIN_TOKEN_LENGTH_MIN_CHARS,
+                "MINIPAY_ADMIN_TOKEN must be at least {ADMIN_TOKEN_LENGTH_MIN_CHARS} characters"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -395,14 +674,84 @@ mod tests {
     #[test]
     fn the_debug_output_hides_both_urls_credentials() {
         let config = Config {
-            database_url: "postgres://postgres:pg-secret@127.0.0.1:5432/minipay".to_owned(),
-            clickhouse_url: "http://default:ch-secret@127.0.0.1:8123".to_owned(),
-            admin_token: Some("a".repeat(40)),
+            database_url: "postgres://postgres:pg-secret@127.0.0.1:5432/minipay".into(),
+            clickhouse_url: "http://default:ch-secret@127.0.0.1:8123".into(),
+            admin_token: Some("a".repeat(40).into()),
             ..Config::from_env().expect("the defaults are a valid configuration")
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret") && !shown.contains(&"a".repeat(40)), "{shown}");
         assert!(shown.contains("postgres://***@127.0.0.1:5432/minipay"), "{shown}");
         assert!(shown.contains("http://***@127.0.0.1:8123"), "{shown}");
+    }
+
+    /// The arguments, as the environment would give them (without reading it).
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        Settings::command()
+            .try_get_matches_from(args)
+            .and_then(|matches| Settings::from_arg_matches(&matches))
+            .map_err(|error| explain(&error))
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_expected() {
+        for (args, message) in [
+            (["--clock", "x"], r#"MINIPAY_CLOCK="x": expected system or manual"#),
+            (["--forwarder", "maybe"], r#"MINIPAY_FORWARDER="maybe": expected on or off"#),
+            (["--trust-x-forwarded-for", "2"], r#"MINIPAY_TRUST_X_FORWARDED_FOR="2": expected 0 or 1"#),
+            (["--addr", "nope"], r#"MINIPAY_ADDR="nope": invalid socket address syntax"#),
+            (["--jobs-chunk-size", "x"], r#"MINIPAY_JOBS_CHUNK_SIZE="x": invalid digit found in string"#),
+        ] {
+            assert_eq!(parse(&args).map(|_| ()), Err(message.to_owned()));
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_after_parsing() {
+        let config = parse(&["--db-pool-size", "1"]).unwrap().into_config();
+        let error = format!("{:#}", config.validated().unwrap_err());
+        assert_eq!(error, "invalid configuration: MINIPAY_DB_POOL_SIZE must be >= 2");
+        let config = parse(&["--admin-token", "short"]).unwrap().into_config();
+        assert!(format!("{:#}", config.validated().unwrap_err()).contains("MINIPAY_ADMIN_TOKEN must be at least 32"));
+    }
+
+    /// The README's configuration table, as (variable, default) pairs; the default is `None`
+    /// where the README describes it in words ("unset", "number of cores").
+    fn readme_table() -> Vec<(String, Option<String>)> {
+        let readme = include_str!("../README.md");
+        let section = readme.split("\n## Configuration\n").nth(1).expect("the README has a Configuration section");
+        section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2)
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let unquote =
+                    |cell: &str| cell.strip_prefix('`').and_then(|cell| cell.strip_suffix('`')).map(str::to_owned);
+                (unquote(cells[1]).expect("a variable in backticks"), unquote(cells[2]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_variable_with_its_default() {
+        let table = readme_table();
+        let mut listed: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
+        let mut defined = Settings::variables();
+        listed.sort();
+        defined.sort();
+        assert_eq!(listed, defined, "the README's configuration table and `Settings` differ");
+        let command = Settings::command();
+        for (name, default) in table {
+            let arg = command.get_arguments().find(|arg| arg.get_env() == Some(std::ffi::OsStr::new(&name))).unwrap();
+            let defined: Vec<String> =
+                arg.get_default_values().iter().map(|value| value.to_string_lossy().into_owned()).collect();
+            if let Some(default) = default {
+                assert_eq!(defined, [default], "{name}");
+            } else {
+                assert_eq!(defined, Vec::<String>::new(), "{name}");
+            }
+        }
     }
 }

@@ -19,34 +19,7 @@ use tokio::sync::Semaphore;
 use crate::domain::names::Password;
 use crate::domain::passwords::{self, HashCost, HashMemory};
 
-/// How many hashes run at once, and how many more may wait.
-#[derive(Debug, Clone, Copy)]
-pub struct HashingLimits {
-    /// Hashes computed at once (`MINIPAY_ARGON2_CONCURRENCY`): the number of cores by default.
-    pub concurrency: usize,
-    /// Hashes waiting for a slot (`MINIPAY_ARGON2_QUEUE`); one more is refused.
-    pub queue: usize,
-}
-
-/// Queued hashes per slot by default: the last in the queue waits about this many hash
-/// times (32 × 30-60 ms at the default cost: 1-2 s), well within the request timeout.
-pub const QUEUE_PER_SLOT_DEFAULT: usize = 32;
-/// The most `MINIPAY_ARGON2_CONCURRENCY` may be: the blocking threads that compute hashes are
-/// bounded too (see `main`).
-pub const CONCURRENCY_MAX: usize = 64;
-
-impl HashingLimits {
-    /// `concurrency` slots with the default queue for them.
-    pub fn with_concurrency(concurrency: usize) -> Self {
-        HashingLimits { concurrency, queue: concurrency * QUEUE_PER_SLOT_DEFAULT }
-    }
-}
-
-impl Default for HashingLimits {
-    fn default() -> Self {
-        HashingLimits::with_concurrency(std::thread::available_parallelism().map(usize::from).unwrap_or(2))
-    }
-}
+pub use crate::config::{HashingLimits, CONCURRENCY_MAX, QUEUE_PER_SLOT_DEFAULT};
 
 /// Every slot is taken and the queue is full.
 #[derive(Debug, thiserror::Error)]

@@ -28,22 +28,7 @@ const MIGRATIONS: [(u32, &str, &str); 2] = [
 /// and one for older servers (Debian's 18.16).
 const TTL_SINCE: (u32, u32) = (19, 6);
 
-/// How long ClickHouse may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClickHouseTimeouts {
-    /// Every query's `max_execution_time`, in whole seconds (at least 1: ClickHouse 18.16
-    /// reads a fraction as 0, which means no limit).
-    pub query_max: Duration,
-    /// How long a history read waits for ClickHouse before it answers from PostgreSQL and
-    /// cancels its queries.
-    pub history_read: Duration,
-}
-
-impl Default for ClickHouseTimeouts {
-    fn default() -> Self {
-        ClickHouseTimeouts { query_max: Duration::from_secs(60), history_read: Duration::from_secs(3) }
-    }
-}
+pub use crate::config::ClickHouseTimeouts;
 
 /// How long the `KILL QUERY` of a cancelled read may take before it is given up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);

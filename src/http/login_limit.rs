@@ -27,26 +27,7 @@ pub const LOGIN_WINDOW_SECS: i64 = 60;
 /// Keys each map tracks at most (about 100 bytes each: a few MiB when full).
 pub const LOGIN_LIMIT_CAPACITY_KEYS: usize = 100_000;
 
-/// How many attempts each key may make per window; 0 turns that limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginLimits {
-    /// Failed log-ins per user name per minute.
-    pub failures_per_name_per_minute: u32,
-    /// Log-in and sign-up attempts per client address per minute.
-    pub attempts_per_address_per_minute: u32,
-    /// Failed admin authentications per client address per minute.
-    pub admin_failures_per_address_per_minute: u32,
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        LoginLimits {
-            failures_per_name_per_minute: 10,
-            attempts_per_address_per_minute: 100,
-            admin_failures_per_address_per_minute: 10,
-        }
-    }
-}
+pub use crate::config::LoginLimits;
 
 /// The caller must wait this long before trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

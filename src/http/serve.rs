@@ -37,27 +37,7 @@ use tower::ServiceExt;
 
 use crate::shutdown::Shutdown;
 
-/// Time limits and the bound on open connections
-/// (`MINIPAY_HEADER_READ_TIMEOUT_MS`, `MINIPAY_IDLE_TIMEOUT_MS`, `MINIPAY_MAX_CONNECTIONS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// From the first byte of a request to the end of its header.
-    pub header_read_timeout: Duration,
-    /// How long a connection may wait for its next request (or its first).
-    pub idle_timeout: Duration,
-    /// Connections open at once; further clients wait until one closes.
-    pub max_connections: u32,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-        }
-    }
-}
+pub use crate::config::ConnectionLimits;
 
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);

@@ -99,11 +99,11 @@ pub async fn fresh_database() -> String {
 pub fn test_config(database: &str) -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: database_url_for(database),
-        clickhouse_url: env_var("CLICKHOUSE_URL"),
+        database_url: database_url_for(database).into(),
+        clickhouse_url: env_var("CLICKHOUSE_URL").into(),
         clickhouse_database: database.to_owned(),
         clock_mode: ClockMode::Manual,
-        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        admin_token: Some(ADMIN_TOKEN.into()),
         tz: chrono_tz::Asia::Seoul,
         daily_charge_limit_krw: 3_000_000,
         db_pool_size: 20,
@@ -167,8 +167,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = fresh_database().await;
     let mut config = test_config(&database);
     adjust(&mut config);
-    let database_url = config.database_url.clone();
-    let clickhouse_url = config.clickhouse_url.clone();
+    let database_url = config.database_url.expose().to_owned();
+    let clickhouse_url = config.clickhouse_url.expose().to_owned();
     let application = Application::build(config).await.expect("build the application");
     let base = format!("http://{}", application.local_addr().unwrap());
     let shutdown = Shutdown::new();

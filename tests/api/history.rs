@@ -850,7 +850,7 @@ fn metric(metrics: &str, name: &str) -> u64 {
 #[tokio::test]
 async fn clickhouse_unreachable_for_a_while_loses_and_doubles_nothing() {
     let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
-    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url).await;
+    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url.into()).await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;

@@ -135,7 +135,7 @@ fn through(proxied_server: &str, database_url: &str) -> String {
 async fn postgres_stopped_under_load_answers_503_and_recovers_by_itself() {
     let (proxy, proxied) = TcpProxy::in_front_of(&std::env::var("DATABASE_URL").unwrap()).await;
     let app = spawn_app_with(|config| {
-        config.database_url = through(&proxied, &config.database_url);
+        config.database_url = through(&proxied, &config.database_url).into();
         config.request_timeout = REQUEST_TIMEOUT;
         // Sessions checked before the cut stay trusted through it, so that commands get as
         // far as the ledger writer (with an uncached session they stop at the 503 of auth).

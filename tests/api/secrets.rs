@@ -38,7 +38,7 @@ async fn passwords_in_the_database_and_clickhouse_urls_are_not_logged() {
 }
 
 async fn clickhouse_readiness(clickhouse_url: String) -> serde_json::Value {
-    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url).await;
+    let app = spawn_app_with(|config| config.clickhouse_url = clickhouse_url.into()).await;
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, 200, "{body}");
     body["clickhouse"].clone()
