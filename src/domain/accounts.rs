@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-pub type AccountId = i64;
-pub type UserId = i64;
+pub use super::ids::{AccountId, UserId};
+// Re-exported for the modules that name it here (`crate::domain::accounts::text_enum!`).
+pub(crate) use super::text_enum::text_enum;
 
 /// The outside world: source of every top-up. May go negative.
 pub const EXTERNAL_ACCOUNT_ID: AccountId = 1;
@@ -35,26 +36,6 @@ pub enum AccountStatus {
     Open,
     Closed,
 }
-
-macro_rules! text_enum {
-    ($type:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $type {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($type::$variant => $text),+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text {
-                    $($text => Some($type::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-pub(crate) use text_enum;
 
 text_enum!(AccountKind { System => "system", Main => "main", Savings => "savings" });
 text_enum!(Product { Free => "free", Fixed => "fixed" });

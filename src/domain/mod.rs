@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod business_day;
+pub mod ids;
 pub mod interest;
 pub mod money;
 pub mod names;
@@ -9,5 +10,6 @@ pub mod notifications;
 pub mod passwords;
 pub mod settlements;
 pub mod social;
+pub mod text_enum;
 pub mod transfers;
 pub mod weak_passwords;

@@ -1,6 +1,7 @@
 //! What users are told about, and when.
 
-use super::accounts::{text_enum, UserId};
+use super::ids::UserId;
+use super::text_enum::text_enum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationKind {

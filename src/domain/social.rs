@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::accounts::text_enum;
+use super::text_enum::text_enum;
 
 /// Who may ask a user to pay a share of a split bill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

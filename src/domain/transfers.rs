@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::accounts::{text_enum, AccountId, UserId};
+use super::ids::{AccountId, UserId};
+use super::text_enum::text_enum;
 
 /// How long a pending transfer waits for the receiver before it expires.
 pub const PENDING_LIFETIME: Duration = Duration::hours(72);

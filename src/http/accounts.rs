@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
-use crate::app::AppState;
 use crate::domain::accounts::{Account, AccountId, Product};
 use crate::domain::money::Amount;
+use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::accounts;
 
@@ -143,7 +143,7 @@ pub async fn close_account(
     key: IdempotencyKey,
     ApiPath(id): ApiPath<AccountId>,
 ) -> ApiResult<Response> {
-    let print = key.fingerprint("POST /v1/accounts/{id}/close", &id);
+    let fingerprint = key.fingerprint("POST /v1/accounts/{id}/close", &id);
     let command = Command::CloseSavings {
         user_id: caller.user_id,
         main_account_id: caller.main_account_id,
@@ -154,5 +154,5 @@ pub async fn close_account(
         Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("close answered with {other:?}"))),
         Err(error) => stored_error(error.clone().into()),
     });
-    Ok(run_command(&state, caller, key, print, command, render).await)
+    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
 }

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
-use crate::app::AppState;
 use crate::clock::{ClockMode, SetClockError};
+use crate::http::state::AppState;
 use crate::jobs::{self, JobName, RunReport};
 use crate::ledger::audit::{self, AuditReport};
 use crate::store::partitions;

@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::domain::accounts::{AccountId, UserId};
+use crate::http::state::AppState;
 use crate::store::sessions;
 
 /// `axum::Json` with problem+json rejections: bad syntax → 400, wrong shape → 422, too large → 413.

@@ -13,10 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
-use crate::app::AppState;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::lag_ms;
 use crate::history::queries::{self, Cursor, HistoryEntry, Summary, TimeRange, Totals};
+use crate::http::state::AppState;
 use crate::store::accounts;
 
 pub const LAG_HEADER: &str = "x-history-lag-ms";

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::AuthUser;
-use crate::app::AppState;
+use crate::http::state::AppState;
 use crate::ledger::writer::{Answer, Idempotency, Render};
 use crate::ledger::Command;
 use crate::store::idempotency::{self, StoredResponse};

@@ -15,6 +15,7 @@ pub mod paging;
 pub mod serve;
 pub mod settlements;
 pub mod social;
+pub mod state;
 pub mod transfers;
 pub mod users;
 
@@ -30,7 +31,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 use error::ApiError;
 
 #[derive(OpenApi)]

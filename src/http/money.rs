@@ -13,9 +13,9 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use super::users::DailyChargeView;
-use crate::app::AppState;
 use crate::domain::accounts::AccountId;
 use crate::domain::money::Amount;
+use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -63,7 +63,7 @@ pub async fn create_charge(
     ApiJson(body): ApiJson<AmountRequest>,
 ) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    let print = key.fingerprint(&format!("POST /v1/accounts/{account_id}/charges"), &body);
+    let fingerprint = key.fingerprint(&format!("POST /v1/accounts/{account_id}/charges"), &body);
     let view_state = state.clone();
     let render = Arc::new(move |result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::Charged { account, charged, daily_used }) => stored_json(
@@ -78,7 +78,7 @@ pub async fn create_charge(
         Err(error) => stored_error(error.clone().into()),
     });
     let command = Command::Charge { user_id: caller.user_id, account_id, amount };
-    Ok(run_command(&state, caller, key, print, command, render).await)
+    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
 }
 
 /// Moves money from the caller's main account into one of their free savings accounts,
@@ -98,7 +98,7 @@ pub async fn create_deposit(
     ApiJson(body): ApiJson<AmountRequest>,
 ) -> ApiResult<Response> {
     let amount = parse_amount(body.amount)?;
-    let print = key.fingerprint(&format!("POST /v1/accounts/{account_id}/deposits"), &body);
+    let fingerprint = key.fingerprint(&format!("POST /v1/accounts/{account_id}/deposits"), &body);
     let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::Deposited { savings, main, auto_charged, .. }) => stored_json(
             StatusCode::CREATED,
@@ -117,5 +117,5 @@ pub async fn create_deposit(
         savings_account_id: account_id,
         amount,
     };
-    Ok(run_command(&state, caller, key, print, command, render).await)
+    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
 }

@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiQuery, AuthUser};
 use super::paging::page_size;
-use crate::app::AppState;
 use crate::domain::notifications::Notification;
+use crate::http::state::AppState;
 use crate::store::notifications;
 
 #[derive(Serialize, ToSchema)]

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
-use crate::app::AppState;
 use crate::domain::names::UserName;
+use crate::http::state::AppState;
 use crate::store::social::{self, Contact, List, ListError};
 use crate::store::users;
 

@@ -14,10 +14,10 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
-use crate::app::AppState;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
+use crate::http::state::AppState;
 use crate::ledger::apply::Resolution;
 use crate::ledger::{Command, Outcome};
 use crate::store::social;
@@ -114,7 +114,7 @@ pub async fn create_transfer(
     let amount = Amount::parse(body.amount).map_err(|error| ApiError::validation(format!("amount: {error}")))?;
     let display_name = parse_short_text("display_name", body.display_name.as_deref()).map_err(ApiError::validation)?;
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
-    let print = key.fingerprint("POST /v1/transfers", &body);
+    let fingerprint = key.fingerprint("POST /v1/transfers", &body);
     // A receiver who blocked the caller is not told of the transfer, and the caller is not told
     // of the block: the command names no target, so the ledger refuses it exactly as it
     // refuses a transfer to an account that does not exist, with the same answer and the same
@@ -137,7 +137,7 @@ pub async fn create_transfer(
         Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
         Err(error) => stored_error(error.clone().into()),
     });
-    Ok(run_command(&state, caller, key, print, command, render).await)
+    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
 }
 
 /// A transfer the caller sent or received; anyone else's answers 404.
@@ -224,7 +224,7 @@ async fn resolve(
         let mut conn = state.pool.acquire().await?;
         transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?
     };
-    let print = key.fingerprint(action.route(), &id);
+    let fingerprint = key.fingerprint(action.route(), &id);
     let command = Command::Resolve {
         transfer_id: transfer.id,
         from_account_id: transfer.from_account_id,
@@ -236,7 +236,7 @@ async fn resolve(
         Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
         Err(error) => stored_error(error.clone().into()),
     });
-    Ok(run_command(&state, caller, key, print, command, render).await)
+    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
 }
 
 /// The receiver takes a pending transfer (before `expires_at`). Honours `Idempotency-Key`.

@@ -9,12 +9,12 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken, ClientAddress};
-use crate::app::AppState;
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
 use crate::domain::social::SettlementRequestsFrom;
 use crate::http::login_limit::RetryAfter;
+use crate::http::state::AppState;
 use crate::store::sessions;
 use crate::store::users::{self, User, UserStoreError};
 
