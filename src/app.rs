@@ -1,11 +1,10 @@
-//! Wiring: the shared state, and the application that binds, migrates, starts the workers and
-//! serves until told to stop.
+//! Wiring: the application that binds, migrates, starts the workers and serves until told to
+//! stop, and the one place the ledger writer is started ([`start_ledger_writer`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -16,48 +15,13 @@ use crate::hashing::Hashing;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::forwarder::Forwarder;
 use crate::http::login_limit::LoginLimiter;
-use crate::jobs::runner::Runner;
+use crate::http::state::AppState;
 use crate::jobs::scheduler::Scheduler;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
 use crate::store::sessions::SessionCache;
 use crate::store::{self, partitions};
 use crate::telemetry::Metrics;
-
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub pool: PgPool,
-    pub clock: Clock,
-    pub ledger: LedgerWriter,
-    pub clickhouse: ClickHouse,
-    pub metrics: Arc<Metrics>,
-    pub sessions: Arc<SessionCache>,
-    pub login_limiter: Arc<LoginLimiter>,
-    /// Every password hash and verification of the process goes through it.
-    pub hashing: Hashing,
-}
-
-impl AppState {
-    pub fn business_date(&self, at: DateTime<Utc>) -> NaiveDate {
-        business_day::business_date(at, self.config.tz)
-    }
-
-    /// Runs jobs for this process's clock.
-    pub fn job_runner(&self) -> Runner {
-        Runner::new(
-            self.pool.clone(),
-            self.clickhouse.clone(),
-            self.clock.clone(),
-            self.config.tz,
-            &self.config.jobs,
-            self.metrics.clone(),
-        )
-        .with_ledger(self.ledger.clone())
-        .with_daily_charge_limit(self.config.daily_charge_limit_krw)
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -71,6 +35,23 @@ pub async fn migrate(config: &Config, pool: &PgPool, clock: &Clock) -> anyhow::R
     partitions::ensure_around(pool, business_day::business_date(clock.now(), config.tz)).await?;
     ClickHouse::from_config(config)?.migrate().await.context("ClickHouse migrations")?;
     Ok(())
+}
+
+/// Starts the process's ledger writer: its own connections, and the settings `config` gives.
+/// Every process that moves money (`serve`, `minipay jobs run`) starts exactly one.
+pub fn start_ledger_writer(
+    config: &Config,
+    pool: &PgPool,
+    clock: &Clock,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(LedgerWriter, WriterTasks)> {
+    let settings = LedgerSettings {
+        tz: config.tz,
+        daily_charge_limit_krw: config.daily_charge_limit_krw,
+        idempotency_ttl: config.idempotency_ttl,
+    };
+    let connections = crate::ledger::store::writer_pool(&config.database_url, config.ledger.writers)?;
+    Ok(LedgerWriter::start(pool.clone(), connections, clock.clone(), settings, config.ledger.clone(), metrics.clone()))
 }
 
 impl Application {
@@ -88,20 +69,7 @@ impl Application {
             tracing::warn!(error = format!("{error:#}"), "ClickHouse not migrated; history is unavailable until it is");
         }
         let metrics = Metrics::new();
-        let settings = LedgerSettings {
-            tz: config.tz,
-            daily_charge_limit_krw: config.daily_charge_limit_krw,
-            idempotency_ttl: config.idempotency_ttl,
-        };
-        let connections = crate::ledger::store::writer_pool(&config.database_url, config.ledger.writers)?;
-        let (ledger, writer_tasks) = LedgerWriter::start(
-            pool.clone(),
-            connections,
-            clock.clone(),
-            settings,
-            config.ledger.clone(),
-            metrics.clone(),
-        );
+        let (ledger, writer_tasks) = start_ledger_writer(&config, &pool, &clock, &metrics)?;
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
@@ -151,17 +119,18 @@ impl Application {
         let router = crate::http::router(state);
         tracing::info!(addr = %listener.local_addr()?, "minipay serving");
         crate::http::serve::serve(listener, router, limits, shutdown).await;
-        // The router (and with it every LedgerWriter handle) is gone: the writers finish
-        // what is queued and stop.
+        // The router is gone, and with it the handlers' LedgerWriter handles; the scheduler's
+        // runner holds the last one until its chunk is done.
+        if let Some(scheduler) = scheduler {
+            if let Err(error) = scheduler.await {
+                tracing::error!(%error, "scheduler task failed");
+            }
+        }
+        // Every LedgerWriter handle is gone now: the writers finish what is queued and stop.
         writer_tasks.join().await;
         if let Some(forwarder) = forwarder {
             if let Err(error) = forwarder.await {
                 tracing::error!(%error, "history forwarder task failed");
-            }
-        }
-        if let Some(scheduler) = scheduler {
-            if let Err(error) = scheduler.await {
-                tracing::error!(%error, "scheduler task failed");
             }
         }
         pool.close().await;

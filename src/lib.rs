@@ -5,6 +5,8 @@
 
 /// Wiring: `AppState` and `Application` (bind, migrate, serve, shut down).
 pub mod app;
+/// The command line: one function per command (`main.rs` only sets up the process).
+pub mod cli;
 /// The one source of time (`system` or `manual`).
 pub mod clock;
 /// Configuration from the environment, with laptop defaults.

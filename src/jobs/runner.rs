@@ -16,15 +16,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{Chunk, Job, JobContext, Schedule, CATCH_UP_DAYS_MAX};
 use crate::clock::Clock;
-use crate::config::JobsConfig;
+pub use crate::config::CHUNK_SIZE_MAX;
+use crate::config::{Config, JobsConfig};
 use crate::domain::business_day::{business_date, local_instant};
 use crate::history::clickhouse::ClickHouse;
 use crate::shutdown::Shutdown;
 use crate::store::job_runs;
 use crate::telemetry::Metrics;
 
-/// The largest chunk a job may be configured with.
-pub const CHUNK_SIZE_MAX: usize = 100_000;
 /// Chunks one run commits for one date at most; a date with more work goes on at the next run.
 pub const CHUNKS_PER_RUN_MAX: u32 = 100_000;
 
@@ -118,6 +117,7 @@ impl Runner {
         clickhouse: ClickHouse,
         clock: Clock,
         tz: Tz,
+        daily_charge_limit_krw: i64,
         config: &JobsConfig,
         metrics: Arc<Metrics>,
     ) -> Runner {
@@ -131,8 +131,22 @@ impl Runner {
             metrics,
             stop: None,
             ledger: None,
-            daily_charge_limit_krw: crate::config::DAILY_CHARGE_LIMIT_KRW_DEFAULT,
+            daily_charge_limit_krw,
         }
+    }
+
+    /// The runner `config` describes, moving money through `ledger` (the process's one
+    /// ledger writer).
+    pub fn from_config(
+        config: &Config,
+        pool: PgPool,
+        clickhouse: ClickHouse,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        ledger: LedgerWriter,
+    ) -> Runner {
+        Runner::new(pool, clickhouse, clock, config.tz, config.daily_charge_limit_krw, &config.jobs, metrics)
+            .with_ledger(ledger)
     }
 
     /// Lets jobs submit ledger commands.
@@ -141,15 +155,8 @@ impl Runner {
         self
     }
 
-    /// The configured daily top-up limit (the audit job checks the counters against it).
-    pub fn with_daily_charge_limit(mut self, daily_charge_limit_krw: i64) -> Runner {
-        self.daily_charge_limit_krw = daily_charge_limit_krw;
-        self
-    }
-
     /// Stops between chunks once `shutdown` fires (the scheduler's runs); the dates left
     /// `running` go on at the next run.
-
     pub fn stopping_on(mut self, shutdown: Shutdown) -> Runner {
         self.stop = Some(shutdown);
         self
@@ -274,11 +281,11 @@ impl Runner {
         committed_chunks: &mut u32,
     ) -> anyhow::Result<DateRun> {
         let name = job.name();
-        let fresh = match job.schedule() {
-            Schedule::Frequent => true,
-            Schedule::Daily { .. } => false,
+        let start = match job.schedule() {
+            Schedule::Frequent => job_runs::Start::Fresh,
+            Schedule::Daily { .. } => job_runs::Start::Resume,
         };
-        let Some(attempt) = job_runs::begin_attempt(conn, name.as_str(), date, now, fresh).await? else {
+        let Some(attempt) = job_runs::begin_attempt(conn, name.as_str(), date, now, start).await? else {
             return Ok(DateRun::untouched(date, DateOutcome::AlreadyDone));
         };
         let ctx = JobContext {

@@ -330,7 +330,15 @@ async fn runner_at(now: DateTime<Utc>, chunk_size: usize) -> (Runner, PgPool, Pg
     clock.set(now).unwrap();
     let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &database).unwrap();
     let config = JobsConfig { chunk_size, ..JobsConfig::default() };
-    let runner = Runner::new(pool.clone(), clickhouse, clock, chrono_tz::Asia::Seoul, &config, Metrics::new());
+    let runner = Runner::new(
+        pool.clone(),
+        clickhouse,
+        clock,
+        chrono_tz::Asia::Seoul,
+        minipay::config::DAILY_CHARGE_LIMIT_KRW_DEFAULT,
+        &config,
+        Metrics::new(),
+    );
     (runner, pool, conn)
 }
 
