@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::jobs::JobName;
+use crate::jobs::schedule::JobName;
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
 /// one JSON object a line.
@@ -125,6 +125,9 @@ pub struct JobMetrics {
     pub items: Counter,
 }
 
+/// A per-job counter: name, help, and how to read it from a job's metrics.
+type JobCounter = (&'static str, &'static str, fn(&JobMetrics) -> u64);
+
 impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Metrics::default())
@@ -144,82 +147,93 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let mut counter = |name: &str, help: &str, value: u64| {
+        for (name, help, value) in self.counters() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        };
-        counter(
-            "minipay_http_responses_2xx_total",
-            "Responses with a status below 400.",
-            self.http_responses_2xx.get(),
+        }
+        self.render_job_counters(&mut out);
+        self.render_gauges(&mut out);
+        self.render_batch_sizes(&mut out);
+        out
+    }
+
+    /// The process-wide counters: name, help, value.
+    fn counters(&self) -> [(&'static str, &'static str, u64); 14] {
+        [
+            ("minipay_http_responses_2xx_total", "Responses with a status below 400.", self.http_responses_2xx.get()),
+            ("minipay_http_responses_4xx_total", "Responses with a 4xx status.", self.http_responses_4xx.get()),
+            ("minipay_http_responses_5xx_total", "Responses with a 5xx status.", self.http_responses_5xx.get()),
+            ("minipay_ledger_batches_total", "Committed ledger batches.", self.ledger_batches.get()),
+            ("minipay_ledger_commands_total", "Commands answered by the ledger writer.", self.ledger_commands.get()),
+            (
+                "minipay_ledger_commands_rejected_total",
+                "Commands refused by validation.",
+                self.ledger_commands_rejected.get(),
+            ),
+            (
+                "minipay_ledger_commands_again_total",
+                "Transfers run again in a batch that locks the external account, because they topped up.",
+                self.ledger_commands_again.get(),
+            ),
+            (
+                "minipay_ledger_batch_retries_total",
+                "Batch attempts retried after a serialization failure or deadlock.",
+                self.ledger_batch_retries.get(),
+            ),
+            (
+                "minipay_ledger_batches_failed_total",
+                "Batches given up on (callers got 503).",
+                self.ledger_batches_failed.get(),
+            ),
+            (
+                "minipay_ledger_queue_full_total",
+                "Commands refused because the writer queue was full.",
+                self.ledger_queue_full.get(),
+            ),
+            ("minipay_audit_runs_total", "Audits run (admin route and the daily audit job).", self.audit_runs.get()),
+            (
+                "minipay_audit_failures_total",
+                "Audits that found a broken invariant or could not compare the stores.",
+                self.audit_failures.get(),
+            ),
+            (
+                "minipay_history_entries_forwarded_total",
+                "Statement entries copied from the outbox to ClickHouse (replays included).",
+                self.history_entries_forwarded.get(),
+            ),
+            (
+                "minipay_history_forward_failures_total",
+                "Forwarder steps that failed and were retried.",
+                self.history_forward_failures.get(),
+            ),
+        ]
+    }
+
+    /// The scheduler's ticks, then one series per job of each per-job counter.
+    fn render_job_counters(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP minipay_scheduler_ticks_total Scheduler ticks (each runs what is due).\n# TYPE minipay_scheduler_ticks_total counter\nminipay_scheduler_ticks_total {}",
+            self.scheduler_ticks.get()
         );
-        counter("minipay_http_responses_4xx_total", "Responses with a 4xx status.", self.http_responses_4xx.get());
-        counter("minipay_http_responses_5xx_total", "Responses with a 5xx status.", self.http_responses_5xx.get());
-        counter("minipay_ledger_batches_total", "Committed ledger batches.", self.ledger_batches.get());
-        counter("minipay_ledger_commands_total", "Commands answered by the ledger writer.", self.ledger_commands.get());
-        counter(
-            "minipay_ledger_commands_rejected_total",
-            "Commands refused by validation.",
-            self.ledger_commands_rejected.get(),
-        );
-        counter(
-            "minipay_ledger_commands_again_total",
-            "Transfers run again in a batch that locks the external account, because they topped up.",
-            self.ledger_commands_again.get(),
-        );
-        counter(
-            "minipay_ledger_batch_retries_total",
-            "Batch attempts retried after a serialization failure or deadlock.",
-            self.ledger_batch_retries.get(),
-        );
-        counter(
-            "minipay_ledger_batches_failed_total",
-            "Batches given up on (callers got 503).",
-            self.ledger_batches_failed.get(),
-        );
-        counter(
-            "minipay_ledger_queue_full_total",
-            "Commands refused because the writer queue was full.",
-            self.ledger_queue_full.get(),
-        );
-        counter("minipay_audit_runs_total", "Audits run (admin route and the daily audit job).", self.audit_runs.get());
-        counter(
-            "minipay_audit_failures_total",
-            "Audits that found a broken invariant or could not compare the stores.",
-            self.audit_failures.get(),
-        );
-        counter(
-            "minipay_history_entries_forwarded_total",
-            "Statement entries copied from the outbox to ClickHouse (replays included).",
-            self.history_entries_forwarded.get(),
-        );
-        counter(
-            "minipay_history_forward_failures_total",
-            "Forwarder steps that failed and were retried.",
-            self.history_forward_failures.get(),
-        );
-        counter(
-            "minipay_scheduler_ticks_total",
-            "Scheduler ticks (each runs what is due).",
-            self.scheduler_ticks.get(),
-        );
-        let mut job_counter = |name: &str, help: &str, value: fn(&JobMetrics) -> u64| {
+        let job_counters: [JobCounter; 4] = [
+            ("minipay_job_runs_total", "Job runs (a business date, or a pass of a frequent job) completed.", |job| {
+                job.runs.get()
+            }),
+            ("minipay_job_failures_total", "Job runs stopped by an error; they resume where they stopped.", |job| {
+                job.failures.get()
+            }),
+            ("minipay_job_chunks_total", "Job chunks committed.", |job| job.chunks.get()),
+            ("minipay_job_items_total", "Items handled by committed job chunks.", |job| job.items.get()),
+        ];
+        for (name, help, value) in job_counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for job in JobName::ALL {
                 let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", job.as_str(), value(self.job(job)));
             }
-        };
-        job_counter(
-            "minipay_job_runs_total",
-            "Job runs (a business date, or a pass of a frequent job) completed.",
-            |job| job.runs.get(),
-        );
-        job_counter(
-            "minipay_job_failures_total",
-            "Job runs stopped by an error; they resume where they stopped.",
-            |job| job.failures.get(),
-        );
-        job_counter("minipay_job_chunks_total", "Job chunks committed.", |job| job.chunks.get());
-        job_counter("minipay_job_items_total", "Items handled by committed job chunks.", |job| job.items.get());
+        }
+    }
+
+    fn render_gauges(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
@@ -235,6 +249,9 @@ impl Metrics {
             "# HELP minipay_ledger_queue_depth Commands waiting for a ledger writer.\n# TYPE minipay_ledger_queue_depth gauge\nminipay_ledger_queue_depth {}",
             self.ledger_queue_depth.get()
         );
+    }
+
+    fn render_batch_sizes(&self, out: &mut String) {
         let histogram = &self.ledger_batch_size;
         let _ = writeln!(out, "# HELP minipay_ledger_batch_size Commands per committed batch.\n# TYPE minipay_ledger_batch_size histogram");
         for (bucket, bound) in histogram.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
@@ -245,7 +262,6 @@ impl Metrics {
         let _ = writeln!(out, "minipay_ledger_batch_size_sum {}", histogram.sum());
         let _ = writeln!(out, "minipay_ledger_batch_size_count {}", histogram.count());
         let _ = writeln!(out, "# HELP minipay_ledger_batch_size_max Largest batch seen.\n# TYPE minipay_ledger_batch_size_max gauge\nminipay_ledger_batch_size_max {}", histogram.max());
-        out
     }
 }
 

@@ -92,6 +92,37 @@ pub async fn run(
     options: &SeedOptions,
     now: DateTime<Utc>,
 ) -> anyhow::Result<SeedReport> {
+    validate(options)?;
+    let started = Instant::now();
+    let start = now - chrono::Duration::days(HISTORY_DAYS);
+    partitions::ensure_months(pool, &months_between(start.date_naive(), now.date_naive())).await?;
+
+    let accounts = create_users(pool, options, start).await?;
+    let hot_account_id = accounts[0].id;
+    let heavy_account_ids: Vec<i64> =
+        accounts[1..=options.heavy_accounts as usize].iter().map(|account| account.id).collect();
+    eprintln!(
+        "seed: {} users with main accounts (hot account {hot_account_id}, heavy accounts {heavy_account_ids:?})",
+        accounts.len()
+    );
+    let first_entry_id = reserve_entry_ids(pool, options.entries).await?;
+    let span = EntrySpan { first_entry_id, start, end: now };
+    let entries = write_entries(database_url, clickhouse, options, accounts, span).await?;
+    // Sets hint bits and the visibility map now, so the first benchmark run does not pay
+    // for them on its reads; and gives the planner statistics.
+    eprintln!("seed: VACUUM (ANALYZE) statement_entries");
+    sqlx::raw_sql("VACUUM (ANALYZE) statement_entries").execute(pool).await?;
+    Ok(SeedReport {
+        hot_account_id,
+        heavy_account_ids,
+        accounts: options.users,
+        entries,
+        first_entry_id,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn validate(options: &SeedOptions) -> anyhow::Result<()> {
     anyhow::ensure!((2..=USERS_MAX).contains(&options.users), "--users must be between 2 and {USERS_MAX}");
     anyhow::ensure!((1..=ENTRIES_MAX).contains(&options.entries), "--entries must be between 1 and {ENTRIES_MAX}");
     anyhow::ensure!(options.hot_percent < 100, "--hot-percent must be below 100");
@@ -117,20 +148,26 @@ pub async fn run(
             && options.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
         "--prefix must be 1..=32 ASCII letters, digits, '_' or '-'"
     );
-    let started = Instant::now();
-    let start = now - chrono::Duration::days(HISTORY_DAYS);
-    partitions::ensure_months(pool, &months_between(start.date_naive(), now.date_naive())).await?;
+    Ok(())
+}
 
-    let accounts = create_users(pool, options, start).await?;
-    let hot_account_id = accounts[0].id;
-    let heavy_account_ids: Vec<i64> =
-        accounts[1..=options.heavy_accounts as usize].iter().map(|account| account.id).collect();
-    eprintln!(
-        "seed: {} users with main accounts (hot account {hot_account_id}, heavy accounts {heavy_account_ids:?})",
-        accounts.len()
-    );
-    let first_entry_id = reserve_entry_ids(pool, options.entries).await?;
+/// Where the generated entries go: ids from `first_entry_id`, times from `start` to `end`.
+#[derive(Clone, Copy)]
+struct EntrySpan {
+    first_entry_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
 
+/// Generates the entries on a blocking thread and writes every chunk to both stores at once;
+/// returns how many entries each store got.
+async fn write_entries(
+    database_url: &str,
+    clickhouse: &ClickHouse,
+    options: &SeedOptions,
+    accounts: Vec<SeededAccount>,
+    span: EntrySpan,
+) -> anyhow::Result<u64> {
     let (pg_sender, pg_receiver) = mpsc::channel::<Arc<Vec<ClickHouseEntry>>>(CHUNKS_IN_FLIGHT);
     let (ch_sender, ch_receiver) = mpsc::channel::<Arc<Vec<ClickHouseEntry>>>(CHUNKS_IN_FLIGHT);
     let pg_rows = Arc::new(AtomicU64::new(0));
@@ -138,9 +175,7 @@ pub async fn run(
 
     let generator = {
         let options = options.clone();
-        tokio::task::spawn_blocking(move || {
-            generate(&options, &accounts, first_entry_id, start, now, &pg_sender, &ch_sender)
-        })
+        tokio::task::spawn_blocking(move || generate(&options, &accounts, span, &pg_sender, &ch_sender))
     };
     let pg_writer = tokio::spawn(copy_to_postgres(database_url.to_owned(), pg_receiver, pg_rows.clone()));
     let ch_writer = tokio::spawn(insert_into_clickhouse(clickhouse.clone(), ch_receiver, ch_rows.clone()));
@@ -156,18 +191,7 @@ pub async fn run(
     generated??;
     let entries = pg_rows.load(Ordering::Relaxed);
     assert_eq!(entries, ch_rows.load(Ordering::Relaxed), "both stores got every entry");
-    // Sets hint bits and the visibility map now, so the first benchmark run does not pay
-    // for them on its reads; and gives the planner statistics.
-    eprintln!("seed: VACUUM (ANALYZE) statement_entries");
-    sqlx::raw_sql("VACUUM (ANALYZE) statement_entries").execute(pool).await?;
-    Ok(SeedReport {
-        hot_account_id,
-        heavy_account_ids,
-        accounts: options.users,
-        entries,
-        first_entry_id,
-        elapsed: started.elapsed(),
-    })
+    Ok(entries)
 }
 
 fn months_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
@@ -247,7 +271,7 @@ async fn create_users(
 /// are held at their gate meanwhile, so no live entry takes an id inside the range.
 async fn reserve_entry_ids(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
     let mut tx = pool.begin().await?;
-    crate::store::tx::wait_at_ledger_gate(&mut *tx).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut tx).await?;
     let first: i64 = sqlx::query_scalar("SELECT nextval('statement_entries_id_seq')").fetch_one(&mut *tx).await?;
     sqlx::query("SELECT setval('statement_entries_id_seq', $1)")
         .bind(first + count as i64 - 1)
@@ -263,76 +287,18 @@ const MEMOS: [&str; 6] = ["lunch", "dinner", "rent", "coffee", "taxi", "gift"];
 fn generate(
     options: &SeedOptions,
     accounts: &[SeededAccount],
-    first_entry_id: i64,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    span: EntrySpan,
     pg: &mpsc::Sender<Arc<Vec<ClickHouseEntry>>>,
     ch: &mpsc::Sender<Arc<Vec<ClickHouseEntry>>>,
 ) -> anyhow::Result<()> {
-    let mut rng = StdRng::seed_from_u64(options.rng_seed);
-    let heavy_accounts = options.heavy_accounts as usize;
-    // Percentiles below `hot_percent` pick the hot account, the next `heavy_percent` each a
-    // heavy account, the rest an ordinary one.
-    let heavy_end = options.hot_percent + options.heavy_accounts * options.heavy_percent;
-    let mut balances = vec![0i64; accounts.len()];
-    let start_us = start.timestamp_micros();
-    let span_us = (end.timestamp_micros() - start_us).max(1) as u128;
+    let mut generator = EntryGenerator::new(options, accounts, span);
     let total = options.entries;
     let mut index: u64 = 0;
     while index < total {
         let rows = (total - index).min(options.chunk_rows as u64);
         let mut chunk = Vec::with_capacity(rows as usize);
         for _ in 0..rows {
-            // Slot `index` of `total` equal slots: times never go backwards.
-            let slot_start = start_us + (u128::from(index) * span_us / u128::from(total)) as i64;
-            let slot_end = start_us + (u128::from(index + 1) * span_us / u128::from(total)) as i64;
-            let at_us = if slot_end > slot_start { rng.gen_range(slot_start..slot_end) } else { slot_start };
-            let percentile = rng.gen_range(0..100u32);
-            let account = if percentile < options.hot_percent {
-                0
-            } else if percentile < heavy_end {
-                1 + ((percentile - options.hot_percent) / options.heavy_percent) as usize
-            } else {
-                rng.gen_range(1 + heavy_accounts..accounts.len())
-            };
-            let is_charge = rng.gen_bool(0.25);
-            let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
-            let direction = if !is_charge && rng.gen_bool(0.5) && balances[account] >= amount {
-                DIRECTION_OUT
-            } else {
-                DIRECTION_IN
-            };
-            balances[account] += if direction == DIRECTION_IN { amount } else { -amount };
-            debug_assert!(balances[account] >= 0);
-            let (kind, counterparty_account_id, counterparty_name, counterparty_user_name) = if is_charge {
-                ("charge", None, "external".to_owned(), None)
-            } else {
-                let mut other = rng.gen_range(0..accounts.len());
-                if other == account {
-                    other = (other + 1) % accounts.len();
-                }
-                ("transfer", Some(accounts[other].id), accounts[other].name.clone(), Some(accounts[other].name.clone()))
-            };
-            let memo = if !is_charge && rng.gen_bool(0.1) {
-                MEMOS[rng.gen_range(0..MEMOS.len())].to_owned()
-            } else {
-                String::new()
-            };
-            chunk.push(ClickHouseEntry {
-                entry_id: (first_entry_id + index as i64) as u64,
-                account_id: accounts[account].id,
-                at: (at_us / 1_000_000) as u32,
-                at_us,
-                direction,
-                amount,
-                balance_after: balances[account],
-                kind: kind.to_owned(),
-                counterparty_account_id,
-                counterparty_name,
-                transfer_id: None,
-                memo,
-                counterparty_user_name,
-            });
+            chunk.push(generator.entry(index));
             index += 1;
         }
         let chunk = Arc::new(chunk);
@@ -342,6 +308,90 @@ fn generate(
         }
     }
     Ok(())
+}
+
+/// The random walk of the seeded entries: one seeded generator, the balances so far.
+struct EntryGenerator<'a> {
+    options: &'a SeedOptions,
+    accounts: &'a [SeededAccount],
+    first_entry_id: i64,
+    rng: StdRng,
+    /// Percentiles below `hot_percent` pick the hot account, those below this each a heavy
+    /// account (`heavy_percent` apiece), the rest an ordinary one.
+    heavy_end: u32,
+    balances: Vec<i64>,
+    start_us: i64,
+    span_us: u128,
+}
+
+impl<'a> EntryGenerator<'a> {
+    fn new(options: &'a SeedOptions, accounts: &'a [SeededAccount], span: EntrySpan) -> Self {
+        let start_us = span.start.timestamp_micros();
+        EntryGenerator {
+            options,
+            accounts,
+            first_entry_id: span.first_entry_id,
+            rng: StdRng::seed_from_u64(options.rng_seed),
+            heavy_end: options.hot_percent + options.heavy_accounts * options.heavy_percent,
+            balances: vec![0i64; accounts.len()],
+            start_us,
+            span_us: (span.end.timestamp_micros() - start_us).max(1) as u128,
+        }
+    }
+
+    /// Entry `index` of `options.entries`.
+    fn entry(&mut self, index: u64) -> ClickHouseEntry {
+        let (options, accounts, total) = (self.options, self.accounts, self.options.entries);
+        let rng = &mut self.rng;
+        // Slot `index` of `total` equal slots: times never go backwards.
+        let slot_start = self.start_us + (u128::from(index) * self.span_us / u128::from(total)) as i64;
+        let slot_end = self.start_us + (u128::from(index + 1) * self.span_us / u128::from(total)) as i64;
+        let at_us = if slot_end > slot_start { rng.gen_range(slot_start..slot_end) } else { slot_start };
+        let percentile = rng.gen_range(0..100u32);
+        let account = if percentile < options.hot_percent {
+            0
+        } else if percentile < self.heavy_end {
+            1 + ((percentile - options.hot_percent) / options.heavy_percent) as usize
+        } else {
+            rng.gen_range(1 + options.heavy_accounts as usize..accounts.len())
+        };
+        let is_charge = rng.gen_bool(0.25);
+        let amount: i64 = if is_charge { rng.gen_range(1..=100) * 10_000 } else { rng.gen_range(1..=50_000) * 10 };
+        let balance = &mut self.balances[account];
+        let direction =
+            if !is_charge && rng.gen_bool(0.5) && *balance >= amount { DIRECTION_OUT } else { DIRECTION_IN };
+        *balance += if direction == DIRECTION_IN { amount } else { -amount };
+        debug_assert!(*balance >= 0);
+        let (kind, counterparty_account_id, counterparty_name, counterparty_user_name) = if is_charge {
+            ("charge", None, "external".to_owned(), None)
+        } else {
+            let mut other = rng.gen_range(0..accounts.len());
+            if other == account {
+                other = (other + 1) % accounts.len();
+            }
+            ("transfer", Some(accounts[other].id), accounts[other].name.clone(), Some(accounts[other].name.clone()))
+        };
+        let memo = if !is_charge && rng.gen_bool(0.1) {
+            MEMOS[rng.gen_range(0..MEMOS.len())].to_owned()
+        } else {
+            String::new()
+        };
+        ClickHouseEntry {
+            entry_id: (self.first_entry_id + index as i64) as u64,
+            account_id: accounts[account].id,
+            at: (at_us / 1_000_000) as u32,
+            at_us,
+            direction,
+            amount,
+            balance_after: *balance,
+            kind: kind.to_owned(),
+            counterparty_account_id,
+            counterparty_name,
+            transfer_id: None,
+            memo,
+            counterparty_user_name,
+        }
+    }
 }
 
 async fn copy_to_postgres(

@@ -120,54 +120,16 @@ pub async fn run(
     let mut dropped_postgres = Vec::new();
 
     for (name, month) in partition_months(pool, "ledger_transfers").await? {
-        if !expired(month, cutoff) {
-            continue;
+        if expired(month, cutoff) {
+            archive_ledger_partition(pool, &name).await?;
+            dropped_postgres.push(name);
         }
-        // Detach, fold into the archived totals, drop: all or nothing. An account may have no
-        // row of a kind in a month (only held or voided transfers, only debits, only credits):
-        // such a sum is NULL in SQL and counts as 0.
-        let mut tx = pool.begin().await?;
-        sqlx::query(&format!("ALTER TABLE ledger_transfers DETACH PARTITION {name}")).execute(&mut *tx).await?;
-        sqlx::query(&format!(
-            "INSERT INTO ledger_archived_totals AS t (account_id, debits_posted, credits_posted, debits_pending, credits_pending)
-             SELECT account_id, sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending) FROM (
-                 SELECT debit_account_id AS account_id,
-                        COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0) AS debits_posted,
-                        0 AS credits_posted,
-                        sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END) AS debits_pending,
-                        0 AS credits_pending
-                   FROM {name} GROUP BY debit_account_id
-                 UNION ALL
-                 SELECT credit_account_id, 0, COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0), 0,
-                        sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END)
-                   FROM {name} GROUP BY credit_account_id
-             ) moved GROUP BY account_id
-             ON CONFLICT (account_id) DO UPDATE SET
-                 debits_posted = t.debits_posted + EXCLUDED.debits_posted,
-                 credits_posted = t.credits_posted + EXCLUDED.credits_posted,
-                 debits_pending = t.debits_pending + EXCLUDED.debits_pending,
-                 credits_pending = t.credits_pending + EXCLUDED.credits_pending"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
-        tx.commit().await?;
-        dropped_postgres.push(name);
     }
 
     for table in ["statement_entries", "daily_charges"] {
         for (name, month) in partition_months(pool, table).await? {
             if expired(month, cutoff) {
-                let mut tx = pool.begin().await?;
-                if table == "statement_entries" {
-                    // Entries that will never reach ClickHouse now must not hold the lag up.
-                    sqlx::query("DELETE FROM statement_outbox WHERE at < $1")
-                        .bind(month_end(month))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
-                tx.commit().await?;
+                drop_partition(pool, table, &name, month).await?;
                 dropped_postgres.push(name);
             }
         }
@@ -187,6 +149,53 @@ pub async fn run(
         dropped_clickhouse,
         clickhouse_error,
     })
+}
+
+/// Detaches the expired partition `name` of `ledger_transfers`, folds it into the archived
+/// totals and drops it: all or nothing. An account may have no row of a kind in a month (only
+/// held or voided transfers, only debits, only credits): such a sum is NULL in SQL and counts
+/// as 0.
+async fn archive_ledger_partition(pool: &PgPool, name: &str) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("ALTER TABLE ledger_transfers DETACH PARTITION {name}")).execute(&mut *tx).await?;
+    sqlx::query(&format!(
+        "INSERT INTO ledger_archived_totals AS t (account_id, debits_posted, credits_posted, debits_pending, credits_pending)
+         SELECT account_id, sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending) FROM (
+             SELECT debit_account_id AS account_id,
+                    COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0) AS debits_posted,
+                    0 AS credits_posted,
+                    sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END) AS debits_pending,
+                    0 AS credits_pending
+               FROM {name} GROUP BY debit_account_id
+             UNION ALL
+             SELECT credit_account_id, 0, COALESCE(sum(amount) FILTER (WHERE flags IN ('posted', 'post_pending')), 0), 0,
+                    sum(CASE flags WHEN 'pending' THEN amount WHEN 'posted' THEN 0 ELSE -amount END)
+               FROM {name} GROUP BY credit_account_id
+         ) moved GROUP BY account_id
+         ON CONFLICT (account_id) DO UPDATE SET
+             debits_posted = t.debits_posted + EXCLUDED.debits_posted,
+             credits_posted = t.credits_posted + EXCLUDED.credits_posted,
+             debits_pending = t.debits_pending + EXCLUDED.debits_pending,
+             credits_pending = t.credits_pending + EXCLUDED.credits_pending"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Drops the expired partition `name` of `table` (for `statement_entries`, with the outbox
+/// rows of its month).
+async fn drop_partition(pool: &PgPool, table: &str, name: &str, month: NaiveDate) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    if table == "statement_entries" {
+        // Entries that will never reach ClickHouse now must not hold the lag up.
+        sqlx::query("DELETE FROM statement_outbox WHERE at < $1").bind(month_end(month)).execute(&mut *tx).await?;
+    }
+    sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Drops ClickHouse's monthly partitions (`toYYYYMM(at)`) that lie wholly before `cutoff`.

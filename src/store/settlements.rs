@@ -56,7 +56,6 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<Settlement, SettlementStoreError> {
     let mut tx = pool.begin().await?;
-    let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
     let participants: Vec<UserId> =
         new.shares.iter().filter(|share| share.status == ShareStatus::Requested).map(|share| share.user_id).collect();
     // One creation at a time per requester, in every server process, so that the limits below
@@ -66,76 +65,15 @@ pub async fn create(
         .bind(new.requester_id)
         .fetch_optional(&mut *tx)
         .await?;
-    if limits.settlements_per_hour > 0 {
-        // The oldest creation that still counts when the hour's creations are used up.
-        let counted_since: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT created_at FROM settlements WHERE requester_id = $1 AND created_at > $2
-              ORDER BY created_at DESC OFFSET $3 LIMIT 1",
-        )
-        .bind(new.requester_id)
-        .bind(now - SETTLEMENT_WINDOW)
-        .bind(i64::from(limits.settlements_per_hour) - 1)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(counted_since) = counted_since {
-            return Err(SettlementStoreError::TooMany { until: settlements_allowed_again(counted_since) });
-        }
-    }
+    check_hourly_limit(&mut tx, &new, limits, now).await?;
     // Users are never deleted, so those found here still exist at COMMIT; the foreign key on
     // the shares is the last line of defence. A block or a setting changed after this check
     // may miss this settlement (see `store::social`).
     if social::any_refuses_requests(&mut tx, new.requester_id, &participants).await? {
         return Err(SettlementStoreError::ParticipantRefused);
     }
-    if limits.open_shares_per_participant > 0 {
-        let crowded: bool = sqlx::query_scalar(
-            "SELECT EXISTS (
-                SELECT 1 FROM settlement_shares sh JOIN settlements s ON s.id = sh.settlement_id
-                 WHERE sh.user_id = ANY($1) AND sh.status = 'requested' AND s.requester_id = $2
-                 GROUP BY sh.user_id HAVING count(*) >= $3)",
-        )
-        .bind(&participants)
-        .bind(new.requester_id)
-        .bind(i64::from(limits.open_shares_per_participant))
-        .fetch_one(&mut *tx)
-        .await?;
-        if crowded {
-            return Err(SettlementStoreError::TooMany { until: now + OPEN_SHARES_RETRY_AFTER });
-        }
-    }
-
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO settlements (requester_id, total, mode, status, memo, seed, created_at)
-         VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
-    )
-    .bind(new.requester_id)
-    .bind(new.total)
-    .bind(new.mode.as_str())
-    .bind(new.memo)
-    .bind(new.seed)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-
-    let positions: Vec<i32> = new.shares.iter().map(|share| share.position).collect();
-    let amounts: Vec<i64> = new.shares.iter().map(|share| share.amount).collect();
-    let statuses: Vec<&str> = new.shares.iter().map(|share| share.status.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO settlement_shares (settlement_id, user_id, position, amount, status)
-         SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::int8[], $5::text[])",
-    )
-    .bind(id)
-    .bind(&user_ids)
-    .bind(&positions)
-    .bind(&amounts)
-    .bind(&statuses)
-    .execute(&mut *tx)
-    .await
-    .map_err(|error| match violated_constraint(&error) {
-        Some("settlement_shares_user_id_fkey") => SettlementStoreError::ParticipantRefused,
-        _ => SettlementStoreError::Database(error),
-    })?;
-
+    check_open_shares_limit(&mut tx, &new, &participants, limits, now).await?;
+    let id = insert_settlement(&mut tx, &new, now).await?;
     let requested: Vec<NewNotification> = new
         .shares
         .iter()
@@ -156,8 +94,108 @@ pub async fn create(
         .collect();
     notifications::insert_all(&mut tx, &requested, now).await?;
     tx.commit().await?;
+    Ok(created(&new, id, now))
+}
 
-    Ok(Settlement {
+/// Refuses a creation past `limits.settlements_per_hour` (under the requester's row lock).
+async fn check_hourly_limit(
+    conn: &mut PgConnection,
+    new: &NewSettlement<'_>,
+    limits: &SocialLimits,
+    now: DateTime<Utc>,
+) -> Result<(), SettlementStoreError> {
+    if limits.settlements_per_hour == 0 {
+        return Ok(());
+    }
+    // The oldest creation that still counts when the hour's creations are used up.
+    let counted_since: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT created_at FROM settlements WHERE requester_id = $1 AND created_at > $2
+          ORDER BY created_at DESC OFFSET $3 LIMIT 1",
+    )
+    .bind(new.requester_id)
+    .bind(now - SETTLEMENT_WINDOW)
+    .bind(i64::from(limits.settlements_per_hour) - 1)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match counted_since {
+        Some(counted_since) => Err(SettlementStoreError::TooMany { until: settlements_allowed_again(counted_since) }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a creation that would give some participant more than
+/// `limits.open_shares_per_participant` open shares of this requester.
+async fn check_open_shares_limit(
+    conn: &mut PgConnection,
+    new: &NewSettlement<'_>,
+    participants: &[UserId],
+    limits: &SocialLimits,
+    now: DateTime<Utc>,
+) -> Result<(), SettlementStoreError> {
+    if limits.open_shares_per_participant == 0 {
+        return Ok(());
+    }
+    let crowded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM settlement_shares sh JOIN settlements s ON s.id = sh.settlement_id
+             WHERE sh.user_id = ANY($1) AND sh.status = 'requested' AND s.requester_id = $2
+             GROUP BY sh.user_id HAVING count(*) >= $3)",
+    )
+    .bind(participants)
+    .bind(new.requester_id)
+    .bind(i64::from(limits.open_shares_per_participant))
+    .fetch_one(&mut *conn)
+    .await?;
+    if crowded {
+        return Err(SettlementStoreError::TooMany { until: now + OPEN_SHARES_RETRY_AFTER });
+    }
+    Ok(())
+}
+
+/// Inserts the settlement and its shares; returns its id.
+async fn insert_settlement(
+    conn: &mut PgConnection,
+    new: &NewSettlement<'_>,
+    now: DateTime<Utc>,
+) -> Result<i64, SettlementStoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO settlements (requester_id, total, mode, status, memo, seed, created_at)
+         VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
+    )
+    .bind(new.requester_id)
+    .bind(new.total)
+    .bind(new.mode.as_str())
+    .bind(new.memo)
+    .bind(new.seed)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+
+    let user_ids: Vec<UserId> = new.shares.iter().map(|share| share.user_id).collect();
+    let positions: Vec<i32> = new.shares.iter().map(|share| share.position).collect();
+    let amounts: Vec<i64> = new.shares.iter().map(|share| share.amount).collect();
+    let statuses: Vec<&str> = new.shares.iter().map(|share| share.status.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO settlement_shares (settlement_id, user_id, position, amount, status)
+         SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::int8[], $5::text[])",
+    )
+    .bind(id)
+    .bind(&user_ids)
+    .bind(&positions)
+    .bind(&amounts)
+    .bind(&statuses)
+    .execute(&mut *conn)
+    .await
+    .map_err(|error| match violated_constraint(&error) {
+        Some("settlement_shares_user_id_fkey") => SettlementStoreError::ParticipantRefused,
+        _ => SettlementStoreError::Database(error),
+    })?;
+    Ok(id)
+}
+
+/// The settlement `new` became, with id `id`.
+fn created(new: &NewSettlement<'_>, id: i64, now: DateTime<Utc>) -> Settlement {
+    Settlement {
         id,
         requester_id: new.requester_id,
         total: new.total,
@@ -180,7 +218,7 @@ pub async fn create(
                 transfer_id: None,
             })
             .collect(),
-    })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
