@@ -21,8 +21,9 @@ use chrono::{DateTime, Utc};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::accounts::{text_enum, UserId};
+use super::ids::UserId;
 use super::money::Amount;
+use super::text_enum::text_enum;
 
 /// At most this many users may be asked to pay in one settlement.
 pub const PARTICIPANTS_MAX: usize = 100;
@@ -162,12 +163,30 @@ pub enum SettlementError {
     TotalBelowShares { shares: usize },
 }
 
+/// Whether the requester holds a share of their own (already paid: `ShareStatus::Own`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequesterShare {
+    Excluded,
+    Included,
+}
+
+impl From<bool> for RequesterShare {
+    /// The API's `include_requester`.
+    fn from(include_requester: bool) -> Self {
+        if include_requester {
+            RequesterShare::Included
+        } else {
+            RequesterShare::Excluded
+        }
+    }
+}
+
 /// Checks who is asked to pay and divides `total` among them (and the requester, with
-/// `include_requester`), in position order. `seed` is used only by a random split.
+/// [`RequesterShare::Included`]), in position order. `seed` is used only by a random split.
 pub fn plan_shares(
     requester_id: UserId,
     participant_ids: &[UserId],
-    include_requester: bool,
+    requester_share: RequesterShare,
     total: Amount,
     mode: SplitMode,
     seed: i64,
@@ -187,7 +206,7 @@ pub fn plan_shares(
             return Err(SettlementError::DuplicateParticipant(id));
         }
     }
-    let holders: Vec<(UserId, ShareStatus)> = include_requester
+    let holders: Vec<(UserId, ShareStatus)> = (requester_share == RequesterShare::Included)
         .then_some((requester_id, ShareStatus::Own))
         .into_iter()
         .chain(participant_ids.iter().map(|&id| (id, ShareStatus::Requested)))
@@ -319,7 +338,7 @@ mod tests {
 
     #[test]
     fn the_requester_holds_position_zero_then_participants_in_request_order() {
-        let shares = plan_shares(1, &[7, 5], true, krw(20_000), SplitMode::Equal, 0).unwrap();
+        let shares = plan_shares(1, &[7, 5], RequesterShare::Included, krw(20_000), SplitMode::Equal, 0).unwrap();
         assert_eq!(
             shares,
             vec![
@@ -328,7 +347,7 @@ mod tests {
                 PlannedShare { position: 2, user_id: 5, amount: 6_666, status: ShareStatus::Requested },
             ]
         );
-        let shares = plan_shares(1, &[7, 5], false, krw(20_001), SplitMode::Equal, 0).unwrap();
+        let shares = plan_shares(1, &[7, 5], RequesterShare::Excluded, krw(20_001), SplitMode::Equal, 0).unwrap();
         assert_eq!(
             shares.iter().map(|share| (share.user_id, share.amount)).collect::<Vec<_>>(),
             [(7, 10_001), (5, 10_000)]
@@ -337,8 +356,8 @@ mod tests {
 
     #[test]
     fn who_is_asked_to_pay_is_checked() {
-        let plan = |participants: &[UserId], include_requester| {
-            plan_shares(1, participants, include_requester, krw(1_000), SplitMode::Random, 3)
+        let plan = |participants: &[UserId], include_requester: bool| {
+            plan_shares(1, participants, include_requester.into(), krw(1_000), SplitMode::Random, 3)
         };
         assert_eq!(plan(&[], false), Err(SettlementError::NoParticipants));
         assert_eq!(plan(&[], true), Err(SettlementError::NoParticipants));
@@ -353,7 +372,9 @@ mod tests {
     #[test]
     fn a_total_below_the_number_of_shares_is_refused_in_both_modes() {
         for mode in [SplitMode::Equal, SplitMode::Random] {
-            let plan = |total, include_requester| plan_shares(1, &[2, 3, 4], include_requester, krw(total), mode, 3);
+            let plan = |total, include_requester| {
+                plan_shares(1, &[2, 3, 4], RequesterShare::from(include_requester), krw(total), mode, 3)
+            };
             assert_eq!(plan(2, false), Err(SettlementError::TotalBelowShares { shares: 3 }));
             assert_eq!(plan(3, true), Err(SettlementError::TotalBelowShares { shares: 4 }));
             let amounts = |total, include_requester| {
@@ -538,7 +559,7 @@ mod tests {
             let participants: Vec<UserId> = participants.into_iter().collect();
             let mode = if random { SplitMode::Random } else { SplitMode::Equal };
             let count = participants.len() + usize::from(include_requester);
-            let planned = plan_shares(1, &participants, include_requester, krw(total), mode, seed);
+            let planned = plan_shares(1, &participants, include_requester.into(), krw(total), mode, seed);
             if total < count as i64 {
                 prop_assert_eq!(planned, Err(SettlementError::TotalBelowShares { shares: count }));
                 return Ok(());

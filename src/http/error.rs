@@ -32,8 +32,6 @@ pub enum ApiError {
     NameTaken,
     #[error("the Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
-    #[error("a request with this Idempotency-Key is still being processed")]
-    IdempotencyKeyInUse,
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("method not allowed")]
@@ -80,7 +78,6 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused")
             }
-            ApiError::IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency-key-in-use", "Idempotency key in use"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),

@@ -16,11 +16,11 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
-use crate::app::AppState;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
-use crate::domain::settlements::{plan_shares, DeclineError, Settlement, SettlementShare, SplitMode};
+use crate::domain::settlements::{plan_shares, DeclineError, RequesterShare, Settlement, SettlementShare, SplitMode};
+use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::settlements::{self, DeclineStoreError, NewSettlement, Role, SettlementStoreError};
 use crate::store::users;
@@ -149,9 +149,9 @@ pub async fn create_settlement(
     let mode = SplitMode::parse(&body.mode).ok_or_else(|| ApiError::validation("mode must be equal or random"))?;
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
     let seed: i64 = rand::random();
-    let shares =
-        plan_shares(caller.user_id, &body.participant_ids, body.include_requester.unwrap_or(false), total, mode, seed)
-            .map_err(ApiError::validation)?;
+    let requester_share = RequesterShare::from(body.include_requester.unwrap_or(false));
+    let shares = plan_shares(caller.user_id, &body.participant_ids, requester_share, total, mode, seed)
+        .map_err(ApiError::validation)?;
     let new = NewSettlement {
         requester_id: caller.user_id,
         total: total.krw(),
@@ -252,7 +252,7 @@ pub async fn pay_share(
         to_account_id: requester.main_account_id,
         memo: settlement.memo.clone(),
     };
-    let print = key.fingerprint("POST /v1/settlements/{id}/pay", &id);
+    let fingerprint = key.fingerprint("POST /v1/settlements/{id}/pay", &id);
     // What is stored under the key is the outcome, not the settlement: the batch sees only the
     // outcome, and the settlement is read once the payment has committed.
     let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
@@ -262,7 +262,7 @@ pub async fn pay_share(
         Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
         Err(error) => stored_error(error.clone().into()),
     });
-    let stored = run_command_stored(&state, caller, key, print, command, render).await?;
+    let stored = run_command_stored(&state, caller, key, fingerprint, command, render).await?;
     if stored.status != StatusCode::OK.as_u16() {
         return Ok(respond(stored));
     }

@@ -14,21 +14,16 @@
 //! [`crate::store::notifications`]), and a chunk that locked transfers before waiting for it
 //! could wait for a batch that waits for those transfers (one that resolves them), a deadlock.
 
-use chrono::Duration;
 use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
 use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
+use crate::domain::transfers::REMINDER_BEFORE_EXPIRY;
 use crate::store::notifications;
 use crate::store::social;
 use crate::store::transfers;
-
-/// How long before its expiry a pending transfer is reminded of.
-pub fn reminder_lead() -> Duration {
-    Duration::hours(24)
-}
 
 pub struct Reminders;
 
@@ -48,7 +43,7 @@ impl Job for Reminders {
     ) -> anyhow::Result<Chunk> {
         let limit = i64::try_from(ctx.chunk_size)?;
         crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
-        let due = transfers::lock_due_reminders(conn, ctx.now, reminder_lead(), limit).await?;
+        let due = transfers::lock_due_reminders(conn, ctx.now, REMINDER_BEFORE_EXPIRY, limit).await?;
         let pairs: Vec<(UserId, UserId)> =
             due.iter().map(|transfer| (transfer.to_user_id, transfer.from_user_id)).collect();
         let blocked = social::blocked(conn, &pairs).await?;

@@ -42,14 +42,23 @@ pub struct Attempt {
 }
 
 /// Records that an attempt at (job, date) begins, under the lock. `None` when the date is
-/// already done (someone finished it after the caller looked). A `fresh` attempt (a pass of a
-/// frequent job) starts from no cursor, and may begin on a row that is done.
+/// already done (someone finished it after the caller looked). A [`Start::Fresh`] attempt (a
+/// pass of a frequent job) starts from no cursor, and may begin on a row that is done.
+/// Where an attempt starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// After the last committed chunk of the date's row (a daily job).
+    Resume,
+    /// From nothing, even on a row that is done (a pass of a frequent job).
+    Fresh,
+}
+
 pub async fn begin_attempt(
     conn: &mut PgConnection,
     job: &str,
     date: NaiveDate,
     now: DateTime<Utc>,
-    fresh: bool,
+    start: Start,
 ) -> sqlx::Result<Option<Attempt>> {
     // The subquery in RETURNING reads the row as it was before this statement.
     let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
@@ -65,7 +74,7 @@ pub async fn begin_attempt(
     .bind(job)
     .bind(date)
     .bind(now)
-    .bind(fresh)
+    .bind(start == Start::Fresh)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(cursor, before)| Attempt { cursor, resumed: before.as_deref() == Some("running") }))
