@@ -282,31 +282,7 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
     eprintln!("[3/4] minipay jobs run {}", bench.job);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let job = {
-        let run = tokio::process::Command::new(crate::server::binary())
-            .args(["jobs", "run", bench.job])
-            .env("DATABASE_URL", &bench_url)
-            .env("CLICKHOUSE_DATABASE", bench_db)
-            .env("MINIPAY_JOBS_CHUNK_SIZE", bench.chunk_size.to_string())
-            .stderr(std::process::Stdio::inherit())
-            .output();
-        tokio::pin!(run);
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                output = &mut run => {
-                    let output = output?;
-                    anyhow::ensure!(output.status.success(), "the job failed: {}", output.status);
-                    break serde_json::from_slice::<Value>(&output.stdout)?;
-                }
-                _ = ticker.tick() => {
-                    let left: i64 = db.query_one(bench.left_sql, &[]).await?.get(0);
-                    eprintln!("  {} s: {} {} done, {left} left", started.elapsed().as_secs(), bench.expected - left, bench.unit);
-                }
-            }
-        }
-    };
+    let job = run_job(&bench, &bench_url, &db, started).await?;
     let elapsed = started.elapsed();
     let processed = job["processed"].as_i64().unwrap_or(0);
 
@@ -327,7 +303,51 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
         client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     server.stop().await;
 
-    let seconds = elapsed.as_secs_f64();
+    print_table(&bench, &job, elapsed.as_secs_f64(), drained.elapsed().as_secs_f64(), &audit);
+    if audit["ok"] != Value::Bool(true) {
+        println!("{audit:#}");
+        anyhow::bail!("the audit failed");
+    }
+    anyhow::ensure!(processed == bench.expected, "processed {processed} of {} {}", bench.expected, bench.unit);
+    Ok(())
+}
+
+/// Runs `minipay jobs run <job>` against the bench database, reporting progress every 5 s;
+/// returns its answer.
+async fn run_job(
+    bench: &JobBench,
+    bench_url: &str,
+    db: &tokio_postgres::Client,
+    started: Instant,
+) -> anyhow::Result<Value> {
+    let run = tokio::process::Command::new(crate::server::binary())
+        .args(["jobs", "run", bench.job])
+        .env("DATABASE_URL", bench_url)
+        .env("CLICKHOUSE_DATABASE", &bench.database)
+        .env("MINIPAY_JOBS_CHUNK_SIZE", bench.chunk_size.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    tokio::pin!(run);
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            output = &mut run => {
+                let output = output?;
+                anyhow::ensure!(output.status.success(), "the job failed: {}", output.status);
+                return Ok(serde_json::from_slice::<Value>(&output.stdout)?);
+            }
+            _ = ticker.tick() => {
+                let left: i64 = db.query_one(bench.left_sql, &[]).await?.get(0);
+                eprintln!("  {} s: {} {} done, {left} left", started.elapsed().as_secs(), bench.expected - left, bench.unit);
+            }
+        }
+    }
+}
+
+/// The benchmark's result table.
+fn print_table(bench: &JobBench, job: &Value, seconds: f64, drain_seconds: f64, audit: &Value) {
+    let processed = job["processed"].as_i64().unwrap_or(0);
     println!();
     println!("minipay {}", bench.title);
     println!();
@@ -350,12 +370,6 @@ async fn run(bench: JobBench) -> anyhow::Result<()> {
         println!("| {:<28} | {:>12} |", "interest posted, KRW", job["posted_krw"]);
     }
     println!("| {:<28} | {:>12.2} |", "vs goal (60 s), x faster", 60.0 / seconds);
-    println!("| {:<28} | {:>12.1} |", "forwarder drain after, s", drained.elapsed().as_secs_f64());
+    println!("| {:<28} | {:>12.1} |", "forwarder drain after, s", drain_seconds);
     println!("| {:<28} | {:>12} |", "audit ok", audit["ok"]);
-    if audit["ok"] != Value::Bool(true) {
-        println!("{audit:#}");
-        anyhow::bail!("the audit failed");
-    }
-    anyhow::ensure!(processed == bench.expected, "processed {processed} of {} {}", bench.expected, bench.unit);
-    Ok(())
 }

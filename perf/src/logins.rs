@@ -83,40 +83,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
     });
     for burst in 1..=options.bursts {
-        let started = Instant::now();
-        let answers = futures::future::join_all((0..options.clients).map(|n| {
-            let (client, base, name) = (client.clone(), server.base.clone(), names[n % names.len()].clone());
-            async move {
-                let sent = Instant::now();
-                let response = client
-                    .post(format!("{base}/v1/sessions"))
-                    .json(&json!({"name": name, "password": PASSWORD}))
-                    .send()
-                    .await;
-                let ms = sent.elapsed().as_secs_f64() * 1000.0;
-                match response {
-                    Ok(response) => (response.status().as_u16(), response.headers().contains_key("retry-after"), ms),
-                    Err(_) => (0, false, ms),
-                }
-            }
-        }))
-        .await;
-        let took = started.elapsed();
-        let created: Vec<f64> = answers.iter().filter(|(status, _, _)| *status == 201).map(|(_, _, ms)| *ms).collect();
-        let refused = answers.iter().filter(|(status, retry_after, _)| *status == 503 && *retry_after).count();
-        let other = answers.len() - created.len() - refused;
-        println!(
-            "burst {burst}: {} concurrent log-ins in {:.2} s: {} x 201 (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms), \
-             {refused} x 503 with Retry-After, {other} other; server {}",
-            options.clients,
-            took.as_secs_f64(),
-            created.len(),
-            percentile(&created, 0.5),
-            percentile(&created, 0.99),
-            percentile(&created, 1.0),
-            server.memory()
-        );
-        anyhow::ensure!(other == 0, "{other} log-ins got neither 201 nor 503 with Retry-After");
+        login_burst(burst, &options, &client, &server, &names).await?;
     }
     sampling.store(false, Ordering::Relaxed);
     sampler.await?;
@@ -132,5 +99,51 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         mib(later.rss_kib)
     );
     server.stop().await;
+    Ok(())
+}
+
+/// One burst of `options.clients` concurrent log-ins; fails if any got neither 201 nor 503
+/// with Retry-After.
+async fn login_burst(
+    burst: usize,
+    options: &Options,
+    client: &reqwest::Client,
+    server: &Server,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..options.clients).map(|n| {
+        let (client, base, name) = (client.clone(), server.base.clone(), names[n % names.len()].clone());
+        async move {
+            let sent = Instant::now();
+            let response = client
+                .post(format!("{base}/v1/sessions"))
+                .json(&json!({"name": name, "password": PASSWORD}))
+                .send()
+                .await;
+            let ms = sent.elapsed().as_secs_f64() * 1000.0;
+            match response {
+                Ok(response) => (response.status().as_u16(), response.headers().contains_key("retry-after"), ms),
+                Err(_) => (0, false, ms),
+            }
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    let created: Vec<f64> = answers.iter().filter(|(status, _, _)| *status == 201).map(|(_, _, ms)| *ms).collect();
+    let refused = answers.iter().filter(|(status, retry_after, _)| *status == 503 && *retry_after).count();
+    let other = answers.len() - created.len() - refused;
+    println!(
+        "burst {burst}: {} concurrent log-ins in {:.2} s: {} x 201 (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms), \
+         {refused} x 503 with Retry-After, {other} other; server {}",
+        options.clients,
+        took.as_secs_f64(),
+        created.len(),
+        percentile(&created, 0.5),
+        percentile(&created, 0.99),
+        percentile(&created, 1.0),
+        server.memory()
+    );
+    anyhow::ensure!(other == 0, "{other} log-ins got neither 201 nor 503 with Retry-After");
     Ok(())
 }

@@ -263,6 +263,15 @@ impl From<&BenchAccount> for Statement {
     }
 }
 
+/// Which history read a statement reader makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// `GET .../history`: ClickHouse, keyset cursor.
+    Tuned,
+    /// `GET .../history/naive`: PostgreSQL, OFFSET paging.
+    Naive,
+}
+
 /// A statement reader: opens the first page of a busy account's history, then jumps to the
 /// page 90% of the way back — with the tuned route (ClickHouse, cursor) or the naive one
 /// (PostgreSQL, OFFSET).
@@ -271,7 +280,7 @@ pub fn statement_reader(
     base: String,
     accounts: Arc<Vec<Statement>>,
     limit: u64,
-    tuned: bool,
+    read_path: ReadPath,
 ) -> Iteration {
     Box::new(move |user, _sequence| {
         let (client, base, accounts) = (client.clone(), base.clone(), accounts.clone());
@@ -279,7 +288,7 @@ pub fn statement_reader(
             let mut samples = Samples::default();
             let account = &accounts[user % accounts.len()];
             let url = |rest: String| format!("{base}/v1/accounts/{}/{rest}", account.id);
-            if tuned {
+            if read_path == ReadPath::Tuned {
                 let first = client.get(url(format!("history?limit={limit}"))).bearer_auth(&account.token);
                 samples.send("GET history (tuned, first page)", first).await;
                 let deep = match &account.deep_cursor {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::charts::{LineChart, Series};
 use crate::history::{self, percentile};
 use crate::load::{LoadReport, ScenarioReport, Shape};
-use crate::scenarios::{self, Admin, BatchWindows, Population, StepSearch};
+use crate::scenarios::{self, Admin, BatchWindows, Population, ReadPath, StepSearch};
 use crate::server::Server;
 use crate::write::{self, create_users, database_url_for, recreate_database, times, WriteOutcome};
 
@@ -119,12 +119,48 @@ impl Phase {
     }
 }
 
+/// The sizes a run uses: the options, with the defaults of a full or a `--quick` run.
+struct Sizes {
+    quick: bool,
+    step_seconds: u64,
+    entries: u64,
+    savings: i64,
+    pending: usize,
+}
+
+impl Sizes {
+    fn of(options: &Options) -> Sizes {
+        let quick = options.quick;
+        Sizes {
+            quick,
+            step_seconds: options.step_seconds.unwrap_or(if quick { 5 } else { 15 }),
+            entries: options.entries.unwrap_or(if quick { 1_000_000 } else { 10_000_000 }),
+            savings: options.savings_accounts.unwrap_or(if quick { 20_000 } else { 100_000 }),
+            pending: options.pending_transfers.unwrap_or(if quick { 2_000 } else { 5_000 }),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            users: 0,
+            ramp: Duration::from_secs(if self.quick { 1 } else { 3 }),
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(self.step_seconds),
+        }
+    }
+}
+
+/// Makes a scenario's iteration for a population of users.
+type ScenarioMaker = fn(Arc<Population>) -> scenarios::Iteration;
+
+/// What the transactional part of the run measured.
+struct Transactional {
+    windows: BatchWindows,
+    audit: Value,
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let quick = options.quick;
-    let step_seconds = options.step_seconds.unwrap_or(if quick { 5 } else { 15 });
-    let entries = options.entries.unwrap_or(if quick { 1_000_000 } else { 10_000_000 });
-    let savings = options.savings_accounts.unwrap_or(if quick { 20_000 } else { 100_000 });
-    let pending = options.pending_transfers.unwrap_or(if quick { 2_000 } else { 5_000 });
+    let sizes = Sizes::of(&options);
     anyhow::ensure!(
         !options.steps.is_empty() && options.steps.iter().all(|&users| users > 0),
         "--steps must be positive"
@@ -136,24 +172,72 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut phase = Phase { started: Instant::now(), total: 6, done: 0 };
     eprintln!(
-        "perf/run{}: steps {:?} users, {step_seconds} s a step, p99 limit {} ms; report in {}",
-        if quick { " --quick" } else { "" },
+        "perf/run{}: steps {:?} users, {} s a step, p99 limit {} ms; report in {}",
+        if sizes.quick { " --quick" } else { "" },
         options.steps,
+        sizes.step_seconds,
         options.p99_limit_ms,
         out.display()
     );
-    let shape = Shape {
-        users: 0,
-        ramp: Duration::from_secs(if quick { 1 } else { 3 }),
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs(step_seconds),
-    };
+    let shape = sizes.shape();
 
     phase.next(&format!(
         "pgbench baseline and HTTP transfers, cold and hot, in {} interleaved rounds",
         options.write_rounds
     ));
-    let write_options = write::Options {
+    let writes = write::measure(&write_options(&options, &sizes)).await?;
+
+    phase.next(&format!("history: {} entries, naive vs tuned one request at a time", sizes.entries));
+    let history = history::measure(&history_options(&options, &sizes)).await?;
+
+    phase.next("statement readers under load: tuned, then naive");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;
+    let mut searches = statement_readers(&options, shape, &client, &history).await;
+    let mut server_memory = vec![(
+        format!(
+            "history server, after the statement readers (steps up to {} users)",
+            options.steps.iter().max().unwrap_or(&0)
+        ),
+        history.server.memory(),
+    )];
+    eprintln!("  server memory after the statement readers: {}", history.server.memory());
+    history.server.stop().await;
+
+    let transactional = transactional(&options, &sizes, &mut phase, &client, &mut searches, &mut server_memory).await?;
+    machine.load_after = load_average();
+
+    let report = Report {
+        command: &command,
+        quick: sizes.quick,
+        machine: &machine,
+        shape,
+        p99_limit_ms: options.p99_limit_ms,
+        writes: &writes,
+        entries: sizes.entries,
+        history_rows: &history.rows,
+        history_fallbacks: history.fallbacks,
+        history_mismatches: history.mismatches.len(),
+        searches: &searches,
+        windows: &transactional.windows,
+        savings: sizes.savings,
+        audit: &transactional.audit,
+        server_memory: &server_memory,
+        minutes: phase.started.elapsed().as_secs_f64() / 60.0,
+    };
+    report.charts(&out)?;
+    let path = out.join("report.md");
+    std::fs::write(&path, report.markdown())?;
+    eprintln!("\nreport: {}", path.display());
+    println!("{}", report.summary());
+    anyhow::ensure!(writes.audit_ok(), "the ledger audit failed after the write benchmark");
+    let audit = &transactional.audit;
+    anyhow::ensure!(audit["ok"] == Value::Bool(true), "the ledger audit failed after the scenarios: {audit}");
+    Ok(())
+}
+
+fn write_options(options: &Options, sizes: &Sizes) -> write::Options {
+    let quick = sizes.quick;
+    write::Options {
         clients: 100,
         seconds: if quick { 3 } else { 5 },
         rounds: options.write_rounds,
@@ -164,12 +248,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         only: None,
         server_env: Vec::new(),
         database: format!("{}_bench", options.databases),
-    };
-    let writes = write::measure(&write_options).await?;
+    }
+}
 
-    phase.next(&format!("history: {entries} entries, naive vs tuned one request at a time"));
-    let history_options = history::Options {
-        entries,
+fn history_options(options: &Options, sizes: &Sizes) -> history::Options {
+    let quick = sizes.quick;
+    history::Options {
+        entries: sizes.entries,
         users: 100_000,
         hot_percent: 5,
         heavy_accounts: 4,
@@ -182,77 +267,52 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         heavy_rounds: if quick { 2 } else { 4 },
         deep_percent: 90,
         limit: 50,
-    };
-    let history = history::measure(&history_options).await?;
+    }
+}
 
-    phase.next("statement readers under load: tuned, then naive");
+/// Steps the statement readers up on the history server: tuned, then naive.
+async fn statement_readers(
+    options: &Options,
+    shape: Shape,
+    client: &reqwest::Client,
+    history: &history::HistoryOutcome,
+) -> Vec<StepSearch> {
     let readers: Arc<Vec<scenarios::Statement>> =
         Arc::new(history.hot_accounts.iter().chain(&history.heavy_accounts).map(scenarios::Statement::from).collect());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;
     let mut searches: Vec<StepSearch> = Vec::new();
-    for (name, tuned) in [("statement reader, tuned", true), ("statement reader, naive", false)] {
+    for (name, read_path) in
+        [("statement reader, tuned", ReadPath::Tuned), ("statement reader, naive", ReadPath::Naive)]
+    {
         let (client, base, readers, limit) =
             (client.clone(), history.server.base.clone(), readers.clone(), history.limit);
         searches.push(
             scenarios::step_search(name, &options.steps, shape, options.p99_limit_ms, || {
-                scenarios::statement_reader(client.clone(), base.clone(), readers.clone(), limit, tuned)
+                scenarios::statement_reader(client.clone(), base.clone(), readers.clone(), limit, read_path)
             })
             .await,
         );
     }
-    let mut server_memory = vec![(
-        format!(
-            "history server, after the statement readers (steps up to {} users)",
-            options.steps.iter().max().unwrap_or(&0)
-        ),
-        history.server.memory(),
-    )];
-    eprintln!("  server memory after the statement readers: {}", history.server.memory());
-    history.server.stop().await;
-    let history_rows = &history.rows;
+    searches
+}
 
+/// The transactional scenarios on a fresh database, then the batch windows, the outbox
+/// drained and the audit.
+async fn transactional(
+    options: &Options,
+    sizes: &Sizes,
+    phase: &mut Phase,
+    client: &reqwest::Client,
+    searches: &mut Vec<StepSearch>,
+    server_memory: &mut Vec<(String, crate::server::Memory)>,
+) -> anyhow::Result<Transactional> {
     phase.next("transactional scenarios: daily users, payday, settlement evening");
-    let admin_url = env("DATABASE_URL")?;
-    let clickhouse_url = env("CLICKHOUSE_URL")?;
-    let database = &format!("{}_scenarios", options.databases);
-    anyhow::ensure!(
-        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "--databases must be a plain identifier"
-    );
-    let scenario_url = database_url_for(&admin_url, database);
-    recreate_database(&admin_url, &clickhouse_url, database).await?;
-    let server = Server::start(
-        &scenario_url,
-        database,
-        &[
-            ("MINIPAY_CLOCK", "manual".to_owned()),
-            ("MINIPAY_SCHEDULER", "off".to_owned()),
-            // The admin job runs are timed through HTTP: they must not hit the 10 s request
-            // timeout (the job would go on, but the answer would be a 503).
-            ("MINIPAY_REQUEST_TIMEOUT_MS", "900000".to_owned()),
-        ],
-    )
-    .await?;
+    let (server, db) = scenario_server(options, sizes.savings).await?;
     server_memory.push(("transactional server, idle, just started".to_owned(), server.memory()));
-    let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    eprintln!("  seeding {savings} savings accounts for the batch jobs");
-    for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1), 1) {
-        db.batch_execute(&sql).await.context("seeding savings accounts")?;
-    }
-    // Installments done through today, so that the first window owes one date, not every day
-    // since the seed's opening date.
-    db.batch_execute(
-        "UPDATE accounts SET installment_through = (now() AT TIME ZONE 'Asia/Seoul')::date \
-         WHERE kind = 'savings' AND product = 'fixed'",
-    )
-    .await
-    .context("marking installments done")?;
     let pool = options.steps.iter().copied().max().unwrap_or(1) + 4;
     eprintln!("  signing up {pool} users");
     // A third of the daily limit: daily users top up and the clock stands still.
-    let users = create_users(&client, &server.base, pool, "user", 1_000_000).await?;
-    let receiver = create_users(&client, &server.base, 1, "payday", 1_000_000).await?.pop().context("receiver")?;
+    let users = create_users(client, &server.base, pool, "user", 1_000_000).await?;
+    let receiver = create_users(client, &server.base, 1, "payday", 1_000_000).await?.pop().context("receiver")?;
     let population = Arc::new(Population {
         client: client.clone(),
         base: server.base.clone(),
@@ -260,11 +320,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         users,
         receiver,
     });
-    let scenario_makers: [(&'static str, fn(Arc<Population>) -> scenarios::Iteration); 3] = [
+    let scenario_makers: [(&'static str, ScenarioMaker); 3] = [
         ("daily user", scenarios::daily_user),
         ("payday crowd", scenarios::payday),
         ("settlement evening", scenarios::settlement),
     ];
+    let shape = sizes.shape();
     for (name, make) in scenario_makers {
         let population = population.clone();
         searches.push(
@@ -289,49 +350,68 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     ));
     // No client timeout: a job over many accounts may take minutes.
     let admin = Admin { client: reqwest::Client::new(), base: server.base.clone() };
-    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users, pending).await?;
+    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users, sizes.pending).await?;
 
     phase.next("audit and report");
+    drain_outbox(&db).await?;
+    let audit = admin.audit().await?;
+    server_memory.push(("after the batch windows (with daily users)".to_owned(), server.memory()));
+    server.stop().await;
+    Ok(Transactional { windows, audit })
+}
+
+/// A server on a fresh scenario database with `savings` savings accounts, and a connection to
+/// that database.
+async fn scenario_server(options: &Options, savings: i64) -> anyhow::Result<(Server, tokio_postgres::Client)> {
+    let admin_url = env("DATABASE_URL")?;
+    let clickhouse_url = env("CLICKHOUSE_URL")?;
+    let database = &format!("{}_scenarios", options.databases);
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "--databases must be a plain identifier"
+    );
+    let scenario_url = database_url_for(&admin_url, database);
+    recreate_database(&admin_url, &clickhouse_url, database).await?;
+    let server = Server::start(
+        &scenario_url,
+        database,
+        &[
+            ("MINIPAY_CLOCK", "manual".to_owned()),
+            ("MINIPAY_SCHEDULER", "off".to_owned()),
+            // The admin job runs are timed through HTTP: they must not hit the 10 s request
+            // timeout (the job would go on, but the answer would be a 503).
+            ("MINIPAY_REQUEST_TIMEOUT_MS", "900000".to_owned()),
+        ],
+    )
+    .await?;
+    let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    eprintln!("  seeding {savings} savings accounts for the batch jobs");
+    for sql in crate::jobs::interest_seed(savings, (savings / 10).max(1), 1) {
+        db.batch_execute(&sql).await.context("seeding savings accounts")?;
+    }
+    // Installments done through today, so that the first window owes one date, not every day
+    // since the seed's opening date.
+    db.batch_execute(
+        "UPDATE accounts SET installment_through = (now() AT TIME ZONE 'Asia/Seoul')::date \
+         WHERE kind = 'savings' AND product = 'fixed'",
+    )
+    .await
+    .context("marking installments done")?;
+    Ok((server, db))
+}
+
+/// Waits (up to 5 minutes) until the forwarder has emptied the statement outbox.
+async fn drain_outbox(db: &tokio_postgres::Client) -> anyhow::Result<()> {
     let drained = Instant::now();
     loop {
         let left: i64 = db.query_one("SELECT count(*) FROM statement_outbox", &[]).await?.get(0);
         if left == 0 || drained.elapsed() > Duration::from_secs(300) {
-            break;
+            return Ok(());
         }
         eprintln!("  outbox: {left} entries left");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let audit = admin.audit().await?;
-    server_memory.push(("after the batch windows (with daily users)".to_owned(), server.memory()));
-    server.stop().await;
-    machine.load_after = load_average();
-
-    let report = Report {
-        command: &command,
-        quick,
-        machine: &machine,
-        shape,
-        p99_limit_ms: options.p99_limit_ms,
-        writes: &writes,
-        entries,
-        history_rows,
-        history_fallbacks: history.fallbacks,
-        history_mismatches: history.mismatches.len(),
-        searches: &searches,
-        windows: &windows,
-        savings,
-        audit: &audit,
-        server_memory: &server_memory,
-        minutes: phase.started.elapsed().as_secs_f64() / 60.0,
-    };
-    report.charts(&out)?;
-    let path = out.join("report.md");
-    std::fs::write(&path, report.markdown())?;
-    eprintln!("\nreport: {}", path.display());
-    println!("{}", report.summary());
-    anyhow::ensure!(writes.audit_ok(), "the ledger audit failed after the write benchmark");
-    anyhow::ensure!(audit["ok"] == Value::Bool(true), "the ledger audit failed after the scenarios: {audit}");
-    Ok(())
 }
 
 struct Report<'a> {
@@ -498,10 +578,21 @@ impl Report<'_> {
 
     fn markdown(&self) -> String {
         let mut md = String::new();
-        let w = self.writes;
+        self.md_header(&mut md);
+        self.md_summary(&mut md);
+        self.md_sustained(&mut md);
+        self.md_transfers(&mut md);
+        self.md_history(&mut md);
+        self.md_windows(&mut md);
+        self.md_scenarios(&mut md);
+        self.md_memory(&mut md);
+        self.md_audit(&mut md);
+        md
+    }
+
+    /// The title, the command and the machine.
+    fn md_header(&self, md: &mut String) {
         let m = self.machine;
-        let ratios = self.transfer_ratios();
-        let rounds = w.rounds.len();
         let _ = writeln!(md, "# minipay performance report{}\n", if self.quick { " (quick run)" } else { "" });
         let _ = writeln!(md, "Produced by one run of:\n\n```\n{}\n```\n", self.command);
         let _ = writeln!(
@@ -511,7 +602,13 @@ impl Report<'_> {
              measured in the same run rather than in absolute terms.\n",
             m.cores, m.cpu, m.memory, m.load_before, m.load_after, self.minutes
         );
+    }
 
+    /// The summary table: every goal, met or not.
+    fn md_summary(&self, md: &mut String) {
+        let w = self.writes;
+        let ratios = self.transfer_ratios();
+        let rounds = w.rounds.len();
         let _ = writeln!(md, "## Summary\n");
         let _ = writeln!(md, "| measure | minipay | baseline | ratio | goal |");
         let _ = writeln!(md, "|---|---:|---:|---:|---|");
@@ -556,6 +653,10 @@ impl Report<'_> {
                 job.quiet.as_secs_f64()
             );
         }
+    }
+
+    /// The highest load each scenario sustains, and the charts.
+    fn md_sustained(&self, md: &mut String) {
         let _ = writeln!(
             md,
             "\nHighest load each scenario sustains with p99 under {} ms and no errors (steps of {} s measured \
@@ -589,7 +690,13 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(md, "\n![throughput](throughput.png)\n\n![p99](p99.png)\n\n![history](history.png)\n");
+    }
 
+    /// Transfers against pgbench, round by round.
+    fn md_transfers(&self, md: &mut String) {
+        let w = self.writes;
+        let ratios = self.transfer_ratios();
+        let rounds = w.rounds.len();
         let _ = writeln!(md, "## Transfers vs pgbench\n");
         let _ = writeln!(
             md,
@@ -667,7 +774,10 @@ impl Report<'_> {
             w.hot.generator_cores,
             w.ledger_batches()
         );
+    }
 
+    /// History reads, naive against tuned.
+    fn md_history(&self, md: &mut String) {
         let _ = writeln!(md, "## History: naive vs tuned, one request at a time\n");
         let _ = writeln!(
             md,
@@ -698,7 +808,10 @@ impl Report<'_> {
             "\nTuned answers from the PostgreSQL fallback: {}; naive/tuned pairs that differed: {}.\n",
             self.history_fallbacks, self.history_mismatches
         );
+    }
 
+    /// The batch jobs, quiet and under traffic.
+    fn md_windows(&self, md: &mut String) {
         let _ = writeln!(md, "## Batch windows under traffic\n");
         let _ = writeln!(
             md,
@@ -730,8 +843,11 @@ impl Report<'_> {
             "\nThe daily users meanwhile ({} s measured):\n",
             self.windows.traffic.shape.duration.as_secs()
         );
-        endpoint_table(&mut md, &self.windows.traffic);
+        endpoint_table(md, &self.windows.traffic);
+    }
 
+    /// Every step of every scenario, per endpoint.
+    fn md_scenarios(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Scenarios, step by step\n");
         let _ = writeln!(
             md,
@@ -758,11 +874,14 @@ impl Report<'_> {
             }
             for step in &search.steps {
                 let _ = writeln!(md, "\n{} users, per endpoint:\n", step.shape.users);
-                endpoint_table(&mut md, step);
+                endpoint_table(md, step);
             }
             md.push('\n');
         }
+    }
 
+    /// The servers' memory at points of the run.
+    fn md_memory(&self, md: &mut String) {
         let _ = writeln!(md, "## Server memory\n");
         let _ = writeln!(md, "The `minipay serve` of the statement readers, then the one of the transactional scenarios, from /proc: resident then (VmRSS) and the peak so far (VmHWM), since the server started.\n");
         let _ = writeln!(md, "| when | resident MiB | peak so far MiB |");
@@ -776,7 +895,11 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(md);
+    }
 
+    /// The ledger audits.
+    fn md_audit(&self, md: &mut String) {
+        let w = self.writes;
         let _ = writeln!(md, "## Audit\n");
         let _ = writeln!(md, "- after the write benchmark: ok = {}", w.audit["ok"]);
         let _ = writeln!(md, "- after the scenarios and batch windows: ok = {}", self.audit["ok"]);
@@ -785,7 +908,6 @@ impl Report<'_> {
                 let _ = writeln!(md, "  - `{check}`");
             }
         }
-        md
     }
 }
 

@@ -137,7 +137,7 @@ pub(crate) async fn create_users(
                     .await?
                     .error_for_status()?;
                 let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if finished % 250 == 0 || finished == count {
+                if finished.is_multiple_of(250) || finished == count {
                     eprintln!("  {prefix}: {finished}/{count} users created and funded");
                 }
                 let id = user["id"].as_i64().context("id")?;
