@@ -236,7 +236,7 @@ async fn storm(app: &TestApp, bases: &[String]) {
 #[tokio::test]
 async fn a_random_storm_of_transfers_keeps_the_group_total() {
     let app = spawn_app().await;
-    storm(&app, &[app.base.clone()]).await;
+    storm(&app, std::slice::from_ref(&app.base)).await;
     // Transfers that topped up were first tried in batches without the external account, and
     // ran again in one that locks it (once each, with the top-up counted once: see above).
     let again = metric_at(&app.client, &app.base, "minipay_ledger_commands_again_total").await;
