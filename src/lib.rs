@@ -3,25 +3,27 @@
 //!
 //! A guided tour, from the edge inwards:
 
-/// Wiring: `AppState` and `Application` (bind, migrate, serve, shut down).
+/// Wiring: `Application` (bind, migrate, serve, shut down) and `start_ledger_writer`, the one
+/// place a ledger writer starts.
 pub mod app;
 /// The command line: one function per command (`main.rs` only sets up the process).
 pub mod cli;
 /// The one source of time (`system` or `manual`).
 pub mod clock;
-/// Configuration from the environment, with laptop defaults.
+/// Configuration: every environment variable defined once (clap), with laptop defaults,
+/// validated; secrets redacted by type. Depends on no other module but the leaf ones.
 pub mod config;
-/// Pure rules: money, names, business days, passwords, split bills.
+/// Pure rules: money, names, business days, passwords, split bills. Depends on nothing else.
 pub mod domain;
 /// Password hashing with bounded concurrency, a bounded queue and reused memory.
 pub mod hashing;
 /// The ClickHouse read store for statements.
 pub mod history;
-/// REST handlers, problem+json errors, OpenAPI, and the server's accept loop with its
-/// connection limits (`http::serve`).
+/// REST handlers and the state they share (`http::state::AppState`), problem+json errors,
+/// OpenAPI, and the server's accept loop with its connection limits (`http::serve`).
 pub mod http;
-/// Scheduled jobs: the scheduler loop, the runner (once per job and business date, in
-/// resumable chunks) and one file per job.
+/// Scheduled jobs: their names and schedules (`jobs::schedule`), the scheduler loop, the
+/// runner (once per job and business date, in resumable chunks) and one file per job.
 pub mod jobs;
 /// The double-entry ledger and its batched serializable writer.
 pub mod ledger;
