@@ -49,13 +49,23 @@ pub async fn setup(database_url: &str, accounts: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which transfers pgbench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Random pairs of accounts.
+    Cold,
+    /// Every transfer to one account.
+    Hot,
+}
+
 pub async fn run(
     database_url: &str,
-    hot: bool,
+    workload: Workload,
     accounts: u32,
     clients: u32,
     seconds: u32,
 ) -> anyhow::Result<PgbenchResult> {
+    let hot = workload == Workload::Hot;
     let script = if hot { HOT_SCRIPT } else { COLD_SCRIPT }.replace("{accounts}", &accounts.to_string());
     let path = std::env::temp_dir().join(format!(
         "minipay-pgbench-{}-{}.sql",

@@ -150,6 +150,15 @@ pub(crate) async fn create_users(
     users.into_iter().collect()
 }
 
+/// How each load client picks the sender of its next transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SenderChoice {
+    /// Any sender, at random.
+    Random,
+    /// Client `n` always sends from sender `n` (modulo the senders).
+    OnePerClient,
+}
+
 async fn transfer_load(
     client: &reqwest::Client,
     base: &str,
@@ -157,7 +166,7 @@ async fn transfer_load(
     label: &str,
     senders: Arc<Vec<BenchUser>>,
     receivers: Arc<Vec<BenchUser>>,
-    one_sender_per_client: bool,
+    senders_by: SenderChoice,
 ) -> LoadReport {
     let skipped = options.only.as_deref().is_some_and(|only| only != label);
     let (warmup, seconds) = if skipped { (0, 0) } else { (options.warmup_seconds, options.seconds) };
@@ -173,7 +182,11 @@ async fn transfer_load(
         move |worker, sequence| {
             let (from, to, amount) = {
                 let mut rng = rand::thread_rng();
-                let from = if one_sender_per_client { worker % senders.len() } else { rng.gen_range(0..senders.len()) };
+                let from = if senders_by == SenderChoice::OnePerClient {
+                    worker % senders.len()
+                } else {
+                    rng.gen_range(0..senders.len())
+                };
                 let mut to = rng.gen_range(0..receivers.len());
                 if Arc::ptr_eq(&senders, &receivers) && to == from {
                     to = (to + 1) % receivers.len();
@@ -406,21 +419,50 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     for round in 1..=options.rounds {
         let step = format!("[3/4] round {round}/{}", options.rounds);
         let drained_cold = wait_for_outbox(&db).await?;
-        let pg_cold =
-            pgbench::run(&bench_url, false, options.pgbench_accounts, options.clients, options.seconds).await?;
+        let pg_cold = pgbench::run(
+            &bench_url,
+            pgbench::Workload::Cold,
+            options.pgbench_accounts,
+            options.clients,
+            options.seconds,
+        )
+        .await?;
         eprintln!(
             "{step} pgbench cold: {:.0} tps (outbox drained in {:.1} s)",
             pg_cold.tps,
             drained_cold.as_secs_f64()
         );
-        let cold =
-            transfer_load(&client, &server.base, options, "cold", cold_users.clone(), cold_users.clone(), false).await;
+        let cold = transfer_load(
+            &client,
+            &server.base,
+            options,
+            "cold",
+            cold_users.clone(),
+            cold_users.clone(),
+            SenderChoice::Random,
+        )
+        .await;
         eprintln!("{step} HTTP cold: {:.0} transfers/s, {} errors", http_tps(&cold), cold.errors);
         let drained_hot = wait_for_outbox(&db).await?;
-        let pg_hot = pgbench::run(&bench_url, true, options.pgbench_accounts, options.clients, options.seconds).await?;
+        let pg_hot = pgbench::run(
+            &bench_url,
+            pgbench::Workload::Hot,
+            options.pgbench_accounts,
+            options.clients,
+            options.seconds,
+        )
+        .await?;
         eprintln!("{step} pgbench hot: {:.0} tps (outbox drained in {:.1} s)", pg_hot.tps, drained_hot.as_secs_f64());
-        let hot =
-            transfer_load(&client, &server.base, options, "hot", hot_senders.clone(), hot_receiver.clone(), true).await;
+        let hot = transfer_load(
+            &client,
+            &server.base,
+            options,
+            "hot",
+            hot_senders.clone(),
+            hot_receiver.clone(),
+            SenderChoice::OnePerClient,
+        )
+        .await;
         eprintln!("{step} HTTP hot: {:.0} transfers/s, {} errors", http_tps(&hot), hot.errors);
         rounds.push(Round { pg_cold, cold, pg_hot, hot, outbox_waits: [drained_cold, drained_hot] });
     }
