@@ -2,6 +2,14 @@
 //! the assertion in [`apply`] firing on a corrupted state.
 
 use super::*;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::invariants::{columns_balance, postings_balance, Imbalance};
+use crate::domain::accounts::{Account, AccountId, AccountKind, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::money::Amount;
+use crate::domain::transfers::{Transfer, TransferStatus, PENDING_LIFETIME};
 
 const MAIN: AccountId = 101;
 const OTHER: AccountId = 102;
