@@ -45,3 +45,11 @@ pub enum Outcome {
         auto_charged: i64,
     },
 }
+
+impl Outcome {
+    /// The error for an outcome its caller's command cannot have (a charge answered with a
+    /// transfer, say): a bug, reported as an internal error, never as the client's fault.
+    pub fn unexpected(&self) -> anyhow::Error {
+        anyhow::anyhow!("unexpected ledger outcome {self:?}")
+    }
+}
