@@ -39,7 +39,7 @@ pub use postings::{Posting, PostingFlags, PostingKind};
 pub use state::{BatchContext, LedgerState};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod balance_tests;

@@ -92,13 +92,20 @@ impl<'a> Staged<'a> {
         }
     }
 
-    /// The next reserved transfer id. The writer reserves one per transfer command, so running
-    /// out is a bug in the writer, reported as a refused command rather than a panic.
-    pub(super) fn take_transfer_id(&mut self) -> Result<i64, CommandError> {
+    /// The next reserved transfer id. The writer reserves one per command that may create a
+    /// transfer, so running out is a bug in the writer: it stops the batch (the callers are
+    /// answered 503) rather than refusing the command as if it were the caller's fault.
+    pub(super) fn take_transfer_id(&mut self) -> i64 {
         let index = self.state.transfer_ids_used + self.new_transfers.len();
-        let id = *self.state.transfer_ids.get(index).ok_or(CommandError::InvalidState("no transfer id reserved"))?;
+        let Some(&id) = self.state.transfer_ids.get(index) else {
+            panic!(
+                "command {}: no transfer id reserved ({} reserved)",
+                self.command_index,
+                self.state.transfer_ids.len()
+            )
+        };
         self.transfer_id = Some(id);
-        Ok(id)
+        id
     }
 
     pub(super) fn account(&self, id: AccountId) -> Result<&Account, CommandError> {
@@ -333,7 +340,7 @@ impl<'a> Staged<'a> {
         }
         .ok_or(CommandError::NotAllowed(TRANSFER_TARGET_REFUSED))?;
         self.own_account(user_id, from_account_id, AccountKind::Main)?;
-        let id = self.take_transfer_id()?;
+        let id = self.take_transfer_id();
         let auto_charged = self.auto_charge(user_id, from_account_id, amount)?;
         let now = self.context.now;
         let (status, expires_at) = if confirm {

@@ -23,7 +23,7 @@ fn context() -> BatchContext {
     }
 }
 
-pub(super) fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
+pub(crate) fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
     Account {
         id,
         user_id,
