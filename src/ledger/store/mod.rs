@@ -3,6 +3,10 @@
 //! (On a busy two-core machine a round trip costs milliseconds; a batch that waited on six of
 //! them held the gate three times as long.)
 
+mod write;
+
+pub use write::write_and_commit;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -10,8 +14,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::Json;
 
-use super::apply::{Effects, LedgerState};
-use super::statements::StatementEntry;
 use crate::domain::accounts::{Account, AccountId, UserId};
 use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
@@ -99,91 +101,6 @@ const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status FROM se
      WHERE settlement_id = ANY($1) ORDER BY settlement_id, position FOR UPDATE";
 
 const RESERVE_TRANSFER_IDS: &str = "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::int8)";
-
-/// Everything a batch writes, in one statement: balances, ledger rows, daily counters,
-/// transfers (new and resolved), statement entries with their outbox row, notifications, paid
-/// shares and completed settlements, and idempotency records. A key that a concurrent batch
-/// recorded first fails the statement with a unique violation on `idempotency_keys_pkey`; the
-/// batch is retried and then replays.
-const WRITE: &str = "WITH updated AS (
-        UPDATE accounts a
-           SET debits_posted = v.debits_posted, credits_posted = v.credits_posted,
-               debits_pending = v.debits_pending, credits_pending = v.credits_pending,
-               status = v.status, closed_at = v.closed_at, installment_through = v.installment_through,
-               installments_missed = v.installments_missed, installment_missed_on = v.installment_missed_on,
-               interest_paid = v.interest_paid, interest_carry = v.interest_carry, interest_through = v.interest_through
-          FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::timestamptz[],
-                      $55::date[], $56::int4[], $57::date[], $59::int8[], $60::int8[], $61::date[])
-               AS v(id, debits_posted, credits_posted, debits_pending, credits_pending, status, closed_at,
-                    installment_through, installments_missed, installment_missed_on, interest_paid, interest_carry,
-                    interest_through)
-         WHERE a.id = v.id
-        RETURNING 1
-     ), inserted AS (
-        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id,
-                                      charged_for)
-        SELECT nextval('ledger_transfers_id_seq'), $8, t.debit, t.credit, t.amount, t.kind, t.flags, t.transfer_id,
-               t.charged_for
-          FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::int8[], $58::date[]) WITH ORDINALITY
-               AS t(debit, credit, amount, kind, flags, transfer_id, charged_for, position)
-         ORDER BY t.position
-        RETURNING 1
-     ), counted AS (
-        INSERT INTO daily_charges (user_id, business_date, used)
-        SELECT * FROM UNNEST($15::int8[], $16::date[], $17::int8[])
-        ON CONFLICT (user_id, business_date) DO UPDATE SET used = EXCLUDED.used
-        RETURNING 1
-     ), transferred AS (
-        INSERT INTO transfers (id, from_account_id, to_account_id, from_user_id, to_user_id, amount, auto_charged,
-                               status, display_name, memo, created_at, expires_at, resolved_at, settlement_id)
-        SELECT * FROM UNNEST($18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-                             $25::text[], $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
-                             $45::int8[])
-        RETURNING 1
-     ), resolved AS (
-        UPDATE transfers t SET status = v.status, resolved_at = $8
-          FROM UNNEST($46::int8[], $47::text[]) AS v(id, status)
-         WHERE t.id = v.id
-        RETURNING 1
-     ), notified AS (
-        INSERT INTO notifications (user_id, kind, payload, created_at)
-        SELECT u, k, p, $8 FROM UNNEST($48::int8[], $49::text[], $50::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
-         ORDER BY n.position
-        RETURNING 1
-     ), paid AS (
-        UPDATE settlement_shares s SET status = 'paid', paid_at = $8, transfer_id = v.transfer_id
-          FROM UNNEST($51::int8[], $52::int8[], $53::int8[]) AS v(settlement_id, user_id, transfer_id)
-         WHERE s.settlement_id = v.settlement_id AND s.user_id = v.user_id
-        RETURNING 1
-     ), completed AS (
-        UPDATE settlements s SET status = 'completed', completed_at = $8
-         WHERE s.id = ANY($54::int8[])
-        RETURNING 1
-     ), keyed AS (
-        INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, body, created_at)
-        SELECT u, k, f, s, b, $8 FROM UNNEST($31::int8[], $32::text[], $33::bytea[], $34::int2[], $35::jsonb[]) AS t(u, k, f, s, b)
-        RETURNING 1
-     ), entries AS (
-        INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                                       counterparty_account_id, counterparty_name, transfer_id, memo,
-                                       counterparty_user_name)
-        SELECT nextval('statement_entries_id_seq'), e.account_id, $8, e.direction, e.amount, e.balance_after, e.kind,
-               e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name
-          FROM UNNEST($36::int8[], $37::text[], $38::int8[], $39::int8[], $40::text[], $41::int8[], $42::text[], $43::int8[], $44::text[],
-                      $62::text[])
-               WITH ORDINALITY AS e(account_id, direction, amount, balance_after, kind, counterparty_account_id,
-                                    counterparty_name, transfer_id, memo, counterparty_user_name, position)
-         ORDER BY e.position
-        RETURNING id
-     ), outboxed AS (
-        INSERT INTO statement_outbox (entry_ids, at)
-        SELECT array_agg(id ORDER BY id), $8 FROM entries HAVING count(*) > 0
-        RETURNING cardinality(entry_ids) AS entries
-     )
-     SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted),
-            (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT coalesce(sum(entries), 0) FROM outboxed),
-            (SELECT count(*) FROM resolved), (SELECT count(*) FROM notified), (SELECT count(*) FROM paid),
-            (SELECT count(*) FROM completed)";
 
 /// What a batch reads under lock.
 pub struct Locked {
@@ -362,156 +279,6 @@ fn in_send_order<const N: usize>(
         Some(error) => Err(error),
         None => Ok(rows.try_into().unwrap_or_else(|_| unreachable!("one result per statement"))),
     }
-}
-
-/// Writes the batch and commits, in one flight. If the write fails, the COMMIT that follows it
-/// in the pipeline ends the aborted transaction (PostgreSQL answers it with ROLLBACK), and the
-/// write's error is returned.
-pub async fn write_and_commit(
-    client: &Object,
-    now: DateTime<Utc>,
-    state: &LedgerState,
-    effects: &Effects,
-    entries: &[StatementEntry],
-    new_keys: &[(KeyId, KeyRecord)],
-) -> Result<(), tokio_postgres::Error> {
-    let write = client.prepare_cached(WRITE).await?;
-    let accounts: Vec<&Account> = effects.touched_accounts.iter().filter_map(|id| state.accounts.get(id)).collect();
-    debug_assert_eq!(accounts.len(), effects.touched_accounts.len());
-    let daily: Vec<((UserId, NaiveDate), i64)> =
-        effects.touched_daily.iter().map(|key| (*key, state.daily_used.get(key).copied().unwrap_or(0))).collect();
-    let postings = &effects.postings;
-    let transfers = &effects.new_transfers;
-
-    let account_ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
-    let debits_posted: Vec<i64> = accounts.iter().map(|a| a.debits_posted).collect();
-    let credits_posted: Vec<i64> = accounts.iter().map(|a| a.credits_posted).collect();
-    let debits_pending: Vec<i64> = accounts.iter().map(|a| a.debits_pending).collect();
-    let credits_pending: Vec<i64> = accounts.iter().map(|a| a.credits_pending).collect();
-    let statuses: Vec<&str> = accounts.iter().map(|a| a.status.as_str()).collect();
-    let closed_at: Vec<Option<DateTime<Utc>>> = accounts.iter().map(|a| a.closed_at).collect();
-    let installment_through: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_through).collect();
-    let installments_missed: Vec<i32> = accounts.iter().map(|a| a.installments_missed).collect();
-    let installment_missed_on: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.installment_missed_on).collect();
-    let interest_paid: Vec<i64> = accounts.iter().map(|a| a.interest_paid).collect();
-    let interest_carry: Vec<i64> = accounts.iter().map(|a| a.interest_carry).collect();
-    let interest_through: Vec<Option<NaiveDate>> = accounts.iter().map(|a| a.interest_through).collect();
-    let debit_ids: Vec<i64> = postings.iter().map(|p| p.debit_account_id).collect();
-    let credit_ids: Vec<i64> = postings.iter().map(|p| p.credit_account_id).collect();
-    let amounts: Vec<i64> = postings.iter().map(|p| p.amount).collect();
-    let kinds: Vec<&str> = postings.iter().map(|p| p.kind.as_str()).collect();
-    let flags: Vec<&str> = postings.iter().map(|p| p.flags.as_str()).collect();
-    let posting_transfer_ids: Vec<Option<i64>> = postings.iter().map(|p| p.transfer_id).collect();
-    let charged_for: Vec<Option<NaiveDate>> = postings.iter().map(|p| p.charged_for).collect();
-    let daily_users: Vec<i64> = daily.iter().map(|((user, _), _)| *user).collect();
-    let daily_dates: Vec<NaiveDate> = daily.iter().map(|((_, date), _)| *date).collect();
-    let daily_used: Vec<i64> = daily.iter().map(|(_, used)| *used).collect();
-    let transfer_ids: Vec<i64> = transfers.iter().map(|t| t.id).collect();
-    let from_accounts: Vec<i64> = transfers.iter().map(|t| t.from_account_id).collect();
-    let to_accounts: Vec<i64> = transfers.iter().map(|t| t.to_account_id).collect();
-    let from_users: Vec<i64> = transfers.iter().map(|t| t.from_user_id).collect();
-    let to_users: Vec<i64> = transfers.iter().map(|t| t.to_user_id).collect();
-    let transfer_amounts: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
-    let auto_charged: Vec<i64> = transfers.iter().map(|t| t.auto_charged).collect();
-    let transfer_statuses: Vec<&str> = transfers.iter().map(|t| t.status.as_str()).collect();
-    let display_names: Vec<Option<&str>> = transfers.iter().map(|t| t.display_name.as_deref()).collect();
-    let memos: Vec<Option<&str>> = transfers.iter().map(|t| t.memo.as_deref()).collect();
-    let created_at: Vec<DateTime<Utc>> = transfers.iter().map(|t| t.created_at).collect();
-    let expires_at: Vec<Option<DateTime<Utc>>> = transfers.iter().map(|t| t.expires_at).collect();
-    let resolved_at: Vec<Option<DateTime<Utc>>> = transfers.iter().map(|t| t.resolved_at).collect();
-    let settlement_ids: Vec<Option<i64>> = transfers.iter().map(|t| t.settlement_id).collect();
-    let resolved_ids: Vec<i64> = effects.resolved_transfers.iter().map(|t| t.id).collect();
-    let resolved_statuses: Vec<&str> = effects.resolved_transfers.iter().map(|t| t.status.as_str()).collect();
-    let notified_users: Vec<i64> = effects.notifications.iter().map(|n| n.user_id).collect();
-    let notified_kinds: Vec<&str> = effects.notifications.iter().map(|n| n.kind.as_str()).collect();
-    let notified_payloads: Vec<&serde_json::Value> = effects.notifications.iter().map(|n| &n.payload).collect();
-    let paid_settlements: Vec<i64> = effects.paid_shares.iter().map(|p| p.settlement_id).collect();
-    let paid_users: Vec<i64> = effects.paid_shares.iter().map(|p| p.user_id).collect();
-    let paid_transfers: Vec<i64> = effects.paid_shares.iter().map(|p| p.transfer_id).collect();
-    let completed: &Vec<i64> = &effects.completed_settlements;
-    let key_users: Vec<i64> = new_keys.iter().map(|((user, _), _)| *user).collect();
-    let key_names: Vec<&str> = new_keys.iter().map(|((_, key), _)| key.as_str()).collect();
-    let fingerprints: Vec<&[u8]> = new_keys.iter().map(|(_, record)| record.fingerprint.as_slice()).collect();
-    let key_statuses: Vec<i16> = new_keys.iter().map(|(_, record)| record.response.status as i16).collect();
-    let bodies: Vec<&serde_json::Value> = new_keys.iter().map(|(_, record)| &record.response.body).collect();
-    let entry_accounts: Vec<i64> = entries.iter().map(|e| e.account_id).collect();
-    let entry_directions: Vec<&str> = entries.iter().map(|e| e.direction.as_str()).collect();
-    let entry_amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
-    let entry_balances: Vec<i64> = entries.iter().map(|e| e.balance_after).collect();
-    let entry_kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    let entry_counterparties: Vec<Option<i64>> = entries.iter().map(|e| e.counterparty_account_id).collect();
-    let entry_names: Vec<&str> = entries.iter().map(|e| e.counterparty_name.as_str()).collect();
-    let entry_transfers: Vec<Option<i64>> = entries.iter().map(|e| e.transfer_id).collect();
-    let entry_memos: Vec<Option<&str>> = entries.iter().map(|e| e.memo.as_deref()).collect();
-    let entry_user_names: Vec<Option<&str>> = entries.iter().map(|e| e.counterparty_user_name.as_deref()).collect();
-
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 62] = [
-        &account_ids,
-        &debits_posted,
-        &credits_posted,
-        &debits_pending,
-        &credits_pending,
-        &statuses,
-        &closed_at,
-        &now,
-        &debit_ids,
-        &credit_ids,
-        &amounts,
-        &kinds,
-        &flags,
-        &posting_transfer_ids,
-        &daily_users,
-        &daily_dates,
-        &daily_used,
-        &transfer_ids,
-        &from_accounts,
-        &to_accounts,
-        &from_users,
-        &to_users,
-        &transfer_amounts,
-        &auto_charged,
-        &transfer_statuses,
-        &display_names,
-        &memos,
-        &created_at,
-        &expires_at,
-        &resolved_at,
-        &key_users,
-        &key_names,
-        &fingerprints,
-        &key_statuses,
-        &bodies,
-        &entry_accounts,
-        &entry_directions,
-        &entry_amounts,
-        &entry_balances,
-        &entry_kinds,
-        &entry_counterparties,
-        &entry_names,
-        &entry_transfers,
-        &entry_memos,
-        &settlement_ids,
-        &resolved_ids,
-        &resolved_statuses,
-        &notified_users,
-        &notified_kinds,
-        &notified_payloads,
-        &paid_settlements,
-        &paid_users,
-        &paid_transfers,
-        completed,
-        &installment_through,
-        &installments_missed,
-        &installment_missed_on,
-        &charged_for,
-        &interest_paid,
-        &interest_carry,
-        &interest_through,
-        &entry_user_names,
-    ];
-    let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
-    written?;
-    committed
 }
 
 /// Ends a failed attempt's transaction so the connection can be reused.
