@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::Statement;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
 use crate::domain::settlements::{Share, ShareStatus};
@@ -134,79 +135,10 @@ pub struct ToLock<'a> {
 /// batch changes, and reserves transfer ids — all sent at once. The first of them to fail, in
 /// that order, is the batch's error ([`in_send_order`]).
 pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
-    let ToLock {
-        alone,
-        account_ids,
-        closing,
-        daily_keys,
-        key_ids,
-        keys_expired_before,
-        transfer_ids_needed,
-        transfers,
-        settlements,
-    } = to_lock;
-    let lock_accounts = client.prepare_cached(LOCK_ACCOUNTS).await?;
-    let lock_daily = client.prepare_cached(LOCK_DAILY).await?;
-    let forget_keys = client.prepare_cached(FORGET_EXPIRED_KEYS).await?;
-    let lock_keys = client.prepare_cached(LOCK_KEYS).await?;
-    let reserve = client.prepare_cached(RESERVE_TRANSFER_IDS).await?;
-    let lock_transfers = client.prepare_cached(LOCK_TRANSFERS).await?;
-    let lock_shares = client.prepare_cached(LOCK_SHARES).await?;
-    let transfer_ids: Vec<i64> = transfers.iter().copied().collect();
-    let settlement_ids: Vec<i64> = settlements.iter().copied().collect();
-
-    let ids: Vec<i64> = account_ids.iter().copied().collect();
-    let daily_users: Vec<i64> = daily_keys.iter().map(|(user, _)| *user).collect();
-    let daily_dates: Vec<NaiveDate> = daily_keys.iter().map(|(_, date)| *date).collect();
-    let key_users: Vec<i64> = key_ids.iter().map(|(user, _)| *user).collect();
-    let key_names: Vec<&str> = key_ids.iter().map(|(_, key)| key.as_str()).collect();
-    let reserve_count = transfer_ids_needed as i64;
-
-    let closing: Vec<i64> = closing.iter().copied().collect();
-    let account_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &closing];
-    // Polled in this order, so sent in this order, in one flight.
-    let (begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares) = tokio::join!(
-        async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
-        client.query(&lock_accounts, &account_params),
-        async {
-            if daily_users.is_empty() {
-                return Ok(Vec::new());
-            }
-            client.query(&lock_daily, &[&daily_users, &daily_dates]).await
-        },
-        async {
-            if key_users.is_empty() {
-                return Ok(Vec::new());
-            }
-            client.execute(&forget_keys, &[&key_users, &key_names, &keys_expired_before]).await.map(|_| Vec::new())
-        },
-        async {
-            if key_users.is_empty() {
-                return Ok(Vec::new());
-            }
-            client.query(&lock_keys, &[&key_users, &key_names]).await
-        },
-        async {
-            if reserve_count == 0 {
-                return Ok(Vec::new());
-            }
-            client.query(&reserve, &[&reserve_count]).await
-        },
-        async {
-            if transfer_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            client.query(&lock_transfers, &[&transfer_ids]).await
-        },
-        async {
-            if settlement_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            client.query(&lock_shares, &[&settlement_ids]).await
-        },
-    );
-    let [_, accounts, daily, _, keys, reserved, locked_transfers, locked_shares] =
-        in_send_order([begun, accounts, daily, forgotten, keys, reserved, locked_transfers, locked_shares])?;
+    let statements = LockStatements::prepare(client).await?;
+    let keys = LockKeys::of(&to_lock);
+    let [_, accounts, daily, _, keys, reserved, transfers, shares] =
+        send_locks(client, &statements, to_lock.alone, &keys).await?;
     let mut locked = Locked {
         accounts: HashMap::new(),
         daily_used: HashMap::new(),
@@ -224,33 +156,138 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
     }
     for row in keys {
         let status: i16 = row.try_get(3)?;
-        locked.known_keys.insert(
-            (row.try_get(0)?, row.try_get(1)?),
-            KeyRecord {
-                fingerprint: row.try_get(2)?,
-                response: StoredResponse { status: status as u16, body: row.try_get(4)? },
-            },
-        );
+        let response = StoredResponse { status: status as u16, body: row.try_get(4)? };
+        locked
+            .known_keys
+            .insert((row.try_get(0)?, row.try_get(1)?), KeyRecord { fingerprint: row.try_get(2)?, response });
     }
     for row in reserved {
         locked.transfer_ids.push(row.try_get(0)?);
     }
-    for row in locked_transfers {
+    for row in transfers {
         let Json(transfer): Json<Transfer> = row.try_get(0)?;
         locked.transfers.insert(transfer.id, transfer);
     }
-    for row in locked_shares {
+    locked.shares = decode_shares(shares)?;
+    Ok(locked)
+}
+
+/// The shares read, per settlement, in position order.
+fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<i64, Vec<Share>>, tokio_postgres::Error> {
+    let mut shares: HashMap<i64, Vec<Share>> = HashMap::new();
+    for row in rows {
         let status: &str = row.try_get(3)?;
         // The column's CHECK allows only the three statuses; anything else is left out, and
         // the payment is then refused as not found.
         let Some(status) = ShareStatus::parse(status) else { continue };
-        locked.shares.entry(row.try_get(0)?).or_default().push(Share {
+        shares.entry(row.try_get(0)?).or_default().push(Share {
             user_id: row.try_get(1)?,
             amount: row.try_get(2)?,
             status,
         });
     }
-    Ok(locked)
+    Ok(shares)
+}
+
+/// The prepared statements of [`begin_and_lock`] (prepared once per connection).
+struct LockStatements {
+    accounts: Statement,
+    daily: Statement,
+    forget_keys: Statement,
+    keys: Statement,
+    reserve: Statement,
+    transfers: Statement,
+    shares: Statement,
+}
+
+impl LockStatements {
+    async fn prepare(client: &Object) -> Result<Self, tokio_postgres::Error> {
+        Ok(LockStatements {
+            accounts: client.prepare_cached(LOCK_ACCOUNTS).await?,
+            daily: client.prepare_cached(LOCK_DAILY).await?,
+            forget_keys: client.prepare_cached(FORGET_EXPIRED_KEYS).await?,
+            keys: client.prepare_cached(LOCK_KEYS).await?,
+            reserve: client.prepare_cached(RESERVE_TRANSFER_IDS).await?,
+            transfers: client.prepare_cached(LOCK_TRANSFERS).await?,
+            shares: client.prepare_cached(LOCK_SHARES).await?,
+        })
+    }
+}
+
+/// The keys of the rows to lock, as the statements' parameters.
+struct LockKeys<'a> {
+    account_ids: Vec<i64>,
+    closing: Vec<i64>,
+    daily_users: Vec<i64>,
+    daily_dates: Vec<NaiveDate>,
+    key_users: Vec<i64>,
+    key_names: Vec<&'a str>,
+    keys_expired_before: DateTime<Utc>,
+    reserve_count: i64,
+    transfer_ids: Vec<i64>,
+    settlement_ids: Vec<i64>,
+}
+
+impl<'a> LockKeys<'a> {
+    fn of(to_lock: &ToLock<'a>) -> Self {
+        LockKeys {
+            account_ids: to_lock.account_ids.iter().copied().collect(),
+            closing: to_lock.closing.iter().copied().collect(),
+            daily_users: to_lock.daily_keys.iter().map(|(user, _)| *user).collect(),
+            daily_dates: to_lock.daily_keys.iter().map(|(_, date)| *date).collect(),
+            key_users: to_lock.key_ids.iter().map(|(user, _)| *user).collect(),
+            key_names: to_lock.key_ids.iter().map(|(_, key)| key.as_str()).collect(),
+            keys_expired_before: to_lock.keys_expired_before,
+            reserve_count: to_lock.transfer_ids_needed as i64,
+            transfer_ids: to_lock.transfers.iter().copied().collect(),
+            settlement_ids: to_lock.settlements.iter().copied().collect(),
+        }
+    }
+}
+
+type Rows = Vec<tokio_postgres::Row>;
+
+/// The statement's rows, or none without sending it when there is nothing to look up.
+async fn query_unless<const N: usize>(
+    nothing: bool,
+    client: &Object,
+    statement: &Statement,
+    params: [&(dyn ToSql + Sync); N],
+) -> Result<Rows, tokio_postgres::Error> {
+    if nothing {
+        return Ok(Vec::new());
+    }
+    client.query(statement, &params).await
+}
+
+/// BEGIN, the gate, and every lock, polled in this order, so sent in this order, in one
+/// flight; a statement with nothing to lock is not sent. The rows of each, in that order.
+async fn send_locks(
+    client: &Object,
+    statements: &LockStatements,
+    alone: bool,
+    keys: &LockKeys<'_>,
+) -> Result<[Rows; 8], tokio_postgres::Error> {
+    let s = statements;
+    let k = keys;
+    let no_keys = k.key_users.is_empty();
+    let (begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares) = tokio::join!(
+        async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
+        query_unless(false, client, &s.accounts, [&k.account_ids, &k.closing]),
+        query_unless(k.daily_users.is_empty(), client, &s.daily, [&k.daily_users, &k.daily_dates]),
+        async {
+            if no_keys {
+                return Ok(Vec::new());
+            }
+            let params: [&(dyn ToSql + Sync); 3] = [&k.key_users, &k.key_names, &k.keys_expired_before];
+            client.execute(&s.forget_keys, &params).await.map(|_| Vec::new())
+        },
+        query_unless(no_keys, client, &s.keys, [&k.key_users, &k.key_names]),
+        query_unless(k.reserve_count == 0, client, &s.reserve, [&k.reserve_count]),
+        query_unless(k.transfer_ids.is_empty(), client, &s.transfers, [&k.transfer_ids]),
+        query_unless(k.settlement_ids.is_empty(), client, &s.shares, [&k.settlement_ids]),
+    );
+    in_send_order([begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares])
 }
 
 /// The results of pipelined statements, given in the order they were sent: all their rows, or
