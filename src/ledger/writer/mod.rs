@@ -2,15 +2,16 @@
 //! transaction per batch, whole-batch retry on serialization failures (COMMIT included).
 //!
 //! Batches of one process run at once only when they touch disjoint rows: each command names
-//! the rows it may change (its claims: `schedule::Claim`), and a writer takes only commands whose claims no
-//! running batch holds; the others wait, oldest first, for the next batch. So a batch never
-//! waits on another's row lock (which under SERIALIZABLE would end in a serialization
-//! failure), batches on disjoint accounts share PostgreSQL's cores and WAL flushes, and batches
-//! on one hot account still follow each other, each one large. Batches take the database gate
-//! (`ledger_batch_gate`) in ROW SHARE mode, which they share with each other and with writers
-//! of notifications outside a batch, and which waits for the jobs that take it in EXCLUSIVE
-//! mode. A retried batch (it met another process's batch, or a key recorded meanwhile) takes
-//! the gate in EXCLUSIVE mode: it then runs alone and its snapshot follows every batch before it.
+//! the rows it may change (its claims, `schedule::Claim`), and a writer takes only commands
+//! whose claims no running batch holds; the others wait, oldest first, for the next batch. So a
+//! batch never waits on another's row lock (which under SERIALIZABLE would end in a
+//! serialization failure), batches on disjoint accounts share PostgreSQL's cores and WAL
+//! flushes, and batches on one hot account still follow each other, each one large. Batches
+//! take the database gate (`ledger_batch_gate`) in ROW SHARE mode, which they share with each
+//! other and with writers of notifications outside a batch, and which waits for the jobs that
+//! take it in EXCLUSIVE mode. A retried batch (it met another process's batch, or a key
+//! recorded meanwhile) takes the gate in EXCLUSIVE mode: it then runs alone and its snapshot
+//! follows every batch before it.
 //!
 //! # Lock order
 //!
@@ -23,11 +24,11 @@
 //!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
 //!    that would stop every batch of every process.
 //! 2. Accounts, in id order. A batch locks, all in one flight after the gate
-//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, idempotency keys, transfers,
-//!    settlement shares, each list in key order; batches of different processes may meet on a
-//!    row, but always in this order. A writer of notifications outside a batch locks its
-//!    recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate: that
-//!    lock is what puts each user's notification ids in commit order (see
+//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, idempotency keys,
+//!    transfers, settlement shares, each list in key order; batches of different processes may
+//!    meet on a row, but always in this order. A writer of notifications outside a batch locks
+//!    its recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate:
+//!    that lock is what puts each user's notification ids in commit order (see
 //!    `crate::store::notifications`). A batch that waits for it is not failed for it: the lock
 //!    changes no row version.
 //! 3. Daily counters, idempotency keys, transfers, settlement shares, in that order, after the
