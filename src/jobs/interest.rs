@@ -32,7 +32,8 @@ use super::{Chunk, Job, JobContext, JobName};
 use crate::domain::accounts::INTEREST_ACCOUNT_ID;
 use crate::domain::business_day::{business_date, start_of_next_day};
 use crate::domain::interest::{days_memo, first_day_owed, owed_interest};
-use crate::ledger::writes::{self, Rows};
+use crate::ledger::apply::PostingFlags;
+use crate::ledger::writes::{self, Rows, Side};
 
 pub struct Interest;
 
@@ -117,18 +118,25 @@ static PAY: LazyLock<String> = LazyLock::new(|| {
         SELECT * FROM UNNEST($3::int8[], $4::int8[], $5::int8[], $7::text[]) AS p(id, interest, carry, memo)
      ), updated AS (
         UPDATE accounts a
-           SET credits_posted = a.credits_posted + p.interest, interest_paid = a.interest_paid + p.interest,
+           SET {credited}, interest_paid = a.interest_paid + p.interest,
                interest_carry = p.carry, interest_through = $1
           FROM paid p WHERE a.id = p.id
         RETURNING a.id, p.interest, p.memo, {available} AS available
      ), source AS (
-        UPDATE accounts SET debits_posted = debits_posted + (SELECT COALESCE(sum(interest), 0) FROM paid)
-         WHERE id = $6
+        UPDATE accounts s SET {debited}
+         WHERE s.id = $6
         RETURNING 1
      ), {ledger}, {entries}
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM source), (SELECT count(*) FROM ledger),
             (SELECT coalesce(sum(entries), 0) FROM outboxed)",
         available = writes::available("a"),
+        credited = writes::balance_moves(PostingFlags::Posted, Side::Credit, "a", "p.interest"),
+        debited = writes::balance_moves(
+            PostingFlags::Posted,
+            Side::Debit,
+            "s",
+            "(SELECT COALESCE(sum(interest), 0) FROM paid)"
+        ),
     )
 });
 

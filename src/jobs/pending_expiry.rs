@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
-use crate::ledger::writes::{self, Rows};
+use crate::ledger::apply::PostingFlags;
+use crate::ledger::writes::{self, Rows, Side};
 
 pub struct PendingExpiry;
 
@@ -84,7 +85,7 @@ static EXPIRE_CHUNK: LazyLock<String> = LazyLock::new(|| {
         ) holds GROUP BY account_id
      ), updated AS (
         UPDATE accounts a
-           SET debits_pending = a.debits_pending - r.debit, credits_pending = a.credits_pending - r.credit
+           SET {released_debits}, {released_credits}
           FROM released r WHERE a.id = r.account_id
         RETURNING a.id, {available} AS available
      ), {ledger}, refunds AS (
@@ -104,6 +105,8 @@ static EXPIRE_CHUNK: LazyLock<String> = LazyLock::new(|| {
      SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger),
             (SELECT coalesce(sum(entries), 0) FROM outboxed), (SELECT count(*) FROM notified)",
         available = writes::available("a"),
+        released_debits = writes::balance_moves(PostingFlags::VoidPending, Side::Debit, "a", "r.debit"),
+        released_credits = writes::balance_moves(PostingFlags::VoidPending, Side::Credit, "a", "r.credit"),
     )
 });
 
