@@ -191,12 +191,11 @@ impl<'a> Staged<'a> {
             *column = column.checked_add(amount).ok_or(CommandError::Overflow)?;
             Ok(())
         };
-        // A hold can only be resolved once; the columns would go negative otherwise.
+        // Only a pending transfer's hold is resolved (the caller checked its status), and its
+        // accounts hold at least its amount: less means a corrupted ledger, not a refusal.
         let take = |column: &mut i64| -> Result<(), CommandError> {
-            *column = column
-                .checked_sub(amount)
-                .filter(|left| *left >= 0)
-                .ok_or(CommandError::InvalidState("no such amount is held"))?;
+            let left = column.checked_sub(amount).filter(|left| *left >= 0);
+            *column = left.unwrap_or_else(|| panic!("no hold of {amount} to resolve: {column} held"));
             Ok(())
         };
         let from = self.account_mut(debit)?;
