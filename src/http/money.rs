@@ -44,7 +44,7 @@ fn parse_amount(value: i64) -> ApiResult<Amount> {
 }
 
 fn unexpected(outcome: &Outcome) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {outcome:?}"))
+    ApiError::Internal(outcome.unexpected())
 }
 
 /// Tops up the caller's main account from outside, within the daily limit (3,000,000 KRW per

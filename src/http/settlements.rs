@@ -259,7 +259,7 @@ pub async fn pay_share(
         Ok(Outcome::SharePaid { settlement_id, transfer, .. }) => {
             stored_json(StatusCode::OK, &json!({"settlement_id": settlement_id, "transfer_id": transfer.id}))
         }
-        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
     let stored = run_command_stored(&state, caller, key, fingerprint, command, render).await?;

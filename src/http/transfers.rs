@@ -134,7 +134,7 @@ pub async fn create_transfer(
     };
     let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
         Ok(Outcome::Transferred { transfer, .. }) => stored_json(StatusCode::CREATED, &TransferView::from(transfer)),
-        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
     Ok(run_command(&state, caller, key, fingerprint, command, render).await)
@@ -233,7 +233,7 @@ async fn resolve(
     };
     let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
         Ok(Outcome::Resolved { transfer }) => stored_json(StatusCode::OK, &TransferView::from(transfer)),
-        Ok(other) => stored_error(ApiError::Internal(anyhow::anyhow!("unexpected ledger outcome {other:?}"))),
+        Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
     Ok(run_command(&state, caller, key, fingerprint, command, render).await)

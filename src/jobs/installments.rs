@@ -103,7 +103,7 @@ async fn walk(ledger: LedgerWriter, owed: Owed) -> anyhow::Result<InstallmentTot
                 tracing::info!(%error, savings_account_id, "installment refused");
                 break;
             }
-            Ok(other) => anyhow::bail!("unexpected ledger outcome {other:?}"),
+            Ok(other) => return Err(other.unexpected()),
             // The rest is taken by the next run; what is done stays done.
             Err(error @ (LedgerError::Busy | LedgerError::Unavailable)) => return Err(error.into()),
         }

@@ -26,11 +26,14 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use super::{Chunk, Job, JobContext, JobName};
 use crate::domain::accounts::INTEREST_ACCOUNT_ID;
 use crate::domain::business_day::{business_date, start_of_next_day};
 use crate::domain::interest::{days_memo, first_day_owed, owed_interest};
+use crate::ledger::apply::PostingFlags;
+use crate::ledger::writes::{self, Rows, Side};
 
 pub struct Interest;
 
@@ -94,38 +97,48 @@ const INFLOWS: &str = "SELECT e.account_id, e.at, e.amount
       WHERE e.direction = 'in' AND e.kind IN ('deposit', 'installment')";
 
 /// Everything one chunk writes. $1 the last day paid, $2 the job's time, then per account: id,
-/// interest, new carry, memo; $6 the `interest` account.
-const PAY: &str = "WITH paid AS (
+/// interest, new carry, memo; $6 the `interest` account. The ledger rows, the entries and their
+/// outbox row are the ledger's own writes ([`crate::ledger::writes`]).
+static PAY: LazyLock<String> = LazyLock::new(|| {
+    let paying = "updated WHERE interest > 0";
+    let ledger = writes::ledger_rows(
+        "$2",
+        Rows { select: "$6, id, interest, 'interest', 'posted', NULL::int8, NULL::date", from: paying, order_by: "id" },
+    );
+    let entries = writes::entries_and_outbox(
+        "$2",
+        Rows {
+            select: "id, 'in', interest, available, 'interest', NULL::int8, 'interest', NULL::int8, memo, NULL::text",
+            from: paying,
+            order_by: "id",
+        },
+    );
+    format!(
+        "WITH paid AS (
         SELECT * FROM UNNEST($3::int8[], $4::int8[], $5::int8[], $7::text[]) AS p(id, interest, carry, memo)
      ), updated AS (
         UPDATE accounts a
-           SET credits_posted = a.credits_posted + p.interest, interest_paid = a.interest_paid + p.interest,
+           SET {credited}, interest_paid = a.interest_paid + p.interest,
                interest_carry = p.carry, interest_through = $1
           FROM paid p WHERE a.id = p.id
-        RETURNING a.id, p.interest, p.memo, a.credits_posted - a.debits_posted - a.debits_pending AS available
+        RETURNING a.id, p.interest, p.memo, {available} AS available
      ), source AS (
-        UPDATE accounts SET debits_posted = debits_posted + (SELECT COALESCE(sum(interest), 0) FROM paid)
-         WHERE id = $6
+        UPDATE accounts s SET {debited}
+         WHERE s.id = $6
         RETURNING 1
-     ), ledger AS (
-        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags)
-        SELECT nextval('ledger_transfers_id_seq'), $2, $6, id, interest, 'interest', 'posted'
-          FROM updated WHERE interest > 0 ORDER BY id
-        RETURNING 1
-     ), entries AS (
-        INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                                       counterparty_account_id, counterparty_name, transfer_id, memo)
-        SELECT nextval('statement_entries_id_seq'), id, $2, 'in', interest, available, 'interest',
-               NULL, 'interest', NULL, memo
-          FROM updated WHERE interest > 0 ORDER BY id
-        RETURNING id
-     ), outboxed AS (
-        INSERT INTO statement_outbox (entry_ids, at)
-        SELECT array_agg(id ORDER BY id), $2 FROM entries HAVING count(*) > 0
-        RETURNING cardinality(entry_ids) AS entries
-     )
+     ), {ledger}, {entries}
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM source), (SELECT count(*) FROM ledger),
-            (SELECT coalesce(sum(entries), 0) FROM outboxed)";
+            (SELECT coalesce(sum(entries), 0) FROM outboxed)",
+        available = writes::available("a"),
+        credited = writes::balance_moves(PostingFlags::Posted, Side::Credit, "a", "p.interest"),
+        debited = writes::balance_moves(
+            PostingFlags::Posted,
+            Side::Debit,
+            "s",
+            "(SELECT COALESCE(sum(interest), 0) FROM paid)"
+        ),
+    )
+});
 
 /// What one chunk paid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -183,7 +196,7 @@ pub async fn pay_chunk(
         paid.account_days += (last - *first).num_days() + 1;
     }
     let paying = interests.iter().filter(|interest| **interest > 0).count() as i64;
-    let (updated, source, ledger, outboxed): (i64, i64, i64, i64) = sqlx::query_as(PAY)
+    let (updated, source, ledger, outboxed): (i64, i64, i64, i64) = sqlx::query_as(PAY.as_str())
         .bind(last)
         .bind(now)
         .bind(&ids)

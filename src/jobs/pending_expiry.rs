@@ -9,10 +9,14 @@
 //! bills (see [`crate::store::notifications`]). The job is idempotent by construction: it only
 //! ever picks transfers still `pending`.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
+use crate::ledger::apply::PostingFlags;
+use crate::ledger::writes::{self, Rows, Side};
 
 pub struct PendingExpiry;
 
@@ -41,9 +45,30 @@ impl Job for PendingExpiry {
 /// both accounts (summed per account, since an account can appear many times), write the
 /// `void_pending` ledger rows, the senders' refund entries with their available balance after
 /// each refund, the outbox rows and the notifications.
+/// The ledger rows, the entries and their outbox row are the ledger's own writes
+/// ([`crate::ledger::writes`]).
 /// (The due ids go through an array so that the update reaches them through the primary key
 /// instead of joining the whole table.)
-const EXPIRE_CHUNK: &str = "WITH due AS (
+static EXPIRE_CHUNK: LazyLock<String> = LazyLock::new(|| {
+    let ledger = writes::ledger_rows(
+        "$1",
+        Rows {
+            select: "from_account_id, to_account_id, amount, 'refund', 'void_pending', id, NULL::date",
+            from: "due",
+            order_by: "id",
+        },
+    );
+    let entries = writes::entries_and_outbox(
+        "$1",
+        Rows {
+            select: "r.from_account_id, 'in', r.amount, r.balance_after, 'refund', r.to_account_id, receiver.name, \
+                     r.id, r.memo, receiver.name",
+            from: "refunds r JOIN users receiver ON receiver.id = r.to_user_id",
+            order_by: "r.id",
+        },
+    );
+    format!(
+        "WITH due AS (
         UPDATE transfers t SET status = 'expired', resolved_at = $1
          WHERE t.id = ANY(ARRAY(
                 SELECT id FROM transfers
@@ -60,34 +85,16 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
         ) holds GROUP BY account_id
      ), updated AS (
         UPDATE accounts a
-           SET debits_pending = a.debits_pending - r.debit, credits_pending = a.credits_pending - r.credit
+           SET {released_debits}, {released_credits}
           FROM released r WHERE a.id = r.account_id
-        RETURNING a.id, a.credits_posted - a.debits_posted - a.debits_pending AS available
-     ), ledger AS (
-        INSERT INTO ledger_transfers (id, created_at, debit_account_id, credit_account_id, amount, kind, flags, transfer_id)
-        SELECT nextval('ledger_transfers_id_seq'), $1, from_account_id, to_account_id, amount, 'refund', 'void_pending', id
-          FROM due ORDER BY id
-        RETURNING 1
-     ), refunds AS (
+        RETURNING a.id, {available} AS available
+     ), {ledger}, refunds AS (
         -- The available balance after each refund: the final one, less the refunds of the
         -- same account that come after it.
         SELECT d.*, u.available - sum(d.amount) OVER (PARTITION BY d.from_account_id)
                                 + sum(d.amount) OVER (PARTITION BY d.from_account_id ORDER BY d.id) AS balance_after
           FROM due d JOIN updated u ON u.id = d.from_account_id
-     ), entries AS (
-        INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                                       counterparty_account_id, counterparty_name, transfer_id, memo,
-                                       counterparty_user_name)
-        SELECT nextval('statement_entries_id_seq'), r.from_account_id, $1, 'in', r.amount, r.balance_after, 'refund',
-               r.to_account_id, receiver.name, r.id, r.memo, receiver.name
-          FROM refunds r JOIN users receiver ON receiver.id = r.to_user_id
-         ORDER BY r.id
-        RETURNING id
-     ), outboxed AS (
-        INSERT INTO statement_outbox (entry_ids, at)
-        SELECT array_agg(id ORDER BY id), $1 FROM entries HAVING count(*) > 0
-        RETURNING cardinality(entry_ids) AS entries
-     ), notified AS (
+     ), {entries}, notified AS (
         INSERT INTO notifications (user_id, kind, payload, created_at)
         SELECT from_user_id, 'pending_transfer_expired',
                jsonb_build_object('transfer_id', id, 'to_account_id', to_account_id, 'amount', amount, 'memo', memo),
@@ -96,13 +103,18 @@ const EXPIRE_CHUNK: &str = "WITH due AS (
         RETURNING 1
      )
      SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger),
-            (SELECT coalesce(sum(entries), 0) FROM outboxed), (SELECT count(*) FROM notified)";
+            (SELECT coalesce(sum(entries), 0) FROM outboxed), (SELECT count(*) FROM notified)",
+        available = writes::available("a"),
+        released_debits = writes::balance_moves(PostingFlags::VoidPending, Side::Debit, "a", "r.debit"),
+        released_credits = writes::balance_moves(PostingFlags::VoidPending, Side::Credit, "a", "r.credit"),
+    )
+});
 
 /// Expires one chunk in the caller's transaction; returns how many transfers it expired.
 pub async fn expire_chunk(conn: &mut PgConnection, now: DateTime<Utc>, chunk_size: i64) -> anyhow::Result<u64> {
     crate::store::tx::wait_at_ledger_gate(&mut *conn).await?;
     let (expired, _, ledger, outboxed, notified): (i64, i64, i64, i64, i64) =
-        sqlx::query_as(EXPIRE_CHUNK).bind(now).bind(chunk_size).fetch_one(&mut *conn).await?;
+        sqlx::query_as(EXPIRE_CHUNK.as_str()).bind(now).bind(chunk_size).fetch_one(&mut *conn).await?;
     // Every expired transfer has its ledger row, refund entry and notification; anything else
     // fails the chunk, and the runner rolls it back.
     anyhow::ensure!(

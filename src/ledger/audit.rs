@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Months, SubsecRound, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::history::clickhouse::ClickHouse;
 use crate::telemetry::Metrics;
@@ -68,8 +68,17 @@ pub async fn full(
 /// cannot make a consistent ledger look inconsistent.
 pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) -> sqlx::Result<AuditReport> {
     let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-    let mut checks = Vec::new();
+    let mut checks = balances_sum_to_zero(&mut tx).await?;
+    checks.extend(no_user_account_below_zero(&mut tx).await?);
+    checks.extend(accounts_match_ledger(&mut tx).await?);
+    checks.extend(daily_charges_match_ledger(&mut tx, daily_charge_limit_krw, tz).await?);
+    tx.commit().await?;
+    Ok(AuditReport::new(checks))
+}
 
+/// Posted balances sum to zero over all accounts, and pending debits equal pending credits.
+async fn balances_sum_to_zero(tx: &mut PgConnection) -> sqlx::Result<Vec<Check>> {
+    let mut checks = Vec::new();
     let (posted_sum, pending_debits, pending_credits): (i64, i64, i64) = sqlx::query_as(
         "SELECT COALESCE(sum(credits_posted - debits_posted), 0)::int8,
                 COALESCE(sum(debits_pending), 0)::int8, COALESCE(sum(credits_pending), 0)::int8
@@ -88,6 +97,12 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
         detail: format!("pending debits {pending_debits}, pending credits {pending_credits}"),
     });
 
+    Ok(checks)
+}
+
+/// No user account is below zero available.
+async fn no_user_account_below_zero(tx: &mut PgConnection) -> sqlx::Result<Vec<Check>> {
+    let mut checks = Vec::new();
     let negative: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM accounts WHERE kind <> 'system' AND credits_posted - debits_posted - debits_pending < 0",
     )
@@ -99,7 +114,12 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
         detail: format!("{negative} user accounts below zero available"),
     });
 
-    // Every account's columns are the sum of its ledger rows (plus what retention archived).
+    Ok(checks)
+}
+
+/// Every account's columns are the sum of its ledger rows (plus what retention archived).
+async fn accounts_match_ledger(tx: &mut PgConnection) -> sqlx::Result<Vec<Check>> {
+    let mut checks = Vec::new();
     let mismatched: Vec<i64> = sqlx::query_scalar(
         "WITH movements AS (
             SELECT debit_account_id AS account_id,
@@ -141,6 +161,16 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
         },
     });
 
+    Ok(checks)
+}
+
+/// Each daily counter equals the top-ups booked for its business day, and stays in the limit.
+async fn daily_charges_match_ledger(
+    tx: &mut PgConnection,
+    daily_charge_limit_krw: i64,
+    tz: chrono_tz::Tz,
+) -> sqlx::Result<Vec<Check>> {
+    let mut checks = Vec::new();
     // Each daily counter equals the top-ups booked for that business day (an installment's
     // top-up counts for the installment's day, even when it is booked later), and stays in the
     // limit.
@@ -175,8 +205,7 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
         detail: format!("{over_limit} (user, business day) counters above {daily_charge_limit_krw}"),
     });
 
-    tx.commit().await?;
-    Ok(AuditReport::new(checks))
+    Ok(checks)
 }
 
 /// The name of the [`stores_agree`] check.

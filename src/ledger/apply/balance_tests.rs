@@ -2,6 +2,14 @@
 //! the assertion in [`apply`] firing on a corrupted state.
 
 use super::*;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::invariants::{columns_balance, postings_balance, Imbalance};
+use crate::domain::accounts::{Account, AccountId, AccountKind, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::money::Amount;
+use crate::domain::transfers::{Transfer, TransferStatus, PENDING_LIFETIME};
 
 const MAIN: AccountId = 101;
 const OTHER: AccountId = 102;
@@ -106,12 +114,10 @@ fn a_user_account_left_below_zero_available_is_reported() {
     );
 }
 
-#[test]
-fn a_hold_is_posted_or_voided_only_for_the_amount_a_pending_transfer_holds() {
-    let mut state = before();
-    let held = 500;
+/// Transfer 7, MAIN → OTHER, pending and holding `held`.
+fn pending(held: i64) -> Transfer {
     let now = "2026-11-24T03:00:00Z".parse().unwrap();
-    let transfer = Transfer {
+    Transfer {
         id: 7,
         from_account_id: MAIN,
         to_account_id: OTHER,
@@ -126,7 +132,23 @@ fn a_hold_is_posted_or_voided_only_for_the_amount_a_pending_transfer_holds() {
         expires_at: Some(now + PENDING_LIFETIME),
         resolved_at: None,
         settlement_id: None,
-    };
+    }
+}
+
+fn context() -> BatchContext {
+    BatchContext {
+        now: "2026-11-24T03:00:00Z".parse().unwrap(),
+        business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        daily_charge_limit_krw: 3_000_000,
+        tz: chrono_tz::Asia::Seoul,
+    }
+}
+
+#[test]
+fn a_hold_is_posted_or_voided_only_for_the_amount_a_pending_transfer_holds() {
+    let mut state = before();
+    let held = 500;
+    let transfer = pending(held);
     state.transfers.insert(transfer.id, transfer.clone());
     state.accounts.get_mut(&MAIN).unwrap().debits_pending = held;
     state.accounts.get_mut(&OTHER).unwrap().credits_pending = held;
@@ -160,12 +182,23 @@ fn a_hold_is_posted_or_voided_only_for_the_amount_a_pending_transfer_holds() {
 fn a_corrupted_state_trips_the_assertion_in_debug_builds() {
     let mut state = before();
     state.accounts.get_mut(&MAIN).unwrap().debits_posted = 15_000;
-    let context = BatchContext {
-        now: "2026-11-24T03:00:00Z".parse().unwrap(),
-        business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
-        daily_charge_limit_krw: 3_000_000,
-        tz: chrono_tz::Asia::Seoul,
-    };
+    let context = context();
     let charge = Command::Charge { user_id: 1, account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
     let _ = apply(&mut state, &context, &[charge]);
+}
+
+/// A pending transfer whose hold is not in its accounts' columns (a corrupted ledger): accepting
+/// it stops the batch instead of refusing the receiver as if the transfer were not pending.
+#[test]
+#[should_panic(expected = "no hold of 500")]
+fn a_pending_transfer_without_its_hold_stops_the_batch() {
+    let mut state = before();
+    state.transfers.insert(7, pending(500));
+    let accept = Command::Resolve {
+        transfer_id: 7,
+        from_account_id: MAIN,
+        to_account_id: OTHER,
+        action: Resolution::Accept { user_id: 2 },
+    };
+    let _ = apply(&mut state, &context(), &[accept]);
 }

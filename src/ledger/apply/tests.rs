@@ -1,4 +1,15 @@
 use super::*;
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+
+use crate::domain::accounts::{
+    Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
+};
+use crate::domain::money::Amount;
+use crate::domain::notifications::NotificationKind;
+use crate::domain::settlements::{Share, ShareStatus};
+use crate::domain::transfers::{TransferMode, TransferStatus, PENDING_LIFETIME};
 use proptest::prelude::*;
 
 const LIMIT: i64 = 3_000_000;
@@ -12,7 +23,7 @@ fn context() -> BatchContext {
     }
 }
 
-pub(super) fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
+pub(crate) fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind, product: Option<Product>) -> Account {
     Account {
         id,
         user_id,

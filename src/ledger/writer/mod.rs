@@ -1,0 +1,208 @@
+//! The batched ledger writer: a bounded queue, a few writer tasks, one short SERIALIZABLE
+//! transaction per batch, whole-batch retry on serialization failures (COMMIT included).
+//!
+//! Batches of one process run at once only when they touch disjoint rows: each command names
+//! the rows it may change (its claims, `schedule::Claim`), and a writer takes only commands
+//! whose claims no running batch holds; the others wait, oldest first, for the next batch. So a
+//! batch never waits on another's row lock (which under SERIALIZABLE would end in a
+//! serialization failure), batches on disjoint accounts share PostgreSQL's cores and WAL
+//! flushes, and batches on one hot account still follow each other, each one large. Batches
+//! take the database gate (`ledger_batch_gate`) in ROW SHARE mode, which they share with each
+//! other and with writers of notifications outside a batch, and which waits for the jobs that
+//! take it in EXCLUSIVE mode. A retried batch (it met another process's batch, or a key
+//! recorded meanwhile) takes the gate in EXCLUSIVE mode: it then runs alone and its snapshot
+//! follows every batch before it.
+//!
+//! # Lock order
+//!
+//! Every transaction that takes the gate takes it before any row lock, so that none ever holds
+//! a row while it waits at the gate for a transaction that waits for that row:
+//!
+//! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried), and so do writers
+//!    of notifications outside a batch (`crate::store::notifications::lock_recipients`); jobs
+//!    take it in EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as their
+//!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
+//!    that would stop every batch of every process.
+//! 2. Accounts, in id order. A batch locks, all in one flight after the gate
+//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, idempotency keys,
+//!    transfers, settlement shares, each list in key order; batches of different processes may
+//!    meet on a row, but always in this order. A writer of notifications outside a batch locks
+//!    its recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate:
+//!    that lock is what puts each user's notification ids in commit order (see
+//!    `crate::store::notifications`). A batch that waits for it is not failed for it: the lock
+//!    changes no row version.
+//! 3. Daily counters, idempotency keys, transfers, settlement shares, in that order, after the
+//!    accounts.
+//!
+//! The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch and
+//! no writer of notifications holds any: interest (the savings accounts due, then the interest
+//! account), pending expiry (the transfers due, then their accounts), reminders (the transfers
+//! due, then their receivers' main accounts); the history seeder holds it while it takes entry
+//! ids. Two holders of the EXCLUSIVE mode never run at once, so their own row orders do not
+//! matter.
+//!
+//! Settlement creation takes the gate and its participants' accounts last
+//! (`crate::store::notifications::insert_all`), but what it holds by then is only its new rows,
+//! which no batch or job can see yet, and key-share locks on users, which none of them
+//! conflicts with. A writer of notifications that must lock a row of step 3 (a transfer, a
+//! share) calls `lock_recipients` before it. Jobs that move money through the writer
+//! (installments) hold no lock a batch takes while they wait for their commands; the job
+//! runner's advisory lock and `job_runs` rows are nothing a batch takes.
+
+//!
+//! # Files
+//!
+//! - this module: the handle callers submit through ([`LedgerWriter`]) and what they get back.
+//! - `schedule`: the pure scheduler: which queued commands a writer may take for its next batch
+//!   (their claims), and what waits.
+//! - `worker`: a writer task's loop: take a batch, run it (retrying whole), answer its callers.
+//! - `attempt`: one attempt at a batch: lock, load, apply, write, commit.
+//! - `keys`: the key plan: which commands of a batch run, and how repeats of an idempotency
+//!   key are answered.
+
+mod attempt;
+mod keys;
+mod schedule;
+mod worker;
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::apply::{Command, CommandError, Outcome};
+use crate::clock::Clock;
+use crate::config::LedgerConfig;
+use crate::store::idempotency::StoredResponse;
+use crate::telemetry::Metrics;
+use schedule::{Envelope, Schedule};
+use worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Rejected(#[from] CommandError),
+    /// The process holds as many commands as it may (`LedgerConfig::queue_capacity`): the
+    /// caller should come back later.
+    #[error("the ledger writer is saturated")]
+    Busy,
+    /// The batch could not be committed (database down, retries exhausted) or the writer is
+    /// stopping. Nothing of the command was committed, unless the connection broke during
+    /// COMMIT, which is why money-moving requests carry idempotency keys.
+    #[error("the ledger is unavailable")]
+    Unavailable,
+}
+
+/// What every batch needs besides its commands.
+#[derive(Clone)]
+pub struct LedgerSettings {
+    pub tz: Tz,
+    pub daily_charge_limit_krw: i64,
+    /// Idempotency keys older than this are forgotten (and may be used again).
+    pub idempotency_ttl: chrono::Duration,
+}
+
+/// Turns a command's result into the response stored with its idempotency key. Supplied by
+/// the caller, so that the ledger stores responses without knowing their shape.
+pub type Render = Arc<dyn Fn(&Result<Outcome, CommandError>) -> StoredResponse + Send + Sync>;
+
+/// An idempotency key with the fingerprint of the request it came with.
+pub struct Idempotency {
+    pub user_id: crate::domain::accounts::UserId,
+    pub key: String,
+    pub fingerprint: Vec<u8>,
+    pub render: Render,
+}
+
+/// The answer to an idempotent submission.
+// Moved once per command, from the writer to its caller: boxing the outcome would cost an
+// allocation per command for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer {
+    /// The command ran now; its response was stored under the key.
+    Applied(Result<Outcome, CommandError>),
+    /// The key had been used with the same request: the first response, unchanged.
+    Replayed(StoredResponse),
+    /// The key had been used with a different request.
+    KeyReused,
+}
+
+/// The handle callers submit commands through. Cheap to clone.
+///
+/// A process holds at most `LedgerConfig::queue_capacity` commands, wherever they are: in the
+/// queue, waiting for rows a running batch has claimed (however long that batch takes), or in a
+/// batch. Each takes a permit when it is submitted and gives it back when it is answered; with
+/// none left a command is refused at once ([`LedgerError::Busy`], 503 with Retry-After) instead
+/// of adding to the memory and the wait of those already in.
+#[derive(Clone)]
+pub struct LedgerWriter {
+    sender: mpsc::UnboundedSender<Envelope>,
+    capacity: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// The writer tasks; they end once every `LedgerWriter` is dropped and the queue is drained.
+pub struct WriterTasks(Vec<JoinHandle<()>>);
+
+impl WriterTasks {
+    pub async fn join(self) {
+        for task in self.0 {
+            let _ = task.await;
+        }
+    }
+}
+
+impl LedgerWriter {
+    pub fn start(
+        pool: PgPool,
+        connections: deadpool_postgres::Pool,
+        clock: Clock,
+        settings: LedgerSettings,
+        config: LedgerConfig,
+        metrics: Arc<Metrics>,
+    ) -> (LedgerWriter, WriterTasks) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let capacity = Arc::new(Semaphore::new(config.queue_capacity));
+        let schedule = Arc::new(Schedule::new(receiver));
+        let tasks = (0..config.writers)
+            .map(|_| {
+                let worker = Worker {
+                    pool: pool.clone(),
+                    connections: connections.clone(),
+                    clock: clock.clone(),
+                    settings: settings.clone(),
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    schedule: schedule.clone(),
+                };
+                tokio::spawn(worker.run())
+            })
+            .collect();
+        (LedgerWriter { sender, capacity, metrics }, WriterTasks(tasks))
+    }
+
+    /// Queues the command and waits for its batch to commit (or be given up).
+    pub async fn submit(&self, command: Command) -> Result<Outcome, LedgerError> {
+        match self.submit_with(command, None).await? {
+            Answer::Applied(result) => result.map_err(LedgerError::Rejected),
+            // Without a key there is nothing to replay or reuse.
+            Answer::Replayed(_) | Answer::KeyReused => Err(LedgerError::Unavailable),
+        }
+    }
+
+    /// Like `submit`, with an optional idempotency key: the key and the rendered response are
+    /// stored in the batch's transaction; a repeat replays instead of running again.
+    pub async fn submit_with(&self, command: Command, idempotency: Option<Idempotency>) -> Result<Answer, LedgerError> {
+        let held = self.capacity.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.ledger_queue_full.add(1);
+            LedgerError::Busy
+        })?;
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Envelope { command, idempotency, reply, external: false, _held: held })
+            .map_err(|_| LedgerError::Unavailable)?;
+        answer.await.unwrap_or(Err(LedgerError::Unavailable))
+    }
+}
