@@ -5,8 +5,11 @@
 //! step locks the oldest outbox rows up to a bounded number of entries (`FOR UPDATE ... SKIP
 //! LOCKED`, so several forwarders share the work), inserts their entries into ClickHouse, then
 //! deletes those outbox rows and commits. A crash after the insert and before the commit replays the batch; the
-//! replayed rows carry the whole sorting key of the originals, so ReplacingMergeTree merges
-//! collapse them and every read deduplicates with `LIMIT 1 BY entry_id` meanwhile. Rows leave
+//! replay inserts only the entries ClickHouse does not hold yet (the daily totals count every
+//! inserted row), and should copies arrive all the same (an insert that timed out on this side
+//! and completed on the server), they carry the whole sorting key of the originals, so
+//! ReplacingMergeTree merges collapse them and every read of entries deduplicates with
+//! `LIMIT 1 BY entry_id` meanwhile. Rows leave
 //! the outbox only once forwarded, so an entry whose transaction commits late (sequence values
 //! commit out of order) is picked up by a later step, never skipped.
 //!
@@ -21,6 +24,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::ClickHouse;
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
@@ -236,16 +240,7 @@ impl Forwarder {
             entries.len()
         );
         let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut insert = self
-            .clickhouse
-            .client()
-            .insert::<ClickHouseEntry>("statement_entries")
-            .await?
-            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
-        for row in &rows {
-            insert.write(row).await.context("forwarder: ClickHouse insert")?;
-        }
-        insert.end().await.context("forwarder: ClickHouse insert")?;
+        self.insert_new(&rows).await?;
         if self.abort_after_insert {
             abort_after_insert(rows.len());
         }
@@ -261,6 +256,38 @@ impl Forwarder {
         self.metrics.history_entries_forwarded.add(rows.len() as u64);
         self.refresh_lag().await;
         Ok(Step { moved: rows.len(), backlog: left_behind || rows.len() as i64 >= self.batch_size })
+    }
+
+    /// Inserts the rows ClickHouse does not hold yet: all of them, unless this batch is a
+    /// replay (see [`aggregates`](super::aggregates)), whose copies the daily totals would count again.
+    async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<()> {
+        let keys: Vec<EntryKey> = rows
+            .iter()
+            .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id, at_us: row.at_us })
+            .collect();
+        let stored = stored_ids(&self.clickhouse, &keys).await.context("forwarder: looking for replayed entries")?;
+        if !stored.is_empty() {
+            tracing::info!(
+                replayed = stored.len(),
+                batch = rows.len(),
+                "forwarder: skipping entries ClickHouse already holds"
+            );
+        }
+        let fresh: Vec<&ClickHouseEntry> = rows.iter().filter(|row| !stored.contains(&row.entry_id)).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .clickhouse
+            .client()
+            .insert::<ClickHouseEntry>("statement_entries")
+            .await?
+            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
+        for row in fresh {
+            insert.write(row).await.context("forwarder: ClickHouse insert")?;
+        }
+        insert.end().await.context("forwarder: ClickHouse insert")?;
+        Ok(())
     }
 
     async fn refresh_lag(&self) {

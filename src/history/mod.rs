@@ -1,6 +1,8 @@
 //! Statement history: the ClickHouse read store, the outbox forwarder that feeds it, and the
 //! naive (PostgreSQL) and tuned (ClickHouse, PostgreSQL fallback) queries.
 
+/// Daily totals per account in ClickHouse: replays kept out, retention.
+pub mod aggregates;
 pub mod clickhouse;
 pub mod forwarder;
 pub mod queries;
