@@ -1,5 +1,6 @@
-//! The daily totals ClickHouse keeps per account (`daily_totals`, fed by a materialized view
-//! on `statement_entries`, see clickhouse/README.md): what keeps them exact under the
+//! The daily totals ClickHouse keeps per account (`daily_totals`, and per counterparty
+//! `daily_counterparty_totals`, fed by materialized views on `statement_entries`, see
+//! clickhouse/README.md): what keeps them exact under the
 //! forwarder's replays, and what retention drops of them.
 //!
 //! A materialized view counts every inserted row, so a batch inserted twice (the forwarder
@@ -57,11 +58,11 @@ pub async fn stored_ids(clickhouse: &ClickHouse, keys: &[EntryKey]) -> anyhow::R
 }
 
 /// Drops the month `yyyymm` (a partition id like `202511`) from `statement_entries` and from
-/// its daily totals. The totals go first: a run that fails between the two finds the entries'
+/// both tables of daily totals. The totals go first: a run that fails between the two finds the entries'
 /// partition again next time and drops both (dropping a missing partition does nothing).
 pub async fn drop_month(clickhouse: &ClickHouse, yyyymm: &str) -> anyhow::Result<()> {
     anyhow::ensure!(yyyymm.len() == 6 && yyyymm.chars().all(|c| c.is_ascii_digit()), "bad partition id {yyyymm:?}");
-    for table in ["daily_totals", "statement_entries"] {
+    for table in ["daily_totals", "daily_counterparty_totals", "statement_entries"] {
         clickhouse.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
     }
     Ok(())

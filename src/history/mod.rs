@@ -3,6 +3,8 @@
 
 /// Daily totals per account in ClickHouse: replays kept out, retention.
 pub mod aggregates;
+/// The audit's comparison of PostgreSQL's and ClickHouse's statement entries.
+pub mod agreement;
 pub mod clickhouse;
 pub mod forwarder;
 pub mod queries;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_limits;
+mod aggregates;
 mod authorization;
 mod bad_input;
 mod connections;

@@ -1,9 +1,7 @@
--- The entries ClickHouse held before the view of 0004 existed, into `daily_totals`, replays
--- counted once. Applied right after 0004, once: entries that arrive between the two (a
--- forwarder of another server inserting at that very moment) would be counted twice, which
--- the audit reports per day; migrate with the forwarders stopped when the table already
--- holds entries (clickhouse/README.md, "Daily totals", says how to rebuild a month).
-INSERT INTO daily_totals (day, account_id, kind, direction, counterparty_id, counterparty_key, entries, amount,
+-- The entries ClickHouse held before the view of 0006 existed, into
+-- `daily_counterparty_totals`, replays counted once, as 0007 does for `daily_totals` (whose
+-- comment says when to run it and how it can go wrong).
+INSERT INTO daily_counterparty_totals (day, account_id, kind, direction, counterparty_id, counterparty_key, entries, amount,
                           latest_name, latest_user_name)
 SELECT toDate(at) AS day, account_id, kind, direction, ifNull(counterparty_account_id, 0) AS counterparty_id,
        if(isNull(counterparty_account_id), counterparty_name, '') AS counterparty_key,
