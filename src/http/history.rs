@@ -15,8 +15,10 @@ use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
 use crate::app::AppState;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::entry::{Cursor, HistoryEntry, TimeRange};
 use crate::history::forwarder::lag_ms;
-use crate::history::queries::{self, Cursor, HistoryEntry, Summary, TimeRange, Totals};
+use crate::history::summary::{self, Summary, Totals};
+use crate::history::{ch, pg};
 use crate::store::accounts;
 
 pub const LAG_HEADER: &str = "x-history-lag-ms";
@@ -141,7 +143,7 @@ impl From<Summary> for SummaryView {
             out_total: totals.out_total,
             count: totals.count,
         };
-        let counterparty = |totals: queries::CounterpartyTotals| CounterpartyTotals {
+        let counterparty = |totals: summary::CounterpartyTotals| CounterpartyTotals {
             account_id: totals.account_id,
             name: totals.name,
             user_name: totals.user_name,
@@ -286,7 +288,7 @@ pub async fn get_history(
         .transpose()?;
     let now = state.clock.now();
     let tuned = from_clickhouse(&state, "history page", move |clickhouse| async move {
-        queries::tuned_page(&clickhouse, account_id, range, cursor, limit, now).await
+        ch::tuned_page(&clickhouse, account_id, range, cursor, limit, now).await
     });
     // Side by side: the ClickHouse answer is dropped unless the caller owns the account, and
     // a caller who does not gets the 404 at once.
@@ -295,7 +297,7 @@ pub async fn get_history(
         Some(page) => ("clickhouse", page),
         None => {
             let mut conn = state.pool.acquire().await?;
-            ("postgres-fallback", queries::fallback_page(&mut conn, account_id, range, cursor, limit).await?)
+            ("postgres-fallback", pg::keyset_page(&mut conn, account_id, range, cursor, limit).await?)
         }
     };
     let body = HistoryPage {
@@ -324,7 +326,7 @@ pub async fn get_history_naive(
     }
     check_owner(&state, caller, account_id).await?;
     let mut conn = state.pool.acquire().await?;
-    let (entries, total) = queries::naive_page(&mut conn, account_id, range, page, limit).await?;
+    let (entries, total) = pg::naive_page(&mut conn, account_id, range, page, limit).await?;
     let body = NaiveHistoryPage { entries: entries.into_iter().map(EntryView::from).collect(), page, total };
     Ok(with_source("postgres", Json(body)))
 }
@@ -343,14 +345,14 @@ pub async fn get_summary(
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        queries::tuned_summary(&clickhouse, account_id, range).await
+        summary::tuned_summary(&clickhouse, account_id, range).await
     });
     let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async { Ok(tuned.await) })?;
     let (source, summary) = match tuned {
         Some(summary) => ("clickhouse", summary),
         None => {
             let mut conn = state.pool.acquire().await?;
-            ("postgres-fallback", queries::naive_summary(&mut conn, account_id, range).await?)
+            ("postgres-fallback", summary::naive_summary(&mut conn, account_id, range).await?)
         }
     };
     Ok(with_source(source, Json(SummaryView::from(summary))))
@@ -369,7 +371,7 @@ pub async fn get_summary_naive(
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     check_owner(&state, caller, account_id).await?;
     let mut conn = state.pool.acquire().await?;
-    let summary = queries::naive_summary(&mut conn, account_id, range).await?;
+    let summary = summary::naive_summary(&mut conn, account_id, range).await?;
     Ok(with_source("postgres", Json(SummaryView::from(summary))))
 }
 
