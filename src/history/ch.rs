@@ -11,9 +11,7 @@
 use chrono::{DateTime, Utc};
 
 use super::clickhouse::ClickHouse;
-use super::entry::{
-    micros, page_of, ClickHouseEntryRow, Cursor, HistoryEntry, Page, TimeRange, CLICKHOUSE_ENTRY_COLUMNS,
-};
+use super::entry::{micros, ClickHouseEntryRow, Cursor, Filters, HistoryEntry, TimeRange, CLICKHOUSE_ENTRY_COLUMNS};
 
 /// The first window of a page without a density hint (the first page).
 const FIRST_WINDOW_US: i64 = 3 * DAY_US;
@@ -112,21 +110,53 @@ impl Windows {
     }
 }
 
-/// One keyset page from ClickHouse, newest first.
-pub async fn tuned_page(
+/// The filters given, as `WHERE` conditions on the rows `PREWHERE` kept (in `PREWHERE`,
+/// ClickHouse 18.16 refuses columns computed by an `ALIAS`); bound by [`bind_filters`].
+fn filter_conditions(filters: &Filters) -> String {
+    let mut conditions = String::new();
+    if filters.direction.is_some() {
+        conditions.push_str(" AND direction = ?");
+    }
+    if filters.kind.is_some() {
+        conditions.push_str(" AND kind = ?");
+    }
+    if filters.counterparty_account_id.is_some() {
+        conditions.push_str(" AND counterparty_account_id = ?");
+    }
+    conditions
+}
+
+fn bind_filters(mut query: clickhouse::query::Query, filters: &Filters) -> clickhouse::query::Query {
+    if let Some(direction) = filters.direction {
+        query = query.bind(direction);
+    }
+    if let Some(kind) = filters.kind {
+        query = query.bind(kind);
+    }
+    if let Some(id) = filters.counterparty_account_id {
+        query = query.bind(id);
+    }
+    query
+}
+
+/// The entries of a ClickHouse keyset page and the one after them (at most `limit + 1`, newest
+/// first): only what ClickHouse holds, to be merged with the entries still waiting in the
+/// outbox before they are cut into a page.
+pub async fn tuned_entries(
     clickhouse: &ClickHouse,
     account_id: i64,
     range: TimeRange,
+    filters: &Filters,
     cursor: Option<Cursor>,
     limit: i64,
     now: DateTime<Utc>,
-) -> anyhow::Result<Page> {
+) -> anyhow::Result<Vec<HistoryEntry>> {
     let wanted = (limit + 1) as usize;
     let (before_us, before_id) = cursor.map(|cursor| (cursor.at_us, cursor.id)).unwrap_or((i64::MAX, 0));
     let mut entries: Vec<HistoryEntry> = Vec::with_capacity(wanted);
     let mut windows = Windows::new(range, cursor, now, wanted);
     while let Some(window) = windows.next(entries.len()) {
-        let rows: Vec<ClickHouseEntryRow> = clickhouse
+        let query = clickhouse
             .query(&format!(
                 "SELECT {CLICKHOUSE_ENTRY_COLUMNS}
                  FROM statement_entries
@@ -134,9 +164,11 @@ pub async fn tuned_page(
                    AND at >= toDateTime(?) AND at <= toDateTime(?)
                    AND at_us >= ? AND at_us < ?
                    AND (at_us < ? OR (at_us = ? AND entry_id < ?))
+                 WHERE 1{}
                  ORDER BY at_us DESC, entry_id DESC
                  LIMIT 1 BY entry_id
-                 LIMIT ?"
+                 LIMIT ?",
+                filter_conditions(filters)
             ))
             .bind(account_id)
             .bind(window.low_seconds())
@@ -145,15 +177,14 @@ pub async fn tuned_page(
             .bind(window.high_us)
             .bind(before_us)
             .bind(before_us)
-            .bind(before_id)
-            .bind((wanted - entries.len()) as u64)
-            .fetch_all()
-            .await?;
+            .bind(before_id);
+        let rows: Vec<ClickHouseEntryRow> =
+            bind_filters(query, filters).bind((wanted - entries.len()) as u64).fetch_all().await?;
         for row in rows {
             entries.push(row.into_entry(account_id)?);
         }
     }
-    Ok(page_of(entries, limit))
+    Ok(entries)
 }
 
 #[cfg(test)]

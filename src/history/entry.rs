@@ -194,6 +194,42 @@ pub struct TimeRange {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Entry kinds, as stored and shown.
+pub const KINDS: [&str; 8] = ["charge", "transfer", "deposit", "installment", "interest", "pending", "refund", "close"];
+
+/// Which entries of an account a read shows: every given condition holds (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub direction: Option<&'static str>,
+    /// One of [`KINDS`].
+    pub kind: Option<&'static str>,
+    pub counterparty_account_id: Option<i64>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+
+    /// Filters from their query-string texts; `Err` names the first bad one.
+    pub fn parse(
+        direction: Option<&str>,
+        kind: Option<&str>,
+        counterparty_account_id: Option<&str>,
+    ) -> Result<Filters, &'static str> {
+        let direction = direction.map(direction_name).transpose().map_err(|_| "direction must be in or out")?;
+        let kind = kind
+            .map(|kind| KINDS.iter().copied().find(|known| *known == kind).ok_or("kind must be an entry kind"))
+            .transpose()?;
+        let counterparty_account_id = counterparty_account_id
+            .map(|id| {
+                id.parse::<i64>().ok().filter(|id| *id > 0).ok_or("counterparty_account_id must be an account id")
+            })
+            .transpose()?;
+        Ok(Filters { direction, kind, counterparty_account_id })
+    }
+}
+
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
@@ -255,6 +291,16 @@ pub(crate) fn page_of(mut entries: Vec<HistoryEntry>, limit: i64) -> Page {
     Page { entries, next }
 }
 
+/// One page from two partial answers, each holding the first `limit + 1` entries of its own
+/// store (or all it has): the union, once each, newest first.
+pub(crate) fn merge_pages(mut entries: Vec<HistoryEntry>, more: Vec<HistoryEntry>, limit: i64) -> Page {
+    entries.extend(more);
+    entries.sort_by_key(|entry| std::cmp::Reverse((entry.at, entry.id)));
+    entries.dedup_by_key(|entry| entry.id);
+    entries.truncate(limit.max(0) as usize + 1);
+    page_of(entries, limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +358,30 @@ mod tests {
         assert_eq!(page.entries.len(), 3);
         assert_eq!(page.next, Some(Cursor { at_us: 1_000, id: 2, gap_us: Some(1_500) }));
         assert_eq!(page_of(entries.clone(), 1).next, Some(Cursor { at_us: 4_000, id: 4, gap_us: None }));
-        assert_eq!(page_of(entries, 4).next, None);
+        assert_eq!(page_of(entries.clone(), 4).next, None);
+        // Two stores' answers overlap (an entry forwarded between the reads): each entry once.
+        let merged = merge_pages(entries[1..].to_vec(), entries[..3].to_vec(), 2);
+        assert_eq!(merged.entries.iter().map(|entry| entry.id).collect::<Vec<_>>(), vec![4, 3]);
+        assert_eq!(merged.next.map(|cursor| cursor.id), Some(3));
+    }
+
+    #[test]
+    fn filters_parse_and_admit() {
+        assert_eq!(Filters::parse(None, None, None), Ok(Filters::default()));
+        let filters = Filters::parse(Some("out"), Some("transfer"), Some("7")).unwrap();
+        assert_eq!(
+            filters,
+            Filters { direction: Some("out"), kind: Some("transfer"), counterparty_account_id: Some(7) }
+        );
+        for (direction, kind, counterparty) in [
+            (Some("IN"), None, None),
+            (Some(""), None, None),
+            (None, Some("gift"), None),
+            (None, None, Some("x")),
+            (None, None, Some("0")),
+            (None, None, Some("-3")),
+        ] {
+            assert!(Filters::parse(direction, kind, counterparty).is_err(), "{direction:?} {kind:?} {counterparty:?}");
+        }
     }
 }

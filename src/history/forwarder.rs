@@ -77,8 +77,9 @@ fn abort_after_insert(rows: usize) -> ! {
     std::process::abort()
 }
 
-/// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
-/// outbox is empty (or its oldest entry is in the future of `now`).
+/// How far the read store is behind: now minus the oldest outbox entry's time, 0 only when
+/// the outbox is empty. An entry waits for at least 1 ms, even when its time is `now` (a manual
+/// clock stands still) or in the future of it: a lag of 0 says nothing waits.
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
     let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
         // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
@@ -87,7 +88,7 @@ pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result
     )
     .fetch_optional(conn)
     .await?;
-    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(0)).unwrap_or(0))
+    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(1)).unwrap_or(0))
 }
 
 #[derive(Clone)]

@@ -247,7 +247,7 @@ async fn create_users(
 /// are held at their gate meanwhile, so no live entry takes an id inside the range.
 async fn reserve_entry_ids(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
     let mut tx = pool.begin().await?;
-    crate::store::tx::wait_at_ledger_gate(&mut *tx).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut tx).await?;
     let first: i64 = sqlx::query_scalar("SELECT nextval('statement_entries_id_seq')").fetch_one(&mut *tx).await?;
     sqlx::query("SELECT setval('statement_entries_id_seq', $1)")
         .bind(first + count as i64 - 1)
