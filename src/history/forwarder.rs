@@ -26,6 +26,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::ClickHouse;
+use super::entry::{ClickHouseEntry, PgEntry};
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -45,76 +46,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A ClickHouse insert taking longer than this fails the step (the batch is retried).
 const INSERT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_END_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A row of ClickHouse `statement_entries`, in column order (RowBinary has no names).
-#[derive(clickhouse::Row, serde::Serialize, Debug, Clone, PartialEq)]
-pub struct ClickHouseEntry {
-    pub entry_id: u64,
-    pub account_id: i64,
-    /// `DateTime('UTC')`: whole seconds since the epoch.
-    pub at: u32,
-    pub at_us: i64,
-    /// `Enum8('in' = 1, 'out' = 2)`.
-    pub direction: i8,
-    pub amount: i64,
-    pub balance_after: i64,
-    pub kind: String,
-    pub counterparty_account_id: Option<i64>,
-    pub counterparty_name: String,
-    pub transfer_id: Option<i64>,
-    /// NULL in PostgreSQL is the empty string here.
-    pub memo: String,
-    /// `Nullable(String)`, added by `0002`: NULL for system counterparties (and older entries).
-    pub counterparty_user_name: Option<String>,
-}
-
-pub const DIRECTION_IN: i8 = 1;
-pub const DIRECTION_OUT: i8 = 2;
-
-/// A statement entry as PostgreSQL stores it.
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct PgEntry {
-    pub id: i64,
-    pub account_id: i64,
-    pub at: DateTime<Utc>,
-    pub direction: String,
-    pub amount: i64,
-    pub balance_after: i64,
-    pub kind: String,
-    pub counterparty_account_id: Option<i64>,
-    pub counterparty_name: String,
-    pub transfer_id: Option<i64>,
-    pub memo: Option<String>,
-    pub counterparty_user_name: Option<String>,
-}
-
-impl PgEntry {
-    pub fn to_clickhouse(&self) -> anyhow::Result<ClickHouseEntry> {
-        let at_us = self.at.timestamp_micros();
-        let seconds = at_us.div_euclid(1_000_000);
-        let direction = match self.direction.as_str() {
-            "in" => DIRECTION_IN,
-            "out" => DIRECTION_OUT,
-            other => anyhow::bail!("statement entry {} has direction {other:?}", self.id),
-        };
-        Ok(ClickHouseEntry {
-            entry_id: u64::try_from(self.id).with_context(|| format!("negative entry id {}", self.id))?,
-            account_id: self.account_id,
-            at: u32::try_from(seconds)
-                .with_context(|| format!("entry {} time {} outside DateTime", self.id, self.at))?,
-            at_us,
-            direction,
-            amount: self.amount,
-            balance_after: self.balance_after,
-            kind: self.kind.clone(),
-            counterparty_account_id: self.counterparty_account_id,
-            counterparty_name: self.counterparty_name.clone(),
-            transfer_id: self.transfer_id,
-            memo: self.memo.clone().unwrap_or_default(),
-            counterparty_user_name: self.counterparty_user_name.clone(),
-        })
-    }
-}
 
 /// What one forwarder step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +81,9 @@ fn abort_after_insert(rows: usize) -> ! {
     std::process::abort()
 }
 
-/// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
-/// outbox is empty (or its oldest entry is in the future of `now`).
+/// How far the read store is behind: now minus the oldest outbox entry's time, 0 only when
+/// the outbox is empty. An entry waits for at least 1 ms, even when its time is `now` (a manual
+/// clock stands still) or in the future of it: a lag of 0 says nothing waits.
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
     let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
         // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
@@ -160,7 +92,7 @@ pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result
     )
     .fetch_optional(conn)
     .await?;
-    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(0)).unwrap_or(0))
+    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(1)).unwrap_or(0))
 }
 
 #[derive(Clone)]

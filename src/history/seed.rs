@@ -30,7 +30,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::clickhouse::ClickHouse;
-use super::forwarder::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
+use super::entry::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 use crate::domain::names::Password;
 use crate::domain::passwords::HashCost;
@@ -247,7 +247,7 @@ async fn create_users(
 /// are held at their gate meanwhile, so no live entry takes an id inside the range.
 async fn reserve_entry_ids(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
     let mut tx = pool.begin().await?;
-    crate::store::tx::wait_at_ledger_gate(&mut *tx).await?;
+    crate::store::tx::wait_at_ledger_gate(&mut tx).await?;
     let first: i64 = sqlx::query_scalar("SELECT nextval('statement_entries_id_seq')").fetch_one(&mut *tx).await?;
     sqlx::query("SELECT setval('statement_entries_id_seq', $1)")
         .bind(first + count as i64 - 1)

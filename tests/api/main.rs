@@ -34,6 +34,7 @@ mod settlement_limits;
 mod settlements;
 mod smoke;
 mod social;
+mod statements;
 mod top_ups;
 mod transfers;
 mod users;
