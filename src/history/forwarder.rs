@@ -205,7 +205,9 @@ impl Forwarder {
                 "forwarder: skipping entries ClickHouse already holds"
             );
         }
-        let fresh: Vec<&ClickHouseEntry> = rows.iter().filter(|row| !stored.contains(&row.entry_id)).collect();
+        // An entry named by two outbox rows of one batch goes in once too.
+        let mut seen = stored;
+        let fresh: Vec<&ClickHouseEntry> = rows.iter().filter(|row| seen.insert(row.entry_id)).collect();
         if fresh.is_empty() {
             return Ok(());
         }

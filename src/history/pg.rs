@@ -19,7 +19,7 @@ pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
 
 /// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), NULL when
 /// not given.
-const FILTERED: &str = "($4::text IS NULL OR direction = $4) AND ($5::text IS NULL OR kind = $5)
+pub(crate) const FILTERED: &str = "($4::text IS NULL OR direction = $4) AND ($5::text IS NULL OR kind = $5)
      AND ($6::bigint IS NULL OR counterparty_account_id = $6)";
 
 /// Where the page starts: just after the cursor, or at the range's end.

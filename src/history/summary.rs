@@ -5,8 +5,8 @@ use sqlx::PgConnection;
 
 use super::ch::Window;
 use super::clickhouse::ClickHouse;
-use super::entry::{micros, TimeRange};
-use super::pg::pg_bounds;
+use super::entry::{micros, Filters, TimeRange};
+use super::pg::{pg_bounds, FILTERED};
 
 /// Counterparties listed in a summary.
 pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
@@ -64,27 +64,59 @@ impl From<PgTotals> for Totals {
     }
 }
 
-pub async fn naive_summary(conn: &mut PgConnection, account_id: i64, range: TimeRange) -> anyhow::Result<Summary> {
+/// Whether the account has at most `max` entries in the range (reads at most `max + 1` index
+/// entries).
+pub async fn entries_at_most(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    max: i64,
+) -> anyhow::Result<bool> {
     let (from, to) = pg_bounds(range);
-    let by_kind: Vec<PgTotals> = sqlx::query_as(
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
+         ) probe",
+    )
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(max + 1)
+    .fetch_one(conn)
+    .await?;
+    Ok(found <= max)
+}
+
+/// The summary computed by PostgreSQL over the entries that pass `filters`.
+pub async fn naive_summary(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+) -> anyhow::Result<Summary> {
+    let (from, to) = pg_bounds(range);
+    let by_kind: Vec<PgTotals> = sqlx::query_as(&format!(
         "SELECT kind AS name,
                 coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
                 coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
                 count(*) AS count
          FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
          GROUP BY kind
-         ORDER BY kind COLLATE \"C\"",
-    )
+         ORDER BY kind COLLATE \"C\""
+    ))
     .bind(account_id)
     .bind(from)
     .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
     .fetch_all(&mut *conn)
     .await?;
     // One row per counterparty account, however many names it was shown under (a display
     // name is the sender's choice: grouping by it would merge anyone calling themselves "bob"
     // with bob); system counterparties have no account and go by name.
-    let top: Vec<CounterpartyTotals> = sqlx::query_as(
+    let top: Vec<CounterpartyTotals> = sqlx::query_as(&format!(
         "SELECT * FROM (
              SELECT counterparty_account_id AS account_id,
                     (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
@@ -94,15 +126,18 @@ pub async fn naive_summary(conn: &mut PgConnection, account_id: i64, range: Time
                     coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
                     count(*) AS count
              FROM statement_entries
-             WHERE account_id = $1 AND at >= $2 AND at < $3
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
              GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END
          ) counterparties
          ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST
-         LIMIT $4",
-    )
+         LIMIT $7"
+    ))
     .bind(account_id)
     .bind(from)
     .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
     .bind(TOP_COUNTERPARTIES_MAX)
     .fetch_all(&mut *conn)
     .await?;

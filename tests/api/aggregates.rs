@@ -248,3 +248,168 @@ async fn the_audit_reports_a_lost_and_a_doubled_entry() {
         .all(|other| other["ok"] == json!(true)));
     app.stop().await;
 }
+
+/// `count` entries for `account_id`, one every 47 minutes back from `now`, of every kind of
+/// counterparty (accounts shown under changing names, with and without a real user name, and
+/// system counterparties), with their outbox rows, as the ledger writer would write them.
+async fn busy_history(
+    pool: &PgPool,
+    account_id: i64,
+    other_account_id: i64,
+    count: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let mut months = Vec::new();
+    let mut month = (now - chrono::Duration::minutes(47 * count + 60)).date_naive();
+    while month <= now.date_naive() + chrono::Duration::days(31) {
+        months.push(minipay::domain::business_day::first_of_month(month));
+        month = minipay::domain::business_day::first_of_next_month(month);
+    }
+    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
+    sqlx::query(
+        "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
+         SELECT nextval('statement_entries_id_seq'), $1, $3 - g * interval '47 minutes',
+                CASE WHEN g % 3 = 0 THEN 'out' ELSE 'in' END, 100 + g, 1, 
+                CASE WHEN g % 4 = 0 THEN 'charge' WHEN g % 7 = 0 THEN 'interest' ELSE 'transfer' END,
+                CASE WHEN g % 4 = 0 OR g % 7 = 0 THEN NULL ELSE $2 + g % 5 END,
+                CASE WHEN g % 4 = 0 THEN 'external' WHEN g % 7 = 0 THEN 'interest' ELSE 'name' || (g % 13) END,
+                NULL, NULL,
+                CASE WHEN g % 4 = 0 OR g % 7 = 0 OR g % 6 = 0 THEN NULL ELSE 'user' || (g % 5) END
+           FROM generate_series(1, $4) g",
+    )
+    .bind(account_id)
+    .bind(other_account_id)
+    .bind(now)
+    .bind(count)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO statement_outbox (entry_ids, at)
+         SELECT array_agg(id ORDER BY id), at FROM statement_entries
+          WHERE account_id = $1 AND id NOT IN (SELECT unnest(entry_ids) FROM statement_outbox) GROUP BY at",
+    )
+    .bind(account_id)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
+    let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
+    let response = app.client.get(app.url(&format!("{path}{query}"))).bearer_auth(&user.token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}{query}");
+    let source = response.headers().get("x-history-source").map(|value| value.to_str().unwrap().to_owned());
+    let tuned: Value = response.json().await.unwrap();
+    let (status, naive) = app.get(&format!("{path}/naive{query}"), Some(&user.token)).await;
+    assert_eq!(status, 200, "{naive}");
+    (source, tuned, naive)
+}
+
+fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace(':', "%3A").replace('+', "%2B")
+}
+
+/// A busy account's summaries come from the daily totals (whole days) and the entries
+/// (partial days), and equal the naive ones for any range and every filter; bad filters are
+/// refused on both routes.
+#[tokio::test]
+async fn busy_summaries_from_the_daily_totals_equal_the_naive_ones_with_any_range_and_filter() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let now = chrono::Utc::now();
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_300, now).await;
+    drain(&forwarder(&app, &pool)).await;
+    let cp = bob.main_account_id + 2;
+    let ranges = [
+        String::new(),
+        format!("&from={}", encode(now - chrono::Duration::days(30))),
+        format!(
+            "&from={}&to={}",
+            encode(now - chrono::Duration::hours(30 * 24 + 7)),
+            encode(now - chrono::Duration::minutes(300))
+        ),
+        format!("&from={}&to={}", encode(now - chrono::Duration::hours(20)), encode(now - chrono::Duration::hours(2))),
+    ];
+    let filters = [
+        String::new(),
+        "&direction=in".to_owned(),
+        "&direction=out&kind=transfer".to_owned(),
+        "&kind=charge".to_owned(),
+        format!("&counterparty_account_id={cp}"),
+        format!("&counterparty_account_id={cp}&direction=out"),
+    ];
+    for range in &ranges {
+        for filter in &filters {
+            let query = format!("{range}{filter}").replacen('&', "?", 1);
+            let (source, tuned, naive) = summaries(&app, &alice, &query).await;
+            assert_eq!(tuned, naive, "{query}");
+            if filter.is_empty() && range.is_empty() {
+                assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+                assert!(tuned["in"].as_i64().unwrap() > 0 && tuned["top_counterparties"].as_array().unwrap().len() > 3);
+            }
+        }
+    }
+    for bad in ["?direction=sideways", "?kind=gift", "?counterparty_account_id=x", "?counterparty_account_id=-3"] {
+        for route in ["summary", "summary/naive"] {
+            let (status, body) = app
+                .get(&format!("/v1/accounts/{}/history/{route}{bad}", alice.main_account_id), Some(&alice.token))
+                .await;
+            assert_problem(status, &body, 422, "validation-failed");
+        }
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// Read-your-writes: with the forwarder stopped, a transfer answered 201 is in both parties'
+/// summaries at once (from the daily totals plus the outbox), and still with ClickHouse down.
+#[tokio::test]
+async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and_clickhouse() {
+    let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
+    let app = spawn_app_with(|config| {
+        config.forwarder = false;
+        config.clickhouse_url = clickhouse_url;
+    })
+    .await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.funded("alice", 500_000).await;
+    let bob = app.signup("bob").await;
+    let now = app.clock_now().await;
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_100, now - chrono::Duration::minutes(1)).await;
+    busy_history(&pool, bob.main_account_id, alice.main_account_id, 1_100, now - chrono::Duration::minutes(1)).await;
+    drain(&forwarder(&app, &pool)).await;
+    let before = summaries(&app, &alice, "?direction=out").await.1;
+    for amount in [7_001, 7_002] {
+        transfer(&app, &alice, &bob, amount).await;
+        for (user, direction) in [(&alice, "out"), (&bob, "in")] {
+            let (source, tuned, naive) = summaries(&app, user, &format!("?direction={direction}")).await;
+            assert_eq!(source.as_deref(), Some("clickhouse"));
+            assert_eq!(tuned, naive, "{}", user.name);
+        }
+    }
+    let after = summaries(&app, &alice, "?direction=out").await.1;
+    assert_eq!(after["out"].as_i64().unwrap(), before["out"].as_i64().unwrap() + 7_001 + 7_002);
+    let (_, tuned, naive) = summaries(&app, &alice, "").await;
+    assert_eq!(tuned, naive);
+    assert!(tuned["top_counterparties"].as_array().unwrap().iter().any(|cp| cp["name"] == json!("bob")), "{tuned:#}");
+
+    proxy.cut();
+    transfer(&app, &bob, &alice, 3_000).await;
+    for user in [&alice, &bob] {
+        let (source, tuned, naive) = summaries(&app, user, "").await;
+        assert_eq!(source.as_deref(), Some("postgres-fallback"));
+        assert_eq!(tuned, naive, "{}", user.name);
+    }
+    proxy.restore();
+    drain(&forwarder(&app, &pool)).await;
+    for user in [&alice, &bob] {
+        let (source, tuned, naive) = summaries(&app, user, "").await;
+        assert_eq!(source.as_deref(), Some("clickhouse"));
+        assert_eq!(tuned, naive, "{}", user.name);
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
