@@ -389,4 +389,62 @@ mod tests {
         );
         assert_eq!(split(day(10), day(20), Some(day(3))).days, None);
     }
+
+    fn waiting_entry(
+        id: i64,
+        at_s: i64,
+        direction: &'static str,
+        kind: &str,
+        counterparty: Option<i64>,
+        name: &str,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            id,
+            at: chrono::DateTime::from_timestamp(at_s, 0).unwrap(),
+            account_id: 1,
+            direction,
+            amount: 10,
+            balance_after: 0,
+            kind: kind.to_owned(),
+            counterparty_account_id: counterparty,
+            counterparty_name: name.to_owned(),
+            counterparty_user_name: counterparty.map(|_| name.to_owned()),
+            transfer_id: None,
+            memo: None,
+        }
+    }
+
+    #[test]
+    fn waiting_entries_are_added_and_the_top_is_ranked_like_the_naive_summary() {
+        let totals =
+            |name: &str, count: i64| Totals { name: name.to_owned(), in_total: count * 10, out_total: 0, count };
+        let cp = |account_id: Option<i64>, name: &str, count: i64| CounterpartyTotals {
+            account_id,
+            name: name.to_owned(),
+            user_name: None,
+            in_total: count * 10,
+            out_total: 0,
+            count,
+        };
+        let waiting = [
+            waiting_entry(9, 200, "out", "transfer", Some(7), "bob"),
+            waiting_entry(8, 100, "out", "transfer", Some(7), "robert"),
+            waiting_entry(10, 300, "in", "charge", None, "external"),
+        ];
+        let summary = with_waiting(
+            vec![totals("transfer", 1)],
+            vec![cp(Some(7), "old", 1), cp(None, "external", 2), cp(Some(3), "ann", 2), cp(None, "interest", 2)],
+            &waiting,
+        );
+        assert_eq!(
+            summary.by_kind.iter().map(|kind| (kind.name.as_str(), kind.count)).collect::<Vec<_>>(),
+            [("charge", 1), ("transfer", 3)]
+        );
+        assert_eq!((summary.in_total, summary.out_total), (20, 20));
+        let top: Vec<(Option<i64>, &str, i64)> =
+            summary.top_counterparties.iter().map(|cp| (cp.account_id, cp.name.as_str(), cp.count)).collect();
+        // The latest waiting entry names bob's account; ties by name, then account, none last.
+        assert_eq!(top, [(Some(7), "bob", 3), (None, "external", 3), (Some(3), "ann", 2), (None, "interest", 2)]);
+        assert_eq!(summary.top_counterparties[0].user_name.as_deref(), Some("bob"));
+    }
 }
