@@ -8,6 +8,12 @@
 //! account's pages (naive: `page=k`, OFFSET k × limit; tuned: the page at the cursor reached by
 //! following `next_cursor` over the k × limit entries before it, the walk itself not timed)
 //! and a one-month summary. Each pair is also checked to return the same entries (or totals).
+//!
+//! Beside the routes, each store's own tuned page query is timed from here on the same page:
+//! the PostgreSQL keyset query (the statement of the `postgres` source) and the ClickHouse
+//! keyset query (a window sized from the cursor's density hint, or 3 days, then the rest of
+//! the range if the page is short). Two more rows filter the hot account: a deep page of its
+//! outgoing entries, and the first page of one of its rare counterparties.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -126,6 +132,8 @@ async fn run_minipay(arguments: &[String], bench_url: &str, database: &str) -> a
 pub struct BenchAccount {
     pub id: i64,
     pub token: String,
+    /// Page filters of every page read, as query parameters (`&direction=out`), or empty.
+    pub filter: String,
     /// The account's entries (naive `total`).
     pub total: u64,
     /// The deep page index used for this account, and the cursor that reaches it.
@@ -135,7 +143,7 @@ pub struct BenchAccount {
 
 impl BenchAccount {
     fn new(id: i64, token: String) -> Self {
-        BenchAccount { id, token, total: 0, deep_page: 0, deep_cursor: None }
+        BenchAccount { id, token, filter: String::new(), total: 0, deep_page: 0, deep_cursor: None }
     }
 }
 
@@ -143,6 +151,9 @@ impl BenchAccount {
 pub struct Samples {
     pub naive_ms: Vec<f64>,
     pub tuned_ms: Vec<f64>,
+    /// The stores' own tuned page queries, timed from the benchmark (pages only).
+    pub pg_ms: Vec<f64>,
+    pub ch_ms: Vec<f64>,
 }
 
 pub fn percentile(samples: &[f64], percentile: f64) -> f64 {
@@ -162,9 +173,118 @@ struct Bench {
     summary_to: String,
     mismatches: Vec<String>,
     fallbacks: u64,
+    pg: tokio_postgres::Client,
+    clickhouse_url: String,
+    database: String,
+}
+
+/// `(at_us, id, gap_us)` of a `next_cursor` (`h{at_us}.{id}[.{gap_us}]`).
+fn decode_cursor(text: &str) -> Option<(i64, i64, Option<i64>)> {
+    let mut parts = text.strip_prefix('h')?.split('.');
+    let at_us = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse().ok()?;
+    Some((at_us, id, parts.next().and_then(|gap| gap.parse().ok())))
+}
+
+/// The filter values of a `filter` query suffix: direction and counterparty account.
+fn filter_values(filter: &str) -> (Option<String>, Option<i64>) {
+    let value = |name: &str| filter.split('&').find_map(|part| part.strip_prefix(name)).map(str::to_owned);
+    (value("direction="), value("counterparty_account_id=").and_then(|id| id.parse().ok()))
 }
 
 impl Bench {
+    /// The PostgreSQL keyset page query (as the `postgres` source runs it); returns its ids.
+    async fn pg_page(&self, account: &BenchAccount, cursor: Option<&str>) -> anyhow::Result<(Vec<i64>, f64)> {
+        let (direction, counterparty) = filter_values(&account.filter);
+        let (at, id) = match cursor.and_then(decode_cursor) {
+            Some((at_us, id, _)) => (
+                chrono::DateTime::from_timestamp_micros(at_us)
+                    .context("cursor time")?
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+                id,
+            ),
+            None => ("9999-12-31T00:00:00Z".to_owned(), i64::MAX),
+        };
+        let started = Instant::now();
+        let rows = self
+            .pg
+            .query(
+                "SELECT id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id,
+                        counterparty_name, transfer_id, memo, counterparty_user_name
+                 FROM statement_entries
+                 WHERE account_id = $1 AND ($2::text IS NULL OR direction = $2)
+                   AND ($3::bigint IS NULL OR counterparty_account_id = $3)
+                   AND (at, id) < ($4::text::timestamptz, $5)
+                 ORDER BY at DESC, id DESC LIMIT $6",
+                &[&account.id, &direction, &counterparty, &at, &id, &(self.limit as i64 + 1)],
+            )
+            .await?;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        Ok((rows.iter().take(self.limit as usize).map(|row| row.get(0)).collect(), elapsed))
+    }
+
+    /// The ClickHouse keyset page query: a first window (from the cursor's density hint, or 3
+    /// days), then the rest of the year if the page is short, as the server's first windows.
+    async fn ch_page(&self, account: &BenchAccount, cursor: Option<&str>) -> anyhow::Result<(usize, f64)> {
+        let (direction, counterparty) = filter_values(&account.filter);
+        let mut filters = String::new();
+        if let Some(direction) = direction {
+            filters.push_str(&format!(" AND direction = '{direction}'"));
+        }
+        if let Some(counterparty) = counterparty {
+            filters.push_str(&format!(" AND counterparty_account_id = {counterparty}"));
+        }
+        let wanted = self.limit as i64 + 1;
+        let (high, id, gap) = match cursor.and_then(decode_cursor) {
+            Some((at_us, id, gap)) => (at_us + 1, id, gap),
+            None => (Utc::now().timestamp_micros() + 1, i64::MAX, None),
+        };
+        let first = gap.map_or(3 * 86_400_000_000, |gap| (gap * wanted * 4).max(60_000_000));
+        let year_ago = high - 366 * 86_400_000_000;
+        let started = Instant::now();
+        let mut found = 0;
+        for (low, top) in [(high - first, high), (year_ago, high - first)] {
+            let sql = format!(
+                "SELECT entry_id, at_us, direction, amount, balance_after, kind, counterparty_account_id,
+                        counterparty_name, transfer_id, memo, counterparty_user_name
+                 FROM {}.statement_entries
+                 PREWHERE account_id = {} AND at >= toDateTime({}) AND at <= toDateTime({})
+                   AND at_us >= {low} AND at_us < {top} AND (at_us < {top} - 1 OR entry_id < {id})
+                 WHERE 1{filters}
+                 ORDER BY at_us DESC, entry_id DESC LIMIT 1 BY entry_id LIMIT {} FORMAT JSONEachRow",
+                self.database,
+                account.id,
+                low.div_euclid(1_000_000).max(0),
+                (top - 1).div_euclid(1_000_000),
+                wanted - found as i64
+            );
+            found += clickhouse_query(&self.clickhouse_url, &sql).await?.lines().count();
+            if found as i64 >= wanted {
+                break;
+            }
+        }
+        Ok((found.min(self.limit as usize), started.elapsed().as_secs_f64() * 1000.0))
+    }
+
+    /// Times both stores' own queries for one page, checking PostgreSQL's against the route's.
+    async fn stores(&mut self, account: &BenchAccount, cursor: Option<&str>, route: &Value, samples: &mut Samples) {
+        let ids = route["entries"].as_array().map(|entries| entries.iter().filter_map(|e| e["id"].as_i64()).collect());
+        match self.pg_page(account, cursor).await {
+            Ok((pg_ids, ms)) => {
+                samples.pg_ms.push(ms);
+                self.check("PostgreSQL keyset page", account, Some(pg_ids) == ids);
+            }
+            Err(error) => self.check(&format!("PostgreSQL keyset page: {error}"), account, false),
+        }
+        match self.ch_page(account, cursor).await {
+            Ok((found, ms)) => {
+                samples.ch_ms.push(ms);
+                self.check("ClickHouse page size", account, Some(found) == ids.as_ref().map(Vec::len));
+            }
+            Err(error) => self.check(&format!("ClickHouse page: {error}"), account, false),
+        }
+    }
+
     /// GETs a history URL of the account; returns the body and the milliseconds it took.
     async fn get(&mut self, account: &BenchAccount, path_and_query: &str) -> anyhow::Result<(Value, f64)> {
         let url = format!("{}/v1/accounts/{}/{path_and_query}", self.base, account.id);
@@ -196,7 +316,8 @@ impl Bench {
     /// Picks the account's deep page (`deep_percent` of the way to its last page, rounded) and walks
     /// the tuned route to it, following `next_cursor` over every entry before it.
     async fn prepare(&mut self, account: &mut BenchAccount, deep_percent: u64) -> anyhow::Result<()> {
-        let (first, _) = self.get(account, &format!("history/naive?limit={}&page=0", self.limit)).await?;
+        let filter = account.filter.clone();
+        let (first, _) = self.get(account, &format!("history/naive?limit={}&page=0{filter}", self.limit)).await?;
         account.total = first["total"].as_u64().unwrap_or(0);
         let last_page = account.total.saturating_sub(1) / self.limit;
         account.deep_page = (last_page * deep_percent + 50) / 100;
@@ -207,8 +328,8 @@ impl Bench {
         while before > 0 {
             let step = before.min(WALK_PAGE_MAX);
             let query = match &cursor {
-                Some(cursor) => format!("history?limit={step}&cursor={cursor}"),
-                None => format!("history?limit={step}"),
+                Some(cursor) => format!("history?limit={step}&cursor={cursor}{filter}"),
+                None => format!("history?limit={step}{filter}"),
             };
             let (page, _) = self.get(account, &query).await?;
             let found = page["entries"].as_array().map_or(0, Vec::len) as u64;
@@ -225,6 +346,36 @@ impl Bench {
         Ok(())
     }
 
+    /// One measurement of the first and the deep page on one account, with its filter: the
+    /// routes, then each store's own query.
+    async fn measure_pages(
+        &mut self,
+        account: &BenchAccount,
+        first: &mut Samples,
+        deep: &mut Samples,
+    ) -> anyhow::Result<()> {
+        let (limit, filter) = (self.limit, account.filter.as_str());
+        let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page=0{filter}")).await?;
+        let (tuned, tuned_ms) = self.get(account, &format!("history?limit={limit}{filter}")).await?;
+        first.naive_ms.push(naive_ms);
+        first.tuned_ms.push(tuned_ms);
+        self.check("first page", account, Self::same_entries(&naive, &tuned));
+        self.stores(account, None, &tuned, first).await;
+
+        let (naive, naive_ms) =
+            self.get(account, &format!("history/naive?limit={limit}&page={}{filter}", account.deep_page)).await?;
+        let tuned_query = match &account.deep_cursor {
+            Some(cursor) => format!("history?limit={limit}&cursor={cursor}{filter}"),
+            None => format!("history?limit={limit}{filter}"),
+        };
+        let (tuned, tuned_ms) = self.get(account, &tuned_query).await?;
+        deep.naive_ms.push(naive_ms);
+        deep.tuned_ms.push(tuned_ms);
+        self.check("deep page", account, Self::same_entries(&naive, &tuned));
+        self.stores(account, account.deep_cursor.as_deref(), &tuned, deep).await;
+        Ok(())
+    }
+
     /// One measurement of each pair on one account.
     async fn measure(
         &mut self,
@@ -233,23 +384,7 @@ impl Bench {
         deep: &mut Samples,
         summary: &mut Samples,
     ) -> anyhow::Result<()> {
-        let limit = self.limit;
-        let (naive, naive_ms) = self.get(account, &format!("history/naive?limit={limit}&page=0")).await?;
-        let (tuned, tuned_ms) = self.get(account, &format!("history?limit={limit}")).await?;
-        first.naive_ms.push(naive_ms);
-        first.tuned_ms.push(tuned_ms);
-        self.check("first page", account, Self::same_entries(&naive, &tuned));
-
-        let (naive, naive_ms) =
-            self.get(account, &format!("history/naive?limit={limit}&page={}", account.deep_page)).await?;
-        let tuned_query = match &account.deep_cursor {
-            Some(cursor) => format!("history?limit={limit}&cursor={cursor}"),
-            None => format!("history?limit={limit}"),
-        };
-        let (tuned, tuned_ms) = self.get(account, &tuned_query).await?;
-        deep.naive_ms.push(naive_ms);
-        deep.tuned_ms.push(tuned_ms);
-        self.check("deep page", account, Self::same_entries(&naive, &tuned));
+        self.measure_pages(account, first, deep).await?;
 
         let range = format!("from={}&to={}", self.summary_from, self.summary_to);
         let (naive, naive_ms) = self.get(account, &format!("history/summary/naive?{range}")).await?;
@@ -278,14 +413,24 @@ async fn log_in(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Res
     Ok(session["token"].as_str().context("token")?.to_owned())
 }
 
+/// `p50 / p99` of the samples, or `–` when there are none.
+fn p50_p99(samples: &[f64]) -> String {
+    if samples.is_empty() {
+        return "–".to_owned();
+    }
+    format!("{:.2} / {:.2}", percentile(samples, 0.5), percentile(samples, 0.99))
+}
+
 fn print_row(label: &str, accounts: usize, samples: &Samples) {
     let (naive_p50, naive_p99) = (percentile(&samples.naive_ms, 0.5), percentile(&samples.naive_ms, 0.99));
     let (tuned_p50, tuned_p99) = (percentile(&samples.tuned_ms, 0.5), percentile(&samples.tuned_ms, 0.99));
     println!(
-        "| {label:<28} | {accounts:>8} | {:>7} | {naive_p50:>9.2} | {naive_p99:>9.2} | {tuned_p50:>9.2} | {tuned_p99:>9.2} | {:>8.2}x | {:>8.2}x |",
+        "| {label:<36} | {accounts:>8} | {:>7} | {naive_p50:>9.2} | {naive_p99:>9.2} | {tuned_p50:>9.2} | {tuned_p99:>9.2} | {:>8.2}x | {:>8.2}x | {:>15} | {:>15} |",
         samples.naive_ms.len(),
         naive_p50 / tuned_p50,
         naive_p99 / tuned_p99,
+        p50_p99(&samples.pg_ms),
+        p50_p99(&samples.ch_ms),
     );
 }
 
@@ -320,6 +465,87 @@ fn describe_deep_pages(accounts: &[BenchAccount], limit: u64) -> String {
         .join("; ")
 }
 
+/// The hot and heavy accounts' rows (one unrecorded round first).
+async fn measure_busy(
+    bench: &mut Bench,
+    hot: &BenchAccount,
+    heavy_accounts: &[BenchAccount],
+    options: &Options,
+) -> anyhow::Result<Vec<(String, usize, Samples)>> {
+    eprintln!(
+        "[5/5] hot account: {} samples; heavy accounts: {} x {} rounds (one unrecorded round first)",
+        options.hot_samples,
+        heavy_accounts.len(),
+        options.heavy_rounds
+    );
+    let mut discarded = (Samples::default(), Samples::default(), Samples::default());
+    for account in std::iter::once(hot).chain(heavy_accounts) {
+        bench.measure(account, &mut discarded.0, &mut discarded.1, &mut discarded.2).await?;
+    }
+    let (mut hot_first, mut hot_deep, mut hot_summary) = (Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..options.hot_samples {
+        bench.measure(hot, &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
+    }
+    let (mut heavy_first, mut heavy_deep, mut heavy_summary) =
+        (Samples::default(), Samples::default(), Samples::default());
+    for _ in 0..options.heavy_rounds {
+        for account in heavy_accounts {
+            bench.measure(account, &mut heavy_first, &mut heavy_deep, &mut heavy_summary).await?;
+        }
+    }
+    let deep_label = format!("deep page ({}%)", options.deep_percent);
+    let mut rows = vec![
+        ("hot: first page".to_owned(), 1, hot_first),
+        (format!("hot: {deep_label}"), 1, hot_deep),
+        ("hot: summary, 30 days".to_owned(), 1, hot_summary),
+    ];
+    if !heavy_accounts.is_empty() {
+        rows.push(("heavy: first page".to_owned(), heavy_accounts.len(), heavy_first));
+        rows.push((format!("heavy: {deep_label}"), heavy_accounts.len(), heavy_deep));
+        rows.push(("heavy: summary, 30 days".to_owned(), heavy_accounts.len(), heavy_summary));
+    }
+    Ok(rows)
+}
+
+/// Rows for filtered pages of the hot account: a deep page of its outgoing entries, and the
+/// first page of one counterparty (a few entries among the account's hundreds of thousands).
+async fn filtered_rows(
+    bench: &mut Bench,
+    hot: &BenchAccount,
+    options: &Options,
+) -> anyhow::Result<Vec<(String, usize, Samples)>> {
+    let counterparty: i64 = bench
+        .pg
+        .query_one(
+            "SELECT counterparty_account_id FROM statement_entries
+             WHERE account_id = $1 AND counterparty_account_id IS NOT NULL ORDER BY at DESC, id DESC LIMIT 1",
+            &[&hot.id],
+        )
+        .await?
+        .get(0);
+    let mut rows = Vec::new();
+    for (label, filter) in [
+        ("hot, direction=out", "&direction=out".to_owned()),
+        ("hot, one counterparty", format!("&counterparty_account_id={counterparty}")),
+    ] {
+        let mut account = BenchAccount::new(hot.id, hot.token.clone());
+        account.filter = filter;
+        bench.prepare(&mut account, options.deep_percent).await?;
+        let (mut first, mut deep) = (Samples::default(), Samples::default());
+        bench.measure_pages(&account, &mut first, &mut deep).await?;
+        let (mut first, mut deep) = (Samples::default(), Samples::default());
+        for _ in 0..options.hot_samples {
+            bench.measure_pages(&account, &mut first, &mut deep).await?;
+        }
+        rows.push((format!("{label}: first page"), 1, first));
+        if account.deep_page > 0 {
+            rows.push((format!("{label}: deep page ({}%)", options.deep_percent), 1, deep));
+        }
+        eprintln!("  {label}: {}", describe_deep_pages(std::slice::from_ref(&account), options.limit));
+    }
+    Ok(rows)
+}
+
 /// The history benchmark's measurements, with its server still running on the seeded
 /// database (for load on the same accounts) until `stop`.
 pub struct HistoryOutcome {
@@ -348,6 +574,46 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Recreates and seeds the bench database, unless `--reuse-seed` finds a matching seed there.
+async fn seed_if_needed(
+    options: &Options,
+    admin_url: &str,
+    bench_url: &str,
+    clickhouse_url: &str,
+) -> anyhow::Result<()> {
+    let database = options.database.as_str();
+    if options.reuse_seed && seeded(bench_url, clickhouse_url, database, options.entries, options.heavy_accounts).await
+    {
+        eprintln!("[1/5] reusing the seed in {database}");
+    } else {
+        if options.reuse_seed {
+            eprintln!("[1/5] no matching seed of {} entries in {database}: seeding again", options.entries);
+        }
+        eprintln!("[1/5] recreating {database} and seeding (minipay migrate, minipay seed)");
+        recreate_database(admin_url, clickhouse_url, database).await?;
+        run_minipay(&["migrate".to_owned()], bench_url, database).await?;
+        let seed = [
+            "seed".to_owned(),
+            "--entries".to_owned(),
+            options.entries.to_string(),
+            "--users".to_owned(),
+            options.users.to_string(),
+            "--hot-percent".to_owned(),
+            options.hot_percent.to_string(),
+            "--heavy-accounts".to_owned(),
+            options.heavy_accounts.to_string(),
+            "--heavy-percent".to_owned(),
+            options.heavy_percent.to_string(),
+            "--prefix".to_owned(),
+            SEED_PREFIX.to_owned(),
+        ];
+        let started = Instant::now();
+        run_minipay(&seed, bench_url, database).await?;
+        eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
 /// Seeds (or reuses the seed), starts the server and measures naive vs tuned; the server keeps
 /// running.
 pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
@@ -365,36 +631,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         options.entries, options.users, options.hot_percent, options.heavy_accounts, options.heavy_percent
     );
 
-    if options.reuse_seed
-        && seeded(&bench_url, &clickhouse_url, database, options.entries, options.heavy_accounts).await
-    {
-        eprintln!("[1/5] reusing the seed in {database}");
-    } else {
-        if options.reuse_seed {
-            eprintln!("[1/5] no matching seed of {} entries in {database}: seeding again", options.entries);
-        }
-        eprintln!("[1/5] recreating {database} and seeding (minipay migrate, minipay seed)");
-        recreate_database(&admin_url, &clickhouse_url, database).await?;
-        run_minipay(&["migrate".to_owned()], &bench_url, database).await?;
-        let seed = [
-            "seed".to_owned(),
-            "--entries".to_owned(),
-            options.entries.to_string(),
-            "--users".to_owned(),
-            options.users.to_string(),
-            "--hot-percent".to_owned(),
-            options.hot_percent.to_string(),
-            "--heavy-accounts".to_owned(),
-            options.heavy_accounts.to_string(),
-            "--heavy-percent".to_owned(),
-            options.heavy_percent.to_string(),
-            "--prefix".to_owned(),
-            SEED_PREFIX.to_owned(),
-        ];
-        let started = Instant::now();
-        run_minipay(&seed, &bench_url, database).await?;
-        eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
-    }
+    seed_if_needed(options, &admin_url, &bench_url, &clickhouse_url).await?;
 
     eprintln!("[2/5] starting minipay (forwarder off: seeded entries are in both stores) and logging in");
     let server = Server::start(&bench_url, database, &[("MINIPAY_FORWARDER", "off".to_owned())]).await?;
@@ -421,6 +658,9 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         summary_to: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         mismatches: Vec::new(),
         fallbacks: 0,
+        pg,
+        clickhouse_url: clickhouse_url.clone(),
+        database: database.to_owned(),
     };
     let mut hot_accounts = bench_accounts(&client, &server.base, std::slice::from_ref(&hot)).await?;
     let mut heavy_accounts = bench_accounts(&client, &server.base, &heavy).await?;
@@ -444,41 +684,16 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         }
     }
 
-    eprintln!(
-        "[5/5] hot account: {} samples; heavy accounts: {} x {} rounds (one unrecorded round first)",
-        options.hot_samples,
-        heavy_accounts.len(),
-        options.heavy_rounds
-    );
-    let mut discarded = (Samples::default(), Samples::default(), Samples::default());
-    for account in hot_accounts.iter().chain(&heavy_accounts) {
-        bench.measure(account, &mut discarded.0, &mut discarded.1, &mut discarded.2).await?;
-    }
-    let (mut hot_first, mut hot_deep, mut hot_summary) = (Samples::default(), Samples::default(), Samples::default());
-    for _ in 0..options.hot_samples {
-        bench.measure(&hot_accounts[0], &mut hot_first, &mut hot_deep, &mut hot_summary).await?;
-    }
-    let (mut heavy_first, mut heavy_deep, mut heavy_summary) =
-        (Samples::default(), Samples::default(), Samples::default());
-    for _ in 0..options.heavy_rounds {
-        for account in &heavy_accounts {
-            bench.measure(account, &mut heavy_first, &mut heavy_deep, &mut heavy_summary).await?;
-        }
-    }
+    let busy = measure_busy(&mut bench, &hot_accounts[0], &heavy_accounts, options).await?;
     let deep_label = format!("deep page ({}%)", options.deep_percent);
     let mut rows = vec![
         ("ordinary: first page".to_owned(), ordinary_accounts.len(), first),
         (format!("ordinary: {deep_label}"), ordinary_accounts.len(), deep),
         ("ordinary: summary, 30 days".to_owned(), ordinary_accounts.len(), summary),
-        ("hot: first page".to_owned(), 1, hot_first),
-        (format!("hot: {deep_label}"), 1, hot_deep),
-        ("hot: summary, 30 days".to_owned(), 1, hot_summary),
     ];
-    if !heavy_accounts.is_empty() {
-        rows.push(("heavy: first page".to_owned(), heavy_accounts.len(), heavy_first));
-        rows.push((format!("heavy: {deep_label}"), heavy_accounts.len(), heavy_deep));
-        rows.push(("heavy: summary, 30 days".to_owned(), heavy_accounts.len(), heavy_summary));
-    }
+    rows.extend(busy);
+    eprintln!("  filtered pages of the hot account: {} samples each", options.hot_samples);
+    rows.extend(filtered_rows(&mut bench, &hot_accounts[0], options).await?);
     Ok(HistoryOutcome {
         server,
         limit: options.limit,
@@ -505,12 +720,22 @@ fn print(options: &Options, outcome: &HistoryOutcome) {
     );
     println!();
     println!(
-        "| {:<28} | {:>8} | {:>7} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
-        "query", "accounts", "samples", "naive p50", "naive p99", "tuned p50", "tuned p99", "p50 ratio", "p99 ratio"
+        "| {:<36} | {:>8} | {:>7} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>15} | {:>15} |",
+        "query",
+        "accounts",
+        "samples",
+        "naive p50",
+        "naive p99",
+        "tuned p50",
+        "tuned p99",
+        "p50 ratio",
+        "p99 ratio",
+        "pg keyset",
+        "ClickHouse"
     );
     println!(
-        "|{:-<30}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|",
-        "", "", "", "", "", "", "", "", ""
+        "|{:-<38}|{:->10}|{:->9}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->17}|{:->17}|",
+        "", "", "", "", "", "", "", "", "", "", ""
     );
     for (label, accounts, samples) in &outcome.rows {
         print_row(label, *accounts, samples);
@@ -518,12 +743,15 @@ fn print(options: &Options, outcome: &HistoryOutcome) {
     println!();
     println!("times in ms; ratio = naive / tuned (above 1: tuned is faster).");
     println!(
+        "pg keyset, ClickHouse: p50 / p99 of each store's own tuned page query, timed from the benchmark (the route adds HTTP, the ownership check and the choice of store)."
+    );
+    println!(
         "deep page k = {}% of the way to the account's last page: naive page=k (OFFSET k*{}); tuned at the cursor reached by following next_cursor over the k*{} entries before it ({} a page, not timed; all walks took {:.1} s).",
         options.deep_percent, options.limit, options.limit, WALK_PAGE_MAX, walk_seconds
     );
-    println!("  hot: {}", describe_deep_pages(&hot_accounts, options.limit));
+    println!("  hot: {}", describe_deep_pages(hot_accounts, options.limit));
     if !heavy_accounts.is_empty() {
-        println!("  heavy: {}", describe_deep_pages(&heavy_accounts, options.limit));
+        println!("  heavy: {}", describe_deep_pages(heavy_accounts, options.limit));
     }
     println!("  ordinary: mean k {ordinary_mean_deep:.1}, mean {ordinary_mean_total:.1} entries per account");
     println!("tuned answers from the PostgreSQL fallback: {}", outcome.fallbacks);

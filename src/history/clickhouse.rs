@@ -17,10 +17,21 @@ use rand::Rng;
 
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
-/// [`already_applied`]).
-const MIGRATIONS: [(u32, &str, &str); 2] = [
+/// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
+/// the entries already stored once per run: see `0007`.
+const MIGRATIONS: [(u32, &str, &str); 8] = [
     (1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql")),
     (2, "counterparty_user_name", include_str!("../../clickhouse/0002_counterparty_user_name.sql")),
+    (3, "daily_totals", include_str!("../../clickhouse/0003_daily_totals.sql")),
+    (4, "daily_totals_view", include_str!("../../clickhouse/0004_daily_totals_view.sql")),
+    (5, "daily_counterparty_totals", include_str!("../../clickhouse/0005_daily_counterparty_totals.sql")),
+    (6, "daily_counterparty_totals_view", include_str!("../../clickhouse/0006_daily_counterparty_totals_view.sql")),
+    (7, "daily_totals_backfill", include_str!("../../clickhouse/0007_daily_totals_backfill.sql")),
+    (
+        8,
+        "daily_counterparty_totals_backfill",
+        include_str!("../../clickhouse/0008_daily_counterparty_totals_backfill.sql"),
+    ),
 ];
 
 /// The first release with `TTL` on MergeTree tables. It also has `ADD COLUMN IF NOT EXISTS`

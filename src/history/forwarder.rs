@@ -5,8 +5,11 @@
 //! step locks the oldest outbox rows up to a bounded number of entries (`FOR UPDATE ... SKIP
 //! LOCKED`, so several forwarders share the work), inserts their entries into ClickHouse, then
 //! deletes those outbox rows and commits. A crash after the insert and before the commit replays the batch; the
-//! replayed rows carry the whole sorting key of the originals, so ReplacingMergeTree merges
-//! collapse them and every read deduplicates with `LIMIT 1 BY entry_id` meanwhile. Rows leave
+//! replay inserts only the entries ClickHouse does not hold yet (the daily totals count every
+//! inserted row), and should copies arrive all the same (an insert that timed out on this side
+//! and completed on the server), they carry the whole sorting key of the originals, so
+//! ReplacingMergeTree merges collapse them and every read of entries deduplicates with
+//! `LIMIT 1 BY entry_id` meanwhile. Rows leave
 //! the outbox only once forwarded, so an entry whose transaction commits late (sequence values
 //! commit out of order) is picked up by a later step, never skipped.
 //!
@@ -21,7 +24,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::ClickHouse;
+use super::entry::{ClickHouseEntry, PgEntry};
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -41,76 +46,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A ClickHouse insert taking longer than this fails the step (the batch is retried).
 const INSERT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_END_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A row of ClickHouse `statement_entries`, in column order (RowBinary has no names).
-#[derive(clickhouse::Row, serde::Serialize, Debug, Clone, PartialEq)]
-pub struct ClickHouseEntry {
-    pub entry_id: u64,
-    pub account_id: i64,
-    /// `DateTime('UTC')`: whole seconds since the epoch.
-    pub at: u32,
-    pub at_us: i64,
-    /// `Enum8('in' = 1, 'out' = 2)`.
-    pub direction: i8,
-    pub amount: i64,
-    pub balance_after: i64,
-    pub kind: String,
-    pub counterparty_account_id: Option<i64>,
-    pub counterparty_name: String,
-    pub transfer_id: Option<i64>,
-    /// NULL in PostgreSQL is the empty string here.
-    pub memo: String,
-    /// `Nullable(String)`, added by `0002`: NULL for system counterparties (and older entries).
-    pub counterparty_user_name: Option<String>,
-}
-
-pub const DIRECTION_IN: i8 = 1;
-pub const DIRECTION_OUT: i8 = 2;
-
-/// A statement entry as PostgreSQL stores it.
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct PgEntry {
-    pub id: i64,
-    pub account_id: i64,
-    pub at: DateTime<Utc>,
-    pub direction: String,
-    pub amount: i64,
-    pub balance_after: i64,
-    pub kind: String,
-    pub counterparty_account_id: Option<i64>,
-    pub counterparty_name: String,
-    pub transfer_id: Option<i64>,
-    pub memo: Option<String>,
-    pub counterparty_user_name: Option<String>,
-}
-
-impl PgEntry {
-    pub fn to_clickhouse(&self) -> anyhow::Result<ClickHouseEntry> {
-        let at_us = self.at.timestamp_micros();
-        let seconds = at_us.div_euclid(1_000_000);
-        let direction = match self.direction.as_str() {
-            "in" => DIRECTION_IN,
-            "out" => DIRECTION_OUT,
-            other => anyhow::bail!("statement entry {} has direction {other:?}", self.id),
-        };
-        Ok(ClickHouseEntry {
-            entry_id: u64::try_from(self.id).with_context(|| format!("negative entry id {}", self.id))?,
-            account_id: self.account_id,
-            at: u32::try_from(seconds)
-                .with_context(|| format!("entry {} time {} outside DateTime", self.id, self.at))?,
-            at_us,
-            direction,
-            amount: self.amount,
-            balance_after: self.balance_after,
-            kind: self.kind.clone(),
-            counterparty_account_id: self.counterparty_account_id,
-            counterparty_name: self.counterparty_name.clone(),
-            transfer_id: self.transfer_id,
-            memo: self.memo.clone().unwrap_or_default(),
-            counterparty_user_name: self.counterparty_user_name.clone(),
-        })
-    }
-}
 
 /// What one forwarder step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +81,9 @@ fn abort_after_insert(rows: usize) -> ! {
     std::process::abort()
 }
 
-/// How far the read store is behind: now minus the oldest outbox entry's time, 0 when the
-/// outbox is empty (or its oldest entry is in the future of `now`).
+/// How far the read store is behind: now minus the oldest outbox entry's time, 0 only when
+/// the outbox is empty. An entry waits for at least 1 ms, even when its time is `now` (a manual
+/// clock stands still) or in the future of it: a lag of 0 says nothing waits.
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
     let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
         // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
@@ -156,7 +92,7 @@ pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result
     )
     .fetch_optional(conn)
     .await?;
-    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(0)).unwrap_or(0))
+    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(1)).unwrap_or(0))
 }
 
 #[derive(Clone)]
@@ -236,16 +172,7 @@ impl Forwarder {
             entries.len()
         );
         let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut insert = self
-            .clickhouse
-            .client()
-            .insert::<ClickHouseEntry>("statement_entries")
-            .await?
-            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
-        for row in &rows {
-            insert.write(row).await.context("forwarder: ClickHouse insert")?;
-        }
-        insert.end().await.context("forwarder: ClickHouse insert")?;
+        self.insert_new(&rows).await?;
         if self.abort_after_insert {
             abort_after_insert(rows.len());
         }
@@ -261,6 +188,40 @@ impl Forwarder {
         self.metrics.history_entries_forwarded.add(rows.len() as u64);
         self.refresh_lag().await;
         Ok(Step { moved: rows.len(), backlog: left_behind || rows.len() as i64 >= self.batch_size })
+    }
+
+    /// Inserts the rows ClickHouse does not hold yet: all of them, unless this batch is a
+    /// replay (see [`aggregates`](super::aggregates)), whose copies the daily totals would count again.
+    async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<()> {
+        let keys: Vec<EntryKey> = rows
+            .iter()
+            .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id, at_us: row.at_us })
+            .collect();
+        let stored = stored_ids(&self.clickhouse, &keys).await.context("forwarder: looking for replayed entries")?;
+        if !stored.is_empty() {
+            tracing::info!(
+                replayed = stored.len(),
+                batch = rows.len(),
+                "forwarder: skipping entries ClickHouse already holds"
+            );
+        }
+        // An entry named by two outbox rows of one batch goes in once too.
+        let mut seen = stored;
+        let fresh: Vec<&ClickHouseEntry> = rows.iter().filter(|row| seen.insert(row.entry_id)).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .clickhouse
+            .client()
+            .insert::<ClickHouseEntry>("statement_entries")
+            .await?
+            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
+        for row in fresh {
+            insert.write(row).await.context("forwarder: ClickHouse insert")?;
+        }
+        insert.end().await.context("forwarder: ClickHouse insert")?;
+        Ok(())
     }
 
     async fn refresh_lag(&self) {

@@ -30,7 +30,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::clickhouse::ClickHouse;
-use super::forwarder::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
+use super::entry::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 use crate::domain::names::Password;
 use crate::domain::passwords::HashCost;

@@ -1,5 +1,6 @@
-//! Statement history of one account: tuned (ClickHouse, keyset cursor; PostgreSQL when
-//! ClickHouse is unreachable) and naive (PostgreSQL, OFFSET) routes with the same entries.
+//! Statement history of one account: tuned (keyset cursor, from the PostgreSQL keyset index
+//! or, for a rare filter on a busy account, ClickHouse plus the entries not yet forwarded) and
+//! naive (PostgreSQL, OFFSET) routes with the same entries.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -14,13 +15,21 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::entry::{merge_pages, Cursor, Filters, HistoryEntry, Page, TimeRange};
 use crate::history::forwarder::lag_ms;
-use crate::history::queries::{self, Cursor, HistoryEntry, Summary, TimeRange, Totals};
+use crate::history::summary::{self, Summary, Totals};
+use crate::history::{aggregates, ch, pg};
 use crate::http::state::AppState;
 use crate::store::accounts;
 
 pub const LAG_HEADER: &str = "x-history-lag-ms";
 pub const SOURCE_HEADER: &str = "x-history-source";
+/// Entries of the account a filtered tuned page may read in PostgreSQL before it asks
+/// ClickHouse instead (a rare filter on a busy account): a few milliseconds of index and heap.
+const PG_SCAN_MAX: i64 = 2_000;
+/// A summary over at most this many entries (whatever the filters) is computed by PostgreSQL:
+/// sooner than ClickHouse's floor of a few milliseconds per query.
+const SUMMARY_PG_MAX: i64 = 1_000;
 /// Deepest naive page: OFFSET work grows with it.
 const NAIVE_PAGE_MAX: i64 = 100_000;
 
@@ -141,7 +150,7 @@ impl From<Summary> for SummaryView {
             out_total: totals.out_total,
             count: totals.count,
         };
-        let counterparty = |totals: queries::CounterpartyTotals| CounterpartyTotals {
+        let counterparty = |totals: summary::CounterpartyTotals| CounterpartyTotals {
             account_id: totals.account_id,
             name: totals.name,
             user_name: totals.user_name,
@@ -167,8 +176,17 @@ pub struct HistoryQuery {
     pub to: Option<String>,
     /// 1..=200, default 50.
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: a position in the statement (time and id). With
+    /// other filters or another range than its page's, the next page starts after that
+    /// position and holds what the new filters and range admit.
     pub cursor: Option<String>,
+    /// `in` | `out`.
+    pub direction: Option<String>,
+    /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
+    /// `pending` | `refund` | `close`.
+    pub kind: Option<String>,
+    /// Only entries with this counterparty account.
+    pub counterparty_account_id: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -182,6 +200,13 @@ pub struct NaiveHistoryQuery {
     pub limit: Option<i64>,
     /// 0-based page number.
     pub page: Option<i64>,
+    /// `in` | `out`.
+    pub direction: Option<String>,
+    /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
+    /// `pending` | `refund` | `close`.
+    pub kind: Option<String>,
+    /// Only entries with this counterparty account.
+    pub counterparty_account_id: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -191,6 +216,13 @@ pub struct SummaryQuery {
     pub from: Option<String>,
     /// RFC 3339, exclusive.
     pub to: Option<String>,
+    /// `in` | `out`.
+    pub direction: Option<String>,
+    /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
+    /// `pending` | `refund` | `close`.
+    pub kind: Option<String>,
+    /// Only entries with this counterparty account.
+    pub counterparty_account_id: Option<String>,
 }
 
 fn parse_time(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
@@ -216,6 +248,10 @@ fn parse_range(from: Option<&str>, to: Option<&str>, now: chrono::DateTime<chron
     // A range wholly older than a year is empty.
     range.from = Some(range.to.map_or(from, |to| from.min(to)));
     Ok(range)
+}
+
+fn parse_filters(direction: Option<&str>, kind: Option<&str>, counterparty: Option<&str>) -> ApiResult<Filters> {
+    Filters::parse(direction, kind, counterparty).map_err(ApiError::validation)
 }
 
 /// 404 unless the caller owns the account.
@@ -261,55 +297,75 @@ where
     }
 }
 
-/// The account's statement, newest first, from the read store (ClickHouse) with a keyset
-/// cursor. When ClickHouse is unreachable PostgreSQL answers the same query and
-/// `X-History-Source` says `postgres-fallback` (otherwise `clickhouse`). `X-History-Lag-Ms`
-/// tells how far behind the read store is.
+/// The account's statement, newest first, with a keyset cursor; every entry committed before
+/// the request is on it, however far behind the forwarder is. `X-History-Source` says which
+/// store answered: `postgres`, the keyset index on (account, time, id), a few index entries
+/// at any depth (the usual answer); `clickhouse`, for a filter that the first 2,000 entries
+/// from the cursor on do not fill (a rare kind or counterparty on a busy account), with the
+/// entries still waiting in the outbox added from PostgreSQL; `postgres-fallback`, when
+/// ClickHouse was asked but is unreachable or too slow and PostgreSQL read as far as needed.
+/// `X-History-Lag-Ms` tells how far behind ClickHouse is.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), HistoryQuery),
     responses((status = 200, body = HistoryPage,
-               headers(("X-History-Source" = String, description = "clickhouse | postgres-fallback"),
-                       ("X-History-Lag-Ms" = i64, description = "now minus the oldest entry not yet in ClickHouse"))),
-              (status = 404, body = Problem), (status = 422, body = Problem, description = "bad time, limit or cursor")))]
+               headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"),
+                       ("X-History-Lag-Ms" = i64, description = "now minus the oldest entry not yet in ClickHouse; 0 only when none waits"))),
+              (status = 404, body = Problem),
+              (status = 422, body = Problem, description = "bad time, limit, cursor or filter")))]
 pub async fn get_history(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiPath(account_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
+    let now = state.clock.now();
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), now)?;
     let limit = page_size(query.limit)?;
     let cursor = query
         .cursor
         .as_deref()
         .map(|text| Cursor::decode(text).ok_or_else(|| ApiError::validation("malformed cursor")))
         .transpose()?;
-    let now = state.clock.now();
+    let filters =
+        parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
+    let bounded = pg::bounded_keyset_page(&mut conn, account_id, range, &filters, cursor, limit, PG_SCAN_MAX).await?;
+    if let Some(page) = bounded {
+        return Ok(page_response("postgres", page));
+    }
+    // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer.
+    let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, cursor, limit).await?;
+    drop(conn);
+    let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history page", move |clickhouse| async move {
-        queries::tuned_page(&clickhouse, account_id, range, cursor, limit, now).await
-    });
-    // Side by side: the ClickHouse answer is dropped unless the caller owns the account, and
-    // a caller who does not gets the 404 at once.
-    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async { Ok(tuned.await) })?;
+        ch::tuned_entries(&clickhouse, account_id, range, &read_filters, cursor, limit, now).await
+    })
+    .await;
     let (source, page) = match tuned {
-        Some(page) => ("clickhouse", page),
+        Some(entries) => ("clickhouse", merge_pages(entries, waiting, limit)),
         None => {
             let mut conn = state.pool.acquire().await?;
-            ("postgres-fallback", queries::fallback_page(&mut conn, account_id, range, cursor, limit).await?)
+            ("postgres-fallback", pg::keyset_page(&mut conn, account_id, range, &filters, cursor, limit).await?)
         }
     };
+    Ok(page_response(source, page))
+}
+
+fn page_response(source: &'static str, page: Page) -> Response {
     let body = HistoryPage {
         entries: page.entries.into_iter().map(EntryView::from).collect(),
         next_cursor: page.next.map(|cursor| cursor.encode()),
     };
-    Ok(with_source(source, Json(body)))
+    with_source(source, Json(body))
 }
 
 /// The same entries as `/history`, the way a first version would serve them: PostgreSQL,
-/// `OFFSET` paging and a total count.
+/// `OFFSET` paging and a total count (of the entries the filters admit).
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/naive", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), NaiveHistoryQuery),
-    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem),
+              (status = 422, body = Problem, description = "bad time, limit, page or filter")))]
 pub async fn get_history_naive(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -322,19 +378,26 @@ pub async fn get_history_naive(
     if !(0..=NAIVE_PAGE_MAX).contains(&page) {
         return Err(ApiError::validation(format!("page must be between 0 and {NAIVE_PAGE_MAX}")));
     }
+    let filters =
+        parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     check_owner(&state, caller, account_id).await?;
     let mut conn = state.pool.acquire().await?;
-    let (entries, total) = queries::naive_page(&mut conn, account_id, range, page, limit).await?;
+    let (entries, total) = pg::naive_page(&mut conn, account_id, range, &filters, page, limit).await?;
     let body = NaiveHistoryPage { entries: entries.into_iter().map(EntryView::from).collect(), page, total };
     Ok(with_source("postgres", Json(body)))
 }
 
 /// Money in and out over the range, by kind and for the ten most frequent counterparties,
-/// from ClickHouse (PostgreSQL when ClickHouse is unreachable, with
-/// `X-History-Source: postgres-fallback`).
+/// of the entries the filters admit; every entry committed before the request counts.
+/// `X-History-Source`: `postgres` for a range with few entries (PostgreSQL's index answers
+/// sooner than any ClickHouse query); `clickhouse`, the daily totals for whole days, the
+/// entries for partial days, plus the entries still waiting in the outbox from PostgreSQL;
+/// `postgres-fallback` when ClickHouse is unreachable or too slow.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/summary", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), SummaryQuery),
-    responses((status = 200, body = SummaryView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = SummaryView,
+               headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"))),
+              (status = 404, body = Problem), (status = 422, body = Problem, description = "bad time or filter")))]
 pub async fn get_summary(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -342,15 +405,28 @@ pub async fn get_summary(
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
+    let filters =
+        parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
+    let mut conn = state.pool.acquire().await?;
+    accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
+    if summary::entries_at_most(&mut conn, account_id, range, SUMMARY_PG_MAX).await? {
+        let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
+        return Ok(with_source("postgres", Json(SummaryView::from(summary))));
+    }
+    // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer,
+    // and left out of it by id.
+    let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?;
+    drop(conn);
+    let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        queries::tuned_summary(&clickhouse, account_id, range).await
-    });
-    let (_, tuned) = tokio::try_join!(check_owner(&state, caller, account_id), async { Ok(tuned.await) })?;
+        aggregates::summary(&clickhouse, account_id, range, &read_filters, &waiting).await
+    })
+    .await;
     let (source, summary) = match tuned {
         Some(summary) => ("clickhouse", summary),
         None => {
             let mut conn = state.pool.acquire().await?;
-            ("postgres-fallback", queries::naive_summary(&mut conn, account_id, range).await?)
+            ("postgres-fallback", summary::naive_summary(&mut conn, account_id, range, &filters).await?)
         }
     };
     Ok(with_source(source, Json(SummaryView::from(summary))))
@@ -367,9 +443,11 @@ pub async fn get_summary_naive(
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
+    let filters =
+        parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     check_owner(&state, caller, account_id).await?;
     let mut conn = state.pool.acquire().await?;
-    let summary = queries::naive_summary(&mut conn, account_id, range).await?;
+    let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
     Ok(with_source("postgres", Json(SummaryView::from(summary))))
 }
 

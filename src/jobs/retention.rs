@@ -219,7 +219,7 @@ async fn drop_clickhouse_partitions(clickhouse: &ClickHouse, cutoff: DateTime<Ut
         let Some(month) = month else { continue };
         if expired(first_of_month(month), cutoff) {
             let id = month.format("%Y%m").to_string();
-            clickhouse.client().query(&format!("ALTER TABLE statement_entries DROP PARTITION {id}")).execute().await?;
+            crate::history::aggregates::drop_month(clickhouse, &id).await?;
             dropped.push(id);
         }
     }

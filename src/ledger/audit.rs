@@ -1,10 +1,7 @@
 //! The ledger invariants, checked against the database at any moment (`minipay audit`,
 //! `GET /admin/audit`), and the agreement of the two statement stores ([`stores_agree`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
-use chrono::{DateTime, Months, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
@@ -210,126 +207,8 @@ async fn daily_charges_match_ledger(
 
 /// The name of the [`stores_agree`] check.
 pub const STORES_AGREE: &str = "clickhouse-entries-match-postgres";
-/// Statements are kept for this long in both stores; older months may already be gone from
-/// one and not yet from the other (retention drops whole months, TTL works row by row and
-/// lazily, on the ClickHouse server's own clock), so they are not compared.
-const COMPARED_MONTHS: u32 = 12;
-/// The ClickHouse query gives up after this long (the check then fails).
-const CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Distinct entries per UTC month (`YYYYMM`, ClickHouse's partition), replays counted once.
-/// Listed in clickhouse/queries/30_audit_entries_per_month.sql.
-const CLICKHOUSE_ENTRIES_PER_MONTH: &str = "SELECT toYYYYMM(at) AS month, uniqExact(entry_id) AS entries
-FROM statement_entries
-WHERE at >= toDateTime(?)
-GROUP BY month
-ORDER BY month";
-
-#[derive(clickhouse::Row, serde::Deserialize, Debug)]
-struct ClickHouseMonth {
-    month: u32,
-    entries: u64,
-}
-
-/// PostgreSQL's entries of one UTC month: all of them, and those that have left the outbox
-/// (so ClickHouse has them).
-#[derive(Debug, Clone, Copy, Default)]
-struct PgMonth {
-    total: i64,
-    forwarded: i64,
-}
-
-async fn postgres_months(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<BTreeMap<u32, PgMonth>> {
-    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
-        "SELECT (extract(year FROM e.at AT TIME ZONE 'UTC') * 100 + extract(month FROM e.at AT TIME ZONE 'UTC'))::int4,
-                count(DISTINCT e.id),
-                count(DISTINCT e.id) FILTER (WHERE o.entry_id IS NULL)
-           FROM statement_entries e
-           LEFT JOIN (SELECT unnest(entry_ids) AS entry_id FROM statement_outbox) o ON o.entry_id = e.id
-          WHERE e.at >= $1
-          GROUP BY 1",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(month, total, forwarded)| (month as u32, PgMonth { total, forwarded })).collect())
-}
-
-async fn clickhouse_months(clickhouse: &ClickHouse, since: DateTime<Utc>) -> anyhow::Result<BTreeMap<u32, u64>> {
-    let seconds = u32::try_from(since.timestamp().max(0)).unwrap_or(u32::MAX);
-    let query = clickhouse.client().query(CLICKHOUSE_ENTRIES_PER_MONTH).bind(seconds).fetch_all::<ClickHouseMonth>();
-    let rows = tokio::time::timeout(CLICKHOUSE_TIMEOUT, query)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {} s", CLICKHOUSE_TIMEOUT.as_secs()))??;
-    Ok(rows.into_iter().map(|row| (row.month, row.entries)).collect())
-}
-
-fn month_name(month: u32) -> String {
-    format!("{}-{:02}", month / 100, month % 100)
-}
-
-/// PostgreSQL's `statement_entries` against ClickHouse's, per UTC month over the last twelve
-/// months (of `now` or the real time, whichever is later). Every entry that has left the
-/// outbox is in ClickHouse, and ClickHouse only holds entries PostgreSQL has, so for each
-/// month: PostgreSQL entries − those still in the outbox ≤ ClickHouse distinct entries ≤
-/// PostgreSQL entries. ClickHouse is read between two PostgreSQL counts (the lower bound from
-/// the first, the upper from the second), so the forwarder moving rows meanwhile cannot fail
-/// the check. A ClickHouse that cannot be read fails it: an audit never passes unchecked.
+/// PostgreSQL's `statement_entries` against ClickHouse's, per UTC day over the last year:
+/// see [`crate::history::agreement`].
 pub async fn stores_agree(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>) -> Check {
-    let latest = now.max(Utc::now());
-    let since =
-        latest.checked_sub_months(Months::new(COMPARED_MONTHS)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH).trunc_subsecs(0);
-    let fail = |detail: String| Check { name: STORES_AGREE, ok: false, detail };
-    let before = match postgres_months(pool, since).await {
-        Ok(months) => months,
-        Err(error) => return fail(format!("PostgreSQL statement entries not counted: {error}")),
-    };
-    let stored = match clickhouse_months(clickhouse, since).await {
-        Ok(months) => months,
-        Err(error) => {
-            return fail(format!(
-                "ClickHouse unreachable or failing, PostgreSQL and ClickHouse not compared: {}",
-                format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
-            ))
-        }
-    };
-    let after = match postgres_months(pool, since).await {
-        Ok(months) => months,
-        Err(error) => return fail(format!("PostgreSQL statement entries not counted: {error}")),
-    };
-
-    let months: BTreeSet<u32> = before.keys().chain(stored.keys()).chain(after.keys()).copied().collect();
-    let (mut total, mut waiting, mut in_clickhouse) = (0i64, 0i64, 0u64);
-    let mut wrong = Vec::new();
-    for month in months {
-        // Forwarded before ClickHouse was read, and all entries after it.
-        let forwarded = before.get(&month).copied().unwrap_or_default().forwarded;
-        let now_in_postgres = after.get(&month).copied().unwrap_or_default();
-        let all = now_in_postgres.total;
-        let found = stored.get(&month).copied().unwrap_or(0);
-        total += all;
-        waiting += all - now_in_postgres.forwarded;
-        in_clickhouse += found;
-        if (found as i64) < forwarded || found as i64 > all {
-            wrong.push(format!(
-                "{}: ClickHouse {found}, PostgreSQL {all} of which {forwarded} forwarded",
-                month_name(month)
-            ));
-        }
-    }
-    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    if wrong.is_empty() {
-        Check {
-            name: STORES_AGREE,
-            ok: true,
-            detail: format!(
-                "entries since {since_text}: PostgreSQL {total} ({waiting} waiting in the outbox), ClickHouse {in_clickhouse} distinct"
-            ),
-        }
-    } else {
-        fail(format!(
-            "entries since {since_text}, months where ClickHouse is not between PostgreSQL's forwarded and all entries: {}",
-            wrong.join("; ")
-        ))
-    }
+    crate::history::agreement::stores_agree(pool, clickhouse, now).await
 }

@@ -49,6 +49,9 @@ async fn slow_statement_entries(app: &TestApp, account_id: i64, before: DateTime
         .with_validation(false);
     let first_us = before.timestamp_micros() - 1_000_000;
     for sql in [
+        // The daily totals' views would need the real `kind` of every inserted row.
+        "DROP TABLE daily_totals_view".to_owned(),
+        "DROP TABLE daily_counterparty_totals_view".to_owned(),
         "DROP TABLE statement_entries".to_owned(),
         "CREATE TABLE statement_entries (
              entry_id UInt64, account_id Int64, at DateTime('UTC'), at_us Int64,
@@ -69,6 +72,28 @@ async fn slow_statement_entries(app: &TestApp, account_id: i64, before: DateTime
         clickhouse.query(&sql).execute().await.unwrap_or_else(|error| panic!("{sql}: {error}"));
     }
 }
+
+/// `count` entries of `account_id` just before `before` in PostgreSQL (none in the outbox): a
+/// busy account, whose filtered pages PostgreSQL leaves to ClickHouse when the filter is rare.
+async fn busy_in_postgres(app: &TestApp, account_id: i64, before: DateTime<Utc>, count: i64) {
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                counterparty_account_id, counterparty_name, transfer_id, memo)
+         SELECT nextval('statement_entries_id_seq'), $1, $2 - n * interval '1 microsecond', 'in', 1, n, 'charge',
+                NULL, 'external', NULL, NULL
+         FROM generate_series(1, $3) AS n",
+    )
+    .bind(account_id)
+    .bind(before - chrono::Duration::seconds(1))
+    .bind(count)
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// A filter the busy account's entries never pass: the page goes to ClickHouse.
+const RARE: &str = "kind=interest";
 
 /// A `to` bound no other test uses, so that its microseconds mark this test's queries.
 fn marked_bound(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -94,7 +119,7 @@ async fn running_with(marker: &str) -> u64 {
 
 async fn history_from(app: &TestApp, base: &str, user: &TestUser, to: DateTime<Utc>) -> (u16, Option<String>, Value) {
     let to = to.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let url = format!("{base}/v1/accounts/{}/history?to={to}", user.main_account_id);
+    let url = format!("{base}/v1/accounts/{}/history?to={to}&{RARE}", user.main_account_id);
     let response = app.client.get(url).bearer_auth(&user.token).send().await.unwrap();
     let status = response.status().as_u16();
     let source = response.headers().get("x-history-source").and_then(|value| value.to_str().ok()).map(str::to_owned);
@@ -109,6 +134,7 @@ async fn queries_of_a_read_that_gave_up_on_clickhouse_stop_running_there() {
     let alice = app.signup("alice").await;
     let to = marked_bound(app.clock_now().await);
     slow_statement_entries(&app, alice.main_account_id, to).await;
+    busy_in_postgres(&app, alice.main_account_id, to, 3_000).await;
     let server = spawn_server_process_with(
         &app,
         &[("MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS", "300"), ("MINIPAY_FORWARDER", "off")],
@@ -146,6 +172,7 @@ async fn clickhouse_stops_a_query_at_its_time_limit() {
     let alice = app.signup("alice").await;
     let to = marked_bound(app.clock_now().await);
     slow_statement_entries(&app, alice.main_account_id, to).await;
+    busy_in_postgres(&app, alice.main_account_id, to, 3_000).await;
     let server = spawn_logged_server_process(
         &app,
         &[

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_limits;
+mod aggregates;
 mod authorization;
 mod bad_input;
 mod connections;
@@ -33,6 +34,7 @@ mod settlement_limits;
 mod settlements;
 mod smoke;
 mod social;
+mod statements;
 mod top_ups;
 mod transfers;
 mod users;

@@ -1,0 +1,204 @@
+//! Statement pages from PostgreSQL: the naive `OFFSET` page with its count, what a first
+//! version would do, and the keyset page over `statement_entries_account_at` (account, time,
+//! id), which costs a few index entries at any depth. Filters are plain conditions on the
+//! account's entries, so a keyset page with a rare filter may read far into the account: the
+//! tuned route bounds that read ([`bounded_keyset_page`]) and asks ClickHouse when it is not
+//! enough.
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::PgConnection;
+
+use super::entry::{page_of, Cursor, Filters, HistoryEntry, Page, PgEntry, TimeRange, PG_ENTRY_COLUMNS};
+
+/// Bounds for PostgreSQL, where an open end becomes a far date (so partitions still prune).
+pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
+    let far_past = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let far_future = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or_default();
+    (range.from.unwrap_or(far_past), range.to.unwrap_or(far_future))
+}
+
+/// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), NULL when
+/// not given.
+pub(crate) const FILTERED: &str = "($4::text IS NULL OR direction = $4) AND ($5::text IS NULL OR kind = $5)
+     AND ($6::bigint IS NULL OR counterparty_account_id = $6)";
+
+/// Where the page starts: just after the cursor, or at the range's end.
+fn keyset_start(cursor: Option<Cursor>, to: DateTime<Utc>) -> anyhow::Result<(DateTime<Utc>, i64)> {
+    match cursor {
+        Some(cursor) => Ok((
+            DateTime::from_timestamp_micros(cursor.at_us).ok_or_else(|| anyhow::anyhow!("cursor time out of range"))?,
+            cursor.id,
+        )),
+        None => Ok((to, i64::MAX)),
+    }
+}
+
+fn entries_of(rows: Vec<PgEntry>) -> anyhow::Result<Vec<HistoryEntry>> {
+    rows.into_iter().map(HistoryEntry::try_from).collect()
+}
+
+/// One OFFSET page, newest first, and the number of entries in the range that pass `filters`.
+pub async fn naive_page(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+    page: i64,
+    limit: i64,
+) -> anyhow::Result<(Vec<HistoryEntry>, i64)> {
+    let (from, to) = pg_bounds(range);
+    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
+        "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
+         ORDER BY at DESC, id DESC OFFSET $7 LIMIT $8"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .bind(page.saturating_mul(limit))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((entries_of(rows)?, total))
+}
+
+/// The tuned keyset page, answered by PostgreSQL however far it has to read.
+pub async fn keyset_page(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> anyhow::Result<Page> {
+    let (from, to) = pg_bounds(range);
+    let (before_at, before_id) = keyset_start(cursor, to)?;
+    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
+        "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED} AND (at, id) < ($7, $8)
+         ORDER BY at DESC, id DESC LIMIT $9"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(page_of(entries_of(rows)?, limit))
+}
+
+/// The keyset page if PostgreSQL finds it among the next `scan_max` entries of the account
+/// (or those are all there are); `None` when a rare filter would need a longer read. Without
+/// filters every entry read is on the page, so this is [`keyset_page`].
+pub async fn bounded_keyset_page(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+    cursor: Option<Cursor>,
+    limit: i64,
+    scan_max: i64,
+) -> anyhow::Result<Option<Page>> {
+    if filters.is_empty() {
+        return keyset_page(conn, account_id, range, filters, cursor, limit).await.map(Some);
+    }
+    let (from, to) = pg_bounds(range);
+    let (before_at, before_id) = keyset_start(cursor, to)?;
+    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
+        "SELECT {PG_ENTRY_COLUMNS} FROM (
+             SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND (at, id) < ($7, $8)
+             ORDER BY at DESC, id DESC LIMIT $10
+         ) scanned
+         WHERE {FILTERED}
+         ORDER BY at DESC, id DESC LIMIT $9"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit + 1)
+    .bind(scan_max)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.len() as i64 > limit {
+        return Ok(Some(page_of(entries_of(rows)?, limit)));
+    }
+    // Short: complete only if the read reached the account's (or the range's) end.
+    let scanned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND (at, id) < ($4, $5)
+             ORDER BY at DESC, id DESC LIMIT $6
+         ) scanned",
+    )
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(scan_max)
+    .fetch_one(&mut *conn)
+    .await?;
+    (scanned < scan_max).then(|| entries_of(rows).map(|entries| page_of(entries, limit))).transpose()
+}
+
+/// The account's entries of a keyset page that are still waiting in the outbox (not yet, or
+/// not yet known to be, in ClickHouse), newest first, at most `limit + 1`: what a ClickHouse
+/// page adds so that it shows every committed entry.
+pub async fn waiting_entries(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<HistoryEntry>> {
+    let (from, to) = pg_bounds(range);
+    let (before_at, before_id) = keyset_start(cursor, to)?;
+    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
+        "SELECT {PG_ENTRY_COLUMNS} FROM (
+             SELECT e.* FROM statement_outbox o
+             CROSS JOIN LATERAL unnest(o.entry_ids) AS waiting(entry_id)
+             JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at
+             WHERE e.account_id = $1 AND e.at >= $2 AND e.at < $3 AND (e.at, e.id) < ($7, $8)
+         ) waiting
+         WHERE {FILTERED}
+         ORDER BY at DESC, id DESC LIMIT $9"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    entries_of(rows)
+}

@@ -1,0 +1,248 @@
+//! Statement summaries (money in and out by kind, the top counterparties), two ways with the
+//! same answers: naive on PostgreSQL, tuned on ClickHouse (replays counted once).
+
+use sqlx::PgConnection;
+
+use super::ch::Window;
+use super::clickhouse::ClickHouse;
+use super::entry::{micros, Filters, TimeRange};
+use super::pg::{pg_bounds, FILTERED};
+
+/// Counterparties listed in a summary.
+pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub name: String,
+    pub in_total: i64,
+    pub out_total: i64,
+    pub count: i64,
+}
+
+/// Money to and from one counterparty: an account (whatever names it was shown under), or,
+/// for the outside world and system accounts (no account), a name.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CounterpartyTotals {
+    pub account_id: Option<i64>,
+    /// The name most recently shown.
+    pub name: String,
+    /// The real user name most recently recorded (None for system counterparties).
+    pub user_name: Option<String>,
+    pub in_total: i64,
+    pub out_total: i64,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub in_total: i64,
+    pub out_total: i64,
+    /// By kind name (byte order).
+    pub by_kind: Vec<Totals>,
+    /// The counterparties with the most entries; ties by name (byte order), then account.
+    pub top_counterparties: Vec<CounterpartyTotals>,
+}
+
+impl Summary {
+    pub(crate) fn from_parts(by_kind: Vec<Totals>, top_counterparties: Vec<CounterpartyTotals>) -> Self {
+        let in_total = by_kind.iter().map(|kind| kind.in_total).sum();
+        let out_total = by_kind.iter().map(|kind| kind.out_total).sum();
+        Summary { in_total, out_total, by_kind, top_counterparties }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PgTotals {
+    name: String,
+    in_total: i64,
+    out_total: i64,
+    count: i64,
+}
+
+impl From<PgTotals> for Totals {
+    fn from(row: PgTotals) -> Self {
+        Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count }
+    }
+}
+
+/// Whether the account has at most `max` entries in the range (reads at most `max + 1` index
+/// entries).
+pub async fn entries_at_most(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    max: i64,
+) -> anyhow::Result<bool> {
+    let (from, to) = pg_bounds(range);
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
+         ) probe",
+    )
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(max + 1)
+    .fetch_one(conn)
+    .await?;
+    Ok(found <= max)
+}
+
+/// The summary computed by PostgreSQL over the entries that pass `filters`.
+pub async fn naive_summary(
+    conn: &mut PgConnection,
+    account_id: i64,
+    range: TimeRange,
+    filters: &Filters,
+) -> anyhow::Result<Summary> {
+    let (from, to) = pg_bounds(range);
+    let by_kind: Vec<PgTotals> = sqlx::query_as(&format!(
+        "SELECT kind AS name,
+                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                count(*) AS count
+         FROM statement_entries
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
+         GROUP BY kind
+         ORDER BY kind COLLATE \"C\""
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    // One row per counterparty account, however many names it was shown under (a display
+    // name is the sender's choice: grouping by it would merge anyone calling themselves "bob"
+    // with bob); system counterparties have no account and go by name.
+    let top: Vec<CounterpartyTotals> = sqlx::query_as(&format!(
+        "SELECT * FROM (
+             SELECT counterparty_account_id AS account_id,
+                    (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
+                    (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
+                        FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name,
+                    coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                    coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                    count(*) AS count
+             FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
+             GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END
+         ) counterparties
+         ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST
+         LIMIT $7"
+    ))
+    .bind(account_id)
+    .bind(from)
+    .bind(to)
+    .bind(filters.direction)
+    .bind(filters.kind)
+    .bind(filters.counterparty_account_id)
+    .bind(TOP_COUNTERPARTIES_MAX)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top))
+}
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct ClickHouseTotalsRow {
+    name: String,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
+impl From<ClickHouseTotalsRow> for Totals {
+    fn from(row: ClickHouseTotalsRow) -> Self {
+        Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 }
+    }
+}
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct ClickHouseCounterpartyRow {
+    account_id: Option<i64>,
+    name: String,
+    user_name: Option<String>,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
+impl From<ClickHouseCounterpartyRow> for CounterpartyTotals {
+    fn from(row: ClickHouseCounterpartyRow) -> Self {
+        CounterpartyTotals {
+            account_id: row.account_id,
+            name: row.name,
+            user_name: row.user_name,
+            in_total: row.in_total,
+            out_total: row.out_total,
+            count: row.count as i64,
+        }
+    }
+}
+
+/// Totals by kind and the top counterparties, from ClickHouse (replays counted once).
+pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: TimeRange) -> anyhow::Result<Summary> {
+    let window = Window {
+        low_us: range.from.map(micros).unwrap_or(0).max(0),
+        high_us: range.to.map(micros).unwrap_or(i64::MAX),
+    };
+    if window.low_us >= window.high_us {
+        return Ok(Summary::from_parts(Vec::new(), Vec::new()));
+    }
+    // Two independent scans: side by side, the summary takes as long as the slower one.
+    let by_kind = clickhouse
+        .query(
+            "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
+                    count() AS count
+             FROM (
+                 SELECT kind, direction, amount
+                 FROM statement_entries
+                 PREWHERE account_id = ?
+                   AND at >= toDateTime(?) AND at <= toDateTime(?)
+                   AND at_us >= ? AND at_us < ?
+                 LIMIT 1 BY entry_id
+             )
+             GROUP BY kind
+             ORDER BY kind",
+        )
+        .bind(account_id)
+        .bind(window.low_seconds())
+        .bind(window.high_seconds())
+        .bind(window.low_us)
+        .bind(window.high_us)
+        .fetch_all::<ClickHouseTotalsRow>();
+    // By account, as naive_summary; the latest name by (at_us, entry_id), the order of the
+    // statement, and argMax skips NULL user names as the PostgreSQL FILTER does.
+    let top = clickhouse
+        .query(
+            "SELECT counterparty_account_id AS account_id, argMax(counterparty_name, (at_us, entry_id)) AS name,
+                    argMax(counterparty_user_name, (at_us, entry_id)) AS user_name,
+                    sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
+                    count() AS count
+             FROM (
+                 SELECT entry_id, at_us, counterparty_account_id, counterparty_name, counterparty_user_name,
+                        direction, amount
+                 FROM statement_entries
+                 PREWHERE account_id = ?
+                   AND at >= toDateTime(?) AND at <= toDateTime(?)
+                   AND at_us >= ? AND at_us < ?
+                 LIMIT 1 BY entry_id
+             )
+             GROUP BY counterparty_account_id, if(isNull(counterparty_account_id), counterparty_name, '')
+             ORDER BY count DESC, name, account_id
+             LIMIT ?",
+        )
+        .bind(account_id)
+        .bind(window.low_seconds())
+        .bind(window.high_seconds())
+        .bind(window.low_us)
+        .bind(window.high_us)
+        .bind(TOP_COUNTERPARTIES_MAX)
+        .fetch_all::<ClickHouseCounterpartyRow>();
+    let (by_kind, top) = tokio::try_join!(by_kind, top)?;
+    Ok(Summary::from_parts(
+        by_kind.into_iter().map(Totals::from).collect(),
+        top.into_iter().map(CounterpartyTotals::from).collect(),
+    ))
+}

@@ -1,0 +1,415 @@
+//! The daily totals ClickHouse keeps per account: exact under the forwarder's replays, what
+//! summaries read, and what the audit compares with PostgreSQL day by day.
+
+use minipay::clock::{Clock, ClockMode};
+use minipay::history::clickhouse::ClickHouse;
+use minipay::history::forwarder::Forwarder;
+use minipay::telemetry::Metrics;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+async fn app_without_forwarder() -> (TestApp, PgPool) {
+    let app = spawn_app_with(|config| config.forwarder = false).await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    (app, pool)
+}
+
+fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
+    let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &app.database).unwrap();
+    Forwarder::new(pool.clone(), clickhouse, Clock::new(ClockMode::System), Metrics::new())
+}
+
+fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
+        .with_database(&app.database)
+        .with_validation(false)
+}
+
+async fn drain(forwarder: &Forwarder) -> usize {
+    let mut moved = 0;
+    for _ in 0..1_000 {
+        match forwarder.run_once().await.expect("forwarder step") {
+            0 => return moved,
+            n => moved += n,
+        }
+    }
+    panic!("the outbox did not drain");
+}
+
+async fn transfer(app: &TestApp, from: &TestUser, to: &TestUser, amount: i64) {
+    let body = json!({"to_account_id": to.main_account_id, "amount": amount});
+    let (status, created) = app.post("/v1/transfers", Some(&from.token), body).await;
+    assert_eq!(status, 201, "{created}");
+}
+
+fn stores_check(report: &Value) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == json!("clickhouse-entries-match-postgres"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no PostgreSQL vs ClickHouse check: {report:#}"))
+}
+
+async fn audit(app: &TestApp) -> Value {
+    let (status, body) = app.get("/admin/audit", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Per (UTC day, account, kind, direction): entries and amount, from PostgreSQL.
+async fn postgres_daily(pool: &PgPool) -> Vec<(String, i64, String, String, i64, i64)> {
+    sqlx::query_as(
+        "SELECT to_char((at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD'), account_id, kind, direction, count(*),
+                sum(amount)::int8
+           FROM statement_entries GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct DailyRow {
+    day: String,
+    account_id: i64,
+    kind: String,
+    direction: String,
+    entries: u64,
+    amount: i64,
+}
+
+/// The same from ClickHouse's daily totals, and from its per-counterparty totals.
+async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i64, i64)>; 2] {
+    let clickhouse = clickhouse_client(app);
+    let mut out = [Vec::new(), Vec::new()];
+    for (slot, table) in ["daily_totals", "daily_counterparty_totals"].into_iter().enumerate() {
+        let rows: Vec<DailyRow> = clickhouse
+            .query(&format!(
+                "SELECT toString(day) AS day, account_id, kind, toString(direction) AS direction,
+                        sum(entries) AS entries, sum(amount) AS amount
+                 FROM {table} GROUP BY day, account_id, kind, direction ORDER BY day, account_id, kind, direction"
+            ))
+            .fetch_all()
+            .await
+            .unwrap();
+        out[slot] = rows
+            .into_iter()
+            .map(|row| (row.day, row.account_id, row.kind, row.direction, row.entries as i64, row.amount))
+            .collect();
+    }
+    out
+}
+
+async fn assert_daily_totals_match(app: &TestApp, pool: &PgPool) {
+    let expected = postgres_daily(pool).await;
+    assert!(!expected.is_empty());
+    let [totals, by_counterparty] = clickhouse_daily(app).await;
+    assert_eq!(totals, expected, "daily_totals");
+    assert_eq!(by_counterparty, expected, "daily_counterparty_totals");
+}
+
+/// A `minipay forward` killed between its ClickHouse insert and the outbox delete (the
+/// MINIPAY_FORWARDER_ABORT_AFTER_INSERT hook): the next forwarder replays the batch, and the
+/// daily totals, which count every row inserted, still equal PostgreSQL's, as do the tuned
+/// and naive summaries.
+#[tokio::test]
+async fn a_replayed_batch_is_not_counted_twice_in_the_daily_totals() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 100_000).await.0, 201);
+    for amount in [1_000, 2_000, 3_000] {
+        transfer(&app, &alice, &bob, amount).await;
+    }
+    transfer(&app, &bob, &alice, 500).await;
+    let entries = outbox_entries(&pool).await;
+    assert_eq!(entries, 1 + 4 * 2);
+    let mut doomed = minipay_command(&app, "forward")
+        .env("MINIPAY_FORWARDER_ABORT_AFTER_INSERT", "1")
+        .spawn()
+        .expect("start minipay forward");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), doomed.wait())
+        .await
+        .expect("the forwarder aborts within a minute")
+        .unwrap();
+    assert_eq!(status.signal(), Some(6), "killed by SIGABRT: {status:?}");
+    assert_eq!(outbox_entries(&pool).await, entries, "the batch is still in the outbox");
+    assert_daily_totals_match(&app, &pool).await;
+
+    // The replay: the same batch again, plus a new transfer in the same step.
+    transfer(&app, &alice, &bob, 4_000).await;
+    assert_eq!(drain(&forwarder(&app, &pool)).await as i64, entries + 2);
+    assert_daily_totals_match(&app, &pool).await;
+    for user in [&alice, &bob] {
+        let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
+        let (status, tuned) = app.get(&path, Some(&user.token)).await;
+        assert_eq!(status, 200, "{tuned}");
+        let (_, naive) = app.get(&format!("{path}/naive"), Some(&user.token)).await;
+        assert_eq!(tuned, naive, "summary of {}", user.name);
+    }
+    let report = app.assert_audit_ok().await;
+    let detail = stores_check(&report)["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains(&format!("PostgreSQL {} (0 waiting in the outbox)", entries + 2)), "{detail}");
+    app.stop().await;
+}
+
+/// Waits for ClickHouse's mutations of the test's tables to finish (18.16 has no synchronous
+/// `ALTER ... DELETE`).
+async fn wait_for_mutations(app: &TestApp) {
+    let clickhouse = clickhouse_client(app);
+    for _ in 0..200 {
+        let running: u64 = clickhouse
+            .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
+            .bind(&app.database)
+            .fetch_one()
+            .await
+            .unwrap();
+        if running == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("ClickHouse mutations did not finish");
+}
+
+/// The audit compares the stores per day: a row deleted from ClickHouse's entries is reported
+/// as lost, a row inserted twice as counted twice (the daily totals count it), each on its day.
+#[tokio::test]
+async fn the_audit_reports_a_lost_and_a_doubled_entry() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 100_000).await.0, 201);
+    transfer(&app, &alice, &bob, 1_000).await;
+    transfer(&app, &alice, &bob, 2_000).await;
+    assert_eq!(drain(&forwarder(&app, &pool)).await, 5);
+    let report = app.assert_audit_ok().await;
+    assert!(stores_check(&report)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("PostgreSQL 5 (0 waiting in the outbox), ClickHouse 5 distinct"));
+    let clickhouse = clickhouse_client(&app);
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM statement_entries ORDER BY id").fetch_all(&pool).await.unwrap();
+
+    // One row lost from ClickHouse (kept aside, to be put back).
+    clickhouse
+        .query("CREATE TABLE kept ENGINE = Memory AS SELECT * FROM statement_entries WHERE entry_id = ?")
+        .bind(ids[1])
+        .execute()
+        .await
+        .unwrap();
+    clickhouse.query("ALTER TABLE statement_entries DELETE WHERE entry_id = ?").bind(ids[1]).execute().await.unwrap();
+    wait_for_mutations(&app).await;
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    let detail = stores_check(&report)["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("entries lost: ClickHouse 4, PostgreSQL 5 of which 5 forwarded"), "{detail}");
+    assert!(!detail.contains("twice"), "{detail}");
+    // Put back without the views (the daily totals still count it).
+    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
+        clickhouse.query(&format!("DETACH TABLE {view}")).execute().await.unwrap();
+    }
+    clickhouse.query("INSERT INTO statement_entries SELECT * FROM kept").execute().await.unwrap();
+    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
+        clickhouse.query(&format!("ATTACH TABLE {view}")).execute().await.unwrap();
+    }
+    app.assert_audit_ok().await;
+
+    // One row inserted twice (a copy that bypassed the forwarder's look-up): the entries
+    // collapse it, the daily totals count it twice.
+    clickhouse
+        .query("INSERT INTO statement_entries SELECT * FROM statement_entries WHERE entry_id = ?")
+        .bind(ids[3])
+        .execute()
+        .await
+        .unwrap();
+    let report = audit(&app).await;
+    assert_eq!(report["ok"], json!(false), "{report:#}");
+    let detail = stores_check(&report)["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("daily totals count entries twice or unknown: ClickHouse 6, PostgreSQL 5 of which 5 forwarded"),
+        "{detail}"
+    );
+    assert!(!detail.contains("entries lost"), "{detail}");
+    // The ledger checks still ran and passed.
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|other| other["name"] != json!("clickhouse-entries-match-postgres"))
+        .all(|other| other["ok"] == json!(true)));
+    app.stop().await;
+}
+
+/// `count` entries for `account_id`, one every 47 minutes back from `now`, of every kind of
+/// counterparty (accounts shown under changing names, with and without a real user name, and
+/// system counterparties), with their outbox rows, as the ledger writer would write them.
+async fn busy_history(
+    pool: &PgPool,
+    account_id: i64,
+    other_account_id: i64,
+    count: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let mut months = Vec::new();
+    let mut month = (now - chrono::Duration::minutes(47 * count + 60)).date_naive();
+    while month <= now.date_naive() + chrono::Duration::days(31) {
+        months.push(minipay::domain::business_day::first_of_month(month));
+        month = minipay::domain::business_day::first_of_next_month(month);
+    }
+    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
+    sqlx::query(
+        "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
+         SELECT nextval('statement_entries_id_seq'), $1, $3 - g * interval '47 minutes',
+                CASE WHEN g % 3 = 0 THEN 'out' ELSE 'in' END, 100 + g, 1, 
+                CASE WHEN g % 4 = 0 THEN 'charge' WHEN g % 7 = 0 THEN 'interest' ELSE 'transfer' END,
+                CASE WHEN g % 4 = 0 OR g % 7 = 0 THEN NULL ELSE $2 + g % 5 END,
+                CASE WHEN g % 4 = 0 THEN 'external' WHEN g % 7 = 0 THEN 'interest' ELSE 'name' || (g % 13) END,
+                NULL, NULL,
+                CASE WHEN g % 4 = 0 OR g % 7 = 0 OR g % 6 = 0 THEN NULL ELSE 'user' || (g % 5) END
+           FROM generate_series(1, $4) g",
+    )
+    .bind(account_id)
+    .bind(other_account_id)
+    .bind(now)
+    .bind(count)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO statement_outbox (entry_ids, at)
+         SELECT array_agg(id ORDER BY id), at FROM statement_entries
+          WHERE account_id = $1 AND id NOT IN (SELECT unnest(entry_ids) FROM statement_outbox) GROUP BY at",
+    )
+    .bind(account_id)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
+    let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
+    let response = app.client.get(app.url(&format!("{path}{query}"))).bearer_auth(&user.token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}{query}");
+    let source = response.headers().get("x-history-source").map(|value| value.to_str().unwrap().to_owned());
+    let tuned: Value = response.json().await.unwrap();
+    let (status, naive) = app.get(&format!("{path}/naive{query}"), Some(&user.token)).await;
+    assert_eq!(status, 200, "{naive}");
+    (source, tuned, naive)
+}
+
+fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace(':', "%3A").replace('+', "%2B")
+}
+
+/// A busy account's summaries come from the daily totals (whole days) and the entries
+/// (partial days), and equal the naive ones for any range and every filter; bad filters are
+/// refused on both routes.
+#[tokio::test]
+async fn busy_summaries_from_the_daily_totals_equal_the_naive_ones_with_any_range_and_filter() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let now = chrono::Utc::now();
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_300, now).await;
+    drain(&forwarder(&app, &pool)).await;
+    let cp = bob.main_account_id + 2;
+    let ranges = [
+        String::new(),
+        format!("&from={}", encode(now - chrono::Duration::days(30))),
+        format!(
+            "&from={}&to={}",
+            encode(now - chrono::Duration::hours(30 * 24 + 7)),
+            encode(now - chrono::Duration::minutes(300))
+        ),
+        format!("&from={}&to={}", encode(now - chrono::Duration::hours(20)), encode(now - chrono::Duration::hours(2))),
+    ];
+    let filters = [
+        String::new(),
+        "&direction=in".to_owned(),
+        "&direction=out&kind=transfer".to_owned(),
+        "&kind=charge".to_owned(),
+        format!("&counterparty_account_id={cp}"),
+        format!("&counterparty_account_id={cp}&direction=out"),
+    ];
+    for range in &ranges {
+        for filter in &filters {
+            let query = format!("{range}{filter}").replacen('&', "?", 1);
+            let (source, tuned, naive) = summaries(&app, &alice, &query).await;
+            assert_eq!(tuned, naive, "{query}");
+            if filter.is_empty() && range.is_empty() {
+                assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+                assert!(tuned["in"].as_i64().unwrap() > 0 && tuned["top_counterparties"].as_array().unwrap().len() > 3);
+            }
+        }
+    }
+    for bad in ["?direction=sideways", "?kind=gift", "?counterparty_account_id=x", "?counterparty_account_id=-3"] {
+        for route in ["summary", "summary/naive"] {
+            let (status, body) = app
+                .get(&format!("/v1/accounts/{}/history/{route}{bad}", alice.main_account_id), Some(&alice.token))
+                .await;
+            assert_problem(status, &body, 422, "validation-failed");
+        }
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// Read-your-writes: with the forwarder stopped, a transfer answered 201 is in both parties'
+/// summaries at once (from the daily totals plus the outbox), and still with ClickHouse down.
+#[tokio::test]
+async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and_clickhouse() {
+    let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
+    let app = spawn_app_with(|config| {
+        config.forwarder = false;
+        config.clickhouse_url = clickhouse_url.into();
+    })
+    .await;
+    let pool = PgPool::connect(&app.database_url).await.unwrap();
+    let alice = app.funded("alice", 500_000).await;
+    let bob = app.signup("bob").await;
+    let now = app.clock_now().await;
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_100, now - chrono::Duration::minutes(1)).await;
+    busy_history(&pool, bob.main_account_id, alice.main_account_id, 1_100, now - chrono::Duration::minutes(1)).await;
+    drain(&forwarder(&app, &pool)).await;
+    let before = summaries(&app, &alice, "?direction=out").await.1;
+    for amount in [7_001, 7_002] {
+        transfer(&app, &alice, &bob, amount).await;
+        for (user, direction) in [(&alice, "out"), (&bob, "in")] {
+            let (source, tuned, naive) = summaries(&app, user, &format!("?direction={direction}")).await;
+            assert_eq!(source.as_deref(), Some("clickhouse"));
+            assert_eq!(tuned, naive, "{}", user.name);
+        }
+    }
+    let after = summaries(&app, &alice, "?direction=out").await.1;
+    assert_eq!(after["out"].as_i64().unwrap(), before["out"].as_i64().unwrap() + 7_001 + 7_002);
+    let (_, tuned, naive) = summaries(&app, &alice, "").await;
+    assert_eq!(tuned, naive);
+    assert!(tuned["top_counterparties"].as_array().unwrap().iter().any(|cp| cp["name"] == json!("bob")), "{tuned:#}");
+
+    proxy.cut();
+    transfer(&app, &bob, &alice, 3_000).await;
+    for user in [&alice, &bob] {
+        let (source, tuned, naive) = summaries(&app, user, "").await;
+        assert_eq!(source.as_deref(), Some("postgres-fallback"));
+        assert_eq!(tuned, naive, "{}", user.name);
+    }
+    proxy.restore();
+    drain(&forwarder(&app, &pool)).await;
+    for user in [&alice, &bob] {
+        let (source, tuned, naive) = summaries(&app, user, "").await;
+        assert_eq!(source.as_deref(), Some("clickhouse"));
+        assert_eq!(tuned, naive, "{}", user.name);
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
