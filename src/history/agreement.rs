@@ -20,7 +20,6 @@ use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::clickhouse::ClickHouse;
-use crate::ledger::audit::{Check, STORES_AGREE};
 
 /// Statements are kept for this long in both stores; older days may already be gone from one
 /// and not yet from the other (retention drops whole months, TTL works row by row and lazily,
@@ -252,15 +251,23 @@ pub fn judge_day(before: PgDay, after: PgDay, ch: ChDay) -> Option<String> {
     (!wrong.is_empty()).then(|| wrong.join(", "))
 }
 
+/// The verdict of [`stores_agree`]: the audit reports it as its `clickhouse-entries-match-postgres`
+/// check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    pub ok: bool,
+    pub detail: String,
+}
+
 /// The check: PostgreSQL, then ClickHouse, then PostgreSQL again (the lower bounds from the
 /// first count, the upper from the second, so that the forwarder moving rows meanwhile cannot
 /// fail it). A ClickHouse that cannot be read fails it: an audit never passes unchecked.
-pub async fn stores_agree(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>) -> Check {
+pub async fn stores_agree(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>) -> Agreement {
     let latest = now.max(Utc::now());
     let oldest = latest.checked_sub_months(Months::new(COMPARED_MONTHS)).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let since = oldest.date_naive().checked_add_days(Days::new(1)).unwrap_or(oldest.date_naive());
     let open_from = (latest - CLOSED_AFTER).date_naive().max(since);
-    let fail = |detail: String| Check { name: STORES_AGREE, ok: false, detail };
+    let fail = |detail: String| Agreement { ok: false, detail };
     let pg_failed = |error: sqlx::Error| fail(format!("PostgreSQL statement entries not counted: {error}"));
     if let Err(error) = count_closed_days(pool, since, open_from).await {
         return pg_failed(error);
@@ -296,7 +303,7 @@ async fn compare(
     after: &mut BTreeMap<NaiveDate, PgDay>,
     stored: &BTreeMap<NaiveDate, ChDay>,
     open_from: NaiveDate,
-) -> sqlx::Result<Check> {
+) -> sqlx::Result<Agreement> {
     let days: BTreeSet<NaiveDate> = before.keys().chain(stored.keys()).chain(after.keys()).copied().collect();
     let (mut total, mut waiting, mut in_clickhouse) = (0i64, 0i64, 0u64);
     let mut wrong = Vec::new();
@@ -322,16 +329,14 @@ async fn compare(
     }
     let since = stored.keys().chain(after.keys()).min().map_or_else(String::new, |day| format!(" since {day}"));
     Ok(if wrong.is_empty() {
-        Check {
-            name: STORES_AGREE,
+        Agreement {
             ok: true,
             detail: format!(
                 "entries{since}: PostgreSQL {total} ({waiting} waiting in the outbox), ClickHouse {in_clickhouse} distinct"
             ),
         }
     } else {
-        Check {
-            name: STORES_AGREE,
+        Agreement {
             ok: false,
             detail: format!("days where ClickHouse does not match PostgreSQL: {}", wrong.join("; ")),
         }

@@ -210,5 +210,6 @@ pub const STORES_AGREE: &str = "clickhouse-entries-match-postgres";
 /// PostgreSQL's `statement_entries` against ClickHouse's, per UTC day over the last year:
 /// see [`crate::history::agreement`].
 pub async fn stores_agree(pool: &PgPool, clickhouse: &ClickHouse, now: DateTime<Utc>) -> Check {
-    crate::history::agreement::stores_agree(pool, clickhouse, now).await
+    let agreement = crate::history::agreement::stores_agree(pool, clickhouse, now).await;
+    Check { name: STORES_AGREE, ok: agreement.ok, detail: agreement.detail }
 }
