@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn filters_parse_and_admit() {
+    fn filters_parse_and_refuse_bad_values() {
         assert_eq!(Filters::parse(None, None, None), Ok(Filters::default()));
         let filters = Filters::parse(Some("out"), Some("transfer"), Some("7")).unwrap();
         assert_eq!(

@@ -1,9 +1,9 @@
 //! Statement pages from PostgreSQL: the naive `OFFSET` page with its count, what a first
 //! version would do, and the keyset page over `statement_entries_account_at` (account, time,
 //! id), which costs a few index entries at any depth. Filters are plain conditions on the
-//! account's entries, so a keyset page with a rare filter may read far into the account: the
-//! tuned route bounds that read ([`bounded_keyset_page`]) and asks ClickHouse when it is not
-//! enough.
+//! account's entries (a counterparty has its own index), so a keyset page with a rare
+//! direction or kind may read far into the account: the tuned route bounds that read
+//! ([`bounded_keyset_page`]) and asks ClickHouse when it is not enough.
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgConnection;
@@ -17,10 +17,24 @@ pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
     (range.from.unwrap_or(far_past), range.to.unwrap_or(far_future))
 }
 
-/// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), NULL when
-/// not given.
-pub(crate) const FILTERED: &str = "($4::text IS NULL OR direction = $4) AND ($5::text IS NULL OR kind = $5)
-     AND ($6::bigint IS NULL OR counterparty_account_id = $6)";
+/// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), each bound
+/// whether given or not (NULL): a filter given is a plain equality, which a generic plan can
+/// still match with an index (`statement_entries_account_counterparty`).
+pub(crate) fn filtered(filters: &Filters) -> String {
+    let condition = |given: bool, column: &str, param: &str, cast: &str| {
+        if given {
+            format!("{column} = {param}")
+        } else {
+            format!("{param}::{cast} IS NULL")
+        }
+    };
+    [
+        condition(filters.direction.is_some(), "direction", "$4", "text"),
+        condition(filters.kind.is_some(), "kind", "$5", "text"),
+        condition(filters.counterparty_account_id.is_some(), "counterparty_account_id", "$6", "bigint"),
+    ]
+    .join(" AND ")
+}
 
 /// Where the page starts: just after the cursor, or at the range's end.
 fn keyset_start(cursor: Option<Cursor>, to: DateTime<Utc>) -> anyhow::Result<(DateTime<Utc>, i64)> {
@@ -49,8 +63,9 @@ pub async fn naive_page(
     let (from, to) = pg_bounds(range);
     let rows: Vec<PgEntry> = sqlx::query_as(&format!(
         "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
-         ORDER BY at DESC, id DESC OFFSET $7 LIMIT $8"
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
+         ORDER BY at DESC, id DESC OFFSET $7 LIMIT $8",
+        filtered(filters)
     ))
     .bind(account_id)
     .bind(from)
@@ -63,7 +78,8 @@ pub async fn naive_page(
     .fetch_all(&mut *conn)
     .await?;
     let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}"
+        "SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}",
+        filtered(filters)
     ))
     .bind(account_id)
     .bind(from)
@@ -89,8 +105,9 @@ pub async fn keyset_page(
     let (before_at, before_id) = keyset_start(cursor, to)?;
     let rows: Vec<PgEntry> = sqlx::query_as(&format!(
         "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED} AND (at, id) < ($7, $8)
-         ORDER BY at DESC, id DESC LIMIT $9"
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {} AND (at, id) < ($7, $8)
+         ORDER BY at DESC, id DESC LIMIT $9",
+        filtered(filters)
     ))
     .bind(account_id)
     .bind(from)
@@ -108,7 +125,8 @@ pub async fn keyset_page(
 
 /// The keyset page if PostgreSQL finds it among the next `scan_max` entries of the account
 /// (or those are all there are); `None` when a rare filter would need a longer read. Without
-/// filters every entry read is on the page, so this is [`keyset_page`].
+/// filters every entry read is on the page, and a counterparty has its own index: then this
+/// is [`keyset_page`].
 pub async fn bounded_keyset_page(
     conn: &mut PgConnection,
     account_id: i64,
@@ -118,7 +136,7 @@ pub async fn bounded_keyset_page(
     limit: i64,
     scan_max: i64,
 ) -> anyhow::Result<Option<Page>> {
-    if filters.is_empty() {
+    if filters.is_empty() || filters.counterparty_account_id.is_some() {
         return keyset_page(conn, account_id, range, filters, cursor, limit).await.map(Some);
     }
     let (from, to) = pg_bounds(range);
@@ -129,8 +147,9 @@ pub async fn bounded_keyset_page(
              WHERE account_id = $1 AND at >= $2 AND at < $3 AND (at, id) < ($7, $8)
              ORDER BY at DESC, id DESC LIMIT $10
          ) scanned
-         WHERE {FILTERED}
-         ORDER BY at DESC, id DESC LIMIT $9"
+         WHERE {}
+         ORDER BY at DESC, id DESC LIMIT $9",
+        filtered(filters)
     ))
     .bind(account_id)
     .bind(from)
@@ -186,8 +205,9 @@ pub async fn waiting_entries(
              JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at
              WHERE e.account_id = $1 AND e.at >= $2 AND e.at < $3 AND (e.at, e.id) < ($7, $8)
          ) waiting
-         WHERE {FILTERED}
-         ORDER BY at DESC, id DESC LIMIT $9"
+         WHERE {}
+         ORDER BY at DESC, id DESC LIMIT $9",
+        filtered(filters)
     ))
     .bind(account_id)
     .bind(from)

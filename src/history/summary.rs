@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use super::ch::Window;
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, TimeRange};
-use super::pg::{pg_bounds, FILTERED};
+use super::pg::{filtered, pg_bounds};
 
 /// Counterparties listed in a summary.
 pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
@@ -95,13 +95,14 @@ pub async fn naive_summary(
     filters: &Filters,
 ) -> anyhow::Result<Summary> {
     let (from, to) = pg_bounds(range);
+    let filtered = filtered(filters);
     let by_kind: Vec<PgTotals> = sqlx::query_as(&format!(
         "SELECT kind AS name,
                 coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
                 coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
                 count(*) AS count
          FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
+         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}
          GROUP BY kind
          ORDER BY kind COLLATE \"C\""
     ))
@@ -126,7 +127,7 @@ pub async fn naive_summary(
                     coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
                     count(*) AS count
              FROM statement_entries
-             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {FILTERED}
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}
              GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END
          ) counterparties
          ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST

@@ -300,10 +300,11 @@ where
 /// The account's statement, newest first, with a keyset cursor; every entry committed before
 /// the request is on it, however far behind the forwarder is. `X-History-Source` says which
 /// store answered: `postgres`, the keyset index on (account, time, id), a few index entries
-/// at any depth (the usual answer); `clickhouse`, for a filter that the first 2,000 entries
-/// from the cursor on do not fill (a rare kind or counterparty on a busy account), with the
-/// entries still waiting in the outbox added from PostgreSQL; `postgres-fallback`, when
-/// ClickHouse was asked but is unreachable or too slow and PostgreSQL read as far as needed.
+/// at any depth (the usual answer; a counterparty filter has its own index); `clickhouse`,
+/// for a direction or kind that the first 2,000 entries from the cursor on do not fill (a rare
+/// kind on a busy account), with the entries still waiting in the outbox added from
+/// PostgreSQL; `postgres-fallback`, when ClickHouse was asked but is unreachable or too slow
+/// and PostgreSQL read as far as needed.
 /// `X-History-Lag-Ms` tells how far behind ClickHouse is.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), HistoryQuery),
