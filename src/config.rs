@@ -135,6 +135,8 @@ pub struct Config {
     /// Only for a server reachable through that proxy alone: otherwise anyone can pick an
     /// address and escape the per-address limit.
     pub trust_forwarded_for: bool,
+    /// Browser origins allowed by CORS (`MINIPAY_CORS_ORIGINS`); empty: CORS is off.
+    pub cors_origins: Vec<String>,
     /// Bounds on friends, blocks and split-bill requests (`MINIPAY_FRIENDS_MAX`,
     /// `MINIPAY_BLOCKS_MAX`, `MINIPAY_SETTLEMENTS_PER_HOUR`,
     /// `MINIPAY_OPEN_SHARES_PER_PARTICIPANT`).
@@ -385,6 +387,9 @@ pub struct Settings {
     /// `1`: the client address is the last `X-Forwarded-For` entry (behind a proxy only).
     #[arg(long, env = "MINIPAY_TRUST_X_FORWARDED_FOR", value_enum, default_value_t = ZeroOne::Zero)]
     trust_x_forwarded_for: ZeroOne,
+    /// Comma-separated origins (`https://app.example.com`) browsers may call the API from.
+    #[arg(long, env = "MINIPAY_CORS_ORIGINS", value_parser = parse_origins)]
+    cors_origins: Option<CorsOrigins>,
     /// Split bills one user may create in any hour (0: off).
     #[arg(long, env = "MINIPAY_SETTLEMENTS_PER_HOUR", default_value_t = SocialLimits::default().settlements_per_hour)]
     settlements_per_hour: u32,
@@ -470,6 +475,27 @@ fn parse_tz(text: &str) -> Result<Tz, String> {
     text.parse().map_err(|error: chrono_tz::ParseError| error.to_string())
 }
 
+/// The exact origins of `MINIPAY_CORS_ORIGINS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CorsOrigins(Vec<String>);
+
+/// `scheme://host[:port]` each, as a browser sends it in `Origin`: http or https, no path,
+/// no wildcard.
+fn parse_origins(text: &str) -> Result<CorsOrigins, String> {
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim).filter(|origin| !origin.is_empty()) {
+        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let valid = host.is_some_and(|host| {
+            !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'*' | b'?' | b'#'))
+        });
+        if !valid {
+            return Err(format!("{origin:?} is not an origin such as https://app.example.com"));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(CorsOrigins(origins))
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -542,6 +568,7 @@ impl Settings {
                 admin_failures_per_address_per_minute: self.admin_failures_per_address_per_minute,
             },
             trust_forwarded_for: self.trust_x_forwarded_for == ZeroOne::One,
+            cors_origins: self.cors_origins.clone().map(|origins| origins.0).unwrap_or_default(),
             social_limits: SocialLimits {
                 friends_max: self.friends_max,
                 blocks_max: self.blocks_max,
@@ -701,9 +728,28 @@ mod tests {
             (["--trust-x-forwarded-for", "2"], r#"MINIPAY_TRUST_X_FORWARDED_FOR="2": expected 0 or 1"#),
             (["--addr", "nope"], r#"MINIPAY_ADDR="nope": invalid socket address syntax"#),
             (["--jobs-chunk-size", "x"], r#"MINIPAY_JOBS_CHUNK_SIZE="x": invalid digit found in string"#),
+            (
+                ["--cors-origins", "https://a.example, b.example"],
+                r#"MINIPAY_CORS_ORIGINS="https://a.example, b.example": "b.example" is not an origin such as https://app.example.com"#,
+            ),
+            (
+                ["--cors-origins", "https://a.example/app"],
+                r#"MINIPAY_CORS_ORIGINS="https://a.example/app": "https://a.example/app" is not an origin such as https://app.example.com"#,
+            ),
         ] {
             assert_eq!(parse(&args).map(|_| ()), Err(message.to_owned()));
         }
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list_and_off_by_default() {
+        let origins = |args: &[&str]| parse(args).unwrap().into_config().cors_origins;
+        assert_eq!(origins(&[]), Vec::<String>::new());
+        assert_eq!(origins(&["--cors-origins", ""]), Vec::<String>::new());
+        assert_eq!(
+            origins(&["--cors-origins", "https://app.example.com, http://localhost:3000"]),
+            ["https://app.example.com", "http://localhost:3000"]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::headers::{created, location, Created};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use crate::domain::accounts::{Account, AccountId, Product};
 use crate::domain::money::Amount;
@@ -95,12 +96,13 @@ pub async fn get_account(
 /// Opens a savings account: `free` (3% a year) or `fixed` (5% a year, with an
 /// `installment_amount` taken from the main account every day at 08:00).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccount,
-    responses((status = 201, body = AccountView), (status = 422, body = Problem)))]
+    responses((status = 201, body = AccountView, headers(("Location" = String, description = "`/v1/accounts/{id}`, where the account is read"))),
+              (status = 422, body = Problem)))]
 pub async fn create_account(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(body): ApiJson<NewAccount>,
-) -> ApiResult<(StatusCode, Json<AccountView>)> {
+) -> ApiResult<Created<AccountView>> {
     if body.kind != "savings" {
         return Err(ApiError::validation("kind must be savings: every user has exactly one main account"));
     }
@@ -121,7 +123,7 @@ pub async fn create_account(
     let mut conn = state.pool.acquire().await?;
     let account =
         accounts::insert_savings(&mut conn, caller.user_id, product, installment_amount, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+    Ok(created(location("/v1/accounts", &account.id.to_string()), AccountView::from(&account)))
 }
 
 /// Closes a savings account: what it holds moves to the main account. Honours

@@ -35,7 +35,8 @@ pub struct ClockUpdate {
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = AuditReport), (status = 401, body = Problem),
               (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
     // ClickHouse must hold the statement entries PostgreSQL has forwarded, and no others (an
     // unreachable ClickHouse fails that check).
@@ -59,7 +60,8 @@ fn clock_view(state: &AppState) -> ClockView {
 #[utoipa::path(get, path = "/admin/clock", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = ClockView), (status = 401, body = Problem),
               (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<ClockView> {
     Json(clock_view(&state))
 }
@@ -70,7 +72,8 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
     responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem),
               (status = 422, body = Problem, description = "not a time with offset, or after the year 9000"),
               (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn put_clock(
     State(state): State<AppState>,
     _admin: Admin,
@@ -113,7 +116,8 @@ pub async fn put_clock(
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit | session-purge")),
     responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job"),
               (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends")))))]
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,

@@ -38,9 +38,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Unavailable(String),
-    /// Rate limited (log-in and sign-up): 429 with Retry-After.
+    /// Rate limited: 429 with Retry-After and the `RateLimit-*` headers (`limit` is what the
+    /// window allows).
     #[error("too many attempts; retry in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests { retry_after_secs: u64, limit: u32 },
     #[error(transparent)]
     Internal(anyhow::Error),
 }
@@ -121,8 +122,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
+        if let ApiError::TooManyRequests { retry_after_secs, limit } = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("ratelimit-reset", HeaderValue::from(retry_after_secs));
         }
         response
     }

@@ -104,9 +104,10 @@ impl FromRequestParts<AppState> for Admin {
         let ClientAddress(address) = ClientAddress::from_request_parts(parts, state).await?;
         let limiter = &state.login_limiter;
         let now = state.clock.now();
-        limiter
-            .may_try_admin(address, now)
-            .map_err(|retry_after| ApiError::TooManyRequests { retry_after_secs: retry_after.secs })?;
+        limiter.may_try_admin(address, now).map_err(|retry_after| ApiError::TooManyRequests {
+            retry_after_secs: retry_after.secs,
+            limit: state.config.login_limits.admin_failures_per_address_per_minute,
+        })?;
         // Compare digests so that the time taken says nothing about the token.
         match bearer_token(parts) {
             Some(given) if sessions::token_hash(given) == sessions::token_hash(expected) => Ok(Admin),

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod history;
 pub mod idempotency;
 pub mod login_limit;
@@ -129,7 +130,9 @@ pub fn router(state: AppState) -> Router {
     }
     let timeout = state.config.request_timeout;
     let body_limit = state.config.request_body_limit_bytes;
-    api.fallback(|| async { ApiError::NotFound })
+    let cors = headers::cors_layer(&state.config.cors_origins);
+    let app = api
+        .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -139,7 +142,11 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// The statement routes; every response says how far behind the read store is.

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use super::headers::{created, location, Created};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
@@ -136,15 +137,16 @@ pub struct SettlementQuery {
 /// participant pays or declines.
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
-    responses((status = 201, body = SettlementView),
+    responses((status = 201, body = SettlementView, headers(("Location" = String, description = "`/v1/settlements/{id}`, where the settlement is read"))),
               (status = 422, body = Problem, description = "validation-failed"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
-               headers(("Retry-After" = u64, description = "Seconds until a retry may succeed")))))]
+               headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn create_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(body): ApiJson<SettlementRequest>,
-) -> ApiResult<(StatusCode, Json<SettlementView>)> {
+) -> ApiResult<Created<SettlementView>> {
     let total = Amount::parse(body.total).map_err(|error| ApiError::validation(format!("total: {error}")))?;
     let mode = SplitMode::parse(&body.mode).ok_or_else(|| ApiError::validation("mode must be equal or random"))?;
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
@@ -166,12 +168,12 @@ pub async fn create_settlement(
             SettlementStoreError::ParticipantRefused => {
                 ApiError::validation("participant_ids: one or more of these users cannot be asked to pay")
             }
-            SettlementStoreError::TooMany { until } => {
-                ApiError::TooManyRequests { retry_after_secs: RetryAfter::until(until, now).secs }
+            SettlementStoreError::TooMany { until, limit } => {
+                ApiError::TooManyRequests { retry_after_secs: RetryAfter::until(until, now).secs, limit }
             }
             SettlementStoreError::Database(error) => error.into(),
         })?;
-    Ok((StatusCode::CREATED, Json(SettlementView::from(&settlement))))
+    Ok(created(location("/v1/settlements", &settlement.id.to_string()), SettlementView::from(&settlement)))
 }
 
 /// A settlement the caller asked for or holds a share of; anyone else's answers 404.

@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
-use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
+use super::headers::respond_created;
+use super::idempotency::{run_command, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
@@ -102,7 +103,7 @@ pub struct TransferQuery {
 /// or whose owner blocked the caller, → 422 with one answer for both.
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 201, body = TransferView),
+    responses((status = 201, body = TransferView, headers(("Location" = String, description = "`/v1/transfers/{id}`, where the transfer is read; the same on a repeat"))),
               (status = 422, body = Problem, description = "validation-failed, daily-limit-exceeded, idempotency-key-reused"),
               (status = 503, body = Problem, description = "unavailable")))]
 pub async fn create_transfer(
@@ -137,7 +138,8 @@ pub async fn create_transfer(
         Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
-    Ok(run_command(&state, caller, key, fingerprint, command, render).await)
+    let stored = run_command_stored(&state, caller, key, fingerprint, command, render).await?;
+    Ok(respond_created(stored, "/v1/transfers"))
 }
 
 /// A transfer the caller sent or received; anyone else's answers 404.

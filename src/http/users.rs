@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken, ClientAddress};
+use super::headers::{created, location, Created};
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
@@ -102,30 +103,35 @@ fn name_taken(error: UserStoreError) -> ApiError {
     }
 }
 
-fn too_many(retry_after: RetryAfter) -> ApiError {
-    ApiError::TooManyRequests { retry_after_secs: retry_after.secs }
+/// A refusal of a limiter that allows `limit` in its window.
+fn too_many(limit: u32) -> impl FnOnce(RetryAfter) -> ApiError {
+    move |retry_after| ApiError::TooManyRequests { retry_after_secs: retry_after.secs, limit }
 }
 
 /// Signs up a user; their main account is created in the same transaction. Sign-ups count
 /// against the per-address log-in limit (they cost a password hash too).
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
-    responses((status = 201, body = UserView), (status = 409, body = Problem, description = "name-taken"),
+    responses((status = 201, body = UserView, headers(("Location" = String, description = "`/v1/users/{name}`, where the user is read"))),
+              (status = 409, body = Problem, description = "name-taken"),
               (status = 422, body = Problem, description = "validation-failed"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
               (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
                headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_user(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Credentials>,
-) -> ApiResult<(StatusCode, Json<UserView>)> {
-    state.login_limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
+) -> ApiResult<Created<UserView>> {
+    let per_address = state.config.login_limits.attempts_per_address_per_minute;
+    state.login_limiter.attempt_from(address, state.clock.now()).map_err(too_many(per_address))?;
     let name = UserName::parse(&body.name).map_err(ApiError::validation)?;
     let password = Password::parse(&body.password).map_err(ApiError::validation)?;
     let hash = state.hashing.admit()?.hash(password).await?;
     let user = users::create(&state.pool, &name, &hash, state.clock.now()).await.map_err(name_taken)?;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    let view = UserView::from(user);
+    Ok(created(location("/v1/users", &view.name), view))
 }
 
 /// Logs in: returns a bearer token valid until `expires_at`.
@@ -139,7 +145,8 @@ pub async fn create_user(
     responses((status = 201, body = SessionView, headers(("Cache-Control" = String, description = "no-store"))),
               (status = 401, body = Problem, description = "unauthorized"),
               (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
+               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
+               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
               (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
                headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_session(
@@ -148,7 +155,8 @@ pub async fn create_session(
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
     let limiter = &state.login_limiter;
-    limiter.attempt_from(address, state.clock.now()).map_err(too_many)?;
+    let limits = &state.config.login_limits;
+    limiter.attempt_from(address, state.clock.now()).map_err(too_many(limits.attempts_per_address_per_minute))?;
     // A name that could never have signed up (too long, control characters such as NUL that
     // PostgreSQL text refuses) matches no user: no database round trip, and no slot in the
     // per-name limiter. Names are looked up (and limited) in their stored, NFC form.
@@ -157,7 +165,7 @@ pub async fn create_session(
         _ => return Err(ApiError::Unauthorized),
     };
     let name = name.as_str();
-    limiter.may_log_in(name, state.clock.now()).map_err(too_many)?;
+    limiter.may_log_in(name, state.clock.now()).map_err(too_many(limits.failures_per_name_per_minute))?;
     // A place in the hashing queue before the query: when hashing is overloaded, a log-in is
     // refused before it costs anything.
     let hashing = state.hashing.admit()?;

@@ -39,9 +39,9 @@ pub enum SettlementStoreError {
     /// from the requester (see `store::social::any_refuses_requests`). Which one is not said.
     #[error("some participant cannot be asked to pay")]
     ParticipantRefused,
-    /// A limit of `SocialLimits` is used up until `until`.
+    /// A limit of `SocialLimits` (allowing `limit`) is used up until `until`.
     #[error("too many split-bill requests")]
-    TooMany { until: DateTime<Utc> },
+    TooMany { until: DateTime<Utc>, limit: u32 },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -118,7 +118,10 @@ async fn check_hourly_limit(
     .fetch_optional(&mut *conn)
     .await?;
     match counted_since {
-        Some(counted_since) => Err(SettlementStoreError::TooMany { until: settlements_allowed_again(counted_since) }),
+        Some(counted_since) => Err(SettlementStoreError::TooMany {
+            until: settlements_allowed_again(counted_since),
+            limit: limits.settlements_per_hour,
+        }),
         None => Ok(()),
     }
 }
@@ -147,7 +150,10 @@ async fn check_open_shares_limit(
     .fetch_one(&mut *conn)
     .await?;
     if crowded {
-        return Err(SettlementStoreError::TooMany { until: now + OPEN_SHARES_RETRY_AFTER });
+        return Err(SettlementStoreError::TooMany {
+            until: now + OPEN_SHARES_RETRY_AFTER,
+            limit: limits.open_shares_per_participant,
+        });
     }
     Ok(())
 }

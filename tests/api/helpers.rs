@@ -129,6 +129,7 @@ pub fn test_config(database: &str) -> Config {
             admin_failures_per_address_per_minute: 0,
         },
         trust_forwarded_for: false,
+        cors_origins: Vec::new(),
         // Tests create split bills far faster than people do, on a clock that stands still; the
         // rate-limit tests turn these limits on.
         social_limits: SocialLimits { settlements_per_hour: 0, open_shares_per_participant: 0, ..Default::default() },
