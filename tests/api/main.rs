@@ -10,6 +10,7 @@ mod crash;
 mod declines;
 mod fuzz;
 mod hashing;
+mod headers;
 mod helpers;
 mod history;
 mod history_guards;
