@@ -2,6 +2,7 @@
 //! series minipay exposes do not need a metrics framework).
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -9,15 +10,35 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::jobs::schedule::JobName;
 
+/// Log line formats (`MINIPAY_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line, with the fields of the request's span.
+    Json,
+}
+
+impl LogFormat {
+    /// The format `MINIPAY_LOG_FORMAT` names; unset, empty or unknown is text (an unknown value
+    /// stops `serve` and the other commands when they read their configuration).
+    pub fn from_env() -> LogFormat {
+        let value = std::env::var("MINIPAY_LOG_FORMAT").unwrap_or_default();
+        <LogFormat as clap::ValueEnum>::from_str(&value, true).unwrap_or_default()
+    }
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
-/// one JSON object a line.
+/// one JSON object a line. Text lines carry colour codes only when stderr is a terminal, so a
+/// log redirected to a file or a pipe has none.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if std::env::var("MINIPAY_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let ansi = std::io::stderr().is_terminal();
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let result = match LogFormat::from_env() {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
     };
     // A second init (tests start several apps in one process) keeps the first subscriber.
     let _ = result;
