@@ -12,6 +12,7 @@ pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod request_id;
 pub mod serve;
 pub mod settlements;
 pub mod social;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn(request_id::with_request_id))
         .with_state(state)
 }
 
