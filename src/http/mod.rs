@@ -140,7 +140,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .layer(middleware::from_fn(request_id::with_request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id::with_request_id))
         .with_state(state)
 }
 

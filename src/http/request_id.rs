@@ -6,11 +6,13 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::http::state::AppState;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -29,21 +31,25 @@ pub fn generated() -> HeaderValue {
     HeaderValue::try_from(format!("{:032x}", rand::random::<u128>())).expect("hex digits are a valid header value")
 }
 
-/// Runs the request inside its span, logs its completion and echoes its id. Handlers see the
-/// id in use in the request's `X-Request-Id`.
-pub async fn with_request_id(mut request: Request, next: Next) -> Response {
+/// Runs the request inside its span, logs its completion, counts it in the per-route metrics
+/// and echoes its id. Handlers see the id in use in the request's `X-Request-Id`.
+pub async fn with_request_id(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let id = request.headers().get(&REQUEST_ID).and_then(accepted).unwrap_or_else(generated);
     request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = request.method().clone();
     let span = tracing::info_span!(
         "request",
-        method = %request.method(),
+        method = %method,
         route = %route,
         request_id = %id.to_str().unwrap_or_default(),
     );
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
-    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let latency = started.elapsed();
+    state.metrics.http_routes.observe(route, method.as_str(), response.status().as_u16(), latency);
+    let latency_ms = latency.as_micros() as f64 / 1000.0;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), latency_ms, "request finished"));
     response.headers_mut().insert(REQUEST_ID.clone(), id);
     response

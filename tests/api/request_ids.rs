@@ -1,7 +1,7 @@
 //! Request ids: a client's `X-Request-Id` is kept when it is 1 to 128 visible ASCII
 //! characters, replaced by a generated one otherwise, echoed on every response (errors and
 //! 404s included) and carried by every log line of the request. Logs written to a pipe have no
-//! colour codes.
+//! colour codes. `/metrics` counts requests per route template, method and status class.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -106,4 +106,25 @@ async fn json_log_lines_carry_the_request_span() {
     assert_eq!(finished["fields"]["status"], json!(404), "{finished}");
     assert_eq!(finished["span"]["route"], json!("unmatched"), "{finished}");
     assert!(finished["fields"]["latency_ms"].is_number(), "{finished}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_with_a_latency_histogram() {
+    let app = spawn_app().await;
+    let (client, base) = (&app.client, app.base.as_str());
+    for path in ["/v1/accounts/1", "/v1/accounts/2", "/v1/accounts/3", "/no/such/route"] {
+        answered_id(client, base, Method::GET, path, None, None).await;
+    }
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let labels = r#"route="/v1/accounts/{id}",method="GET",status="4xx""#;
+    for line in [
+        format!("minipay_http_requests_total{{{labels}}} 3"),
+        format!("minipay_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 3"),
+        format!("minipay_http_request_duration_seconds_count{{{labels}}} 3"),
+        r#"minipay_http_requests_total{route="unmatched",method="GET",status="4xx"} 1"#.to_owned(),
+    ] {
+        assert!(text.lines().any(|candidate| candidate == line), "{line} is not in\n{text}");
+    }
+    assert!(text.contains("# TYPE minipay_http_request_duration_seconds histogram"), "{text}");
+    assert!(text.contains(r#"minipay_http_request_duration_seconds_bucket{route="/v1/accounts/{id}",method="GET",status="4xx",le="0.001"}"#));
 }
