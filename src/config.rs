@@ -18,6 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use crate::clock::ClockMode;
 use crate::domain::passwords::HashCost;
 use crate::domain::social::SocialLimits;
+use crate::telemetry::LogFormat;
 
 /// A secret: shown as `<redacted>` by `Debug` (and not `Display`ed at all), so it cannot end up
 /// in a log by accident. [`Secret::expose`] (or `Deref`) reads it where it is used.
@@ -447,6 +448,12 @@ pub struct Settings {
     /// Test hook, never in production: `1` aborts after the forwarder's first insert.
     #[arg(long, env = "MINIPAY_FORWARDER_ABORT_AFTER_INSERT", value_enum, default_value_t = ZeroOne::Zero)]
     forwarder_abort_after_insert: ZeroOne,
+    /// Log lines: `text` (coloured only on a terminal) or `json` (one object a line). Read by
+    /// [`crate::telemetry::init_tracing`] before the configuration is; listed here so that an
+    /// unknown value stops the process like any other bad setting.
+    #[allow(dead_code)]
+    #[arg(long, env = "MINIPAY_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// `on`/`off` settings.

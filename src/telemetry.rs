@@ -1,23 +1,46 @@
 //! Logs (tracing) and metrics (Prometheus text, rendered by hand from atomics: the handful of
 //! series minipay exposes do not need a metrics framework).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::jobs::schedule::JobName;
 
+/// Log line formats (`MINIPAY_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line, with the fields of the request's span.
+    Json,
+}
+
+impl LogFormat {
+    /// The format `MINIPAY_LOG_FORMAT` names; unset, empty or unknown is text (an unknown value
+    /// stops `serve` and the other commands when they read their configuration).
+    pub fn from_env() -> LogFormat {
+        let value = std::env::var("MINIPAY_LOG_FORMAT").unwrap_or_default();
+        <LogFormat as clap::ValueEnum>::from_str(&value, true).unwrap_or_default()
+    }
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the default level, `MINIPAY_LOG_FORMAT=json` gives
-/// one JSON object a line.
+/// one JSON object a line. Text lines carry colour codes only when stderr is a terminal, so a
+/// log redirected to a file or a pipe has none.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if std::env::var("MINIPAY_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let ansi = std::io::stderr().is_terminal();
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let result = match LogFormat::from_env() {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
     };
     // A second init (tests start several apps in one process) keeps the first subscriber.
     let _ = result;
@@ -83,6 +106,94 @@ impl Histogram {
     }
 }
 
+/// Upper bounds, in seconds, of the request latency histogram buckets.
+const LATENCY_BUCKETS_SECS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Requests of one route, method and status class: latencies per bucket (not cumulative; the
+/// rendering sums them), count and total seconds.
+#[derive(Default)]
+struct RouteStats {
+    buckets: [u64; LATENCY_BUCKETS_SECS.len()],
+    count: u64,
+    sum_secs: f64,
+}
+
+/// Route template → (method, status class) → stats, sorted so that the rendering is stable.
+type RouteSeries = BTreeMap<Box<str>, BTreeMap<(&'static str, &'static str), RouteStats>>;
+
+/// Per-route request counts and latencies. Labels stay few: route templates (not paths;
+/// requests that match no route share `unmatched`), the standard methods (others are
+/// `OTHER`) and status classes.
+#[derive(Default)]
+pub struct HttpRoutes(Mutex<RouteSeries>);
+
+impl HttpRoutes {
+    pub fn observe(&self, route: &str, method: &str, status: u16, latency: Duration) {
+        let key = (method_label(method), status_class(status));
+        let secs = latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS_SECS.iter().position(|bound| secs <= *bound);
+        let mut series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !series.contains_key(route) {
+            series.insert(route.into(), BTreeMap::new());
+        }
+        let stats = series.get_mut(route).expect("inserted above").entry(key).or_default();
+        if let Some(bucket) = bucket {
+            stats.buckets[bucket] += 1;
+        }
+        stats.count += 1;
+        stats.sum_secs += secs;
+    }
+
+    fn render(&self, out: &mut String) {
+        let series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let requests = "minipay_http_requests_total";
+        let _ = writeln!(out, "# HELP {requests} Requests answered, by route template, method and status class.\n# TYPE {requests} counter");
+        for (route, by_key) in series.iter() {
+            for ((method, status), stats) in by_key {
+                let _ = writeln!(
+                    out,
+                    "{requests}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
+                    stats.count
+                );
+            }
+        }
+        let latency = "minipay_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {latency} Time from a request reaching the router to its response.\n# TYPE {latency} histogram"
+        );
+        for (route, by_key) in series.iter() {
+            for ((method, status), stats) in by_key {
+                let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
+                let mut cumulative = 0;
+                for (count, bound) in stats.buckets.iter().zip(LATENCY_BUCKETS_SECS) {
+                    cumulative += count;
+                    let _ = writeln!(out, "{latency}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+                }
+                let _ = writeln!(out, "{latency}_bucket{{{labels},le=\"+Inf\"}} {}", stats.count);
+                let _ = writeln!(out, "{latency}_sum{{{labels}}} {}", stats.sum_secs);
+                let _ = writeln!(out, "{latency}_count{{{labels}}} {}", stats.count);
+            }
+        }
+    }
+}
+
+/// The method as a label: one of the standard ones, or `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    STANDARD.into_iter().find(|standard| *standard == method).unwrap_or("OTHER")
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        ..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// Every series minipay exports. Shared through `Arc` by the HTTP layer and the workers.
 #[derive(Default)]
 pub struct Metrics {
@@ -111,6 +222,8 @@ pub struct Metrics {
     /// Per job, in the order of `JobName::ALL` (see `job`).
     pub jobs: [JobMetrics; JobName::ALL.len()],
     pub scheduler_ticks: Counter,
+    /// Requests by route template, method and status class, with their latencies.
+    pub http_routes: HttpRoutes,
 }
 
 /// What the job runner counts for one job.
@@ -153,6 +266,7 @@ impl Metrics {
         self.render_job_counters(&mut out);
         self.render_gauges(&mut out);
         self.render_batch_sizes(&mut out);
+        self.http_routes.render(&mut out);
         out
     }
 
@@ -290,6 +404,32 @@ mod tests {
         metrics.audit_runs.add(1);
         metrics.audit_last_ok.set(1);
         assert!(metrics.render().contains("\nminipay_audit_last_ok 1\n"));
+    }
+
+    #[test]
+    fn requests_are_counted_per_route_method_and_status_class() {
+        let metrics = Metrics::default();
+        let routes = &metrics.http_routes;
+        routes.observe("/v1/accounts/{id}", "GET", 200, Duration::from_micros(800));
+        routes.observe("/v1/accounts/{id}", "GET", 204, Duration::from_millis(30));
+        routes.observe("/v1/accounts/{id}", "GET", 404, Duration::from_millis(2));
+        routes.observe("unmatched", "BREW", 404, Duration::from_secs(20));
+        let text = metrics.render();
+        let get_2xx = r#"route="/v1/accounts/{id}",method="GET",status="2xx""#;
+        for line in [
+            format!("minipay_http_requests_total{{{get_2xx}}} 2"),
+            r#"minipay_http_requests_total{route="/v1/accounts/{id}",method="GET",status="4xx"} 1"#.to_owned(),
+            r#"minipay_http_requests_total{route="unmatched",method="OTHER",status="4xx"} 1"#.to_owned(),
+            format!("minipay_http_request_duration_seconds_bucket{{{get_2xx},le=\"0.001\"}} 1"),
+            format!("minipay_http_request_duration_seconds_bucket{{{get_2xx},le=\"0.025\"}} 1"),
+            format!("minipay_http_request_duration_seconds_bucket{{{get_2xx},le=\"0.05\"}} 2"),
+            format!("minipay_http_request_duration_seconds_bucket{{{get_2xx},le=\"+Inf\"}} 2"),
+            format!("minipay_http_request_duration_seconds_count{{{get_2xx}}} 2"),
+            r#"minipay_http_request_duration_seconds_bucket{route="unmatched",method="OTHER",status="4xx",le="10"} 0"#
+                .to_owned(),
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line} is not in\n{text}");
+        }
     }
 
     #[test]

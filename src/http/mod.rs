@@ -13,6 +13,7 @@ pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod request_id;
 pub mod serve;
 pub mod settlements;
 pub mod social;
@@ -142,11 +143,13 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .with_state(state);
-    match cors {
+        .with_state(state.clone());
+    let app = match cors {
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost, outside CORS too: every answer (preflights, 404s, panics) carries its id.
+    app.layer(middleware::from_fn_with_state(state, request_id::with_request_id))
 }
 
 /// The statement routes; every response says how far behind the read store is.

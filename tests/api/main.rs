@@ -27,6 +27,7 @@ mod openapi;
 mod outages;
 mod passwords;
 mod pending;
+mod request_ids;
 mod retention;
 mod savings;
 mod secrets;
