@@ -72,7 +72,7 @@ pub struct NewAccount {
 
 /// The caller's accounts, main first.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = AccountList), (status = 401, body = Problem)))]
+    responses((status = 200, body = AccountList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<AccountList>> {
     let mut conn = state.pool.acquire().await?;
     let accounts = accounts::list_for_user(&mut conn, caller.user_id).await?;
@@ -82,7 +82,7 @@ pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> A
 /// One of the caller's accounts; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = AccountView), (status = 404, body = Problem)))]
+    responses((status = 200, body = AccountView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_account(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -97,7 +97,7 @@ pub async fn get_account(
 /// `installment_amount` taken from the main account every day at 08:00).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccount,
     responses((status = 201, body = AccountView, headers(("Location" = String, description = "`/v1/accounts/{id}`, where the account is read"))),
-              (status = 422, body = Problem)))]
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_account(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -135,10 +135,10 @@ pub async fn create_account(
 #[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 200, body = AccountView), (status = 404, body = Problem),
-              (status = 409, body = Problem, description = "already closed"),
-              (status = 422, body = Problem, description = "validation-failed (not a savings account), idempotency-key-reused"),
-              (status = 503, body = Problem, description = "unavailable")))]
+    responses((status = 200, body = AccountView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "already closed"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed (not a savings account), idempotency-key-reused"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn close_account(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -33,8 +33,8 @@ pub struct ClockUpdate {
 
 /// Checks the ledger invariants now.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = AuditReport), (status = 401, body = Problem),
-              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+    responses((status = 200, body = AuditReport), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
@@ -58,8 +58,8 @@ fn clock_view(state: &AppState) -> ClockView {
 
 /// The server's clock.
 #[utoipa::path(get, path = "/admin/clock", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = ClockView), (status = 401, body = Problem),
-              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+    responses((status = 200, body = ClockView), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<ClockView> {
@@ -69,9 +69,9 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
 /// Moves the manual clock forward (404 with the system clock, 409 backwards). Partitions for
 /// the new date are created before the answer.
 #[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
-    responses((status = 200, body = ClockView), (status = 404, body = Problem), (status = 409, body = Problem),
-              (status = 422, body = Problem, description = "not a time with offset, or after the year 9000"),
-              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+    responses((status = 200, body = ClockView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "not a time with offset, or after the year 9000"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn put_clock(
@@ -114,8 +114,8 @@ pub async fn put_clock(
 /// expired sessions. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit | session-purge")),
-    responses((status = 200, body = RunReport), (status = 404, body = Problem, description = "no such job"),
-              (status = 429, body = Problem, description = "too-many-requests: too many failed admin authentications from this address",
+    responses((status = 200, body = RunReport), (status = 404, body = Problem, content_type = "application/problem+json", description = "no such job"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn run_job(

@@ -311,8 +311,8 @@ where
     responses((status = 200, body = HistoryPage,
                headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"),
                        ("X-History-Lag-Ms" = i64, description = "now minus the oldest entry not yet in ClickHouse; 0 only when none waits"))),
-              (status = 404, body = Problem),
-              (status = 422, body = Problem, description = "bad time, limit, cursor or filter")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time, limit, cursor or filter")))]
 pub async fn get_history(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -365,8 +365,8 @@ fn page_response(source: &'static str, page: Page) -> Response {
 /// `OFFSET` paging and a total count (of the entries the filters admit).
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/naive", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), NaiveHistoryQuery),
-    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem),
-              (status = 422, body = Problem, description = "bad time, limit, page or filter")))]
+    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time, limit, page or filter")))]
 pub async fn get_history_naive(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -398,7 +398,7 @@ pub async fn get_history_naive(
     params(("id" = i64, Path), SummaryQuery),
     responses((status = 200, body = SummaryView,
                headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"))),
-              (status = 404, body = Problem), (status = 422, body = Problem, description = "bad time or filter")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time or filter")))]
 pub async fn get_summary(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -436,7 +436,7 @@ pub async fn get_summary(
 /// The same summary as `/history/summary`, computed by PostgreSQL.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/summary/naive", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), SummaryQuery),
-    responses((status = 200, body = SummaryView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = SummaryView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_summary_naive(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -53,8 +53,8 @@ fn unexpected(outcome: &Outcome) -> ApiError {
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     request_body = AmountRequest,
-    responses((status = 201, body = ChargeView), (status = 404, body = Problem),
-              (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
+    responses((status = 201, body = ChargeView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed or daily-limit-exceeded")))]
 pub async fn create_charge(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -88,8 +88,8 @@ pub async fn create_charge(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     request_body = AmountRequest,
-    responses((status = 201, body = DepositView), (status = 404, body = Problem),
-              (status = 422, body = Problem, description = "validation-failed or daily-limit-exceeded")))]
+    responses((status = 201, body = DepositView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed or daily-limit-exceeded")))]
 pub async fn create_deposit(
     State(state): State<AppState>,
     caller: AuthUser,

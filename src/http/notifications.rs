@@ -64,7 +64,7 @@ pub struct NotificationQuery {
 /// last id received as `after`: ids become visible in increasing order, so none is skipped.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(NotificationQuery),
-    responses((status = 200, body = NotificationList), (status = 422, body = Problem, description = "validation-failed")))]
+    responses((status = 200, body = NotificationList), (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed")))]
 pub async fn list_notifications(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -138,8 +138,8 @@ pub struct SettlementQuery {
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
     responses((status = 201, body = SettlementView, headers(("Location" = String, description = "`/v1/settlements/{id}`, where the settlement is read"))),
-              (status = 422, body = Problem, description = "validation-failed"),
-              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
 pub async fn create_settlement(
@@ -179,7 +179,7 @@ pub async fn create_settlement(
 /// A settlement the caller asked for or holds a share of; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/settlements/{id}", tag = "settlements", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = SettlementView), (status = 404, body = Problem)))]
+    responses((status = 200, body = SettlementView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -194,7 +194,7 @@ pub async fn get_settlement(
 /// for, `role=owed` those they are asked to pay a share of, both without a role.
 #[utoipa::path(get, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     params(SettlementQuery),
-    responses((status = 200, body = SettlementList), (status = 422, body = Problem)))]
+    responses((status = 200, body = SettlementList), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_settlements(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -228,10 +228,10 @@ pub async fn list_settlements(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats pay once")),
     responses((status = 200, body = SettlementView),
-              (status = 404, body = Problem, description = "not-found"),
-              (status = 409, body = Problem, description = "invalid-state: already paid, or the caller is the requester"),
-              (status = 422, body = Problem, description = "daily-limit-exceeded, idempotency-key-reused"),
-              (status = 503, body = Problem, description = "unavailable")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: already paid, or the caller is the requester"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "daily-limit-exceeded, idempotency-key-reused"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn pay_share(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -282,8 +282,8 @@ pub async fn pay_share(
 #[utoipa::path(post, path = "/v1/settlements/{id}/decline", tag = "settlements", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = SettlementView),
-              (status = 404, body = Problem, description = "not-found"),
-              (status = 409, body = Problem, description = "invalid-state: not a requested share, or the caller is the requester")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not a requested share, or the caller is the requester")))]
 pub async fn decline_share(
     State(state): State<AppState>,
     caller: AuthUser,

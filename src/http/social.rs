@@ -96,8 +96,8 @@ fn added_status(new: bool) -> StatusCode {
 #[utoipa::path(post, path = "/v1/friends", tag = "friends", security(("bearer" = [])), request_body = FriendRequest,
     responses((status = 201, body = FriendView, description = "added"),
               (status = 200, body = FriendView, description = "already a friend"),
-              (status = 404, body = Problem, description = "not-found: no user with that name"),
-              (status = 422, body = Problem, description = "validation-failed: the caller, or the list is full")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no user with that name"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: the caller, or the list is full")))]
 pub async fn add_friend(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -118,7 +118,7 @@ pub async fn add_friend(
 
 /// The caller's friends, by name, each with the main account id that transfers to them go to.
 #[utoipa::path(get, path = "/v1/friends", tag = "friends", security(("bearer" = [])),
-    responses((status = 200, body = FriendList), (status = 401, body = Problem)))]
+    responses((status = 200, body = FriendList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<FriendList>> {
     let mut conn = state.pool.acquire().await?;
     let friends = social::list(&mut conn, List::Friends, caller.user_id).await?;
@@ -128,7 +128,7 @@ pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> Ap
 /// Takes a user off the caller's friends. Not a friend → 404.
 #[utoipa::path(delete, path = "/v1/friends/{user_id}", tag = "friends", security(("bearer" = [])),
     params(("user_id" = i64, Path)),
-    responses((status = 204), (status = 404, body = Problem, description = "not-found: not a friend")))]
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not a friend")))]
 pub async fn remove_friend(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -154,8 +154,8 @@ pub async fn remove_friend(
 #[utoipa::path(post, path = "/v1/blocks", tag = "friends", security(("bearer" = [])), request_body = BlockRequest,
     responses((status = 201, body = BlockView, description = "blocked"),
               (status = 200, body = BlockView, description = "already blocked"),
-              (status = 404, body = Problem, description = "not-found: no such user"),
-              (status = 422, body = Problem, description = "validation-failed: the caller, or the list is full")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no such user"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: the caller, or the list is full")))]
 pub async fn add_block(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -171,7 +171,7 @@ pub async fn add_block(
 
 /// The users the caller blocked, by name.
 #[utoipa::path(get, path = "/v1/blocks", tag = "friends", security(("bearer" = [])),
-    responses((status = 200, body = BlockList), (status = 401, body = Problem)))]
+    responses((status = 200, body = BlockList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<BlockList>> {
     let mut conn = state.pool.acquire().await?;
     let blocks = social::list(&mut conn, List::Blocks, caller.user_id).await?;
@@ -182,7 +182,7 @@ pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> Api
 /// meanwhile is delivered). Not blocked → 404.
 #[utoipa::path(delete, path = "/v1/blocks/{user_id}", tag = "friends", security(("bearer" = [])),
     params(("user_id" = i64, Path)),
-    responses((status = 204), (status = 404, body = Problem, description = "not-found: not blocked")))]
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not blocked")))]
 pub async fn remove_block(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -104,8 +104,8 @@ pub struct TransferQuery {
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 201, body = TransferView, headers(("Location" = String, description = "`/v1/transfers/{id}`, where the transfer is read; the same on a repeat"))),
-              (status = 422, body = Problem, description = "validation-failed, daily-limit-exceeded, idempotency-key-reused"),
-              (status = 503, body = Problem, description = "unavailable")))]
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed, daily-limit-exceeded, idempotency-key-reused"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn create_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -145,7 +145,7 @@ pub async fn create_transfer(
 /// A transfer the caller sent or received; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = TransferView), (status = 404, body = Problem)))]
+    responses((status = 200, body = TransferView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -159,7 +159,7 @@ pub async fn get_transfer(
 /// The caller's transfers, newest first, with a cursor.
 #[utoipa::path(get, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])),
     params(TransferQuery),
-    responses((status = 200, body = TransferList), (status = 422, body = Problem)))]
+    responses((status = 200, body = TransferList), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_transfers(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -246,9 +246,9 @@ async fn resolve(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 200, body = TransferView),
-              (status = 404, body = Problem, description = "not the receiver of this transfer"),
-              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, description = "unavailable")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not the receiver of this transfer"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn accept_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -264,9 +264,9 @@ pub async fn accept_transfer(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 200, body = TransferView),
-              (status = 404, body = Problem, description = "not the receiver of this transfer"),
-              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, description = "unavailable")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not the receiver of this transfer"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn reject_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -281,9 +281,9 @@ pub async fn reject_transfer(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     responses((status = 200, body = TransferView),
-              (status = 404, body = Problem, description = "not the sender of this transfer"),
-              (status = 409, body = Problem, description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, description = "unavailable")))]
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not the sender of this transfer"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
 pub async fn cancel_transfer(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -112,12 +112,12 @@ fn too_many(limit: u32) -> impl FnOnce(RetryAfter) -> ApiError {
 /// against the per-address log-in limit (they cost a password hash too).
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
     responses((status = 201, body = UserView, headers(("Location" = String, description = "`/v1/users/{name}`, where the user is read"))),
-              (status = 409, body = Problem, description = "name-taken"),
-              (status = 422, body = Problem, description = "validation-failed"),
-              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "name-taken"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
-              (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
                headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -143,11 +143,11 @@ pub async fn create_user(
 /// right password.
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
     responses((status = 201, body = SessionView, headers(("Cache-Control" = String, description = "no-store"))),
-              (status = 401, body = Problem, description = "unauthorized"),
-              (status = 429, body = Problem, description = "too-many-requests, with Retry-After (seconds)",
+              (status = 401, body = Problem, content_type = "application/problem+json", description = "unauthorized"),
+              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
-              (status = 503, body = Problem, description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable: too many sign-ups and log-ins in flight (or the database is unreachable), with Retry-After",
                headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))))]
 pub async fn create_session(
     State(state): State<AppState>,
@@ -195,7 +195,7 @@ pub async fn create_session(
 
 /// Logs out: the token stops working at once.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "users", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_session(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -210,7 +210,7 @@ pub async fn delete_session(
 /// Finds a user by name (to send them money).
 #[utoipa::path(get, path = "/v1/users/{name}", tag = "users", security(("bearer" = [])),
     params(("name" = String, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+    responses((status = 200, body = UserView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_user(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -238,7 +238,7 @@ async fn me_view(state: &AppState, user: User) -> ApiResult<MeView> {
 
 /// The caller's profile and today's top-up allowance.
 #[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+    responses((status = 200, body = MeView), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<MeView>> {
     let mut conn = state.pool.acquire().await?;
     let user = users::find_by_id(&mut conn, caller.user_id).await?.ok_or(ApiError::Unauthorized)?;
@@ -251,8 +251,8 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
 /// sign-up (409 `name-taken`); the old one stays reserved for the caller for 30 days (only they
 /// may take it back meanwhile). Past statement entries keep the old name.
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
-    responses((status = 200, body = MeView), (status = 409, body = Problem, description = "name-taken"),
-              (status = 422, body = Problem)))]
+    responses((status = 200, body = MeView), (status = 409, body = Problem, content_type = "application/problem+json", description = "name-taken"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_me(
     State(state): State<AppState>,
     caller: AuthUser,
