@@ -38,7 +38,8 @@ use error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "minipay", description = "Wallets, top-ups under a daily limit, transfers, split bills, savings and statements. Amounts are integer KRW; errors are application/problem+json with a stable `code`."),
+    info(title = "minipay", description = "Wallets, top-ups under a daily limit, transfers, split bills, savings and statements. Amounts are integer KRW; errors are application/problem+json with a stable `code`.", license(name = "Proprietary")),
+    servers((url = "/", description = "the server this document is served from (`scripts/run`: http://127.0.0.1:8080)")),
     paths(
         users::create_user, users::create_session, users::delete_session, users::get_user, users::get_me, users::patch_me,
         accounts::list_accounts, accounts::get_account, accounts::create_account, accounts::close_account,
