@@ -1,11 +1,10 @@
-//! Statement summaries (money in and out by kind, the top counterparties), two ways with the
-//! same answers: naive on PostgreSQL, tuned on ClickHouse (replays counted once).
+//! Statement summaries (money in and out by kind, the top counterparties): the model, and the
+//! PostgreSQL summary (the naive route, and the tuned route for small ranges). The tuned route's
+//! ClickHouse summary from the daily totals is in [`super::aggregates`].
 
 use sqlx::PgConnection;
 
-use super::ch::Window;
-use super::clickhouse::ClickHouse;
-use super::entry::{micros, Filters, TimeRange};
+use super::entry::{Filters, TimeRange};
 use super::pg::{filtered, pg_bounds};
 
 /// Counterparties listed in a summary.
@@ -143,107 +142,4 @@ pub async fn naive_summary(
     .fetch_all(&mut *conn)
     .await?;
     Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top))
-}
-
-#[derive(clickhouse::Row, serde::Deserialize, Debug)]
-struct ClickHouseTotalsRow {
-    name: String,
-    in_total: i64,
-    out_total: i64,
-    count: u64,
-}
-
-impl From<ClickHouseTotalsRow> for Totals {
-    fn from(row: ClickHouseTotalsRow) -> Self {
-        Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 }
-    }
-}
-
-#[derive(clickhouse::Row, serde::Deserialize, Debug)]
-struct ClickHouseCounterpartyRow {
-    account_id: Option<i64>,
-    name: String,
-    user_name: Option<String>,
-    in_total: i64,
-    out_total: i64,
-    count: u64,
-}
-
-impl From<ClickHouseCounterpartyRow> for CounterpartyTotals {
-    fn from(row: ClickHouseCounterpartyRow) -> Self {
-        CounterpartyTotals {
-            account_id: row.account_id,
-            name: row.name,
-            user_name: row.user_name,
-            in_total: row.in_total,
-            out_total: row.out_total,
-            count: row.count as i64,
-        }
-    }
-}
-
-/// Totals by kind and the top counterparties, from ClickHouse (replays counted once).
-pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: TimeRange) -> anyhow::Result<Summary> {
-    let window = Window {
-        low_us: range.from.map(micros).unwrap_or(0).max(0),
-        high_us: range.to.map(micros).unwrap_or(i64::MAX),
-    };
-    if window.low_us >= window.high_us {
-        return Ok(Summary::from_parts(Vec::new(), Vec::new()));
-    }
-    // Two independent scans: side by side, the summary takes as long as the slower one.
-    let by_kind = clickhouse
-        .query(
-            "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
-                    count() AS count
-             FROM (
-                 SELECT kind, direction, amount
-                 FROM statement_entries
-                 PREWHERE account_id = ?
-                   AND at >= toDateTime(?) AND at <= toDateTime(?)
-                   AND at_us >= ? AND at_us < ?
-                 LIMIT 1 BY entry_id
-             )
-             GROUP BY kind
-             ORDER BY kind",
-        )
-        .bind(account_id)
-        .bind(window.low_seconds())
-        .bind(window.high_seconds())
-        .bind(window.low_us)
-        .bind(window.high_us)
-        .fetch_all::<ClickHouseTotalsRow>();
-    // By account, as naive_summary; the latest name by (at_us, entry_id), the order of the
-    // statement, and argMax skips NULL user names as the PostgreSQL FILTER does.
-    let top = clickhouse
-        .query(
-            "SELECT counterparty_account_id AS account_id, argMax(counterparty_name, (at_us, entry_id)) AS name,
-                    argMax(counterparty_user_name, (at_us, entry_id)) AS user_name,
-                    sumIf(amount, direction = 'in') AS in_total, sumIf(amount, direction = 'out') AS out_total,
-                    count() AS count
-             FROM (
-                 SELECT entry_id, at_us, counterparty_account_id, counterparty_name, counterparty_user_name,
-                        direction, amount
-                 FROM statement_entries
-                 PREWHERE account_id = ?
-                   AND at >= toDateTime(?) AND at <= toDateTime(?)
-                   AND at_us >= ? AND at_us < ?
-                 LIMIT 1 BY entry_id
-             )
-             GROUP BY counterparty_account_id, if(isNull(counterparty_account_id), counterparty_name, '')
-             ORDER BY count DESC, name, account_id
-             LIMIT ?",
-        )
-        .bind(account_id)
-        .bind(window.low_seconds())
-        .bind(window.high_seconds())
-        .bind(window.low_us)
-        .bind(window.high_us)
-        .bind(TOP_COUNTERPARTIES_MAX)
-        .fetch_all::<ClickHouseCounterpartyRow>();
-    let (by_kind, top) = tokio::try_join!(by_kind, top)?;
-    Ok(Summary::from_parts(
-        by_kind.into_iter().map(Totals::from).collect(),
-        top.into_iter().map(CounterpartyTotals::from).collect(),
-    ))
 }
