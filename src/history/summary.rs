@@ -7,6 +7,7 @@ use super::ch::Window;
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, TimeRange};
 use super::pg::{filtered, pg_bounds};
+use crate::domain::ids::AccountId;
 
 /// Counterparties listed in a summary.
 pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
@@ -68,7 +69,7 @@ impl From<PgTotals> for Totals {
 /// entries).
 pub async fn entries_at_most(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     max: i64,
 ) -> anyhow::Result<bool> {
@@ -90,7 +91,7 @@ pub async fn entries_at_most(
 /// The summary computed by PostgreSQL over the entries that pass `filters`.
 pub async fn naive_summary(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
 ) -> anyhow::Result<Summary> {
@@ -183,7 +184,11 @@ impl From<ClickHouseCounterpartyRow> for CounterpartyTotals {
 }
 
 /// Totals by kind and the top counterparties, from ClickHouse (replays counted once).
-pub async fn tuned_summary(clickhouse: &ClickHouse, account_id: i64, range: TimeRange) -> anyhow::Result<Summary> {
+pub async fn tuned_summary(
+    clickhouse: &ClickHouse,
+    account_id: AccountId,
+    range: TimeRange,
+) -> anyhow::Result<Summary> {
     let window = Window {
         low_us: range.from.map(micros).unwrap_or(0).max(0),
         high_us: range.to.map(micros).unwrap_or(i64::MAX),

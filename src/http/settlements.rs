@@ -17,6 +17,7 @@ use super::headers::{created, location, Created};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::domain::accounts::UserId;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
@@ -35,7 +36,8 @@ pub struct SettlementRequest {
     /// uniformly random split into shares of at least 1 KRW, no position favoured.
     pub mode: String,
     /// 1 to 100 distinct users, not the requester, who each pay a share.
-    pub participant_ids: Vec<i64>,
+    #[schema(value_type = Vec<i64>)]
+    pub participant_ids: Vec<UserId>,
     /// The requester keeps a share of their own (status `self`, never paid). Default false.
     pub include_requester: Option<bool>,
     /// 1..64 characters, not blank, no invisible characters (kept in NFC); shown to
@@ -45,7 +47,8 @@ pub struct SettlementRequest {
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct ShareView {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     /// At least 1 KRW.
     pub amount: i64,
     /// `requested` | `paid` | `self` | `declined`.
@@ -59,7 +62,8 @@ pub struct ShareView {
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct SettlementView {
     pub id: i64,
-    pub requester_id: i64,
+    #[schema(value_type = i64)]
+    pub requester_id: UserId,
     pub total: i64,
     /// `equal` | `random`.
     pub mode: String,

@@ -15,6 +15,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::headers::respond_created;
 use super::idempotency::{run_command, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
@@ -25,7 +26,7 @@ use crate::store::social;
 use crate::store::transfers::{self, Direction};
 
 /// No account has this id (they start at 1).
-const NO_ACCOUNT_ID: i64 = 0;
+const NO_ACCOUNT_ID: AccountId = AccountId::new(0);
 
 /// Unknown fields are refused: a client that believes it can choose the source account (it is
 /// always the caller's main account) must hear no rather than pay from somewhere else.
@@ -33,7 +34,8 @@ const NO_ACCOUNT_ID: i64 = 0;
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Another user's main account.
-    pub to_account_id: i64,
+    #[schema(value_type = i64)]
+    pub to_account_id: AccountId,
     pub amount: i64,
     /// The name the receiver sees, always beside the sender's real user name (statement
     /// entries, notifications): 1..64 characters, not blank, no invisible characters; kept in
@@ -46,8 +48,10 @@ pub struct TransferRequest {
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct TransferView {
     pub id: i64,
-    pub from_account_id: i64,
-    pub to_account_id: i64,
+    #[schema(value_type = i64)]
+    pub from_account_id: AccountId,
+    #[schema(value_type = i64)]
+    pub to_account_id: AccountId,
     pub amount: i64,
     /// Topped up into the sender's main account to fund this transfer.
     pub auto_charged: i64,
@@ -203,7 +207,7 @@ impl Action {
         }
     }
 
-    fn resolution(self, user_id: i64) -> Resolution {
+    fn resolution(self, user_id: UserId) -> Resolution {
         match self {
             Action::Accept => Resolution::Accept { user_id },
             Action::Reject => Resolution::Reject { user_id },

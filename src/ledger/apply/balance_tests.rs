@@ -11,8 +11,8 @@ use crate::domain::accounts::{Account, AccountId, AccountKind, UserId, EXTERNAL_
 use crate::domain::money::Amount;
 use crate::domain::transfers::{Transfer, TransferStatus, PENDING_LIFETIME};
 
-const MAIN: AccountId = 101;
-const OTHER: AccountId = 102;
+const MAIN: AccountId = AccountId::new(101);
+const OTHER: AccountId = AccountId::new(102);
 
 /// A plain open account of `kind`, built by the apply tests' helper.
 fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account {
@@ -21,12 +21,12 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account
 
 /// Two users' main accounts, the first holding 10,000 (charged from the external account).
 fn before() -> LedgerState {
-    let mut main = account(MAIN, Some(1), AccountKind::Main);
+    let mut main = account(MAIN, Some(UserId::new(1)), AccountKind::Main);
     main.credits_posted = 10_000;
     let mut external = account(EXTERNAL_ACCOUNT_ID, None, AccountKind::System);
     external.debits_posted = 10_000;
     let mut state = LedgerState::default();
-    for account in [main, account(OTHER, Some(2), AccountKind::Main), external] {
+    for account in [main, account(OTHER, Some(UserId::new(2)), AccountKind::Main), external] {
         state.accounts.insert(account.id, account);
     }
     state
@@ -121,8 +121,8 @@ fn pending(held: i64) -> Transfer {
         id: 7,
         from_account_id: MAIN,
         to_account_id: OTHER,
-        from_user_id: 1,
-        to_user_id: 2,
+        from_user_id: UserId::new(1),
+        to_user_id: UserId::new(2),
         amount: held,
         auto_charged: 0,
         status: TransferStatus::Pending,
@@ -183,7 +183,7 @@ fn a_corrupted_state_trips_the_assertion_in_debug_builds() {
     let mut state = before();
     state.accounts.get_mut(&MAIN).unwrap().debits_posted = 15_000;
     let context = context();
-    let charge = Command::Charge { user_id: 1, account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
+    let charge = Command::Charge { user_id: UserId::new(1), account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
     let _ = apply(&mut state, &context, &[charge]);
 }
 
@@ -198,7 +198,7 @@ fn a_pending_transfer_without_its_hold_stops_the_batch() {
         transfer_id: 7,
         from_account_id: MAIN,
         to_account_id: OTHER,
-        action: Resolution::Accept { user_id: 2 },
+        action: Resolution::Accept { user_id: UserId::new(2) },
     };
     let _ = apply(&mut state, &context(), &[accept]);
 }

@@ -231,11 +231,11 @@ struct LockKeys<'a> {
 impl<'a> LockKeys<'a> {
     fn of(to_lock: &ToLock<'a>) -> Self {
         LockKeys {
-            account_ids: to_lock.account_ids.iter().copied().collect(),
-            closing: to_lock.closing.iter().copied().collect(),
-            daily_users: to_lock.daily_keys.iter().map(|(user, _)| *user).collect(),
+            account_ids: to_lock.account_ids.iter().map(|a| a.get()).collect(),
+            closing: to_lock.closing.iter().map(|a| a.get()).collect(),
+            daily_users: to_lock.daily_keys.iter().map(|(user, _)| user.get()).collect(),
             daily_dates: to_lock.daily_keys.iter().map(|(_, date)| *date).collect(),
-            key_users: to_lock.key_ids.iter().map(|(user, _)| *user).collect(),
+            key_users: to_lock.key_ids.iter().map(|(user, _)| user.get()).collect(),
             key_names: to_lock.key_ids.iter().map(|(_, key)| key.as_str()).collect(),
             keys_expired_before: to_lock.keys_expired_before,
             reserve_count: to_lock.transfer_ids_needed as i64,

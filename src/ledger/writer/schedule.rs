@@ -171,16 +171,13 @@ mod tests {
     use crate::domain::money::Amount;
     use tokio::sync::Semaphore;
 
-    fn transfer(
-        user_id: UserId,
-        from: AccountId,
-        to: AccountId,
-    ) -> (Envelope, oneshot::Receiver<Result<Answer, LedgerError>>) {
+    /// A transfer of 1 KRW, ids given raw.
+    fn transfer(user_id: i64, from: i64, to: i64) -> (Envelope, oneshot::Receiver<Result<Answer, LedgerError>>) {
         let (reply, answer) = oneshot::channel();
         let command = Command::Transfer {
-            user_id,
-            from_account_id: from,
-            to_account_id: to,
+            user_id: UserId::new(user_id),
+            from_account_id: AccountId::new(from),
+            to_account_id: AccountId::new(to),
             amount: Amount::parse(1).unwrap(),
             display_name: None,
             memo: None,
@@ -189,8 +186,8 @@ mod tests {
         (Envelope { command, idempotency: None, reply, external: false, _held: held }, answer)
     }
 
-    fn from_accounts(batch: &Batch) -> Vec<AccountId> {
-        batch.envelopes.iter().map(|envelope| envelope.command.accounts()[0]).collect()
+    fn from_accounts(batch: &Batch) -> Vec<i64> {
+        batch.envelopes.iter().map(|envelope| envelope.command.accounts()[0].get()).collect()
     }
 
     #[test]
@@ -247,7 +244,7 @@ mod tests {
         }
         let batch = running.take(&mut intake, 2);
         assert_eq!(from_accounts(&batch), vec![101, 103]);
-        assert!(!running.claimed.contains(&Claim::Account(102)));
+        assert!(!running.claimed.contains(&Claim::Account(AccountId::new(102))));
         drop(sender);
         let rest = running.take(&mut intake, 2);
         assert_eq!(from_accounts(&rest), vec![104]);
