@@ -118,6 +118,10 @@ id_type!(
     /// A user (`users.id`).
     UserId
 );
+id_type!(
+    /// A split bill (`settlements.id`).
+    SettlementId
+);
 
 #[cfg(test)]
 mod tests {

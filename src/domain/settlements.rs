@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::ids::UserId;
+use super::ids::{SettlementId, UserId};
 use super::money::Amount;
 use super::text_enum::text_enum;
 
@@ -111,7 +111,7 @@ pub fn decline(shares: &mut [Share], user_id: UserId) -> Result<bool, DeclineErr
 /// A settlement as stored, decoded from `to_jsonb(settlements)`; `shares` in position order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Settlement {
-    pub id: i64,
+    pub id: SettlementId,
     pub requester_id: UserId,
     pub total: i64,
     pub mode: SplitMode,
@@ -128,7 +128,7 @@ pub struct Settlement {
 /// A stored share, decoded from `to_jsonb(settlement_shares)`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct SettlementShare {
-    pub settlement_id: i64,
+    pub settlement_id: SettlementId,
     pub user_id: UserId,
     pub position: i32,
     pub amount: i64,

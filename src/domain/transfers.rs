@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::ids::{AccountId, UserId};
+use super::ids::{AccountId, SettlementId, UserId};
 use super::text_enum::text_enum;
 
 /// How long a pending transfer waits for the receiver before it expires.
@@ -59,7 +59,7 @@ pub struct Transfer {
     pub resolved_at: Option<DateTime<Utc>>,
     /// The split bill this transfer paid a share of.
     #[serde(default)]
-    pub settlement_id: Option<i64>,
+    pub settlement_id: Option<SettlementId>,
 }
 
 impl Transfer {

@@ -18,6 +18,7 @@ use super::idempotency::{respond, run_command_stored, stored_error, stored_json,
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::domain::accounts::UserId;
+use crate::domain::ids::SettlementId;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
@@ -61,7 +62,8 @@ pub struct ShareView {
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct SettlementView {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: SettlementId,
     #[schema(value_type = i64)]
     pub requester_id: UserId,
     pub total: i64,
@@ -187,7 +189,7 @@ pub async fn create_settlement(
 pub async fn get_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Json<SettlementView>> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
@@ -216,7 +218,7 @@ pub async fn list_settlements(
     let found = settlements::list(&mut conn, caller.user_id, role, before, limit + 1).await?;
     let has_more = found.len() as i64 > limit;
     let page: Vec<SettlementView> = found.iter().take(limit as usize).map(SettlementView::from).collect();
-    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
+    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id.get())) } else { None };
     Ok(Json(SettlementList { settlements: page, next_cursor }))
 }
 
@@ -240,7 +242,7 @@ pub async fn pay_share(
     State(state): State<AppState>,
     caller: AuthUser,
     key: IdempotencyKey,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Response> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
@@ -291,7 +293,7 @@ pub async fn pay_share(
 pub async fn decline_share(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Json<SettlementView>> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;

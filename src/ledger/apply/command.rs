@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID};
+use crate::domain::ids::SettlementId;
 use crate::domain::money::Amount;
 
 /// What a caller asks the ledger to do. Every money movement in minipay is one of these.
@@ -29,7 +30,7 @@ pub enum Command {
     /// caller's shortfall. The amount is the share's, read under lock.
     PayShare {
         user_id: UserId,
-        settlement_id: i64,
+        settlement_id: SettlementId,
         from_account_id: AccountId,
         /// The requester's main account.
         to_account_id: AccountId,
@@ -106,7 +107,7 @@ impl Command {
     }
 
     /// The settlement whose shares the command reads and changes; the batch locks them.
-    pub fn settlement_to_lock(&self) -> Option<i64> {
+    pub fn settlement_to_lock(&self) -> Option<SettlementId> {
         match *self {
             Command::PayShare { settlement_id, .. } => Some(settlement_id),
             Command::Charge { .. }

@@ -8,6 +8,7 @@ use super::outcome::Outcome;
 use super::postings::{PostingFlags, PostingKind};
 use super::staged::{Staged, TransferRequest};
 use crate::domain::accounts::{AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::ids::SettlementId;
 use crate::domain::money::{auto_charge_for, Amount};
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{all_settled, ShareStatus};
@@ -123,7 +124,7 @@ impl Staged<'_> {
     fn pay_share(
         &mut self,
         user_id: UserId,
-        settlement_id: i64,
+        settlement_id: SettlementId,
         from_account_id: AccountId,
         to_account_id: AccountId,
         memo: Option<String>,

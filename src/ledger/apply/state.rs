@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::SettlementId;
 use crate::domain::settlements::Share;
 use crate::domain::transfers::Transfer;
 
@@ -21,7 +22,7 @@ pub struct LedgerState {
     /// Existing transfers the batch resolves.
     pub transfers: HashMap<i64, Transfer>,
     /// Every share of the settlements the batch takes payments for.
-    pub shares: HashMap<i64, Vec<Share>>,
+    pub shares: HashMap<SettlementId, Vec<Share>>,
 }
 
 /// What holds for the whole batch.

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use crate::domain::accounts::{
     Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
 };
+use crate::domain::ids::SettlementId;
 use crate::domain::money::Amount;
 use crate::domain::notifications::NotificationKind;
 use crate::domain::settlements::{Share, ShareStatus};
@@ -516,7 +517,7 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     let mut state = state_with(&[0, 5_000, 6_666]);
     let share = |user_id, amount, status| Share { user_id, amount, status };
     state.shares.insert(
-        9,
+        SettlementId::new(9),
         vec![
             share(uid(1), 6_667, ShareStatus::Own),
             share(uid(2), 6_667, ShareStatus::Requested),
@@ -525,7 +526,7 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     );
     let pay = |user: i64| Command::PayShare {
         user_id: uid(user),
-        settlement_id: 9,
+        settlement_id: SettlementId::new(9),
         from_account_id: aid(100 + user),
         to_account_id: aid(101),
         memo: Some("dinner".into()),
@@ -533,7 +534,10 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     let (results, effects) = apply(&mut state, &context(), &[pay(2), pay(2), pay(1), pay(4), pay(3)]);
     match &results[0] {
         Ok(Outcome::SharePaid { transfer, .. }) => {
-            assert_eq!((transfer.amount, transfer.auto_charged, transfer.settlement_id), (6_667, 10_000, Some(9)));
+            assert_eq!(
+                (transfer.amount, transfer.auto_charged, transfer.settlement_id),
+                (6_667, 10_000, Some(SettlementId::new(9)))
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -543,7 +547,7 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     assert!(matches!(&results[4], Ok(Outcome::SharePaid { transfer, .. }) if transfer.auto_charged == 0));
     assert_eq!(state.accounts[&aid(101)].balance(), 6_667 + 6_666);
     assert_eq!(effects.paid_shares.len(), 2);
-    assert_eq!(effects.completed_settlements, vec![9]);
+    assert_eq!(effects.completed_settlements, vec![SettlementId::new(9)]);
 }
 
 fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (i64, Resolution)> {

@@ -16,6 +16,7 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Statement;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::SettlementId;
 use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
@@ -110,7 +111,7 @@ pub struct Locked {
     pub known_keys: HashMap<KeyId, KeyRecord>,
     pub transfer_ids: Vec<i64>,
     pub transfers: HashMap<i64, Transfer>,
-    pub shares: HashMap<i64, Vec<Share>>,
+    pub shares: HashMap<SettlementId, Vec<Share>>,
 }
 
 /// The rows a batch locks, each list in lock order.
@@ -127,7 +128,7 @@ pub struct ToLock<'a> {
     /// Existing transfers to resolve.
     pub transfers: &'a BTreeSet<i64>,
     /// Settlements whose shares are paid.
-    pub settlements: &'a BTreeSet<i64>,
+    pub settlements: &'a BTreeSet<SettlementId>,
 }
 
 /// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
@@ -173,8 +174,8 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
 }
 
 /// The shares read, per settlement, in position order.
-fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<i64, Vec<Share>>, tokio_postgres::Error> {
-    let mut shares: HashMap<i64, Vec<Share>> = HashMap::new();
+fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<SettlementId, Vec<Share>>, tokio_postgres::Error> {
+    let mut shares: HashMap<SettlementId, Vec<Share>> = HashMap::new();
     for row in rows {
         let status: &str = row.try_get(3)?;
         // The column's CHECK allows only the three statuses; anything else is left out, and
@@ -240,7 +241,7 @@ impl<'a> LockKeys<'a> {
             keys_expired_before: to_lock.keys_expired_before,
             reserve_count: to_lock.transfer_ids_needed as i64,
             transfer_ids: to_lock.transfers.iter().copied().collect(),
-            settlement_ids: to_lock.settlements.iter().copied().collect(),
+            settlement_ids: to_lock.settlements.iter().map(|s| s.get()).collect(),
         }
     }
 }

@@ -11,6 +11,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::SettlementId;
 use crate::ledger::apply::{Effects, LedgerState};
 use crate::ledger::statements::StatementEntry;
 use crate::ledger::writes::{self, Rows};
@@ -238,7 +239,7 @@ impl<'a> TransferColumns<'a> {
             created_at: transfers.iter().map(|t| t.created_at).collect(),
             expires_at: transfers.iter().map(|t| t.expires_at).collect(),
             resolved_at: transfers.iter().map(|t| t.resolved_at).collect(),
-            settlement_id: transfers.iter().map(|t| t.settlement_id).collect(),
+            settlement_id: transfers.iter().map(|t| t.settlement_id.map(SettlementId::get)).collect(),
         }
     }
 
@@ -346,14 +347,14 @@ struct SettlementColumns<'a> {
     settlement_id: Vec<i64>,
     user_id: Vec<i64>,
     transfer_id: Vec<i64>,
-    completed: &'a Vec<i64>,
+    completed: &'a Vec<SettlementId>,
 }
 
 impl<'a> SettlementColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let paid = &effects.paid_shares;
         SettlementColumns {
-            settlement_id: paid.iter().map(|p| p.settlement_id).collect(),
+            settlement_id: paid.iter().map(|p| p.settlement_id.get()).collect(),
             user_id: paid.iter().map(|p| p.user_id.get()).collect(),
             transfer_id: paid.iter().map(|p| p.transfer_id).collect(),
             completed: &effects.completed_settlements,

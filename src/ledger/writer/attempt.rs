@@ -13,6 +13,7 @@ use super::worker::{AttemptError, Worker};
 use super::Answer;
 use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::business_day::business_date;
+use crate::domain::ids::SettlementId;
 use crate::ledger::apply::{apply, BatchContext, Effects, LedgerState};
 use crate::ledger::{statements, store};
 use crate::store::idempotency::KeyId;
@@ -26,7 +27,7 @@ struct Wanted {
     /// At most one transfer id per command; unused ones are gaps in the sequence.
     transfers_possible: usize,
     transfers: BTreeSet<i64>,
-    settlements: BTreeSet<i64>,
+    settlements: BTreeSet<SettlementId>,
 }
 
 impl Wanted {

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
 
 use super::{Answer, Idempotency, LedgerError};
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::ids::SettlementId;
 use crate::ledger::apply::Command;
 
 /// A submitted command on its way through the writer, with where to send its answer.
@@ -31,7 +32,7 @@ pub(super) enum Claim {
     /// The user's daily top-up counters, whichever day.
     Daily(UserId),
     Transfer(i64),
-    Settlement(i64),
+    Settlement(SettlementId),
     Key(UserId, String),
 }
 
