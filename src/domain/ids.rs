@@ -122,6 +122,10 @@ id_type!(
     /// A split bill (`settlements.id`).
     SettlementId
 );
+id_type!(
+    /// A transfer between users (`transfers.id`).
+    TransferId
+);
 
 #[cfg(test)]
 mod tests {

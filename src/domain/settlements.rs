@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::ids::{SettlementId, UserId};
+use super::ids::{SettlementId, TransferId, UserId};
 use super::money::Amount;
 use super::text_enum::text_enum;
 
@@ -135,7 +135,7 @@ pub struct SettlementShare {
     pub status: ShareStatus,
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid it; absent until it is paid, and for the requester's own share.
-    pub transfer_id: Option<i64>,
+    pub transfer_id: Option<TransferId>,
 }
 
 /// A share of a settlement about to be created.

@@ -18,7 +18,7 @@ use super::idempotency::{respond, run_command_stored, stored_error, stored_json,
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use crate::domain::accounts::UserId;
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
@@ -57,7 +57,8 @@ pub struct ShareView {
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid the share (none until it is paid, and for the requester's own
     /// share).
-    pub transfer_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub transfer_id: Option<TransferId>,
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone)]

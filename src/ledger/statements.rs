@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::apply::{Effects, LedgerState, PostingFlags, PostingKind};
 use crate::domain::accounts::{AccountId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID};
+use crate::domain::ids::TransferId;
 use crate::domain::transfers::Transfer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct StatementEntry {
     /// The counterparty's real user name at the time, always beside the name shown (which a
     /// sender chooses freely); None for system counterparties.
     pub counterparty_user_name: Option<String>,
-    pub transfer_id: Option<i64>,
+    pub transfer_id: Option<TransferId>,
     pub memo: Option<String>,
 }
 
@@ -69,7 +70,7 @@ fn sides(flags: PostingFlags) -> (Option<Direction>, Option<Direction>) {
 /// transfer sees the sender's chosen display name when there is one; everybody else sees real
 /// names. Every entry with a user counterparty also carries that user's real name.
 pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
-    let transfers: HashMap<i64, &Transfer> = effects
+    let transfers: HashMap<TransferId, &Transfer> = effects
         .new_transfers
         .iter()
         .chain(&effects.resolved_transfers)
@@ -180,7 +181,7 @@ mod tests {
         {
             state.accounts.insert(account.id, account);
         }
-        state.transfer_ids = vec![7];
+        state.transfer_ids = vec![TransferId::new(7)];
         let context = BatchContext {
             now: "2026-11-24T03:00:00Z".parse().unwrap(),
             business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
@@ -225,6 +226,6 @@ mod tests {
         );
         // Beside the chosen name, the sender's real one.
         assert_eq!(received.counterparty_user_name.as_deref(), Some("alice"));
-        assert_eq!((received.transfer_id, received.memo.as_deref()), (Some(7), Some("lunch")));
+        assert_eq!((received.transfer_id, received.memo.as_deref()), (Some(TransferId::new(7)), Some("lunch")));
     }
 }

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 
 use super::postings::Posting;
 use crate::domain::accounts::{AccountId, UserId};
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::notifications::NewNotification;
 use crate::domain::transfers::Transfer;
 
@@ -29,5 +29,5 @@ pub struct Effects {
 pub struct PaidShare {
     pub settlement_id: SettlementId,
     pub user_id: UserId,
-    pub transfer_id: i64,
+    pub transfer_id: TransferId,
 }

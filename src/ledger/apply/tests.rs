@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use crate::domain::accounts::{
     Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
 };
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 use crate::domain::notifications::NotificationKind;
 use crate::domain::settlements::{Share, ShareStatus};
@@ -77,7 +77,7 @@ fn state_with(mains: &[i64]) -> LedgerState {
         state.accounts.insert(fixed.id, fixed);
     }
     state.accounts.insert(external.id, external);
-    state.transfer_ids = (1..=1_000).collect();
+    state.transfer_ids = (1..=1_000).map(TransferId::new).collect();
     state
 }
 
@@ -278,7 +278,7 @@ fn an_exact_balance_needs_no_top_up_and_a_short_one_tops_up_in_units() {
         Ok(Outcome::Transferred { transfer, from_account }) => {
             assert_eq!(transfer.auto_charged, 0);
             assert_eq!(from_account.balance(), 0);
-            assert_eq!(transfer.id, 2);
+            assert_eq!(transfer.id, TransferId::new(2));
             assert_eq!(transfer.to_user_id, uid(2));
         }
         other => panic!("unexpected {other:?}"),
@@ -286,7 +286,7 @@ fn an_exact_balance_needs_no_top_up_and_a_short_one_tops_up_in_units() {
     match &results[0] {
         Ok(Outcome::Transferred { transfer, .. }) => {
             assert_eq!(transfer.auto_charged, 10_000);
-            assert_eq!(transfer.id, 1);
+            assert_eq!(transfer.id, TransferId::new(1));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -375,7 +375,7 @@ proptest! {
             }
         }
         // Each successful transfer has its own id and its postings carry it.
-        let ids: BTreeSet<i64> = effects.new_transfers.iter().map(|t| t.id).collect();
+        let ids: BTreeSet<TransferId> = effects.new_transfers.iter().map(|t| t.id).collect();
         prop_assert_eq!(ids.len(), effects.new_transfers.len());
         for transfer in &effects.new_transfers {
             let carried: i64 = effects.postings.iter().filter(|p| p.transfer_id == Some(transfer.id)).map(|p| p.amount).sum();
@@ -550,7 +550,7 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     assert_eq!(effects.completed_settlements, vec![SettlementId::new(9)]);
 }
 
-fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (i64, Resolution)> {
+fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (TransferId, Resolution)> {
     (1..=transfers, 1..=users, 0..3u8).prop_map(|(transfer_id, user, action)| {
         let user_id = uid(user);
         let action = match action {
@@ -558,7 +558,7 @@ fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (i64, R
             1 => Resolution::Reject { user_id },
             _ => Resolution::Cancel { user_id },
         };
-        (transfer_id, action)
+        (TransferId::new(transfer_id), action)
     })
 }
 
@@ -614,8 +614,8 @@ proptest! {
             prop_assert!(account.is_system() || account.available() >= 0, "account {} below zero", account.id);
             prop_assert!(account.debits_pending >= 0 && account.credits_pending >= 0);
         }
-        let resolved: Vec<i64> = second_effects.resolved_transfers.iter().map(|t| t.id).collect();
-        let distinct: BTreeSet<i64> = resolved.iter().copied().collect();
+        let resolved: Vec<TransferId> = second_effects.resolved_transfers.iter().map(|t| t.id).collect();
+        let distinct: BTreeSet<TransferId> = resolved.iter().copied().collect();
         prop_assert_eq!(distinct.len(), resolved.len(), "a transfer resolved twice");
         for transfer in &second_effects.resolved_transfers {
             prop_assert!(transfer.status != TransferStatus::Pending);
@@ -633,7 +633,7 @@ proptest! {
     }
 }
 
-fn initial_status(effects: &Effects, id: i64) -> Option<TransferStatus> {
+fn initial_status(effects: &Effects, id: TransferId) -> Option<TransferStatus> {
     effects.new_transfers.iter().find(|t| t.id == id).map(|t| t.status)
 }
 

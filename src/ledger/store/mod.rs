@@ -16,7 +16,7 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Statement;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
@@ -109,8 +109,8 @@ pub struct Locked {
     pub accounts: HashMap<AccountId, Account>,
     pub daily_used: HashMap<(UserId, NaiveDate), i64>,
     pub known_keys: HashMap<KeyId, KeyRecord>,
-    pub transfer_ids: Vec<i64>,
-    pub transfers: HashMap<i64, Transfer>,
+    pub transfer_ids: Vec<TransferId>,
+    pub transfers: HashMap<TransferId, Transfer>,
     pub shares: HashMap<SettlementId, Vec<Share>>,
 }
 
@@ -126,7 +126,7 @@ pub struct ToLock<'a> {
     pub keys_expired_before: DateTime<Utc>,
     pub transfer_ids_needed: usize,
     /// Existing transfers to resolve.
-    pub transfers: &'a BTreeSet<i64>,
+    pub transfers: &'a BTreeSet<TransferId>,
     /// Settlements whose shares are paid.
     pub settlements: &'a BTreeSet<SettlementId>,
 }
@@ -240,7 +240,7 @@ impl<'a> LockKeys<'a> {
             key_names: to_lock.key_ids.iter().map(|(_, key)| key.as_str()).collect(),
             keys_expired_before: to_lock.keys_expired_before,
             reserve_count: to_lock.transfer_ids_needed as i64,
-            transfer_ids: to_lock.transfers.iter().copied().collect(),
+            transfer_ids: to_lock.transfers.iter().map(|t| t.get()).collect(),
             settlement_ids: to_lock.settlements.iter().map(|s| s.get()).collect(),
         }
     }

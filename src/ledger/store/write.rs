@@ -11,7 +11,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::{Effects, LedgerState};
 use crate::ledger::statements::StatementEntry;
 use crate::ledger::writes::{self, Rows};
@@ -139,7 +139,7 @@ impl<'a> PostingColumns<'a> {
             amount: postings.iter().map(|p| p.amount).collect(),
             kind: postings.iter().map(|p| p.kind.as_str()).collect(),
             flags: postings.iter().map(|p| p.flags.as_str()).collect(),
-            transfer_id: postings.iter().map(|p| p.transfer_id).collect(),
+            transfer_id: postings.iter().map(|p| p.transfer_id.map(TransferId::get)).collect(),
             charged_for: postings.iter().map(|p| p.charged_for).collect(),
         }
     }
@@ -226,7 +226,7 @@ impl<'a> TransferColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let transfers = &effects.new_transfers;
         TransferColumns {
-            id: transfers.iter().map(|t| t.id).collect(),
+            id: transfers.iter().map(|t| t.id.get()).collect(),
             from_account_id: transfers.iter().map(|t| t.from_account_id.get()).collect(),
             to_account_id: transfers.iter().map(|t| t.to_account_id.get()).collect(),
             from_user_id: transfers.iter().map(|t| t.from_user_id.get()).collect(),
@@ -284,7 +284,7 @@ impl<'a> ResolvedColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let resolved = &effects.resolved_transfers;
         ResolvedColumns {
-            id: resolved.iter().map(|t| t.id).collect(),
+            id: resolved.iter().map(|t| t.id.get()).collect(),
             status: resolved.iter().map(|t| t.status.as_str()).collect(),
         }
     }
@@ -356,7 +356,7 @@ impl<'a> SettlementColumns<'a> {
         SettlementColumns {
             settlement_id: paid.iter().map(|p| p.settlement_id.get()).collect(),
             user_id: paid.iter().map(|p| p.user_id.get()).collect(),
-            transfer_id: paid.iter().map(|p| p.transfer_id).collect(),
+            transfer_id: paid.iter().map(|p| p.transfer_id.get()).collect(),
             completed: &effects.completed_settlements,
         }
     }
@@ -456,7 +456,7 @@ impl<'a> EntryColumns<'a> {
             kind: entries.iter().map(|e| e.kind.as_str()).collect(),
             counterparty_account_id: entries.iter().map(|e| e.counterparty_account_id.map(AccountId::get)).collect(),
             counterparty_name: entries.iter().map(|e| e.counterparty_name.as_str()).collect(),
-            transfer_id: entries.iter().map(|e| e.transfer_id).collect(),
+            transfer_id: entries.iter().map(|e| e.transfer_id.map(TransferId::get)).collect(),
             memo: entries.iter().map(|e| e.memo.as_deref()).collect(),
             counterparty_user_name: entries.iter().map(|e| e.counterparty_user_name.as_deref()).collect(),
         }

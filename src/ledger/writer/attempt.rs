@@ -13,7 +13,7 @@ use super::worker::{AttemptError, Worker};
 use super::Answer;
 use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::business_day::business_date;
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::{apply, BatchContext, Effects, LedgerState};
 use crate::ledger::{statements, store};
 use crate::store::idempotency::KeyId;
@@ -26,7 +26,7 @@ struct Wanted {
     key_ids: Vec<KeyId>,
     /// At most one transfer id per command; unused ones are gaps in the sequence.
     transfers_possible: usize,
-    transfers: BTreeSet<i64>,
+    transfers: BTreeSet<TransferId>,
     settlements: BTreeSet<SettlementId>,
 }
 

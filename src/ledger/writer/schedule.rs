@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
 
 use super::{Answer, Idempotency, LedgerError};
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::Command;
 
 /// A submitted command on its way through the writer, with where to send its answer.
@@ -31,7 +31,7 @@ pub(super) enum Claim {
     Account(AccountId),
     /// The user's daily top-up counters, whichever day.
     Daily(UserId),
-    Transfer(i64),
+    Transfer(TransferId),
     Settlement(SettlementId),
     Key(UserId, String),
 }
