@@ -7,9 +7,9 @@ pub use super::ids::{AccountId, UserId};
 pub(crate) use super::text_enum::text_enum;
 
 /// The outside world: source of every top-up. May go negative.
-pub const EXTERNAL_ACCOUNT_ID: AccountId = 1;
+pub const EXTERNAL_ACCOUNT_ID: AccountId = AccountId::new(1);
 /// Source of all interest paid. May go negative.
-pub const INTEREST_ACCOUNT_ID: AccountId = 2;
+pub const INTEREST_ACCOUNT_ID: AccountId = AccountId::new(2);
 
 /// Yearly simple interest in basis points.
 pub const FREE_SAVINGS_RATE_BP: i32 = 300;

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::ids::UserId;
+use super::ids::{SettlementId, TransferId, UserId};
 use super::money::Amount;
 use super::text_enum::text_enum;
 
@@ -111,7 +111,7 @@ pub fn decline(shares: &mut [Share], user_id: UserId) -> Result<bool, DeclineErr
 /// A settlement as stored, decoded from `to_jsonb(settlements)`; `shares` in position order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Settlement {
-    pub id: i64,
+    pub id: SettlementId,
     pub requester_id: UserId,
     pub total: i64,
     pub mode: SplitMode,
@@ -128,14 +128,14 @@ pub struct Settlement {
 /// A stored share, decoded from `to_jsonb(settlement_shares)`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct SettlementShare {
-    pub settlement_id: i64,
+    pub settlement_id: SettlementId,
     pub user_id: UserId,
     pub position: i32,
     pub amount: i64,
     pub status: ShareStatus,
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid it; absent until it is paid, and for the requester's own share.
-    pub transfer_id: Option<i64>,
+    pub transfer_id: Option<TransferId>,
 }
 
 /// A share of a settlement about to be created.
@@ -320,6 +320,12 @@ mod tests {
     use crate::domain::money::MAX_AMOUNT_KRW;
     use proptest::prelude::*;
 
+    const REQUESTER: UserId = UserId::new(1);
+
+    fn ids(raw: &[i64]) -> Vec<UserId> {
+        raw.iter().copied().map(UserId::new).collect()
+    }
+
     fn krw(value: i64) -> Amount {
         Amount::parse(value).unwrap()
     }
@@ -338,34 +344,36 @@ mod tests {
 
     #[test]
     fn the_requester_holds_position_zero_then_participants_in_request_order() {
-        let shares = plan_shares(1, &[7, 5], RequesterShare::Included, krw(20_000), SplitMode::Equal, 0).unwrap();
+        let shares =
+            plan_shares(REQUESTER, &ids(&[7, 5]), RequesterShare::Included, krw(20_000), SplitMode::Equal, 0).unwrap();
         assert_eq!(
             shares,
             vec![
-                PlannedShare { position: 0, user_id: 1, amount: 6_667, status: ShareStatus::Own },
-                PlannedShare { position: 1, user_id: 7, amount: 6_667, status: ShareStatus::Requested },
-                PlannedShare { position: 2, user_id: 5, amount: 6_666, status: ShareStatus::Requested },
+                PlannedShare { position: 0, user_id: UserId::new(1), amount: 6_667, status: ShareStatus::Own },
+                PlannedShare { position: 1, user_id: UserId::new(7), amount: 6_667, status: ShareStatus::Requested },
+                PlannedShare { position: 2, user_id: UserId::new(5), amount: 6_666, status: ShareStatus::Requested },
             ]
         );
-        let shares = plan_shares(1, &[7, 5], RequesterShare::Excluded, krw(20_001), SplitMode::Equal, 0).unwrap();
+        let shares =
+            plan_shares(REQUESTER, &ids(&[7, 5]), RequesterShare::Excluded, krw(20_001), SplitMode::Equal, 0).unwrap();
         assert_eq!(
             shares.iter().map(|share| (share.user_id, share.amount)).collect::<Vec<_>>(),
-            [(7, 10_001), (5, 10_000)]
+            [(UserId::new(7), 10_001), (UserId::new(5), 10_000)]
         );
     }
 
     #[test]
     fn who_is_asked_to_pay_is_checked() {
         let plan = |participants: &[UserId], include_requester: bool| {
-            plan_shares(1, participants, include_requester.into(), krw(1_000), SplitMode::Random, 3)
+            plan_shares(REQUESTER, participants, include_requester.into(), krw(1_000), SplitMode::Random, 3)
         };
         assert_eq!(plan(&[], false), Err(SettlementError::NoParticipants));
         assert_eq!(plan(&[], true), Err(SettlementError::NoParticipants));
-        assert_eq!(plan(&[2, 3, 2], false), Err(SettlementError::DuplicateParticipant(2)));
-        assert_eq!(plan(&[2, 1], true), Err(SettlementError::RequesterAsParticipant));
-        let hundred: Vec<UserId> = (2..102).collect();
+        assert_eq!(plan(&ids(&[2, 3, 2]), false), Err(SettlementError::DuplicateParticipant(UserId::new(2))));
+        assert_eq!(plan(&ids(&[2, 1]), true), Err(SettlementError::RequesterAsParticipant));
+        let hundred: Vec<UserId> = (2..102).map(UserId::new).collect();
         assert_eq!(plan(&hundred, true).map(|shares| shares.len()), Ok(101));
-        let too_many: Vec<UserId> = (2..103).collect();
+        let too_many: Vec<UserId> = (2..103).map(UserId::new).collect();
         assert_eq!(plan(&too_many, false), Err(SettlementError::TooManyParticipants));
     }
 
@@ -373,7 +381,7 @@ mod tests {
     fn a_total_below_the_number_of_shares_is_refused_in_both_modes() {
         for mode in [SplitMode::Equal, SplitMode::Random] {
             let plan = |total, include_requester| {
-                plan_shares(1, &[2, 3, 4], RequesterShare::from(include_requester), krw(total), mode, 3)
+                plan_shares(REQUESTER, &ids(&[2, 3, 4]), RequesterShare::from(include_requester), krw(total), mode, 3)
             };
             assert_eq!(plan(2, false), Err(SettlementError::TotalBelowShares { shares: 3 }));
             assert_eq!(plan(3, true), Err(SettlementError::TotalBelowShares { shares: 4 }));
@@ -556,10 +564,10 @@ mod tests {
             random in any::<bool>(),
             seed in any::<i64>(),
         ) {
-            let participants: Vec<UserId> = participants.into_iter().collect();
+            let participants: Vec<UserId> = participants.into_iter().map(UserId::new).collect();
             let mode = if random { SplitMode::Random } else { SplitMode::Equal };
             let count = participants.len() + usize::from(include_requester);
-            let planned = plan_shares(1, &participants, include_requester.into(), krw(total), mode, seed);
+            let planned = plan_shares(REQUESTER, &participants, include_requester.into(), krw(total), mode, seed);
             if total < count as i64 {
                 prop_assert_eq!(planned, Err(SettlementError::TotalBelowShares { shares: count }));
                 return Ok(());

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::ids::{AccountId, UserId};
+use super::ids::{AccountId, SettlementId, TransferId, UserId};
 use super::text_enum::text_enum;
 
 /// How long a pending transfer waits for the receiver before it expires.
@@ -42,7 +42,7 @@ text_enum!(TransferMode { Immediate => "immediate", Confirm => "confirm" });
 /// Decoded from `to_jsonb(transfers)` by every reader, like [`super::accounts::Account`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Transfer {
-    pub id: i64,
+    pub id: TransferId,
     pub from_account_id: AccountId,
     pub to_account_id: AccountId,
     pub from_user_id: UserId,
@@ -59,7 +59,7 @@ pub struct Transfer {
     pub resolved_at: Option<DateTime<Utc>>,
     /// The split bill this transfer paid a share of.
     #[serde(default)]
-    pub settlement_id: Option<i64>,
+    pub settlement_id: Option<SettlementId>,
 }
 
 impl Transfer {

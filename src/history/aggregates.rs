@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
 use super::summary::{CounterpartyTotals, Summary, Totals, TOP_COUNTERPARTIES_MAX};
+use crate::domain::ids::AccountId;
 
 /// An entry of a batch as [`stored_ids`] looks it up: id, account, time in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +206,7 @@ struct CounterpartyRow {
 
 /// The binds every summary query shares, in their order.
 struct Binds {
-    account_id: i64,
+    account_id: AccountId,
     days: (String, String),
     edges: [(u32, u32, i64, i64); 2],
     direction: i8,
@@ -215,7 +216,7 @@ struct Binds {
 }
 
 impl Binds {
-    fn new(account_id: i64, split: Split, filters: &Filters, waiting: &[HistoryEntry]) -> Self {
+    fn new(account_id: AccountId, split: Split, filters: &Filters, waiting: &[HistoryEntry]) -> Self {
         let date = |day: i64| {
             (NaiveDate::default() + chrono::Days::new(u64::try_from(day.max(0)).unwrap_or(0)))
                 .format("%Y-%m-%d")
@@ -267,7 +268,7 @@ const SUMMARY_END_US: i64 = 4_102_444_800 * 1_000_000;
 /// the same filters), added: every entry committed before the request counts once.
 pub async fn summary(
     clickhouse: &ClickHouse,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     waiting: &[HistoryEntry],
@@ -401,7 +402,7 @@ mod tests {
         HistoryEntry {
             id,
             at: chrono::DateTime::from_timestamp(at_s, 0).unwrap(),
-            account_id: 1,
+            account_id: AccountId::new(1),
             direction,
             amount: 10,
             balance_after: 0,

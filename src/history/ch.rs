@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, ClickHouseEntryRow, Cursor, Filters, HistoryEntry, TimeRange, CLICKHOUSE_ENTRY_COLUMNS};
+use crate::domain::ids::AccountId;
 
 /// The first window of a page without a density hint (the first page).
 const FIRST_WINDOW_US: i64 = 3 * DAY_US;
@@ -144,7 +145,7 @@ fn bind_filters(mut query: clickhouse::query::Query, filters: &Filters) -> click
 /// outbox before they are cut into a page.
 pub async fn tuned_entries(
     clickhouse: &ClickHouse,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     cursor: Option<Cursor>,

@@ -4,6 +4,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use crate::domain::ids::AccountId;
+
 /// `Enum8('in' = 1, 'out' = 2)` in ClickHouse.
 pub const DIRECTION_IN: i8 = 1;
 pub const DIRECTION_OUT: i8 = 2;
@@ -13,7 +15,7 @@ pub const DIRECTION_OUT: i8 = 2;
 pub struct HistoryEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub account_id: i64,
+    pub account_id: AccountId,
     pub direction: &'static str,
     pub amount: i64,
     pub balance_after: i64,
@@ -37,7 +39,7 @@ impl HistoryEntry {
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct PgEntry {
     pub id: i64,
-    pub account_id: i64,
+    pub account_id: AccountId,
     pub at: DateTime<Utc>,
     pub direction: String,
     pub amount: i64,
@@ -59,7 +61,7 @@ pub const PG_ENTRY_COLUMNS: &str =
 #[derive(clickhouse::Row, serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ClickHouseEntry {
     pub entry_id: u64,
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// `DateTime('UTC')`: whole seconds since the epoch.
     pub at: u32,
     pub at_us: i64,
@@ -163,7 +165,7 @@ impl PgEntry {
 }
 
 impl ClickHouseEntryRow {
-    pub fn into_entry(self, account_id: i64) -> anyhow::Result<HistoryEntry> {
+    pub fn into_entry(self, account_id: AccountId) -> anyhow::Result<HistoryEntry> {
         let direction = match self.direction {
             DIRECTION_IN => "in",
             DIRECTION_OUT => "out",
@@ -342,7 +344,7 @@ mod tests {
         let entry = |id: i64, at_us: i64| HistoryEntry {
             id,
             at: DateTime::from_timestamp_micros(at_us).unwrap(),
-            account_id: 1,
+            account_id: AccountId::new(1),
             direction: "in",
             amount: 1,
             balance_after: 1,

@@ -195,7 +195,7 @@ impl Forwarder {
     async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<()> {
         let keys: Vec<EntryKey> = rows
             .iter()
-            .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id, at_us: row.at_us })
+            .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id.get(), at_us: row.at_us })
             .collect();
         let stored = stored_ids(&self.clickhouse, &keys).await.context("forwarder: looking for replayed entries")?;
         if !stored.is_empty() {

@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::PgConnection;
 
 use super::entry::{page_of, Cursor, Filters, HistoryEntry, Page, PgEntry, TimeRange, PG_ENTRY_COLUMNS};
+use crate::domain::ids::AccountId;
 
 /// Bounds for PostgreSQL, where an open end becomes a far date (so partitions still prune).
 pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -54,7 +55,7 @@ fn entries_of(rows: Vec<PgEntry>) -> anyhow::Result<Vec<HistoryEntry>> {
 /// One OFFSET page, newest first, and the number of entries in the range that pass `filters`.
 pub async fn naive_page(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     page: i64,
@@ -95,7 +96,7 @@ pub async fn naive_page(
 /// The tuned keyset page, answered by PostgreSQL however far it has to read.
 pub async fn keyset_page(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     cursor: Option<Cursor>,
@@ -129,7 +130,7 @@ pub async fn keyset_page(
 /// is [`keyset_page`].
 pub async fn bounded_keyset_page(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     cursor: Option<Cursor>,
@@ -190,7 +191,7 @@ pub async fn bounded_keyset_page(
 /// page adds so that it shows every committed entry.
 pub async fn waiting_entries(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     cursor: Option<Cursor>,

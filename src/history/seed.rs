@@ -32,6 +32,7 @@ use tokio_postgres::types::{ToSql, Type};
 use super::clickhouse::ClickHouse;
 use super::entry::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
+use crate::domain::ids::AccountId;
 use crate::domain::names::Password;
 use crate::domain::passwords::HashCost;
 use crate::hashing::{Hashing, HashingLimits};
@@ -378,7 +379,7 @@ impl<'a> EntryGenerator<'a> {
         };
         ClickHouseEntry {
             entry_id: (self.first_entry_id + index as i64) as u64,
-            account_id: accounts[account].id,
+            account_id: AccountId::new(accounts[account].id),
             at: (at_us / 1_000_000) as u32,
             at_us,
             direction,

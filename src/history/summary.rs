@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 
 use super::entry::{Filters, TimeRange};
 use super::pg::{filtered, pg_bounds};
+use crate::domain::ids::AccountId;
 
 /// Counterparties listed in a summary.
 pub const TOP_COUNTERPARTIES_MAX: i64 = 10;
@@ -67,7 +68,7 @@ impl From<PgTotals> for Totals {
 /// entries).
 pub async fn entries_at_most(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     max: i64,
 ) -> anyhow::Result<bool> {
@@ -89,7 +90,7 @@ pub async fn entries_at_most(
 /// The summary computed by PostgreSQL over the entries that pass `filters`.
 pub async fn naive_summary(
     conn: &mut PgConnection,
-    account_id: i64,
+    account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
 ) -> anyhow::Result<Summary> {

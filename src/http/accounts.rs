@@ -22,7 +22,8 @@ use crate::store::accounts;
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct AccountView {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: AccountId,
     /// `main` or `savings`.
     pub kind: String,
     /// `free` or `fixed` for savings, null for the main account.

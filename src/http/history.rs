@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
+use crate::domain::ids::AccountId;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::entry::{merge_pages, Cursor, Filters, HistoryEntry, Page, TimeRange};
 use crate::history::forwarder::lag_ms;
@@ -50,7 +51,8 @@ pub struct Counterparty {
 pub struct EntryView {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub account_id: i64,
+    #[schema(value_type = i64)]
+    pub account_id: AccountId,
     /// `in` | `out`.
     pub direction: String,
     pub amount: i64,
@@ -255,7 +257,7 @@ fn parse_filters(direction: Option<&str>, kind: Option<&str>, counterparty: Opti
 }
 
 /// 404 unless the caller owns the account.
-async fn check_owner(state: &AppState, caller: AuthUser, account_id: i64) -> ApiResult<()> {
+async fn check_owner(state: &AppState, caller: AuthUser, account_id: AccountId) -> ApiResult<()> {
     let mut conn = state.pool.acquire().await?;
     accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
     Ok(())
@@ -316,7 +318,7 @@ where
 pub async fn get_history(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(account_id): ApiPath<i64>,
+    ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
     let now = state.clock.now();
@@ -370,7 +372,7 @@ fn page_response(source: &'static str, page: Page) -> Response {
 pub async fn get_history_naive(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(account_id): ApiPath<i64>,
+    ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<NaiveHistoryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
@@ -402,7 +404,7 @@ pub async fn get_history_naive(
 pub async fn get_summary(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(account_id): ApiPath<i64>,
+    ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
@@ -440,7 +442,7 @@ pub async fn get_summary(
 pub async fn get_summary_naive(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(account_id): ApiPath<i64>,
+    ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;

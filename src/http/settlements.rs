@@ -17,6 +17,8 @@ use super::headers::{created, location, Created};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::domain::accounts::UserId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
@@ -35,7 +37,8 @@ pub struct SettlementRequest {
     /// uniformly random split into shares of at least 1 KRW, no position favoured.
     pub mode: String,
     /// 1 to 100 distinct users, not the requester, who each pay a share.
-    pub participant_ids: Vec<i64>,
+    #[schema(value_type = Vec<i64>)]
+    pub participant_ids: Vec<UserId>,
     /// The requester keeps a share of their own (status `self`, never paid). Default false.
     pub include_requester: Option<bool>,
     /// 1..64 characters, not blank, no invisible characters (kept in NFC); shown to
@@ -45,7 +48,8 @@ pub struct SettlementRequest {
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct ShareView {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     /// At least 1 KRW.
     pub amount: i64,
     /// `requested` | `paid` | `self` | `declined`.
@@ -53,13 +57,16 @@ pub struct ShareView {
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid the share (none until it is paid, and for the requester's own
     /// share).
-    pub transfer_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub transfer_id: Option<TransferId>,
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct SettlementView {
-    pub id: i64,
-    pub requester_id: i64,
+    #[schema(value_type = i64)]
+    pub id: SettlementId,
+    #[schema(value_type = i64)]
+    pub requester_id: UserId,
     pub total: i64,
     /// `equal` | `random`.
     pub mode: String,
@@ -183,7 +190,7 @@ pub async fn create_settlement(
 pub async fn get_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Json<SettlementView>> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
@@ -212,7 +219,7 @@ pub async fn list_settlements(
     let found = settlements::list(&mut conn, caller.user_id, role, before, limit + 1).await?;
     let has_more = found.len() as i64 > limit;
     let page: Vec<SettlementView> = found.iter().take(limit as usize).map(SettlementView::from).collect();
-    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
+    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id.get())) } else { None };
     Ok(Json(SettlementList { settlements: page, next_cursor }))
 }
 
@@ -236,7 +243,7 @@ pub async fn pay_share(
     State(state): State<AppState>,
     caller: AuthUser,
     key: IdempotencyKey,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Response> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
@@ -287,7 +294,7 @@ pub async fn pay_share(
 pub async fn decline_share(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Json<SettlementView>> {
     let mut conn = state.pool.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::names::UserName;
 use crate::http::state::AppState;
 use crate::store::social::{self, Contact, List, ListError};
@@ -24,11 +25,13 @@ pub struct FriendRequest {
 /// A user on the caller's friend list, with what sending them money takes.
 #[derive(Serialize, ToSchema)]
 pub struct FriendView {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     /// Their current name.
     pub name: String,
     /// Where transfers to them go (`to_account_id`).
-    pub main_account_id: i64,
+    #[schema(value_type = i64)]
+    pub main_account_id: AccountId,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -40,12 +43,14 @@ pub struct FriendList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct BlockView {
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     /// Their current name.
     pub name: String,
 }
@@ -132,7 +137,7 @@ pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> Ap
 pub async fn remove_friend(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user_id): ApiPath<UserId>,
 ) -> ApiResult<StatusCode> {
     let mut conn = state.pool.acquire().await?;
     if social::remove(&mut conn, List::Friends, caller.user_id, user_id).await? {
@@ -186,7 +191,7 @@ pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> Api
 pub async fn remove_block(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user_id): ApiPath<UserId>,
 ) -> ApiResult<StatusCode> {
     let mut conn = state.pool.acquire().await?;
     if social::remove(&mut conn, List::Blocks, caller.user_id, user_id).await? {

@@ -15,6 +15,8 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::headers::respond_created;
 use super::idempotency::{run_command, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use crate::domain::accounts::{AccountId, UserId};
+use crate::domain::ids::TransferId;
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
@@ -25,7 +27,7 @@ use crate::store::social;
 use crate::store::transfers::{self, Direction};
 
 /// No account has this id (they start at 1).
-const NO_ACCOUNT_ID: i64 = 0;
+const NO_ACCOUNT_ID: AccountId = AccountId::new(0);
 
 /// Unknown fields are refused: a client that believes it can choose the source account (it is
 /// always the caller's main account) must hear no rather than pay from somewhere else.
@@ -33,7 +35,8 @@ const NO_ACCOUNT_ID: i64 = 0;
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Another user's main account.
-    pub to_account_id: i64,
+    #[schema(value_type = i64)]
+    pub to_account_id: AccountId,
     pub amount: i64,
     /// The name the receiver sees, always beside the sender's real user name (statement
     /// entries, notifications): 1..64 characters, not blank, no invisible characters; kept in
@@ -45,9 +48,12 @@ pub struct TransferRequest {
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct TransferView {
-    pub id: i64,
-    pub from_account_id: i64,
-    pub to_account_id: i64,
+    #[schema(value_type = i64)]
+    pub id: TransferId,
+    #[schema(value_type = i64)]
+    pub from_account_id: AccountId,
+    #[schema(value_type = i64)]
+    pub to_account_id: AccountId,
     pub amount: i64,
     /// Topped up into the sender's main account to fund this transfer.
     pub auto_charged: i64,
@@ -149,7 +155,7 @@ pub async fn create_transfer(
 pub async fn get_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<TransferId>,
 ) -> ApiResult<Json<TransferView>> {
     let mut conn = state.pool.acquire().await?;
     let transfer = transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
@@ -182,7 +188,7 @@ pub async fn list_transfers(
     let found = transfers::list(&mut conn, caller.user_id, direction, status, before, limit + 1).await?;
     let has_more = found.len() as i64 > limit;
     let page: Vec<TransferView> = found.iter().take(limit as usize).map(TransferView::from).collect();
-    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id)) } else { None };
+    let next_cursor = if has_more { page.last().map(|last| encode_id_cursor(last.id.get())) } else { None };
     Ok(Json(TransferList { transfers: page, next_cursor }))
 }
 
@@ -203,7 +209,7 @@ impl Action {
         }
     }
 
-    fn resolution(self, user_id: i64) -> Resolution {
+    fn resolution(self, user_id: UserId) -> Resolution {
         match self {
             Action::Accept => Resolution::Accept { user_id },
             Action::Reject => Resolution::Reject { user_id },
@@ -219,7 +225,7 @@ async fn resolve(
     state: AppState,
     caller: AuthUser,
     key: IdempotencyKey,
-    id: i64,
+    id: TransferId,
     action: Action,
 ) -> ApiResult<Response> {
     let transfer = {
@@ -253,7 +259,7 @@ pub async fn accept_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
     key: IdempotencyKey,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<TransferId>,
 ) -> ApiResult<Response> {
     resolve(state, caller, key, id, Action::Accept).await
 }
@@ -271,7 +277,7 @@ pub async fn reject_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
     key: IdempotencyKey,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<TransferId>,
 ) -> ApiResult<Response> {
     resolve(state, caller, key, id, Action::Reject).await
 }
@@ -288,7 +294,7 @@ pub async fn cancel_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
     key: IdempotencyKey,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<TransferId>,
 ) -> ApiResult<Response> {
     resolve(state, caller, key, id, Action::Cancel).await
 }

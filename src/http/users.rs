@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser, BearerToken, ClientAddress};
 use super::headers::{created, location, Created};
+use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
@@ -32,9 +33,11 @@ pub struct Credentials {
 
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     pub name: String,
-    pub main_account_id: i64,
+    #[schema(value_type = i64)]
+    pub main_account_id: AccountId,
 }
 
 impl From<User> for UserView {
@@ -46,7 +49,8 @@ impl From<User> for UserView {
 #[derive(Serialize, ToSchema)]
 pub struct SessionView {
     pub token: String,
-    pub user_id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -75,9 +79,11 @@ impl DailyChargeView {
 
 #[derive(Serialize, ToSchema)]
 pub struct MeView {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     pub name: String,
-    pub main_account_id: i64,
+    #[schema(value_type = i64)]
+    pub main_account_id: AccountId,
     /// `immediate` or `confirm` (outgoing transfers wait for the receiver).
     pub transfer_mode: String,
     /// Who may ask the user to pay a share of a split bill: `everyone` (the default) or

@@ -21,6 +21,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName, Schedule};
+use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::business_day::{business_date, first_of_month, first_of_next_month, local_instant};
 use crate::ledger::{Command, CommandError, LedgerError, LedgerWriter, Outcome};
 use crate::store::partitions;
@@ -55,9 +56,9 @@ const DUE: &str = "SELECT s.id AS savings_account_id, s.user_id, m.id AS main_ac
 /// A fixed savings account [`DUE`] found.
 #[derive(sqlx::FromRow)]
 struct Due {
-    savings_account_id: i64,
-    user_id: i64,
-    main_account_id: i64,
+    savings_account_id: AccountId,
+    user_id: UserId,
+    main_account_id: AccountId,
     installment_through: Option<NaiveDate>,
     opened_at: DateTime<Utc>,
 }
@@ -75,9 +76,9 @@ pub fn first_installment_date(opened_at: DateTime<Utc>, at: NaiveTime, tz: Tz) -
 
 /// One account's walk: its ids and the dates it owes, oldest first.
 struct Owed {
-    user_id: i64,
-    main_account_id: i64,
-    savings_account_id: i64,
+    user_id: UserId,
+    main_account_id: AccountId,
+    savings_account_id: AccountId,
     first: NaiveDate,
     last: NaiveDate,
 }
@@ -100,7 +101,7 @@ async fn walk(ledger: LedgerWriter, owed: Owed) -> anyhow::Result<InstallmentTot
             Err(LedgerError::Rejected(CommandError::InvalidState(_))) => {}
             // The account was closed or changed in between: nothing more to take.
             Err(LedgerError::Rejected(error)) => {
-                tracing::info!(%error, savings_account_id, "installment refused");
+                tracing::info!(%error, %savings_account_id, "installment refused");
                 break;
             }
             Ok(other) => return Err(other.unexpected()),
@@ -174,7 +175,7 @@ impl Job for Installments {
             report.auto_charged_krw += totals.auto_charged_krw;
             processed += totals.taken + totals.missed;
         }
-        let last = due.last().map(|account| account.savings_account_id);
+        let last = due.last().map(|account| account.savings_account_id.get());
         Ok(Chunk { processed, cursor: last.or(cursor), finished: due.len() < ctx.chunk_size })
     }
 }

@@ -62,7 +62,7 @@ impl Job for Reminders {
                 }),
             })
             .collect();
-        let ids: Vec<i64> = due.iter().map(|transfer| transfer.id).collect();
+        let ids: Vec<i64> = due.iter().map(|transfer| transfer.id.get()).collect();
         let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
         // The rows are locked by this transaction and were selected unreminded.
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::apply::{Effects, LedgerState, PostingFlags, PostingKind};
 use crate::domain::accounts::{AccountId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID};
+use crate::domain::ids::TransferId;
 use crate::domain::transfers::Transfer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct StatementEntry {
     /// The counterparty's real user name at the time, always beside the name shown (which a
     /// sender chooses freely); None for system counterparties.
     pub counterparty_user_name: Option<String>,
-    pub transfer_id: Option<i64>,
+    pub transfer_id: Option<TransferId>,
     pub memo: Option<String>,
 }
 
@@ -69,7 +70,7 @@ fn sides(flags: PostingFlags) -> (Option<Direction>, Option<Direction>) {
 /// transfer sees the sender's chosen display name when there is one; everybody else sees real
 /// names. Every entry with a user counterparty also carries that user's real name.
 pub fn entries(state: &LedgerState, effects: &Effects) -> Vec<StatementEntry> {
-    let transfers: HashMap<i64, &Transfer> = effects
+    let transfers: HashMap<TransferId, &Transfer> = effects
         .new_transfers
         .iter()
         .chain(&effects.resolved_transfers)
@@ -142,14 +143,14 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::domain::accounts::{Account, AccountKind, AccountStatus};
+    use crate::domain::accounts::{Account, AccountKind, AccountStatus, UserId};
     use crate::domain::money::Amount;
     use crate::ledger::apply::{apply, BatchContext, Command};
 
-    fn account(id: AccountId, owner: Option<(i64, &str)>, credits: i64) -> Account {
+    fn account(id: i64, owner: Option<(i64, &str)>, credits: i64) -> Account {
         Account {
-            id,
-            user_id: owner.map(|(user, _)| user),
+            id: AccountId::new(id),
+            user_id: owner.map(|(user, _)| UserId::new(user)),
             kind: if owner.is_some() { AccountKind::Main } else { AccountKind::System },
             product: None,
             status: AccountStatus::Open,
@@ -180,7 +181,7 @@ mod tests {
         {
             state.accounts.insert(account.id, account);
         }
-        state.transfer_ids = vec![7];
+        state.transfer_ids = vec![TransferId::new(7)];
         let context = BatchContext {
             now: "2026-11-24T03:00:00Z".parse().unwrap(),
             business_date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
@@ -188,9 +189,9 @@ mod tests {
             tz: chrono_tz::Asia::Seoul,
         };
         let command = Command::Transfer {
-            user_id: 1,
-            from_account_id: 101,
-            to_account_id: 102,
+            user_id: UserId::new(1),
+            from_account_id: AccountId::new(101),
+            to_account_id: AccountId::new(102),
             amount: Amount::parse(12_000).unwrap(),
             display_name: Some("Kim".into()),
             memo: Some("lunch".into()),
@@ -202,7 +203,7 @@ mod tests {
         assert_eq!(entries.len(), 3);
         assert_eq!(
             (entries[0].account_id, entries[0].direction, entries[0].kind),
-            (101, Direction::In, PostingKind::Charge)
+            (AccountId::new(101), Direction::In, PostingKind::Charge)
         );
         assert_eq!((entries[0].counterparty_account_id, entries[0].counterparty_name.as_str()), (None, "external"));
         assert_eq!(entries[0].counterparty_user_name, None);
@@ -210,15 +211,21 @@ mod tests {
         let sent = &entries[1];
         assert_eq!(
             (sent.account_id, sent.direction, sent.amount, sent.balance_after),
-            (101, Direction::Out, 12_000, 3_000)
+            (AccountId::new(101), Direction::Out, 12_000, 3_000)
         );
-        assert_eq!((sent.counterparty_account_id, sent.counterparty_name.as_str()), (Some(102), "bob"));
+        assert_eq!((sent.counterparty_account_id, sent.counterparty_name.as_str()), (Some(AccountId::new(102)), "bob"));
         assert_eq!(sent.counterparty_user_name.as_deref(), Some("bob"));
         let received = &entries[2];
-        assert_eq!((received.account_id, received.direction, received.balance_after), (102, Direction::In, 12_000));
-        assert_eq!((received.counterparty_account_id, received.counterparty_name.as_str()), (Some(101), "Kim"));
+        assert_eq!(
+            (received.account_id, received.direction, received.balance_after),
+            (AccountId::new(102), Direction::In, 12_000)
+        );
+        assert_eq!(
+            (received.counterparty_account_id, received.counterparty_name.as_str()),
+            (Some(AccountId::new(101)), "Kim")
+        );
         // Beside the chosen name, the sender's real one.
         assert_eq!(received.counterparty_user_name.as_deref(), Some("alice"));
-        assert_eq!((received.transfer_id, received.memo.as_deref()), (Some(7), Some("lunch")));
+        assert_eq!((received.transfer_id, received.memo.as_deref()), (Some(TransferId::new(7)), Some("lunch")));
     }
 }

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::accounts::UserId;
+use crate::domain::ids::SettlementId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{
     self as settlements_domain, DeclineError, PlannedShare, Settlement, SettlementShare, SettlementStatus, Share,
@@ -163,8 +164,8 @@ async fn insert_settlement(
     conn: &mut PgConnection,
     new: &NewSettlement<'_>,
     now: DateTime<Utc>,
-) -> Result<i64, SettlementStoreError> {
-    let id: i64 = sqlx::query_scalar(
+) -> Result<SettlementId, SettlementStoreError> {
+    let id: SettlementId = sqlx::query_scalar(
         "INSERT INTO settlements (requester_id, total, mode, status, memo, seed, created_at)
          VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
     )
@@ -200,7 +201,7 @@ async fn insert_settlement(
 }
 
 /// The settlement `new` became, with id `id`.
-fn created(new: &NewSettlement<'_>, id: i64, now: DateTime<Utc>) -> Settlement {
+fn created(new: &NewSettlement<'_>, id: SettlementId, now: DateTime<Utc>) -> Settlement {
     Settlement {
         id,
         requester_id: new.requester_id,
@@ -246,7 +247,7 @@ pub enum DeclineStoreError {
 /// not declined, and a payment after the decline is refused.
 pub async fn decline(
     pool: &PgPool,
-    id: i64,
+    id: SettlementId,
     participant: UserId,
     notification: NewNotification,
     now: DateTime<Utc>,
@@ -294,14 +295,14 @@ async fn with_shares(conn: &mut PgConnection, mut settlements: Vec<Settlement>) 
     if settlements.is_empty() {
         return Ok(settlements);
     }
-    let ids: Vec<i64> = settlements.iter().map(|settlement| settlement.id).collect();
+    let ids: Vec<i64> = settlements.iter().map(|settlement| settlement.id.get()).collect();
     let rows = sqlx::query(
         "SELECT to_jsonb(sh) FROM settlement_shares sh WHERE settlement_id = ANY($1) ORDER BY settlement_id, position",
     )
     .bind(&ids)
     .fetch_all(conn)
     .await?;
-    let index: HashMap<i64, usize> =
+    let index: HashMap<SettlementId, usize> =
         settlements.iter().enumerate().map(|(index, settlement)| (settlement.id, index)).collect();
     for row in rows {
         let Json(share): Json<SettlementShare> = row.try_get(0)?;
@@ -313,7 +314,11 @@ async fn with_shares(conn: &mut PgConnection, mut settlements: Vec<Settlement>) 
 }
 
 /// The settlement if the user asked for it or holds a share of it.
-pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: i64) -> sqlx::Result<Option<Settlement>> {
+pub async fn get_for_party(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    id: SettlementId,
+) -> sqlx::Result<Option<Settlement>> {
     let row = sqlx::query(
         "SELECT to_jsonb(s) FROM settlements s
           WHERE s.id = $1

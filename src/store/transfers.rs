@@ -5,6 +5,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::accounts::UserId;
+use crate::domain::ids::TransferId;
 use crate::domain::transfers::{Transfer, TransferStatus};
 
 /// Rows as JSON, decoded by the one decoder the ledger writer uses too.
@@ -16,7 +17,7 @@ fn transfer_from_row(row: &PgRow) -> sqlx::Result<Transfer> {
 }
 
 /// The transfer if the user sent or received it.
-pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: i64) -> sqlx::Result<Option<Transfer>> {
+pub async fn get_for_party(conn: &mut PgConnection, user_id: UserId, id: TransferId) -> sqlx::Result<Option<Transfer>> {
     let sql =
         format!("SELECT {TRANSFER_JSON} FROM transfers t WHERE id = $1 AND (from_user_id = $2 OR to_user_id = $2)");
     let row = sqlx::query(&sql).bind(id).bind(user_id).fetch_optional(conn).await?;
@@ -62,7 +63,7 @@ pub async fn list(
 /// A pending transfer whose receiver is due a reminder.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueReminder {
-    pub id: i64,
+    pub id: TransferId,
     pub from_user_id: UserId,
     pub to_user_id: UserId,
     pub amount: i64,

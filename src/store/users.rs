@@ -174,7 +174,7 @@ pub async fn update_profile(
 pub async fn fill_name_skeletons(pool: &PgPool) -> anyhow::Result<u64> {
     const CHUNK: i64 = 1_000;
     const ATTEMPTS: u32 = 5;
-    let mut after: UserId = 0;
+    let mut after = UserId::new(0);
     let mut filled = 0;
     loop {
         let rows: Vec<(UserId, String)> =

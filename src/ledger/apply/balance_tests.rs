@@ -8,11 +8,12 @@ use chrono::NaiveDate;
 
 use super::invariants::{columns_balance, postings_balance, Imbalance};
 use crate::domain::accounts::{Account, AccountId, AccountKind, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::ids::TransferId;
 use crate::domain::money::Amount;
 use crate::domain::transfers::{Transfer, TransferStatus, PENDING_LIFETIME};
 
-const MAIN: AccountId = 101;
-const OTHER: AccountId = 102;
+const MAIN: AccountId = AccountId::new(101);
+const OTHER: AccountId = AccountId::new(102);
 
 /// A plain open account of `kind`, built by the apply tests' helper.
 fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account {
@@ -21,18 +22,24 @@ fn account(id: AccountId, user_id: Option<UserId>, kind: AccountKind) -> Account
 
 /// Two users' main accounts, the first holding 10,000 (charged from the external account).
 fn before() -> LedgerState {
-    let mut main = account(MAIN, Some(1), AccountKind::Main);
+    let mut main = account(MAIN, Some(UserId::new(1)), AccountKind::Main);
     main.credits_posted = 10_000;
     let mut external = account(EXTERNAL_ACCOUNT_ID, None, AccountKind::System);
     external.debits_posted = 10_000;
     let mut state = LedgerState::default();
-    for account in [main, account(OTHER, Some(2), AccountKind::Main), external] {
+    for account in [main, account(OTHER, Some(UserId::new(2)), AccountKind::Main), external] {
         state.accounts.insert(account.id, account);
     }
     state
 }
 
-fn posting(debit: AccountId, credit: AccountId, amount: i64, flags: PostingFlags, transfer_id: Option<i64>) -> Posting {
+fn posting(
+    debit: AccountId,
+    credit: AccountId,
+    amount: i64,
+    flags: PostingFlags,
+    transfer_id: Option<TransferId>,
+) -> Posting {
     Posting {
         command_index: 0,
         debit_account_id: debit,
@@ -60,7 +67,7 @@ fn after(state: &LedgerState, debited: i64, credited: i64) -> BTreeMap<AccountId
 #[test]
 fn a_balanced_transfer_passes() {
     let state = before();
-    let postings = [posting(MAIN, OTHER, 1_000, PostingFlags::Posted, Some(7))];
+    let postings = [posting(MAIN, OTHER, 1_000, PostingFlags::Posted, Some(TransferId::new(7)))];
     assert_eq!(postings_balance(&state, &after(&state, 1_000, 1_000), &postings, &[]), Ok(()));
 }
 
@@ -68,7 +75,7 @@ fn a_balanced_transfer_passes() {
 fn a_command_whose_debits_are_not_its_credits_is_reported() {
     let state = before();
     // 1,000 leaves one account, 900 reaches the other: 100 vanished.
-    let postings = [posting(MAIN, OTHER, 1_000, PostingFlags::Posted, Some(7))];
+    let postings = [posting(MAIN, OTHER, 1_000, PostingFlags::Posted, Some(TransferId::new(7)))];
     assert_eq!(
         postings_balance(&state, &after(&state, 1_000, 900), &postings, &[]),
         Err(Imbalance::DebitsAreNotCredits { debits: 1_000, credits: 900, pending_debits: 0, pending_credits: 0 })
@@ -81,7 +88,7 @@ fn postings_that_do_not_add_up_to_the_accounts_moves_are_reported() {
     let state = before();
     let moved = after(&state, 1_000, 1_000);
     // The accounts balance, but the rows that would be written say 900.
-    let postings = [posting(MAIN, OTHER, 900, PostingFlags::Posted, Some(7))];
+    let postings = [posting(MAIN, OTHER, 900, PostingFlags::Posted, Some(TransferId::new(7)))];
     assert_eq!(
         postings_balance(&state, &moved, &postings, &[]),
         Err(Imbalance::AccountDiffersFromPostings {
@@ -107,7 +114,7 @@ fn postings_that_do_not_add_up_to_the_accounts_moves_are_reported() {
 #[test]
 fn a_user_account_left_below_zero_available_is_reported() {
     let state = before();
-    let postings = [posting(MAIN, OTHER, 12_000, PostingFlags::Posted, Some(7))];
+    let postings = [posting(MAIN, OTHER, 12_000, PostingFlags::Posted, Some(TransferId::new(7)))];
     assert_eq!(
         postings_balance(&state, &after(&state, 12_000, 12_000), &postings, &[]),
         Err(Imbalance::NegativeAvailable { account_id: MAIN, available: -2_000 })
@@ -118,11 +125,11 @@ fn a_user_account_left_below_zero_available_is_reported() {
 fn pending(held: i64) -> Transfer {
     let now = "2026-11-24T03:00:00Z".parse().unwrap();
     Transfer {
-        id: 7,
+        id: TransferId::new(7),
         from_account_id: MAIN,
         to_account_id: OTHER,
-        from_user_id: 1,
-        to_user_id: 2,
+        from_user_id: UserId::new(1),
+        to_user_id: UserId::new(2),
         amount: held,
         auto_charged: 0,
         status: TransferStatus::Pending,
@@ -159,14 +166,19 @@ fn a_hold_is_posted_or_voided_only_for_the_amount_a_pending_transfer_holds() {
         moved.get_mut(&OTHER).unwrap().credits_pending -= amount;
         moved
     };
-    let posted = |amount| [posting(MAIN, OTHER, amount, PostingFlags::PostPending, Some(7))];
+    let posted = |amount| [posting(MAIN, OTHER, amount, PostingFlags::PostPending, Some(TransferId::new(7)))];
     assert_eq!(postings_balance(&state, &resolve(&state, held), &posted(held), &[]), Ok(()));
     assert_eq!(
         postings_balance(&state, &resolve(&state, 300), &posted(300), &[]),
-        Err(Imbalance::HoldMismatch { index: 0, transfer_id: Some(7), flags: PostingFlags::PostPending, amount: 300 })
+        Err(Imbalance::HoldMismatch {
+            index: 0,
+            transfer_id: Some(TransferId::new(7)),
+            flags: PostingFlags::PostPending,
+            amount: 300
+        })
     );
     // A transfer that is no longer pending holds nothing.
-    state.transfers.get_mut(&7).unwrap().status = TransferStatus::Completed;
+    state.transfers.get_mut(&TransferId::new(7)).unwrap().status = TransferStatus::Completed;
     assert!(matches!(
         postings_balance(&state, &resolve(&state, held), &posted(held), &[]),
         Err(Imbalance::HoldMismatch { .. })
@@ -183,7 +195,7 @@ fn a_corrupted_state_trips_the_assertion_in_debug_builds() {
     let mut state = before();
     state.accounts.get_mut(&MAIN).unwrap().debits_posted = 15_000;
     let context = context();
-    let charge = Command::Charge { user_id: 1, account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
+    let charge = Command::Charge { user_id: UserId::new(1), account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
     let _ = apply(&mut state, &context, &[charge]);
 }
 
@@ -193,12 +205,12 @@ fn a_corrupted_state_trips_the_assertion_in_debug_builds() {
 #[should_panic(expected = "no hold of 500")]
 fn a_pending_transfer_without_its_hold_stops_the_batch() {
     let mut state = before();
-    state.transfers.insert(7, pending(500));
+    state.transfers.insert(TransferId::new(7), pending(500));
     let accept = Command::Resolve {
-        transfer_id: 7,
+        transfer_id: TransferId::new(7),
         from_account_id: MAIN,
         to_account_id: OTHER,
-        action: Resolution::Accept { user_id: 2 },
+        action: Resolution::Accept { user_id: UserId::new(2) },
     };
     let _ = apply(&mut state, &context(), &[accept]);
 }

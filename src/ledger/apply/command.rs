@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 
 /// What a caller asks the ledger to do. Every money movement in minipay is one of these.
@@ -29,7 +30,7 @@ pub enum Command {
     /// caller's shortfall. The amount is the share's, read under lock.
     PayShare {
         user_id: UserId,
-        settlement_id: i64,
+        settlement_id: SettlementId,
         from_account_id: AccountId,
         /// The requester's main account.
         to_account_id: AccountId,
@@ -37,7 +38,7 @@ pub enum Command {
     },
     /// Resolves a pending transfer. The accounts are the transfer's (they never change); the
     /// status is read under lock, so exactly one resolution wins.
-    Resolve { transfer_id: i64, from_account_id: AccountId, to_account_id: AccountId, action: Resolution },
+    Resolve { transfer_id: TransferId, from_account_id: AccountId, to_account_id: AccountId, action: Resolution },
     /// A fixed savings account's installment for business date `date`: main → savings, the
     /// shortfall topped up against `date`'s limit. When the limit does not allow it, nothing
     /// moves and the miss is recorded on the account with an `installment_failed` notification.
@@ -93,7 +94,7 @@ impl Command {
     }
 
     /// The existing transfer the command changes; the batch locks it.
-    pub fn transfer_to_lock(&self) -> Option<i64> {
+    pub fn transfer_to_lock(&self) -> Option<TransferId> {
         match *self {
             Command::Resolve { transfer_id, .. } => Some(transfer_id),
             Command::Charge { .. }
@@ -106,7 +107,7 @@ impl Command {
     }
 
     /// The settlement whose shares the command reads and changes; the batch locks them.
-    pub fn settlement_to_lock(&self) -> Option<i64> {
+    pub fn settlement_to_lock(&self) -> Option<SettlementId> {
         match *self {
             Command::PayShare { settlement_id, .. } => Some(settlement_id),
             Command::Charge { .. }

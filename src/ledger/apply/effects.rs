@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 
 use super::postings::Posting;
 use crate::domain::accounts::{AccountId, UserId};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::notifications::NewNotification;
 use crate::domain::transfers::Transfer;
 
@@ -21,12 +22,12 @@ pub struct Effects {
     pub resolved_transfers: Vec<Transfer>,
     pub notifications: Vec<NewNotification>,
     pub paid_shares: Vec<PaidShare>,
-    pub completed_settlements: Vec<i64>,
+    pub completed_settlements: Vec<SettlementId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaidShare {
-    pub settlement_id: i64,
+    pub settlement_id: SettlementId,
     pub user_id: UserId,
-    pub transfer_id: i64,
+    pub transfer_id: TransferId,
 }

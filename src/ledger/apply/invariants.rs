@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::postings::{Posting, PostingFlags};
 use super::state::LedgerState;
 use crate::domain::accounts::{Account, AccountId};
+use crate::domain::ids::TransferId;
 use crate::domain::transfers::{Transfer, TransferStatus};
 
 /// A ledger rule that a command's effect breaks, as [`postings_balance`] finds it.
@@ -45,7 +46,7 @@ pub(super) enum Imbalance {
     /// amount.
     HoldMismatch {
         index: usize,
-        transfer_id: Option<i64>,
+        transfer_id: Option<TransferId>,
         flags: PostingFlags,
         amount: i64,
     },

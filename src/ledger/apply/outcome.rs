@@ -1,6 +1,7 @@
 //! What a command did, as its caller is answered.
 
 use crate::domain::accounts::Account;
+use crate::domain::ids::SettlementId;
 use crate::domain::transfers::Transfer;
 
 /// What a command did, with the accounts as they stand right after it.
@@ -30,7 +31,7 @@ pub enum Outcome {
         from_account: Account,
     },
     SharePaid {
-        settlement_id: i64,
+        settlement_id: SettlementId,
         transfer: Transfer,
         from_account: Account,
     },

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::domain::accounts::AccountId;
+use crate::domain::ids::TransferId;
 
 /// What a posting is for, as its ledger row and statement entries name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,7 @@ pub struct Posting {
     pub kind: PostingKind,
     pub flags: PostingFlags,
     /// The user-visible transfer this row belongs to (the transfer and its auto top-up).
-    pub transfer_id: Option<i64>,
+    pub transfer_id: Option<TransferId>,
     /// For a top-up (`charge`): the business day whose limit it counts against, which for a
     /// caught-up installment is not the day it is booked.
     pub charged_for: Option<NaiveDate>,

@@ -8,6 +8,7 @@ use super::outcome::Outcome;
 use super::postings::{PostingFlags, PostingKind};
 use super::staged::{Staged, TransferRequest};
 use crate::domain::accounts::{AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::{auto_charge_for, Amount};
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{all_settled, ShareStatus};
@@ -123,7 +124,7 @@ impl Staged<'_> {
     fn pay_share(
         &mut self,
         user_id: UserId,
-        settlement_id: i64,
+        settlement_id: SettlementId,
         from_account_id: AccountId,
         to_account_id: AccountId,
         memo: Option<String>,
@@ -212,7 +213,7 @@ impl Staged<'_> {
     /// transfer's.
     fn resolve(
         &mut self,
-        transfer_id: i64,
+        transfer_id: TransferId,
         accounts: (AccountId, AccountId),
         action: Resolution,
     ) -> Result<Outcome, CommandError> {

@@ -14,6 +14,7 @@ use crate::domain::accounts::{
     Account, AccountId, AccountKind, AccountStatus, Inflow, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
 };
 use crate::domain::business_day::business_date;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::interest::{days_memo, first_day_owed, owed_interest};
 use crate::domain::money::auto_charge_for;
 use crate::domain::notifications::{NewNotification, NotificationKind};
@@ -44,7 +45,7 @@ pub(super) struct TransferRequest {
     pub(super) confirm: bool,
     pub(super) display_name: Option<String>,
     pub(super) memo: Option<String>,
-    pub(super) settlement_id: Option<i64>,
+    pub(super) settlement_id: Option<SettlementId>,
 }
 
 /// One command's changes, kept apart until the command succeeds.
@@ -57,14 +58,14 @@ pub(super) struct Staged<'a> {
     pub(super) postings: Vec<Posting>,
     pub(super) new_transfers: Vec<Transfer>,
     /// Existing transfers changed by the command.
-    pub(super) transfers: BTreeMap<i64, Transfer>,
+    pub(super) transfers: BTreeMap<TransferId, Transfer>,
     /// Shares changed by the command, per settlement (the whole list).
-    pub(super) shares: BTreeMap<i64, Vec<Share>>,
+    pub(super) shares: BTreeMap<SettlementId, Vec<Share>>,
     pub(super) notifications: Vec<NewNotification>,
     pub(super) paid_shares: Vec<PaidShare>,
-    pub(super) completed_settlements: Vec<i64>,
+    pub(super) completed_settlements: Vec<SettlementId>,
     /// Set while the command builds a user-visible transfer; its postings carry the id.
-    pub(super) transfer_id: Option<i64>,
+    pub(super) transfer_id: Option<TransferId>,
     /// The business date whose top-up limit the command uses.
     pub(super) limit_date: NaiveDate,
     /// The memo of the next posting (interest names its days).
@@ -95,7 +96,7 @@ impl<'a> Staged<'a> {
     /// The next reserved transfer id. The writer reserves one per command that may create a
     /// transfer, so running out is a bug in the writer: it stops the batch (the callers are
     /// answered 503) rather than refusing the command as if it were the caller's fault.
-    pub(super) fn take_transfer_id(&mut self) -> i64 {
+    pub(super) fn take_transfer_id(&mut self) -> TransferId {
         let index = self.state.transfer_ids_used + self.new_transfers.len();
         let Some(&id) = self.state.transfer_ids.get(index) else {
             panic!(
@@ -306,11 +307,11 @@ impl<'a> Staged<'a> {
         self.account(id).cloned()
     }
 
-    pub(super) fn transfer(&self, id: i64) -> Result<&Transfer, CommandError> {
+    pub(super) fn transfer(&self, id: TransferId) -> Result<&Transfer, CommandError> {
         self.transfers.get(&id).or_else(|| self.state.transfers.get(&id)).ok_or(CommandError::NotFound)
     }
 
-    pub(super) fn shares_of(&self, settlement_id: i64) -> Result<Vec<Share>, CommandError> {
+    pub(super) fn shares_of(&self, settlement_id: SettlementId) -> Result<Vec<Share>, CommandError> {
         self.shares
             .get(&settlement_id)
             .or_else(|| self.state.shares.get(&settlement_id))

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::settlements::Share;
 use crate::domain::transfers::Transfer;
 
@@ -15,13 +16,13 @@ pub struct LedgerState {
     /// Top-ups used per user and business date; a missing entry means 0.
     pub daily_used: HashMap<(UserId, NaiveDate), i64>,
     /// Ids reserved for the transfers this batch may create, used in order.
-    pub transfer_ids: Vec<i64>,
+    pub transfer_ids: Vec<TransferId>,
     /// How many of `transfer_ids` are taken.
     pub transfer_ids_used: usize,
     /// Existing transfers the batch resolves.
-    pub transfers: HashMap<i64, Transfer>,
+    pub transfers: HashMap<TransferId, Transfer>,
     /// Every share of the settlements the batch takes payments for.
-    pub shares: HashMap<i64, Vec<Share>>,
+    pub shares: HashMap<SettlementId, Vec<Share>>,
 }
 
 /// What holds for the whole batch.

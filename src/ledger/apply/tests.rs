@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use crate::domain::accounts::{
     Account, AccountId, AccountKind, AccountStatus, Product, UserId, EXTERNAL_ACCOUNT_ID, INTEREST_ACCOUNT_ID,
 };
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 use crate::domain::notifications::NotificationKind;
 use crate::domain::settlements::{Share, ShareStatus};
@@ -13,6 +14,14 @@ use crate::domain::transfers::{TransferMode, TransferStatus, PENDING_LIFETIME};
 use proptest::prelude::*;
 
 const LIMIT: i64 = 3_000_000;
+
+fn aid(raw: i64) -> AccountId {
+    AccountId::new(raw)
+}
+
+fn uid(raw: i64) -> UserId {
+    UserId::new(raw)
+}
 
 fn context() -> BatchContext {
     BatchContext {
@@ -56,26 +65,28 @@ fn state_with(mains: &[i64]) -> LedgerState {
     let mut state = LedgerState::default();
     let mut external = account(EXTERNAL_ACCOUNT_ID, None, AccountKind::System, None);
     for (index, balance) in mains.iter().enumerate() {
-        let user = index as UserId + 1;
-        let mut main = account(100 + user, Some(user), AccountKind::Main, None);
+        let raw = index as i64 + 1;
+        let user = uid(raw);
+        let mut main = account(aid(100 + raw), Some(user), AccountKind::Main, None);
         main.credits_posted = *balance;
         external.debits_posted += *balance;
         state.accounts.insert(main.id, main);
-        let free = account(200 + user, Some(user), AccountKind::Savings, Some(Product::Free));
+        let free = account(aid(200 + raw), Some(user), AccountKind::Savings, Some(Product::Free));
         state.accounts.insert(free.id, free);
-        let fixed = account(300 + user, Some(user), AccountKind::Savings, Some(Product::Fixed));
+        let fixed = account(aid(300 + raw), Some(user), AccountKind::Savings, Some(Product::Fixed));
         state.accounts.insert(fixed.id, fixed);
     }
     state.accounts.insert(external.id, external);
-    state.transfer_ids = (1..=1_000).collect();
+    state.transfer_ids = (1..=1_000).map(TransferId::new).collect();
     state
 }
 
-fn transfer(user_id: UserId, to_account_id: AccountId, value: i64) -> Command {
+/// A transfer from the main account of user `user` (ids given raw).
+fn transfer(user: i64, to_account: i64, value: i64) -> Command {
     Command::Transfer {
-        user_id,
-        from_account_id: 100 + user_id,
-        to_account_id,
+        user_id: uid(user),
+        from_account_id: aid(100 + user),
+        to_account_id: aid(to_account),
         amount: amount(value),
         display_name: Some("Kim".into()),
         memo: None,
@@ -93,8 +104,11 @@ fn total_posted(state: &LedgerState) -> i64 {
 #[test]
 fn a_charge_moves_money_from_outside_and_counts_against_the_limit() {
     let mut state = state_with(&[0]);
-    let (results, effects) =
-        apply(&mut state, &context(), &[Command::Charge { user_id: 1, account_id: 101, amount: amount(50_000) }]);
+    let (results, effects) = apply(
+        &mut state,
+        &context(),
+        &[Command::Charge { user_id: uid(1), account_id: aid(101), amount: amount(50_000) }],
+    );
     match &results[0] {
         Ok(Outcome::Charged { account, charged, daily_used }) => {
             assert_eq!(account.balance(), 50_000);
@@ -110,11 +124,11 @@ fn a_charge_moves_money_from_outside_and_counts_against_the_limit() {
 #[test]
 fn charges_stop_exactly_at_the_daily_limit() {
     let mut state = state_with(&[0]);
-    let charge = |value| Command::Charge { user_id: 1, account_id: 101, amount: amount(value) };
+    let charge = |value| Command::Charge { user_id: uid(1), account_id: aid(101), amount: amount(value) };
     let (results, _) = apply(&mut state, &context(), &[charge(2_950_000), charge(50_000), charge(1)]);
     assert!(results[0].is_ok() && results[1].is_ok());
     assert_eq!(results[2], Err(CommandError::DailyLimitExceeded { remaining: 0, requested: 1 }));
-    assert_eq!(state.accounts[&101].balance(), 3_000_000);
+    assert_eq!(state.accounts[&aid(101)].balance(), 3_000_000);
 
     let mut fresh = state_with(&[0]);
     let (results, effects) = apply(&mut fresh, &context(), &[charge(3_000_001)]);
@@ -125,8 +139,12 @@ fn charges_stop_exactly_at_the_daily_limit() {
 #[test]
 fn a_deposit_tops_up_the_shortfall_in_units_of_ten_thousand() {
     let mut state = state_with(&[12_000]);
-    let command =
-        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let command = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(201),
+        amount: amount(20_000),
+    };
     let (results, effects) = apply(&mut state, &context(), &[command]);
     match &results[0] {
         Ok(Outcome::Deposited { savings, main, auto_charged, daily_used }) => {
@@ -143,10 +161,14 @@ fn a_deposit_tops_up_the_shortfall_in_units_of_ten_thousand() {
 #[test]
 fn a_deposit_whose_top_up_exceeds_the_limit_moves_nothing() {
     let mut state = state_with(&[5_000]);
-    state.daily_used.insert((1, context().business_date), 2_990_000);
+    state.daily_used.insert((uid(1), context().business_date), 2_990_000);
     let before = state.clone();
-    let command =
-        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
+    let command = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(201),
+        amount: amount(20_000),
+    };
     let (results, effects) = apply(&mut state, &context(), &[command]);
     assert_eq!(results[0], Err(CommandError::DailyLimitExceeded { remaining: 10_000, requested: 20_000 }));
     assert!(effects.postings.is_empty());
@@ -157,10 +179,20 @@ fn a_deposit_whose_top_up_exceeds_the_limit_moves_nothing() {
 #[test]
 fn fixed_savings_refuse_deposits_and_foreign_accounts_are_not_found() {
     let mut state = state_with(&[100_000, 100_000]);
-    let fixed = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 301, amount: amount(1_000) };
-    let foreign = Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 202, amount: amount(1_000) };
-    let foreign_charge = Command::Charge { user_id: 1, account_id: 102, amount: amount(1_000) };
-    let savings_charge = Command::Charge { user_id: 1, account_id: 201, amount: amount(1_000) };
+    let fixed = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(301),
+        amount: amount(1_000),
+    };
+    let foreign = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(202),
+        amount: amount(1_000),
+    };
+    let foreign_charge = Command::Charge { user_id: uid(1), account_id: aid(102), amount: amount(1_000) };
+    let savings_charge = Command::Charge { user_id: uid(1), account_id: aid(201), amount: amount(1_000) };
     let (results, effects) = apply(&mut state, &context(), &[fixed, foreign, foreign_charge, savings_charge]);
     assert!(matches!(results[0], Err(CommandError::NotAllowed(_))));
     assert_eq!(results[1], Err(CommandError::AccountNotFound));
@@ -172,9 +204,13 @@ fn fixed_savings_refuse_deposits_and_foreign_accounts_are_not_found() {
 #[test]
 fn closing_moves_the_balance_home_once() {
     let mut state = state_with(&[30_000]);
-    let deposit =
-        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(20_000) };
-    let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
+    let deposit = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(201),
+        amount: amount(20_000),
+    };
+    let close = Command::CloseSavings { user_id: uid(1), main_account_id: aid(101), savings_account_id: aid(201) };
     let (results, _) = apply(&mut state, &context(), &[deposit.clone(), close.clone(), close, deposit]);
     match &results[1] {
         Ok(Outcome::Closed { savings, main, moved, interest }) => {
@@ -196,14 +232,18 @@ fn closing_moves_the_balance_home_once() {
 fn closing_pays_the_interest_of_the_completed_days_not_yet_paid() {
     let mut state = state_with(&[500_000]);
     state.accounts.insert(INTEREST_ACCOUNT_ID, account(INTEREST_ACCOUNT_ID, None, AccountKind::System, None));
-    let savings = state.accounts.get_mut(&201).unwrap();
+    let savings = state.accounts.get_mut(&aid(201)).unwrap();
     savings.credits_posted = 1_000_000;
     savings.interest_through = Some(NaiveDate::from_ymd_opt(2026, 11, 21).unwrap());
     savings.interest_carry = 700_000;
     state.accounts.get_mut(&EXTERNAL_ACCOUNT_ID).unwrap().debits_posted += 1_000_000;
-    let deposit =
-        Command::Deposit { user_id: 1, main_account_id: 101, savings_account_id: 201, amount: amount(500_000) };
-    let close = Command::CloseSavings { user_id: 1, main_account_id: 101, savings_account_id: 201 };
+    let deposit = Command::Deposit {
+        user_id: uid(1),
+        main_account_id: aid(101),
+        savings_account_id: aid(201),
+        amount: amount(500_000),
+    };
+    let close = Command::CloseSavings { user_id: uid(1), main_account_id: aid(101), savings_account_id: aid(201) };
     let (results, effects) = apply(&mut state, &context(), &[deposit, close]);
     let interest = (2 * 1_000_000 * 300 + 700_000) / crate::domain::interest::DAY_DENOMINATOR;
     assert_eq!(interest, 164);
@@ -221,7 +261,7 @@ fn closing_pays_the_interest_of_the_completed_days_not_yet_paid() {
         other => panic!("unexpected {other:?}"),
     }
     let paid = effects.postings.iter().find(|posting| posting.kind == PostingKind::Interest).unwrap();
-    assert_eq!((paid.debit_account_id, paid.credit_account_id, paid.amount), (INTEREST_ACCOUNT_ID, 201, interest));
+    assert_eq!((paid.debit_account_id, paid.credit_account_id, paid.amount), (INTEREST_ACCOUNT_ID, aid(201), interest));
     assert_eq!(paid.memo.as_deref(), Some("interest for 2026-11-22 to 2026-11-23 (2 days)"));
     assert_eq!(total_posted(&state), 0);
 }
@@ -238,25 +278,25 @@ fn an_exact_balance_needs_no_top_up_and_a_short_one_tops_up_in_units() {
         Ok(Outcome::Transferred { transfer, from_account }) => {
             assert_eq!(transfer.auto_charged, 0);
             assert_eq!(from_account.balance(), 0);
-            assert_eq!(transfer.id, 2);
-            assert_eq!(transfer.to_user_id, 2);
+            assert_eq!(transfer.id, TransferId::new(2));
+            assert_eq!(transfer.to_user_id, uid(2));
         }
         other => panic!("unexpected {other:?}"),
     }
     match &results[0] {
         Ok(Outcome::Transferred { transfer, .. }) => {
             assert_eq!(transfer.auto_charged, 10_000);
-            assert_eq!(transfer.id, 1);
+            assert_eq!(transfer.id, TransferId::new(1));
         }
         other => panic!("unexpected {other:?}"),
     }
     assert!(matches!(results[2], Err(CommandError::DailyLimitExceeded { .. })));
-    assert_eq!(state.accounts[&103].balance(), 5_000);
-    assert_eq!(state.daily_used.get(&(3, context().business_date)), None);
+    assert_eq!(state.accounts[&aid(103)].balance(), 5_000);
+    assert_eq!(state.daily_used.get(&(uid(3), context().business_date)), None);
     // Money received never uses the receiver's limit.
-    assert_eq!(state.daily_used.get(&(2, context().business_date)), Some(&10_000));
-    assert_eq!(state.accounts[&101].balance(), 0);
-    assert_eq!(state.accounts[&102].balance(), 30_000);
+    assert_eq!(state.daily_used.get(&(uid(2), context().business_date)), Some(&10_000));
+    assert_eq!(state.accounts[&aid(101)].balance(), 0);
+    assert_eq!(state.accounts[&aid(102)].balance(), 30_000);
 }
 
 #[test]
@@ -273,29 +313,29 @@ fn only_another_users_main_account_can_receive_a_transfer() {
 }
 
 fn command_strategy(users: usize) -> impl Strategy<Value = Command> {
-    let user = 1..=users as UserId;
+    let user = 1..=users as i64;
     let any_account =
         prop_oneof![Just(1i64), 101..=(100 + users as i64 + 1), 201..=(200 + users as i64), 301..=(300 + users as i64)];
     let money = prop_oneof![1i64..=30_000, 1i64..=3_500_000];
     prop_oneof![
         (user.clone(), any_account.clone(), money.clone()).prop_map(|(user_id, account_id, value)| Command::Charge {
-            user_id,
-            account_id,
+            user_id: uid(user_id),
+            account_id: aid(account_id),
             amount: amount(value)
         }),
         (user.clone(), any_account.clone(), any_account.clone(), money).prop_map(
             |(user_id, main_account_id, savings_account_id, value)| Command::Deposit {
-                user_id,
-                main_account_id,
-                savings_account_id,
+                user_id: uid(user_id),
+                main_account_id: aid(main_account_id),
+                savings_account_id: aid(savings_account_id),
                 amount: amount(value)
             }
         ),
         (user.clone(), any_account.clone(), any_account.clone()).prop_map(
             |(user_id, main_account_id, savings_account_id)| Command::CloseSavings {
-                user_id,
-                main_account_id,
-                savings_account_id
+                user_id: uid(user_id),
+                main_account_id: aid(main_account_id),
+                savings_account_id: aid(savings_account_id)
             }
         ),
         (user, any_account, prop_oneof![1i64..=30_000, 1i64..=3_500_000])
@@ -335,7 +375,7 @@ proptest! {
             }
         }
         // Each successful transfer has its own id and its postings carry it.
-        let ids: BTreeSet<i64> = effects.new_transfers.iter().map(|t| t.id).collect();
+        let ids: BTreeSet<TransferId> = effects.new_transfers.iter().map(|t| t.id).collect();
         prop_assert_eq!(ids.len(), effects.new_transfers.len());
         for transfer in &effects.new_transfers {
             let carried: i64 = effects.postings.iter().filter(|p| p.transfer_id == Some(transfer.id)).map(|p| p.amount).sum();
@@ -409,7 +449,7 @@ fn columns(account: &Account) -> (i64, i64, i64, i64) {
 #[test]
 fn a_confirm_mode_transfer_is_held_then_accepted_once() {
     let mut state = state_with(&[30_000, 0]);
-    state.accounts.get_mut(&101).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
+    state.accounts.get_mut(&aid(101)).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
     let (results, effects) = apply(&mut state, &context(), &[transfer(1, 102, 20_000), transfer(1, 102, 15_000)]);
     let held = match &results[0] {
         Ok(Outcome::Transferred { transfer, from_account }) => {
@@ -422,31 +462,32 @@ fn a_confirm_mode_transfer_is_held_then_accepted_once() {
     };
     // The second one needs a top-up: the held amount is not available.
     assert!(matches!(&results[1], Ok(Outcome::Transferred { transfer, .. }) if transfer.auto_charged == 10_000));
-    assert_eq!(state.accounts[&102].credits_pending, 35_000);
+    assert_eq!(state.accounts[&aid(102)].credits_pending, 35_000);
     assert_eq!(effects.notifications.len(), 2);
     assert!(effects
         .notifications
         .iter()
-        .all(|n| n.kind == NotificationKind::PendingTransferReceived && n.user_id == 2));
+        .all(|n| n.kind == NotificationKind::PendingTransferReceived && n.user_id == uid(2)));
 
     state.transfers.insert(held.id, held.clone());
-    let resolve = |action| Command::Resolve { transfer_id: held.id, from_account_id: 101, to_account_id: 102, action };
+    let resolve =
+        |action| Command::Resolve { transfer_id: held.id, from_account_id: aid(101), to_account_id: aid(102), action };
     let (results, effects) = apply(
         &mut state,
         &context(),
         &[
-            resolve(Resolution::Accept { user_id: 1 }),
-            resolve(Resolution::Cancel { user_id: 2 }),
-            resolve(Resolution::Accept { user_id: 2 }),
-            resolve(Resolution::Cancel { user_id: 1 }),
+            resolve(Resolution::Accept { user_id: uid(1) }),
+            resolve(Resolution::Cancel { user_id: uid(2) }),
+            resolve(Resolution::Accept { user_id: uid(2) }),
+            resolve(Resolution::Cancel { user_id: uid(1) }),
         ],
     );
     assert_eq!(results[0], Err(CommandError::NotFound));
     assert_eq!(results[1], Err(CommandError::NotFound));
     assert!(matches!(&results[2], Ok(Outcome::Resolved { transfer }) if transfer.status == TransferStatus::Completed));
     assert!(matches!(results[3], Err(CommandError::InvalidState(_))));
-    assert_eq!(state.accounts[&102].balance(), 20_000);
-    assert_eq!(state.accounts[&102].credits_pending, 15_000);
+    assert_eq!(state.accounts[&aid(102)].balance(), 20_000);
+    assert_eq!(state.accounts[&aid(102)].credits_pending, 15_000);
     assert_eq!(effects.resolved_transfers.len(), 1);
     assert_eq!(effects.postings.len(), 1);
     assert_eq!(effects.postings[0].flags, PostingFlags::PostPending);
@@ -455,16 +496,16 @@ fn a_confirm_mode_transfer_is_held_then_accepted_once() {
 #[test]
 fn an_expired_transfer_cannot_be_accepted_before_the_job_runs() {
     let mut state = state_with(&[30_000, 0]);
-    state.accounts.get_mut(&101).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
+    state.accounts.get_mut(&aid(101)).unwrap().owner_transfer_mode = Some(TransferMode::Confirm);
     let (results, _) = apply(&mut state, &context(), &[transfer(1, 102, 20_000)]);
     let Ok(Outcome::Transferred { transfer: held, .. }) = &results[0] else { panic!("{results:?}") };
     state.transfers.insert(held.id, held.clone());
     let later = BatchContext { now: context().now + PENDING_LIFETIME, ..context() };
     let accept = Command::Resolve {
         transfer_id: held.id,
-        from_account_id: 101,
-        to_account_id: 102,
-        action: Resolution::Accept { user_id: 2 },
+        from_account_id: aid(101),
+        to_account_id: aid(102),
+        action: Resolution::Accept { user_id: uid(2) },
     };
     let (results, effects) = apply(&mut state, &later, &[accept]);
     assert_eq!(results[0], Err(CommandError::InvalidState("the transfer has expired")));
@@ -476,24 +517,27 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     let mut state = state_with(&[0, 5_000, 6_666]);
     let share = |user_id, amount, status| Share { user_id, amount, status };
     state.shares.insert(
-        9,
+        SettlementId::new(9),
         vec![
-            share(1, 6_667, ShareStatus::Own),
-            share(2, 6_667, ShareStatus::Requested),
-            share(3, 6_666, ShareStatus::Requested),
+            share(uid(1), 6_667, ShareStatus::Own),
+            share(uid(2), 6_667, ShareStatus::Requested),
+            share(uid(3), 6_666, ShareStatus::Requested),
         ],
     );
-    let pay = |user_id: UserId| Command::PayShare {
-        user_id,
-        settlement_id: 9,
-        from_account_id: 100 + user_id,
-        to_account_id: 101,
+    let pay = |user: i64| Command::PayShare {
+        user_id: uid(user),
+        settlement_id: SettlementId::new(9),
+        from_account_id: aid(100 + user),
+        to_account_id: aid(101),
         memo: Some("dinner".into()),
     };
     let (results, effects) = apply(&mut state, &context(), &[pay(2), pay(2), pay(1), pay(4), pay(3)]);
     match &results[0] {
         Ok(Outcome::SharePaid { transfer, .. }) => {
-            assert_eq!((transfer.amount, transfer.auto_charged, transfer.settlement_id), (6_667, 10_000, Some(9)));
+            assert_eq!(
+                (transfer.amount, transfer.auto_charged, transfer.settlement_id),
+                (6_667, 10_000, Some(SettlementId::new(9)))
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -501,19 +545,20 @@ fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     assert!(matches!(results[2], Err(CommandError::InvalidState(_))));
     assert_eq!(results[3], Err(CommandError::NotFound));
     assert!(matches!(&results[4], Ok(Outcome::SharePaid { transfer, .. }) if transfer.auto_charged == 0));
-    assert_eq!(state.accounts[&101].balance(), 6_667 + 6_666);
+    assert_eq!(state.accounts[&aid(101)].balance(), 6_667 + 6_666);
     assert_eq!(effects.paid_shares.len(), 2);
-    assert_eq!(effects.completed_settlements, vec![9]);
+    assert_eq!(effects.completed_settlements, vec![SettlementId::new(9)]);
 }
 
-fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (i64, Resolution)> {
-    (1..=transfers, 1..=users, 0..3u8).prop_map(|(transfer_id, user_id, action)| {
+fn resolve_strategy(transfers: i64, users: i64) -> impl Strategy<Value = (TransferId, Resolution)> {
+    (1..=transfers, 1..=users, 0..3u8).prop_map(|(transfer_id, user, action)| {
+        let user_id = uid(user);
         let action = match action {
             0 => Resolution::Accept { user_id },
             1 => Resolution::Reject { user_id },
             _ => Resolution::Cancel { user_id },
         };
-        (transfer_id, action)
+        (TransferId::new(transfer_id), action)
     })
 }
 
@@ -535,7 +580,7 @@ proptest! {
         let initial = {
             let mut state = state_with(&mains);
             for (user, confirm) in confirm.iter().enumerate() {
-                if let Some(main) = state.accounts.get_mut(&(101 + user as i64)) {
+                if let Some(main) = state.accounts.get_mut(&aid(101 + user as i64)) {
                     main.owner_transfer_mode = Some(if *confirm { TransferMode::Confirm } else { TransferMode::Immediate });
                 }
             }
@@ -569,8 +614,8 @@ proptest! {
             prop_assert!(account.is_system() || account.available() >= 0, "account {} below zero", account.id);
             prop_assert!(account.debits_pending >= 0 && account.credits_pending >= 0);
         }
-        let resolved: Vec<i64> = second_effects.resolved_transfers.iter().map(|t| t.id).collect();
-        let distinct: BTreeSet<i64> = resolved.iter().copied().collect();
+        let resolved: Vec<TransferId> = second_effects.resolved_transfers.iter().map(|t| t.id).collect();
+        let distinct: BTreeSet<TransferId> = resolved.iter().copied().collect();
         prop_assert_eq!(distinct.len(), resolved.len(), "a transfer resolved twice");
         for transfer in &second_effects.resolved_transfers {
             prop_assert!(transfer.status != TransferStatus::Pending);
@@ -588,7 +633,7 @@ proptest! {
     }
 }
 
-fn initial_status(effects: &Effects, id: i64) -> Option<TransferStatus> {
+fn initial_status(effects: &Effects, id: TransferId) -> Option<TransferStatus> {
     effects.new_transfers.iter().find(|t| t.id == id).map(|t| t.status)
 }
 
@@ -605,7 +650,7 @@ fn a_transfer_that_tops_up_without_the_external_account_locked_asks_for_it_and_c
     assert!(results[1].is_ok(), "{:?}", results[1]);
     assert_eq!(effects.postings.len(), 1);
     assert!(effects.touched_daily.is_empty());
-    assert_eq!(state.accounts[&101].balance(), before[&101].balance() - 30_000);
+    assert_eq!(state.accounts[&aid(101)].balance(), before[&aid(101)].balance() - 30_000);
     assert!(!state.accounts.contains_key(&EXTERNAL_ACCOUNT_ID));
     assert!(transfer(1, 102, 1).accounts().iter().all(|id| *id != EXTERNAL_ACCOUNT_ID));
 }

@@ -16,6 +16,7 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Statement;
 
 use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
 use crate::store::idempotency::{KeyId, KeyRecord, StoredResponse};
@@ -108,9 +109,9 @@ pub struct Locked {
     pub accounts: HashMap<AccountId, Account>,
     pub daily_used: HashMap<(UserId, NaiveDate), i64>,
     pub known_keys: HashMap<KeyId, KeyRecord>,
-    pub transfer_ids: Vec<i64>,
-    pub transfers: HashMap<i64, Transfer>,
-    pub shares: HashMap<i64, Vec<Share>>,
+    pub transfer_ids: Vec<TransferId>,
+    pub transfers: HashMap<TransferId, Transfer>,
+    pub shares: HashMap<SettlementId, Vec<Share>>,
 }
 
 /// The rows a batch locks, each list in lock order.
@@ -125,9 +126,9 @@ pub struct ToLock<'a> {
     pub keys_expired_before: DateTime<Utc>,
     pub transfer_ids_needed: usize,
     /// Existing transfers to resolve.
-    pub transfers: &'a BTreeSet<i64>,
+    pub transfers: &'a BTreeSet<TransferId>,
     /// Settlements whose shares are paid.
-    pub settlements: &'a BTreeSet<i64>,
+    pub settlements: &'a BTreeSet<SettlementId>,
 }
 
 /// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
@@ -173,8 +174,8 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
 }
 
 /// The shares read, per settlement, in position order.
-fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<i64, Vec<Share>>, tokio_postgres::Error> {
-    let mut shares: HashMap<i64, Vec<Share>> = HashMap::new();
+fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<SettlementId, Vec<Share>>, tokio_postgres::Error> {
+    let mut shares: HashMap<SettlementId, Vec<Share>> = HashMap::new();
     for row in rows {
         let status: &str = row.try_get(3)?;
         // The column's CHECK allows only the three statuses; anything else is left out, and
@@ -231,16 +232,16 @@ struct LockKeys<'a> {
 impl<'a> LockKeys<'a> {
     fn of(to_lock: &ToLock<'a>) -> Self {
         LockKeys {
-            account_ids: to_lock.account_ids.iter().copied().collect(),
-            closing: to_lock.closing.iter().copied().collect(),
-            daily_users: to_lock.daily_keys.iter().map(|(user, _)| *user).collect(),
+            account_ids: to_lock.account_ids.iter().map(|a| a.get()).collect(),
+            closing: to_lock.closing.iter().map(|a| a.get()).collect(),
+            daily_users: to_lock.daily_keys.iter().map(|(user, _)| user.get()).collect(),
             daily_dates: to_lock.daily_keys.iter().map(|(_, date)| *date).collect(),
-            key_users: to_lock.key_ids.iter().map(|(user, _)| *user).collect(),
+            key_users: to_lock.key_ids.iter().map(|(user, _)| user.get()).collect(),
             key_names: to_lock.key_ids.iter().map(|(_, key)| key.as_str()).collect(),
             keys_expired_before: to_lock.keys_expired_before,
             reserve_count: to_lock.transfer_ids_needed as i64,
-            transfer_ids: to_lock.transfers.iter().copied().collect(),
-            settlement_ids: to_lock.settlements.iter().copied().collect(),
+            transfer_ids: to_lock.transfers.iter().map(|t| t.get()).collect(),
+            settlement_ids: to_lock.settlements.iter().map(|s| s.get()).collect(),
         }
     }
 }

@@ -10,7 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
-use crate::domain::accounts::{Account, UserId};
+use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::{Effects, LedgerState};
 use crate::ledger::statements::StatementEntry;
 use crate::ledger::writes::{self, Rows};
@@ -65,7 +66,7 @@ impl<'a> AccountColumns<'a> {
     fn of(accounts: &[&'a Account]) -> Self {
         let column = |f: fn(&Account) -> i64| accounts.iter().map(|a| f(a)).collect();
         AccountColumns {
-            id: column(|a| a.id),
+            id: column(|a| a.id.get()),
             debits_posted: column(|a| a.debits_posted),
             credits_posted: column(|a| a.credits_posted),
             debits_pending: column(|a| a.debits_pending),
@@ -133,12 +134,12 @@ impl<'a> PostingColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let postings = &effects.postings;
         PostingColumns {
-            debit: postings.iter().map(|p| p.debit_account_id).collect(),
-            credit: postings.iter().map(|p| p.credit_account_id).collect(),
+            debit: postings.iter().map(|p| p.debit_account_id.get()).collect(),
+            credit: postings.iter().map(|p| p.credit_account_id.get()).collect(),
             amount: postings.iter().map(|p| p.amount).collect(),
             kind: postings.iter().map(|p| p.kind.as_str()).collect(),
             flags: postings.iter().map(|p| p.flags.as_str()).collect(),
-            transfer_id: postings.iter().map(|p| p.transfer_id).collect(),
+            transfer_id: postings.iter().map(|p| p.transfer_id.map(TransferId::get)).collect(),
             charged_for: postings.iter().map(|p| p.charged_for).collect(),
         }
     }
@@ -175,7 +176,7 @@ impl DailyColumns {
         let daily: Vec<((UserId, NaiveDate), i64)> =
             effects.touched_daily.iter().map(|key| (*key, state.daily_used.get(key).copied().unwrap_or(0))).collect();
         DailyColumns {
-            user_id: daily.iter().map(|((user, _), _)| *user).collect(),
+            user_id: daily.iter().map(|((user, _), _)| user.get()).collect(),
             business_date: daily.iter().map(|((_, date), _)| *date).collect(),
             used: daily.iter().map(|(_, used)| *used).collect(),
         }
@@ -225,11 +226,11 @@ impl<'a> TransferColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let transfers = &effects.new_transfers;
         TransferColumns {
-            id: transfers.iter().map(|t| t.id).collect(),
-            from_account_id: transfers.iter().map(|t| t.from_account_id).collect(),
-            to_account_id: transfers.iter().map(|t| t.to_account_id).collect(),
-            from_user_id: transfers.iter().map(|t| t.from_user_id).collect(),
-            to_user_id: transfers.iter().map(|t| t.to_user_id).collect(),
+            id: transfers.iter().map(|t| t.id.get()).collect(),
+            from_account_id: transfers.iter().map(|t| t.from_account_id.get()).collect(),
+            to_account_id: transfers.iter().map(|t| t.to_account_id.get()).collect(),
+            from_user_id: transfers.iter().map(|t| t.from_user_id.get()).collect(),
+            to_user_id: transfers.iter().map(|t| t.to_user_id.get()).collect(),
             amount: transfers.iter().map(|t| t.amount).collect(),
             auto_charged: transfers.iter().map(|t| t.auto_charged).collect(),
             status: transfers.iter().map(|t| t.status.as_str()).collect(),
@@ -238,7 +239,7 @@ impl<'a> TransferColumns<'a> {
             created_at: transfers.iter().map(|t| t.created_at).collect(),
             expires_at: transfers.iter().map(|t| t.expires_at).collect(),
             resolved_at: transfers.iter().map(|t| t.resolved_at).collect(),
-            settlement_id: transfers.iter().map(|t| t.settlement_id).collect(),
+            settlement_id: transfers.iter().map(|t| t.settlement_id.map(SettlementId::get)).collect(),
         }
     }
 
@@ -283,7 +284,7 @@ impl<'a> ResolvedColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let resolved = &effects.resolved_transfers;
         ResolvedColumns {
-            id: resolved.iter().map(|t| t.id).collect(),
+            id: resolved.iter().map(|t| t.id.get()).collect(),
             status: resolved.iter().map(|t| t.status.as_str()).collect(),
         }
     }
@@ -313,7 +314,7 @@ impl<'a> NotificationColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let notifications = &effects.notifications;
         NotificationColumns {
-            user_id: notifications.iter().map(|n| n.user_id).collect(),
+            user_id: notifications.iter().map(|n| n.user_id.get()).collect(),
             kind: notifications.iter().map(|n| n.kind.as_str()).collect(),
             payload: notifications.iter().map(|n| &n.payload).collect(),
         }
@@ -346,16 +347,16 @@ struct SettlementColumns<'a> {
     settlement_id: Vec<i64>,
     user_id: Vec<i64>,
     transfer_id: Vec<i64>,
-    completed: &'a Vec<i64>,
+    completed: &'a Vec<SettlementId>,
 }
 
 impl<'a> SettlementColumns<'a> {
     fn of(effects: &'a Effects) -> Self {
         let paid = &effects.paid_shares;
         SettlementColumns {
-            settlement_id: paid.iter().map(|p| p.settlement_id).collect(),
-            user_id: paid.iter().map(|p| p.user_id).collect(),
-            transfer_id: paid.iter().map(|p| p.transfer_id).collect(),
+            settlement_id: paid.iter().map(|p| p.settlement_id.get()).collect(),
+            user_id: paid.iter().map(|p| p.user_id.get()).collect(),
+            transfer_id: paid.iter().map(|p| p.transfer_id.get()).collect(),
             completed: &effects.completed_settlements,
         }
     }
@@ -399,7 +400,7 @@ struct KeyColumns<'a> {
 impl<'a> KeyColumns<'a> {
     fn of(new_keys: &'a [(KeyId, KeyRecord)]) -> Self {
         KeyColumns {
-            user_id: new_keys.iter().map(|((user, _), _)| *user).collect(),
+            user_id: new_keys.iter().map(|((user, _), _)| user.get()).collect(),
             key: new_keys.iter().map(|((_, key), _)| key.as_str()).collect(),
             fingerprint: new_keys.iter().map(|(_, record)| record.fingerprint.as_slice()).collect(),
             status: new_keys.iter().map(|(_, record)| record.response.status as i16).collect(),
@@ -448,14 +449,14 @@ struct EntryColumns<'a> {
 impl<'a> EntryColumns<'a> {
     fn of(entries: &'a [StatementEntry]) -> Self {
         EntryColumns {
-            account_id: entries.iter().map(|e| e.account_id).collect(),
+            account_id: entries.iter().map(|e| e.account_id.get()).collect(),
             direction: entries.iter().map(|e| e.direction.as_str()).collect(),
             amount: entries.iter().map(|e| e.amount).collect(),
             balance_after: entries.iter().map(|e| e.balance_after).collect(),
             kind: entries.iter().map(|e| e.kind.as_str()).collect(),
-            counterparty_account_id: entries.iter().map(|e| e.counterparty_account_id).collect(),
+            counterparty_account_id: entries.iter().map(|e| e.counterparty_account_id.map(AccountId::get)).collect(),
             counterparty_name: entries.iter().map(|e| e.counterparty_name.as_str()).collect(),
-            transfer_id: entries.iter().map(|e| e.transfer_id).collect(),
+            transfer_id: entries.iter().map(|e| e.transfer_id.map(TransferId::get)).collect(),
             memo: entries.iter().map(|e| e.memo.as_deref()).collect(),
             counterparty_user_name: entries.iter().map(|e| e.counterparty_user_name.as_deref()).collect(),
         }

@@ -13,6 +13,7 @@ use super::worker::{AttemptError, Worker};
 use super::Answer;
 use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::business_day::business_date;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::{apply, BatchContext, Effects, LedgerState};
 use crate::ledger::{statements, store};
 use crate::store::idempotency::KeyId;
@@ -25,8 +26,8 @@ struct Wanted {
     key_ids: Vec<KeyId>,
     /// At most one transfer id per command; unused ones are gaps in the sequence.
     transfers_possible: usize,
-    transfers: BTreeSet<i64>,
-    settlements: BTreeSet<i64>,
+    transfers: BTreeSet<TransferId>,
+    settlements: BTreeSet<SettlementId>,
 }
 
 impl Wanted {
@@ -178,12 +179,12 @@ mod tests {
     use crate::ledger::apply::tests::account;
     use crate::ledger::apply::Command;
 
-    const MAIN: AccountId = 101;
+    const MAIN: AccountId = AccountId::new(101);
 
     /// A charge of 1,000 into a fresh main account, applied: what a batch would write.
     fn charged() -> (LedgerState, Effects) {
         let mut state = LedgerState::default();
-        state.accounts.insert(MAIN, account(MAIN, Some(1), AccountKind::Main, None));
+        state.accounts.insert(MAIN, account(MAIN, Some(UserId::new(1)), AccountKind::Main, None));
         state.accounts.insert(EXTERNAL_ACCOUNT_ID, account(EXTERNAL_ACCOUNT_ID, None, AccountKind::System, None));
         let context = BatchContext {
             now: "2026-11-24T03:00:00Z".parse().unwrap(),
@@ -191,7 +192,8 @@ mod tests {
             daily_charge_limit_krw: 3_000_000,
             tz: chrono_tz::Asia::Seoul,
         };
-        let charge = Command::Charge { user_id: 1, account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
+        let charge =
+            Command::Charge { user_id: UserId::new(1), account_id: MAIN, amount: Amount::parse(1_000).unwrap() };
         let (results, effects) = apply(&mut state, &context, &[charge]);
         assert!(results[0].is_ok());
         (state, effects)

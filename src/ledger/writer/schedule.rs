@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
 
 use super::{Answer, Idempotency, LedgerError};
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::Command;
 
 /// A submitted command on its way through the writer, with where to send its answer.
@@ -30,8 +31,8 @@ pub(super) enum Claim {
     Account(AccountId),
     /// The user's daily top-up counters, whichever day.
     Daily(UserId),
-    Transfer(i64),
-    Settlement(i64),
+    Transfer(TransferId),
+    Settlement(SettlementId),
     Key(UserId, String),
 }
 
@@ -171,16 +172,13 @@ mod tests {
     use crate::domain::money::Amount;
     use tokio::sync::Semaphore;
 
-    fn transfer(
-        user_id: UserId,
-        from: AccountId,
-        to: AccountId,
-    ) -> (Envelope, oneshot::Receiver<Result<Answer, LedgerError>>) {
+    /// A transfer of 1 KRW, ids given raw.
+    fn transfer(user_id: i64, from: i64, to: i64) -> (Envelope, oneshot::Receiver<Result<Answer, LedgerError>>) {
         let (reply, answer) = oneshot::channel();
         let command = Command::Transfer {
-            user_id,
-            from_account_id: from,
-            to_account_id: to,
+            user_id: UserId::new(user_id),
+            from_account_id: AccountId::new(from),
+            to_account_id: AccountId::new(to),
             amount: Amount::parse(1).unwrap(),
             display_name: None,
             memo: None,
@@ -189,8 +187,8 @@ mod tests {
         (Envelope { command, idempotency: None, reply, external: false, _held: held }, answer)
     }
 
-    fn from_accounts(batch: &Batch) -> Vec<AccountId> {
-        batch.envelopes.iter().map(|envelope| envelope.command.accounts()[0]).collect()
+    fn from_accounts(batch: &Batch) -> Vec<i64> {
+        batch.envelopes.iter().map(|envelope| envelope.command.accounts()[0].get()).collect()
     }
 
     #[test]
@@ -247,7 +245,7 @@ mod tests {
         }
         let batch = running.take(&mut intake, 2);
         assert_eq!(from_accounts(&batch), vec![101, 103]);
-        assert!(!running.claimed.contains(&Claim::Account(102)));
+        assert!(!running.claimed.contains(&Claim::Account(AccountId::new(102))));
         drop(sender);
         let rest = running.take(&mut intake, 2);
         assert_eq!(from_accounts(&rest), vec![104]);
