@@ -6,7 +6,8 @@
 //! ([`bounded_keyset_page`]) and asks ClickHouse when it is not enough.
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection};
 
 use super::entry::{page_of, Cursor, Filters, HistoryEntry, Page, PgEntry, TimeRange, PG_ENTRY_COLUMNS};
 use crate::domain::ids::AccountId;
@@ -20,6 +21,25 @@ pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
 
 /// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), each bound
 /// whether given or not (NULL): a filter given is a plain equality, which a generic plan can
+/// The arguments `$1`..`$6` every statement-entry query of an account shares: the account, the
+/// range (`$2`, `$3`) and the filters as [`filtered`] names them (`$4`..`$6`). Further binds
+/// follow from `$7`.
+pub(crate) fn selection(
+    account_id: AccountId,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    filters: &Filters,
+) -> anyhow::Result<PgArguments> {
+    let mut args = PgArguments::default();
+    let failed = |error: sqlx::error::BoxDynError| anyhow::anyhow!(error);
+    args.add(account_id).map_err(failed)?;
+    args.add(from).map_err(failed)?;
+    args.add(to).map_err(failed)?;
+    args.add(filters.direction).map_err(failed)?;
+    args.add(filters.kind).map_err(failed)?;
+    args.add(filters.counterparty_account_id).map_err(failed)?;
+    Ok(args)
+}
+
 /// still match with an index (`statement_entries_account_counterparty`).
 pub(crate) fn filtered(filters: &Filters) -> String {
     let condition = |given: bool, column: &str, param: &str, cast: &str| {
@@ -62,32 +82,26 @@ pub async fn naive_page(
     limit: i64,
 ) -> anyhow::Result<(Vec<HistoryEntry>, i64)> {
     let (from, to) = pg_bounds(range);
-    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
-        "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+    let rows: Vec<PgEntry> = sqlx::query_as_with(
+        &format!(
+            "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
          WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
          ORDER BY at DESC, id DESC OFFSET $7 LIMIT $8",
-        filtered(filters)
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+            filtered(filters)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .bind(page.saturating_mul(limit))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}",
-        filtered(filters)
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+    let total: i64 = sqlx::query_scalar_with(
+        &format!(
+            "SELECT count(*) FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}",
+            filtered(filters)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .fetch_one(&mut *conn)
     .await?;
     Ok((entries_of(rows)?, total))
@@ -104,18 +118,15 @@ pub async fn keyset_page(
 ) -> anyhow::Result<Page> {
     let (from, to) = pg_bounds(range);
     let (before_at, before_id) = keyset_start(cursor, to)?;
-    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
-        "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+    let rows: Vec<PgEntry> = sqlx::query_as_with(
+        &format!(
+            "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
          WHERE account_id = $1 AND at >= $2 AND at < $3 AND {} AND (at, id) < ($7, $8)
          ORDER BY at DESC, id DESC LIMIT $9",
-        filtered(filters)
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+            filtered(filters)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .bind(before_at)
     .bind(before_id)
     .bind(limit + 1)
@@ -142,22 +153,19 @@ pub async fn bounded_keyset_page(
     }
     let (from, to) = pg_bounds(range);
     let (before_at, before_id) = keyset_start(cursor, to)?;
-    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
-        "SELECT {PG_ENTRY_COLUMNS} FROM (
+    let rows: Vec<PgEntry> = sqlx::query_as_with(
+        &format!(
+            "SELECT {PG_ENTRY_COLUMNS} FROM (
              SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
              WHERE account_id = $1 AND at >= $2 AND at < $3 AND (at, id) < ($7, $8)
              ORDER BY at DESC, id DESC LIMIT $10
          ) scanned
          WHERE {}
          ORDER BY at DESC, id DESC LIMIT $9",
-        filtered(filters)
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+            filtered(filters)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .bind(before_at)
     .bind(before_id)
     .bind(limit + 1)
@@ -199,8 +207,9 @@ pub async fn waiting_entries(
 ) -> anyhow::Result<Vec<HistoryEntry>> {
     let (from, to) = pg_bounds(range);
     let (before_at, before_id) = keyset_start(cursor, to)?;
-    let rows: Vec<PgEntry> = sqlx::query_as(&format!(
-        "SELECT {PG_ENTRY_COLUMNS} FROM (
+    let rows: Vec<PgEntry> = sqlx::query_as_with(
+        &format!(
+            "SELECT {PG_ENTRY_COLUMNS} FROM (
              SELECT e.* FROM statement_outbox o
              CROSS JOIN LATERAL unnest(o.entry_ids) AS waiting(entry_id)
              JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at
@@ -208,14 +217,10 @@ pub async fn waiting_entries(
          ) waiting
          WHERE {}
          ORDER BY at DESC, id DESC LIMIT $9",
-        filtered(filters)
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+            filtered(filters)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .bind(before_at)
     .bind(before_id)
     .bind(limit + 1)

@@ -5,7 +5,7 @@
 use sqlx::PgConnection;
 
 use super::entry::{Filters, TimeRange};
-use super::pg::{filtered, pg_bounds};
+use super::pg::{filtered, pg_bounds, selection};
 use crate::domain::ids::AccountId;
 
 /// Counterparties listed in a summary.
@@ -96,8 +96,9 @@ pub async fn naive_summary(
 ) -> anyhow::Result<Summary> {
     let (from, to) = pg_bounds(range);
     let filtered = filtered(filters);
-    let by_kind: Vec<PgTotals> = sqlx::query_as(&format!(
-        "SELECT kind AS name,
+    let by_kind: Vec<PgTotals> = sqlx::query_as_with(
+        &format!(
+            "SELECT kind AS name,
                 coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
                 coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
                 count(*) AS count
@@ -105,20 +106,17 @@ pub async fn naive_summary(
          WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}
          GROUP BY kind
          ORDER BY kind COLLATE \"C\""
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .fetch_all(&mut *conn)
     .await?;
     // One row per counterparty account, however many names it was shown under (a display
     // name is the sender's choice: grouping by it would merge anyone calling themselves "bob"
     // with bob); system counterparties have no account and go by name.
-    let top: Vec<CounterpartyTotals> = sqlx::query_as(&format!(
-        "SELECT * FROM (
+    let top: Vec<CounterpartyTotals> = sqlx::query_as_with(
+        &format!(
+            "SELECT * FROM (
              SELECT counterparty_account_id AS account_id,
                     (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
                     (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
@@ -132,13 +130,9 @@ pub async fn naive_summary(
          ) counterparties
          ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST
          LIMIT $7"
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(filters.direction)
-    .bind(filters.kind)
-    .bind(filters.counterparty_account_id)
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
     .bind(TOP_COUNTERPARTIES_MAX)
     .fetch_all(&mut *conn)
     .await?;
