@@ -69,6 +69,7 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
     checks.extend(no_user_account_below_zero(&mut tx).await?);
     checks.extend(accounts_match_ledger(&mut tx).await?);
     checks.extend(daily_charges_match_ledger(&mut tx, daily_charge_limit_krw, tz).await?);
+    checks.push(transfers_name_their_accounts(&mut tx).await?);
     tx.commit().await?;
     Ok(AuditReport::new(checks))
 }
@@ -112,6 +113,28 @@ async fn no_user_account_below_zero(tx: &mut PgConnection) -> sqlx::Result<Vec<C
     });
 
     Ok(checks)
+}
+
+/// Every transfer names existing accounts owned by the users it names (and an existing
+/// settlement, if any): what foreign keys on `transfers` would promise, checked here instead
+/// of per inserted row (see migrations/*_transfers_checked_by_the_writer.sql).
+async fn transfers_name_their_accounts(tx: &mut PgConnection) -> sqlx::Result<Check> {
+    let broken: Vec<i64> = sqlx::query_scalar(
+        "SELECT t.id FROM transfers t
+           LEFT JOIN accounts f ON f.id = t.from_account_id
+           LEFT JOIN accounts r ON r.id = t.to_account_id
+           LEFT JOIN settlements s ON s.id = t.settlement_id
+          WHERE f.user_id IS DISTINCT FROM t.from_user_id OR r.user_id IS DISTINCT FROM t.to_user_id
+             OR (t.settlement_id IS NOT NULL AND s.id IS NULL)
+          ORDER BY t.id LIMIT 20",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(Check {
+        name: "transfers-name-their-accounts",
+        ok: broken.is_empty(),
+        detail: format!("transfers naming a missing account, owner or settlement (first 20): {broken:?}"),
+    })
 }
 
 /// Every account's columns are the sum of its ledger rows (plus what retention archived).

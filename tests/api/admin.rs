@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -207,4 +208,39 @@ async fn the_audit_command_exits_0_and_prints_an_ok_report() {
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"));
     assert_eq!(report["ok"], json!(true), "{report:#}");
     assert!(report["checks"].as_array().is_some_and(|checks| !checks.is_empty()), "{report:#}");
+}
+
+/// `transfers` has no foreign keys (the writer checks what they would): the audit does, and
+/// names a transfer whose receiving account does not belong to the user it names, or does
+/// not exist.
+#[tokio::test]
+async fn the_audit_names_a_transfer_whose_accounts_do_not_match_its_users() {
+    let app = spawn_app().await;
+    let ann = app.funded("ann", 10_000).await;
+    let bob = app.signup("bob").await;
+    let cid = app.signup("cid").await;
+    let (status, sent) =
+        app.post("/v1/transfers", Some(&ann.token), json!({"to_account_id": bob.main_account_id, "amount": 500})).await;
+    assert_eq!(status, 201, "{sent}");
+    app.assert_audit_ok().await;
+
+    let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    let failed = |report: &Value| -> Vec<String> {
+        let checks = report["checks"].as_array().unwrap();
+        checks.iter().filter(|check| check["ok"] != json!(true)).map(|check| check["name"].to_string()).collect()
+    };
+    for wrong_account in [cid.main_account_id, 999_999_999] {
+        sqlx::query("UPDATE transfers SET to_account_id = $1 WHERE id = $2")
+            .bind(wrong_account)
+            .bind(sent["id"].as_i64().unwrap())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (status, report) = app.get("/admin/audit", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["ok"], json!(false), "{report:#}");
+        assert_eq!(failed(&report), vec!["\"transfers-name-their-accounts\"".to_owned()], "{report:#}");
+        let check = report["checks"].as_array().unwrap().iter().find(|check| check["ok"] == json!(false)).unwrap();
+        assert!(check["detail"].as_str().unwrap().contains(&sent["id"].to_string()), "{report:#}");
+    }
 }
