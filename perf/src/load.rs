@@ -23,6 +23,8 @@ pub struct LoadReport {
     pub latencies_us: Vec<u32>,
     /// CPU seconds the generator process used per wall second (1.0 = one core).
     pub generator_cores: f64,
+    /// CPU the servers, PostgreSQL and ClickHouse used in the measured window.
+    pub cpu: crate::cpu::Usage,
     pub first_errors: Vec<String>,
 }
 
@@ -51,6 +53,7 @@ impl LoadReport {
             merged.elapsed += report.elapsed;
             merged.latencies_us.extend_from_slice(&report.latencies_us);
             cpu_seconds += report.generator_cores * report.elapsed.as_secs_f64();
+            merged.cpu = merged.cpu.plus(report.cpu);
             for error in &report.first_errors {
                 if merged.first_errors.len() < 3 {
                     merged.first_errors.push(error.clone());
@@ -236,6 +239,7 @@ where
         .collect();
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_at_start = cpu_seconds();
+    let others = crate::cpu::Meter::start();
     let mut report = ScenarioReport { shape, total: LoadReport::default(), endpoints: BTreeMap::new(), iterations: 0 };
     for task in tasks {
         let (samples, iterations) = task.await.expect("virtual user panicked");
@@ -246,12 +250,14 @@ where
         }
     }
     progress.abort();
+    let others = others.finish();
     let elapsed =
         Instant::now().saturating_duration_since(measure_from).min(shape.duration).max(Duration::from_millis(1));
     let cores = (cpu_seconds() - cpu_at_start) / Instant::now().saturating_duration_since(measure_from).as_secs_f64();
     for stats in std::iter::once(&mut report.total).chain(report.endpoints.values_mut()) {
         stats.elapsed = elapsed;
         stats.generator_cores = cores;
+        stats.cpu = others;
         stats.latencies_us.sort_unstable();
     }
     report
@@ -349,11 +355,13 @@ mod tests {
             elapsed: Duration::from_secs(2),
             latencies_us: latencies,
             generator_cores: 0.5,
+            cpu: crate::cpu::Usage { server: 1.0, postgres: 0.5, clickhouse: 0.25 },
             first_errors: vec!["500: x".to_owned()],
         };
         let merged = LoadReport::merged(&[window(3, 1, 1, vec![1000, 2000, 5000]), window(2, 0, 0, vec![3000, 4000])]);
         assert_eq!((merged.requests, merged.errors, merged.refused), (5, 1, 1));
         assert_eq!(merged.elapsed, Duration::from_secs(4));
+        assert_eq!(merged.cpu, crate::cpu::Usage { server: 2.0, postgres: 1.0, clickhouse: 0.5 });
         assert_eq!(merged.latencies_us, vec![1000, 2000, 3000, 4000, 5000]);
         assert_eq!(merged.percentile_ms(0.5), 3.0);
         assert!((merged.generator_cores - 0.5).abs() < 1e-9);

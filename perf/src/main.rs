@@ -2,6 +2,7 @@
 //! because shared machines drift.
 
 mod charts;
+mod cpu;
 mod history;
 mod jobs;
 mod load;

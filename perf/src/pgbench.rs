@@ -10,6 +10,8 @@ pub struct PgbenchResult {
     pub tps: f64,
     pub latency_ms: f64,
     pub failed: u64,
+    /// CPU seconds PostgreSQL used while pgbench ran (pgbench's own CPU not included).
+    pub postgres_cpu_s: f64,
 }
 
 const SETUP: &str = "
@@ -73,6 +75,7 @@ pub async fn run(
         if hot { "hot" } else { "cold" }
     ));
     std::fs::write(&path, script)?;
+    let meter = crate::cpu::Meter::start();
     let output = tokio::process::Command::new("pgbench")
         .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "--max-tries=20", "-f"])
         .arg(&path)
@@ -84,7 +87,9 @@ pub async fn run(
     let _ = std::fs::remove_file(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(output.status.success(), "pgbench failed: {}{}", stdout, String::from_utf8_lossy(&output.stderr));
-    parse(&stdout).with_context(|| format!("unexpected pgbench output:\n{stdout}"))
+    let mut result = parse(&stdout).with_context(|| format!("unexpected pgbench output:\n{stdout}"))?;
+    result.postgres_cpu_s = meter.finish().postgres;
+    Ok(result)
 }
 
 fn number_after(text: &str, label: &str) -> Option<f64> {
@@ -103,7 +108,7 @@ fn parse(text: &str) -> Option<PgbenchResult> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|count| count.parse().ok())
         .unwrap_or(0);
-    Some(PgbenchResult { tps, latency_ms, failed })
+    Some(PgbenchResult { tps, latency_ms, failed, postgres_cpu_s: 0.0 })
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ impl Server {
         for _ in 0..600 {
             if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
                 if response.status().is_success() {
+                    if let Some(pid) = child.id() {
+                        crate::cpu::watch_server(pid);
+                    }
                     return Ok(Server { base, child });
                 }
             }
@@ -78,6 +81,7 @@ impl Server {
 
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
+            crate::cpu::forget_server(pid);
             // SIGTERM: graceful shutdown drains the ledger queue.
             unsafe {
                 libc::kill(pid as i32, libc::SIGTERM);

@@ -227,6 +227,22 @@ fn print_row(label: &str, tps: f64, p50: f64, p99: f64, errors: u64, baseline: f
     );
 }
 
+/// CPU per transfer of each process kind, beside PostgreSQL's CPU per pgbench transaction:
+/// what a request costs, in a unit that a busy machine barely changes.
+fn print_cpu(outcome: &WriteOutcome, seconds: u32) {
+    let WriteOutcome { pg_cold, pg_hot, cold, hot, rounds, .. } = outcome;
+    let phase_seconds = f64::from(seconds) * rounds.len() as f64;
+    let pg_per_tx = |pg: &PgbenchResult| pg.postgres_cpu_s * 1e6 / (pg.tps * phase_seconds).max(1.0);
+    let done = |report: &LoadReport| (report.requests - report.errors) as f64;
+    println!("CPU per transfer, cold: {}", cold.cpu.per_request(done(cold)));
+    println!("CPU per transfer, hot:  {}", hot.cpu.per_request(done(hot)));
+    println!(
+        "CPU per pgbench transaction: PostgreSQL {:.0} µs cold, {:.0} µs hot",
+        pg_per_tx(pg_cold),
+        pg_per_tx(pg_hot)
+    );
+}
+
 /// A ratio as `1.23x`, or `–` when there is none (a phase left out with `--only`).
 pub fn times(ratio: f64) -> String {
     if ratio.is_finite() {
@@ -296,6 +312,7 @@ fn pgbench_together(runs: &[PgbenchResult]) -> PgbenchResult {
         tps: runs.iter().map(|run| run.tps).sum::<f64>() / n,
         latency_ms: runs.iter().map(|run| run.latency_ms).sum::<f64>() / n,
         failed: runs.iter().map(|run| run.failed).sum(),
+        postgres_cpu_s: runs.iter().map(|run| run.postgres_cpu_s).sum(),
     }
 }
 
@@ -396,6 +413,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
         options.clients, options.rounds, options.seconds
     );
     recreate_database(&admin_url, &clickhouse_url, bench_db).await?;
+    crate::cpu::watch_stores(&bench_url, bench_db, &clickhouse_url).await?;
 
     eprintln!("[1/4] pgbench tables ({} accounts)", options.pgbench_accounts);
     pgbench::setup(&bench_url, options.pgbench_accounts).await?;
@@ -572,6 +590,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("pgbench p50 column is its average latency; outbox wait = before pgbench cold + before pgbench hot.");
     println!("load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)", cold.generator_cores, hot.generator_cores);
+    print_cpu(&outcome, options.seconds);
     println!("{}", outcome.ledger_batches());
     for error in cold.first_errors.iter().chain(hot.first_errors.iter()) {
         println!("error sample: {error}");
@@ -596,7 +615,7 @@ mod tests {
 
     #[test]
     fn ratios_are_taken_within_each_round() {
-        let pg = |tps| PgbenchResult { tps, latency_ms: 10.0, failed: 0 };
+        let pg = |tps| PgbenchResult { tps, latency_ms: 10.0, failed: 0, postgres_cpu_s: 0.0 };
         let http = |requests| LoadReport { requests, elapsed: Duration::from_secs(1), ..LoadReport::default() };
         // Round 2 ran on a machine twice as slow, for both sides alike.
         let rounds = vec![
