@@ -135,14 +135,18 @@ impl Forwarder {
         let mut tx = self.pool.begin().await.context("forwarder: begin")?;
         // Each outbox row holds the entries of one transaction (at least one), so this many
         // rows always hold enough entries; a row is never split.
-        let candidates: Vec<(i64, i32)> = sqlx::query_as(
-            "SELECT id, cardinality(entry_ids) FROM statement_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        let read: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, cardinality(entry_ids), at FROM statement_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(self.batch_size)
         .fetch_all(&mut *tx)
         .await
         .context("forwarder: reading the outbox")?;
+        let candidates: Vec<(i64, i32)> = read.iter().map(|&(id, count, _)| (id, count)).collect();
         let (outbox_ids, expected) = rows_up_to(&candidates, self.batch_size);
+        // The entries' times bound the partitions to read: without them, each entry id is
+        // looked up in every month's partition.
+        let (first_at, last_at) = (read.iter().map(|row| row.2).min(), read.iter().map(|row| row.2).max());
         if outbox_ids.is_empty() {
             tx.commit().await?;
             self.refresh_lag().await;
@@ -155,13 +159,14 @@ impl Forwarder {
         let entries: Vec<PgEntry> = sqlx::query_as(
             "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
                     e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name
-             FROM statement_outbox o
-             CROSS JOIN LATERAL unnest(o.entry_ids) AS waiting(entry_id)
-             JOIN statement_entries e ON e.id = waiting.entry_id AND e.at = o.at
-             WHERE o.id = ANY($1)
+             FROM statement_entries e
+             WHERE e.id = ANY(ARRAY(SELECT unnest(o.entry_ids) FROM statement_outbox o WHERE o.id = ANY($1)))
+               AND e.at BETWEEN $2 AND $3
              ORDER BY e.id",
         )
         .bind(&outbox_ids)
+        .bind(first_at)
+        .bind(last_at)
         .fetch_all(&mut *tx)
         .await
         .context("forwarder: reading the outbox entries")?;

@@ -23,11 +23,7 @@ use crate::domain::transfers::{Transfer, TransferStatus};
 use crate::http::state::AppState;
 use crate::ledger::apply::Resolution;
 use crate::ledger::{Command, Outcome};
-use crate::store::social;
 use crate::store::transfers::{self, Direction};
-
-/// No account has this id (they start at 1).
-const NO_ACCOUNT_ID: AccountId = AccountId::new(0);
 
 /// Unknown fields are refused: a client that believes it can choose the source account (it is
 /// always the caller's main account) must hear no rather than pay from somewhere else.
@@ -123,18 +119,13 @@ pub async fn create_transfer(
     let memo = parse_short_text("memo", body.memo.as_deref()).map_err(ApiError::validation)?;
     let fingerprint = key.fingerprint("POST /v1/transfers", &body);
     // A receiver who blocked the caller is not told of the transfer, and the caller is not told
-    // of the block: the command names no target, so the ledger refuses it exactly as it
-    // refuses a transfer to an account that does not exist, with the same answer and the same
-    // record under the Idempotency-Key. A block committed after this check may miss a
-    // transfer already on its way (see `store::social`).
-    let blocked = {
-        let mut conn = state.pool.acquire().await?;
-        social::account_owner_blocks(&mut conn, body.to_account_id, caller.user_id).await?
-    };
+    // of the block: the ledger batch looks the block up with the accounts it locks, and
+    // refuses the transfer exactly as one to an account that does not exist, with the same
+    // answer and the same record under the Idempotency-Key.
     let command = Command::Transfer {
         user_id: caller.user_id,
         from_account_id: caller.main_account_id,
-        to_account_id: if blocked { NO_ACCOUNT_ID } else { body.to_account_id },
+        to_account_id: body.to_account_id,
         amount,
         display_name,
         memo,

@@ -1,9 +1,10 @@
-//! Friends and blocks (plain transactions: no money moves), and the questions the transfer
-//! and split-bill paths ask of them before anything reaches the ledger.
+//! Friends and blocks (plain transactions: no money moves), and the questions the split-bill
+//! path asks of them before anything reaches the ledger. (A transfer's block is looked up by
+//! the ledger batch itself, in its snapshot: see `crate::ledger::store`.)
 //!
-//! A block or a friend removed while a transfer or a split bill to that user is already past
-//! these checks does not stop it: the check and the request are not one transaction. That
-//! race is accepted; everything that arrives after the block has committed is refused.
+//! A block or a friend removed while a split bill to that user is already past these checks
+//! does not stop it: the check and the request are not one transaction. That race is
+//! accepted; everything that arrives after the block has committed is refused.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -122,22 +123,6 @@ pub async fn remove(conn: &mut PgConnection, list: List, owner: UserId, other: U
         .execute(conn)
         .await?;
     Ok(removed.rows_affected() > 0)
-}
-
-/// Whether the owner of `account_id` blocked `sender` (false for an account nobody owns).
-pub async fn account_owner_blocks(
-    conn: &mut PgConnection,
-    account_id: AccountId,
-    sender: UserId,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM accounts a JOIN blocks b ON b.blocker_id = a.user_id
-                         WHERE a.id = $1 AND b.blocked_id = $2)",
-    )
-    .bind(account_id)
-    .bind(sender)
-    .fetch_one(conn)
-    .await
 }
 
 /// For each (blocker, blocked) pair, in order, whether that block exists.

@@ -82,6 +82,20 @@ impl Command {
         }
     }
 
+    /// The (receiving account, sender) pair whose block the batch looks up: a transfer's.
+    /// (A share payment goes to the settlement's requester, whom the payer agreed to pay.)
+    pub fn block_to_check(&self) -> Option<(AccountId, UserId)> {
+        match *self {
+            Command::Transfer { user_id, to_account_id, .. } => Some((to_account_id, user_id)),
+            Command::Charge { .. }
+            | Command::Deposit { .. }
+            | Command::CloseSavings { .. }
+            | Command::PayShare { .. }
+            | Command::Resolve { .. }
+            | Command::Installment { .. } => None,
+        }
+    }
+
     pub fn creates_transfer(&self) -> bool {
         match self {
             Command::Transfer { .. } | Command::PayShare { .. } => true,

@@ -26,6 +26,12 @@ impl Staged<'_> {
                 self.close_savings(user_id, main_account_id, savings_account_id)
             }
             Command::Transfer { user_id, from_account_id, to_account_id, amount, ref display_name, ref memo } => {
+                // The sender is not told of a block: the answer is the one for an account
+                // that does not exist, in the order that one is given.
+                if self.state.blocked.contains(&(to_account_id, user_id)) {
+                    self.account(from_account_id)?;
+                    return Err(CommandError::NotAllowed(super::staged::TRANSFER_TARGET_REFUSED));
+                }
                 let confirm = self.account(from_account_id)?.owner_transfer_mode == Some(TransferMode::Confirm);
                 self.send(TransferRequest {
                     user_id,

@@ -23,7 +23,7 @@ use crate::domain::transfers::{Transfer, TransferStatus, PENDING_LIFETIME};
 
 /// The one answer for every target that is not another user's main account, existing or
 /// not, so that the answer says nothing about which accounts exist.
-const TRANSFER_TARGET_REFUSED: &str = "transfers go to another user's main account";
+pub(super) const TRANSFER_TARGET_REFUSED: &str = "transfers go to another user's main account";
 
 /// An account that is not in the batch's state: unknown, or the external account when the
 /// batch did not lock it (see [`Command::accounts`]).

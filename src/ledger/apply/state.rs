@@ -1,6 +1,6 @@
 //! What a batch works on: the rows loaded under lock, and what holds for the whole batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -23,6 +23,9 @@ pub struct LedgerState {
     pub transfers: HashMap<TransferId, Transfer>,
     /// Every share of the settlements the batch takes payments for.
     pub shares: HashMap<SettlementId, Vec<Share>>,
+    /// (account, sender) pairs of the batch's transfers where the account's owner blocked the
+    /// sender: such a transfer is refused as one to an account that does not exist.
+    pub blocked: HashSet<(AccountId, UserId)>,
 }
 
 /// What holds for the whole batch.

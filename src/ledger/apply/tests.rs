@@ -654,3 +654,18 @@ fn a_transfer_that_tops_up_without_the_external_account_locked_asks_for_it_and_c
     assert!(!state.accounts.contains_key(&EXTERNAL_ACCOUNT_ID));
     assert!(transfer(1, 102, 1).accounts().iter().all(|id| *id != EXTERNAL_ACCOUNT_ID));
 }
+
+#[test]
+fn a_transfer_to_an_owner_who_blocked_the_sender_is_refused_as_to_no_account() {
+    let mut state = state_with(&[10_000, 0, 10_000]);
+    state.blocked.insert((aid(102), uid(1)));
+    let (results, effects) =
+        apply(&mut state, &context(), &[transfer(1, 102, 500), transfer(1, 999, 500), transfer(3, 102, 700)]);
+    // The blocked sender gets the answer for an account that does not exist; others get through.
+    assert_eq!(results[0], results[1]);
+    assert!(matches!(results[0], Err(CommandError::NotAllowed(_))), "{:?}", results[0]);
+    assert!(matches!(results[2], Ok(Outcome::Transferred { .. })), "{:?}", results[2]);
+    assert_eq!(effects.postings.len(), 1);
+    assert_eq!(state.accounts[&aid(102)].balance(), 700);
+    assert_eq!(total_posted(&state), 0);
+}

@@ -7,7 +7,7 @@ mod write;
 
 pub use write::write_and_commit;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -102,6 +102,13 @@ const LOCK_TRANSFERS: &str = "SELECT to_jsonb(t) FROM transfers t WHERE id = ANY
 const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status FROM settlement_shares
      WHERE settlement_id = ANY($1) ORDER BY settlement_id, position FOR UPDATE";
 
+/// Which of the (account, sender) pairs are blocked by the account's owner. Read in the
+/// batch's snapshot: a block committed before it counts, and one committing meanwhile
+/// conflicts with it (SERIALIZABLE) instead of being missed.
+const BLOCKED: &str = "SELECT p.account_id, p.sender FROM UNNEST($1::int8[], $2::int8[]) AS p(account_id, sender)
+       JOIN accounts a ON a.id = p.account_id
+       JOIN blocks b ON b.blocker_id = a.user_id AND b.blocked_id = p.sender";
+
 const RESERVE_TRANSFER_IDS: &str = "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::int8)";
 
 /// What a batch reads under lock.
@@ -112,6 +119,7 @@ pub struct Locked {
     pub transfer_ids: Vec<TransferId>,
     pub transfers: HashMap<TransferId, Transfer>,
     pub shares: HashMap<SettlementId, Vec<Share>>,
+    pub blocked: HashSet<(AccountId, UserId)>,
 }
 
 /// The rows a batch locks, each list in lock order.
@@ -129,6 +137,8 @@ pub struct ToLock<'a> {
     pub transfers: &'a BTreeSet<TransferId>,
     /// Settlements whose shares are paid.
     pub settlements: &'a BTreeSet<SettlementId>,
+    /// (receiving account, sender) of the batch's transfers, to look up blocks.
+    pub blocks: &'a BTreeSet<(AccountId, UserId)>,
 }
 
 /// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
@@ -138,7 +148,7 @@ pub struct ToLock<'a> {
 pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
     let statements = LockStatements::prepare(client).await?;
     let keys = LockKeys::of(&to_lock);
-    let [_, accounts, daily, _, keys, reserved, transfers, shares] =
+    let [_, accounts, daily, _, keys, reserved, transfers, shares, blocked] =
         send_locks(client, &statements, to_lock.alone, &keys).await?;
     let mut locked = Locked {
         accounts: HashMap::new(),
@@ -147,6 +157,7 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         transfer_ids: Vec::new(),
         transfers: HashMap::new(),
         shares: HashMap::new(),
+        blocked: HashSet::new(),
     };
     for row in accounts {
         let Json(account): Json<Account> = row.try_get(0)?;
@@ -170,6 +181,9 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         locked.transfers.insert(transfer.id, transfer);
     }
     locked.shares = decode_shares(shares)?;
+    for row in blocked {
+        locked.blocked.insert((row.try_get(0)?, row.try_get(1)?));
+    }
     Ok(locked)
 }
 
@@ -199,6 +213,7 @@ struct LockStatements {
     reserve: Statement,
     transfers: Statement,
     shares: Statement,
+    blocked: Statement,
 }
 
 impl LockStatements {
@@ -211,6 +226,7 @@ impl LockStatements {
             reserve: client.prepare_cached(RESERVE_TRANSFER_IDS).await?,
             transfers: client.prepare_cached(LOCK_TRANSFERS).await?,
             shares: client.prepare_cached(LOCK_SHARES).await?,
+            blocked: client.prepare_cached(BLOCKED).await?,
         })
     }
 }
@@ -227,6 +243,8 @@ struct LockKeys<'a> {
     reserve_count: i64,
     transfer_ids: Vec<i64>,
     settlement_ids: Vec<i64>,
+    block_accounts: Vec<i64>,
+    block_senders: Vec<i64>,
 }
 
 impl<'a> LockKeys<'a> {
@@ -242,6 +260,8 @@ impl<'a> LockKeys<'a> {
             reserve_count: to_lock.transfer_ids_needed as i64,
             transfer_ids: to_lock.transfers.iter().map(|t| t.get()).collect(),
             settlement_ids: to_lock.settlements.iter().map(|s| s.get()).collect(),
+            block_accounts: to_lock.blocks.iter().map(|(account, _)| account.get()).collect(),
+            block_senders: to_lock.blocks.iter().map(|(_, sender)| sender.get()).collect(),
         }
     }
 }
@@ -268,11 +288,11 @@ async fn send_locks(
     statements: &LockStatements,
     alone: bool,
     keys: &LockKeys<'_>,
-) -> Result<[Rows; 8], tokio_postgres::Error> {
+) -> Result<[Rows; 9], tokio_postgres::Error> {
     let s = statements;
     let k = keys;
     let no_keys = k.key_users.is_empty();
-    let (begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares) = tokio::join!(
+    let (begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares, blocked) = tokio::join!(
         async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
         query_unless(false, client, &s.accounts, [&k.account_ids, &k.closing]),
         query_unless(k.daily_users.is_empty(), client, &s.daily, [&k.daily_users, &k.daily_dates]),
@@ -287,8 +307,9 @@ async fn send_locks(
         query_unless(k.reserve_count == 0, client, &s.reserve, [&k.reserve_count]),
         query_unless(k.transfer_ids.is_empty(), client, &s.transfers, [&k.transfer_ids]),
         query_unless(k.settlement_ids.is_empty(), client, &s.shares, [&k.settlement_ids]),
+        query_unless(k.block_accounts.is_empty(), client, &s.blocked, [&k.block_accounts, &k.block_senders]),
     );
-    in_send_order([begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares])
+    in_send_order([begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares, blocked])
 }
 
 /// The results of pipelined statements, given in the order they were sent: all their rows, or

@@ -28,6 +28,7 @@ struct Wanted {
     transfers_possible: usize,
     transfers: BTreeSet<TransferId>,
     settlements: BTreeSet<SettlementId>,
+    blocks: BTreeSet<(AccountId, UserId)>,
 }
 
 impl Wanted {
@@ -46,6 +47,7 @@ impl Wanted {
             transfers_possible: commands().filter(|command| command.creates_transfer()).count(),
             transfers: commands().filter_map(|command| command.transfer_to_lock()).collect(),
             settlements: commands().filter_map(|command| command.settlement_to_lock()).collect(),
+            blocks: commands().filter_map(|command| command.block_to_check()).collect(),
         }
     }
 
@@ -60,6 +62,7 @@ impl Wanted {
             transfer_ids_needed: self.transfers_possible,
             transfers: &self.transfers,
             settlements: &self.settlements,
+            blocks: &self.blocks,
         }
     }
 }
@@ -151,6 +154,7 @@ impl Worker {
             transfer_ids_used: 0,
             transfers: locked.transfers,
             shares: locked.shares,
+            blocked: locked.blocked,
         };
         let (results, effects) = apply(&mut state, &context, &plan.commands(batch));
         plan.record(batch, results);
