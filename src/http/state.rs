@@ -1,8 +1,12 @@
 //! What every handler can reach: the state the HTTP layer shares, built once by
 //! [`crate::app::Application::build`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 
@@ -14,6 +18,7 @@ use crate::history::clickhouse::ClickHouse;
 use crate::http::login_limit::LoginLimiter;
 use crate::jobs::runner::Runner;
 use crate::ledger::LedgerWriter;
+use crate::store::replica::{ReadSource, Reads};
 use crate::store::sessions::SessionCache;
 use crate::telemetry::Metrics;
 
@@ -21,7 +26,10 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The primary: writes, locks, and reads that must see the newest state.
     pub pool: PgPool,
+    /// Where plain reads go ([`AppState::read_pool`]).
+    pub reads: Reads,
     pub clock: Clock,
     pub ledger: LedgerWriter,
     pub clickhouse: ClickHouse,
@@ -37,6 +45,21 @@ impl AppState {
         business_day::business_date(at, self.config.tz)
     }
 
+    /// The pool for a plain read (a GET that locks and writes nothing): a hot standby that has
+    /// replayed everything the primary had written when this request first asked, or the
+    /// primary (`store::replica`). Asked once per request: later calls of the same request
+    /// get the same answer, and the response says which it was in `X-Read-Source`
+    /// ([`read_source_header`]).
+    pub async fn read_pool(&self) -> PgPool {
+        let routed = ROUTED.try_with(|routed| lock(routed).clone()).ok().flatten();
+        if let Some((_, pool)) = routed {
+            return pool;
+        }
+        let (source, pool) = self.reads.route().await;
+        let _ = ROUTED.try_with(|routed| *lock(routed) = Some((source, pool.clone())));
+        pool
+    }
+
     /// Runs jobs for this process's clock, through this process's ledger writer.
     pub fn job_runner(&self) -> Runner {
         Runner::from_config(
@@ -48,4 +71,30 @@ impl AppState {
             self.ledger.clone(),
         )
     }
+}
+
+pub const READ_SOURCE_HEADER: &str = "x-read-source";
+
+type Routed = Arc<Mutex<Option<(ReadSource, PgPool)>>>;
+
+tokio::task_local! {
+    /// The request's read routing, once [`AppState::read_pool`] has decided it.
+    static ROUTED: Routed;
+}
+
+fn lock(routed: &Routed) -> std::sync::MutexGuard<'_, Option<(ReadSource, PgPool)>> {
+    routed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Adds `X-Read-Source: primary | replica` to the responses of requests whose reads were
+/// routed by [`AppState::read_pool`].
+pub async fn read_source_header(request: Request, next: Next) -> Response {
+    let routed = Routed::default();
+    let mut response = ROUTED.scope(routed.clone(), next.run(request)).await;
+    if let Some((source, _)) = lock(&routed).as_ref() {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(READ_SOURCE_HEADER), HeaderValue::from_static(source.as_str()));
+    }
+    response
 }
