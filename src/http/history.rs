@@ -455,10 +455,11 @@ pub async fn get_summary_naive(
 }
 
 /// Adds `X-History-Lag-Ms` to every history response (errors included); left out only when
-/// PostgreSQL cannot say. Measured while the request is served, not after it.
+/// PostgreSQL cannot say. Measured while the request is served, not after it, on the server
+/// the request's reads go to (as of the request's arrival at the latest).
 pub async fn lag_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let lag = async {
-        match state.pool.acquire().await {
+        match state.read_pool().await.acquire().await {
             Ok(mut conn) => lag_ms(&mut conn, state.clock.now()).await.ok(),
             Err(_) => None,
         }

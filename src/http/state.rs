@@ -1,7 +1,7 @@
 //! What every handler can reach: the state the HTTP layer shares, built once by
 //! [`crate::app::Application::build`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
+use tokio::sync::OnceCell;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -51,13 +52,11 @@ impl AppState {
     /// get the same answer, and the response says which it was in `X-Read-Source`
     /// ([`read_source_header`]).
     pub async fn read_pool(&self) -> PgPool {
-        let routed = ROUTED.try_with(|routed| lock(routed).clone()).ok().flatten();
-        if let Some((_, pool)) = routed {
-            return pool;
+        match ROUTED.try_with(Arc::clone) {
+            Ok(routed) => routed.get_or_init(|| self.reads.route()).await.1.clone(),
+            // Outside a request: decided afresh.
+            Err(_) => self.reads.route().await.1,
         }
-        let (source, pool) = self.reads.route().await;
-        let _ = ROUTED.try_with(|routed| *lock(routed) = Some((source, pool.clone())));
-        pool
     }
 
     /// Runs jobs for this process's clock, through this process's ledger writer.
@@ -75,15 +74,12 @@ impl AppState {
 
 pub const READ_SOURCE_HEADER: &str = "x-read-source";
 
-type Routed = Arc<Mutex<Option<(ReadSource, PgPool)>>>;
+/// The request's read routing, decided once by the first [`AppState::read_pool`] (reads of
+/// the request that ask meanwhile wait for that decision).
+type Routed = Arc<OnceCell<(ReadSource, PgPool)>>;
 
 tokio::task_local! {
-    /// The request's read routing, once [`AppState::read_pool`] has decided it.
     static ROUTED: Routed;
-}
-
-fn lock(routed: &Routed) -> std::sync::MutexGuard<'_, Option<(ReadSource, PgPool)>> {
-    routed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Adds `X-Read-Source: primary | replica` to the responses of requests whose reads were
@@ -91,7 +87,7 @@ fn lock(routed: &Routed) -> std::sync::MutexGuard<'_, Option<(ReadSource, PgPool
 pub async fn read_source_header(request: Request, next: Next) -> Response {
     let routed = Routed::default();
     let mut response = ROUTED.scope(routed.clone(), next.run(request)).await;
-    if let Some((source, _)) = lock(&routed).as_ref() {
+    if let Some((source, _)) = routed.get() {
         response
             .headers_mut()
             .insert(HeaderName::from_static(READ_SOURCE_HEADER), HeaderValue::from_static(source.as_str()));
