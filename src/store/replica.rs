@@ -13,6 +13,8 @@
 //! A reader only takes an answer whose query started after the reader arrived: readers that
 //! arrive while a query runs wait for the next one, which starts as soon as that one ends.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -176,9 +178,11 @@ struct Probe {
     shared: Arc<ProbeShared>,
 }
 
+/// A query's run, as a future that owns what it needs.
+type Query = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
 struct ProbeShared {
-    pool: PgPool,
-    sql: &'static str,
+    query: Query,
     state: Mutex<ProbeState>,
 }
 
@@ -191,8 +195,18 @@ struct ProbeState {
 }
 
 impl Probe {
+    /// `sql` (one position) on `pool`.
     fn new(pool: PgPool, sql: &'static str) -> Self {
-        Probe { shared: Arc::new(ProbeShared { pool, sql, state: Mutex::new(ProbeState::default()) }) }
+        Probe::of(Box::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(&pool).await.map_err(|error| error.to_string())
+            })
+        }))
+    }
+
+    fn of(query: Query) -> Self {
+        Probe { shared: Arc::new(ProbeShared { query, state: Mutex::new(ProbeState::default()) }) }
     }
 
     /// The answer of a query that started after this call.
@@ -226,10 +240,7 @@ impl ProbeShared {
     /// others wait for.
     async fn run(self: Arc<Self>, mut sender: watch::Sender<Option<Answer>>) {
         loop {
-            let answer = sqlx::query_scalar::<_, Option<i64>>(self.sql)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|error| error.to_string());
+            let answer = (self.query)().await;
             sender.send_replace(Some(answer));
             let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match state.next.take() {
@@ -240,5 +251,63 @@ impl ProbeShared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A probe whose nth query (from 1) answers n once `release` lets it end.
+    fn counting_probe() -> (Probe, Arc<AtomicUsize>, Arc<tokio::sync::Semaphore>) {
+        let started = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (count, gate) = (started.clone(), release.clone());
+        let probe = Probe::of(Box::new(move || {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let gate = gate.clone();
+            Box::pin(async move {
+                gate.acquire().await.map_err(|error| error.to_string())?.forget();
+                Ok(Some(n as i64))
+            })
+        }));
+        (probe, started, release)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_share_a_query_only_if_it_started_after_they_arrived() {
+        let (probe, started, release) = counting_probe();
+        let probe = Arc::new(probe);
+        let read = |probe: &Arc<Probe>| {
+            let probe = probe.clone();
+            tokio::spawn(async move { probe.read().await })
+        };
+        let first = read(&probe);
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        // Arrived while query 1 runs: they wait for query 2, which starts when 1 ends.
+        let (second, third) = (read(&probe), read(&probe));
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        release.add_permits(1);
+        assert_eq!(first.await.unwrap(), Ok(Some(1)));
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+        release.add_permits(1);
+        assert_eq!((second.await.unwrap(), third.await.unwrap()), (Ok(Some(2)), Ok(Some(2))));
+        // Nobody waits: the next reader starts a query of its own.
+        let fourth = read(&probe);
+        settle().await;
+        release.add_permits(1);
+        assert_eq!(fourth.await.unwrap(), Ok(Some(3)));
+        assert_eq!(started.load(Ordering::SeqCst), 3);
     }
 }
