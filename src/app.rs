@@ -19,6 +19,7 @@ use crate::http::state::AppState;
 use crate::jobs::scheduler::Scheduler;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
+use crate::store::replica::Reads;
 use crate::store::sessions::SessionCache;
 use crate::store::{self, partitions};
 use crate::telemetry::Metrics;
@@ -74,9 +75,11 @@ impl Application {
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
         let hashing = Hashing::new(config.password_hash_cost, config.password_hashing);
+        let reads = Reads::new(pool.clone(), &config.database_url, &config.replica, config.db_pool_size)?;
         let state = AppState {
             config: Arc::new(config),
             pool,
+            reads,
             clock,
             ledger,
             clickhouse,

@@ -102,6 +102,9 @@ impl From<&str> for SecretUrl {
 pub struct Config {
     pub addr: SocketAddr,
     pub database_url: SecretUrl,
+    /// A hot standby of that PostgreSQL for plain reads (`MINIPAY_DATABASE_REPLICA_URL`), and
+    /// how long a read waits for it to catch up (`store::replica`).
+    pub replica: ReplicaConfig,
     pub clickhouse_url: SecretUrl,
     pub clickhouse_database: String,
     pub clock_mode: ClockMode,
@@ -239,6 +242,22 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Reads from a PostgreSQL hot standby (`store::replica`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// The standby; `None`: every read goes to the primary.
+    pub url: Option<SecretUrl>,
+    /// How long a read waits for the standby to replay what the primary had written when the
+    /// read arrived; past it the read goes to the primary.
+    pub wait: Duration,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig { url: None, wait: Duration::from_millis(50) }
+    }
+}
+
 /// How long ClickHouse may take (`history::clickhouse`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClickHouseTimeouts {
@@ -328,6 +347,12 @@ pub struct Settings {
     /// PostgreSQL; logged without its credentials.
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/minipay")]
     database_url: String,
+    /// A hot standby of that PostgreSQL for plain reads; logged without its credentials.
+    #[arg(long, env = "MINIPAY_DATABASE_REPLICA_URL")]
+    database_replica_url: Option<String>,
+    /// How long a read waits for the standby to catch up with the primary before reading there.
+    #[arg(long, env = "MINIPAY_REPLICA_WAIT_MS", default_value_t = millis(ReplicaConfig::default().wait))]
+    replica_wait_ms: u64,
     /// ClickHouse HTTP interface; `http://user:password@host:8123` logs in as that user.
     #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -538,6 +563,10 @@ impl Settings {
         Config {
             addr: self.addr,
             database_url: SecretUrl(self.database_url.clone()),
+            replica: ReplicaConfig {
+                url: self.database_replica_url.clone().map(SecretUrl),
+                wait: Duration::from_millis(self.replica_wait_ms),
+            },
             clickhouse_url: SecretUrl(self.clickhouse_url.clone()),
             clickhouse_database: self.clickhouse_database.clone(),
             clock_mode: match self.clock {
@@ -709,6 +738,10 @@ mod tests {
     fn the_debug_output_hides_both_urls_credentials() {
         let config = Config {
             database_url: "postgres://postgres:pg-secret@127.0.0.1:5432/minipay".into(),
+            replica: ReplicaConfig {
+                url: Some("postgres://postgres:standby-secret@127.0.0.2:5432/minipay".into()),
+                ..ReplicaConfig::default()
+            },
             clickhouse_url: "http://default:ch-secret@127.0.0.1:8123".into(),
             admin_token: Some("a".repeat(40).into()),
             ..Config::from_env().expect("the defaults are a valid configuration")
@@ -716,6 +749,7 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret") && !shown.contains(&"a".repeat(40)), "{shown}");
         assert!(shown.contains("postgres://***@127.0.0.1:5432/minipay"), "{shown}");
+        assert!(shown.contains("postgres://***@127.0.0.2:5432/minipay"), "{shown}");
         assert!(shown.contains("http://***@127.0.0.1:8123"), "{shown}");
     }
 

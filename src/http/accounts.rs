@@ -75,7 +75,7 @@ pub struct NewAccount {
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = AccountList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<AccountList>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let accounts = accounts::list_for_user(&mut conn, caller.user_id).await?;
     Ok(Json(AccountList { accounts: accounts.iter().map(AccountView::from).collect() }))
 }
@@ -89,7 +89,7 @@ pub async fn get_account(
     caller: AuthUser,
     ApiPath(id): ApiPath<AccountId>,
 ) -> ApiResult<Json<AccountView>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let account = accounts::get_owned(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(AccountView::from(&account)))
 }

@@ -61,6 +61,7 @@ pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
         HeaderName::from_static("ratelimit-reset"),
         HeaderName::from_static("x-history-source"),
         HeaderName::from_static("x-history-lag-ms"),
+        HeaderName::from_static("x-read-source"),
         HeaderName::from_static("x-request-id"),
     ];
     let layer = CorsLayer::new()

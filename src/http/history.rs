@@ -258,7 +258,7 @@ fn parse_filters(direction: Option<&str>, kind: Option<&str>, counterparty: Opti
 
 /// 404 unless the caller owns the account.
 async fn check_owner(state: &AppState, caller: AuthUser, account_id: AccountId) -> ApiResult<()> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
     Ok(())
 }
@@ -331,7 +331,7 @@ pub async fn get_history(
         .transpose()?;
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
     let bounded = pg::bounded_keyset_page(&mut conn, account_id, range, &filters, cursor, limit, PG_SCAN_MAX).await?;
     if let Some(page) = bounded {
@@ -348,7 +348,7 @@ pub async fn get_history(
     let (source, page) = match tuned {
         Some(entries) => ("clickhouse", merge_pages(entries, waiting, limit)),
         None => {
-            let mut conn = state.pool.acquire().await?;
+            let mut conn = state.read_pool().await.acquire().await?;
             ("postgres-fallback", pg::keyset_page(&mut conn, account_id, range, &filters, cursor, limit).await?)
         }
     };
@@ -384,7 +384,7 @@ pub async fn get_history_naive(
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     check_owner(&state, caller, account_id).await?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let (entries, total) = pg::naive_page(&mut conn, account_id, range, &filters, page, limit).await?;
     let body = NaiveHistoryPage { entries: entries.into_iter().map(EntryView::from).collect(), page, total };
     Ok(with_source("postgres", Json(body)))
@@ -410,7 +410,7 @@ pub async fn get_summary(
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
     if summary::entries_at_most(&mut conn, account_id, range, SUMMARY_PG_MAX).await? {
         let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
@@ -428,7 +428,7 @@ pub async fn get_summary(
     let (source, summary) = match tuned {
         Some(summary) => ("clickhouse", summary),
         None => {
-            let mut conn = state.pool.acquire().await?;
+            let mut conn = state.read_pool().await.acquire().await?;
             ("postgres-fallback", summary::naive_summary(&mut conn, account_id, range, &filters).await?)
         }
     };
@@ -449,16 +449,17 @@ pub async fn get_summary_naive(
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     check_owner(&state, caller, account_id).await?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
     Ok(with_source("postgres", Json(SummaryView::from(summary))))
 }
 
 /// Adds `X-History-Lag-Ms` to every history response (errors included); left out only when
-/// PostgreSQL cannot say. Measured while the request is served, not after it.
+/// PostgreSQL cannot say. Measured while the request is served, not after it, on the server
+/// the request's reads go to (as of the request's arrival at the latest).
 pub async fn lag_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let lag = async {
-        match state.pool.acquire().await {
+        match state.read_pool().await.acquire().await {
             Ok(mut conn) => lag_ms(&mut conn, state.clock.now()).await.ok(),
             Err(_) => None,
         }

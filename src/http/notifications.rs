@@ -76,7 +76,7 @@ pub async fn list_notifications(
         Some(after) if after >= 0 => after,
         Some(_) => return Err(ApiError::validation("after must be a notification id (0 or more)")),
     };
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let found = notifications::list_after(&mut conn, caller.user_id, after, limit).await?;
     Ok(Json(NotificationList { notifications: found.into_iter().map(NotificationView::from).collect() }))
 }

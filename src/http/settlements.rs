@@ -192,7 +192,7 @@ pub async fn get_settlement(
     caller: AuthUser,
     ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Json<SettlementView>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(SettlementView::from(&settlement)))
 }
@@ -215,7 +215,7 @@ pub async fn list_settlements(
     };
     let limit = page_size(query.limit)?;
     let before = decode_id_cursor(query.cursor.as_deref())?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let found = settlements::list(&mut conn, caller.user_id, role, before, limit + 1).await?;
     let has_more = found.len() as i64 > limit;
     let page: Vec<SettlementView> = found.iter().take(limit as usize).map(SettlementView::from).collect();

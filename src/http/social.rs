@@ -125,7 +125,7 @@ pub async fn add_friend(
 #[utoipa::path(get, path = "/v1/friends", tag = "friends", security(("bearer" = [])),
     responses((status = 200, body = FriendList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<FriendList>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let friends = social::list(&mut conn, List::Friends, caller.user_id).await?;
     Ok(Json(FriendList { friends: friends.into_iter().map(FriendView::from).collect() }))
 }
@@ -178,7 +178,7 @@ pub async fn add_block(
 #[utoipa::path(get, path = "/v1/blocks", tag = "friends", security(("bearer" = [])),
     responses((status = 200, body = BlockList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<BlockList>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let blocks = social::list(&mut conn, List::Blocks, caller.user_id).await?;
     Ok(Json(BlockList { blocks: blocks.into_iter().map(BlockView::from).collect() }))
 }

@@ -3,8 +3,13 @@
 
 use std::sync::Arc;
 
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
+use tokio::sync::OnceCell;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -14,6 +19,7 @@ use crate::history::clickhouse::ClickHouse;
 use crate::http::login_limit::LoginLimiter;
 use crate::jobs::runner::Runner;
 use crate::ledger::LedgerWriter;
+use crate::store::replica::{ReadSource, Reads};
 use crate::store::sessions::SessionCache;
 use crate::telemetry::Metrics;
 
@@ -21,7 +27,10 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The primary: writes, locks, and reads that must see the newest state.
     pub pool: PgPool,
+    /// Where plain reads go ([`AppState::read_pool`]).
+    pub reads: Reads,
     pub clock: Clock,
     pub ledger: LedgerWriter,
     pub clickhouse: ClickHouse,
@@ -37,6 +46,19 @@ impl AppState {
         business_day::business_date(at, self.config.tz)
     }
 
+    /// The pool for a plain read (a GET that locks and writes nothing): a hot standby that has
+    /// replayed everything the primary had written when this request first asked, or the
+    /// primary (`store::replica`). Asked once per request: later calls of the same request
+    /// get the same answer, and the response says which it was in `X-Read-Source`
+    /// ([`read_source_header`]).
+    pub async fn read_pool(&self) -> PgPool {
+        match ROUTED.try_with(Arc::clone) {
+            Ok(routed) => routed.get_or_init(|| self.reads.route()).await.1.clone(),
+            // Outside a request: decided afresh.
+            Err(_) => self.reads.route().await.1,
+        }
+    }
+
     /// Runs jobs for this process's clock, through this process's ledger writer.
     pub fn job_runner(&self) -> Runner {
         Runner::from_config(
@@ -48,4 +70,27 @@ impl AppState {
             self.ledger.clone(),
         )
     }
+}
+
+pub const READ_SOURCE_HEADER: &str = "x-read-source";
+
+/// The request's read routing, decided once by the first [`AppState::read_pool`] (reads of
+/// the request that ask meanwhile wait for that decision).
+type Routed = Arc<OnceCell<(ReadSource, PgPool)>>;
+
+tokio::task_local! {
+    static ROUTED: Routed;
+}
+
+/// Adds `X-Read-Source: primary | replica` to the responses of requests whose reads were
+/// routed by [`AppState::read_pool`].
+pub async fn read_source_header(request: Request, next: Next) -> Response {
+    let routed = Routed::default();
+    let mut response = ROUTED.scope(routed.clone(), next.run(request)).await;
+    if let Some((source, _)) = routed.get() {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(READ_SOURCE_HEADER), HeaderValue::from_static(source.as_str()));
+    }
+    response
 }

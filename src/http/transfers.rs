@@ -148,7 +148,7 @@ pub async fn get_transfer(
     caller: AuthUser,
     ApiPath(id): ApiPath<TransferId>,
 ) -> ApiResult<Json<TransferView>> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let transfer = transfers::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(TransferView::from(&transfer)))
 }
@@ -175,7 +175,7 @@ pub async fn list_transfers(
         .transpose()?;
     let limit = page_size(query.limit)?;
     let before = decode_id_cursor(query.cursor.as_deref())?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let found = transfers::list(&mut conn, caller.user_id, direction, status, before, limit + 1).await?;
     let has_more = found.len() as i64 > limit;
     let page: Vec<TransferView> = found.iter().take(limit as usize).map(TransferView::from).collect();

@@ -224,13 +224,13 @@ pub async fn get_user(
 ) -> ApiResult<Json<UserView>> {
     // A name no user could have (e.g. with a NUL, which PostgreSQL text refuses) is simply not found.
     let name = UserName::parse(&name).map_err(|_| ApiError::NotFound)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.read_pool().await.acquire().await?;
     let user = users::find_by_name(&mut conn, name.as_str()).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(user.into()))
 }
 
-async fn me_view(state: &AppState, user: User) -> ApiResult<MeView> {
-    let mut conn = state.pool.acquire().await?;
+async fn me_view(state: &AppState, pool: &sqlx::PgPool, user: User) -> ApiResult<MeView> {
+    let mut conn = pool.acquire().await?;
     let used = users::daily_charge_used(&mut conn, user.id, state.business_date(state.clock.now())).await?;
     Ok(MeView {
         id: user.id,
@@ -246,10 +246,11 @@ async fn me_view(state: &AppState, user: User) -> ApiResult<MeView> {
 #[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = MeView), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<MeView>> {
-    let mut conn = state.pool.acquire().await?;
+    let pool = state.read_pool().await;
+    let mut conn = pool.acquire().await?;
     let user = users::find_by_id(&mut conn, caller.user_id).await?.ok_or(ApiError::Unauthorized)?;
     drop(conn);
-    Ok(Json(me_view(&state, user).await?))
+    Ok(Json(me_view(&state, &pool, user).await?))
 }
 
 /// Changes the transfer mode (`immediate` | `confirm`), the name, and/or who may ask the caller
@@ -283,5 +284,5 @@ pub async fn patch_me(
             .await
             .map_err(name_taken)?
             .ok_or(ApiError::Unauthorized)?;
-    Ok(Json(me_view(&state, user).await?))
+    Ok(Json(me_view(&state, &state.pool, user).await?))
 }

@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod job_runs;
 pub mod notifications;
 pub mod partitions;
+pub mod replica;
 pub mod sessions;
 pub mod settlements;
 pub mod social;

@@ -100,6 +100,7 @@ pub fn test_config(database: &str) -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url_for(database).into(),
+        replica: Default::default(),
         clickhouse_url: env_var("CLICKHOUSE_URL").into(),
         clickhouse_database: database.to_owned(),
         clock_mode: ClockMode::Manual,

@@ -36,6 +36,7 @@ mod settlement_limits;
 mod settlements;
 mod smoke;
 mod social;
+mod standby;
 mod statements;
 mod top_ups;
 mod transfers;
