@@ -13,7 +13,9 @@ pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod problems;
 pub mod request_id;
+pub mod schemas;
 pub mod serve;
 pub mod settlements;
 pub mod social;
@@ -35,6 +37,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::state::AppState;
 use error::ApiError;
+use problems::SharedProblems;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,7 +59,7 @@ use error::ApiError;
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &SharedProblems),
     tags(
         (name = "users", description = "Sign-up, sessions, profile"),
         (name = "accounts", description = "Main and savings accounts"),
@@ -66,7 +69,7 @@ use error::ApiError;
         (name = "friends", description = "Friends and blocks: who may reach the caller"),
         (name = "notifications", description = "What users are told about, oldest first"),
         (name = "history", description = "Account statements: tuned (ClickHouse) and naive (PostgreSQL)"),
-        (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
+        (name = "admin", description = "Operator routes, with the admin token (MINIPAY_ADMIN_TOKEN); while it is unset they are disabled and answer 404"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -77,9 +80,19 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
-        components.add_security_scheme("bearer", bearer());
-        components.add_security_scheme("admin", bearer());
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build(),
+            )
+        };
+        components.add_security_scheme(
+            "bearer",
+            bearer("A user's session token: the `token` of `POST /v1/sessions` (64 hex characters), valid until its `expires_at` or `DELETE /v1/sessions/current`."),
+        );
+        components.add_security_scheme(
+            "admin",
+            bearer("The operator's token, MINIPAY_ADMIN_TOKEN, for the /admin routes only (a session token is refused there). While it is unset the admin routes are disabled and answer 404."),
+        );
     }
 }
 
