@@ -49,7 +49,8 @@ pub struct JobPath {
 
 /// Checks the ledger invariants now.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = AuditReport, description = "The checks and whether each holds (`ok` is false on any mismatch)")))]
+    responses((status = 200, body = AuditReport, description = "The checks and whether each holds (`ok` is false on any mismatch)",
+               example = json!({"ok": true, "checks": [{"name": "posted-balances-sum-to-zero", "ok": true, "detail": "0"}]}))))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
     // ClickHouse must hold the statement entries PostgreSQL has forwarded, and no others (an
     // unreachable ClickHouse fails that check).
@@ -123,7 +124,9 @@ pub async fn put_clock(
 /// expired sessions. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(JobPath),
-    responses((status = 200, body = RunReport, description = "What the run did, date by date"), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no such job")))]
+    responses((status = 200, body = RunReport, description = "What the run did, date by date",
+               example = json!({"job": "interest", "processed": 12, "dates": [{"business_date": "2026-11-23", "outcome": "done",
+                   "processed": 12, "chunks": 1, "resumed": false}]})), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no such job")))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,
