@@ -15,7 +15,7 @@ pub const INTEREST_ACCOUNT_ID: AccountId = AccountId::new(2);
 pub const FREE_SAVINGS_RATE_BP: i32 = 300;
 pub const FIXED_SAVINGS_RATE_BP: i32 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     System,

@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::headers::{created, location, Created};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
 use super::schemas;
-use crate::domain::accounts::{Account, AccountId, AccountKind, AccountStatus, Product};
+use crate::domain::accounts::{Account, AccountId, AccountStatus, Product};
 use crate::domain::money::Amount;
 use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
@@ -29,7 +29,7 @@ pub struct AccountView {
     #[schema(value_type = i64)]
     pub id: AccountId,
     /// `main` or `savings`.
-    #[schema(value_type = AccountKind)]
+    #[schema(schema_with = schemas::account_kind)]
     pub kind: String,
     /// `free` or `fixed` for savings, null for the main account.
     #[schema(value_type = Option<Product>)]

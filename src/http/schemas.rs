@@ -5,6 +5,7 @@
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Object;
 
+use crate::domain::accounts::AccountKind;
 use crate::history::entry::KINDS;
 use crate::jobs::JobName;
 
@@ -40,6 +41,11 @@ pub fn transfer_direction() -> Object {
 /// Which settlements a list shows: `requested` | `owed`.
 pub fn settlement_role() -> Object {
     strings(["requested", "owed"])
+}
+
+/// The accounts users hold: `main` | `savings` (system accounts are nobody's).
+pub fn account_kind() -> Object {
+    strings([AccountKind::Main.as_str(), AccountKind::Savings.as_str()])
 }
 
 /// Opening an account: only `savings`.
