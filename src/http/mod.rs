@@ -8,6 +8,7 @@ pub mod extract;
 pub mod headers;
 pub mod history;
 pub mod idempotency;
+pub mod links;
 pub mod login_limit;
 pub mod money;
 pub mod notifications;
@@ -37,6 +38,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::state::AppState;
 use error::ApiError;
+use links::Links;
 use problems::SharedProblems;
 
 #[derive(OpenApi)]
@@ -59,7 +61,7 @@ use problems::SharedProblems;
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
-    modifiers(&SecuritySchemes, &SharedProblems),
+    modifiers(&SecuritySchemes, &SharedProblems, &Links),
     tags(
         (name = "users", description = "Sign-up, sessions, profile"),
         (name = "accounts", description = "Main and savings accounts"),
@@ -98,7 +100,7 @@ impl Modify for SecuritySchemes {
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut text = links::with_link_keys(ApiDoc::openapi().to_pretty_json().unwrap_or_default());
     text.push('\n');
     text
 }
@@ -149,7 +151,10 @@ pub fn router(state: AppState) -> Router {
     let app = api
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/swagger-ui").external_url_unchecked(
+            "/api-docs/openapi.json",
+            serde_json::from_str(&openapi_json()).unwrap_or_default(),
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |request: Request, next: Next| refuse_large_bodies(body_limit, request, next)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

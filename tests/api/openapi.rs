@@ -19,6 +19,9 @@ async fn the_server_serves_its_openapi_document_and_swagger_ui() {
     for path in ["/v1/users", "/v1/accounts/{id}/charges", "/admin/audit"] {
         assert!(body["paths"][path].is_object(), "{path} missing from the spec");
     }
+    let (status, served_to_swagger_ui) = app.get("/api-docs/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_to_swagger_ui, body, "Swagger UI shows the same document");
     let page = app.client.get(app.url("/swagger-ui/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger-ui"));
@@ -115,6 +118,18 @@ fn bodies_have_examples_and_the_security_schemes_say_which_token() {
             }
         }
     }
+    // Links name operations that exist, in the specification's spelling.
+    let ids: Vec<String> = operations(&doc).iter().map(|(_, operation)| operation["operationId"].to_string()).collect();
+    let mut links = 0;
+    for (name, operation) in operations(&doc) {
+        for response in operation["responses"].as_object().unwrap().values() {
+            for link in response["links"].as_object().into_iter().flat_map(|links| links.values()) {
+                assert!(ids.contains(&link["operationId"].to_string()), "{name}: a link to {link}");
+                links += 1;
+            }
+        }
+    }
+    assert!(links > 10, "the document links created resources to the operations that use them");
     let schemes = &doc["components"]["securitySchemes"];
     assert!(schemes["bearer"]["description"].as_str().unwrap().contains("POST /v1/sessions"));
     assert!(schemes["admin"]["description"].as_str().unwrap().contains("MINIPAY_ADMIN_TOKEN"));
