@@ -3,7 +3,8 @@
 use super::ids::UserId;
 use super::text_enum::text_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum NotificationKind {
     TransferReceived,
     PendingTransferReceived,

@@ -30,7 +30,7 @@ pub const PARTICIPANTS_MAX: usize = 100;
 /// Participants plus the requester's own share.
 pub const SHARES_MAX: usize = PARTICIPANTS_MAX + 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitMode {
     /// Shares differ by at most 1 KRW.
@@ -41,7 +41,7 @@ pub enum SplitMode {
 
 text_enum!(SplitMode { Equal => "equal", Random => "random" });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SettlementStatus {
     /// Some share is still owed.
@@ -52,7 +52,7 @@ pub enum SettlementStatus {
 
 text_enum!(SettlementStatus { Open => "open", Completed => "completed" });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 pub enum ShareStatus {
     /// Owed by a participant.
     #[serde(rename = "requested")]

@@ -14,7 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::text_enum::text_enum;
 
 /// Who may ask a user to pay a share of a split bill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum SettlementRequestsFrom {
     /// Any user (the default).
     Everyone,

@@ -10,7 +10,7 @@ pub const PENDING_LIFETIME: Duration = Duration::hours(72);
 /// The receiver is reminded once when this much of the wait is left.
 pub const REMINDER_BEFORE_EXPIRY: Duration = Duration::hours(24);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TransferStatus {
     Completed,
@@ -29,7 +29,7 @@ text_enum!(TransferStatus {
 });
 
 /// How a user's outgoing transfers complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TransferMode {
     Immediate,

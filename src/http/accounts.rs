@@ -14,27 +14,36 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::headers::{created, location, Created};
 use super::idempotency::{run_command, stored_error, stored_json, IdempotencyKey};
-use crate::domain::accounts::{Account, AccountId, Product};
+use super::schemas;
+use crate::domain::accounts::{Account, AccountId, AccountStatus, Product};
 use crate::domain::money::Amount;
 use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::accounts;
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
+#[schema(example = json!({"id": 1043, "kind": "savings", "product": "fixed", "balance": 150000, "pending_out": 0,
+    "available": 150000, "installment_amount": 50000, "status": "open", "interest_rate_bp": 500,
+    "opened_at": "2026-11-24T04:00:00Z"}))]
 pub struct AccountView {
     #[schema(value_type = i64)]
     pub id: AccountId,
     /// `main` or `savings`.
+    #[schema(schema_with = schemas::account_kind)]
     pub kind: String,
     /// `free` or `fixed` for savings, null for the main account.
+    #[schema(value_type = Option<Product>)]
     pub product: Option<String>,
     pub balance: i64,
     pub pending_out: i64,
     /// balance − pending_out.
     pub available: i64,
+    /// The daily installment of fixed savings; null otherwise.
     pub installment_amount: Option<i64>,
     /// `open` or `closed`.
+    #[schema(value_type = AccountStatus)]
     pub status: String,
+    /// Yearly interest in basis points (300 = 3%); null for the main account.
     pub interest_rate_bp: Option<i32>,
     pub opened_at: DateTime<Utc>,
 }
@@ -57,23 +66,30 @@ impl From<&Account> for AccountView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"accounts": [{"id": 1042, "kind": "main", "product": null, "balance": 250000,
+    "pending_out": 10000, "available": 240000, "installment_amount": null, "status": "open", "interest_rate_bp": null,
+    "opened_at": "2026-11-20T09:30:00Z"}]}))]
 pub struct AccountList {
     pub accounts: Vec<AccountView>,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "savings", "product": "fixed", "installment_amount": 50000}))]
 pub struct NewAccount {
     /// Only `savings` can be opened.
+    #[schema(schema_with = schemas::new_account_kind)]
     pub kind: String,
     /// `free` (3%, deposit any time) or `fixed` (5%, daily installment).
+    #[schema(value_type = Product)]
     pub product: String,
-    /// Required for `fixed`, absent for `free`.
+    /// Required for `fixed` (KRW, at most the daily top-up limit), absent for `free`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub installment_amount: Option<i64>,
 }
 
 /// The caller's accounts, main first.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = AccountList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AccountList, description = "The caller's accounts")))]
 pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<AccountList>> {
     let mut conn = state.read_pool().await.acquire().await?;
     let accounts = accounts::list_for_user(&mut conn, caller.user_id).await?;
@@ -83,7 +99,7 @@ pub async fn list_accounts(State(state): State<AppState>, caller: AuthUser) -> A
 /// One of the caller's accounts; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = AccountView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AccountView, description = "The account")))]
 pub async fn get_account(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -97,8 +113,9 @@ pub async fn get_account(
 /// Opens a savings account: `free` (3% a year) or `fixed` (5% a year, with an
 /// `installment_amount` taken from the main account every day at 08:00).
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccount,
-    responses((status = 201, body = AccountView, headers(("Location" = String, description = "`/v1/accounts/{id}`, where the account is read"))),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = AccountView, description = "The savings account, opened",
+               headers(("Location" = String, description = "`/v1/accounts/{id}`, where the account is read"))),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: not `savings`, an unknown product, or an installment that does not fit the product or exceeds the daily top-up limit")))]
 pub async fn create_account(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -136,10 +153,9 @@ pub async fn create_account(
 #[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 200, body = AccountView), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = AccountView, description = "The savings account, closed"),
               (status = 409, body = Problem, content_type = "application/problem+json", description = "already closed"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed (not a savings account), idempotency-key-reused"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: not a savings account")))]
 pub async fn close_account(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, ApiJson, ApiPath};
+use super::schemas;
 use crate::clock::{ClockMode, SetClockError};
 use crate::http::state::AppState;
 use crate::jobs::{self, JobName, RunReport};
@@ -19,24 +20,37 @@ use crate::store::partitions;
 const CLOCK_YEAR_MAX: i32 = 9_000;
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"now": "2026-11-24T04:00:00Z", "mode": "manual"}))]
 pub struct ClockView {
     pub now: DateTime<Utc>,
     /// `system` or `manual`.
+    #[schema(schema_with = schemas::clock_mode)]
     pub mode: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"now": "2026-11-24T04:00:00+09:00"}))]
 pub struct ClockUpdate {
     /// RFC 3339 with offset, e.g. `2026-11-24T04:00:00+09:00`.
+    #[schema(value_type = DateTime<Utc>)]
     pub now: DateTime<chrono::FixedOffset>,
+}
+
+/// The path of `POST /admin/jobs/{name}/run` (documentation only: the handler reads the name
+/// as text and answers 404 for any other).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct JobPath {
+    /// interest | installments | pending-expiry | reminders | retention | audit | session-purge.
+    #[param(schema_with = schemas::job_name)]
+    name: String,
 }
 
 /// Checks the ledger invariants now.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = AuditReport), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
-               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
+    responses((status = 200, body = AuditReport, description = "The checks and whether each holds (`ok` is false on any mismatch)",
+               example = json!({"ok": true, "checks": [{"name": "posted-balances-sum-to-zero", "ok": true, "detail": "0"}]}))))]
 pub async fn get_audit(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditReport>> {
     // ClickHouse must hold the statement entries PostgreSQL has forwarded, and no others (an
     // unreachable ClickHouse fails that check).
@@ -58,10 +72,7 @@ fn clock_view(state: &AppState) -> ClockView {
 
 /// The server's clock.
 #[utoipa::path(get, path = "/admin/clock", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = ClockView), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
-               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
+    responses((status = 200, body = ClockView, description = "The server's time and its clock mode")))]
 pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<ClockView> {
     Json(clock_view(&state))
 }
@@ -69,11 +80,10 @@ pub async fn get_clock(State(state): State<AppState>, _admin: Admin) -> Json<Clo
 /// Moves the manual clock forward (404 with the system clock, 409 backwards). Partitions for
 /// the new date are created before the answer.
 #[utoipa::path(put, path = "/admin/clock", tag = "admin", security(("admin" = [])), request_body = ClockUpdate,
-    responses((status = 200, body = ClockView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "not a time with offset, or after the year 9000"),
-              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
-               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
+    responses((status = 200, body = ClockView, description = "The clock, moved"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: the server runs on the system clock (MINIPAY_CLOCK=system)"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: the time is before the clock's"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "not a time with offset, or after the year 9000")))]
 pub async fn put_clock(
     State(state): State<AppState>,
     _admin: Admin,
@@ -113,11 +123,10 @@ pub async fn put_clock(
 /// (a mismatch is logged and counted on `/metrics`); `session-purge` (daily, 02:00) deletes
 /// expired sessions. An unknown name is 404.
 #[utoipa::path(post, path = "/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
-    params(("name" = String, Path, description = "interest | installments | pending-expiry | reminders | retention | audit | session-purge")),
-    responses((status = 200, body = RunReport), (status = 404, body = Problem, content_type = "application/problem+json", description = "no such job"),
-              (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests: too many failed admin authentications from this address",
-               headers(("Retry-After" = u64, description = "Seconds until the window ends"),
-               ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
+    params(JobPath),
+    responses((status = 200, body = RunReport, description = "What the run did, date by date",
+               example = json!({"job": "interest", "processed": 12, "dates": [{"business_date": "2026-11-23", "outcome": "done",
+                   "processed": 12, "chunks": 1, "resumed": false}]})), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no such job")))]
 pub async fn run_job(
     State(state): State<AppState>,
     _admin: Admin,

@@ -48,12 +48,22 @@ pub enum ApiError {
 
 /// The problem+json body. `code` is the stable, machine-readable part.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "https://minipay.dev/problems/insufficient-funds", "title": "Insufficient funds",
+    "status": 422, "detail": "insufficient funds", "code": "insufficient-funds"}))]
 pub struct Problem {
+    /// `https://minipay.dev/problems/{code}`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A short summary of the kind of problem, the same for every answer with this `code`.
     pub title: String,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong with this request, for people.
     pub detail: String,
+    /// The stable, machine-readable part: `validation-failed` | `unauthorized` | `not-found` |
+    /// `insufficient-funds` | `daily-limit-exceeded` | `invalid-state` | `name-taken` |
+    /// `idempotency-key-reused` | `payload-too-large` | `method-not-allowed` | `unavailable` |
+    /// `too-many-requests` | `internal`.
     pub code: String,
 }
 

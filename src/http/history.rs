@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
+use super::schemas;
 use crate::domain::ids::AccountId;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::entry::{merge_pages, Cursor, Filters, HistoryEntry, Page, TimeRange};
@@ -35,6 +36,7 @@ const SUMMARY_PG_MAX: i64 = 1_000;
 const NAIVE_PAGE_MAX: i64 = 100_000;
 
 #[derive(Serialize, ToSchema, Debug)]
+#[schema(example = json!({"account_id": 1057, "name": "jun", "user_name": "jun"}))]
 pub struct Counterparty {
     /// The other account; null for top-ups.
     pub account_id: Option<i64>,
@@ -48,17 +50,22 @@ pub struct Counterparty {
 }
 
 #[derive(Serialize, ToSchema, Debug)]
+#[schema(example = json!({"id": 5012, "at": "2026-11-24T04:00:00Z", "account_id": 1042, "direction": "out", "amount": 25000,
+        "balance_after": 225000, "kind": "transfer", "counterparty": {"account_id": 1057, "name": "jun", "user_name": "jun"},
+        "transfer_id": 88, "memo": "dinner"}))]
 pub struct EntryView {
     pub id: i64,
     pub at: DateTime<Utc>,
     #[schema(value_type = i64)]
     pub account_id: AccountId,
     /// `in` | `out`.
+    #[schema(schema_with = schemas::entry_direction)]
     pub direction: String,
     pub amount: i64,
     /// The account's available balance after this entry.
     pub balance_after: i64,
     /// `charge` | `transfer` | `deposit` | `installment` | `interest` | `pending` | `refund` | `close`.
+    #[schema(schema_with = schemas::entry_kind)]
     pub kind: String,
     pub counterparty: Counterparty,
     pub transfer_id: Option<i64>,
@@ -87,6 +94,9 @@ impl From<HistoryEntry> for EntryView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"entries": [{"id": 5012, "at": "2026-11-24T04:00:00Z", "account_id": 1042, "direction": "out", "amount": 25000,
+        "balance_after": 225000, "kind": "transfer", "counterparty": {"account_id": 1057, "name": "jun", "user_name": "jun"},
+        "transfer_id": 88, "memo": "dinner"}], "next_cursor": null}))]
 pub struct HistoryPage {
     /// Newest first.
     pub entries: Vec<EntryView>,
@@ -94,6 +104,9 @@ pub struct HistoryPage {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"entries": [{"id": 5012, "at": "2026-11-24T04:00:00Z", "account_id": 1042, "direction": "out", "amount": 25000,
+        "balance_after": 225000, "kind": "transfer", "counterparty": {"account_id": 1057, "name": "jun", "user_name": "jun"},
+        "transfer_id": 88, "memo": "dinner"}], "page": 0, "total": 1}))]
 pub struct NaiveHistoryPage {
     /// Newest first.
     pub entries: Vec<EntryView>,
@@ -103,7 +116,9 @@ pub struct NaiveHistoryPage {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "charge", "in": 300000, "out": 0, "count": 2}))]
 pub struct KindTotals {
+    #[schema(schema_with = schemas::entry_kind)]
     pub kind: String,
     #[serde(rename = "in")]
     pub in_total: i64,
@@ -116,6 +131,7 @@ pub struct KindTotals {
 /// does not merge them with the user of that name); for top-ups and interest, which have no
 /// account, a name.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"account_id": 1057, "name": "jun", "user_name": "jun", "in": 0, "out": 25000, "count": 1}))]
 pub struct CounterpartyTotals {
     /// The other account; null for the outside world and system accounts.
     pub account_id: Option<i64>,
@@ -132,6 +148,9 @@ pub struct CounterpartyTotals {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"in": 300000, "out": 25000, "by_kind": [{"kind": "charge", "in": 300000, "out": 0, "count": 2},
+    {"kind": "transfer", "in": 0, "out": 25000, "count": 1}], "top_counterparties": [{"account_id": 1057, "name": "jun",
+    "user_name": "jun", "in": 0, "out": 25000, "count": 1}]}))]
 pub struct SummaryView {
     #[serde(rename = "in")]
     pub in_total: i64,
@@ -173,21 +192,27 @@ impl From<Summary> for SummaryView {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// RFC 3339, inclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page: a position in the statement (time and id). With
     /// other filters or another range than its page's, the next page starts after that
     /// position and holds what the new filters and range admit.
     pub cursor: Option<String>,
     /// `in` | `out`.
+    #[param(schema_with = schemas::entry_direction)]
     pub direction: Option<String>,
     /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
     /// `pending` | `refund` | `close`.
+    #[param(schema_with = schemas::entry_kind)]
     pub kind: Option<String>,
     /// Only entries with this counterparty account.
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub counterparty_account_id: Option<String>,
 }
 
@@ -195,19 +220,26 @@ pub struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct NaiveHistoryQuery {
     /// RFC 3339, inclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// 0-based page number.
+    /// 0-based page number, at most 100,000.
+    #[param(minimum = 0, maximum = 100_000)]
     pub page: Option<i64>,
     /// `in` | `out`.
+    #[param(schema_with = schemas::entry_direction)]
     pub direction: Option<String>,
     /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
     /// `pending` | `refund` | `close`.
+    #[param(schema_with = schemas::entry_kind)]
     pub kind: Option<String>,
     /// Only entries with this counterparty account.
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub counterparty_account_id: Option<String>,
 }
 
@@ -215,15 +247,20 @@ pub struct NaiveHistoryQuery {
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// RFC 3339, inclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
     /// `in` | `out`.
+    #[param(schema_with = schemas::entry_direction)]
     pub direction: Option<String>,
     /// An entry kind: `charge` | `transfer` | `deposit` | `installment` | `interest` |
     /// `pending` | `refund` | `close`.
+    #[param(schema_with = schemas::entry_kind)]
     pub kind: Option<String>,
     /// Only entries with this counterparty account.
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub counterparty_account_id: Option<String>,
 }
 
@@ -310,11 +347,10 @@ where
 /// `X-History-Lag-Ms` tells how far behind ClickHouse is.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), HistoryQuery),
-    responses((status = 200, body = HistoryPage,
+    responses((status = 200, body = HistoryPage, description = "A page of the statement, newest first; `next_cursor` is null on the last",
                headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"),
                        ("X-History-Lag-Ms" = i64, description = "now minus the oldest entry not yet in ClickHouse; 0 only when none waits"))),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time, limit, cursor or filter")))]
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad time (or `from` after `to`), limit, cursor or filter")))]
 pub async fn get_history(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -367,8 +403,8 @@ fn page_response(source: &'static str, page: Page) -> Response {
 /// `OFFSET` paging and a total count (of the entries the filters admit).
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/naive", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), NaiveHistoryQuery),
-    responses((status = 200, body = NaiveHistoryPage), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time, limit, page or filter")))]
+    responses((status = 200, body = NaiveHistoryPage, description = "A page of the statement, newest first, and how many entries the range holds"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad time (or `from` after `to`), limit, page or filter")))]
 pub async fn get_history_naive(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -398,9 +434,9 @@ pub async fn get_history_naive(
 /// `postgres-fallback` when ClickHouse is unreachable or too slow.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/summary", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), SummaryQuery),
-    responses((status = 200, body = SummaryView,
+    responses((status = 200, body = SummaryView, description = "Totals over the range",
                headers(("X-History-Source" = String, description = "postgres | clickhouse | postgres-fallback"))),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json", description = "bad time or filter")))]
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad time (or `from` after `to`) or filter")))]
 pub async fn get_summary(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -438,7 +474,8 @@ pub async fn get_summary(
 /// The same summary as `/history/summary`, computed by PostgreSQL.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/summary/naive", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), SummaryQuery),
-    responses((status = 200, body = SummaryView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SummaryView, description = "Totals over the range"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad time (or `from` after `to`) or filter")))]
 pub async fn get_summary_naive(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -8,12 +8,15 @@ pub mod extract;
 pub mod headers;
 pub mod history;
 pub mod idempotency;
+pub mod links;
 pub mod login_limit;
 pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod paging;
+pub mod problems;
 pub mod request_id;
+pub mod schemas;
 pub mod serve;
 pub mod settlements;
 pub mod social;
@@ -35,6 +38,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::http::state::AppState;
 use error::ApiError;
+use links::Links;
+use problems::SharedProblems;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,7 +61,7 @@ use error::ApiError;
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &SharedProblems, &Links),
     tags(
         (name = "users", description = "Sign-up, sessions, profile"),
         (name = "accounts", description = "Main and savings accounts"),
@@ -66,7 +71,7 @@ use error::ApiError;
         (name = "friends", description = "Friends and blocks: who may reach the caller"),
         (name = "notifications", description = "What users are told about, oldest first"),
         (name = "history", description = "Account statements: tuned (ClickHouse) and naive (PostgreSQL)"),
-        (name = "admin", description = "Operator routes (MINIPAY_ADMIN_TOKEN)"),
+        (name = "admin", description = "Operator routes, with the admin token (MINIPAY_ADMIN_TOKEN); while it is unset they are disabled and answer 404"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -77,15 +82,25 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
-        components.add_security_scheme("bearer", bearer());
-        components.add_security_scheme("admin", bearer());
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build(),
+            )
+        };
+        components.add_security_scheme(
+            "bearer",
+            bearer("A user's session token: the `token` of `POST /v1/sessions` (64 hex characters), valid until its `expires_at` or `DELETE /v1/sessions/current`."),
+        );
+        components.add_security_scheme(
+            "admin",
+            bearer("The operator's token, MINIPAY_ADMIN_TOKEN, for the /admin routes only (a session token is refused there). While it is unset the admin routes are disabled and answer 404."),
+        );
     }
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut text = links::with_link_keys(ApiDoc::openapi().to_pretty_json().unwrap_or_default());
     text.push('\n');
     text
 }
@@ -136,7 +151,10 @@ pub fn router(state: AppState) -> Router {
     let app = api
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/swagger-ui").external_url_unchecked(
+            "/api-docs/openapi.json",
+            serde_json::from_str(&openapi_json()).unwrap_or_default(),
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |request: Request, next: Next| refuse_large_bodies(body_limit, request, next)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -19,12 +19,17 @@ use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 
 #[derive(Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"amount": 50000}))]
 pub struct AmountRequest {
     /// KRW, 1..=1,000,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"account": {"id": 1042, "kind": "main", "product": null, "balance": 250000, "pending_out": 0, "available": 250000,
+        "installment_amount": null, "status": "open", "interest_rate_bp": null, "opened_at": "2026-11-20T09:30:00Z"}, "charged": 50000,
+    "daily_charge": {"limit": 3000000, "used": 250000, "remaining": 2750000, "resets_at": "2026-11-24T15:00:00Z"}}))]
 pub struct ChargeView {
     pub account: AccountView,
     pub charged: i64,
@@ -32,6 +37,10 @@ pub struct ChargeView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"account": {"id": 1043, "kind": "savings", "product": "free", "balance": 100000, "pending_out": 0, "available": 100000,
+        "installment_amount": null, "status": "open", "interest_rate_bp": 300, "opened_at": "2026-11-21T10:00:00Z"},
+    "main_account": {"id": 1042, "kind": "main", "product": null, "balance": 250000, "pending_out": 0, "available": 250000,
+        "installment_amount": null, "status": "open", "interest_rate_bp": null, "opened_at": "2026-11-20T09:30:00Z"}, "auto_charged": 0}))]
 pub struct DepositView {
     pub account: AccountView,
     pub main_account: AccountView,
@@ -53,8 +62,8 @@ fn unexpected(outcome: &Outcome) -> ApiError {
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     request_body = AmountRequest,
-    responses((status = 201, body = ChargeView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed or daily-limit-exceeded")))]
+    responses((status = 201, body = ChargeView, description = "The account after the top-up, and what is left of today's limit"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed (not the caller's main account, a bad amount), daily-limit-exceeded")))]
 pub async fn create_charge(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -88,8 +97,9 @@ pub async fn create_charge(
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
     request_body = AmountRequest,
-    responses((status = 201, body = DepositView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed or daily-limit-exceeded")))]
+    responses((status = 201, body = DepositView, description = "Both accounts after the deposit"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: the savings account is closed"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed (not a free savings account of the caller, a bad amount), daily-limit-exceeded")))]
 pub async fn create_deposit(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -17,42 +17,53 @@ use super::headers::{created, location, Created};
 use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use super::schemas;
 use crate::domain::accounts::UserId;
 use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
-use crate::domain::settlements::{plan_shares, DeclineError, RequesterShare, Settlement, SettlementShare, SplitMode};
+use crate::domain::settlements::{
+    plan_shares, DeclineError, RequesterShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode,
+};
 use crate::http::state::AppState;
 use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::settlements::{self, DeclineStoreError, NewSettlement, Role, SettlementStoreError};
 use crate::store::users;
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"total": 90000, "mode": "equal", "participant_ids": [23, 24], "include_requester": true,
+    "memo": "dinner"}))]
 pub struct SettlementRequest {
     /// What is split, in KRW: 1..=1,000,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub total: i64,
     /// `equal`: shares differ by at most 1 KRW, the extra won going to the first positions
     /// (the requester's own share first, then participants in the order given). `random`: a
     /// uniformly random split into shares of at least 1 KRW, no position favoured.
+    #[schema(value_type = SplitMode)]
     pub mode: String,
     /// 1 to 100 distinct users, not the requester, who each pay a share.
-    #[schema(value_type = Vec<i64>)]
+    #[schema(value_type = Vec<i64>, min_items = 1, max_items = 100)]
     pub participant_ids: Vec<UserId>,
     /// The requester keeps a share of their own (status `self`, never paid). Default false.
     pub include_requester: Option<bool>,
     /// 1..64 characters, not blank, no invisible characters (kept in NFC); shown to
     /// participants and used as the memo of their payments.
+    #[schema(min_length = 1, max_length = 64)]
     pub memo: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
+#[schema(example = json!({"user_id": 23, "amount": 30000, "status": "paid", "paid_at": "2026-11-24T05:00:00Z",
+    "transfer_id": 90}))]
 pub struct ShareView {
     #[schema(value_type = i64)]
     pub user_id: UserId,
     /// At least 1 KRW.
     pub amount: i64,
     /// `requested` | `paid` | `self` | `declined`.
+    #[schema(value_type = ShareStatus)]
     pub status: String,
     pub paid_at: Option<DateTime<Utc>>,
     /// The transfer that paid the share (none until it is paid, and for the requester's own
@@ -62,6 +73,11 @@ pub struct ShareView {
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
+#[schema(example = json!({"id": 31, "requester_id": 17, "total": 90000, "mode": "equal", "status": "open", "memo": "dinner",
+    "created_at": "2026-11-24T04:00:00Z", "completed_at": null, "shares": [
+        {"user_id": 17, "amount": 30000, "status": "self", "paid_at": null, "transfer_id": null},
+        {"user_id": 23, "amount": 30000, "status": "paid", "paid_at": "2026-11-24T05:00:00Z", "transfer_id": 90},
+        {"user_id": 24, "amount": 30000, "status": "requested", "paid_at": null, "transfer_id": null}]}))]
 pub struct SettlementView {
     #[schema(value_type = i64)]
     pub id: SettlementId,
@@ -69,9 +85,11 @@ pub struct SettlementView {
     pub requester_id: UserId,
     pub total: i64,
     /// `equal` | `random`.
+    #[schema(value_type = SplitMode)]
     pub mode: String,
     /// `open` | `completed` (no share is still `requested`: every participant has paid or
     /// declined).
+    #[schema(value_type = SettlementStatus)]
     pub status: String,
     pub memo: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -110,6 +128,11 @@ impl From<&Settlement> for SettlementView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"settlements": [{"id": 31, "requester_id": 17, "total": 90000, "mode": "equal", "status": "open", "memo": "dinner",
+    "created_at": "2026-11-24T04:00:00Z", "completed_at": null, "shares": [
+        {"user_id": 17, "amount": 30000, "status": "self", "paid_at": null, "transfer_id": null},
+        {"user_id": 23, "amount": 30000, "status": "paid", "paid_at": "2026-11-24T05:00:00Z", "transfer_id": 90},
+        {"user_id": 24, "amount": 30000, "status": "requested", "paid_at": null, "transfer_id": null}]}], "next_cursor": null}))]
 pub struct SettlementList {
     /// Newest first.
     pub settlements: Vec<SettlementView>,
@@ -121,8 +144,10 @@ pub struct SettlementList {
 pub struct SettlementQuery {
     /// `requested` (asked by the caller) or `owed` (the caller is asked to pay a share, paid
     /// or not); both when absent.
+    #[param(schema_with = schemas::settlement_role)]
     pub role: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -144,8 +169,8 @@ pub struct SettlementQuery {
 /// participant pays or declines.
 #[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     request_body = SettlementRequest,
-    responses((status = 201, body = SettlementView, headers(("Location" = String, description = "`/v1/settlements/{id}`, where the settlement is read"))),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed"),
+    responses((status = 201, body = SettlementView, description = "The settlement, asked for", headers(("Location" = String, description = "`/v1/settlements/{id}`, where the settlement is read"))),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad total, mode or memo, a participant named twice or the requester, a total smaller than the shares, or a participant who cannot be asked"),
               (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After")))))]
@@ -186,7 +211,7 @@ pub async fn create_settlement(
 /// A settlement the caller asked for or holds a share of; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/settlements/{id}", tag = "settlements", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = SettlementView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SettlementView, description = "The settlement")))]
 pub async fn get_settlement(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -201,7 +226,7 @@ pub async fn get_settlement(
 /// for, `role=owed` those they are asked to pay a share of, both without a role.
 #[utoipa::path(get, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
     params(SettlementQuery),
-    responses((status = 200, body = SettlementList), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SettlementList, description = "A page of settlements; `next_cursor` is null on the last")))]
 pub async fn list_settlements(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -234,11 +259,10 @@ pub async fn list_settlements(
 #[utoipa::path(post, path = "/v1/settlements/{id}/pay", tag = "settlements", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats pay once")),
-    responses((status = 200, body = SettlementView),
-              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found"),
-              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: already paid, or the caller is the requester"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "daily-limit-exceeded, idempotency-key-reused"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+    responses((status = 200, body = SettlementView, description = "The settlement after the payment"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not a party to this settlement"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: already paid or declined, or the caller is the requester"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "insufficient-funds, daily-limit-exceeded")))]
 pub async fn pay_share(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -288,8 +312,8 @@ pub async fn pay_share(
 /// (the decline → 409) or is refused with 409.
 #[utoipa::path(post, path = "/v1/settlements/{id}/decline", tag = "settlements", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = SettlementView),
-              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found"),
+    responses((status = 200, body = SettlementView, description = "The settlement after the decline"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not a participant of this settlement"),
               (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not a requested share, or the caller is the requester")))]
 pub async fn decline_share(
     State(state): State<AppState>,

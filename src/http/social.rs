@@ -17,6 +17,7 @@ use crate::store::users;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "jun"}))]
 pub struct FriendRequest {
     /// The user's name, as they signed up (or renamed themselves).
     pub name: String,
@@ -24,6 +25,7 @@ pub struct FriendRequest {
 
 /// A user on the caller's friend list, with what sending them money takes.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 23, "name": "jun", "main_account_id": 1057}))]
 pub struct FriendView {
     #[schema(value_type = i64)]
     pub user_id: UserId,
@@ -35,6 +37,7 @@ pub struct FriendView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"friends": [{"user_id": 23, "name": "jun", "main_account_id": 1057}]}))]
 pub struct FriendList {
     /// By name; the whole list (it holds at most `MINIPAY_FRIENDS_MAX` users).
     pub friends: Vec<FriendView>,
@@ -42,12 +45,14 @@ pub struct FriendList {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": 24}))]
 pub struct BlockRequest {
     #[schema(value_type = i64)]
     pub user_id: UserId,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 24, "name": "spammer"}))]
 pub struct BlockView {
     #[schema(value_type = i64)]
     pub user_id: UserId,
@@ -56,6 +61,7 @@ pub struct BlockView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"blocks": [{"user_id": 24, "name": "spammer"}]}))]
 pub struct BlockList {
     /// By name; the whole list (it holds at most `MINIPAY_BLOCKS_MAX` users).
     pub blocks: Vec<BlockView>,
@@ -123,7 +129,7 @@ pub async fn add_friend(
 
 /// The caller's friends, by name, each with the main account id that transfers to them go to.
 #[utoipa::path(get, path = "/v1/friends", tag = "friends", security(("bearer" = [])),
-    responses((status = 200, body = FriendList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = FriendList, description = "The caller's friends")))]
 pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<FriendList>> {
     let mut conn = state.read_pool().await.acquire().await?;
     let friends = social::list(&mut conn, List::Friends, caller.user_id).await?;
@@ -133,7 +139,7 @@ pub async fn list_friends(State(state): State<AppState>, caller: AuthUser) -> Ap
 /// Takes a user off the caller's friends. Not a friend → 404.
 #[utoipa::path(delete, path = "/v1/friends/{user_id}", tag = "friends", security(("bearer" = [])),
     params(("user_id" = i64, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not a friend")))]
+    responses((status = 204, description = "No longer a friend"), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not a friend")))]
 pub async fn remove_friend(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -176,7 +182,7 @@ pub async fn add_block(
 
 /// The users the caller blocked, by name.
 #[utoipa::path(get, path = "/v1/blocks", tag = "friends", security(("bearer" = [])),
-    responses((status = 200, body = BlockList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = BlockList, description = "The users the caller blocked")))]
 pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<BlockList>> {
     let mut conn = state.read_pool().await.acquire().await?;
     let blocks = social::list(&mut conn, List::Blocks, caller.user_id).await?;
@@ -187,7 +193,7 @@ pub async fn list_blocks(State(state): State<AppState>, caller: AuthUser) -> Api
 /// meanwhile is delivered). Not blocked → 404.
 #[utoipa::path(delete, path = "/v1/blocks/{user_id}", tag = "friends", security(("bearer" = [])),
     params(("user_id" = i64, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not blocked")))]
+    responses((status = 204, description = "No longer blocked"), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: not blocked")))]
 pub async fn remove_block(
     State(state): State<AppState>,
     caller: AuthUser,

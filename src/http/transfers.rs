@@ -15,6 +15,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::headers::respond_created;
 use super::idempotency::{run_command, run_command_stored, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
+use super::schemas;
 use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::ids::TransferId;
 use crate::domain::money::Amount;
@@ -29,20 +30,28 @@ use crate::store::transfers::{self, Direction};
 /// always the caller's main account) must hear no rather than pay from somewhere else.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to_account_id": 1057, "amount": 25000, "display_name": "Mina", "memo": "dinner"}))]
 pub struct TransferRequest {
     /// Another user's main account.
     #[schema(value_type = i64)]
     pub to_account_id: AccountId,
+    /// KRW, 1..=1,000,000,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     /// The name the receiver sees, always beside the sender's real user name (statement
     /// entries, notifications): 1..64 characters, not blank, no invisible characters; kept in
     /// NFC.
+    #[schema(min_length = 1, max_length = 64)]
     pub display_name: Option<String>,
     /// 1..64 characters, not blank, no invisible characters; kept in NFC.
+    #[schema(min_length = 1, max_length = 64)]
     pub memo: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone)]
+#[schema(example = json!({"id": 88, "from_account_id": 1042, "to_account_id": 1057, "amount": 25000, "auto_charged": 0,
+    "status": "pending", "display_name": "Mina", "memo": "dinner", "created_at": "2026-11-24T04:00:00Z",
+    "expires_at": "2026-11-27T04:00:00Z", "resolved_at": null}))]
 pub struct TransferView {
     #[schema(value_type = i64)]
     pub id: TransferId,
@@ -54,6 +63,7 @@ pub struct TransferView {
     /// Topped up into the sender's main account to fund this transfer.
     pub auto_charged: i64,
     /// `completed` | `pending` | `canceled` | `rejected` | `expired`.
+    #[schema(value_type = TransferStatus)]
     pub status: String,
     pub display_name: Option<String>,
     pub memo: Option<String>,
@@ -81,6 +91,9 @@ impl From<&Transfer> for TransferView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"transfers": [{"id": 88, "from_account_id": 1042, "to_account_id": 1057, "amount": 25000,
+    "auto_charged": 0, "status": "completed", "display_name": null, "memo": "dinner", "created_at": "2026-11-24T04:00:00Z",
+    "expires_at": null, "resolved_at": null}], "next_cursor": "i88"}))]
 pub struct TransferList {
     pub transfers: Vec<TransferView>,
     pub next_cursor: Option<String>,
@@ -90,10 +103,13 @@ pub struct TransferList {
 #[into_params(parameter_in = Query)]
 pub struct TransferQuery {
     /// `incoming` or `outgoing`; both when absent.
+    #[param(schema_with = schemas::transfer_direction)]
     pub direction: Option<String>,
     /// Only transfers in this status.
+    #[param(value_type = Option<TransferStatus>, inline)]
     pub status: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -105,9 +121,9 @@ pub struct TransferQuery {
 /// or whose owner blocked the caller, → 422 with one answer for both.
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 201, body = TransferView, headers(("Location" = String, description = "`/v1/transfers/{id}`, where the transfer is read; the same on a repeat"))),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed, daily-limit-exceeded, idempotency-key-reused"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+    responses((status = 201, body = TransferView, description = "The transfer: `completed`, or `pending` when the receiver confirms transfers",
+               headers(("Location" = String, description = "`/v1/transfers/{id}`, where the transfer is read; the same on a repeat"))),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed (not another user's main account, or its owner blocked the caller), insufficient-funds, daily-limit-exceeded")))]
 pub async fn create_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -142,7 +158,7 @@ pub async fn create_transfer(
 /// A transfer the caller sent or received; anyone else's answers 404.
 #[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = TransferView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TransferView, description = "The transfer")))]
 pub async fn get_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -156,7 +172,7 @@ pub async fn get_transfer(
 /// The caller's transfers, newest first, with a cursor.
 #[utoipa::path(get, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])),
     params(TransferQuery),
-    responses((status = 200, body = TransferList), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TransferList, description = "A page of transfers; `next_cursor` is null on the last")))]
 pub async fn list_transfers(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -242,10 +258,9 @@ async fn resolve(
 #[utoipa::path(post, path = "/v1/transfers/{id}/accept", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 200, body = TransferView),
+    responses((status = 200, body = TransferView, description = "The transfer, resolved"),
               (status = 404, body = Problem, content_type = "application/problem+json", description = "not the receiver of this transfer"),
-              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired")))]
 pub async fn accept_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -260,10 +275,9 @@ pub async fn accept_transfer(
 #[utoipa::path(post, path = "/v1/transfers/{id}/reject", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 200, body = TransferView),
+    responses((status = 200, body = TransferView, description = "The transfer, resolved"),
               (status = 404, body = Problem, content_type = "application/problem+json", description = "not the receiver of this transfer"),
-              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired")))]
 pub async fn reject_transfer(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -277,10 +291,9 @@ pub async fn reject_transfer(
 #[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers", security(("bearer" = [])),
     params(("id" = i64, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "1..255 characters; repeats return the first response")),
-    responses((status = 200, body = TransferView),
+    responses((status = 200, body = TransferView, description = "The transfer, resolved"),
               (status = 404, body = Problem, content_type = "application/problem+json", description = "not the sender of this transfer"),
-              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired"),
-              (status = 503, body = Problem, content_type = "application/problem+json", description = "unavailable")))]
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "invalid-state: not pending or expired")))]
 pub async fn cancel_transfer(
     State(state): State<AppState>,
     caller: AuthUser,

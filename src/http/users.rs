@@ -15,23 +15,28 @@ use crate::domain::business_day::start_of_next_day;
 use crate::domain::names::{Password, UserName};
 use crate::domain::passwords;
 use crate::domain::social::SettlementRequestsFrom;
+use crate::domain::transfers::TransferMode;
 use crate::http::login_limit::RetryAfter;
 use crate::http::state::AppState;
 use crate::store::sessions;
 use crate::store::users::{self, User, UserStoreError};
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "mina", "password": "correct horse battery"}))]
 pub struct Credentials {
     /// 1..64 characters, not blank, no invisible characters nor surrounding blanks; kept in
     /// NFC. Unique by its look: a name whose confusable skeleton (Unicode TS #39) is another
     /// user's, or was freed by another user's rename less than 30 days ago, is taken.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// 8..=256 characters; at sign-up not white space only, not one character repeated and
     /// not one of the most common passwords.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": 17, "name": "mina", "main_account_id": 1042}))]
 pub struct UserView {
     #[schema(value_type = i64)]
     pub id: UserId,
@@ -47,7 +52,10 @@ impl From<User> for UserView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"token": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "user_id": 17,
+    "expires_at": "2026-11-25T04:00:00Z"}))]
 pub struct SessionView {
+    /// The bearer token of the `bearer` scheme: 64 hex characters.
     pub token: String,
     #[schema(value_type = i64)]
     pub user_id: UserId,
@@ -56,6 +64,7 @@ pub struct SessionView {
 
 /// The caller's top-ups today against the daily limit.
 #[derive(Serialize, ToSchema, Debug, Clone)]
+#[schema(example = json!({"limit": 3000000, "used": 250000, "remaining": 2750000, "resets_at": "2026-11-24T15:00:00Z"}))]
 pub struct DailyChargeView {
     pub limit: i64,
     pub used: i64,
@@ -78,6 +87,8 @@ impl DailyChargeView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": 17, "name": "mina", "main_account_id": 1042, "transfer_mode": "immediate",
+    "settlement_requests_from": "everyone", "daily_charge": {"limit": 3000000, "used": 250000, "remaining": 2750000, "resets_at": "2026-11-24T15:00:00Z"}}))]
 pub struct MeView {
     #[schema(value_type = i64)]
     pub id: UserId,
@@ -85,20 +96,28 @@ pub struct MeView {
     #[schema(value_type = i64)]
     pub main_account_id: AccountId,
     /// `immediate` or `confirm` (outgoing transfers wait for the receiver).
+    #[schema(value_type = TransferMode)]
     pub transfer_mode: String,
     /// Who may ask the user to pay a share of a split bill: `everyone` (the default) or
     /// `friends` (only users in the user's friend list).
+    #[schema(value_type = SettlementRequestsFrom)]
     pub settlement_requests_from: String,
     pub daily_charge: DailyChargeView,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"transfer_mode": "confirm", "settlement_requests_from": "friends"}))]
 pub struct MePatch {
+    /// `immediate` or `confirm`.
+    #[schema(value_type = Option<TransferMode>)]
     pub transfer_mode: Option<String>,
+    /// A new name, free as at sign-up: 1..64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// `everyone` or `friends`: with `friends`, only users in the caller's friend list may ask
     /// them to pay; anyone else's request is refused like one naming no user.
+    #[schema(value_type = Option<SettlementRequestsFrom>)]
     pub settlement_requests_from: Option<String>,
 }
 
@@ -117,9 +136,9 @@ fn too_many(limit: u32) -> impl FnOnce(RetryAfter) -> ApiError {
 /// Signs up a user; their main account is created in the same transaction. Sign-ups count
 /// against the per-address log-in limit (they cost a password hash too).
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Credentials,
-    responses((status = 201, body = UserView, headers(("Location" = String, description = "`/v1/users/{name}`, where the user is read"))),
+    responses((status = 201, body = UserView, description = "The user, signed up", headers(("Location" = String, description = "`/v1/users/{name}`, where the user is read"))),
               (status = 409, body = Problem, content_type = "application/problem+json", description = "name-taken"),
-              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a name or password out of bounds, or too common a password"),
               (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
@@ -148,8 +167,8 @@ pub async fn create_user(
 /// Over either limit the answer is 429 `too-many-requests` with `Retry-After`, even for the
 /// right password.
 #[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Credentials,
-    responses((status = 201, body = SessionView, headers(("Cache-Control" = String, description = "no-store"))),
-              (status = 401, body = Problem, content_type = "application/problem+json", description = "unauthorized"),
+    responses((status = 201, body = SessionView, description = "A new session", headers(("Cache-Control" = String, description = "no-store"))),
+              (status = 401, body = Problem, content_type = "application/problem+json", description = "unauthorized: no such user, or the wrong password"),
               (status = 429, body = Problem, content_type = "application/problem+json", description = "too-many-requests, with Retry-After (seconds)",
                headers(("Retry-After" = u64, description = "Seconds until the window ends"),
                ("RateLimit-Limit" = u32, description = "What the window allows"), ("RateLimit-Remaining" = u32, description = "0"), ("RateLimit-Reset" = u64, description = "Seconds until the limit lifts, as Retry-After"))),
@@ -201,7 +220,7 @@ pub async fn create_session(
 
 /// Logs out: the token stops working at once.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "users", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "The session is over")))]
 pub async fn delete_session(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -216,7 +235,7 @@ pub async fn delete_session(
 /// Finds a user by name (to send them money).
 #[utoipa::path(get, path = "/v1/users/{name}", tag = "users", security(("bearer" = [])),
     params(("name" = String, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = UserView, description = "The user"), (status = 404, body = Problem, content_type = "application/problem+json", description = "not-found: no user has this name")))]
 pub async fn get_user(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -244,7 +263,7 @@ async fn me_view(state: &AppState, pool: &sqlx::PgPool, user: User) -> ApiResult
 
 /// The caller's profile and today's top-up allowance.
 #[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = MeView), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MeView, description = "The caller's profile")))]
 pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResult<Json<MeView>> {
     let pool = state.read_pool().await;
     let mut conn = pool.acquire().await?;
@@ -258,8 +277,8 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
 /// sign-up (409 `name-taken`); the old one stays reserved for the caller for 30 days (only they
 /// may take it back meanwhile). Past statement entries keep the old name.
 #[utoipa::path(patch, path = "/v1/me", tag = "users", security(("bearer" = [])), request_body = MePatch,
-    responses((status = 200, body = MeView), (status = 409, body = Problem, content_type = "application/problem+json", description = "name-taken"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MeView, description = "The profile, changed"), (status = 409, body = Problem, content_type = "application/problem+json", description = "name-taken"),
+              (status = 422, body = Problem, content_type = "application/problem+json", description = "validation-failed: a bad name, transfer mode or `settlement_requests_from`")))]
 pub async fn patch_me(
     State(state): State<AppState>,
     caller: AuthUser,
