@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rand::Rng;
 
+use crate::domain::ids::AccountId;
+
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
 /// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
@@ -44,12 +46,30 @@ pub use crate::config::ClickHouseTimeouts;
 /// How long the `KILL QUERY` of a cancelled read may take before it is given up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// DDL files applied on a cluster only (to every shard), after [`MIGRATIONS`]: the
+/// `Distributed` tables over the shards' local tables. `{cluster}` and `{database}` are filled
+/// in per cluster.
+const CLUSTER_MIGRATIONS: [(u32, &str, &str); 3] = [
+    (10, "statement_entries_all", include_str!("../../clickhouse/0010_statement_entries_all.sql")),
+    (11, "daily_totals_all", include_str!("../../clickhouse/0011_daily_totals_all.sql")),
+    (12, "daily_counterparty_totals_all", include_str!("../../clickhouse/0012_daily_counterparty_totals_all.sql")),
+];
+
 #[derive(Clone)]
 pub struct ClickHouse {
+    /// The server queries go to: the single server, or on a cluster the first shard (unless
+    /// this copy was routed to another by [`ClickHouse::for_account`] or [`ClickHouse::shards`]).
     client: clickhouse::Client,
     database: String,
     /// Set on a cancellable copy: the query ids its queries were given.
     read: Option<Arc<Read>>,
+    /// Set on a cluster: its name and one client per shard, in the cluster's shard order.
+    cluster: Option<Arc<Cluster>>,
+}
+
+struct Cluster {
+    name: String,
+    shards: Vec<clickhouse::Client>,
 }
 
 /// The queries of one cancellable read: `{database}-{random}-{n}`.
@@ -94,15 +114,19 @@ impl Drop for CancelOnDrop {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let client = self.clickhouse.client.clone();
-        runtime.spawn(async move {
-            let kill = client.query("KILL QUERY WHERE has(?, query_id) ASYNC").bind(&ids).execute();
-            match tokio::time::timeout(KILL_TIMEOUT, kill).await {
-                Ok(Ok(())) => tracing::debug!(?ids, "cancelled ClickHouse queries"),
-                Ok(Err(error)) => tracing::warn!(%error, ?ids, "could not cancel ClickHouse queries"),
-                Err(_) => tracing::warn!(?ids, "cancelling ClickHouse queries timed out"),
-            }
-        });
+        // The read's queries went to the shard of its account; which one is not recorded, so
+        // every shard is told (a query id matches nothing on the others).
+        for client in self.clickhouse.shard_clients() {
+            let ids = ids.clone();
+            runtime.spawn(async move {
+                let kill = client.query("KILL QUERY WHERE has(?, query_id) ASYNC").bind(&ids).execute();
+                match tokio::time::timeout(KILL_TIMEOUT, kill).await {
+                    Ok(Ok(())) => tracing::debug!(?ids, "cancelled ClickHouse queries"),
+                    Ok(Err(error)) => tracing::warn!(%error, ?ids, "could not cancel ClickHouse queries"),
+                    Err(_) => tracing::warn!(?ids, "cancelling ClickHouse queries timed out"),
+                }
+            });
+        }
     }
 }
 
@@ -132,6 +156,20 @@ pub fn render_ddl(template: &str, ttl: bool) -> String {
 fn already_applied(error: &clickhouse::error::Error) -> bool {
     let text = error.to_string();
     text.contains("Code: 44") && text.contains("already exists")
+}
+
+/// Fills the `{cluster}` and `{database}` placeholders of a cluster DDL file (both plain
+/// identifiers, checked when the store is made).
+pub fn render_cluster_ddl(template: &str, cluster: &str, database: &str) -> String {
+    template.replace("{cluster}", cluster).replace("{database}", database)
+}
+
+/// The shard (0-based, in the cluster's order) that holds `account_id`'s statement among
+/// `shards`: what the `Distributed` tables' sharding key `account_id` picks with every shard's
+/// weight 1 (the key modulo the shard count).
+pub fn shard_of(account_id: i64, shards: usize) -> usize {
+    let shards = i64::try_from(shards.max(1)).unwrap_or(1);
+    account_id.rem_euclid(shards) as usize
 }
 
 /// `max_execution_time` as ClickHouse reads it on every version: whole seconds, at least 1.
@@ -164,30 +202,97 @@ fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
     (parsed.to_string(), Some((user, password)))
 }
 
+/// A client of one server, in `database`; `url` may carry credentials.
+fn new_client(url: &str, database: &str) -> clickhouse::Client {
+    let (url, credentials) = split_credentials(url);
+    // Row validation needs newer servers than Debian's 18.16, so it is off.
+    let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
+    if let Some((user, password)) = credentials {
+        client = client.with_user(user);
+        if let Some(password) = password {
+            client = client.with_password(password);
+        }
+    }
+    client.with_setting("max_execution_time", query_max_secs(ClickHouseTimeouts::default())).with_database(database)
+}
+
 impl ClickHouse {
     /// `url` may carry credentials (`http://user:password@host:8123`): they are sent as
     /// ClickHouse's user and password headers.
     pub fn new(url: &str, database: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
-        let (url, credentials) = split_credentials(url);
-        // Row validation needs newer servers than Debian's 18.16, so it is off.
-        let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
-        if let Some((user, password)) = credentials {
-            client = client.with_user(user);
-            if let Some(password) = password {
-                client = client.with_password(password);
-            }
-        }
-        let client = client.with_setting("max_execution_time", query_max_secs(ClickHouseTimeouts::default()));
-        Ok(ClickHouse { client: client.with_database(database), database: database.to_owned(), read: None })
+        Ok(ClickHouse { client: new_client(url, database), database: database.to_owned(), read: None, cluster: None })
     }
 
-    /// The store of `config`, with its time limit on every query.
+    /// A store sharded by account over the cluster `name`: `shard_urls` names one server of
+    /// each shard, in the cluster's shard order (`system.clusters`, `shard_num`).
+    pub fn cluster(name: &str, shard_urls: &[&str], database: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
+        anyhow::ensure!(valid_identifier(name), "MINIPAY_CLICKHOUSE_CLUSTER {name:?} must be a plain identifier");
+        anyhow::ensure!(!shard_urls.is_empty(), "MINIPAY_CLICKHOUSE_SHARD_URLS names no shard");
+        let shards: Vec<clickhouse::Client> = shard_urls.iter().map(|url| new_client(url, database)).collect();
+        Ok(ClickHouse {
+            client: shards[0].clone(),
+            database: database.to_owned(),
+            read: None,
+            cluster: Some(Arc::new(Cluster { name: name.to_owned(), shards })),
+        })
+    }
+
+    /// The store of `config` (a single server, or a cluster), with its time limit on every query.
     pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
-        let mut clickhouse = Self::new(&config.clickhouse_url, &config.clickhouse_database)?;
-        clickhouse.client =
-            clickhouse.client.with_setting("max_execution_time", query_max_secs(config.clickhouse_timeouts));
+        let mut clickhouse = match &config.clickhouse_cluster {
+            Some(cluster) => {
+                let urls: Vec<&str> = cluster.shard_urls.iter().map(|url| url.expose()).collect();
+                Self::cluster(&cluster.name, &urls, &config.clickhouse_database)?
+            }
+            None => Self::new(&config.clickhouse_url, &config.clickhouse_database)?,
+        };
+        let limit = query_max_secs(config.clickhouse_timeouts);
+        clickhouse.client = clickhouse.client.with_setting("max_execution_time", limit.clone());
+        if let Some(cluster) = &clickhouse.cluster {
+            let shards =
+                cluster.shards.iter().map(|shard| shard.clone().with_setting("max_execution_time", limit.clone()));
+            let cluster = Cluster { name: cluster.name.clone(), shards: shards.collect() };
+            clickhouse.cluster = Some(Arc::new(cluster));
+        }
         Ok(clickhouse)
+    }
+
+    /// The cluster's name, on a cluster.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|cluster| cluster.name.as_str())
+    }
+
+    /// How many shards hold the statements (1 on a single server).
+    pub fn shard_count(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |cluster| cluster.shards.len())
+    }
+
+    /// This store routed to the shard that holds `account_id`'s statement (itself on a single
+    /// server): every read and write of one account's entries and totals goes there.
+    pub fn for_account(&self, account_id: AccountId) -> ClickHouse {
+        self.shard(shard_of(account_id.get(), self.shard_count()))
+    }
+
+    /// This store routed to shard `index` (0-based; itself on a single server).
+    pub fn shard(&self, index: usize) -> ClickHouse {
+        match &self.cluster {
+            Some(cluster) => ClickHouse { client: cluster.shards[index].clone(), ..self.clone() },
+            None => self.clone(),
+        }
+    }
+
+    /// Every shard (the single server alone when there is no cluster), in the cluster's order.
+    pub fn shards(&self) -> Vec<ClickHouse> {
+        (0..self.shard_count()).map(|index| self.shard(index)).collect()
+    }
+
+    fn shard_clients(&self) -> Vec<clickhouse::Client> {
+        match &self.cluster {
+            Some(cluster) => cluster.shards.clone(),
+            None => vec![self.client.clone()],
+        }
     }
 
     /// A copy for one read whose queries can be cancelled together, and the guard that
@@ -225,8 +330,17 @@ impl ClickHouse {
         self.version().await.is_ok()
     }
 
-    /// Creates the database if missing and applies the DDL it has not seen yet.
+    /// Creates the database if missing and applies the DDL it has not seen yet, on every
+    /// shard of a cluster (no `ON CLUSTER`: that needs ZooKeeper), with the cluster's
+    /// `Distributed` tables last.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        for (index, shard) in self.shards().into_iter().enumerate() {
+            shard.migrate_server().await.with_context(|| format!("ClickHouse shard {}", index + 1))?;
+        }
+        Ok(())
+    }
+
+    async fn migrate_server(&self) -> anyhow::Result<()> {
         let version = self.version().await.context("ClickHouse is unreachable")?;
         let ttl = supports_ttl(version);
         let server = self.client.clone().with_database("default");
@@ -239,11 +353,16 @@ impl ClickHouse {
             .execute()
             .await?;
         let applied: Vec<u32> = self.client.query("SELECT version FROM schema_migrations").fetch_all().await?;
-        for (number, name, template) in MIGRATIONS {
+        let cluster = self.cluster_name().map(|cluster| {
+            let render = |template: &str| render_cluster_ddl(template, cluster, &self.database);
+            CLUSTER_MIGRATIONS.map(|(number, name, template)| (number, name, render(template)))
+        });
+        let local = MIGRATIONS.map(|(number, name, template)| (number, name, render_ddl(template, ttl)));
+        for (number, name, ddl) in local.into_iter().chain(cluster.into_iter().flatten()) {
             if applied.contains(&number) {
                 continue;
             }
-            match self.client.query(&render_ddl(template, ttl)).execute().await {
+            match self.client.query(&ddl).execute().await {
                 Ok(()) => {}
                 Err(error) if !ttl && already_applied(&error) => {
                     tracing::info!(number, name, "ClickHouse migration already applied by another migrator");
@@ -280,6 +399,21 @@ mod tests {
         let new = render_ddl(MIGRATIONS[1].2, true);
         assert!(old.contains("ADD COLUMN  counterparty_user_name") && !old.contains("{if_not_exists}"));
         assert!(new.contains("ADD COLUMN IF NOT EXISTS counterparty_user_name"));
+    }
+
+    #[test]
+    fn accounts_are_sharded_like_the_distributed_tables_and_the_cluster_ddl_is_filled_in() {
+        assert_eq!((shard_of(7, 1), shard_of(7, 2), shard_of(8, 2), shard_of(-1, 2)), (0, 1, 0, 1));
+        assert_eq!(shard_of(7, 0), 0);
+        for (_, _, template) in CLUSTER_MIGRATIONS {
+            let ddl = render_cluster_ddl(template, "minipay", "minipay_test");
+            assert!(ddl.contains("Distributed(minipay, minipay_test, ") && !ddl.contains('{'), "{ddl}");
+        }
+        let cluster = ClickHouse::cluster("minipay", &["http://a:1", "http://b:2"], "db").unwrap();
+        assert_eq!((cluster.shard_count(), cluster.cluster_name()), (2, Some("minipay")));
+        assert_eq!(ClickHouse::new("http://a:1", "db").unwrap().shards().len(), 1);
+        assert!(ClickHouse::cluster("x; DROP", &["http://a:1"], "db").is_err());
+        assert!(ClickHouse::cluster("minipay", &[], "db").is_err());
     }
 
     #[test]
