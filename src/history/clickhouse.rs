@@ -69,7 +69,11 @@ pub struct ClickHouse {
 
 struct Cluster {
     name: String,
+    /// The first replica of each shard: every read and write of the shard goes there.
     shards: Vec<clickhouse::Client>,
+    /// The other replicas of the shards (`|` in the shard URLs): only migrated, the rest
+    /// reaches them by ClickHouse's replication.
+    replicas: Vec<clickhouse::Client>,
 }
 
 /// The queries of one cancellable read: `{database}-{random}-{n}`.
@@ -164,6 +168,30 @@ pub fn render_cluster_ddl(template: &str, cluster: &str, database: &str) -> Stri
     template.replace("{cluster}", cluster).replace("{database}", database)
 }
 
+/// A `CREATE TABLE` of a local table made replicated: `ENGINE = XMergeTree` becomes
+/// `ENGINE = ReplicatedXMergeTree('/clickhouse/tables/{shard}/<database>/<table>', '{replica}')`,
+/// `{shard}` and `{replica}` being the server's macros. Anything else is returned as it is.
+pub fn replicated_ddl(ddl: &str, database: &str) -> String {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
+    let Some(start) = ddl.find(CREATE) else { return ddl.to_owned() };
+    let table: String =
+        ddl[start + CREATE.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let Some(engine_at) = ddl.find("ENGINE = ") else { return ddl.to_owned() };
+    let engine_start = engine_at + "ENGINE = ".len();
+    let engine: String = ddl[engine_start..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    if !engine.ends_with("MergeTree") || engine.starts_with("Replicated") {
+        return ddl.to_owned();
+    }
+    let replicated = format!("Replicated{engine}('/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}')");
+    format!("{}{replicated}{}", &ddl[..engine_start], &ddl[engine_start + engine.len()..])
+}
+
+/// Whether a migration inserts rows (a backfill) rather than defining something.
+fn is_insert(ddl: &str) -> bool {
+    let statement = ddl.lines().find(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"));
+    statement.is_some_and(|line| line.trim_start().starts_with("INSERT"))
+}
+
 /// The shard (0-based, in the cluster's order) that holds `account_id`'s statement among
 /// `shards`: what the `Distributed` tables' sharding key `account_id` picks with every shard's
 /// weight 1 (the key modulo the shard count).
@@ -225,17 +253,25 @@ impl ClickHouse {
     }
 
     /// A store sharded by account over the cluster `name`: `shard_urls` names one server of
-    /// each shard, in the cluster's shard order (`system.clusters`, `shard_num`).
+    /// each shard, in the cluster's shard order (`system.clusters`, `shard_num`); a shard of
+    /// replicas names them all, separated by `|`, the first one taking its reads and writes.
     pub fn cluster(name: &str, shard_urls: &[&str], database: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
         anyhow::ensure!(valid_identifier(name), "MINIPAY_CLICKHOUSE_CLUSTER {name:?} must be a plain identifier");
         anyhow::ensure!(!shard_urls.is_empty(), "MINIPAY_CLICKHOUSE_SHARD_URLS names no shard");
-        let shards: Vec<clickhouse::Client> = shard_urls.iter().map(|url| new_client(url, database)).collect();
+        let (mut shards, mut replicas) = (Vec::new(), Vec::new());
+        for shard in shard_urls {
+            let mut urls = shard.split('|').map(str::trim).filter(|url| !url.is_empty());
+            let first =
+                urls.next().with_context(|| format!("MINIPAY_CLICKHOUSE_SHARD_URLS: empty shard in {shard:?}"))?;
+            shards.push(new_client(first, database));
+            replicas.extend(urls.map(|url| new_client(url, database)));
+        }
         Ok(ClickHouse {
             client: shards[0].clone(),
             database: database.to_owned(),
             read: None,
-            cluster: Some(Arc::new(Cluster { name: name.to_owned(), shards })),
+            cluster: Some(Arc::new(Cluster { name: name.to_owned(), shards, replicas })),
         })
     }
 
@@ -251,10 +287,11 @@ impl ClickHouse {
         let limit = query_max_secs(config.clickhouse_timeouts);
         clickhouse.client = clickhouse.client.with_setting("max_execution_time", limit.clone());
         if let Some(cluster) = &clickhouse.cluster {
-            let shards =
-                cluster.shards.iter().map(|shard| shard.clone().with_setting("max_execution_time", limit.clone()));
-            let cluster = Cluster { name: cluster.name.clone(), shards: shards.collect() };
-            clickhouse.cluster = Some(Arc::new(cluster));
+            let limited = |clients: &[clickhouse::Client]| -> Vec<clickhouse::Client> {
+                clients.iter().map(|client| client.clone().with_setting("max_execution_time", limit.clone())).collect()
+            };
+            let (shards, replicas) = (limited(&cluster.shards), limited(&cluster.replicas));
+            clickhouse.cluster = Some(Arc::new(Cluster { name: cluster.name.clone(), shards, replicas }));
         }
         Ok(clickhouse)
     }
@@ -331,18 +368,45 @@ impl ClickHouse {
     }
 
     /// Creates the database if missing and applies the DDL it has not seen yet, on every
-    /// shard of a cluster (no `ON CLUSTER`: that needs ZooKeeper), with the cluster's
-    /// `Distributed` tables last.
+    /// server of a cluster (no `ON CLUSTER`: that needs ZooKeeper), with the cluster's
+    /// `Distributed` tables last; other replicas after the first of their shard.
+    ///
+    /// With replicas, each migration is applied on every server before the next one: a
+    /// replicated table must be created with the structure the other replicas gave it in
+    /// ZooKeeper, which a later `ALTER` on one of them changes for all.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        for (index, shard) in self.shards().into_iter().enumerate() {
-            shard.migrate_server().await.with_context(|| format!("ClickHouse shard {}", index + 1))?;
+        let replicas = self.cluster.as_ref().map(|cluster| cluster.replicas.clone()).unwrap_or_default();
+        let steps: Vec<Option<u32>> = if replicas.is_empty() {
+            vec![None]
+        } else {
+            MIGRATIONS.iter().chain(&CLUSTER_MIGRATIONS).map(|(number, _, _)| Some(*number)).collect()
+        };
+        for until in steps {
+            for (index, shard) in self.shards().into_iter().enumerate() {
+                shard.migrate_server(true, until).await.with_context(|| format!("ClickHouse shard {}", index + 1))?;
+            }
+            for (index, replica) in replicas.iter().enumerate() {
+                let replica = ClickHouse { client: replica.clone(), ..self.clone() };
+                let context = || format!("ClickHouse replica {}", index + 2);
+                replica.migrate_server(false, until).await.with_context(context)?;
+            }
         }
         Ok(())
     }
 
-    async fn migrate_server(&self) -> anyhow::Result<()> {
+    /// Whether this server has ZooKeeper: then its local tables are replicated.
+    async fn has_zookeeper(&self) -> bool {
+        let query = "SELECT count() FROM system.zookeeper WHERE path = '/'";
+        self.client.clone().with_database("default").query(query).fetch_one::<u64>().await.is_ok()
+    }
+
+    /// `first_replica`: whether this server is the first replica of its shard (the only one
+    /// on servers without replicas); the others skip the backfills, whose rows reach them by
+    /// replication. `until`: the last migration to apply (all when `None`).
+    async fn migrate_server(&self, first_replica: bool, until: Option<u32>) -> anyhow::Result<()> {
         let version = self.version().await.context("ClickHouse is unreachable")?;
         let ttl = supports_ttl(version);
+        let replicated = self.has_zookeeper().await;
         let server = self.client.clone().with_database("default");
         server.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database)).execute().await?;
         self.client
@@ -357,12 +421,17 @@ impl ClickHouse {
             let render = |template: &str| render_cluster_ddl(template, cluster, &self.database);
             CLUSTER_MIGRATIONS.map(|(number, name, template)| (number, name, render(template)))
         });
-        let local = MIGRATIONS.map(|(number, name, template)| (number, name, render_ddl(template, ttl)));
+        let local = MIGRATIONS.map(|(number, name, template)| {
+            let ddl = render_ddl(template, ttl);
+            (number, name, if replicated { replicated_ddl(&ddl, &self.database) } else { ddl })
+        });
         for (number, name, ddl) in local.into_iter().chain(cluster.into_iter().flatten()) {
-            if applied.contains(&number) {
+            if applied.contains(&number) || until.is_some_and(|until| number > until) {
                 continue;
             }
-            match self.client.query(&ddl).execute().await {
+            let result =
+                if first_replica || !is_insert(&ddl) { self.client.query(&ddl).execute().await } else { Ok(()) };
+            match result {
                 Ok(()) => {}
                 Err(error) if !ttl && already_applied(&error) => {
                     tracing::info!(number, name, "ClickHouse migration already applied by another migrator");
@@ -411,9 +480,28 @@ mod tests {
         }
         let cluster = ClickHouse::cluster("minipay", &["http://a:1", "http://b:2"], "db").unwrap();
         assert_eq!((cluster.shard_count(), cluster.cluster_name()), (2, Some("minipay")));
+        let replicated = ClickHouse::cluster("minipay", &["http://a:1|http://a:2", "http://b:2"], "db").unwrap();
+        assert_eq!((replicated.shard_count(), replicated.cluster.as_ref().unwrap().replicas.len()), (2, 1));
         assert_eq!(ClickHouse::new("http://a:1", "db").unwrap().shards().len(), 1);
         assert!(ClickHouse::cluster("x; DROP", &["http://a:1"], "db").is_err());
         assert!(ClickHouse::cluster("minipay", &[], "db").is_err());
+    }
+
+    #[test]
+    fn replicated_servers_get_replicated_engines_and_skip_the_backfills() {
+        let ddl = replicated_ddl(&render_ddl(MIGRATIONS[0].2, false), "minipay");
+        assert!(ddl.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/minipay/statement_entries', '{replica}')\n"
+        ));
+        let ddl = replicated_ddl(MIGRATIONS[2].2, "minipay");
+        assert!(
+            ddl.contains("ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/minipay/daily_totals', '{replica}')")
+        );
+        for (_, _, template) in [MIGRATIONS[1], MIGRATIONS[3], MIGRATIONS[6]] {
+            assert_eq!(replicated_ddl(template, "minipay"), template);
+        }
+        assert!(is_insert(MIGRATIONS[6].2) && is_insert(MIGRATIONS[7].2));
+        assert!(!is_insert(MIGRATIONS[0].2) && !is_insert(MIGRATIONS[3].2));
     }
 
     #[test]

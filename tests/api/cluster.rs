@@ -3,7 +3,9 @@
 //! `MINIPAY_TEST_CLICKHOUSE_SHARD_URLS`, which `scripts/test` sets): each account's entries and
 //! daily totals on its shard only, pages and summaries from that shard, replays not doubling,
 //! retention on every shard, the audit summing the shards, and a shard down. Without the
-//! variables each test says it was skipped and passes.
+//! variables each test says it was skipped and passes. The last test runs on two replicas of
+//! one shard (`scripts/services up clickhouse-replicas`, with ZooKeeper), named by
+//! `MINIPAY_TEST_CLICKHOUSE_REPLICAS_CLUSTER` and `MINIPAY_TEST_CLICKHOUSE_REPLICAS_SHARD_URLS`.
 
 use chrono::{DateTime, Duration, Utc};
 use minipay::clock::{Clock, ClockMode};
@@ -415,6 +417,60 @@ async fn a_shard_down_falls_back_for_its_accounts_only_and_catches_up() {
     for user in [&first, &second] {
         assert_eq!(summary_source(&app, user).await, "clickhouse");
     }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// Two replicas of one shard (ReplicatedMergeTree, ZooKeeper): what the forwarder writes to the
+/// first reaches the second, entries and daily totals alike, and a server reading from the
+/// second answers like the naive route.
+#[tokio::test]
+async fn two_replicas_of_a_shard_hold_the_same_entries_and_totals() {
+    let vars = ["MINIPAY_TEST_CLICKHOUSE_REPLICAS_CLUSTER", "MINIPAY_TEST_CLICKHOUSE_REPLICAS_SHARD_URLS"];
+    let (Ok(name), Ok(urls)) = (std::env::var(vars[0]), std::env::var(vars[1])) else {
+        eprintln!("skipped: no replicas (set {} and {})", vars[0], vars[1]);
+        return;
+    };
+    let replicas: Vec<String> = urls.split('|').map(str::to_owned).collect();
+    assert_eq!(replicas.len(), 2, "two replicas of one shard: {urls}");
+    let (app, pool) = cluster_app(&name, std::slice::from_ref(&urls), true).await;
+    let alice = app.funded("alice", 500_000).await;
+    let bob = app.signup("bob").await;
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_100, app.clock_now().await).await;
+    for amount in [1_000, 2_000] {
+        let body = json!({"to_account_id": bob.main_account_id, "amount": amount});
+        assert_eq!(app.post("/v1/transfers", Some(&alice.token), body).await.0, 201);
+    }
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(30)).await;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    let second = shard_client(&replicas[1], &app.database);
+    let engine: String = second
+        .query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'statement_entries'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(engine, "ReplicatedReplacingMergeTree");
+    let started = std::time::Instant::now();
+    loop {
+        let stored: u64 = second.query("SELECT uniqExact(entry_id) FROM statement_entries").fetch_one().await.unwrap();
+        let totals: u64 = second.query("SELECT sum(entries) FROM daily_totals").fetch_one().await.unwrap();
+        if (stored as i64, totals as i64) == (entries, entries) {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "replica 2: {stored} entries, totals {totals}, PostgreSQL {entries}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A server whose shard is the second replica alone.
+    let reader = spawn_server_process_with(
+        &app,
+        &[("MINIPAY_CLICKHOUSE_SHARD_URLS", replicas[1].as_str()), ("MINIPAY_FORWARDER", "off")],
+    )
+    .await;
+    let path = format!("/v1/accounts/{}/history/summary", alice.main_account_id);
+    let response = app.client.get(format!("{}{path}", reader.base)).bearer_auth(&alice.token).send().await.unwrap();
+    assert_eq!(response.headers()["x-history-source"], "clickhouse");
+    let tuned: Value = response.json().await.unwrap();
+    assert_eq!(tuned, get(&app, &alice, &format!("{path}/naive")).await.body);
     app.assert_audit_ok().await;
     app.stop().await;
 }
