@@ -15,6 +15,8 @@ What is checked, for both renderings of the DDL, each on a fresh chdb session wi
             `{if_not_exists}` -> `IF NOT EXISTS`
   [no ttl]  `{ttl}` -> ``                          (the form for old servers, < 19.6)
             `{if_not_exists}` -> ``
+  and in both `{cluster}` -> `minipay`, `{database}` -> `minipay` (the cluster-only DDL, whose
+  `Distributed` tables need the cluster: the sessions get a config declaring it).
 
   1. `clickhouse/*.sql` in name order, each applied twice (the Rust code relies on
      `IF NOT EXISTS`, so a second run must be harmless; in the [no ttl] form, which has no
@@ -54,11 +56,20 @@ import glob
 import os
 import re
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATABASE = "minipay"
 RUST_DIR = "src/history"
 DEFAULT_TTL_CLAUSE = "TTL at + INTERVAL 1 YEAR"
+# What `{cluster}` becomes in the cluster-only DDL (`render_cluster_ddl`), and the cluster the
+# chdb sessions are given.
+CLUSTER = "minipay"
+CLUSTER_CONFIG = f"""<clickhouse><remote_servers><{CLUSTER}>
+<shard><replica><host>127.0.0.1</host><port>1</port></replica></shard>
+<shard><replica><host>127.0.0.1</host><port>2</port></replica></shard>
+</{CLUSTER}></remote_servers></clickhouse>
+"""
 
 
 def sample_statements():
@@ -265,7 +276,8 @@ class Checker:
             for path in ddl_files:
                 rel = os.path.relpath(path, ROOT)
                 sql = (open(path, encoding="utf-8").read()
-                       .replace("{ttl}", clause).replace("{if_not_exists}", if_not_exists))
+                       .replace("{ttl}", clause).replace("{if_not_exists}", if_not_exists)
+                       .replace("{cluster}", CLUSTER).replace("{database}", DATABASE))
                 if (self.run_quiet(session, f"{rel} [{label}]", sql)
                         and self.run_quiet(session, f"{rel} [{label}] (applied a second time)", sql,
                                            already_applied_ok=not if_not_exists)):
@@ -328,7 +340,12 @@ def main():
 
     ddl_files = sorted(glob.glob(os.path.join(ROOT, "clickhouse", "*.sql")))
     query_files = [QueryFile(p) for p in sorted(glob.glob(os.path.join(ROOT, "clickhouse", "queries", "*.sql")))]
-    checker = Checker(chdb_session.Session)
+    # The cluster's DDL (`Distributed` tables, `{cluster}`) needs a cluster the engine knows:
+    # one of two shards, declared in a config file (it is never connected to).
+    config = os.path.join(tempfile.mkdtemp(prefix="check-clickhouse-sql-"), "cluster.xml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(CLUSTER_CONFIG)
+    checker = Checker(lambda: chdb_session.Session(f":memory:?config-file={config}"))
 
     probe = chdb_session.Session()
     try:

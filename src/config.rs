@@ -150,6 +150,17 @@ pub struct Config {
     pub clickhouse_timeouts: ClickHouseTimeouts,
     /// `MINIPAY_HEADER_READ_TIMEOUT_MS`, `MINIPAY_IDLE_TIMEOUT_MS`, `MINIPAY_MAX_CONNECTIONS`.
     pub connections: ConnectionLimits,
+    /// `MINIPAY_CLICKHOUSE_CLUSTER` and `MINIPAY_CLICKHOUSE_SHARD_URLS`: statements sharded by
+    /// account over a cluster instead of the one server of `CLICKHOUSE_URL`.
+    pub clickhouse_cluster: Option<ClickHouseCluster>,
+}
+
+/// A ClickHouse cluster (`history::clickhouse`): its name in the servers' `remote_servers`,
+/// and the HTTP URL of one server of each shard, in the cluster's shard order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClickHouseCluster {
+    pub name: String,
+    pub shard_urls: Vec<SecretUrl>,
 }
 
 /// The scheduler and the job runner (docs/architecture.md, "Jobs and time").
@@ -365,6 +376,13 @@ pub struct Settings {
     /// A tuned history read waits this long for ClickHouse, then answers from PostgreSQL.
     #[arg(long, env = "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS", default_value_t = millis(ClickHouseTimeouts::default().history_read))]
     history_clickhouse_timeout_ms: u64,
+    /// ClickHouse cluster name (`remote_servers`): statements sharded by account over the
+    /// servers of `MINIPAY_CLICKHOUSE_SHARD_URLS` (then `CLICKHOUSE_URL` is not used).
+    #[arg(long, env = "MINIPAY_CLICKHOUSE_CLUSTER")]
+    clickhouse_cluster: Option<String>,
+    /// The cluster's shards: one HTTP URL per shard, comma-separated, in the cluster's order.
+    #[arg(long, env = "MINIPAY_CLICKHOUSE_SHARD_URLS")]
+    clickhouse_shard_urls: Option<String>,
     /// `manual` lets `PUT /admin/clock` move time forward.
     #[arg(long, env = "MINIPAY_CLOCK", value_enum, default_value_t = ClockChoice::System)]
     clock: ClockChoice,
@@ -620,7 +638,20 @@ impl Settings {
                 idle_timeout: Duration::from_millis(self.idle_timeout_ms),
                 max_connections: self.max_connections,
             },
+            clickhouse_cluster: self.clickhouse_cluster(),
         }
+    }
+
+    /// The cluster when either setting is given (both are checked in `check_services`).
+    fn clickhouse_cluster(&self) -> Option<ClickHouseCluster> {
+        let name = self.clickhouse_cluster.clone().unwrap_or_default();
+        let urls = self.clickhouse_shard_urls.clone().unwrap_or_default();
+        if name.trim().is_empty() && urls.trim().is_empty() {
+            return None;
+        }
+        let shard_urls =
+            urls.split(',').map(str::trim).filter(|url| !url.is_empty()).map(|url| SecretUrl(url.to_owned())).collect();
+        Some(ClickHouseCluster { name: name.trim().to_owned(), shard_urls })
     }
 
     fn password_hashing(&self) -> HashingLimits {
@@ -697,6 +728,12 @@ impl Config {
             !self.clickhouse_timeouts.history_read.is_zero(),
             "MINIPAY_HISTORY_CLICKHOUSE_TIMEOUT_MS must be > 0"
         );
+        if let Some(cluster) = &self.clickhouse_cluster {
+            anyhow::ensure!(
+                !cluster.name.is_empty() && !cluster.shard_urls.is_empty(),
+                "MINIPAY_CLICKHOUSE_CLUSTER and MINIPAY_CLICKHOUSE_SHARD_URLS go together: set both or neither"
+            );
+        }
         anyhow::ensure!(!self.connections.header_read_timeout.is_zero(), "MINIPAY_HEADER_READ_TIMEOUT_MS must be > 0");
         anyhow::ensure!(!self.connections.idle_timeout.is_zero(), "MINIPAY_IDLE_TIMEOUT_MS must be > 0");
         anyhow::ensure!(self.connections.max_connections >= 1, "MINIPAY_MAX_CONNECTIONS must be >= 1");
@@ -791,6 +828,20 @@ mod tests {
             origins(&["--cors-origins", "https://app.example.com, http://localhost:3000"]),
             ["https://app.example.com", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn a_clickhouse_cluster_needs_its_name_and_its_shards() {
+        let cluster = |args: &[&str]| parse(args).unwrap().into_config().clickhouse_cluster;
+        assert_eq!(cluster(&[]), None);
+        let both = ["--clickhouse-cluster", "minipay", "--clickhouse-shard-urls", "http://a:1, http://b:2"];
+        let found = cluster(&both).unwrap();
+        assert_eq!(found.name, "minipay");
+        assert_eq!(found.shard_urls.iter().map(|url| url.expose()).collect::<Vec<_>>(), ["http://a:1", "http://b:2"]);
+        for half in [["--clickhouse-cluster", "minipay"], ["--clickhouse-shard-urls", "http://a:1"]] {
+            let error = format!("{:#}", parse(&half).unwrap().into_config().validated().unwrap_err());
+            assert!(error.contains("set both or neither"), "{error}");
+        }
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct Options {
     /// Page size.
     #[arg(long, default_value_t = 50)]
     pub limit: u64,
+    /// Run against the ClickHouse cluster named by MINIPAY_CLICKHOUSE_CLUSTER and
+    /// MINIPAY_CLICKHOUSE_SHARD_URLS (perf/run-history --cluster starts one of two shards):
+    /// minipay shards the statements by account, and each page query timed here goes to the
+    /// account's shard.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -82,6 +88,24 @@ fn env(name: &str) -> anyhow::Result<String> {
 fn minipay_binary() -> String {
     std::env::var("MINIPAY_BIN")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/minipay").to_owned())
+}
+
+/// The ClickHouse servers holding the statements: the shards of the cluster with `--cluster`,
+/// else the one server of CLICKHOUSE_URL.
+fn clickhouse_urls(cluster: bool) -> anyhow::Result<Vec<String>> {
+    let named = std::env::var("MINIPAY_CLICKHOUSE_CLUSTER").unwrap_or_default();
+    if !cluster {
+        anyhow::ensure!(named.is_empty(), "MINIPAY_CLICKHOUSE_CLUSTER is set: pass --cluster, or unset it");
+        return Ok(vec![env("CLICKHOUSE_URL")?]);
+    }
+    anyhow::ensure!(!named.is_empty(), "--cluster needs MINIPAY_CLICKHOUSE_CLUSTER: run perf/run-history --cluster");
+    let urls = env("MINIPAY_CLICKHOUSE_SHARD_URLS")?;
+    Ok(urls.split(',').map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect())
+}
+
+/// The shard of `account_id` among `urls` (as minipay and the `Distributed` tables shard).
+fn shard_url(urls: &[String], account_id: i64) -> &str {
+    &urls[account_id.rem_euclid(urls.len() as i64) as usize]
 }
 
 async fn clickhouse_query(clickhouse_url: &str, sql: &str) -> anyhow::Result<String> {
@@ -98,7 +122,13 @@ fn heavy_pattern() -> String {
 
 /// Whether the bench database holds a finished seed of `entries` entries in both stores, with
 /// `heavy_accounts` heavy accounts.
-async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: u64, heavy_accounts: u32) -> bool {
+async fn seeded(
+    bench_url: &str,
+    clickhouse_urls: &[String],
+    database: &str,
+    entries: u64,
+    heavy_accounts: u32,
+) -> bool {
     let Ok((client, connection)) = tokio_postgres::connect(bench_url, tokio_postgres::NoTls).await else {
         return false;
     };
@@ -110,8 +140,12 @@ async fn seeded(bench_url: &str, clickhouse_url: &str, database: &str, entries: 
         .await
         .ok()
         .map(|row| row.get(0));
-    let ch = clickhouse_query(clickhouse_url, &format!("SELECT count() FROM {database}.statement_entries")).await.ok();
-    let ch: Option<u64> = ch.and_then(|text| text.trim().parse().ok());
+    let mut ch = Some(0u64);
+    for url in clickhouse_urls {
+        let count = clickhouse_query(url, &format!("SELECT count() FROM {database}.statement_entries")).await.ok();
+        let count: Option<u64> = count.and_then(|text| text.trim().parse().ok());
+        ch = ch.zip(count).map(|(sum, count)| sum + count);
+    }
     pg == Some(entries as i64) && ch == Some(entries) && heavy == Some(i64::from(heavy_accounts))
 }
 
@@ -174,7 +208,8 @@ struct Bench {
     mismatches: Vec<String>,
     fallbacks: u64,
     pg: tokio_postgres::Client,
-    clickhouse_url: String,
+    /// One per shard (one in all without a cluster).
+    clickhouse_urls: Vec<String>,
     database: String,
 }
 
@@ -258,7 +293,7 @@ impl Bench {
                 (top - 1).div_euclid(1_000_000),
                 wanted - found as i64
             );
-            found += clickhouse_query(&self.clickhouse_url, &sql).await?.lines().count();
+            found += clickhouse_query(shard_url(&self.clickhouse_urls, account.id), &sql).await?.lines().count();
             if found as i64 >= wanted {
                 break;
             }
@@ -559,6 +594,8 @@ pub struct HistoryOutcome {
     pub walk_seconds: f64,
     pub fallbacks: u64,
     pub mismatches: Vec<String>,
+    /// One server, or a cluster of how many shards.
+    pub clickhouse: String,
 }
 
 impl HistoryOutcome {
@@ -579,10 +616,10 @@ async fn seed_if_needed(
     options: &Options,
     admin_url: &str,
     bench_url: &str,
-    clickhouse_url: &str,
+    clickhouse_urls: &[String],
 ) -> anyhow::Result<()> {
     let database = options.database.as_str();
-    if options.reuse_seed && seeded(bench_url, clickhouse_url, database, options.entries, options.heavy_accounts).await
+    if options.reuse_seed && seeded(bench_url, clickhouse_urls, database, options.entries, options.heavy_accounts).await
     {
         eprintln!("[1/5] reusing the seed in {database}");
     } else {
@@ -590,7 +627,10 @@ async fn seed_if_needed(
             eprintln!("[1/5] no matching seed of {} entries in {database}: seeding again", options.entries);
         }
         eprintln!("[1/5] recreating {database} and seeding (minipay migrate, minipay seed)");
-        recreate_database(admin_url, clickhouse_url, database).await?;
+        recreate_database(admin_url, &clickhouse_urls[0], database).await?;
+        for url in &clickhouse_urls[1..] {
+            clickhouse_query(url, &format!("DROP DATABASE IF EXISTS {database}")).await?;
+        }
         run_minipay(&["migrate".to_owned()], bench_url, database).await?;
         let seed = [
             "seed".to_owned(),
@@ -618,7 +658,7 @@ async fn seed_if_needed(
 /// running.
 pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
     let admin_url = env("DATABASE_URL")?;
-    let clickhouse_url = env("CLICKHOUSE_URL")?;
+    let clickhouse_urls = clickhouse_urls(options.cluster)?;
     let database = options.database.as_str();
     anyhow::ensure!(
         database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
@@ -631,7 +671,8 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         options.entries, options.users, options.hot_percent, options.heavy_accounts, options.heavy_percent
     );
 
-    seed_if_needed(options, &admin_url, &bench_url, &clickhouse_url).await?;
+    eprintln!("  ClickHouse: {}", describe_clickhouse(&clickhouse_urls));
+    seed_if_needed(options, &admin_url, &bench_url, &clickhouse_urls).await?;
 
     eprintln!("[2/5] starting minipay (forwarder off: seeded entries are in both stores) and logging in");
     let server = Server::start(&bench_url, database, &[("MINIPAY_FORWARDER", "off".to_owned())]).await?;
@@ -659,7 +700,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         mismatches: Vec::new(),
         fallbacks: 0,
         pg,
-        clickhouse_url: clickhouse_url.clone(),
+        clickhouse_urls: clickhouse_urls.clone(),
         database: database.to_owned(),
     };
     let mut hot_accounts = bench_accounts(&client, &server.base, std::slice::from_ref(&hot)).await?;
@@ -704,7 +745,15 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         walk_seconds,
         fallbacks: bench.fallbacks,
         mismatches: bench.mismatches,
+        clickhouse: describe_clickhouse(&clickhouse_urls),
     })
+}
+
+fn describe_clickhouse(urls: &[String]) -> String {
+    match urls.len() {
+        1 => "one server".to_owned(),
+        shards => format!("a cluster of {shards} shards, statements sharded by account"),
+    }
 }
 
 fn print(options: &Options, outcome: &HistoryOutcome) {
@@ -715,8 +764,8 @@ fn print(options: &Options, outcome: &HistoryOutcome) {
         ordinary_accounts.iter().map(|account| account.total).sum::<u64>() as f64 / ordinary_accounts.len() as f64;
     println!();
     println!(
-        "minipay history benchmark — {} entries, {} accounts, page size {}, one request at a time",
-        options.entries, options.users, options.limit
+        "minipay history benchmark — {} entries, {} accounts, page size {}, one request at a time; ClickHouse: {}",
+        options.entries, options.users, options.limit, outcome.clickhouse
     );
     println!();
     println!(

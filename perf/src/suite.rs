@@ -267,6 +267,7 @@ fn history_options(options: &Options, sizes: &Sizes) -> history::Options {
         heavy_rounds: if quick { 2 } else { 4 },
         deep_percent: 90,
         limit: 50,
+        cluster: false,
     }
 }
 

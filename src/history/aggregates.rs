@@ -63,14 +63,35 @@ pub async fn stored_ids(clickhouse: &ClickHouse, keys: &[EntryKey]) -> anyhow::R
 }
 
 /// Drops the month `yyyymm` (a partition id like `202511`) from `statement_entries` and from
-/// both tables of daily totals. The totals go first: a run that fails between the two finds the entries'
-/// partition again next time and drops both (dropping a missing partition does nothing).
+/// both tables of daily totals, on every shard of a cluster. The totals go first: a run that
+/// fails between the two (or on a shard that is down) finds the entries' partition again next
+/// time and drops both (dropping a missing partition does nothing).
 pub async fn drop_month(clickhouse: &ClickHouse, yyyymm: &str) -> anyhow::Result<()> {
     anyhow::ensure!(yyyymm.len() == 6 && yyyymm.chars().all(|c| c.is_ascii_digit()), "bad partition id {yyyymm:?}");
-    for table in ["daily_totals", "daily_counterparty_totals", "statement_entries"] {
-        clickhouse.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
+    for shard in clickhouse.shards() {
+        for table in ["daily_totals", "daily_counterparty_totals", "statement_entries"] {
+            shard.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
+        }
     }
     Ok(())
+}
+
+/// The partitions (`toYYYYMM(at)`, quoted or not as the server writes them) that
+/// `statement_entries` has on any shard, each once.
+pub async fn entry_partitions(clickhouse: &ClickHouse) -> anyhow::Result<Vec<String>> {
+    let mut all = std::collections::BTreeSet::new();
+    for shard in clickhouse.shards() {
+        let partitions: Vec<String> = shard
+            .client()
+            .query(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'statement_entries' AND active",
+            )
+            .bind(shard.database())
+            .fetch_all()
+            .await?;
+        all.extend(partitions);
+    }
+    Ok(all.into_iter().collect())
 }
 
 // --- summaries from the daily totals ---------------------------------------------------------
@@ -278,6 +299,8 @@ pub async fn summary(
     if low >= high {
         return Ok(with_waiting(Vec::new(), Vec::new(), waiting));
     }
+    // On a cluster, the account's shard holds its entries and its totals.
+    let clickhouse = &clickhouse.for_account(account_id);
     let split = split(low, high, waiting.iter().map(|entry| micros(entry.at)).min());
     let binds = Binds::new(account_id, split, filters, waiting);
     let by_kind = match filters.counterparty_account_id {

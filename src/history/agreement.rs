@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use sqlx::PgPool;
 
@@ -179,9 +180,27 @@ async fn with_timeout<T>(query: impl std::future::Future<Output = clickhouse::er
         .map_err(anyhow::Error::from)
 }
 
-/// ClickHouse's days from `since` on: rows of `statement_entries` and the daily totals; days
-/// where they differ are counted exactly.
+/// ClickHouse's days from `since` on, summed over the shards of a cluster: an entry belongs to
+/// one shard (its account's), so the shards' counts add up, and an entry stored on two shards
+/// counts twice, as a doubled entry should.
 async fn clickhouse_days(clickhouse: &ClickHouse, since: NaiveDate) -> anyhow::Result<BTreeMap<NaiveDate, ChDay>> {
+    let mut days: BTreeMap<NaiveDate, ChDay> = BTreeMap::new();
+    for (index, shard) in clickhouse.shards().iter().enumerate() {
+        let shard_days = server_days(shard, since).await.with_context(|| format!("shard {}", index + 1))?;
+        for (day, counts) in shard_days {
+            let sum = days.entry(day).or_default();
+            sum.rows += counts.rows;
+            sum.distinct += counts.distinct;
+            sum.totals += counts.totals;
+            sum.totals_amount += counts.totals_amount;
+        }
+    }
+    Ok(days)
+}
+
+/// One server's days from `since` on: rows of `statement_entries` and the daily totals; days
+/// where they differ are counted exactly.
+async fn server_days(clickhouse: &ClickHouse, since: NaiveDate) -> anyhow::Result<BTreeMap<NaiveDate, ChDay>> {
     let seconds = u32::try_from(midnight(since).timestamp().max(0)).unwrap_or(u32::MAX);
     let rows = clickhouse
         .query(

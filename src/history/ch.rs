@@ -152,6 +152,8 @@ pub async fn tuned_entries(
     limit: i64,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<HistoryEntry>> {
+    // On a cluster, only the account's shard holds its entries.
+    let clickhouse = &clickhouse.for_account(account_id);
     let wanted = (limit + 1) as usize;
     let (before_us, before_id) = cursor.map(|cursor| (cursor.at_us, cursor.id)).unwrap_or((i64::MAX, 0));
     let mut entries: Vec<HistoryEntry> = Vec::with_capacity(wanted);

@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rand::Rng;
 
+use crate::domain::ids::AccountId;
+
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
 /// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
@@ -44,12 +46,34 @@ pub use crate::config::ClickHouseTimeouts;
 /// How long the `KILL QUERY` of a cancelled read may take before it is given up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// DDL files applied on a cluster only (to every shard), after [`MIGRATIONS`]: the
+/// `Distributed` tables over the shards' local tables. `{cluster}` and `{database}` are filled
+/// in per cluster.
+const CLUSTER_MIGRATIONS: [(u32, &str, &str); 3] = [
+    (10, "statement_entries_all", include_str!("../../clickhouse/0010_statement_entries_all.sql")),
+    (11, "daily_totals_all", include_str!("../../clickhouse/0011_daily_totals_all.sql")),
+    (12, "daily_counterparty_totals_all", include_str!("../../clickhouse/0012_daily_counterparty_totals_all.sql")),
+];
+
 #[derive(Clone)]
 pub struct ClickHouse {
+    /// The server queries go to: the single server, or on a cluster the first shard (unless
+    /// this copy was routed to another by [`ClickHouse::for_account`] or [`ClickHouse::shards`]).
     client: clickhouse::Client,
     database: String,
     /// Set on a cancellable copy: the query ids its queries were given.
     read: Option<Arc<Read>>,
+    /// Set on a cluster: its name and one client per shard, in the cluster's shard order.
+    cluster: Option<Arc<Cluster>>,
+}
+
+struct Cluster {
+    name: String,
+    /// The first replica of each shard: every read and write of the shard goes there.
+    shards: Vec<clickhouse::Client>,
+    /// The other replicas of the shards (`|` in the shard URLs): only migrated, the rest
+    /// reaches them by ClickHouse's replication.
+    replicas: Vec<clickhouse::Client>,
 }
 
 /// The queries of one cancellable read: `{database}-{random}-{n}`.
@@ -94,15 +118,19 @@ impl Drop for CancelOnDrop {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let client = self.clickhouse.client.clone();
-        runtime.spawn(async move {
-            let kill = client.query("KILL QUERY WHERE has(?, query_id) ASYNC").bind(&ids).execute();
-            match tokio::time::timeout(KILL_TIMEOUT, kill).await {
-                Ok(Ok(())) => tracing::debug!(?ids, "cancelled ClickHouse queries"),
-                Ok(Err(error)) => tracing::warn!(%error, ?ids, "could not cancel ClickHouse queries"),
-                Err(_) => tracing::warn!(?ids, "cancelling ClickHouse queries timed out"),
-            }
-        });
+        // The read's queries went to the shard of its account; which one is not recorded, so
+        // every shard is told (a query id matches nothing on the others).
+        for client in self.clickhouse.shard_clients() {
+            let ids = ids.clone();
+            runtime.spawn(async move {
+                let kill = client.query("KILL QUERY WHERE has(?, query_id) ASYNC").bind(&ids).execute();
+                match tokio::time::timeout(KILL_TIMEOUT, kill).await {
+                    Ok(Ok(())) => tracing::debug!(?ids, "cancelled ClickHouse queries"),
+                    Ok(Err(error)) => tracing::warn!(%error, ?ids, "could not cancel ClickHouse queries"),
+                    Err(_) => tracing::warn!(?ids, "cancelling ClickHouse queries timed out"),
+                }
+            });
+        }
     }
 }
 
@@ -132,6 +160,44 @@ pub fn render_ddl(template: &str, ttl: bool) -> String {
 fn already_applied(error: &clickhouse::error::Error) -> bool {
     let text = error.to_string();
     text.contains("Code: 44") && text.contains("already exists")
+}
+
+/// Fills the `{cluster}` and `{database}` placeholders of a cluster DDL file (both plain
+/// identifiers, checked when the store is made).
+pub fn render_cluster_ddl(template: &str, cluster: &str, database: &str) -> String {
+    template.replace("{cluster}", cluster).replace("{database}", database)
+}
+
+/// A `CREATE TABLE` of a local table made replicated: `ENGINE = XMergeTree` becomes
+/// `ENGINE = ReplicatedXMergeTree('/clickhouse/tables/{shard}/<database>/<table>', '{replica}')`,
+/// `{shard}` and `{replica}` being the server's macros. Anything else is returned as it is.
+pub fn replicated_ddl(ddl: &str, database: &str) -> String {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
+    let Some(start) = ddl.find(CREATE) else { return ddl.to_owned() };
+    let table: String =
+        ddl[start + CREATE.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let Some(engine_at) = ddl.find("ENGINE = ") else { return ddl.to_owned() };
+    let engine_start = engine_at + "ENGINE = ".len();
+    let engine: String = ddl[engine_start..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    if !engine.ends_with("MergeTree") || engine.starts_with("Replicated") {
+        return ddl.to_owned();
+    }
+    let replicated = format!("Replicated{engine}('/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}')");
+    format!("{}{replicated}{}", &ddl[..engine_start], &ddl[engine_start + engine.len()..])
+}
+
+/// Whether a migration inserts rows (a backfill) rather than defining something.
+fn is_insert(ddl: &str) -> bool {
+    let statement = ddl.lines().find(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"));
+    statement.is_some_and(|line| line.trim_start().starts_with("INSERT"))
+}
+
+/// The shard (0-based, in the cluster's order) that holds `account_id`'s statement among
+/// `shards`: what the `Distributed` tables' sharding key `account_id` picks with every shard's
+/// weight 1 (the key modulo the shard count).
+pub fn shard_of(account_id: i64, shards: usize) -> usize {
+    let shards = i64::try_from(shards.max(1)).unwrap_or(1);
+    account_id.rem_euclid(shards) as usize
 }
 
 /// `max_execution_time` as ClickHouse reads it on every version: whole seconds, at least 1.
@@ -164,30 +230,106 @@ fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
     (parsed.to_string(), Some((user, password)))
 }
 
+/// A client of one server, in `database`; `url` may carry credentials.
+fn new_client(url: &str, database: &str) -> clickhouse::Client {
+    let (url, credentials) = split_credentials(url);
+    // Row validation needs newer servers than Debian's 18.16, so it is off.
+    let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
+    if let Some((user, password)) = credentials {
+        client = client.with_user(user);
+        if let Some(password) = password {
+            client = client.with_password(password);
+        }
+    }
+    client.with_setting("max_execution_time", query_max_secs(ClickHouseTimeouts::default())).with_database(database)
+}
+
 impl ClickHouse {
     /// `url` may carry credentials (`http://user:password@host:8123`): they are sent as
     /// ClickHouse's user and password headers.
     pub fn new(url: &str, database: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
-        let (url, credentials) = split_credentials(url);
-        // Row validation needs newer servers than Debian's 18.16, so it is off.
-        let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
-        if let Some((user, password)) = credentials {
-            client = client.with_user(user);
-            if let Some(password) = password {
-                client = client.with_password(password);
-            }
-        }
-        let client = client.with_setting("max_execution_time", query_max_secs(ClickHouseTimeouts::default()));
-        Ok(ClickHouse { client: client.with_database(database), database: database.to_owned(), read: None })
+        Ok(ClickHouse { client: new_client(url, database), database: database.to_owned(), read: None, cluster: None })
     }
 
-    /// The store of `config`, with its time limit on every query.
+    /// A store sharded by account over the cluster `name`: `shard_urls` names one server of
+    /// each shard, in the cluster's shard order (`system.clusters`, `shard_num`); a shard of
+    /// replicas names them all, separated by `|`, the first one taking its reads and writes.
+    pub fn cluster(name: &str, shard_urls: &[&str], database: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
+        anyhow::ensure!(valid_identifier(name), "MINIPAY_CLICKHOUSE_CLUSTER {name:?} must be a plain identifier");
+        anyhow::ensure!(!shard_urls.is_empty(), "MINIPAY_CLICKHOUSE_SHARD_URLS names no shard");
+        let (mut shards, mut replicas) = (Vec::new(), Vec::new());
+        for shard in shard_urls {
+            let mut urls = shard.split('|').map(str::trim).filter(|url| !url.is_empty());
+            let first =
+                urls.next().with_context(|| format!("MINIPAY_CLICKHOUSE_SHARD_URLS: empty shard in {shard:?}"))?;
+            shards.push(new_client(first, database));
+            replicas.extend(urls.map(|url| new_client(url, database)));
+        }
+        Ok(ClickHouse {
+            client: shards[0].clone(),
+            database: database.to_owned(),
+            read: None,
+            cluster: Some(Arc::new(Cluster { name: name.to_owned(), shards, replicas })),
+        })
+    }
+
+    /// The store of `config` (a single server, or a cluster), with its time limit on every query.
     pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
-        let mut clickhouse = Self::new(&config.clickhouse_url, &config.clickhouse_database)?;
-        clickhouse.client =
-            clickhouse.client.with_setting("max_execution_time", query_max_secs(config.clickhouse_timeouts));
+        let mut clickhouse = match &config.clickhouse_cluster {
+            Some(cluster) => {
+                let urls: Vec<&str> = cluster.shard_urls.iter().map(|url| url.expose()).collect();
+                Self::cluster(&cluster.name, &urls, &config.clickhouse_database)?
+            }
+            None => Self::new(&config.clickhouse_url, &config.clickhouse_database)?,
+        };
+        let limit = query_max_secs(config.clickhouse_timeouts);
+        clickhouse.client = clickhouse.client.with_setting("max_execution_time", limit.clone());
+        if let Some(cluster) = &clickhouse.cluster {
+            let limited = |clients: &[clickhouse::Client]| -> Vec<clickhouse::Client> {
+                clients.iter().map(|client| client.clone().with_setting("max_execution_time", limit.clone())).collect()
+            };
+            let (shards, replicas) = (limited(&cluster.shards), limited(&cluster.replicas));
+            clickhouse.cluster = Some(Arc::new(Cluster { name: cluster.name.clone(), shards, replicas }));
+        }
         Ok(clickhouse)
+    }
+
+    /// The cluster's name, on a cluster.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|cluster| cluster.name.as_str())
+    }
+
+    /// How many shards hold the statements (1 on a single server).
+    pub fn shard_count(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |cluster| cluster.shards.len())
+    }
+
+    /// This store routed to the shard that holds `account_id`'s statement (itself on a single
+    /// server): every read and write of one account's entries and totals goes there.
+    pub fn for_account(&self, account_id: AccountId) -> ClickHouse {
+        self.shard(shard_of(account_id.get(), self.shard_count()))
+    }
+
+    /// This store routed to shard `index` (0-based; itself on a single server).
+    pub fn shard(&self, index: usize) -> ClickHouse {
+        match &self.cluster {
+            Some(cluster) => ClickHouse { client: cluster.shards[index].clone(), ..self.clone() },
+            None => self.clone(),
+        }
+    }
+
+    /// Every shard (the single server alone when there is no cluster), in the cluster's order.
+    pub fn shards(&self) -> Vec<ClickHouse> {
+        (0..self.shard_count()).map(|index| self.shard(index)).collect()
+    }
+
+    fn shard_clients(&self) -> Vec<clickhouse::Client> {
+        match &self.cluster {
+            Some(cluster) => cluster.shards.clone(),
+            None => vec![self.client.clone()],
+        }
     }
 
     /// A copy for one read whose queries can be cancelled together, and the guard that
@@ -225,10 +367,46 @@ impl ClickHouse {
         self.version().await.is_ok()
     }
 
-    /// Creates the database if missing and applies the DDL it has not seen yet.
+    /// Creates the database if missing and applies the DDL it has not seen yet, on every
+    /// server of a cluster (no `ON CLUSTER`: that needs ZooKeeper), with the cluster's
+    /// `Distributed` tables last; other replicas after the first of their shard.
+    ///
+    /// With replicas, each migration is applied on every server before the next one: a
+    /// replicated table must be created with the structure the other replicas gave it in
+    /// ZooKeeper, which a later `ALTER` on one of them changes for all.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let replicas = self.cluster.as_ref().map(|cluster| cluster.replicas.clone()).unwrap_or_default();
+        let steps: Vec<Option<u32>> = if replicas.is_empty() {
+            vec![None]
+        } else {
+            MIGRATIONS.iter().chain(&CLUSTER_MIGRATIONS).map(|(number, _, _)| Some(*number)).collect()
+        };
+        for until in steps {
+            for (index, shard) in self.shards().into_iter().enumerate() {
+                shard.migrate_server(true, until).await.with_context(|| format!("ClickHouse shard {}", index + 1))?;
+            }
+            for (index, replica) in replicas.iter().enumerate() {
+                let replica = ClickHouse { client: replica.clone(), ..self.clone() };
+                let context = || format!("ClickHouse replica {}", index + 2);
+                replica.migrate_server(false, until).await.with_context(context)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this server has ZooKeeper: then its local tables are replicated.
+    async fn has_zookeeper(&self) -> bool {
+        let query = "SELECT count() FROM system.zookeeper WHERE path = '/'";
+        self.client.clone().with_database("default").query(query).fetch_one::<u64>().await.is_ok()
+    }
+
+    /// `first_replica`: whether this server is the first replica of its shard (the only one
+    /// on servers without replicas); the others skip the backfills, whose rows reach them by
+    /// replication. `until`: the last migration to apply (all when `None`).
+    async fn migrate_server(&self, first_replica: bool, until: Option<u32>) -> anyhow::Result<()> {
         let version = self.version().await.context("ClickHouse is unreachable")?;
         let ttl = supports_ttl(version);
+        let replicated = self.has_zookeeper().await;
         let server = self.client.clone().with_database("default");
         server.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database)).execute().await?;
         self.client
@@ -239,11 +417,21 @@ impl ClickHouse {
             .execute()
             .await?;
         let applied: Vec<u32> = self.client.query("SELECT version FROM schema_migrations").fetch_all().await?;
-        for (number, name, template) in MIGRATIONS {
-            if applied.contains(&number) {
+        let cluster = self.cluster_name().map(|cluster| {
+            let render = |template: &str| render_cluster_ddl(template, cluster, &self.database);
+            CLUSTER_MIGRATIONS.map(|(number, name, template)| (number, name, render(template)))
+        });
+        let local = MIGRATIONS.map(|(number, name, template)| {
+            let ddl = render_ddl(template, ttl);
+            (number, name, if replicated { replicated_ddl(&ddl, &self.database) } else { ddl })
+        });
+        for (number, name, ddl) in local.into_iter().chain(cluster.into_iter().flatten()) {
+            if applied.contains(&number) || until.is_some_and(|until| number > until) {
                 continue;
             }
-            match self.client.query(&render_ddl(template, ttl)).execute().await {
+            let result =
+                if first_replica || !is_insert(&ddl) { self.client.query(&ddl).execute().await } else { Ok(()) };
+            match result {
                 Ok(()) => {}
                 Err(error) if !ttl && already_applied(&error) => {
                     tracing::info!(number, name, "ClickHouse migration already applied by another migrator");
@@ -280,6 +468,40 @@ mod tests {
         let new = render_ddl(MIGRATIONS[1].2, true);
         assert!(old.contains("ADD COLUMN  counterparty_user_name") && !old.contains("{if_not_exists}"));
         assert!(new.contains("ADD COLUMN IF NOT EXISTS counterparty_user_name"));
+    }
+
+    #[test]
+    fn accounts_are_sharded_like_the_distributed_tables_and_the_cluster_ddl_is_filled_in() {
+        assert_eq!((shard_of(7, 1), shard_of(7, 2), shard_of(8, 2), shard_of(-1, 2)), (0, 1, 0, 1));
+        assert_eq!(shard_of(7, 0), 0);
+        for (_, _, template) in CLUSTER_MIGRATIONS {
+            let ddl = render_cluster_ddl(template, "minipay", "minipay_test");
+            assert!(ddl.contains("Distributed(minipay, minipay_test, ") && !ddl.contains('{'), "{ddl}");
+        }
+        let cluster = ClickHouse::cluster("minipay", &["http://a:1", "http://b:2"], "db").unwrap();
+        assert_eq!((cluster.shard_count(), cluster.cluster_name()), (2, Some("minipay")));
+        let replicated = ClickHouse::cluster("minipay", &["http://a:1|http://a:2", "http://b:2"], "db").unwrap();
+        assert_eq!((replicated.shard_count(), replicated.cluster.as_ref().unwrap().replicas.len()), (2, 1));
+        assert_eq!(ClickHouse::new("http://a:1", "db").unwrap().shards().len(), 1);
+        assert!(ClickHouse::cluster("x; DROP", &["http://a:1"], "db").is_err());
+        assert!(ClickHouse::cluster("minipay", &[], "db").is_err());
+    }
+
+    #[test]
+    fn replicated_servers_get_replicated_engines_and_skip_the_backfills() {
+        let ddl = replicated_ddl(&render_ddl(MIGRATIONS[0].2, false), "minipay");
+        assert!(ddl.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/minipay/statement_entries', '{replica}')\n"
+        ));
+        let ddl = replicated_ddl(MIGRATIONS[2].2, "minipay");
+        assert!(
+            ddl.contains("ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/minipay/daily_totals', '{replica}')")
+        );
+        for (_, _, template) in [MIGRATIONS[1], MIGRATIONS[3], MIGRATIONS[6]] {
+            assert_eq!(replicated_ddl(template, "minipay"), template);
+        }
+        assert!(is_insert(MIGRATIONS[6].2) && is_insert(MIGRATIONS[7].2));
+        assert!(!is_insert(MIGRATIONS[0].2) && !is_insert(MIGRATIONS[3].2));
     }
 
     #[test]

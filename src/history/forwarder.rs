@@ -17,15 +17,15 @@
 //! kills the process at the worst moment, between the insert and the delete, so that tests
 //! can show the replay for real.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::aggregates::{stored_ids, EntryKey};
-use super::clickhouse::ClickHouse;
+use super::clickhouse::{shard_of, ClickHouse};
 use super::entry::{ClickHouseEntry, PgEntry};
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
@@ -46,6 +46,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A ClickHouse insert taking longer than this fails the step (the batch is retried).
 const INSERT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_END_TIMEOUT: Duration = Duration::from_secs(30);
+/// Outbox rows held back because their shard was down are left out of the steps for this
+/// long, then tried again (so the other shards' entries move on meanwhile).
+const HELD_RETRY: Duration = BACKOFF_MAX;
 
 /// What one forwarder step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,19 @@ pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result
     Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(1)).unwrap_or(0))
 }
 
+/// Outbox rows whose entries a down shard could not take, and since when.
+#[derive(Default)]
+struct Held {
+    outbox_ids: Vec<i64>,
+    since: Option<Instant>,
+}
+
+/// The shards (of a cluster) an insert could not reach, and why.
+struct ShardFailures {
+    shards: Vec<usize>,
+    error: anyhow::Error,
+}
+
 #[derive(Clone)]
 pub struct Forwarder {
     pool: PgPool,
@@ -103,11 +119,28 @@ pub struct Forwarder {
     metrics: Arc<Metrics>,
     batch_size: i64,
     abort_after_insert: bool,
+    held: Arc<Mutex<Held>>,
 }
 
 impl Forwarder {
     pub fn new(pool: PgPool, clickhouse: ClickHouse, clock: Clock, metrics: Arc<Metrics>) -> Self {
-        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX, abort_after_insert: false }
+        let held = Arc::new(Mutex::new(Held::default()));
+        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX, abort_after_insert: false, held }
+    }
+
+    /// The outbox rows to leave out of this step: those a down shard held back, until
+    /// [`HELD_RETRY`] has passed.
+    fn held_ids(&self) -> Vec<i64> {
+        let held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match held.since {
+            Some(since) if since.elapsed() < HELD_RETRY => held.outbox_ids.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn hold(&self, outbox_ids: Vec<i64>) {
+        let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *held = Held { since: (!outbox_ids.is_empty()).then(Instant::now), outbox_ids };
     }
 
     /// Test hook: abort the whole process right after a successful ClickHouse insert, before
@@ -130,15 +163,68 @@ impl Forwarder {
     }
 
     /// One batch, and whether rows were left behind for the next (a backlog, to be moved at
-    /// once rather than after a pause).
+    /// once rather than after a pause). On a cluster with a shard down, the entries of the
+    /// other shards are moved and the outbox rows with an entry for the down shard stay (their
+    /// other entries, already stored, are skipped when they are moved): the step then fails,
+    /// after committing what it moved.
     pub async fn step(&self) -> anyhow::Result<Step> {
         let mut tx = self.pool.begin().await.context("forwarder: begin")?;
+        let Some((outbox_ids, left_behind, rows)) = self.take_batch(&mut tx).await? else {
+            tx.commit().await?;
+            self.refresh_lag().await;
+            return Ok(Step { moved: 0, backlog: false });
+        };
+        let failures = self.insert_new(&rows).await?;
+        if self.abort_after_insert {
+            abort_after_insert(rows.len());
+        }
+        let held = match &failures {
+            Some(failures) => self.outbox_rows_of_shards(&mut tx, &outbox_ids, &rows, &failures.shards).await?,
+            None => Vec::new(),
+        };
+        let done: Vec<i64> = outbox_ids.iter().copied().filter(|id| !held.contains(id)).collect();
+        let deleted = sqlx::query("DELETE FROM statement_outbox WHERE id = ANY($1)")
+            .bind(&done)
+            .execute(&mut *tx)
+            .await
+            .context("forwarder: deleting forwarded outbox rows")?
+            .rows_affected();
+        // The rows were locked by this transaction, so nobody else can have removed them.
+        assert_eq!(deleted as usize, done.len(), "forwarded outbox rows vanished under their lock");
+        tx.commit().await.context("forwarder: commit")?;
+        let shard_count = self.clickhouse.shard_count();
+        let failed = |row: &ClickHouseEntry| {
+            failures.as_ref().is_some_and(|f| f.shards.contains(&shard_of(row.account_id.get(), shard_count)))
+        };
+        let moved = rows.iter().filter(|row| !failed(row)).count();
+        self.metrics.history_entries_forwarded.add(moved as u64);
+        self.refresh_lag().await;
+        self.hold(held.clone());
+        if let Some(failures) = failures {
+            return Err(failures.error.context(format!(
+                "forwarder: ClickHouse shard(s) {:?} down: {moved} entries moved, {} outbox rows held for them",
+                failures.shards.iter().map(|shard| shard + 1).collect::<Vec<_>>(),
+                held.len()
+            )));
+        }
+        Ok(Step { moved, backlog: left_behind || rows.len() as i64 >= self.batch_size })
+    }
+
+    /// Locks the oldest outbox rows (but those held for a down shard) up to the batch size and
+    /// reads their entries: the rows' ids, whether rows were left for the next step, the
+    /// entries as ClickHouse rows. `None` when nothing waits.
+    async fn take_batch(
+        &self,
+        tx: &mut PgConnection,
+    ) -> anyhow::Result<Option<(Vec<i64>, bool, Vec<ClickHouseEntry>)>> {
         // Each outbox row holds the entries of one transaction (at least one), so this many
         // rows always hold enough entries; a row is never split.
         let read: Vec<(i64, i32, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, cardinality(entry_ids), at FROM statement_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, cardinality(entry_ids), at FROM statement_outbox WHERE id <> ALL($2)
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(self.batch_size)
+        .bind(self.held_ids())
         .fetch_all(&mut *tx)
         .await
         .context("forwarder: reading the outbox")?;
@@ -148,9 +234,7 @@ impl Forwarder {
         // looked up in every month's partition.
         let (first_at, last_at) = (read.iter().map(|row| row.2).min(), read.iter().map(|row| row.2).max());
         if outbox_ids.is_empty() {
-            tx.commit().await?;
-            self.refresh_lag().await;
-            return Ok(Step { moved: 0, backlog: false });
+            return Ok(None);
         }
         // Rows left out because the entry limit was reached: more are waiting. (Taking every
         // row read means at most `batch_size` rows, the limit of the read, so a full read
@@ -177,56 +261,62 @@ impl Forwarder {
             entries.len()
         );
         let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
-        self.insert_new(&rows).await?;
-        if self.abort_after_insert {
-            abort_after_insert(rows.len());
-        }
-        let deleted = sqlx::query("DELETE FROM statement_outbox WHERE id = ANY($1)")
-            .bind(&outbox_ids)
-            .execute(&mut *tx)
-            .await
-            .context("forwarder: deleting forwarded outbox rows")?
-            .rows_affected();
-        // The rows were locked by this transaction, so nobody else can have removed them.
-        assert_eq!(deleted as usize, outbox_ids.len(), "forwarded outbox rows vanished under their lock");
-        tx.commit().await.context("forwarder: commit")?;
-        self.metrics.history_entries_forwarded.add(rows.len() as u64);
-        self.refresh_lag().await;
-        Ok(Step { moved: rows.len(), backlog: left_behind || rows.len() as i64 >= self.batch_size })
+        Ok(Some((outbox_ids, left_behind, rows)))
+    }
+
+    /// Those of `outbox_ids` that name an entry of an account on one of `shards`.
+    async fn outbox_rows_of_shards(
+        &self,
+        tx: &mut PgConnection,
+        outbox_ids: &[i64],
+        rows: &[ClickHouseEntry],
+        shards: &[usize],
+    ) -> anyhow::Result<Vec<i64>> {
+        let shard_count = self.clickhouse.shard_count();
+        let entry_ids: Vec<i64> = rows
+            .iter()
+            .filter(|row| shards.contains(&shard_of(row.account_id.get(), shard_count)))
+            .map(|row| row.entry_id as i64)
+            .collect();
+        sqlx::query_scalar(
+            "SELECT DISTINCT o.id FROM statement_outbox o CROSS JOIN LATERAL unnest(o.entry_ids) AS w(entry_id)
+             WHERE o.id = ANY($1) AND w.entry_id = ANY($2)",
+        )
+        .bind(outbox_ids)
+        .bind(&entry_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .context("forwarder: finding the outbox rows of a down shard")
     }
 
     /// Inserts the rows ClickHouse does not hold yet: all of them, unless this batch is a
-    /// replay (see [`aggregates`](super::aggregates)), whose copies the daily totals would count again.
-    async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<()> {
-        let keys: Vec<EntryKey> = rows
-            .iter()
-            .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id.get(), at_us: row.at_us })
-            .collect();
-        let stored = stored_ids(&self.clickhouse, &keys).await.context("forwarder: looking for replayed entries")?;
-        if !stored.is_empty() {
-            tracing::info!(
-                replayed = stored.len(),
-                batch = rows.len(),
-                "forwarder: skipping entries ClickHouse already holds"
-            );
+    /// replay (see [`aggregates`](super::aggregates)), whose copies the daily totals would
+    /// count again. On a cluster each shard gets its accounts' rows (looked up and inserted
+    /// there); the shards that failed are returned, unless all did (then it is an error, as
+    /// on a single server).
+    async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<Option<ShardFailures>> {
+        let shard_count = self.clickhouse.shard_count();
+        let mut by_shard: Vec<Vec<&ClickHouseEntry>> = vec![Vec::new(); shard_count];
+        for row in rows {
+            by_shard[shard_of(row.account_id.get(), shard_count)].push(row);
         }
-        // An entry named by two outbox rows of one batch goes in once too.
-        let mut seen = stored;
-        let fresh: Vec<&ClickHouseEntry> = rows.iter().filter(|row| seen.insert(row.entry_id)).collect();
-        if fresh.is_empty() {
-            return Ok(());
+        let mut failures: Option<ShardFailures> = None;
+        let mut tried = 0;
+        for (index, shard_rows) in by_shard.iter().enumerate().filter(|(_, rows)| !rows.is_empty()) {
+            tried += 1;
+            let shard = self.clickhouse.shard(index);
+            if let Err(error) = insert_new_into(&shard, shard_rows).await {
+                let error = error.context(format!("shard {}", index + 1));
+                match failures.as_mut() {
+                    Some(failures) => failures.shards.push(index),
+                    None => failures = Some(ShardFailures { shards: vec![index], error }),
+                }
+            }
         }
-        let mut insert = self
-            .clickhouse
-            .client()
-            .insert::<ClickHouseEntry>("statement_entries")
-            .await?
-            .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
-        for row in fresh {
-            insert.write(row).await.context("forwarder: ClickHouse insert")?;
+        match failures {
+            Some(failures) if failures.shards.len() == tried => Err(failures.error),
+            failures => Ok(failures),
         }
-        insert.end().await.context("forwarder: ClickHouse insert")?;
-        Ok(())
     }
 
     async fn refresh_lag(&self) {
@@ -288,6 +378,39 @@ impl Forwarder {
         }
         tracing::info!("history forwarder stopped");
     }
+}
+
+/// Inserts those of `rows` that `clickhouse` (one server, the shard of their accounts) does
+/// not hold yet.
+async fn insert_new_into(clickhouse: &ClickHouse, rows: &[&ClickHouseEntry]) -> anyhow::Result<()> {
+    let keys: Vec<EntryKey> = rows
+        .iter()
+        .map(|row| EntryKey { entry_id: row.entry_id, account_id: row.account_id.get(), at_us: row.at_us })
+        .collect();
+    let stored = stored_ids(clickhouse, &keys).await.context("forwarder: looking for replayed entries")?;
+    if !stored.is_empty() {
+        tracing::info!(
+            replayed = stored.len(),
+            batch = rows.len(),
+            "forwarder: skipping entries ClickHouse already holds"
+        );
+    }
+    // An entry named by two outbox rows of one batch goes in once too.
+    let mut seen = stored;
+    let fresh: Vec<&ClickHouseEntry> = rows.iter().copied().filter(|row| seen.insert(row.entry_id)).collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let mut insert = clickhouse
+        .client()
+        .insert::<ClickHouseEntry>("statement_entries")
+        .await?
+        .with_timeouts(Some(INSERT_SEND_TIMEOUT), Some(INSERT_END_TIMEOUT));
+    for row in fresh {
+        insert.write(row).await.context("forwarder: ClickHouse insert")?;
+    }
+    insert.end().await.context("forwarder: ClickHouse insert")?;
+    Ok(())
 }
 
 #[cfg(test)]

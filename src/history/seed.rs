@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::clickhouse::ClickHouse;
+use super::clickhouse::{shard_of, ClickHouse};
 use super::entry::{ClickHouseEntry, DIRECTION_IN, DIRECTION_OUT};
 use crate::domain::business_day::{first_of_month, first_of_next_month};
 use crate::domain::ids::AccountId;
@@ -472,37 +472,60 @@ fn month_of(at: u32) -> Option<(i32, u32)> {
 
 /// Inserts the chunks; a statement never spans two months (partitions), so a month of up to
 /// a million entries becomes one part, the layout background merges leave an older month in.
+/// On a cluster each shard gets its accounts' entries, in statements of its own.
 async fn insert_into_clickhouse(
     clickhouse: ClickHouse,
     mut chunks: mpsc::Receiver<Arc<Vec<ClickHouseEntry>>>,
     written: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let mut insert: Option<clickhouse::insert::Insert<ClickHouseEntry>> = None;
-    let mut in_statement = 0u64;
-    let mut statement_month = None;
+    let shards = clickhouse.shards();
+    let mut statements: Vec<ShardStatement> = shards.iter().map(|_| ShardStatement::default()).collect();
     while let Some(rows) = chunks.recv().await {
         for row in rows.iter() {
-            let month = month_of(row.at);
-            if in_statement >= ROWS_PER_STATEMENT_MAX || month != statement_month {
-                if let Some(full) = insert.take() {
-                    full.end().await.context("seed: ClickHouse insert")?;
-                }
-                in_statement = 0;
-                statement_month = month;
-            }
-            if insert.is_none() {
-                insert = Some(clickhouse.client().insert::<ClickHouseEntry>("statement_entries").await?);
-            }
-            insert.as_mut().expect("an insert is open").write(row).await.context("seed: ClickHouse insert")?;
-            in_statement += 1;
+            let index = shard_of(row.account_id.get(), shards.len());
+            statements[index].write(&shards[index], row).await?;
         }
         // Counted once sent; the statement's `end` confirms them.
         written.fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
-    if let Some(insert) = insert {
-        insert.end().await.context("seed: ClickHouse insert")?;
+    for statement in statements {
+        statement.end().await?;
     }
     Ok(())
+}
+
+/// The insert statement open on one shard, with its row count and month.
+#[derive(Default)]
+struct ShardStatement {
+    insert: Option<clickhouse::insert::Insert<ClickHouseEntry>>,
+    rows: u64,
+    month: Option<(i32, u32)>,
+}
+
+impl ShardStatement {
+    async fn write(&mut self, shard: &ClickHouse, row: &ClickHouseEntry) -> anyhow::Result<()> {
+        let month = month_of(row.at);
+        if self.rows >= ROWS_PER_STATEMENT_MAX || month != self.month {
+            if let Some(full) = self.insert.take() {
+                full.end().await.context("seed: ClickHouse insert")?;
+            }
+            self.rows = 0;
+            self.month = month;
+        }
+        if self.insert.is_none() {
+            self.insert = Some(shard.client().insert::<ClickHouseEntry>("statement_entries").await?);
+        }
+        self.insert.as_mut().expect("an insert is open").write(row).await.context("seed: ClickHouse insert")?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    async fn end(self) -> anyhow::Result<()> {
+        if let Some(insert) = self.insert {
+            insert.end().await.context("seed: ClickHouse insert")?;
+        }
+        Ok(())
+    }
 }
 
 async fn report_progress(total: u64, pg: Arc<AtomicU64>, ch: Arc<AtomicU64>, started: Instant) {

@@ -201,14 +201,7 @@ async fn drop_partition(pool: &PgPool, table: &str, name: &str, month: NaiveDate
 /// Drops ClickHouse's monthly partitions (`toYYYYMM(at)`) that lie wholly before `cutoff`.
 /// On servers with TTL this only frees space sooner.
 async fn drop_clickhouse_partitions(clickhouse: &ClickHouse, cutoff: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-    let partitions: Vec<String> = clickhouse
-        .client()
-        .query(
-            "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'statement_entries' AND active",
-        )
-        .bind(clickhouse.database())
-        .fetch_all()
-        .await?;
+    let partitions = crate::history::aggregates::entry_partitions(clickhouse).await?;
     let mut dropped = Vec::new();
     for partition in partitions {
         let month = partition

@@ -136,7 +136,25 @@ pub fn test_config(database: &str) -> Config {
         social_limits: SocialLimits { settlements_per_hour: 0, open_shares_per_participant: 0, ..Default::default() },
         clickhouse_timeouts: Default::default(),
         connections: Default::default(),
+        clickhouse_cluster: None,
     }
+}
+
+/// The ClickHouse cluster the cluster tests run against (`scripts/test` starts one with
+/// `scripts/services up clickhouse-cluster`): its name and comma-separated shard URLs, from
+/// `MINIPAY_TEST_CLICKHOUSE_CLUSTER` and `MINIPAY_TEST_CLICKHOUSE_SHARD_URLS`; `None` when unset.
+pub fn test_cluster() -> Option<(String, String)> {
+    let name = std::env::var("MINIPAY_TEST_CLICKHOUSE_CLUSTER").ok().filter(|name| !name.is_empty())?;
+    let urls = std::env::var("MINIPAY_TEST_CLICKHOUSE_SHARD_URLS").ok().filter(|urls| !urls.is_empty())?;
+    Some((name, urls))
+}
+
+/// Configures `config` for the cluster `name` with these shard URLs (comma-separated).
+pub fn use_cluster(config: &mut Config, name: &str, shard_urls: &str) {
+    config.clickhouse_cluster = Some(minipay::config::ClickHouseCluster {
+        name: name.to_owned(),
+        shard_urls: shard_urls.split(',').map(|url| url.to_owned().into()).collect(),
+    });
 }
 
 pub struct TestApp {
@@ -147,6 +165,8 @@ pub struct TestApp {
     /// The ClickHouse the app uses (a [`TcpProxy`] in front of the shared server, if the test
     /// put one there).
     pub clickhouse_url: String,
+    /// On a cluster: its name and shard URLs (comma-separated), which `clickhouse_url` is not.
+    pub clickhouse_cluster: Option<(String, String)>,
     pub shutdown: Shutdown,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -171,12 +191,16 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     adjust(&mut config);
     let database_url = config.database_url.expose().to_owned();
     let clickhouse_url = config.clickhouse_url.expose().to_owned();
+    let clickhouse_cluster = config.clickhouse_cluster.as_ref().map(|cluster| {
+        let urls: Vec<&str> = cluster.shard_urls.iter().map(|url| url.expose()).collect();
+        (cluster.name.clone(), urls.join(","))
+    });
     let application = Application::build(config).await.expect("build the application");
     let base = format!("http://{}", application.local_addr().unwrap());
     let shutdown = Shutdown::new();
     let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(200).build().unwrap();
-    TestApp { base, client, database, database_url, clickhouse_url, shutdown, server: Some(server) }
+    TestApp { base, client, database, database_url, clickhouse_url, clickhouse_cluster, shutdown, server: Some(server) }
 }
 
 impl TestApp {
@@ -390,10 +414,15 @@ pub fn minipay_command(app: &TestApp, subcommand: &str) -> tokio::process::Comma
         .env("MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE", "0")
         .env("MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
+        .env_remove("MINIPAY_CLICKHOUSE_CLUSTER")
+        .env_remove("MINIPAY_CLICKHOUSE_SHARD_URLS")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    if let Some((name, urls)) = &app.clickhouse_cluster {
+        command.env("MINIPAY_CLICKHOUSE_CLUSTER", name).env("MINIPAY_CLICKHOUSE_SHARD_URLS", urls);
+    }
     command
 }
 

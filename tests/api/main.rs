@@ -5,6 +5,7 @@ mod admin_limits;
 mod aggregates;
 mod authorization;
 mod bad_input;
+mod cluster;
 mod connections;
 mod crash;
 mod declines;
