@@ -1,0 +1,7 @@
+-- Backfill of 0009, step 4, per month: swaps the month's parts for the rebuilt ones at once
+-- (no materialized view runs, so the daily totals stay as they are); afterwards
+-- `ALTER TABLE statement_entries_backfill DROP PARTITION` the month, and at the end drop
+-- both backfill tables.
+-- The bind is the month of the check's sample rows (yesterday); give the month, e.g. 202611.
+-- bind: toYYYYMM(now() - INTERVAL 1 DAY)
+ALTER TABLE statement_entries REPLACE PARTITION ? FROM statement_entries_backfill
