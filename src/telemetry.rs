@@ -179,18 +179,24 @@ impl HttpRoutes {
     pub fn observe(&self, route: &str, method: &str, status: u16, latency: Duration) {
         let method = METHODS.iter().position(|standard| *standard == method).unwrap_or(METHODS.len() - 1);
         let status = status_class(status);
-        ROUTE_HANDLES.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.0 != self.id || cache.1.len() >= ROUTES_CACHED_MAX && !cache.1.contains_key(route) {
-                *cache = (self.id, HashMap::new());
-            }
-            if !cache.1.contains_key(route) {
-                cache.1.insert(route.into(), RouteHandles::default());
-            }
-            let slot = &mut cache.1.get_mut(route).expect("inserted above")[method][status];
+        let record = |slot: &mut Option<(metrics::Counter, metrics::Histogram)>| {
             let (requests, latencies) = slot.get_or_insert_with(|| self.register(route, method, status));
             requests.increment(1);
             latencies.record(latency.as_secs_f64());
+        };
+        ROUTE_HANDLES.with(|cache| {
+            let (id, routes) = &mut *cache.borrow_mut();
+            if *id != self.id {
+                (*id, *routes) = (self.id, HashMap::new());
+            }
+            // One look-up when the route was seen before (nearly always).
+            if let Some(handles) = routes.get_mut(route) {
+                return record(&mut handles[method][status]);
+            }
+            if routes.len() >= ROUTES_CACHED_MAX {
+                routes.clear();
+            }
+            record(&mut routes.entry(route.into()).or_insert_with(RouteHandles::default)[method][status]);
         });
     }
 
