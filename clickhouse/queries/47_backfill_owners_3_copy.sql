@@ -3,7 +3,7 @@
 -- backfill_account_owners keep '' and 0; replays are copied as they are). INSERT ... SELECT
 -- goes by position: the new values take the last two columns.
 -- The bind is the month of the check's sample rows (yesterday); give the month, e.g. 202611.
--- bind: toYYYYMM(now() - INTERVAL 1 DAY)
+-- bind: toYYYYMM(toTimeZone(now() - 86400, 'UTC'))
 INSERT INTO statement_entries_backfill
 SELECT entry_id, account_id, at, at_us, direction, amount, balance_after, kind, counterparty_account_id,
        counterparty_name, transfer_id, memo, counterparty_user_name,

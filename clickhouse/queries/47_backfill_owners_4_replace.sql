@@ -2,6 +2,7 @@
 -- (no materialized view runs, so the daily totals stay as they are); afterwards
 -- `ALTER TABLE statement_entries_backfill DROP PARTITION` the month, and at the end drop
 -- both backfill tables.
--- The bind is the month of the check's sample rows (yesterday); give the month, e.g. 202611.
--- bind: toYYYYMM(now() - INTERVAL 1 DAY)
+-- The bind is the month of the check's sample rows (yesterday), in tuple() because a current
+-- ClickHouse reads no other expression before FROM there; give the month, e.g. 202611.
+-- bind: tuple(toYYYYMM(toTimeZone(now() - 86400, 'UTC')))
 ALTER TABLE statement_entries REPLACE PARTITION ? FROM statement_entries_backfill
