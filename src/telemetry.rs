@@ -1,12 +1,22 @@
-//! Logs (tracing) and metrics (Prometheus text, rendered by hand from atomics: the handful of
-//! series minipay exposes do not need a metrics framework).
+//! Logs (tracing) and metrics: handles of the `metrics` crate over a Prometheus recorder of
+//! `metrics-exporter-prometheus`, rendered by `GET /metrics`, plus the process series of
+//! `metrics-process` and `minipay_build_info`.
+//!
+//! Each [`Metrics`] has a recorder of its own rather than the process-wide one (tests run
+//! several servers in one process, each with its own series). Every series is registered once,
+//! up front, and recorded through its handle (an atomic); the per-route request series are
+//! registered on a route's first request and then found in a per-thread cache, so recording a
+//! request takes no lock.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -47,49 +57,46 @@ pub fn init_tracing() {
 }
 
 /// Upper bounds of the batch-size histogram buckets.
-const BATCH_SIZE_BUCKETS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+const BATCH_SIZE_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+/// Upper bounds, in seconds, of the request latency histogram buckets.
+const LATENCY_BUCKETS_SECS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BATCH_SIZE: &str = "minipay_ledger_batch_size";
+const REQUESTS: &str = "minipay_http_requests_total";
+const LATENCY: &str = "minipay_http_request_duration_seconds";
+/// Histogram samples wait in the recorder until they are added to their buckets, at each
+/// render and at least this often (a background thread), so memory stays bounded unscraped.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// Route templates whose request handles one thread keeps; beyond, it starts over.
+const ROUTES_CACHED_MAX: usize = 256;
+/// The recorder ignores metadata; the `metrics` API wants some.
+const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter(metrics::Counter);
 
 impl Counter {
     pub fn add(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.increment(value);
     }
 }
 
-#[derive(Default)]
-pub struct Gauge(AtomicI64);
+pub struct Gauge(metrics::Gauge);
 
 impl Gauge {
     pub fn set(&self, value: i64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.set(value as f64);
     }
 }
 
-#[derive(Default)]
+/// A histogram of counts (batch sizes), with a gauge of the largest value seen.
 pub struct Histogram {
-    buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len()],
-    count: AtomicU64,
-    sum: AtomicU64,
+    histogram: metrics::Histogram,
     max: AtomicU64,
+    max_gauge: metrics::Gauge,
 }
 
 impl Histogram {
     pub fn observe(&self, value: u64) {
-        for (bucket, bound) in self.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
-            if value <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.histogram.record(value as f64);
         self.max.fetch_max(value, Ordering::Relaxed);
     }
 
@@ -97,105 +104,129 @@ impl Histogram {
         self.max.load(Ordering::Relaxed)
     }
 
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    pub fn sum(&self) -> u64 {
-        self.sum.load(Ordering::Relaxed)
+    /// The max gauge takes the maximum at render time: setting it on every observation could
+    /// leave a smaller value last.
+    fn publish_max(&self) {
+        self.max_gauge.set(self.max() as f64);
     }
 }
 
-/// Upper bounds, in seconds, of the request latency histogram buckets.
-const LATENCY_BUCKETS_SECS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Registers series with their help text on one recorder.
+struct Registrar<'a>(&'a PrometheusRecorder);
 
-/// Requests of one route, method and status class: latencies per bucket (not cumulative; the
-/// rendering sums them), count and total seconds.
-#[derive(Default)]
-struct RouteStats {
-    buckets: [u64; LATENCY_BUCKETS_SECS.len()],
-    count: u64,
-    sum_secs: f64,
+impl Registrar<'_> {
+    fn counter(&self, name: &'static str, help: &'static str) -> Counter {
+        self.counter_with(name, help, Vec::new())
+    }
+
+    fn counter_with(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> Counter {
+        self.0.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        Counter(self.0.register_counter(&Key::from_parts(name, labels), &METADATA))
+    }
+
+    fn gauge(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> metrics::Gauge {
+        self.0.describe_gauge(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        self.0.register_gauge(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, help: &'static str, labels: Vec<Label>) -> metrics::Histogram {
+        self.0.describe_histogram(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        self.0.register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
 }
 
-/// Route template → (method, status class) → stats, sorted so that the rendering is stable.
-type RouteSeries = BTreeMap<Box<str>, BTreeMap<(&'static str, &'static str), RouteStats>>;
+/// The method labels: the standard methods, then `OTHER` for any other.
+const METHODS: [&str; 10] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "OTHER"];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The request count and latency handles of one route, per method and status class.
+type RouteHandles = [[Option<(metrics::Counter, metrics::Histogram)>; STATUS_CLASSES.len()]; METHODS.len()];
+
+thread_local! {
+    /// The handles of the routes this thread has recorded, for one [`HttpRoutes`] (its id):
+    /// finding them takes no lock, where the recorder's registry takes a read lock and a hash
+    /// of name and labels.
+    static ROUTE_HANDLES: RefCell<(u64, HashMap<Box<str>, RouteHandles>)> = RefCell::new((0, HashMap::new()));
+}
+
+/// Ids of [`HttpRoutes`], for the per-thread handle caches.
+static NEXT_ROUTES_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Per-route request counts and latencies. Labels stay few: route templates (not paths;
 /// requests that match no route share `unmatched`), the standard methods (others are
 /// `OTHER`) and status classes.
-#[derive(Default)]
-pub struct HttpRoutes(Mutex<RouteSeries>);
+pub struct HttpRoutes {
+    id: u64,
+    recorder: Arc<PrometheusRecorder>,
+}
 
 impl HttpRoutes {
-    pub fn observe(&self, route: &str, method: &str, status: u16, latency: Duration) {
-        let key = (method_label(method), status_class(status));
-        let secs = latency.as_secs_f64();
-        let bucket = LATENCY_BUCKETS_SECS.iter().position(|bound| secs <= *bound);
-        let mut series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if !series.contains_key(route) {
-            series.insert(route.into(), BTreeMap::new());
-        }
-        let stats = series.get_mut(route).expect("inserted above").entry(key).or_default();
-        if let Some(bucket) = bucket {
-            stats.buckets[bucket] += 1;
-        }
-        stats.count += 1;
-        stats.sum_secs += secs;
-    }
-
-    fn render(&self, out: &mut String) {
-        let series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let requests = "minipay_http_requests_total";
-        let _ = writeln!(out, "# HELP {requests} Requests answered, by route template, method and status class.\n# TYPE {requests} counter");
-        for (route, by_key) in series.iter() {
-            for ((method, status), stats) in by_key {
-                let _ = writeln!(
-                    out,
-                    "{requests}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
-                    stats.count
-                );
-            }
-        }
-        let latency = "minipay_http_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {latency} Time from a request reaching the router to its response.\n# TYPE {latency} histogram"
+    fn new(recorder: Arc<PrometheusRecorder>) -> Self {
+        let registrar = Registrar(&recorder);
+        registrar.0.describe_counter(
+            KeyName::from_const_str(REQUESTS),
+            None,
+            SharedString::const_str("Requests answered, by route template, method and status class."),
         );
-        for (route, by_key) in series.iter() {
-            for ((method, status), stats) in by_key {
-                let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
-                let mut cumulative = 0;
-                for (count, bound) in stats.buckets.iter().zip(LATENCY_BUCKETS_SECS) {
-                    cumulative += count;
-                    let _ = writeln!(out, "{latency}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-                }
-                let _ = writeln!(out, "{latency}_bucket{{{labels},le=\"+Inf\"}} {}", stats.count);
-                let _ = writeln!(out, "{latency}_sum{{{labels}}} {}", stats.sum_secs);
-                let _ = writeln!(out, "{latency}_count{{{labels}}} {}", stats.count);
+        registrar.0.describe_histogram(
+            KeyName::from_const_str(LATENCY),
+            None,
+            SharedString::const_str("Time from a request reaching the router to its response."),
+        );
+        HttpRoutes { id: NEXT_ROUTES_ID.fetch_add(1, Ordering::Relaxed), recorder }
+    }
+
+    pub fn observe(&self, route: &str, method: &str, status: u16, latency: Duration) {
+        let method = METHODS.iter().position(|standard| *standard == method).unwrap_or(METHODS.len() - 1);
+        let status = status_class(status);
+        let record = |slot: &mut Option<(metrics::Counter, metrics::Histogram)>| {
+            let (requests, latencies) = slot.get_or_insert_with(|| self.register(route, method, status));
+            requests.increment(1);
+            latencies.record(latency.as_secs_f64());
+        };
+        ROUTE_HANDLES.with(|cache| {
+            let (id, routes) = &mut *cache.borrow_mut();
+            if *id != self.id {
+                (*id, *routes) = (self.id, HashMap::new());
             }
-        }
+            // One look-up when the route was seen before (nearly always).
+            if let Some(handles) = routes.get_mut(route) {
+                return record(&mut handles[method][status]);
+            }
+            if routes.len() >= ROUTES_CACHED_MAX {
+                routes.clear();
+            }
+            record(&mut routes.entry(route.into()).or_insert_with(RouteHandles::default)[method][status]);
+        });
+    }
+
+    fn register(&self, route: &str, method: usize, status: usize) -> (metrics::Counter, metrics::Histogram) {
+        let labels = || {
+            vec![
+                Label::new("route", route.to_owned()),
+                Label::from_static_parts("method", METHODS[method]),
+                Label::from_static_parts("status", STATUS_CLASSES[status]),
+            ]
+        };
+        (
+            self.recorder.register_counter(&Key::from_parts(REQUESTS, labels()), &METADATA),
+            self.recorder.register_histogram(&Key::from_parts(LATENCY, labels()), &METADATA),
+        )
     }
 }
 
-/// The method as a label: one of the standard ones, or `OTHER`.
-fn method_label(method: &str) -> &'static str {
-    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
-    STANDARD.into_iter().find(|standard| *standard == method).unwrap_or("OTHER")
-}
-
-fn status_class(status: u16) -> &'static str {
+/// The index of the status class in [`STATUS_CLASSES`].
+fn status_class(status: u16) -> usize {
     match status {
-        ..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        ..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
 /// Every series minipay exports. Shared through `Arc` by the HTTP layer and the workers.
-#[derive(Default)]
 pub struct Metrics {
     pub http_responses_2xx: Counter,
     pub http_responses_4xx: Counter,
@@ -213,7 +244,7 @@ pub struct Metrics {
     pub audit_runs: Counter,
     /// Audits that found a broken invariant or could not compare the stores.
     pub audit_failures: Counter,
-    /// Whether the latest audit passed (1) or not (0); rendered as -1 before the first.
+    /// Whether the latest audit passed (1) or not (0); -1 before the first.
     pub audit_last_ok: Gauge,
     /// Now minus the time of the oldest entry still in the outbox (0 when empty).
     pub history_lag_ms: Gauge,
@@ -224,10 +255,12 @@ pub struct Metrics {
     pub scheduler_ticks: Counter,
     /// Requests by route template, method and status class, with their latencies.
     pub http_routes: HttpRoutes,
+    process: metrics_process::Collector,
+    recorder: Arc<PrometheusRecorder>,
+    handle: Arc<PrometheusHandle>,
 }
 
 /// What the job runner counts for one job.
-#[derive(Default)]
 pub struct JobMetrics {
     /// Business dates (passes, for frequent jobs) run to the end.
     pub runs: Counter,
@@ -238,12 +271,126 @@ pub struct JobMetrics {
     pub items: Counter,
 }
 
-/// A per-job counter: name, help, and how to read it from a job's metrics.
-type JobCounter = (&'static str, &'static str, fn(&JobMetrics) -> u64);
+impl JobMetrics {
+    fn new(registrar: &Registrar, job: JobName) -> Self {
+        let counter =
+            |name, help| registrar.counter_with(name, help, vec![Label::from_static_parts("job", job.as_str())]);
+        JobMetrics {
+            runs: counter(
+                "minipay_job_runs_total",
+                "Job runs (a business date, or a pass of a frequent job) completed.",
+            ),
+            failures: counter(
+                "minipay_job_failures_total",
+                "Job runs stopped by an error; they resume where they stopped.",
+            ),
+            chunks: counter("minipay_job_chunks_total", "Job chunks committed."),
+            items: counter("minipay_job_items_total", "Items handled by committed job chunks."),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::build()
+    }
+}
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
-        Arc::new(Metrics::default())
+        Arc::new(Metrics::build())
+    }
+
+    /// A recorder of its own, with the histogram buckets, the build and process series, and a
+    /// thread that adds histogram samples to their buckets.
+    fn recorder() -> (Arc<PrometheusRecorder>, Arc<PrometheusHandle>, metrics_process::Collector) {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &BATCH_SIZE_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS_SECS)
+            })
+            .expect("bucket bounds are given")
+            .build_recorder();
+        let recorder = Arc::new(recorder);
+        let handle = Arc::new(recorder.handle());
+        spawn_upkeep(Arc::downgrade(&handle));
+        Registrar(&recorder)
+            .gauge(
+                "minipay_build_info",
+                "The running build: its version in the label, value 1.",
+                vec![Label::from_static_parts("version", env!("CARGO_PKG_VERSION"))],
+            )
+            .set(1.0);
+        let process = metrics_process::Collector::default();
+        metrics::with_local_recorder(&*recorder, || process.describe());
+        (recorder, handle, process)
+    }
+
+    fn build() -> Self {
+        let (recorder, handle, process) = Metrics::recorder();
+        let registrar = Registrar(&recorder);
+        let counter = |name, help| registrar.counter(name, help);
+        let gauge = |name, help| Gauge(registrar.gauge(name, help, Vec::new()));
+        let audit_last_ok =
+            gauge("minipay_audit_last_ok", "Whether the latest audit passed (1) or not (0); -1 before the first.");
+        audit_last_ok.set(-1);
+        Metrics {
+            http_responses_2xx: counter("minipay_http_responses_2xx_total", "Responses with a status below 400."),
+            http_responses_4xx: counter("minipay_http_responses_4xx_total", "Responses with a 4xx status."),
+            http_responses_5xx: counter("minipay_http_responses_5xx_total", "Responses with a 5xx status."),
+            ledger_batches: counter("minipay_ledger_batches_total", "Committed ledger batches."),
+            ledger_commands: counter("minipay_ledger_commands_total", "Commands answered by the ledger writer."),
+            ledger_commands_rejected: counter(
+                "minipay_ledger_commands_rejected_total",
+                "Commands refused by validation.",
+            ),
+            ledger_commands_again: counter(
+                "minipay_ledger_commands_again_total",
+                "Transfers run again in a batch that locks the external account, because they topped up.",
+            ),
+            ledger_batch_retries: counter(
+                "minipay_ledger_batch_retries_total",
+                "Batch attempts retried after a serialization failure or deadlock.",
+            ),
+            ledger_batches_failed: counter(
+                "minipay_ledger_batches_failed_total",
+                "Batches given up on (callers got 503).",
+            ),
+            ledger_queue_full: counter(
+                "minipay_ledger_queue_full_total",
+                "Commands refused because the writer queue was full.",
+            ),
+            ledger_batch_size: Histogram {
+                histogram: registrar.histogram(BATCH_SIZE, "Commands per committed batch.", Vec::new()),
+                max: AtomicU64::new(0),
+                max_gauge: registrar.gauge("minipay_ledger_batch_size_max", "Largest batch seen.", Vec::new()),
+            },
+            ledger_queue_depth: gauge("minipay_ledger_queue_depth", "Commands waiting for a ledger writer."),
+            audit_runs: counter("minipay_audit_runs_total", "Audits run (admin route and the daily audit job)."),
+            audit_failures: counter(
+                "minipay_audit_failures_total",
+                "Audits that found a broken invariant or could not compare the stores.",
+            ),
+            audit_last_ok,
+            history_lag_ms: gauge(
+                "minipay_history_lag_ms",
+                "Milliseconds between now and the oldest statement entry not yet in ClickHouse.",
+            ),
+            history_entries_forwarded: counter(
+                "minipay_history_entries_forwarded_total",
+                "Statement entries copied from the outbox to ClickHouse (replays included).",
+            ),
+            history_forward_failures: counter(
+                "minipay_history_forward_failures_total",
+                "Forwarder steps that failed and were retried.",
+            ),
+            jobs: JobName::ALL.map(|job| JobMetrics::new(&registrar, job)),
+            scheduler_ticks: counter("minipay_scheduler_ticks_total", "Scheduler ticks (each runs what is due)."),
+            http_routes: HttpRoutes::new(recorder.clone()),
+            process,
+            recorder,
+            handle,
+        }
     }
 
     pub fn job(&self, name: JobName) -> &JobMetrics {
@@ -258,124 +405,26 @@ impl Metrics {
         }
     }
 
+    /// The Prometheus text exposition of every series, the process's read now.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        for (name, help, value) in self.counters() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        self.ledger_batch_size.publish_max();
+        metrics::with_local_recorder(&*self.recorder, || self.process.collect());
+        self.handle.render()
+    }
+}
+
+/// Adds waiting histogram samples to their buckets every [`UPKEEP_EVERY`] until the handle's
+/// [`Metrics`] is dropped.
+fn spawn_upkeep(handle: Weak<PrometheusHandle>) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_EVERY);
+        match handle.upgrade() {
+            Some(handle) => handle.run_upkeep(),
+            None => return,
         }
-        self.render_job_counters(&mut out);
-        self.render_gauges(&mut out);
-        self.render_batch_sizes(&mut out);
-        self.http_routes.render(&mut out);
-        out
-    }
-
-    /// The process-wide counters: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 14] {
-        [
-            ("minipay_http_responses_2xx_total", "Responses with a status below 400.", self.http_responses_2xx.get()),
-            ("minipay_http_responses_4xx_total", "Responses with a 4xx status.", self.http_responses_4xx.get()),
-            ("minipay_http_responses_5xx_total", "Responses with a 5xx status.", self.http_responses_5xx.get()),
-            ("minipay_ledger_batches_total", "Committed ledger batches.", self.ledger_batches.get()),
-            ("minipay_ledger_commands_total", "Commands answered by the ledger writer.", self.ledger_commands.get()),
-            (
-                "minipay_ledger_commands_rejected_total",
-                "Commands refused by validation.",
-                self.ledger_commands_rejected.get(),
-            ),
-            (
-                "minipay_ledger_commands_again_total",
-                "Transfers run again in a batch that locks the external account, because they topped up.",
-                self.ledger_commands_again.get(),
-            ),
-            (
-                "minipay_ledger_batch_retries_total",
-                "Batch attempts retried after a serialization failure or deadlock.",
-                self.ledger_batch_retries.get(),
-            ),
-            (
-                "minipay_ledger_batches_failed_total",
-                "Batches given up on (callers got 503).",
-                self.ledger_batches_failed.get(),
-            ),
-            (
-                "minipay_ledger_queue_full_total",
-                "Commands refused because the writer queue was full.",
-                self.ledger_queue_full.get(),
-            ),
-            ("minipay_audit_runs_total", "Audits run (admin route and the daily audit job).", self.audit_runs.get()),
-            (
-                "minipay_audit_failures_total",
-                "Audits that found a broken invariant or could not compare the stores.",
-                self.audit_failures.get(),
-            ),
-            (
-                "minipay_history_entries_forwarded_total",
-                "Statement entries copied from the outbox to ClickHouse (replays included).",
-                self.history_entries_forwarded.get(),
-            ),
-            (
-                "minipay_history_forward_failures_total",
-                "Forwarder steps that failed and were retried.",
-                self.history_forward_failures.get(),
-            ),
-        ]
-    }
-
-    /// The scheduler's ticks, then one series per job of each per-job counter.
-    fn render_job_counters(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP minipay_scheduler_ticks_total Scheduler ticks (each runs what is due).\n# TYPE minipay_scheduler_ticks_total counter\nminipay_scheduler_ticks_total {}",
-            self.scheduler_ticks.get()
-        );
-        let job_counters: [JobCounter; 4] = [
-            ("minipay_job_runs_total", "Job runs (a business date, or a pass of a frequent job) completed.", |job| {
-                job.runs.get()
-            }),
-            ("minipay_job_failures_total", "Job runs stopped by an error; they resume where they stopped.", |job| {
-                job.failures.get()
-            }),
-            ("minipay_job_chunks_total", "Job chunks committed.", |job| job.chunks.get()),
-            ("minipay_job_items_total", "Items handled by committed job chunks.", |job| job.items.get()),
-        ];
-        for (name, help, value) in job_counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for job in JobName::ALL {
-                let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", job.as_str(), value(self.job(job)));
-            }
-        }
-    }
-
-    fn render_gauges(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP minipay_history_lag_ms Milliseconds between now and the oldest statement entry not yet in ClickHouse.\n# TYPE minipay_history_lag_ms gauge\nminipay_history_lag_ms {}",
-            self.history_lag_ms.get()
-        );
-        let audit_last_ok = if self.audit_runs.get() == 0 { -1 } else { self.audit_last_ok.get() };
-        let _ = writeln!(
-            out,
-            "# HELP minipay_audit_last_ok Whether the latest audit passed (1) or not (0); -1 before the first.\n# TYPE minipay_audit_last_ok gauge\nminipay_audit_last_ok {audit_last_ok}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP minipay_ledger_queue_depth Commands waiting for a ledger writer.\n# TYPE minipay_ledger_queue_depth gauge\nminipay_ledger_queue_depth {}",
-            self.ledger_queue_depth.get()
-        );
-    }
-
-    fn render_batch_sizes(&self, out: &mut String) {
-        let histogram = &self.ledger_batch_size;
-        let _ = writeln!(out, "# HELP minipay_ledger_batch_size Commands per committed batch.\n# TYPE minipay_ledger_batch_size histogram");
-        for (bucket, bound) in histogram.buckets.iter().zip(BATCH_SIZE_BUCKETS) {
-            let _ =
-                writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(out, "minipay_ledger_batch_size_bucket{{le=\"+Inf\"}} {}", histogram.count());
-        let _ = writeln!(out, "minipay_ledger_batch_size_sum {}", histogram.sum());
-        let _ = writeln!(out, "minipay_ledger_batch_size_count {}", histogram.count());
-        let _ = writeln!(out, "# HELP minipay_ledger_batch_size_max Largest batch seen.\n# TYPE minipay_ledger_batch_size_max gauge\nminipay_ledger_batch_size_max {}", histogram.max());
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "metrics: no upkeep thread; histogram samples wait for the next scrape");
     }
 }
 
@@ -429,6 +478,35 @@ mod tests {
                 .to_owned(),
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line} is not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn two_metrics_on_one_thread_keep_their_own_request_series() {
+        let (first, second) = (Metrics::default(), Metrics::default());
+        first.http_routes.observe("/v1/transfers", "POST", 201, Duration::from_millis(3));
+        second.http_routes.observe("/v1/transfers", "POST", 201, Duration::from_millis(3));
+        first.http_routes.observe("/v1/transfers", "POST", 201, Duration::from_millis(3));
+        let series = r#"minipay_http_requests_total{route="/v1/transfers",method="POST",status="2xx"}"#;
+        assert!(first.render().contains(&format!("\n{series} 2\n")));
+        assert!(second.render().contains(&format!("\n{series} 1\n")));
+    }
+
+    #[test]
+    fn process_and_build_series_are_rendered() {
+        let text = Metrics::default().render();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("\nminipay_build_info{{version=\"{version}\"}} 1\n")), "{text}");
+        for series in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {series} ")) && text.contains(&format!("\n{series} ")),
+                "{series} is not in\n{text}"
+            );
         }
     }
 

@@ -21,7 +21,7 @@ use crate::domain::ids::AccountId;
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
 /// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
 /// the entries already stored once per run: see `0007`.
-const MIGRATIONS: [(u32, &str, &str); 8] = [
+const MIGRATIONS: [(u32, &str, &str); 9] = [
     (1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql")),
     (2, "counterparty_user_name", include_str!("../../clickhouse/0002_counterparty_user_name.sql")),
     (3, "daily_totals", include_str!("../../clickhouse/0003_daily_totals.sql")),
@@ -34,6 +34,7 @@ const MIGRATIONS: [(u32, &str, &str); 8] = [
         "daily_counterparty_totals_backfill",
         include_str!("../../clickhouse/0008_daily_counterparty_totals_backfill.sql"),
     ),
+    (9, "account_kind_and_owner", include_str!("../../clickhouse/0009_account_kind_and_owner.sql")),
 ];
 
 /// The first release with `TTL` on MergeTree tables. It also has `ADD COLUMN IF NOT EXISTS`

@@ -77,6 +77,9 @@ pub struct ClickHouseEntry {
     pub memo: String,
     /// `Nullable(String)`, added by `0002`: NULL for system counterparties (and older entries).
     pub counterparty_user_name: Option<String>,
+    /// Added by `0009`, for analysts: the account's kind (`main`, `savings`) and its owner.
+    pub account_kind: String,
+    pub owner_user_id: i64,
 }
 
 /// The columns a ClickHouse page reads, in the order of [`ClickHouseEntryRow`].
@@ -141,7 +144,8 @@ impl TryFrom<PgEntry> for HistoryEntry {
 }
 
 impl PgEntry {
-    pub fn to_clickhouse(&self) -> anyhow::Result<ClickHouseEntry> {
+    /// The ClickHouse row of this entry of an account of `account_kind` owned by `owner_user_id`.
+    pub fn to_clickhouse(&self, account_kind: &str, owner_user_id: i64) -> anyhow::Result<ClickHouseEntry> {
         let at_us = self.at.timestamp_micros();
         let seconds = at_us.div_euclid(1_000_000);
         let direction = direction_code(&self.direction).with_context(|| format!("statement entry {}", self.id))?;
@@ -160,6 +164,8 @@ impl PgEntry {
             transfer_id: self.transfer_id,
             memo: self.memo.clone().unwrap_or_default(),
             counterparty_user_name: self.counterparty_user_name.clone(),
+            account_kind: account_kind.to_owned(),
+            owner_user_id,
         })
     }
 }

@@ -75,6 +75,22 @@ fn rows_up_to(candidates: &[(i64, i32)], entries_max: i64) -> (Vec<i64>, usize) 
     (ids, entries as usize)
 }
 
+/// An entry read from the outbox, with its account's kind and owner (columns of `0009`).
+#[derive(sqlx::FromRow)]
+struct OutboxEntry {
+    #[sqlx(flatten)]
+    entry: PgEntry,
+    account_kind: String,
+    /// NULL only for system accounts, which have no entries.
+    owner_user_id: Option<i64>,
+}
+
+impl OutboxEntry {
+    fn to_clickhouse(&self) -> anyhow::Result<ClickHouseEntry> {
+        self.entry.to_clickhouse(&self.account_kind, self.owner_user_id.unwrap_or_default())
+    }
+}
+
 #[cold]
 fn abort_after_insert(rows: usize) -> ! {
     tracing::error!(
@@ -240,10 +256,13 @@ impl Forwarder {
         // row read means at most `batch_size` rows, the limit of the read, so a full read
         // shows as a full batch of entries below.)
         let left_behind = outbox_ids.len() < candidates.len();
-        let entries: Vec<PgEntry> = sqlx::query_as(
+        // The account's kind and owner never change, so a replay sends the same values.
+        let entries: Vec<OutboxEntry> = sqlx::query_as(
             "SELECT e.id, e.account_id, e.at, e.direction, e.amount, e.balance_after, e.kind,
-                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name
+                    e.counterparty_account_id, e.counterparty_name, e.transfer_id, e.memo, e.counterparty_user_name,
+                    a.kind AS account_kind, a.user_id AS owner_user_id
              FROM statement_entries e
+             JOIN accounts a ON a.id = e.account_id
              WHERE e.id = ANY(ARRAY(SELECT unnest(o.entry_ids) FROM statement_outbox o WHERE o.id = ANY($1)))
                AND e.at BETWEEN $2 AND $3
              ORDER BY e.id",
@@ -260,7 +279,7 @@ impl Forwarder {
             "forwarder: outbox rows {outbox_ids:?} name {expected} entries, {} found",
             entries.len()
         );
-        let rows = entries.iter().map(PgEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
+        let rows = entries.iter().map(OutboxEntry::to_clickhouse).collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Some((outbox_ids, left_behind, rows)))
     }
 

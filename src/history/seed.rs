@@ -83,6 +83,7 @@ pub struct SeedReport {
 struct SeededAccount {
     id: i64,
     name: String,
+    user_id: i64,
 }
 
 /// Seeds users, accounts and entries; `now` ends the year of history.
@@ -245,8 +246,8 @@ async fn create_users(
     .await
     .context("inserting seeded users and accounts")?;
     // The hash has a random salt, so it names exactly this run's users.
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT a.id, u.name FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT a.id, u.name, u.id FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'main'
          WHERE u.password_hash = $1
          ORDER BY u.name = $2 DESC, u.name LIKE $3 || 'heavy%' DESC, u.id",
     )
@@ -265,7 +266,7 @@ async fn create_users(
             && (1..=heavy).all(|n| rows[n].1 == format!("{}heavy{n}", options.prefix)),
         "seeded users not found back"
     );
-    Ok(rows.into_iter().map(|(id, name)| SeededAccount { id, name }).collect())
+    Ok(rows.into_iter().map(|(id, name, user_id)| SeededAccount { id, name, user_id }).collect())
 }
 
 /// Takes `count` ids from `statement_entries_id_seq`; returns the first. The ledger writers
@@ -391,6 +392,8 @@ impl<'a> EntryGenerator<'a> {
             transfer_id: None,
             memo,
             counterparty_user_name,
+            account_kind: "main".to_owned(),
+            owner_user_id: accounts[account].user_id,
         }
     }
 }

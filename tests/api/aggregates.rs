@@ -413,3 +413,55 @@ async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and
     app.assert_audit_ok().await;
     app.stop().await;
 }
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct OwnedEntry {
+    account_id: i64,
+    kind: String,
+    account_kind: String,
+    owner_user_id: i64,
+}
+
+/// The columns analysts group by: each forwarded entry carries its account's kind and owner.
+#[tokio::test]
+async fn a_forwarded_entry_carries_its_account_kind_and_owner() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 50_000).await.0, 201);
+    transfer(&app, &alice, &bob, 10_000).await;
+    let (status, savings) =
+        app.post("/v1/accounts", Some(&alice.token), json!({"kind": "savings", "product": "free"})).await;
+    assert_eq!(status, 201, "{savings}");
+    let savings_id = savings["id"].as_i64().unwrap();
+    let path = format!("/v1/accounts/{savings_id}/deposits");
+    let (status, body) = app.post(&path, Some(&alice.token), json!({"amount": 5_000})).await;
+    assert_eq!(status, 201, "{body}");
+    drain(&forwarder(&app, &pool)).await;
+
+    let rows: Vec<OwnedEntry> = clickhouse_client(&app)
+        .query(
+            "SELECT account_id, kind, account_kind, owner_user_id FROM statement_entries
+             ORDER BY entry_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let seen: Vec<(i64, &str, &str, i64)> = rows
+        .iter()
+        .map(|row| (row.account_id, row.kind.as_str(), row.account_kind.as_str(), row.owner_user_id))
+        .collect();
+    let (alice_main, bob_main) = (alice.main_account_id, bob.main_account_id);
+    assert_eq!(
+        seen,
+        vec![
+            (alice_main, "charge", "main", alice.id),
+            (alice_main, "transfer", "main", alice.id),
+            (bob_main, "transfer", "main", bob.id),
+            (alice_main, "deposit", "main", alice.id),
+            (savings_id, "deposit", "savings", alice.id),
+        ]
+    );
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
