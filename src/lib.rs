@@ -17,10 +17,13 @@ pub mod config;
 pub mod domain;
 /// Password hashing with bounded concurrency, a bounded queue and reused memory.
 pub mod hashing;
-/// The ClickHouse read store for statements.
+/// Statements: pages and summaries from PostgreSQL's keyset index or from ClickHouse (one
+/// server or a sharded cluster, `history::clickhouse`), the outbox forwarder that feeds it,
+/// the daily totals, and the audit's comparison of the two stores.
 pub mod history;
 /// REST handlers and the state they share (`http::state::AppState`), problem+json errors,
-/// OpenAPI, and the server's accept loop with its connection limits (`http::serve`).
+/// OpenAPI (the answers every operation shares are declared once, in `http::problems`), and
+/// the server's accept loop with its connection limits (`http::serve`).
 pub mod http;
 /// Scheduled jobs: their names and schedules (`jobs::schedule`), the scheduler loop, the
 /// runner (once per job and business date, in resumable chunks) and one file per job.
@@ -29,7 +32,8 @@ pub mod jobs;
 pub mod ledger;
 /// The process-wide shutdown signal.
 pub mod shutdown;
-/// PostgreSQL access outside the ledger writer.
+/// PostgreSQL access outside the ledger writer, and where plain reads go: a hot standby that
+/// has caught up, or the primary (`store::replica`).
 pub mod store;
 /// Logs and Prometheus metrics.
 pub mod telemetry;
