@@ -247,6 +247,7 @@ fn write_options(options: &Options, sizes: &Sizes) -> write::Options {
         idempotency_keys: false,
         only: None,
         server_env: Vec::new(),
+        processes: 1,
         database: format!("{}_bench", options.databases),
     }
 }

@@ -50,6 +50,9 @@ pub struct Options {
     /// Extra server environment, NAME=value (repeatable), e.g. MINIPAY_LEDGER_WRITERS=4.
     #[arg(long = "server-env")]
     pub server_env: Vec<String>,
+    /// `minipay serve` processes on the one database; client i sends to process i mod N.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
     /// PostgreSQL and ClickHouse database of the benchmark (recreated).
     #[arg(long, default_value = "minipay_bench")]
     pub database: String,
@@ -161,7 +164,7 @@ enum SenderChoice {
 
 async fn transfer_load(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     options: &Options,
     label: &str,
     senders: Arc<Vec<BenchUser>>,
@@ -170,7 +173,7 @@ async fn transfer_load(
 ) -> LoadReport {
     let skipped = options.only.as_deref().is_some_and(|only| only != label);
     let (warmup, seconds) = if skipped { (0, 0) } else { (options.warmup_seconds, options.seconds) };
-    let url = format!("{base}/v1/transfers");
+    let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/transfers")).collect();
     let client = client.clone();
     let keys = options.idempotency_keys;
     let run_id: u64 = rand::thread_rng().gen();
@@ -194,7 +197,7 @@ async fn transfer_load(
                 (from, to, rng.gen_range(1..=100))
             };
             let mut request = client
-                .post(&url)
+                .post(&urls[worker % urls.len()])
                 .bearer_auth(&senders[from].token)
                 .json(&json!({"to_account_id": receivers[to].main_account_id, "amount": amount}));
             if keys {
@@ -425,7 +428,13 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name, value.to_owned()))
         .collect();
-    let server = Server::start(&bench_url, bench_db, &extra).await?;
+    anyhow::ensure!(options.processes >= 1, "--processes must be at least 1");
+    let mut servers = Vec::new();
+    for _ in 0..options.processes {
+        servers.push(Server::start(&bench_url, bench_db, &extra).await?);
+    }
+    let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
+    let server = &servers[0];
     let (db, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients as usize * 2).build()?;
@@ -452,7 +461,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
         );
         let cold = transfer_load(
             &client,
-            &server.base,
+            &bases,
             options,
             "cold",
             cold_users.clone(),
@@ -473,7 +482,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
         eprintln!("{step} pgbench hot: {:.0} tps (outbox drained in {:.1} s)", pg_hot.tps, drained_hot.as_secs_f64());
         let hot = transfer_load(
             &client,
-            &server.base,
+            &bases,
             options,
             "hot",
             hot_senders.clone(),
@@ -490,7 +499,9 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     let audit: Value =
         client.get(format!("{}/admin/audit", server.base)).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
-    server.stop().await;
+    for server in servers {
+        server.stop().await;
+    }
     Ok(WriteOutcome::new(rounds, options.seconds, audit, metrics))
 }
 
@@ -508,9 +519,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let median = outcome.median_ratios();
     println!();
     println!(
-        "minipay write benchmark — {} clients, {} rounds of 4 phases x {} s (pgbench cold, HTTP cold, pgbench hot, \
-         HTTP hot){}",
+        "minipay write benchmark — {} clients, {} server process(es), {} rounds of 4 phases x {} s (pgbench cold, \
+         HTTP cold, pgbench hot, HTTP hot){}",
         options.clients,
+        options.processes,
         options.rounds,
         options.seconds,
         if options.idempotency_keys { ", with Idempotency-Key" } else { "" }
@@ -591,7 +603,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("pgbench p50 column is its average latency; outbox wait = before pgbench cold + before pgbench hot.");
     println!("load generator CPU: cold {:.2} cores, hot {:.2} cores (of 2)", cold.generator_cores, hot.generator_cores);
     print_cpu(&outcome, options.seconds);
-    println!("{}", outcome.ledger_batches());
+    println!("{}{}", outcome.ledger_batches(), if options.processes > 1 { " (the first process)" } else { "" });
     for error in cold.first_errors.iter().chain(hot.first_errors.iter()) {
         println!("error sample: {error}");
     }
