@@ -400,6 +400,22 @@ async fn wait_for_outbox(db: &tokio_postgres::Client) -> anyhow::Result<Duration
 
 /// The pgbench baseline and the HTTP transfers, cold and hot, interleaved in rounds, on a
 /// fresh `--database` (`minipay_bench`).
+/// `--processes` servers on the bench database, with the `--server-env` environment.
+async fn start_servers(options: &Options, bench_url: &str) -> anyhow::Result<Vec<Server>> {
+    anyhow::ensure!(options.processes >= 1, "--processes must be at least 1");
+    let extra: Vec<(&str, String)> = options
+        .server_env
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name, value.to_owned()))
+        .collect();
+    let mut servers = Vec::new();
+    for _ in 0..options.processes {
+        servers.push(Server::start(bench_url, &options.database, &extra).await?);
+    }
+    Ok(servers)
+}
+
 pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     anyhow::ensure!(options.rounds >= 1, "--rounds must be at least 1");
     anyhow::ensure!(matches!(options.only.as_deref(), None | Some("cold") | Some("hot")), "--only takes cold or hot");
@@ -422,17 +438,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<WriteOutcome> {
     pgbench::setup(&bench_url, options.pgbench_accounts).await?;
 
     eprintln!("[2/4] starting minipay and creating {} + {} users", options.users, options.clients + 1);
-    let extra: Vec<(&str, String)> = options
-        .server_env
-        .iter()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, value)| (name, value.to_owned()))
-        .collect();
-    anyhow::ensure!(options.processes >= 1, "--processes must be at least 1");
-    let mut servers = Vec::new();
-    for _ in 0..options.processes {
-        servers.push(Server::start(&bench_url, bench_db, &extra).await?);
-    }
+    let servers = start_servers(options, &bench_url).await?;
     let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
     let server = &servers[0];
     let (db, connection) = tokio_postgres::connect(&bench_url, tokio_postgres::NoTls).await?;
