@@ -169,6 +169,24 @@ async fn a_write_through_one_process_is_read_at_once_through_another() {
     app.assert_audit_ok().await;
 }
 
+/// Waits (up to 10 s) until the standby has replayed what the primary had written when called.
+async fn replayed_up_to_now(app: &TestApp, standby: &mut PgConnection) {
+    let mut primary = PgConnection::connect(&app.database_url).await.expect("the primary");
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&mut primary).await.unwrap();
+    for _ in 0..1000 {
+        let replayed: bool = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+            .bind(&target)
+            .fetch_one(&mut *standby)
+            .await
+            .unwrap();
+        if replayed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the standby did not replay up to {target} within 10 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_replay_paused_reads_come_from_the_primary_after_the_bound() {
     let Some(turn) = StandbyTurn::take(true).await else { return };
@@ -177,6 +195,9 @@ async fn with_replay_paused_reads_come_from_the_primary_after_the_bound() {
     let receiver = app.signup("sb_paused_receiver").await;
     let sender = app.funded("sb_paused_sender", FUNDS).await;
     let mut standby = PgConnection::connect(&replica_url_for(&turn.server, "postgres")).await.expect("the standby");
+    // Paused before it replays the creation of this test's database, the standby could not
+    // even be asked where it stands, and the server would rightly skip it without waiting.
+    replayed_up_to_now(&app, &mut standby).await;
     standby.execute("SELECT pg_wal_replay_pause()").await.unwrap();
     let paused = AssertUnwindSafe(async {
         let mut balance = FUNDS;
