@@ -259,6 +259,17 @@ async fn busy_history(
     count: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
+    busy_history_with_closes(pool, (account_id, other_account_id), count, 0, now).await;
+}
+
+/// [`busy_history`] whose `closes` oldest entries are of kind `close`.
+pub(crate) async fn busy_history_with_closes(
+    pool: &PgPool,
+    (account_id, other_account_id): (i64, i64),
+    count: i64,
+    closes: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     let mut months = Vec::new();
     let mut month = (now - chrono::Duration::minutes(47 * count + 60)).date_naive();
     while month <= now.date_naive() + chrono::Duration::days(31) {
@@ -270,8 +281,9 @@ async fn busy_history(
         "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
                 counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
          SELECT nextval('statement_entries_id_seq'), $1, $3 - g * interval '47 minutes',
-                CASE WHEN g % 3 = 0 THEN 'out' ELSE 'in' END, 100 + g, 1, 
-                CASE WHEN g % 4 = 0 THEN 'charge' WHEN g % 7 = 0 THEN 'interest' ELSE 'transfer' END,
+                CASE WHEN g % 3 = 0 THEN 'out' ELSE 'in' END, 100 + g, 1,
+                CASE WHEN g > $4 - $5 THEN 'close' WHEN g % 4 = 0 THEN 'charge' WHEN g % 7 = 0 THEN 'interest'
+                     ELSE 'transfer' END,
                 CASE WHEN g % 4 = 0 OR g % 7 = 0 THEN NULL ELSE $2 + g % 5 END,
                 CASE WHEN g % 4 = 0 THEN 'external' WHEN g % 7 = 0 THEN 'interest' ELSE 'name' || (g % 13) END,
                 NULL, NULL,
@@ -282,6 +294,7 @@ async fn busy_history(
     .bind(other_account_id)
     .bind(now)
     .bind(count)
+    .bind(closes)
     .execute(pool)
     .await
     .unwrap();

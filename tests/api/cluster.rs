@@ -78,42 +78,7 @@ async fn users_on_both_shards(app: &TestApp) -> (TestUser, TestUser) {
 /// five counterparty accounts from `other_account_id` on, top-ups, interest, and the three
 /// oldest of kind `close`), and their outbox rows.
 async fn busy_history(pool: &PgPool, account_id: i64, other_account_id: i64, count: i64, now: DateTime<Utc>) {
-    let mut months = Vec::new();
-    let mut month = (now - Duration::minutes(47 * count + 60)).date_naive();
-    while month <= now.date_naive() + Duration::days(31) {
-        months.push(minipay::domain::business_day::first_of_month(month));
-        month = minipay::domain::business_day::first_of_next_month(month);
-    }
-    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
-    sqlx::query(
-        "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
-                counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
-         SELECT nextval('statement_entries_id_seq'), $1, $3 - g * interval '47 minutes',
-                CASE WHEN g % 3 = 0 THEN 'out' ELSE 'in' END, 100 + g, 1,
-                CASE WHEN g > $4 - 3 THEN 'close' WHEN g % 4 = 0 THEN 'charge' WHEN g % 7 = 0 THEN 'interest'
-                     ELSE 'transfer' END,
-                CASE WHEN g % 4 = 0 OR g % 7 = 0 THEN NULL ELSE $2 + g % 5 END,
-                CASE WHEN g % 4 = 0 THEN 'external' WHEN g % 7 = 0 THEN 'interest' ELSE 'name' || (g % 13) END,
-                NULL, NULL,
-                CASE WHEN g % 4 = 0 OR g % 7 = 0 OR g % 6 = 0 THEN NULL ELSE 'user' || (g % 5) END
-           FROM generate_series(1, $4) g",
-    )
-    .bind(account_id)
-    .bind(other_account_id)
-    .bind(now)
-    .bind(count)
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO statement_outbox (entry_ids, at)
-         SELECT array_agg(id ORDER BY id), at FROM statement_entries
-          WHERE account_id = $1 AND id NOT IN (SELECT unnest(entry_ids) FROM statement_outbox) GROUP BY at",
-    )
-    .bind(account_id)
-    .execute(pool)
-    .await
-    .unwrap();
+    crate::aggregates::busy_history_with_closes(pool, (account_id, other_account_id), count, 3, now).await;
 }
 
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
