@@ -1,6 +1,7 @@
 -- aggregates::summary (src/history/aggregates.rs): the counterparties with the most
 -- entries: the argMax states of the daily totals merged with the edges' own, so the latest
--- names are those of the whole range. An empty user_name means none was recorded.
+-- names are those of the whole range. An empty user_name means none was recorded. Used only
+-- when the counts of 27 cannot decide the top (ties at its last place past the rows read).
 -- bind: 42
 -- bind: '1970-01-01'
 -- bind: '1970-01-01'

@@ -420,17 +420,25 @@ impl Bench {
         summary: &mut Samples,
     ) -> anyhow::Result<()> {
         self.measure_pages(account, first, deep).await?;
+        let from = self.summary_from.clone();
+        self.measure_summary(account, &from, summary).await
+    }
 
-        let range = format!("from={}&to={}", self.summary_from, self.summary_to);
+    /// One naive and one tuned summary of the account from `from` to the benchmark's start,
+    /// checked to be the same (totals, kinds and top counterparties with their names).
+    async fn measure_summary(
+        &mut self,
+        account: &BenchAccount,
+        from: &str,
+        summary: &mut Samples,
+    ) -> anyhow::Result<()> {
+        let range = format!("from={from}&to={}", self.summary_to);
         let (naive, naive_ms) = self.get(account, &format!("history/summary/naive?{range}")).await?;
         let (tuned, tuned_ms) = self.get(account, &format!("history/summary?{range}")).await?;
         summary.naive_ms.push(naive_ms);
         summary.tuned_ms.push(tuned_ms);
-        self.check(
-            "summary",
-            account,
-            naive["in"] == tuned["in"] && naive["out"] == tuned["out"] && naive["by_kind"] == tuned["by_kind"],
-        );
+        let same = ["in", "out", "by_kind", "top_counterparties"].iter().all(|field| naive[field] == tuned[field]);
+        self.check("summary", account, same);
         Ok(())
     }
 }
@@ -543,7 +551,8 @@ async fn measure_busy(
 }
 
 /// Rows for filtered pages of the hot account: a deep page of its outgoing entries, and the
-/// first page of one counterparty (a few entries among the account's hundreds of thousands).
+/// first page of one counterparty (a few entries among the account's hundreds of thousands);
+/// then its whole-year summary.
 async fn filtered_rows(
     bench: &mut Bench,
     hot: &BenchAccount,
@@ -578,8 +587,19 @@ async fn filtered_rows(
         }
         eprintln!("  {label}: {}", describe_deep_pages(std::slice::from_ref(&account), options.limit));
     }
+    // A year of the hot account costs naive seconds: fewer samples.
+    let year = (Utc::now() - chrono::Duration::days(365)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut summary = Samples::default();
+    bench.measure_summary(hot, &year, &mut Samples::default()).await?;
+    for _ in 0..options.hot_samples.min(YEAR_SAMPLES_MAX) {
+        bench.measure_summary(hot, &year, &mut summary).await?;
+    }
+    rows.push(("hot: summary, whole year".to_owned(), 1, summary));
     Ok(rows)
 }
+
+/// Samples of the hot account's whole-year summary at most.
+const YEAR_SAMPLES_MAX: usize = 10;
 
 /// The history benchmark's measurements, with its server still running on the seeded
 /// database (for load on the same accounts) until `stop`.
@@ -733,7 +753,11 @@ pub async fn measure(options: &Options) -> anyhow::Result<HistoryOutcome> {
         ("ordinary: summary, 30 days".to_owned(), ordinary_accounts.len(), summary),
     ];
     rows.extend(busy);
-    eprintln!("  filtered pages of the hot account: {} samples each", options.hot_samples);
+    eprintln!(
+        "  filtered pages of the hot account: {} samples each; its whole-year summary: {}",
+        options.hot_samples,
+        options.hot_samples.min(YEAR_SAMPLES_MAX)
+    );
     rows.extend(filtered_rows(&mut bench, &hot_accounts[0], options).await?);
     Ok(HistoryOutcome {
         server,

@@ -10,13 +10,13 @@
 //! Outbox rows are locked by the step that forwards them, so no other forwarder inserts the
 //! same entries meanwhile.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
 
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
-use super::summary::{CounterpartyTotals, Summary, Totals, TOP_COUNTERPARTIES_MAX};
+use super::summary::{rank, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
 
 /// An entry of a batch as [`stored_ids`] looks it up: id, account, time in microseconds.
@@ -206,6 +206,75 @@ const COUNTERPARTIES: &str = concat!(
      LIMIT ?"
 );
 
+/// Every counterparty's totals without its names, which are costly to merge (a busy account
+/// has a row per counterparty and day): the counterparties with entries waiting in the outbox
+/// first (their keys bound: external names, then account ids; 0 and '' stand for none), then
+/// the most entries first, at most `LIMIT`.
+const COUNTERPARTY_COUNTS: &str = concat!(
+    "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
+            sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
+     FROM (
+         SELECT counterparty_id, counterparty_key, direction, entries, amount
+         FROM daily_counterparty_totals
+         PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
+           AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)
+         UNION ALL
+         SELECT toInt64(ifNull(counterparty_account_id, 0)) AS counterparty_id,
+                if(isNull(counterparty_account_id), counterparty_name, '') AS counterparty_key, direction,
+                toUInt64(1) AS entries, amount
+         FROM (",
+    edge_entries!("counterparty_account_id, counterparty_name, direction, amount"),
+    ")
+     )
+     GROUP BY counterparty_id, counterparty_key
+     ORDER BY if(counterparty_id = 0, has(?, counterparty_key), has(arrayMap(id -> toInt64(id), ?), counterparty_id)) DESC,
+              count DESC
+     LIMIT ?"
+);
+
+/// Counterparties read by their counts: enough that ties at the last place of the top are
+/// rarely cut (a busy account has thousands of counterparties with one entry).
+const COUNTED_MAX: usize = 100;
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct CountRow {
+    counterparty_id: i64,
+    counterparty_key: String,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
+/// The counterparties that can be among the top ones, from the rows [`COUNTERPARTY_COUNTS`]
+/// read with `limit` (the forced ones included) and the waiting entries added; their names
+/// are left for PostgreSQL, except external ones (named by their key; entries without an
+/// account carry no user name). None when the rows read cannot decide the top: a
+/// counterparty left unread may have as many entries as the last of the top, and would come
+/// before it by name.
+fn candidates(rows: Vec<CountRow>, limit: usize, waiting: &[HistoryEntry]) -> Option<Vec<CounterpartyTotals>> {
+    // Every counterparty left unread has at most the last row's count, and nothing waiting.
+    let unread_max = if rows.len() < limit { 0 } else { rows.last().map_or(0, |row| row.count as i64) };
+    let counted = rows
+        .into_iter()
+        .map(|row| CounterpartyTotals {
+            account_id: (row.counterparty_id != 0).then_some(row.counterparty_id),
+            name: row.counterparty_key,
+            user_name: None,
+            in_total: row.in_total,
+            out_total: row.out_total,
+            count: row.count as i64,
+        })
+        .collect();
+    let mut merged = counterparties_with_waiting(counted, waiting);
+    merged.sort_by_key(|cp| std::cmp::Reverse(cp.count));
+    let last_of_top = merged.get(TOP_COUNTERPARTIES_MAX as usize - 1).map_or(0, |cp| cp.count);
+    if unread_max > 0 && last_of_top <= unread_max {
+        return None;
+    }
+    merged.retain(|cp| cp.count >= last_of_top);
+    Some(merged)
+}
+
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
 struct KindRow {
     name: String,
@@ -286,18 +355,21 @@ const SUMMARY_END_US: i64 = 4_102_444_800 * 1_000_000;
 /// The summary of `account_id` over `range` with `filters`: whole UTC days from the daily
 /// totals, partial days (and the days from the oldest waiting entry on) from the entries, and
 /// the entries still waiting in the outbox, `waiting` (read from PostgreSQL before this, with
-/// the same filters), added: every entry committed before the request counts once.
+/// the same filters), added: every entry committed before the request counts once. The top
+/// counterparties are usually decided by their counts alone and left to be named from
+/// PostgreSQL ([`super::summary::named`]); when their counts cannot decide them, they come
+/// named and ranked from ClickHouse.
 pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
     range: TimeRange,
     filters: &Filters,
     waiting: &[HistoryEntry],
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<Unnamed> {
     let low = range.from.map(micros).unwrap_or(0).max(0);
     let high = range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US);
     if low >= high {
-        return Ok(with_waiting(Vec::new(), Vec::new(), waiting));
+        return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
     }
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
@@ -309,18 +381,54 @@ pub async fn summary(
         }
         None => binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND))),
     };
-    // With entries waiting, any counterparty may rise into the top: all of them are merged.
-    let limit = if waiting.is_empty() { TOP_COUNTERPARTIES_MAX as u64 } else { 1 << 40 };
-    let counterparties = binds
-        .bind_edges(binds.bind_days(clickhouse.query(COUNTERPARTIES)).bind(binds.counterparty).bind(binds.counterparty))
-        .bind(limit);
-    let (kinds, counterparties) =
-        tokio::try_join!(by_kind.fetch_all::<KindRow>(), counterparties.fetch_all::<CounterpartyRow>())?;
-    let kinds = kinds
+    let (keys, ids) = waiting_counterparties(waiting);
+    let limit = COUNTED_MAX + keys.len() + ids.len();
+    let counts = binds
+        .bind_edges(
+            binds.bind_days(clickhouse.query(COUNTERPARTY_COUNTS)).bind(binds.counterparty).bind(binds.counterparty),
+        )
+        .bind(keys)
+        .bind(ids)
+        .bind(limit as u64);
+    let (kinds, counts) = tokio::try_join!(by_kind.fetch_all::<KindRow>(), counts.fetch_all::<CountRow>())?;
+    let kinds: Vec<Totals> = kinds
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    let counterparties = counterparties
+    if let Some(top) = candidates(counts, limit, waiting) {
+        let summary = Summary::from_parts(kinds_with_waiting(kinds, waiting), top);
+        return Ok(Unnamed { summary, to_name: true });
+    }
+    let counterparties = named_counterparties(clickhouse, &binds, waiting).await?;
+    Ok(Unnamed { summary: with_waiting(kinds, counterparties, waiting), to_name: false })
+}
+
+/// The keys of the counterparties of the waiting entries, as [`COUNTERPARTY_COUNTS`] binds
+/// them: external names, account ids (each with a placeholder, so that neither is empty).
+fn waiting_counterparties(waiting: &[HistoryEntry]) -> (Vec<String>, Vec<i64>) {
+    let keys: BTreeSet<&str> = waiting
+        .iter()
+        .filter(|entry| entry.counterparty_account_id.is_none())
+        .map(|entry| entry.counterparty_name.as_str())
+        .collect();
+    let ids: BTreeSet<i64> = waiting.iter().filter_map(|entry| entry.counterparty_account_id).collect();
+    (std::iter::once("").chain(keys).map(str::to_owned).collect(), std::iter::once(0).chain(ids).collect())
+}
+
+/// Every counterparty with its names merged in ClickHouse, the top ones first.
+async fn named_counterparties(
+    clickhouse: &ClickHouse,
+    binds: &Binds,
+    waiting: &[HistoryEntry],
+) -> anyhow::Result<Vec<CounterpartyTotals>> {
+    // With entries waiting, any counterparty may rise into the top: all of them are merged.
+    let limit = if waiting.is_empty() { TOP_COUNTERPARTIES_MAX as u64 } else { 1 << 40 };
+    let rows = binds
+        .bind_edges(binds.bind_days(clickhouse.query(COUNTERPARTIES)).bind(binds.counterparty).bind(binds.counterparty))
+        .bind(limit)
+        .fetch_all::<CounterpartyRow>()
+        .await?;
+    Ok(rows
         .into_iter()
         .map(|row| CounterpartyTotals {
             account_id: row.account_id,
@@ -330,8 +438,7 @@ pub async fn summary(
             out_total: row.out_total,
             count: row.count as i64,
         })
-        .collect();
-    Ok(with_waiting(kinds, counterparties, waiting))
+        .collect())
 }
 
 /// Adds the waiting entries to ClickHouse's totals, and keeps the top counterparties in the
@@ -339,12 +446,14 @@ pub async fn summary(
 /// (none last). A waiting entry is newer than what ClickHouse holds of its account, so its
 /// names become the latest.
 fn with_waiting(kinds: Vec<Totals>, counterparties: Vec<CounterpartyTotals>, waiting: &[HistoryEntry]) -> Summary {
+    let mut top = counterparties_with_waiting(counterparties, waiting);
+    rank(&mut top);
+    Summary::from_parts(kinds_with_waiting(kinds, waiting), top)
+}
+
+/// The waiting entries added to the totals by kind (by kind name).
+fn kinds_with_waiting(kinds: Vec<Totals>, waiting: &[HistoryEntry]) -> Vec<Totals> {
     let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
-    let key = |account_id: Option<i64>, name: &str| (account_id, account_id.is_none().then(|| name.to_owned()));
-    let mut counterparties: HashMap<(Option<i64>, Option<String>), CounterpartyTotals> =
-        counterparties.into_iter().map(|totals| (key(totals.account_id, &totals.name), totals)).collect();
-    let mut waiting: Vec<&HistoryEntry> = waiting.iter().collect();
-    waiting.sort_by_key(|entry| (entry.at, entry.id));
     for entry in waiting {
         let (amount_in, amount_out) = if entry.direction == "in" { (entry.amount, 0) } else { (0, entry.amount) };
         let kind = kinds.entry(entry.kind.clone()).or_insert_with(|| Totals {
@@ -355,6 +464,23 @@ fn with_waiting(kinds: Vec<Totals>, counterparties: Vec<CounterpartyTotals>, wai
         });
         (kind.in_total, kind.out_total, kind.count) =
             (kind.in_total + amount_in, kind.out_total + amount_out, kind.count + 1);
+    }
+    kinds.into_values().collect()
+}
+
+/// The waiting entries added to the counterparties' totals (unordered); the latest waiting
+/// entry of a counterparty gives its names.
+fn counterparties_with_waiting(
+    counterparties: Vec<CounterpartyTotals>,
+    waiting: &[HistoryEntry],
+) -> Vec<CounterpartyTotals> {
+    let key = |account_id: Option<i64>, name: &str| (account_id, account_id.is_none().then(|| name.to_owned()));
+    let mut counterparties: HashMap<(Option<i64>, Option<String>), CounterpartyTotals> =
+        counterparties.into_iter().map(|totals| (key(totals.account_id, &totals.name), totals)).collect();
+    let mut waiting: Vec<&HistoryEntry> = waiting.iter().collect();
+    waiting.sort_by_key(|entry| (entry.at, entry.id));
+    for entry in waiting {
+        let (amount_in, amount_out) = if entry.direction == "in" { (entry.amount, 0) } else { (0, entry.amount) };
         let counterparty = counterparties
             .entry(key(entry.counterparty_account_id, &entry.counterparty_name))
             .or_insert_with(|| CounterpartyTotals {
@@ -373,15 +499,7 @@ fn with_waiting(kinds: Vec<Totals>, counterparties: Vec<CounterpartyTotals>, wai
         counterparty.out_total += amount_out;
         counterparty.count += 1;
     }
-    let mut top: Vec<CounterpartyTotals> = counterparties.into_values().collect();
-    top.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
-            .then_with(|| (a.account_id.is_none(), a.account_id).cmp(&(b.account_id.is_none(), b.account_id)))
-    });
-    top.truncate(TOP_COUNTERPARTIES_MAX as usize);
-    Summary::from_parts(kinds.into_values().collect(), top)
+    counterparties.into_values().collect()
 }
 
 #[cfg(test)]
@@ -470,5 +588,33 @@ mod tests {
         // The latest waiting entry names bob's account; ties by name, then account, none last.
         assert_eq!(top, [(Some(7), "bob", 3), (None, "external", 3), (Some(3), "ann", 2), (None, "interest", 2)]);
         assert_eq!(summary.top_counterparties[0].user_name.as_deref(), Some("bob"));
+    }
+    fn count_row(id: i64, key: &str, count: u64) -> CountRow {
+        CountRow { counterparty_id: id, counterparty_key: key.to_owned(), in_total: 0, out_total: 0, count }
+    }
+
+    #[test]
+    fn the_counts_decide_the_top_unless_a_counterparty_left_unread_could_tie_its_last_place() {
+        // Twelve rows read of a limit of twelve: the last read (1 entry) bounds the unread ones.
+        let mut rows: Vec<CountRow> = (1..=9).map(|id| count_row(id, "", 20 - id as u64)).collect();
+        rows.extend([count_row(0, "external", 5), count_row(10, "", 2), count_row(11, "", 1)]);
+        let top = candidates(rows, 12, &[]).expect("decided by the counts");
+        let kept: Vec<(Option<i64>, &str, i64)> =
+            top.iter().map(|cp| (cp.account_id, cp.name.as_str(), cp.count)).collect();
+        assert_eq!(kept.len(), 10, "{kept:?}");
+        assert!(kept.contains(&(None, "external", 5)) && !kept.iter().any(|cp| cp.0 == Some(10)));
+        // The tenth has as many entries as the last read: an unread one could come before it by name.
+        let rows: Vec<CountRow> = (1..=12).map(|id| count_row(id, "", if id < 10 { 9 } else { 1 })).collect();
+        assert!(candidates(rows, 12, &[]).is_none());
+        // Fewer rows than the limit: every counterparty was read, ties or not.
+        let rows: Vec<CountRow> = (1..=11).map(|id| count_row(id, "", 1)).collect();
+        assert_eq!(candidates(rows, 12, &[]).unwrap().len(), 11);
+        // Waiting entries lift a counterparty past the tied ones.
+        let rows: Vec<CountRow> = (1..=12).map(|id| count_row(id, "", if id < 10 { 9 } else { 1 })).collect();
+        let waiting: Vec<HistoryEntry> =
+            (0..9).map(|n| waiting_entry(100 + n, 100 + n, "in", "transfer", Some(12), "twelve")).collect();
+        let top = candidates(rows, 12, &waiting).expect("decided once the waiting entries count");
+        assert_eq!(top.len(), 10);
+        assert!(top.iter().any(|cp| cp.account_id == Some(12) && cp.count == 10 && cp.name == "twelve"));
     }
 }

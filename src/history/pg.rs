@@ -19,8 +19,6 @@ pub(crate) fn pg_bounds(range: TimeRange) -> (DateTime<Utc>, DateTime<Utc>) {
     (range.from.unwrap_or(far_past), range.to.unwrap_or(far_future))
 }
 
-/// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), each bound
-/// whether given or not (NULL): a filter given is a plain equality, which a generic plan can
 /// The arguments `$1`..`$6` every statement-entry query of an account shares: the account, the
 /// range (`$2`, `$3`) and the filters as [`filtered`] names them (`$4`..`$6`). Further binds
 /// follow from `$7`.
@@ -40,6 +38,8 @@ pub(crate) fn selection(
     Ok(args)
 }
 
+/// The filters as conditions on `$4` (direction), `$5` (kind), `$6` (counterparty), each bound
+/// whether given or not (NULL): a filter given is a plain equality, which a generic plan can
 /// still match with an index (`statement_entries_account_counterparty`).
 pub(crate) fn filtered(filters: &Filters) -> String {
     let condition = |given: bool, column: &str, param: &str, cast: &str| {

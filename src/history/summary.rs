@@ -2,6 +2,8 @@
 //! PostgreSQL summary (the naive route, and the tuned route for small ranges). The tuned route's
 //! ClickHouse summary from the daily totals is in [`super::aggregates`].
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 
 use super::entry::{Filters, TimeRange};
@@ -48,6 +50,89 @@ impl Summary {
         let out_total = by_kind.iter().map(|kind| kind.out_total).sum();
         Summary { in_total, out_total, by_kind, top_counterparties }
     }
+}
+
+/// Orders counterparties as the naive summary does (most entries first, then name in byte
+/// order, then account, none last) and keeps the first [`TOP_COUNTERPARTIES_MAX`].
+pub fn rank(top: &mut Vec<CounterpartyTotals>) {
+    top.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+            .then_with(|| (a.account_id.is_none(), a.account_id).cmp(&(b.account_id.is_none(), b.account_id)))
+    });
+    top.truncate(TOP_COUNTERPARTIES_MAX as usize);
+}
+
+/// A summary from ClickHouse whose top counterparties may still lack their names.
+#[derive(Debug)]
+pub struct Unnamed {
+    pub summary: Summary,
+    /// When set, `summary.top_counterparties` holds every counterparty that can be among the
+    /// top ones (more of them, unordered), those with an account without their names: what
+    /// [`named`] completes from PostgreSQL.
+    pub to_name: bool,
+}
+
+/// The summary with the latest names (in the range, of the entries the filters admit) of its
+/// counterparties with an account, from PostgreSQL's index on (account, counterparty, time):
+/// one index descent per counterparty, where ClickHouse would merge the names of every
+/// counterparty of every day. Then ranked.
+pub async fn named(
+    conn: &mut PgConnection,
+    account_id: AccountId,
+    range: TimeRange,
+    filters: &Filters,
+    unnamed: Unnamed,
+) -> anyhow::Result<Summary> {
+    let Unnamed { mut summary, to_name } = unnamed;
+    if !to_name {
+        return Ok(summary);
+    }
+    let ids: Vec<i64> = summary.top_counterparties.iter().filter_map(|cp| cp.account_id).collect();
+    let names = latest_names(conn, account_id, range, filters, &ids).await?;
+    for counterparty in &mut summary.top_counterparties {
+        if let Some((name, user_name)) = counterparty.account_id.and_then(|id| names.get(&id)) {
+            (counterparty.name, counterparty.user_name) = (name.clone(), user_name.clone());
+        }
+    }
+    rank(&mut summary.top_counterparties);
+    Ok(summary)
+}
+
+/// For each of `ids`, the counterparty name and the latest non-null user name of the
+/// account's latest entry with it in the range that the filters admit.
+async fn latest_names(
+    conn: &mut PgConnection,
+    account_id: AccountId,
+    range: TimeRange,
+    filters: &Filters,
+    ids: &[i64],
+) -> anyhow::Result<HashMap<i64, (String, Option<String>)>> {
+    let (from, to) = pg_bounds(range);
+    let filtered = filtered(filters);
+    let of_counterparty = format!(
+        "FROM statement_entries
+         WHERE account_id = $1 AND counterparty_account_id = c.id AND at >= $2 AND at < $3 AND {filtered}"
+    );
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as_with(
+        &format!(
+            "SELECT c.id, latest.counterparty_name,
+                    COALESCE(latest.counterparty_user_name,
+                             (SELECT counterparty_user_name {of_counterparty} AND counterparty_user_name IS NOT NULL
+                              ORDER BY at DESC, id DESC LIMIT 1))
+             FROM unnest($7::int8[]) AS c(id)
+             CROSS JOIN LATERAL (
+                 SELECT counterparty_name, counterparty_user_name {of_counterparty}
+                 ORDER BY at DESC, id DESC LIMIT 1
+             ) latest"
+        ),
+        selection(account_id, (from, to), filters)?,
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id, name, user_name)| (id, (name, user_name))).collect())
 }
 
 #[derive(sqlx::FromRow)]

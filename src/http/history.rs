@@ -462,7 +462,10 @@ pub async fn get_summary(
     })
     .await;
     let (source, summary) = match tuned {
-        Some(summary) => ("clickhouse", summary),
+        Some(unnamed) => {
+            let mut conn = state.read_pool().await.acquire().await?;
+            ("clickhouse", summary::named(&mut conn, account_id, range, &filters, unnamed).await?)
+        }
         None => {
             let mut conn = state.read_pool().await.acquire().await?;
             ("postgres-fallback", summary::naive_summary(&mut conn, account_id, range, &filters).await?)

@@ -427,6 +427,81 @@ async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and
     app.stop().await;
 }
 
+/// For each `(count, accounts)` of `groups`, `accounts` counterparty accounts (numbered on from
+/// `first_counterparty`) with `count` entries each on `account_id`, 2 minutes apart back from
+/// `now`, shown under three names in turn and a user name that is sometimes missing, with
+/// their outbox rows.
+async fn many_counterparties(
+    pool: &PgPool,
+    (account_id, first_counterparty): (i64, i64),
+    groups: &[(i64, i64)],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let (mut offset, mut first) = (0, first_counterparty);
+    for &(count, accounts) in groups {
+        sqlx::query(
+            "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
+                    counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
+             SELECT nextval('statement_entries_id_seq'), $1, $3 - ($6 + a * $4 + e) * interval '2 minutes',
+                    CASE WHEN e % 2 = 0 THEN 'in' ELSE 'out' END, 10 + a + e, 1, 'transfer', $2 + a,
+                    'cp' || a || '-' || (e % 3), NULL, NULL,
+                    CASE WHEN e % 4 = 1 THEN NULL ELSE 'user' || ($2 + a) END
+               FROM generate_series(0, $5 - 1) a, generate_series(0, $4 - 1) e",
+        )
+        .bind(account_id)
+        .bind(first)
+        .bind(now)
+        .bind(count)
+        .bind(accounts)
+        .bind(offset)
+        .execute(pool)
+        .await
+        .unwrap();
+        (offset, first) = (offset + count * accounts, first + accounts);
+    }
+    sqlx::query(
+        "INSERT INTO statement_outbox (entry_ids, at)
+         SELECT array_agg(id ORDER BY id), at FROM statement_entries
+          WHERE account_id = $1 AND id NOT IN (SELECT unnest(entry_ids) FROM statement_outbox) GROUP BY at",
+    )
+    .bind(account_id)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// An account with hundreds of counterparties: the top ones are decided by ClickHouse's counts
+/// and named from PostgreSQL, or, when ties at the last place reach past the counts read, named
+/// and ranked by ClickHouse; both equal the naive summary, with and without entries waiting.
+#[tokio::test]
+async fn the_top_counterparties_of_an_account_with_hundreds_are_those_of_the_naive_summary() {
+    let (app, pool) = app_without_forwarder().await;
+    let now = chrono::Utc::now();
+    // Clear leaders (31..24 entries) above 1,200 with one; then 5 with three above 700 tied at
+    // two. (Over 1,000 entries: a smaller range is summed by PostgreSQL.)
+    let cases: [&[(i64, i64)]; 2] = [&[(31, 1), (29, 1), (27, 4), (24, 6), (1, 1_200)], &[(3, 5), (2, 700)]];
+    let ranges = ["".to_owned(), format!("?from={}", encode(now - chrono::Duration::hours(40)))];
+    for (i, groups) in cases.into_iter().enumerate() {
+        let user = app.signup(&format!("many{i}")).await;
+        many_counterparties(&pool, (user.main_account_id, 1_000_000 * (i as i64 + 1)), groups, now).await;
+        drain(&forwarder(&app, &pool)).await;
+        for range in &ranges {
+            let (source, tuned, naive) = summaries(&app, &user, range).await;
+            assert_eq!(source.as_deref(), Some("clickhouse"), "{range}");
+            assert_eq!(tuned, naive, "case {i} {range}");
+            assert_eq!(tuned["top_counterparties"].as_array().unwrap().len(), 10);
+        }
+        // Entries waiting in the outbox lift a counterparty of one entry into the top.
+        let lifted = 1_000_000 * (i as i64 + 1) + groups.iter().map(|(_, accounts)| accounts).sum::<i64>() - 1;
+        many_counterparties(&pool, (user.main_account_id, lifted), &[(40, 1)], now).await;
+        let (_, tuned, naive) = summaries(&app, &user, "").await;
+        assert_eq!(tuned, naive, "case {i} with entries waiting");
+        assert_eq!(tuned["top_counterparties"][0]["account_id"], json!(lifted), "{tuned:#}");
+    }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
 struct OwnedEntry {
     account_id: i64,
