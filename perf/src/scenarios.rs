@@ -59,13 +59,15 @@ where
         let report = load::run_scenario(shape, &format!("{name} x {users}"), iteration).await;
         let held = passes(&report, p99_limit_ms);
         eprintln!(
-            "  {name} x {users}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} refused -> {}",
+            "  {name} x {users}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} refused -> {}; CPU per \
+             request: {}",
             report.total.throughput(),
             report.total.percentile_ms(0.5),
             report.total.percentile_ms(0.99),
             report.total.errors,
             report.total.refused,
-            if held { "holds" } else { "does not hold" }
+            if held { "holds" } else { "does not hold" },
+            report.total.cpu.per_request(report.total.requests as f64)
         );
         for (endpoint, stats) in report.endpoints.iter().filter(|(_, stats)| stats.refused > 0) {
             eprintln!("    {endpoint}: {} of {} refused (daily limit)", stats.refused, stats.requests);

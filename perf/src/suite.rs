@@ -55,6 +55,74 @@ pub struct Options {
     /// Where the dated report directory goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     results: PathBuf,
+    /// Run only these parts, comma-separated: `write`, `history`, `batch-windows`, or scenario
+    /// names (`statement-reader-tuned`, `statement-reader-naive`, `daily-user`, `payday-crowd`,
+    /// `settlement-evening`). The statement readers need the history seed, so they run the
+    /// history part too. The report says what was left out.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The scenario servers (statement readers, transactional scenarios) read through the hot
+    /// standby: `MINIPAY_DATABASE_REPLICA_URL` on the standby named by `DATABASE_REPLICA_URL`
+    /// (`perf/run --standby` starts it with `scripts/services up standby`).
+    #[arg(long)]
+    standby: bool,
+}
+
+/// Every part of a run, in run order: what `--only` may name.
+const PARTS: [&str; 8] = [
+    "write",
+    "history",
+    "statement-reader-tuned",
+    "statement-reader-naive",
+    "daily-user",
+    "payday-crowd",
+    "settlement-evening",
+    "batch-windows",
+];
+
+/// A part's name for `--only`: the scenario's, in lower case with dashes.
+fn slug(name: &str) -> String {
+    name.replace(", ", "-").replace(' ', "-")
+}
+
+/// The parts a run does (`--only`; all when empty).
+struct Parts(Vec<String>);
+
+impl Parts {
+    fn of(only: &[String]) -> anyhow::Result<Parts> {
+        for part in only {
+            anyhow::ensure!(
+                PARTS.contains(&part.as_str()),
+                "--only: unknown part {part:?}; parts: {}",
+                PARTS.join(", ")
+            );
+        }
+        Ok(Parts(only.to_vec()))
+    }
+
+    fn has(&self, part: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|only| only == part)
+    }
+
+    fn any(&self, parts: &[&str]) -> bool {
+        parts.iter().any(|part| self.has(part))
+    }
+
+    /// The parts left out, in run order (none for a full run).
+    fn left_out(&self) -> Vec<&'static str> {
+        PARTS.iter().copied().filter(|part| !self.has(part)).collect()
+    }
+}
+
+/// With `--standby`, makes the servers started from now on read through the standby's copy of
+/// `database`; the servers inherit this process's environment.
+fn read_through_standby(standby: bool, database: &str) -> anyhow::Result<()> {
+    if standby {
+        let url = database_url_for(&env("DATABASE_REPLICA_URL")?, database);
+        // Set between server starts; std's own reads of the environment take the same lock.
+        std::env::set_var("MINIPAY_DATABASE_REPLICA_URL", url);
+    }
+    Ok(())
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -155,16 +223,29 @@ type ScenarioMaker = fn(Arc<Population>) -> scenarios::Iteration;
 
 /// What the transactional part of the run measured.
 struct Transactional {
-    windows: BatchWindows,
+    windows: Option<BatchWindows>,
     audit: Value,
+    /// The ledger writer's batches during each transactional scenario.
+    ledger: Vec<(&'static str, String)>,
+}
+
+/// What the history part measured, for the report.
+struct HistoryResults {
+    rows: Vec<(String, usize, history::Samples)>,
+    fallbacks: u64,
+    mismatches: usize,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let sizes = Sizes::of(&options);
+    let parts = Parts::of(&options.only)?;
     anyhow::ensure!(
         !options.steps.is_empty() && options.steps.iter().all(|&users| users > 0),
         "--steps must be positive"
     );
+    if options.standby {
+        env("DATABASE_REPLICA_URL").context("--standby")?;
+    }
     let command = std::iter::once("perf/run".to_owned()).chain(std::env::args().skip(2)).collect::<Vec<_>>().join(" ");
     let mut machine = machine();
     let date = chrono::Local::now().format("%Y-%m-%d").to_string();
@@ -172,55 +253,53 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut phase = Phase { started: Instant::now(), total: 6, done: 0 };
     eprintln!(
-        "perf/run{}: steps {:?} users, {} s a step, p99 limit {} ms; report in {}",
+        "perf/run{}: steps {:?} users, {} s a step, p99 limit {} ms; parts: {}; report in {}",
         if sizes.quick { " --quick" } else { "" },
         options.steps,
         sizes.step_seconds,
         options.p99_limit_ms,
+        if options.only.is_empty() { "all".to_owned() } else { options.only.join(", ") },
         out.display()
     );
     let shape = sizes.shape();
 
-    phase.next(&format!(
-        "pgbench baseline and HTTP transfers, cold and hot, in {} interleaved rounds",
-        options.write_rounds
-    ));
-    let writes = write::measure(&write_options(&options, &sizes)).await?;
+    let writes = if parts.has("write") {
+        phase.next(&format!(
+            "pgbench baseline and HTTP transfers, cold and hot, in {} interleaved rounds",
+            options.write_rounds
+        ));
+        Some(write::measure(&write_options(&options, &sizes)).await?)
+    } else {
+        phase.next("pgbench baseline and HTTP transfers: left out");
+        None
+    };
 
-    phase.next(&format!("history: {} entries, naive vs tuned one request at a time", sizes.entries));
-    let history = history::measure(&history_options(&options, &sizes)).await?;
-
-    phase.next("statement readers under load: tuned, then naive");
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;
-    let mut searches = statement_readers(&options, shape, &client, &history).await;
-    let mut server_memory = vec![(
-        format!(
-            "history server, after the statement readers (steps up to {} users)",
-            options.steps.iter().max().unwrap_or(&0)
-        ),
-        history.server.memory(),
-    )];
-    eprintln!("  server memory after the statement readers: {}", history.server.memory());
-    history.server.stop().await;
+    let mut server_memory = Vec::new();
+    let (history, mut searches) =
+        history_part(&options, &sizes, &parts, &mut phase, &client, &mut server_memory).await?;
 
-    let transactional = transactional(&options, &sizes, &mut phase, &client, &mut searches, &mut server_memory).await?;
+    let transactional = if parts.any(&PARTS[4..]) {
+        Some(transactional(&options, &sizes, &parts, &mut phase, &client, &mut searches, &mut server_memory).await?)
+    } else {
+        None
+    };
     machine.load_after = load_average();
 
     let report = Report {
         command: &command,
         quick: sizes.quick,
+        standby: options.standby,
+        left_out: parts.left_out(),
         machine: &machine,
         shape,
         p99_limit_ms: options.p99_limit_ms,
-        writes: &writes,
+        writes: writes.as_ref(),
         entries: sizes.entries,
-        history_rows: &history.rows,
-        history_fallbacks: history.fallbacks,
-        history_mismatches: history.mismatches.len(),
+        history: history.as_ref(),
         searches: &searches,
-        windows: &transactional.windows,
+        transactional: transactional.as_ref(),
         savings: sizes.savings,
-        audit: &transactional.audit,
         server_memory: &server_memory,
         minutes: phase.started.elapsed().as_secs_f64() / 60.0,
     };
@@ -229,10 +308,49 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     std::fs::write(&path, report.markdown())?;
     eprintln!("\nreport: {}", path.display());
     println!("{}", report.summary());
-    anyhow::ensure!(writes.audit_ok(), "the ledger audit failed after the write benchmark");
-    let audit = &transactional.audit;
-    anyhow::ensure!(audit["ok"] == Value::Bool(true), "the ledger audit failed after the scenarios: {audit}");
+    anyhow::ensure!(
+        writes.as_ref().is_none_or(WriteOutcome::audit_ok),
+        "the ledger audit failed after the write benchmark"
+    );
+    if let Some(audit) = transactional.as_ref().map(|t| &t.audit) {
+        anyhow::ensure!(audit["ok"] == Value::Bool(true), "the ledger audit failed after the scenarios: {audit}");
+    }
     Ok(())
+}
+
+/// The history part and the statement readers on its server, when the parts ask for them.
+async fn history_part(
+    options: &Options,
+    sizes: &Sizes,
+    parts: &Parts,
+    phase: &mut Phase,
+    client: &reqwest::Client,
+    server_memory: &mut Vec<(String, crate::server::Memory)>,
+) -> anyhow::Result<(Option<HistoryResults>, Vec<StepSearch>)> {
+    if !parts.any(&PARTS[1..4]) {
+        phase.next("history: left out");
+        phase.next("statement readers: left out");
+        return Ok((None, Vec::new()));
+    }
+    phase.next(&format!("history: {} entries, naive vs tuned one request at a time", sizes.entries));
+    let history_options = history_options(options, sizes);
+    read_through_standby(options.standby, &history_options.database)?;
+    let history = history::measure(&history_options).await?;
+
+    phase.next("statement readers under load: tuned, then naive");
+    let searches = statement_readers(options, parts, sizes.shape(), client, &history).await;
+    server_memory.push((
+        format!(
+            "history server, after the statement readers (steps up to {} users)",
+            options.steps.iter().max().unwrap_or(&0)
+        ),
+        history.server.memory(),
+    ));
+    eprintln!("  server memory after the statement readers: {}", history.server.memory());
+    let results =
+        HistoryResults { rows: history.rows, fallbacks: history.fallbacks, mismatches: history.mismatches.len() };
+    history.server.stop().await;
+    Ok((Some(results), searches))
 }
 
 fn write_options(options: &Options, sizes: &Sizes) -> write::Options {
@@ -272,9 +390,11 @@ fn history_options(options: &Options, sizes: &Sizes) -> history::Options {
     }
 }
 
-/// Steps the statement readers up on the history server: tuned, then naive.
+/// Steps the statement readers up on the history server: tuned, then naive (those the parts
+/// name).
 async fn statement_readers(
     options: &Options,
+    parts: &Parts,
     shape: Shape,
     client: &reqwest::Client,
     history: &history::HistoryOutcome,
@@ -285,6 +405,9 @@ async fn statement_readers(
     for (name, read_path) in
         [("statement reader, tuned", ReadPath::Tuned), ("statement reader, naive", ReadPath::Naive)]
     {
+        if !parts.has(&slug(name)) {
+            continue;
+        }
         let (client, base, readers, limit) =
             (client.clone(), history.server.base.clone(), readers.clone(), history.limit);
         searches.push(
@@ -298,16 +421,18 @@ async fn statement_readers(
 }
 
 /// The transactional scenarios on a fresh database, then the batch windows, the outbox
-/// drained and the audit.
+/// drained and the audit (those the parts name; the audit always).
 async fn transactional(
     options: &Options,
     sizes: &Sizes,
+    parts: &Parts,
     phase: &mut Phase,
     client: &reqwest::Client,
     searches: &mut Vec<StepSearch>,
     server_memory: &mut Vec<(String, crate::server::Memory)>,
 ) -> anyhow::Result<Transactional> {
     phase.next("transactional scenarios: daily users, payday, settlement evening");
+    read_through_standby(options.standby, &format!("{}_scenarios", options.databases))?;
     let (server, db) = scenario_server(options, sizes.savings).await?;
     server_memory.push(("transactional server, idle, just started".to_owned(), server.memory()));
     let pool = options.steps.iter().copied().max().unwrap_or(1) + 4;
@@ -328,38 +453,78 @@ async fn transactional(
         ("settlement evening", scenarios::settlement),
     ];
     let shape = sizes.shape();
-    for (name, make) in scenario_makers {
+    let mut ledger = Vec::new();
+    for (name, make) in scenario_makers.into_iter().filter(|(name, _)| parts.has(&slug(name))) {
         let population = population.clone();
+        let before = metrics(client, &server.base).await;
         searches.push(
             scenarios::step_search(name, &options.steps, shape, options.p99_limit_ms, || make(population.clone()))
                 .await,
         );
+        ledger.push((name, ledger_batches(&before, &metrics(client, &server.base).await)));
         server_memory.push((
             format!("after {name} (steps up to {} users)", options.steps.iter().max().unwrap_or(&0)),
             server.memory(),
         ));
-        eprintln!("  server memory after {name}: {}", server.memory());
+        eprintln!("  server memory after {name}: {}; {}", server.memory(), ledger.last().map_or("", |l| &l.1));
     }
-
-    let traffic_users = searches
-        .iter()
-        .find(|search| search.name == "daily user")
-        .and_then(|search| search.sustained)
-        .unwrap_or(options.steps[0]);
-    phase.next(&format!(
-        "batch windows: interest (04:00), pending-expiry (06:00) and installments (08:00), quiet and with \
-         {traffic_users} daily users"
-    ));
-    // No client timeout: a job over many accounts may take minutes.
     let admin = Admin { client: reqwest::Client::new(), base: server.base.clone() };
-    let windows = scenarios::batch_windows(&admin, population.clone(), traffic_users, sizes.pending).await?;
+    let windows = if parts.has("batch-windows") {
+        let traffic_users = searches
+            .iter()
+            .find(|search| search.name == "daily user")
+            .and_then(|search| search.sustained)
+            .unwrap_or(options.steps[0]);
+        phase.next(&format!(
+            "batch windows: interest (04:00), pending-expiry (06:00) and installments (08:00), quiet and with \
+             {traffic_users} daily users"
+        ));
+        // No client timeout: a job over many accounts may take minutes.
+        Some(scenarios::batch_windows(&admin, population.clone(), traffic_users, sizes.pending).await?)
+    } else {
+        phase.next("batch windows: left out");
+        None
+    };
 
     phase.next("audit and report");
     drain_outbox(&db).await?;
     let audit = admin.audit().await?;
-    server_memory.push(("after the batch windows (with daily users)".to_owned(), server.memory()));
+    let end = if windows.is_some() { "after the batch windows (with daily users)" } else { "after the scenarios" };
+    server_memory.push((end.to_owned(), server.memory()));
     server.stop().await;
-    Ok(Transactional { windows, audit })
+    Ok(Transactional { windows, audit, ledger })
+}
+
+/// The server's /metrics text (empty when it does not answer).
+async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A metric's value in /metrics text (0 when absent).
+fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The ledger writer's batches between two /metrics texts.
+fn ledger_batches(before: &str, after: &str) -> String {
+    let delta = |name: &str| metric_value(after, name) - metric_value(before, name);
+    let (batches, commands) = (delta("minipay_ledger_batches_total"), delta("minipay_ledger_commands_total"));
+    format!(
+        "ledger batches: {batches:.0} committed, {commands:.0} commands, mean size {:.1} (max so far {}), \
+         retries {:.0}, commands run again {:.0}",
+        delta("minipay_ledger_batch_size_sum") / delta("minipay_ledger_batch_size_count").max(1.0),
+        metric_value(after, "minipay_ledger_batch_size_max"),
+        delta("minipay_ledger_batch_retries_total"),
+        delta("minipay_ledger_commands_again_total"),
+    )
 }
 
 /// A server on a fresh scenario database with `savings` savings accounts, and a connection to
@@ -386,6 +551,7 @@ async fn scenario_server(options: &Options, savings: i64) -> anyhow::Result<(Ser
         ],
     )
     .await?;
+    crate::cpu::watch_stores(&scenario_url, database, &clickhouse_url).await?;
     let (db, connection) = tokio_postgres::connect(&scenario_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     eprintln!("  seeding {savings} savings accounts for the batch jobs");
@@ -419,18 +585,19 @@ async fn drain_outbox(db: &tokio_postgres::Client) -> anyhow::Result<()> {
 struct Report<'a> {
     command: &'a str,
     quick: bool,
+    /// The scenario servers read through the hot standby.
+    standby: bool,
+    /// The parts `--only` left out.
+    left_out: Vec<&'static str>,
     machine: &'a Machine,
     shape: Shape,
     p99_limit_ms: f64,
-    writes: &'a WriteOutcome,
+    writes: Option<&'a WriteOutcome>,
     entries: u64,
-    history_rows: &'a [(String, usize, history::Samples)],
-    history_fallbacks: u64,
-    history_mismatches: usize,
+    history: Option<&'a HistoryResults>,
     searches: &'a [StepSearch],
-    windows: &'a BatchWindows,
+    transactional: Option<&'a Transactional>,
     savings: i64,
-    audit: &'a Value,
     /// The servers' memory at points of the run.
     server_memory: &'a [(String, crate::server::Memory)],
     minutes: f64,
@@ -474,7 +641,7 @@ fn latency_cells(report: &LoadReport) -> String {
 
 impl Report<'_> {
     fn row(&self, prefix: &str) -> Option<&history::Samples> {
-        self.history_rows.iter().find(|(label, _, _)| label.starts_with(prefix)).map(|(_, _, samples)| samples)
+        self.history?.rows.iter().find(|(label, _, _)| label.starts_with(prefix)).map(|(_, _, samples)| samples)
     }
 
     fn deep_ratio(&self, prefix: &str) -> Option<(f64, f64, f64)> {
@@ -483,28 +650,32 @@ impl Report<'_> {
         Some((naive, tuned, naive / tuned))
     }
 
-    /// The write benchmark's ratios: the median over its interleaved rounds.
-    fn transfer_ratios(&self) -> write::Ratios {
-        self.writes.median_ratios()
+    /// The batch jobs' runs, when the batch windows ran.
+    fn jobs(&self) -> &[scenarios::JobRun] {
+        self.transactional.and_then(|t| t.windows.as_ref()).map_or(&[], |windows| &windows.jobs)
     }
 
     /// The few lines printed at the end of the run.
     fn summary(&self) -> String {
-        let ratios = self.transfer_ratios();
-        let mut text = format!(
-            "transfers vs pgbench, median of {} interleaved rounds: cold {}, hot {} (goal >= 1.0x); \
-             hot vs pgbench cold {}\n",
-            self.writes.rounds.len(),
-            times(ratios.cold),
-            times(ratios.hot),
-            times(ratios.hot_vs_pg_cold)
-        );
+        let mut text = String::new();
+        if let Some(writes) = self.writes {
+            let ratios = writes.median_ratios();
+            let _ = writeln!(
+                text,
+                "transfers vs pgbench, median of {} interleaved rounds: cold {}, hot {} (goal >= 1.0x); \
+                 hot vs pgbench cold {}",
+                writes.rounds.len(),
+                times(ratios.cold),
+                times(ratios.hot),
+                times(ratios.hot_vs_pg_cold)
+            );
+        }
         for prefix in ["hot: deep", "heavy: deep"] {
             if let Some((_, _, ratio)) = self.deep_ratio(prefix) {
                 let _ = writeln!(text, "history {prefix} page, naive/tuned p50: {ratio:.0}x (goal >= 50x)");
             }
         }
-        for job in &self.windows.jobs {
+        for job in self.jobs() {
             let _ = writeln!(
                 text,
                 "{} ({}, {}): quiet {:.2} s, under traffic {:.2} s",
@@ -523,7 +694,12 @@ impl Report<'_> {
                 search.sustained.map_or("no step".to_owned(), |users| format!("{users} users"))
             );
         }
-        let _ = write!(text, "audit ok: {} (write bench), {} (scenarios)", self.writes.audit_ok(), self.audit["ok"]);
+        let _ = write!(
+            text,
+            "audit ok: {} (write bench), {} (scenarios)",
+            self.writes.map_or("not run".to_owned(), |w| w.audit_ok().to_string()),
+            self.transactional.map_or("not run".to_owned(), |t| t.audit["ok"].to_string())
+        );
         text
     }
 
@@ -539,6 +715,9 @@ impl Report<'_> {
                 .collect()
         };
         let all = |_: &str| true;
+        if self.searches.is_empty() {
+            return Ok(());
+        }
         LineChart {
             title: "Throughput against load",
             x_label: "virtual users",
@@ -566,6 +745,9 @@ impl Report<'_> {
             line.name = format!("{} p99", line.name);
             line
         }));
+        if history.is_empty() {
+            return Ok(());
+        }
         LineChart {
             title: "Statement readers (first + deep page): naive vs tuned",
             x_label: "virtual users",
@@ -604,16 +786,63 @@ impl Report<'_> {
              measured in the same run rather than in absolute terms.\n",
             m.cores, m.cpu, m.memory, m.load_before, m.load_after, self.minutes
         );
+        if self.standby {
+            let _ = writeln!(
+                md,
+                "Read path: the scenario servers (statement readers, transactional scenarios) ran with \
+                 `MINIPAY_DATABASE_REPLICA_URL` on a streaming-replication hot standby of the PostgreSQL \
+                 (`scripts/services up standby`): plain reads go to the standby once it has replayed the \
+                 primary's position at their arrival (see docs/scaling.md). The write benchmark uses the \
+                 primary only.\n"
+            );
+        }
+        if !self.left_out.is_empty() {
+            let _ = writeln!(
+                md,
+                "Parts left out of this run (`--only`): {}. Their sections and goals are not in this report.\n",
+                self.left_out.join(", ")
+            );
+        }
     }
 
     /// The summary table: every goal, met or not.
     fn md_summary(&self, md: &mut String) {
-        let w = self.writes;
-        let ratios = self.transfer_ratios();
-        let rounds = w.rounds.len();
         let _ = writeln!(md, "## Summary\n");
         let _ = writeln!(md, "| measure | minipay | baseline | ratio | goal |");
         let _ = writeln!(md, "|---|---:|---:|---:|---|");
+        self.md_summary_writes(md);
+        for (prefix, label) in [("hot: deep", "hot account"), ("heavy: deep", "heavy accounts")] {
+            if let Some((naive, tuned, ratio)) = self.deep_ratio(prefix) {
+                let _ = writeln!(
+                    md,
+                    "| history deep page (90%), {label}, p50 ms: tuned vs naive | {} | {} | {ratio:.0}x | ≥ 50x: {} |",
+                    ms(tuned),
+                    ms(naive),
+                    goal(ratio >= 50.0)
+                );
+            }
+        }
+        for job in self.jobs() {
+            let slowdown = job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64();
+            let _ = writeln!(
+                md,
+                "| {} job ({} window, {} items), s: under traffic vs quiet | {:.2} | {:.2} | {slowdown:.2}x slower | – |",
+                job.job,
+                job.window,
+                items(job),
+                job.under_traffic.as_secs_f64(),
+                job.quiet.as_secs_f64()
+            );
+        }
+    }
+
+    /// The summary's rows of the write benchmark, when it ran.
+    fn md_summary_writes(&self, md: &mut String) {
+        let Some(w) = self.writes else {
+            return;
+        };
+        let ratios = w.median_ratios();
+        let rounds = w.rounds.len();
         let _ = writeln!(
             md,
             "| transfers/s, cold (random pairs) vs pgbench hand-written transaction; ratio: median of {rounds} \
@@ -632,29 +861,6 @@ impl Report<'_> {
             times(ratios.hot),
             goal(ratios.hot >= 1.0)
         );
-        for (prefix, label) in [("hot: deep", "hot account"), ("heavy: deep", "heavy accounts")] {
-            if let Some((naive, tuned, ratio)) = self.deep_ratio(prefix) {
-                let _ = writeln!(
-                    md,
-                    "| history deep page (90%), {label}, p50 ms: tuned vs naive | {} | {} | {ratio:.0}x | ≥ 50x: {} |",
-                    ms(tuned),
-                    ms(naive),
-                    goal(ratio >= 50.0)
-                );
-            }
-        }
-        for job in &self.windows.jobs {
-            let slowdown = job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64();
-            let _ = writeln!(
-                md,
-                "| {} job ({} window, {} items), s: under traffic vs quiet | {:.2} | {:.2} | {slowdown:.2}x slower | – |",
-                job.job,
-                job.window,
-                items(job),
-                job.under_traffic.as_secs_f64(),
-                job.quiet.as_secs_f64()
-            );
-        }
     }
 
     /// The highest load each scenario sustains, and the charts.
@@ -691,13 +897,20 @@ impl Report<'_> {
                 )),
             );
         }
-        let _ = writeln!(md, "\n![throughput](throughput.png)\n\n![p99](p99.png)\n\n![history](history.png)\n");
+        if !self.searches.is_empty() {
+            let _ = writeln!(md, "\n![throughput](throughput.png)\n\n![p99](p99.png)\n");
+        }
+        if self.searches.iter().any(|search| search.name.starts_with("statement")) {
+            let _ = writeln!(md, "![history](history.png)\n");
+        }
     }
 
     /// Transfers against pgbench, round by round.
     fn md_transfers(&self, md: &mut String) {
-        let w = self.writes;
-        let ratios = self.transfer_ratios();
+        let Some(w) = self.writes else {
+            return;
+        };
+        let ratios = w.median_ratios();
         let rounds = w.rounds.len();
         let _ = writeln!(md, "## Transfers vs pgbench\n");
         let _ = writeln!(
@@ -780,6 +993,9 @@ impl Report<'_> {
 
     /// History reads, naive against tuned.
     fn md_history(&self, md: &mut String) {
+        let Some(history) = self.history else {
+            return;
+        };
         let _ = writeln!(md, "## History: naive vs tuned, one request at a time\n");
         let _ = writeln!(
             md,
@@ -791,7 +1007,7 @@ impl Report<'_> {
         let _ =
             writeln!(md, "| query | accounts | samples | naive p50 | naive p99 | tuned p50 | tuned p99 | p50 ratio |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for (label, accounts, samples) in self.history_rows {
+        for (label, accounts, samples) in &history.rows {
             let (np50, np99) = (percentile(&samples.naive_ms, 0.5), percentile(&samples.naive_ms, 0.99));
             let (tp50, tp99) = (percentile(&samples.tuned_ms, 0.5), percentile(&samples.tuned_ms, 0.99));
             let _ = writeln!(
@@ -808,12 +1024,15 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "\nTuned answers from the PostgreSQL fallback: {}; naive/tuned pairs that differed: {}.\n",
-            self.history_fallbacks, self.history_mismatches
+            history.fallbacks, history.mismatches
         );
     }
 
     /// The batch jobs, quiet and under traffic.
     fn md_windows(&self, md: &mut String) {
+        let Some(windows) = self.transactional.and_then(|t| t.windows.as_ref()) else {
+            return;
+        };
         let _ = writeln!(md, "## Batch windows under traffic\n");
         let _ = writeln!(
             md,
@@ -824,11 +1043,11 @@ impl Report<'_> {
              job, run here once a day at 06:01. With the server's manual clock, each job ran once to catch up \
              (not reported), then on the next day with no traffic, then on the day after while {} daily users \
              ran (`POST /admin/jobs/{{name}}/run` at 04:01, 06:01 and 08:01).\n",
-            self.savings, self.windows.pending_per_day, self.windows.traffic.shape.users
+            self.savings, windows.pending_per_day, windows.traffic.shape.users
         );
         let _ = writeln!(md, "| job | window | items | quiet s | under traffic s | slowdown |");
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
-        for job in &self.windows.jobs {
+        for job in &windows.jobs {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {:.2} | {:.2} | {:.2}x |",
@@ -840,12 +1059,9 @@ impl Report<'_> {
                 job.under_traffic.as_secs_f64() / job.quiet.as_secs_f64()
             );
         }
-        let _ = writeln!(
-            md,
-            "\nThe daily users meanwhile ({} s measured):\n",
-            self.windows.traffic.shape.duration.as_secs()
-        );
-        endpoint_table(md, &self.windows.traffic);
+        let _ =
+            writeln!(md, "\nThe daily users meanwhile ({} s measured):\n", windows.traffic.shape.duration.as_secs());
+        endpoint_table(md, &windows.traffic);
     }
 
     /// Every step of every scenario, per endpoint.
@@ -874,8 +1090,17 @@ impl Report<'_> {
                     if crate::scenarios::passes(step, self.p99_limit_ms) { "yes" } else { "no" }
                 );
             }
+            let ledger = self.transactional.and_then(|t| t.ledger.iter().find(|(name, _)| *name == search.name));
+            if let Some((_, ledger)) = ledger {
+                let _ = writeln!(md, "\nServer, over all its steps: {ledger}.");
+            }
             for step in &search.steps {
-                let _ = writeln!(md, "\n{} users, per endpoint:\n", step.shape.users);
+                let _ = writeln!(
+                    md,
+                    "\n{} users, per endpoint (CPU per request: {}):\n",
+                    step.shape.users,
+                    step.total.cpu.per_request(step.total.requests as f64)
+                );
                 endpoint_table(md, step);
             }
             md.push('\n');
@@ -901,11 +1126,16 @@ impl Report<'_> {
 
     /// The ledger audits.
     fn md_audit(&self, md: &mut String) {
-        let w = self.writes;
         let _ = writeln!(md, "## Audit\n");
-        let _ = writeln!(md, "- after the write benchmark: ok = {}", w.audit["ok"]);
-        let _ = writeln!(md, "- after the scenarios and batch windows: ok = {}", self.audit["ok"]);
-        if let Some(checks) = self.audit["checks"].as_array() {
+        if let Some(w) = self.writes {
+            let _ = writeln!(md, "- after the write benchmark: ok = {}", w.audit["ok"]);
+        }
+        let Some(transactional) = self.transactional else {
+            return;
+        };
+        let audit = &transactional.audit;
+        let _ = writeln!(md, "- after the transactional scenarios and batch windows that ran: ok = {}", audit["ok"]);
+        if let Some(checks) = audit["checks"].as_array() {
             for check in checks {
                 let _ = writeln!(md, "  - `{check}`");
             }

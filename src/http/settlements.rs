@@ -270,20 +270,17 @@ pub async fn pay_share(
     ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Response> {
     let mut conn = state.pool.acquire().await?;
-    let settlement = settlements::get_for_party(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
-    if settlement.requester_id == caller.user_id {
+    let target = settlements::payment_target(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
+    drop(conn);
+    if target.requester_id == caller.user_id {
         return Err(ApiError::InvalidState("the requester does not pay a share of their own settlement".to_owned()));
     }
-    let requester = users::find_by_id(&mut conn, settlement.requester_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("settlement {id} has no requester")))?;
-    drop(conn);
     let command = Command::PayShare {
         user_id: caller.user_id,
         settlement_id: id,
         from_account_id: caller.main_account_id,
-        to_account_id: requester.main_account_id,
-        memo: settlement.memo.clone(),
+        to_account_id: target.requester_main_account_id,
+        memo: target.memo,
     };
     let fingerprint = key.fingerprint("POST /v1/settlements/{id}/pay", &id);
     // What is stored under the key is the outcome, not the settlement: the batch sees only the

@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::domain::accounts::UserId;
+use crate::domain::accounts::{AccountId, UserId};
 use crate::domain::ids::SettlementId;
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{
@@ -332,6 +332,41 @@ pub async fn get_for_party(
     let Some(row) = row else { return Ok(None) };
     let settlement = settlement_from_row(&row)?;
     Ok(with_shares(conn, vec![settlement]).await?.pop())
+}
+
+/// What paying a share needs to know before the ledger runs it: who asked, into which main
+/// account the share goes, and the memo of the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentTarget {
+    pub requester_id: UserId,
+    pub requester_main_account_id: AccountId,
+    pub memo: Option<String>,
+}
+
+/// The settlement's [`PaymentTarget`] if the user asked for it or holds a share of it (the same
+/// parties as [`get_for_party`]), in one query: a payment reads the settlement itself only
+/// once it has committed.
+pub async fn payment_target(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    id: SettlementId,
+) -> sqlx::Result<Option<PaymentTarget>> {
+    let row: Option<(UserId, AccountId, Option<String>)> = sqlx::query_as(
+        "SELECT s.requester_id, a.id, s.memo FROM settlements s
+           JOIN accounts a ON a.user_id = s.requester_id AND a.kind = 'main'
+          WHERE s.id = $1
+            AND (s.requester_id = $2
+                 OR EXISTS (SELECT 1 FROM settlement_shares sh WHERE sh.settlement_id = s.id AND sh.user_id = $2))",
+    )
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(requester_id, requester_main_account_id, memo)| PaymentTarget {
+        requester_id,
+        requester_main_account_id,
+        memo,
+    }))
 }
 
 /// Which settlements a user lists.

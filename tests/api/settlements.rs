@@ -674,3 +674,49 @@ async fn bad_settlement_requests_are_422_and_create_nothing() {
     assert_eq!(amounts(&body)[0], 100);
     app.assert_audit_ok().await;
 }
+
+/// Payments of many settlements at once, to a few requesters: the writer runs one batch of
+/// share payments at a time, each taking every payment waiting, so that batches paying shares
+/// of different settlements never fail each other under SERIALIZABLE (their shares sit on the
+/// same index pages) and run again alone. Every share is paid once, every settlement completes,
+/// the balances are exact, and no batch was retried.
+#[tokio::test]
+async fn payments_of_many_settlements_at_once_are_batched_together_without_retries() {
+    let app = spawn_app().await;
+    let mut requesters = Vec::new();
+    for index in 0..3 {
+        requesters.push(app.signup(&format!("host{index}")).await);
+    }
+    let mut payers = Vec::new();
+    for index in 0..12 {
+        payers.push(app.funded(format!("guest{index}"), 100_000).await);
+    }
+    // Each requester splits 3,000 KRW three ways with each of four trios of payers.
+    let mut payments = Vec::new();
+    for (r, requester) in requesters.iter().enumerate() {
+        for trio in payers.chunks(3) {
+            let trio: Vec<&TestUser> = trio.iter().collect();
+            let id = created(&app, requester, 3_000, "equal", &trio, false).await["id"].as_i64().unwrap();
+            payments.extend(trio.into_iter().map(|payer| (r, payer, id)));
+        }
+    }
+    let retries_before = metric_at(&app.client, &app.base, "minipay_ledger_batch_retries_total").await;
+    let answers = join_all(payments.iter().map(|(_, payer, id)| pay(&app, payer, *id))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let retries = metric_at(&app.client, &app.base, "minipay_ledger_batch_retries_total").await - retries_before;
+    assert_eq!(retries, 0, "share-paying batches failed each other");
+
+    for payer in &payers {
+        assert_eq!(app.balance(payer).await, 100_000 - 3 * 1_000, "{} paid one share per requester", payer.name);
+    }
+    for (r, requester) in requesters.iter().enumerate() {
+        assert_eq!(app.balance(requester).await, 12 * 1_000);
+        for (_, _, id) in payments.iter().filter(|(of, _, _)| *of == r).step_by(3) {
+            let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&requester.token)).await;
+            assert_eq!(read["status"], json!("completed"), "{read}");
+        }
+    }
+    app.assert_audit_ok().await;
+}

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
 
 use super::{Answer, Idempotency, LedgerError};
 use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
-use crate::domain::ids::{SettlementId, TransferId};
+use crate::domain::ids::TransferId;
 use crate::ledger::apply::Command;
 
 /// A submitted command on its way through the writer, with where to send its answer.
@@ -32,7 +32,13 @@ pub(super) enum Claim {
     /// The user's daily top-up counters, whichever day.
     Daily(UserId),
     Transfer(TransferId),
-    Settlement(SettlementId),
+    /// Every settlement's shares: one batch that pays shares at a time, taking every payment
+    /// waiting, as transfers to one hot account share a batch. Batches read shares through their
+    /// keys' index pages, and a paid share's new row version lands in those pages (`status` is in
+    /// a partial index's predicate, so the update is never HOT): two share-paying batches at
+    /// once, on different settlements, failed each other under SERIALIZABLE, and every retry ran
+    /// alone.
+    Shares,
     Key(UserId, String),
 }
 
@@ -50,7 +56,7 @@ impl Envelope {
         let mut claims: Vec<Claim> = self.accounts().into_iter().map(Claim::Account).collect();
         claims.extend(self.command.charging_user().map(Claim::Daily));
         claims.extend(self.command.transfer_to_lock().map(Claim::Transfer));
-        claims.extend(self.command.settlement_to_lock().map(Claim::Settlement));
+        claims.extend(self.command.settlement_to_lock().map(|_| Claim::Shares));
         claims.extend(self.idempotency.as_ref().map(|key| Claim::Key(key.user_id, key.key.clone())));
         claims
     }
@@ -250,6 +256,37 @@ mod tests {
         let rest = running.take(&mut intake, 2);
         assert_eq!(from_accounts(&rest), vec![104]);
         assert!(intake.closed);
+    }
+
+    #[test]
+    fn share_payments_of_any_settlements_wait_for_the_running_one_then_share_a_batch() {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let mut intake = Intake { receiver, closed: false };
+        let mut running = Running::default();
+        let mut answers = Vec::new();
+        let mut pay = |user: i64, settlement: i64, from: i64, to: i64| {
+            let (reply, answer) = oneshot::channel();
+            let command = Command::PayShare {
+                user_id: UserId::new(user),
+                settlement_id: crate::domain::ids::SettlementId::new(settlement),
+                from_account_id: AccountId::new(from),
+                to_account_id: AccountId::new(to),
+                memo: None,
+            };
+            let held = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+            sender.send(Envelope { command, idempotency: None, reply, external: false, _held: held }).ok().unwrap();
+            answers.push(answer);
+        };
+        pay(1, 10, 101, 201);
+        let first = running.take(&mut intake, 10);
+        assert_eq!(from_accounts(&first), vec![101]);
+        // Disjoint accounts, users and settlements: they still wait for the running share batch.
+        pay(2, 11, 102, 202);
+        pay(3, 12, 103, 203);
+        pay(4, 12, 104, 203);
+        assert!(running.take(&mut intake, 10).envelopes.is_empty());
+        running.release(&first.claims, Vec::new());
+        assert_eq!(from_accounts(&running.take(&mut intake, 10)), vec![102, 103, 104]);
     }
 
     /// Two batches holding one claim: the second release finds it gone.
