@@ -103,8 +103,11 @@ const CLAIM_KEY_BASE: i64 = 1 << 40;
 /// gate in EXCLUSIVE mode that stopped every process. Waiting here instead, before the
 /// snapshot is taken, the batch starts after the other one committed, and sees what it wrote.
 /// The claims are taken in id order, and held while waiting at the gate and for row locks,
-/// which no holder of the gate or of a row waits for a claim to get: no cycle.
-const CLAIM_ACCOUNTS: &str = "SELECT count(pg_advisory_lock($2 + id)) FROM UNNEST($1::int8[]) AS id";
+/// which no holder of the gate or of a row waits for a claim to get: no cycle. Ids outside
+/// 0..$2 (which name no account: ids come from a sequence) are not claimed, so that the key
+/// stays a bigint; their row locks alone would keep them apart.
+const CLAIM_ACCOUNTS: &str =
+    "SELECT count(pg_advisory_lock($2 + id)) FROM UNNEST($1::int8[]) AS id WHERE id >= 0 AND id < $2";
 
 /// Releases every claim of the session (the writers' connections take no other advisory lock).
 pub(crate) const RELEASE_CLAIMS: &str = "SELECT pg_advisory_unlock_all()";
