@@ -13,7 +13,7 @@ use super::extract::AuthUser;
 use crate::http::state::AppState;
 use crate::ledger::writer::{Answer, Idempotency, Render};
 use crate::ledger::Command;
-use crate::store::idempotency::{self, StoredResponse};
+use crate::store::idempotency::StoredResponse;
 
 pub const IDEMPOTENCY_KEY_LENGTH_MAX_CHARS: usize = 255;
 
@@ -79,9 +79,9 @@ pub fn respond(stored: StoredResponse) -> Response {
     response
 }
 
-/// Runs a money-moving command, honouring the caller's idempotency key: a repeat of a finished
-/// request is answered from the store; concurrent repeats are resolved inside the ledger batch,
-/// so the work is done once.
+/// Runs a money-moving command, honouring the caller's idempotency key: the ledger batch that
+/// takes the command looks the key up first (see `crate::ledger::writer`), so a repeat, of a
+/// finished request or of one in flight, is answered from the record and does the work once.
 pub async fn run_command(
     state: &AppState,
     caller: AuthUser,
@@ -100,6 +100,9 @@ pub async fn run_command(
 /// for a repeat) instead of sending it, for handlers that shape the final response themselves.
 /// Errors are answers that no command gave: a key reused with another request, a ledger that
 /// is busy or down.
+///
+/// A repeat is not looked up here before it is queued: that look-up cost every keyed request a
+/// pooled connection and a round trip, to save a repeat, which is rare, its place in a batch.
 pub async fn run_command_stored(
     state: &AppState,
     caller: AuthUser,
@@ -108,19 +111,6 @@ pub async fn run_command_stored(
     command: Command,
     render: Render,
 ) -> Result<StoredResponse, ApiError> {
-    if let Some(key) = &key.0 {
-        let since = state.clock.now() - state.config.idempotency_ttl;
-        let found = match state.pool.acquire().await {
-            Ok(mut conn) => idempotency::find(&mut conn, caller.user_id, key, since).await,
-            Err(error) => Err(error),
-        };
-        match found {
-            Ok(Some(record)) if record.fingerprint == fingerprint => return Ok(record.response),
-            Ok(Some(_)) => return Err(ApiError::IdempotencyKeyReused),
-            Ok(None) => {}
-            Err(error) => return Err(ApiError::from(error)),
-        }
-    }
     let idempotency =
         key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
     match state.ledger.submit_with(command, idempotency).await {

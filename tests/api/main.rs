@@ -42,3 +42,4 @@ mod statements;
 mod top_ups;
 mod transfers;
 mod users;
+mod write_contention;

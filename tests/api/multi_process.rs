@@ -1,7 +1,8 @@
 //! Any number of server processes on one database behave as one. Their batches meet on hot rows
 //! (the receivers' accounts, the external account, idempotency keys, the savings accounts the
-//! interest job pays); the later batch fails its serialization check and is retried alone, so
-//! every request is answered as if one process had taken them all: no 5xx, each key applied
+//! interest job pays); the later batch waits for the other's claims on their accounts before it
+//! starts (or, meeting a row it did not claim, fails its serialization check and is retried),
+//! so every request is answered as if one process had taken them all: no 5xx, each key applied
 //! once, the balances what the answers say, and the audit holds.
 //!
 //! scripts/test runs a short form (8 senders × 24 operations each, through two and through

@@ -90,12 +90,43 @@ const LOCK_DAILY: &str = "SELECT user_id, business_date, used FROM daily_charges
      WHERE (user_id, business_date) IN (SELECT * FROM UNNEST($1::int8[], $2::date[]))
      ORDER BY user_id, business_date FOR UPDATE";
 
-const FORGET_EXPIRED_KEYS: &str = "DELETE FROM idempotency_keys
-     WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::int8[], $2::text[])) AND created_at <= $3";
+/// Where the claims' keys start among the bigint advisory lock keys: above every `int4`, so that
+/// they never meet the keys other advisory locks hash a name to.
+const CLAIM_KEY_BASE: i64 = 1 << 40;
 
-const LOCK_KEYS: &str = "SELECT user_id, key, fingerprint, status_code, body FROM idempotency_keys
-     WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::int8[], $2::text[]))
-     ORDER BY user_id, key FOR UPDATE";
+/// Claims the accounts in $1 (in id order) across processes: a session advisory lock on each,
+/// waiting for another process's batch that holds one, taken before the batch's transaction and
+/// released after its COMMIT ([`RELEASE_CLAIMS`]). Within a process the writer never runs two
+/// batches on one account (`writer::schedule`); across processes nothing else kept them apart,
+/// and the later batch waited for the first one's row lock inside its SERIALIZABLE snapshot,
+/// which the first one's commit then made stale: a serialization failure, and a retry with the
+/// gate in EXCLUSIVE mode that stopped every process. Waiting here instead, before the
+/// snapshot is taken, the batch starts after the other one committed, and sees what it wrote.
+/// The claims are taken in id order, and held while waiting at the gate and for row locks,
+/// which no holder of the gate or of a row waits for a claim to get: no cycle. Ids outside
+/// 0..$2 (which name no account: ids come from a sequence) are not claimed, so that the key
+/// stays a bigint; their row locks alone would keep them apart.
+const CLAIM_ACCOUNTS: &str =
+    "SELECT count(pg_advisory_lock($2 + id)) FROM UNNEST($1::int8[]) AS id WHERE id >= 0 AND id < $2";
+
+/// Releases every claim of the session (the writers' connections take no other advisory lock).
+pub(crate) const RELEASE_CLAIMS: &str = "SELECT pg_advisory_unlock_all()";
+
+/// The live records of the keys in ($1, $2), after forgetting those created at or before $3.
+/// Sent before the batch's transaction, on its own (READ COMMITTED): read inside the
+/// SERIALIZABLE snapshot, a key that is not there would predicate-lock a page of the keys' index
+/// where other batches insert their own users' new keys, and batches on disjoint users would fail
+/// each other. Nothing is lost by reading outside: a key recorded by another process after this
+/// read makes the batch's insert of it fail (`idempotency_keys_pkey`, or a serialization failure),
+/// the batch is retried, and the retry reads it and replays. Within a process no two batches
+/// hold one key (`writer::schedule::Claim::Key`), and across processes a repeat of a keyed
+/// command names the same accounts, which the batch has claimed before this read.
+const READ_KEYS: &str = "WITH forgotten AS (
+        DELETE FROM idempotency_keys
+         WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::int8[], $2::text[])) AND created_at <= $3
+     )
+     SELECT user_id, key, fingerprint, status_code, body FROM idempotency_keys
+      WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::int8[], $2::text[])) AND created_at > $3";
 
 const LOCK_TRANSFERS: &str = "SELECT to_jsonb(t) FROM transfers t WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
@@ -141,14 +172,16 @@ pub struct ToLock<'a> {
     pub blocks: &'a BTreeSet<(AccountId, UserId)>,
 }
 
-/// Opens the batch transaction, waits at the gate, then locks and reads the accounts, the daily
-/// counters, the idempotency keys (forgetting expired ones), the transfers and shares the
-/// batch changes, and reserves transfer ids — all sent at once. The first of them to fail, in
-/// that order, is the batch's error ([`in_send_order`]).
+/// Claims the accounts across processes ([`CLAIM_ACCOUNTS`]) and reads the idempotency keys
+/// (forgetting expired ones, [`READ_KEYS`]), both before the batch's transaction, then opens
+/// it, waits at the gate, locks and reads the accounts, the daily counters, the transfers and
+/// shares the batch changes, and reserves transfer ids — all sent at once. The first of them to
+/// fail, in that order, is the batch's error ([`in_send_order`]). The claims hold until
+/// released, whatever happens: [`write_and_commit`] and [`rollback`] release them.
 pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Locked, tokio_postgres::Error> {
     let statements = LockStatements::prepare(client).await?;
     let keys = LockKeys::of(&to_lock);
-    let [_, accounts, daily, _, keys, reserved, transfers, shares, blocked] =
+    let [_, keys, _, accounts, daily, reserved, transfers, shares, blocked] =
         send_locks(client, &statements, to_lock.alone, &keys).await?;
     let mut locked = Locked {
         accounts: HashMap::new(),
@@ -206,10 +239,10 @@ fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<SettlementId,
 
 /// The prepared statements of [`begin_and_lock`] (prepared once per connection).
 struct LockStatements {
+    claims: Statement,
+    keys: Statement,
     accounts: Statement,
     daily: Statement,
-    forget_keys: Statement,
-    keys: Statement,
     reserve: Statement,
     transfers: Statement,
     shares: Statement,
@@ -219,10 +252,10 @@ struct LockStatements {
 impl LockStatements {
     async fn prepare(client: &Object) -> Result<Self, tokio_postgres::Error> {
         Ok(LockStatements {
+            claims: client.prepare_cached(CLAIM_ACCOUNTS).await?,
+            keys: client.prepare_cached(READ_KEYS).await?,
             accounts: client.prepare_cached(LOCK_ACCOUNTS).await?,
             daily: client.prepare_cached(LOCK_DAILY).await?,
-            forget_keys: client.prepare_cached(FORGET_EXPIRED_KEYS).await?,
-            keys: client.prepare_cached(LOCK_KEYS).await?,
             reserve: client.prepare_cached(RESERVE_TRANSFER_IDS).await?,
             transfers: client.prepare_cached(LOCK_TRANSFERS).await?,
             shares: client.prepare_cached(LOCK_SHARES).await?,
@@ -281,8 +314,9 @@ async fn query_unless<const N: usize>(
     client.query(statement, &params).await
 }
 
-/// BEGIN, the gate, and every lock, polled in this order, so sent in this order, in one
-/// flight; a statement with nothing to lock is not sent. The rows of each, in that order.
+/// The claims and the keys' read (each on its own, before the transaction), then BEGIN, the
+/// gate, and every lock, polled in this order, so sent in this order, in one flight; a
+/// statement with nothing to read or lock is not sent. The rows of each, in that order.
 async fn send_locks(
     client: &Object,
     statements: &LockStatements,
@@ -291,25 +325,18 @@ async fn send_locks(
 ) -> Result<[Rows; 9], tokio_postgres::Error> {
     let s = statements;
     let k = keys;
-    let no_keys = k.key_users.is_empty();
-    let (begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares, blocked) = tokio::join!(
+    let (claimed, read_keys, begun, accounts, daily, reserved, transfers, shares, blocked) = tokio::join!(
+        query_unless(false, client, &s.claims, [&k.account_ids, &CLAIM_KEY_BASE]),
+        query_unless(k.key_users.is_empty(), client, &s.keys, [&k.key_users, &k.key_names, &k.keys_expired_before]),
         async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
         query_unless(false, client, &s.accounts, [&k.account_ids, &k.closing]),
         query_unless(k.daily_users.is_empty(), client, &s.daily, [&k.daily_users, &k.daily_dates]),
-        async {
-            if no_keys {
-                return Ok(Vec::new());
-            }
-            let params: [&(dyn ToSql + Sync); 3] = [&k.key_users, &k.key_names, &k.keys_expired_before];
-            client.execute(&s.forget_keys, &params).await.map(|_| Vec::new())
-        },
-        query_unless(no_keys, client, &s.keys, [&k.key_users, &k.key_names]),
         query_unless(k.reserve_count == 0, client, &s.reserve, [&k.reserve_count]),
         query_unless(k.transfer_ids.is_empty(), client, &s.transfers, [&k.transfer_ids]),
         query_unless(k.settlement_ids.is_empty(), client, &s.shares, [&k.settlement_ids]),
         query_unless(k.block_accounts.is_empty(), client, &s.blocked, [&k.block_accounts, &k.block_senders]),
     );
-    in_send_order([begun, accounts, daily, forgotten, locked_keys, reserved, transfers, shares, blocked])
+    in_send_order([claimed, read_keys, begun, accounts, daily, reserved, transfers, shares, blocked])
 }
 
 /// The results of pipelined statements, given in the order they were sent: all their rows, or
@@ -340,9 +367,16 @@ fn in_send_order<const N: usize>(
     }
 }
 
-/// Ends a failed attempt's transaction so the connection can be reused.
+/// Ends a failed attempt's transaction and releases its claims, so the connection can be
+/// reused.
 pub async fn rollback(client: &Object) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("ROLLBACK").await
+    let (rolled_back, released) = tokio::join!(client.batch_execute("ROLLBACK"), release_claims(client));
+    rolled_back.and(released)
+}
+
+/// Releases the batch's claims ([`CLAIM_ACCOUNTS`]).
+pub async fn release_claims(client: &Object) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(RELEASE_CLAIMS).await
 }
 
 fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {

@@ -552,9 +552,11 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Writes the batch and commits, in one flight. If the write fails, the COMMIT that follows it
-/// in the pipeline ends the aborted transaction (PostgreSQL answers it with ROLLBACK), and the
-/// write's error is returned. A key that a concurrent batch recorded first fails the write with
+/// Writes the batch, commits and releases its claims, in one flight. If the write fails, the
+/// COMMIT that follows it in the pipeline ends the aborted transaction (PostgreSQL answers it
+/// with ROLLBACK), and the write's error is returned; the claims are released either way, once
+/// the transaction has ended, so that a batch of another process that waited for them starts
+/// its snapshot after this one committed. A key that a concurrent batch recorded first fails the write with
 /// a unique violation on `idempotency_keys_pkey`; the batch is retried and then replays.
 pub async fn write_and_commit(
     client: &Object,
@@ -568,9 +570,14 @@ pub async fn write_and_commit(
     let (sql, params) = columns.statement();
     // The text is the same for every batch: prepared once per connection.
     let write = client.prepare_cached(&sql).await?;
-    let (written, committed) = tokio::join!(client.query_one(&write, &params), client.batch_execute("COMMIT"));
+    let (written, committed, released) = tokio::join!(
+        client.query_one(&write, &params),
+        client.batch_execute("COMMIT"),
+        client.batch_execute(super::RELEASE_CLAIMS)
+    );
     written?;
-    committed
+    committed?;
+    released
 }
 
 #[cfg(test)]

@@ -9,30 +9,42 @@
 //! flushes, and batches on one hot account still follow each other, each one large. Batches
 //! take the database gate (`ledger_batch_gate`) in ROW SHARE mode, which they share with each
 //! other and with writers of notifications outside a batch, and which waits for the jobs that
-//! take it in EXCLUSIVE mode. A retried batch (it met another process's batch, or a key
-//! recorded meanwhile) takes the gate in EXCLUSIVE mode: it then runs alone and its snapshot
-//! follows every batch before it.
+//! take it in EXCLUSIVE mode. A retried batch (a serialization failure, a key recorded
+//! meanwhile) takes the gate in EXCLUSIVE mode: it then runs alone and its snapshot follows
+//! every batch before it.
+//!
+//! Batches of different processes are kept apart the same way, by the database: before its
+//! transaction a batch claims its accounts with session advisory locks, in id order, waiting
+//! for another process's batch that holds one, and releases them after its COMMIT
+//! ([`crate::ledger::store::begin_and_lock`]). Its snapshot is thus taken after every batch on
+//! its accounts committed, and its row locks find them free; had it waited for a row lock
+//! inside its snapshot, it would have failed its serialization check and been retried alone.
+//! Idempotency keys are read before the transaction too, outside its snapshot: looking up a key
+//! nobody recorded would predicate-lock a page of the keys' index where batches on other users
+//! insert theirs, and make them fail each other.
 //!
 //! # Lock order
 //!
 //! Every transaction that takes the gate takes it before any row lock, so that none ever holds
 //! a row while it waits at the gate for a transaction that waits for that row:
 //!
+//! 0. The claims (advisory locks on account ids, in id order), taken by batches only, before
+//!    their transaction: nothing that holds the gate or a row lock waits for one.
 //! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried), and so do writers
 //!    of notifications outside a batch (`crate::store::notifications::lock_recipients`); jobs
 //!    take it in EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as their
 //!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
 //!    that would stop every batch of every process.
 //! 2. Accounts, in id order. A batch locks, all in one flight after the gate
-//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, idempotency keys,
-//!    transfers, settlement shares, each list in key order; batches of different processes may
-//!    meet on a row, but always in this order. A writer of notifications outside a batch locks
+//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, transfers,
+//!    settlement shares, each list in key order; batches of different processes may meet on a
+//!    row (a transfer, a share), but always in this order. A writer of notifications outside a batch locks
 //!    its recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate:
 //!    that lock is what puts each user's notification ids in commit order (see
 //!    `crate::store::notifications`). A batch that waits for it is not failed for it: the lock
 //!    changes no row version.
-//! 3. Daily counters, idempotency keys, transfers, settlement shares, in that order, after the
-//!    accounts.
+//! 3. Daily counters, transfers, settlement shares, in that order, after the accounts. The
+//!    idempotency keys a batch records are locked only by their insert.
 //!
 //! The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch and
 //! no writer of notifications holds any: interest (the savings accounts due, then the interest
