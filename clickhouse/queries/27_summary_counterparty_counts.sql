@@ -53,6 +53,7 @@ SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_
          LIMIT 1 BY entry_id)
  )
  GROUP BY counterparty_id, counterparty_key
- ORDER BY if(counterparty_id = 0, has(?, counterparty_key), has(arrayMap(id -> toInt64(id), ?), counterparty_id)) DESC,
+ ORDER BY if(counterparty_id = 0, counterparty_key IN (SELECT arrayJoin(?)),
+             counterparty_id IN (SELECT toInt64(arrayJoin(?)))) DESC,
           count DESC
  LIMIT ?

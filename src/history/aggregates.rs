@@ -209,7 +209,7 @@ const COUNTERPARTIES: &str = concat!(
 /// Every counterparty's totals without its names, which are costly to merge (a busy account
 /// has a row per counterparty and day): the counterparties with entries waiting in the outbox
 /// first (their keys bound: external names, then account ids; 0 and '' stand for none), then
-/// the most entries first, at most `LIMIT`.
+/// the most entries first, at most `LIMIT`. (Sets rather than `has`: there may be thousands.)
 const COUNTERPARTY_COUNTS: &str = concat!(
     "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
             sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
@@ -227,7 +227,8 @@ const COUNTERPARTY_COUNTS: &str = concat!(
     ")
      )
      GROUP BY counterparty_id, counterparty_key
-     ORDER BY if(counterparty_id = 0, has(?, counterparty_key), has(arrayMap(id -> toInt64(id), ?), counterparty_id)) DESC,
+     ORDER BY if(counterparty_id = 0, counterparty_key IN (SELECT arrayJoin(?)),
+                 counterparty_id IN (SELECT toInt64(arrayJoin(?)))) DESC,
               count DESC
      LIMIT ?"
 );
@@ -352,36 +353,54 @@ impl Binds {
 /// soon after (a later `toDate` wraps around), and no entry is later.
 const SUMMARY_END_US: i64 = 4_102_444_800 * 1_000_000;
 
+/// How a summary of `range` is read, given the entries still waiting in the outbox (their
+/// days and later are read from the entries): None for an empty range.
+pub fn summary_split(range: TimeRange, waiting: &[HistoryEntry]) -> Option<Split> {
+    let low = range.from.map(micros).unwrap_or(0).max(0);
+    let high = range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US);
+    (low < high).then(|| split(low, high, waiting.iter().map(|entry| micros(entry.at)).min()))
+}
+
 /// The summary of `account_id` over `range` with `filters`: whole UTC days from the daily
-/// totals, partial days (and the days from the oldest waiting entry on) from the entries, and
-/// the entries still waiting in the outbox, `waiting` (read from PostgreSQL before this, with
-/// the same filters), added: every entry committed before the request counts once. The top
-/// counterparties are usually decided by their counts alone and left to be named from
-/// PostgreSQL ([`super::summary::named`]); when their counts cannot decide them, they come
-/// named and ranked from ClickHouse.
+/// totals, the rest as [`summary_split`] says: the entries of the edge windows, `edges`, when
+/// the caller read them from PostgreSQL (every entry there, the waiting ones included, so
+/// ClickHouse reads no entry at all), or else from ClickHouse's entries with the entries
+/// still waiting in the outbox, `waiting`, added. Either way every entry committed before the
+/// request counts once (`waiting` and `edges` are read from PostgreSQL before this, with the
+/// same filters). The top counterparties are usually decided by their counts alone and left
+/// to be named from PostgreSQL ([`super::summary::named`]); when their counts cannot decide
+/// them, they come named and ranked from ClickHouse.
 pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
-    range: TimeRange,
-    filters: &Filters,
+    (range, filters): (TimeRange, &Filters),
     waiting: &[HistoryEntry],
+    edges: Option<&[HistoryEntry]>,
 ) -> anyhow::Result<Unnamed> {
-    let low = range.from.map(micros).unwrap_or(0).max(0);
-    let high = range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US);
-    if low >= high {
+    let Some(mut split) = summary_split(range, waiting) else {
         return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
-    }
+    };
+    let extra = match edges {
+        Some(edges) => {
+            if split.days.is_none() {
+                return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), edges), to_name: false });
+            }
+            let end = split.edges[1].1;
+            split.edges = [(end, end), (end, end)];
+            edges
+        }
+        None => waiting,
+    };
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
-    let split = split(low, high, waiting.iter().map(|entry| micros(entry.at)).min());
-    let binds = Binds::new(account_id, split, filters, waiting);
+    let binds = Binds::new(account_id, split, filters, if edges.is_some() { &[] } else { waiting });
     let by_kind = match filters.counterparty_account_id {
         Some(counterparty) => {
             binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND_OF_COUNTERPARTY)).bind(counterparty))
         }
         None => binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND))),
     };
-    let (keys, ids) = waiting_counterparties(waiting);
+    let (keys, ids) = waiting_counterparties(extra);
     let limit = COUNTED_MAX + keys.len() + ids.len();
     let counts = binds
         .bind_edges(
@@ -395,12 +414,12 @@ pub async fn summary(
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    if let Some(top) = candidates(counts, limit, waiting) {
-        let summary = Summary::from_parts(kinds_with_waiting(kinds, waiting), top);
+    if let Some(top) = candidates(counts, limit, extra) {
+        let summary = Summary::from_parts(kinds_with_waiting(kinds, extra), top);
         return Ok(Unnamed { summary, to_name: true });
     }
-    let counterparties = named_counterparties(clickhouse, &binds, waiting).await?;
-    Ok(Unnamed { summary: with_waiting(kinds, counterparties, waiting), to_name: false })
+    let counterparties = named_counterparties(clickhouse, &binds, extra).await?;
+    Ok(Unnamed { summary: with_waiting(kinds, counterparties, extra), to_name: false })
 }
 
 /// The keys of the counterparties of the waiting entries, as [`COUNTERPARTY_COUNTS`] binds

@@ -228,3 +228,38 @@ pub async fn waiting_entries(
     .await?;
     entries_of(rows)
 }
+
+/// The account's entries in the two windows `[low, high)` (microseconds) of `windows`, within
+/// `range`, that the filters admit, in no order: None when there are more than `max` (a
+/// summary then reads them from ClickHouse). What a summary adds to the whole days of the
+/// daily totals; it includes the entries still waiting in the outbox of those windows.
+pub async fn entries_within(
+    conn: &mut PgConnection,
+    account_id: AccountId,
+    (range, filters): (TimeRange, &Filters),
+    windows: [(i64, i64); 2],
+    max: i64,
+) -> anyhow::Result<Option<Vec<HistoryEntry>>> {
+    let at = |us: i64| DateTime::from_timestamp_micros(us).ok_or_else(|| anyhow::anyhow!("time out of range"));
+    let rows: Vec<PgEntry> = sqlx::query_as_with(
+        &format!(
+            "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
+               AND ((at >= $7 AND at < $8) OR (at >= $9 AND at < $10))
+             LIMIT $11",
+            filtered(filters)
+        ),
+        selection(account_id, pg_bounds(range), filters)?,
+    )
+    .bind(at(windows[0].0)?)
+    .bind(at(windows[0].1)?)
+    .bind(at(windows[1].0)?)
+    .bind(at(windows[1].1)?)
+    .bind(max + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.len() as i64 > max {
+        return Ok(None);
+    }
+    entries_of(rows).map(Some)
+}

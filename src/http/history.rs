@@ -32,6 +32,9 @@ const PG_SCAN_MAX: i64 = 2_000;
 /// A summary over at most this many entries (whatever the filters) is computed by PostgreSQL:
 /// sooner than ClickHouse's floor of a few milliseconds per query.
 const SUMMARY_PG_MAX: i64 = 1_000;
+/// The most entries of a summary's partial days read from PostgreSQL; more (a day with a
+/// burst), and ClickHouse reads them.
+const SUMMARY_EDGES_PG_MAX: i64 = 5_000;
 /// Deepest naive page: OFFSET work grows with it.
 const NAIVE_PAGE_MAX: i64 = 100_000;
 
@@ -455,10 +458,18 @@ pub async fn get_summary(
     // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer,
     // and left out of it by id.
     let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?;
+    // The partial days at either end (and the days with entries waiting) from PostgreSQL's
+    // index when they are few: ClickHouse then reads only its daily totals.
+    let edges = match aggregates::summary_split(range, &waiting) {
+        Some(split) => {
+            pg::entries_within(&mut conn, account_id, (range, &filters), split.edges, SUMMARY_EDGES_PG_MAX).await?
+        }
+        None => None,
+    };
     drop(conn);
     let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        aggregates::summary(&clickhouse, account_id, range, &read_filters, &waiting).await
+        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges.as_deref()).await
     })
     .await;
     let (source, summary) = match tuned {

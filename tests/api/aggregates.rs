@@ -437,12 +437,23 @@ async fn many_counterparties(
     groups: &[(i64, i64)],
     now: chrono::DateTime<chrono::Utc>,
 ) {
+    entries_apart(pool, (account_id, first_counterparty), groups, now, 120).await;
+}
+
+/// [`many_counterparties`] with entries `seconds` apart.
+async fn entries_apart(
+    pool: &PgPool,
+    (account_id, first_counterparty): (i64, i64),
+    groups: &[(i64, i64)],
+    now: chrono::DateTime<chrono::Utc>,
+    seconds: i32,
+) {
     let (mut offset, mut first) = (0, first_counterparty);
     for &(count, accounts) in groups {
         sqlx::query(
             "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
                     counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
-             SELECT nextval('statement_entries_id_seq'), $1, $3 - ($6 + a * $4 + e) * interval '2 minutes',
+             SELECT nextval('statement_entries_id_seq'), $1, $3 - ($6 + a * $4 + e) * $7 * interval '1 second',
                     CASE WHEN e % 2 = 0 THEN 'in' ELSE 'out' END, 10 + a + e, 1, 'transfer', $2 + a,
                     'cp' || a || '-' || (e % 3), NULL, NULL,
                     CASE WHEN e % 4 = 1 THEN NULL ELSE 'user' || ($2 + a) END
@@ -454,6 +465,7 @@ async fn many_counterparties(
         .bind(count)
         .bind(accounts)
         .bind(offset)
+        .bind(seconds)
         .execute(pool)
         .await
         .unwrap();
@@ -498,6 +510,32 @@ async fn the_top_counterparties_of_an_account_with_hundreds_are_those_of_the_nai
         assert_eq!(tuned, naive, "case {i} with entries waiting");
         assert_eq!(tuned["top_counterparties"][0]["account_id"], json!(lifted), "{tuned:#}");
     }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// A summary's partial days come from PostgreSQL when they hold at most 5,000 entries, from
+/// ClickHouse's entries when a burst makes them more; the same summary either way, with and
+/// without entries waiting.
+#[tokio::test]
+async fn a_summary_over_a_burst_of_thousands_today_equals_the_naive_one() {
+    let (app, pool) = app_without_forwarder().await;
+    let user = app.signup("bursty").await;
+    let now = chrono::Utc::now();
+    // Older days for the daily totals, then 5,200 entries in the last 87 minutes.
+    entries_apart(&pool, (user.main_account_id, 5_000_000), &[(3, 400)], now - chrono::Duration::days(2), 300).await;
+    entries_apart(&pool, (user.main_account_id, 6_000_000), &[(2, 2_600)], now, 1).await;
+    drain(&forwarder(&app, &pool)).await;
+    let week = format!("?from={}", encode(now - chrono::Duration::days(7)));
+    for query in ["", week.as_str(), "?direction=in"] {
+        let (source, tuned, naive) = summaries(&app, &user, query).await;
+        assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+        assert_eq!(tuned, naive, "{query}");
+    }
+    entries_apart(&pool, (user.main_account_id, 6_000_000), &[(40, 1)], now, 1).await;
+    let (_, tuned, naive) = summaries(&app, &user, "").await;
+    assert_eq!(tuned, naive, "with entries waiting");
+    assert_eq!(tuned["top_counterparties"][0]["account_id"], json!(6_000_000), "{tuned:#}");
     app.assert_audit_ok().await;
     app.stop().await;
 }
