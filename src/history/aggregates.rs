@@ -460,7 +460,8 @@ pub async fn summary(
     Ok(Unnamed { summary: with_waiting(kinds, counterparties, extra), to_name: false })
 }
 
-/// The keys of the counterparties of the waiting entries, as [`COUNTERPARTY_COUNTS`] binds
+/// The keys of the counterparties of the entries added to ClickHouse's (the waiting ones, or the
+/// partial days' read from PostgreSQL), as [`COUNTERPARTY_COUNTS`] binds
 /// them: external names, account ids (each with a placeholder, so that neither is empty).
 fn waiting_counterparties(waiting: &[HistoryEntry]) -> (Vec<String>, Vec<i64>) {
     let keys: BTreeSet<&str> = waiting

@@ -298,6 +298,12 @@ pub(crate) async fn busy_history_with_closes(
     .execute(pool)
     .await
     .unwrap();
+    outbox_rows(pool, account_id).await;
+}
+
+/// Outbox rows for the account's entries that have none, one per commit time, as the ledger
+/// writer would write them.
+async fn outbox_rows(pool: &PgPool, account_id: i64) {
     sqlx::query(
         "INSERT INTO statement_outbox (entry_ids, at)
          SELECT array_agg(id ORDER BY id), at FROM statement_entries
@@ -471,15 +477,7 @@ async fn entries_apart(
         .unwrap();
         (offset, first) = (offset + count * accounts, first + accounts);
     }
-    sqlx::query(
-        "INSERT INTO statement_outbox (entry_ids, at)
-         SELECT array_agg(id ORDER BY id), at FROM statement_entries
-          WHERE account_id = $1 AND id NOT IN (SELECT unnest(entry_ids) FROM statement_outbox) GROUP BY at",
-    )
-    .bind(account_id)
-    .execute(pool)
-    .await
-    .unwrap();
+    outbox_rows(pool, account_id).await;
 }
 
 /// An account with hundreds of counterparties: the top ones are decided by ClickHouse's counts
