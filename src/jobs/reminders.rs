@@ -66,7 +66,7 @@ impl Job for Reminders {
         let marked = transfers::mark_reminded(conn, &ids, ctx.now).await?;
         // The rows are locked by this transaction and were selected unreminded.
         assert_eq!(marked as usize, ids.len(), "a locked transfer was reminded of under its lock");
-        // It locks the receivers' main accounts too, which under the gate taken above no batch
+        // It takes the receivers' recipient locks too, which under the gate taken above no batch
         // and no other writer of notifications holds: notification ids commit in order.
         notifications::insert_all(conn, &reminders, ctx.now).await?;
         Ok(Chunk::after_batch(ids.len() as u64, ctx.chunk_size, None))

@@ -8,30 +8,28 @@
 //! never be seen by a reader already past it. Ids come from one sequence, in the order they are
 //! taken; so it is enough that every writer of a user's notifications holds, from before it
 //! takes their ids until its COMMIT, a lock that every other writer of that user's
-//! notifications waits for. Two locks do it, neither of which stops anything else:
+//! notifications waits for, and nothing else does: the user's *recipient lock*, a
+//! transaction-level advisory lock keyed by the user's id ([`LOCK_RECIPIENTS`]), taken in user
+//! id order.
 //!
-//! - The user's main account row, between ledger batches and the other writers on request
-//!   paths. A batch locks it anyway (FOR UPDATE, before its write): every notification a batch
-//!   writes goes to the owner of a main account the command locks — money received (a transfer,
-//!   a paid share, an accepted pending transfer: the receiving main account, which the command
-//!   names and the apply step checks), a held transfer (the same), a missed installment (the
-//!   user's main account, which the installment checks is theirs). [`insert_all`] locks the
-//!   recipients' main accounts, in id order like a batch, just before it inserts. That lock is
-//!   FOR NO KEY UPDATE: it excludes batches and other writers of the same users, and leaves
-//!   foreign-key checks on the accounts alone; it changes no row version, so a SERIALIZABLE batch
-//!   that waited for it goes on without a serialization failure.
-//! - The ledger gate, between those writers and the jobs that write notifications in set-based
-//!   SQL (pending expiry, reminders; installments go through the writer): a job's chunk holds
-//!   it in EXCLUSIVE mode from its first statement to COMMIT, batches and [`insert_all`] in ROW
-//!   SHARE mode, which they share with each other and which waits for the job's chunk.
+//! - A ledger batch takes the recipient locks of the users it notifies (money received, a held
+//!   transfer, a missed installment) in the same flight as its write, just before it, and holds
+//!   them until its COMMIT (`crate::ledger::store::write_and_commit`). Two batches never wait
+//!   for each other there: a batch notifies only owners of main accounts it has locked.
+//! - Every other writer on a request path ([`insert_all`]: a split bill, a decline) takes them
+//!   last, just before it inserts, after every row lock it takes.
+//! - The jobs that write notifications in set-based SQL (pending expiry, reminders) hold the
+//!   ledger gate in EXCLUSIVE mode, which no batch and no other writer holds meanwhile: they
+//!   and the writers above take it in ROW SHARE mode.
 //!
-//! So a split bill waits for, and holds up, only the batches on its participants' accounts
-//! (and at most one job chunk), where it used to stop every batch of every process until it
-//! committed. Two alternatives were set aside: a per-user counter row would need a lock of its
-//! own and a new cursor to page by, and readers that see only ids below the oldest open writer
-//! (by transaction id) would need a cursor on (transaction id, id) and would make every reader
-//! wait for the slowest writer of any user. The account row costs batches nothing: they hold it
-//! already.
+//! So a split bill waits for, and holds up, only a batch that pays one of its participants at
+//! that moment, and only while that batch writes and commits; a batch that debits a
+//! participant does not concern it. The lock changes no row, writes no WAL and is gone at
+//! COMMIT. Set aside: the participants' main account rows (locked FOR NO KEY UPDATE), which a
+//! batch holds from its first read to its COMMIT for every debit as well, so that split bills
+//! waited for share payments of their participants; and readers that see only ids below the
+//! oldest open writer (by transaction id), which would need a cursor on (transaction id, id)
+//! and make every reader wait for the slowest writer of any user.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -69,16 +67,37 @@ pub async fn insert_all(
     Ok(())
 }
 
+/// Where the recipient locks' keys start among the bigint advisory lock keys: above the
+/// ledger's account claims (`crate::ledger::store`, from 2^40), so that the two never meet.
+pub const RECIPIENT_KEY_BASE: i64 = 1 << 41;
+
+/// Ids from 0 up to this one (exclusive) have a recipient lock of their own; user ids come
+/// from a sequence and stay far below it.
+pub const RECIPIENT_ID_BOUND: i64 = 1 << 40;
+
+/// Takes the recipient lock of each user in $1 (sorted, distinct: [`recipients`]) until the
+/// transaction ends, in that order. $2 is [`RECIPIENT_KEY_BASE`], $3 [`RECIPIENT_ID_BOUND`].
+pub const LOCK_RECIPIENTS: &str =
+    "SELECT count(pg_advisory_xact_lock($2 + id)) FROM UNNEST($1::int8[]) AS id WHERE id >= 0 AND id < $3";
+
+/// The users to lock for `users`: sorted and distinct, the order [`LOCK_RECIPIENTS`] needs.
+pub fn recipients(users: impl IntoIterator<Item = UserId>) -> Vec<i64> {
+    let mut ids: Vec<i64> = users.into_iter().map(UserId::get).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Takes, until the caller's transaction ends, what writing notifications to `users` needs: the
-/// ledger gate in ROW SHARE mode, then the users' main accounts in id order (FOR NO KEY UPDATE).
-/// [`insert_all`] takes them itself; a caller that locks rows a ledger batch locks after the
-/// accounts (daily counters, idempotency keys, transfers, settlement shares) must call this
-/// first, so that it never holds such a row while it waits for an account whose batch waits
-/// for that row (the lock order in `crate::ledger::writer`). Taking them again waits for nothing.
+/// ledger gate in ROW SHARE mode, then the users' recipient locks in id order. [`insert_all`]
+/// takes them itself; take them after every row lock of the transaction, so that nothing that
+/// waits for them holds a row the caller waits for. Taking them again waits for nothing.
 pub async fn lock_recipients(conn: &mut PgConnection, users: &[UserId]) -> sqlx::Result<()> {
     crate::store::tx::share_ledger_gate(&mut *conn).await?;
-    sqlx::query("SELECT 1 FROM accounts WHERE user_id = ANY($1) AND kind = 'main' ORDER BY id FOR NO KEY UPDATE")
-        .bind(users)
+    sqlx::query(LOCK_RECIPIENTS)
+        .bind(recipients(users.iter().copied()))
+        .bind(RECIPIENT_KEY_BASE)
+        .bind(RECIPIENT_ID_BOUND)
         .execute(conn)
         .await?;
     Ok(())

@@ -239,12 +239,13 @@ pub enum DeclineStoreError {
 /// Declines `participant`'s share of settlement `id` and tells the requester with
 /// `notification`; the settlement completes when no share is left `requested`.
 ///
-/// A payment of the same share runs in a ledger batch, which waits at the ledger gate and
-/// then locks the settlement's shares FOR UPDATE (`ledger::store`). This takes the same locks
-/// in the same order: the gate first (`notifications::insert_all`, called before the shares
-/// are read), then every share of the settlement. So a decline and a payment never deadlock,
-/// and whichever locks the shares second sees what the first did: a share paid meanwhile is
-/// not declined, and a payment after the decline is refused.
+/// A payment of the same share runs in a ledger batch, which waits at the ledger gate, locks
+/// the settlement's shares FOR UPDATE (`ledger::store`) and takes the recipient locks of the
+/// users it notifies last. This takes the same locks in the same order: the gate, every share
+/// of the settlement, then the requester's recipient lock (`notifications::insert_all`, last).
+/// So a decline and a payment never deadlock, and whichever locks the shares second sees what
+/// the first did: a share paid meanwhile is not declined, and a payment after the decline is
+/// refused.
 pub async fn decline(
     pool: &PgPool,
     id: SettlementId,
@@ -253,7 +254,7 @@ pub async fn decline(
     now: DateTime<Utc>,
 ) -> Result<(), DeclineStoreError> {
     let mut tx = pool.begin().await?;
-    notifications::insert_all(&mut tx, std::slice::from_ref(&notification), now).await?;
+    crate::store::tx::share_ledger_gate(&mut tx).await?;
     let rows: Vec<(UserId, i64, String)> = sqlx::query_as(
         "SELECT user_id, amount, status FROM settlement_shares WHERE settlement_id = $1 ORDER BY position FOR UPDATE",
     )
@@ -281,6 +282,7 @@ pub async fn decline(
             .execute(&mut *tx)
             .await?;
     }
+    notifications::insert_all(&mut tx, std::slice::from_ref(&notification), now).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Everything that takes the ledger gate takes it before any row lock, as ledger batches do
 //! (see the module documentation of the ledger writer): a job that locked rows and then waited
 //! at the gate could wait for a batch that waits for those rows, and one of the two would be
-//! ended as a deadlock. And nothing on a request path stops the batches: a split bill and the
-//! batches wait for each other only on the rows they share.
+//! ended as a deadlock. And nothing on a request path stops the batches: a split bill never
+//! waits for a batch, and a batch waits for a split bill only to notify one of its participants.
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -92,14 +92,15 @@ async fn until_lock_wait(pool: &PgPool, fragment: &str) {
     }
 }
 
-/// A split bill is created while a ledger batch on other users' accounts is open (the test
-/// holds one as a writer does: SERIALIZABLE, the gate shared, the accounts locked), and a
-/// transfer between other users completes while a split bill's transaction is open with
-/// everything it locks (a trigger of this test's database holds the transaction at its
-/// notifications until the test lets it go). Only a transfer to a participant waits for the
-/// split bill, so that the participant's notifications commit in id order.
+/// A split bill is created while a ledger batch on its participant's account is open (the
+/// test holds one as a writer does: SERIALIZABLE, the gate shared, the accounts locked, as a
+/// batch in which the participant pays), and a transfer between other users completes while a
+/// split bill's transaction is open with everything it locks (a trigger of this test's database
+/// holds the transaction at its notifications until the test lets it go). Only a transfer to a
+/// participant waits for the split bill, at the participant's recipient lock, so that the
+/// participant's notifications commit in id order.
 #[tokio::test]
-async fn split_bills_and_ledger_batches_wait_for_each_other_only_on_shared_users() {
+async fn split_bills_never_wait_for_ledger_batches_which_wait_for_them_only_to_notify_a_participant() {
     let app = spawn_app().await;
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;
@@ -114,14 +115,15 @@ async fn split_bills_and_ledger_batches_wait_for_each_other_only_on_shared_users
         sqlx::query(statement).execute(&mut *batch).await.unwrap();
     }
     sqlx::query("SELECT 1 FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind([carol.main_account_id, dave.main_account_id])
+        .bind([bob.main_account_id, carol.main_account_id, dave.main_account_id])
         .execute(&mut *batch)
         .await
         .unwrap();
     let participants = [&bob];
     tokio::select! {
         (status, body) = create(&app, &alice, 10_000, "equal", &participants, false) => assert_eq!(status, 201, "{body}"),
-        () = until_lock_wait(&pool, gate) => panic!("creating a split bill waits at the gate for a running batch"),
+        // Any wait of any statement: nothing else of this database runs meanwhile.
+        () = until_lock_wait(&pool, "") => panic!("creating a split bill waits for a running batch"),
     }
     batch.rollback().await.unwrap();
 
@@ -158,8 +160,8 @@ async fn split_bills_and_ledger_batches_wait_for_each_other_only_on_shared_users
             (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
         })
     };
-    // The participant's account: the transfer to bob waits until the split bill commits.
-    wait_for_lock_wait(&pool, "FROM accounts a").await;
+    // The participant's recipient lock: the transfer to bob waits until the split bill commits.
+    wait_for_lock_wait(&pool, "pg_advisory_xact_lock($2 + id)").await;
     sqlx::query("SELECT pg_advisory_unlock(20261130)").execute(&mut *holder).await.unwrap();
     let (status, body) = creating.await.unwrap();
     assert_eq!(status, 201, "{body}");

@@ -34,9 +34,10 @@ pub fn apply(
                 Ok(()),
                 "command {index}: {command:?}"
             );
-            // A user's notifications commit in id order because every writer of them holds
-            // the user's main account row (`crate::store::notifications`): the batch locks
-            // the command's accounts, so the command notifies only their owners.
+            // A batch takes the recipient locks of the users it notifies
+            // (`crate::store::notifications`) while it holds the command's accounts; a command
+            // that notifies only the owners of main accounts it locks keeps two batches from
+            // ever waiting for each other there.
             for notification in &staged.notifications {
                 assert!(
                     command.accounts().iter().any(|id| state.accounts.get(id).is_some_and(|account| {

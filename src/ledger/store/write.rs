@@ -16,6 +16,7 @@ use crate::ledger::apply::{Effects, LedgerState};
 use crate::ledger::statements::StatementEntry;
 use crate::ledger::writes::{self, Rows};
 use crate::store::idempotency::{KeyId, KeyRecord};
+use crate::store::notifications;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -552,7 +553,9 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Writes the batch, commits and releases its claims, in one flight. If the write fails, the
+/// Takes the recipient locks of the users the batch notifies (the order of their notification
+/// ids: `crate::store::notifications`), writes the batch, commits and releases its claims, in
+/// one flight. If the lock or the write fails, the
 /// COMMIT that follows it in the pipeline ends the aborted transaction (PostgreSQL answers it
 /// with ROLLBACK), and the write's error is returned; the claims are released either way, once
 /// the transaction has ended, so that a batch of another process that waited for them starts
@@ -570,11 +573,22 @@ pub async fn write_and_commit(
     let (sql, params) = columns.statement();
     // The text is the same for every batch: prepared once per connection.
     let write = client.prepare_cached(&sql).await?;
-    let (written, committed, released) = tokio::join!(
+    let recipients = notifications::recipients(effects.notifications.iter().map(|n| n.user_id));
+    let lock = client.prepare_cached(notifications::LOCK_RECIPIENTS).await?;
+    let lock_recipients = async {
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        let (base, bound) = (notifications::RECIPIENT_KEY_BASE, notifications::RECIPIENT_ID_BOUND);
+        client.query_one(&lock, &[&recipients, &base, &bound]).await.map(drop)
+    };
+    let (locked, written, committed, released) = tokio::join!(
+        lock_recipients,
         client.query_one(&write, &params),
         client.batch_execute("COMMIT"),
         client.batch_execute(super::RELEASE_CLAIMS)
     );
+    locked?;
     written?;
     committed?;
     released

@@ -38,29 +38,32 @@
 //! 2. Accounts, in id order. A batch locks, all in one flight after the gate
 //!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, transfers,
 //!    settlement shares, each list in key order; batches of different processes may meet on a
-//!    row (a transfer, a share), but always in this order. A writer of notifications outside a batch locks
-//!    its recipients' main accounts (FOR NO KEY UPDATE), in id order, right after the gate:
-//!    that lock is what puts each user's notification ids in commit order (see
-//!    `crate::store::notifications`). A batch that waits for it is not failed for it: the lock
-//!    changes no row version.
+//!    row (a transfer, a share), but always in this order.
 //! 3. Daily counters, transfers, settlement shares, in that order, after the accounts. The
 //!    idempotency keys a batch records are locked only by their insert.
+//! 4. Recipient locks (transaction-level advisory locks per user, in user id order: see
+//!    `crate::store::notifications`), last: a batch takes those of the users it notifies in
+//!    the flight of its write, and every other writer of notifications just before it inserts
+//!    them, after its own row locks (a decline: the settlement's shares). They are what puts
+//!    each user's notification ids in commit order. Two batches never take the same one (a
+//!    batch notifies only owners of main accounts it locked); a batch that waits for one held
+//!    by a split bill is not failed for it, since the split bill writes nothing the batch read.
 //!
 //! The jobs lock their rows only once they hold the gate in EXCLUSIVE mode, when no batch and
 //! no writer of notifications holds any: interest (the savings accounts due, then the interest
 //! account), pending expiry (the transfers due, then their accounts), reminders (the transfers
-//! due, then their receivers' main accounts); the history seeder holds it while it takes entry
-//! ids. Two holders of the EXCLUSIVE mode never run at once, so their own row orders do not
-//! matter.
+//! due, then their receivers' recipient locks); the history seeder holds it while it takes
+//! entry ids. Two holders of the EXCLUSIVE mode never run at once, so their own row orders do
+//! not matter.
 //!
-//! Settlement creation takes the gate and its participants' accounts last
-//! (`crate::store::notifications::insert_all`), but what it holds by then is only its new rows,
-//! which no batch or job can see yet, and key-share locks on users, which none of them
-//! conflicts with. A writer of notifications that must lock a row of step 3 (a transfer, a
-//! share) calls `lock_recipients` before it. Jobs that move money through the writer
-//! (installments) hold no lock a batch takes while they wait for their commands; the job
-//! runner's advisory lock and `job_runs` rows are nothing a batch takes.
-
+//! Settlement creation takes the gate and its participants' recipient locks last
+//! (`crate::store::notifications::insert_all`), when what it holds is only its new rows, which
+//! no batch or job can see yet, the requester's user row, and key-share locks on users, which
+//! none of them conflicts with: it never waits for a batch that debits a participant, and a
+//! batch waits for it only to notify a participant, during the creation's last statements.
+//! Jobs that move money through the writer (installments) hold no lock a batch takes while
+//! they wait for their commands; the job runner's advisory lock and `job_runs` rows are nothing
+//! a batch takes.
 //!
 //! # Files
 //!
