@@ -321,8 +321,13 @@ pub async fn get_for_party(
     user_id: UserId,
     id: SettlementId,
 ) -> sqlx::Result<Option<Settlement>> {
+    // The shares come in the same statement: a payment reads the settlement after it has
+    // committed: one round trip, not two.
     let row = sqlx::query(
-        "SELECT to_jsonb(s) FROM settlements s
+        "SELECT to_jsonb(s) || jsonb_build_object('shares',
+                    (SELECT coalesce(jsonb_agg(to_jsonb(sh) ORDER BY sh.position), '[]'::jsonb)
+                       FROM settlement_shares sh WHERE sh.settlement_id = s.id))
+           FROM settlements s
           WHERE s.id = $1
             AND (s.requester_id = $2
                  OR EXISTS (SELECT 1 FROM settlement_shares sh WHERE sh.settlement_id = s.id AND sh.user_id = $2))",
@@ -331,9 +336,7 @@ pub async fn get_for_party(
     .bind(user_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let settlement = settlement_from_row(&row)?;
-    Ok(with_shares(conn, vec![settlement]).await?.pop())
+    row.as_ref().map(settlement_from_row).transpose()
 }
 
 /// What paying a share needs to know before the ledger runs it: who asked, into which main
