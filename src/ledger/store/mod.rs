@@ -62,6 +62,27 @@ pub fn writer_pool(database_url: &str, writers: usize) -> anyhow::Result<Pool> {
         .build()?)
 }
 
+/// Drops the writer connection's cached plans (`DISCARD PLANS`; its statements stay prepared)
+/// when it is checked out for its 64th, 128th, 256th … batch, and then every 65,536th. The
+/// sessions keep each statement's generic plan for good ([`WRITER_SESSION`]), and the plan is
+/// made for the tables as they are at the first batch: nearly empty in a new deployment, where
+/// looking accounts up by id went through a whole index with a filter, reading (and
+/// predicate-locking) every account, and failing concurrent batches as serialization pivots.
+/// ANALYZE replans them too, but only once autovacuum gets to the table. Replanned as the
+/// tables grow, the plans follow them within a few seconds of load, at the cost of one round
+/// trip now and then.
+pub async fn replan_now_and_then(client: &Object) -> Result<(), tokio_postgres::Error> {
+    if replans_at(Object::metrics(client).recycle_count) {
+        client.batch_execute("DISCARD PLANS").await?;
+    }
+    Ok(())
+}
+
+/// Whether a connection checked out for the `uses`-th time drops its plans first.
+fn replans_at(uses: usize) -> bool {
+    uses >= 64 && (uses.is_power_of_two() || uses.is_multiple_of(65_536))
+}
+
 /// The gate lock must come before any query: LOCK TABLE takes no snapshot, so a batch that
 /// waited there starts its snapshot after what it waited for committed. Batches share the gate
 /// (ROW SHARE) with each other, since the writer runs at once only batches on disjoint rows,
@@ -397,4 +418,20 @@ pub fn may_retry(error: &tokio_postgres::Error) -> bool {
 pub fn is_missing_partition(error: &tokio_postgres::Error) -> bool {
     sqlstate(error) == Some("23514")
         && error.as_db_error().is_some_and(|db| db.message().starts_with("no partition of relation"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replans_at;
+
+    /// Often while the tables grow from empty, then seldom: 9 times in the first 16,384 batches
+    /// of a connection, then at most twice every 65,536.
+    #[test]
+    fn plans_are_dropped_as_a_connection_ages_then_seldom() {
+        let first: Vec<usize> = (0..=16_384).filter(|&uses| replans_at(uses)).collect();
+        assert_eq!(first, [64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384]);
+        // 32,768, 65,536, 131,072, 196,608 and 262,144.
+        assert_eq!((16_385..=262_144).filter(|&uses| replans_at(uses)).count(), 5);
+        assert!(replans_at(196_608) && !replans_at(196_609));
+    }
 }

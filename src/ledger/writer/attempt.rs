@@ -111,6 +111,7 @@ impl Worker {
         turn: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<Vec<Option<Answer>>, AttemptError> {
         let client = self.connections.get().await.map_err(|error| AttemptError::Pool(error.to_string()))?;
+        store::replan_now_and_then(&client).await.map_err(AttemptError::Database)?;
         match self.attempt_on(&client, batch, alone, turn).await {
             Ok(answers) => Ok(answers),
             Err(error) => {
