@@ -60,8 +60,9 @@ const CLUSTER_MIGRATIONS: [(u32, &str, &str); 3] = [
 pub struct ClickHouse {
     /// The server queries go to: the single server, or on a cluster the first shard (unless
     /// this copy was routed to another by [`ClickHouse::for_account`] or [`ClickHouse::shards`]).
-    client: clickhouse::Client,
-    database: String,
+    /// Shared: the state every request clones holds a copy of this store.
+    client: Arc<clickhouse::Client>,
+    database: Arc<str>,
     /// Set on a cancellable copy: the query ids its queries were given.
     read: Option<Arc<Read>>,
     /// Set on a cluster: its name and one client per shard, in the cluster's shard order.
@@ -250,7 +251,12 @@ impl ClickHouse {
     /// ClickHouse's user and password headers.
     pub fn new(url: &str, database: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(valid_identifier(database), "CLICKHOUSE_DATABASE {database:?} must be a plain identifier");
-        Ok(ClickHouse { client: new_client(url, database), database: database.to_owned(), read: None, cluster: None })
+        Ok(ClickHouse {
+            client: Arc::new(new_client(url, database)),
+            database: database.into(),
+            read: None,
+            cluster: None,
+        })
     }
 
     /// A store sharded by account over the cluster `name`: `shard_urls` names one server of
@@ -269,8 +275,8 @@ impl ClickHouse {
             replicas.extend(urls.map(|url| new_client(url, database)));
         }
         Ok(ClickHouse {
-            client: shards[0].clone(),
-            database: database.to_owned(),
+            client: Arc::new(shards[0].clone()),
+            database: database.into(),
             read: None,
             cluster: Some(Arc::new(Cluster { name: name.to_owned(), shards, replicas })),
         })
@@ -286,7 +292,8 @@ impl ClickHouse {
             None => Self::new(&config.clickhouse_url, &config.clickhouse_database)?,
         };
         let limit = query_max_secs(config.clickhouse_timeouts);
-        clickhouse.client = clickhouse.client.with_setting("max_execution_time", limit.clone());
+        clickhouse.client =
+            Arc::new(clickhouse::Client::clone(&clickhouse.client).with_setting("max_execution_time", limit.clone()));
         if let Some(cluster) = &clickhouse.cluster {
             let limited = |clients: &[clickhouse::Client]| -> Vec<clickhouse::Client> {
                 clients.iter().map(|client| client.clone().with_setting("max_execution_time", limit.clone())).collect()
@@ -316,7 +323,7 @@ impl ClickHouse {
     /// This store routed to shard `index` (0-based; itself on a single server).
     pub fn shard(&self, index: usize) -> ClickHouse {
         match &self.cluster {
-            Some(cluster) => ClickHouse { client: cluster.shards[index].clone(), ..self.clone() },
+            Some(cluster) => ClickHouse { client: Arc::new(cluster.shards[index].clone()), ..self.clone() },
             None => self.clone(),
         }
     }
@@ -329,7 +336,7 @@ impl ClickHouse {
     fn shard_clients(&self) -> Vec<clickhouse::Client> {
         match &self.cluster {
             Some(cluster) => cluster.shards.clone(),
-            None => vec![self.client.clone()],
+            None => vec![clickhouse::Client::clone(&self.client)],
         }
     }
 
@@ -360,7 +367,11 @@ impl ClickHouse {
     }
 
     pub async fn version(&self) -> anyhow::Result<(u32, u32)> {
-        let text: String = self.client.clone().with_database("default").query("SELECT version()").fetch_one().await?;
+        let text: String = clickhouse::Client::clone(&self.client)
+            .with_database("default")
+            .query("SELECT version()")
+            .fetch_one()
+            .await?;
         parse_version(&text).with_context(|| format!("unrecognised ClickHouse version {text:?}"))
     }
 
@@ -387,7 +398,7 @@ impl ClickHouse {
                 shard.migrate_server(true, until).await.with_context(|| format!("ClickHouse shard {}", index + 1))?;
             }
             for (index, replica) in replicas.iter().enumerate() {
-                let replica = ClickHouse { client: replica.clone(), ..self.clone() };
+                let replica = ClickHouse { client: Arc::new(replica.clone()), ..self.clone() };
                 let context = || format!("ClickHouse replica {}", index + 2);
                 replica.migrate_server(false, until).await.with_context(context)?;
             }
@@ -398,7 +409,7 @@ impl ClickHouse {
     /// Whether this server has ZooKeeper: then its local tables are replicated.
     async fn has_zookeeper(&self) -> bool {
         let query = "SELECT count() FROM system.zookeeper WHERE path = '/'";
-        self.client.clone().with_database("default").query(query).fetch_one::<u64>().await.is_ok()
+        clickhouse::Client::clone(&self.client).with_database("default").query(query).fetch_one::<u64>().await.is_ok()
     }
 
     /// `first_replica`: whether this server is the first replica of its shard (the only one
@@ -408,7 +419,7 @@ impl ClickHouse {
         let version = self.version().await.context("ClickHouse is unreachable")?;
         let ttl = supports_ttl(version);
         let replicated = self.has_zookeeper().await;
-        let server = self.client.clone().with_database("default");
+        let server = clickhouse::Client::clone(&self.client).with_database("default");
         server.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database)).execute().await?;
         self.client
             .query(

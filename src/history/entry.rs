@@ -102,7 +102,7 @@ pub struct ClickHouseEntryRow {
     pub counterparty_user_name: Option<String>,
 }
 
-fn direction_name(text: &str) -> anyhow::Result<&'static str> {
+pub(crate) fn direction_name(text: &str) -> anyhow::Result<&'static str> {
     match text {
         "in" => Ok("in"),
         "out" => Ok("out"),
@@ -287,16 +287,19 @@ pub(crate) fn page_of(mut entries: Vec<HistoryEntry>, limit: i64) -> Page {
     let limit = limit.max(0) as usize;
     let next = if entries.len() > limit {
         entries.truncate(limit);
-        entries.last().map(|last| {
-            let first = &entries[0];
-            let gaps = entries.len() as i64 - 1;
-            let gap_us = (gaps > 0).then(|| (micros(first.at) - micros(last.at)).max(0) / gaps);
-            Cursor { gap_us, ..last.cursor() }
-        })
+        entries.last().map(|last| next_cursor(entries[0].at, (last.at, last.id), entries.len()))
     } else {
         None
     };
     Page { entries, next }
+}
+
+/// The cursor of a full page of `count` entries, the first at `first_at` and the last at
+/// `last_at` with `last_id`: after the last, with the page's mean gap between entries.
+pub(crate) fn next_cursor(first_at: DateTime<Utc>, (last_at, last_id): (DateTime<Utc>, i64), count: usize) -> Cursor {
+    let gaps = count as i64 - 1;
+    let gap_us = (gaps > 0).then(|| (micros(first_at) - micros(last_at)).max(0) / gaps);
+    Cursor { at_us: micros(last_at), id: last_id, gap_us }
 }
 
 /// One page from two partial answers, each holding the first `limit + 1` entries of its own

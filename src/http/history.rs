@@ -3,12 +3,13 @@
 //! naive (PostgreSQL, OFFSET) routes with the same entries.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, Problem};
@@ -17,7 +18,9 @@ use super::paging::page_size;
 use super::schemas;
 use crate::domain::ids::AccountId;
 use crate::history::clickhouse::ClickHouse;
-use crate::history::entry::{merge_pages, Cursor, Filters, HistoryEntry, Page, TimeRange};
+use crate::history::entry::{
+    merge_pages, next_cursor as next_cursor_of, Cursor, Filters, HistoryEntry, Page, TimeRange,
+};
 use crate::history::forwarder::lag_ms;
 use crate::history::summary::{self, Summary, Totals};
 use crate::history::{aggregates, ch, pg};
@@ -359,6 +362,23 @@ pub async fn get_history(
     caller: AuthUser,
     ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Response {
+    let mut lag = None;
+    let mut response = tuned_history(&state, caller, account_id, query, &mut lag).await.into_response();
+    if let Some(lag) = lag {
+        set_lag(&state, &mut response, lag);
+    }
+    response
+}
+
+/// The tuned page; `lag` is set as soon as PostgreSQL has told it, with the ownership (and,
+/// usually, the page itself) in the same statement.
+async fn tuned_history(
+    state: &AppState,
+    caller: AuthUser,
+    account_id: AccountId,
+    query: HistoryQuery,
+    lag: &mut Option<i64>,
 ) -> ApiResult<Response> {
     let now = state.clock.now();
     let range = parse_range(query.from.as_deref(), query.to.as_deref(), now)?;
@@ -371,7 +391,20 @@ pub async fn get_history(
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     let mut conn = state.read_pool().await.acquire().await?;
-    accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
+    // Without filters every entry read is on the page, and a counterparty has its own index:
+    // then the page comes with the ownership and the lag, in one round trip.
+    let probe = if filters.is_empty() || filters.counterparty_account_id.is_some() {
+        pg::owned_keyset_page(&mut conn, caller.user_id, account_id, range, &filters, cursor, limit).await?
+    } else {
+        pg::owner_and_oldest_waiting(&mut conn, caller.user_id, account_id).await?
+    };
+    *lag = Some(lag_since(probe.oldest_waiting, now));
+    if !probe.owned {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(rows) = probe.rows {
+        return rows_response(account_id, &rows, limit);
+    }
     let bounded = pg::bounded_keyset_page(&mut conn, account_id, range, &filters, cursor, limit, PG_SCAN_MAX).await?;
     if let Some(page) = bounded {
         return Ok(page_response("postgres", page));
@@ -380,7 +413,7 @@ pub async fn get_history(
     let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, cursor, limit).await?;
     drop(conn);
     let read_filters = filters.clone();
-    let tuned = from_clickhouse(&state, "history page", move |clickhouse| async move {
+    let tuned = from_clickhouse(state, "history page", move |clickhouse| async move {
         ch::tuned_entries(&clickhouse, account_id, range, &read_filters, cursor, limit, now).await
     })
     .await;
@@ -400,6 +433,124 @@ fn page_response(source: &'static str, page: Page) -> Response {
         next_cursor: page.next.map(|cursor| cursor.encode()),
     };
     with_source(source, Json(body))
+}
+
+/// An entry as [`EntryView`] shows it, borrowed from its row: the same JSON, written without
+/// copying the entry's texts first.
+#[derive(Serialize)]
+struct EntryJson<'r> {
+    id: i64,
+    #[serde(serialize_with = "rfc3339")]
+    at: DateTime<Utc>,
+    account_id: AccountId,
+    direction: &'static str,
+    amount: i64,
+    balance_after: i64,
+    kind: &'r str,
+    counterparty: CounterpartyJson<'r>,
+    transfer_id: Option<i64>,
+    memo: Option<&'r str>,
+}
+
+#[derive(Serialize)]
+struct CounterpartyJson<'r> {
+    account_id: Option<i64>,
+    name: &'r str,
+    user_name: Option<&'r str>,
+}
+
+/// [`HistoryPage`] of borrowed entries.
+#[derive(Serialize)]
+struct PageJson<'r> {
+    entries: Vec<EntryJson<'r>>,
+    next_cursor: Option<String>,
+}
+
+impl<'r> EntryJson<'r> {
+    fn new(account_id: AccountId, entry: pg::EntryRow<'r>) -> Self {
+        EntryJson {
+            id: entry.id,
+            at: entry.at,
+            account_id,
+            direction: entry.direction,
+            amount: entry.amount,
+            balance_after: entry.balance_after,
+            kind: entry.kind,
+            counterparty: CounterpartyJson {
+                account_id: entry.counterparty_account_id,
+                name: entry.counterparty_name,
+                user_name: entry.counterparty_user_name,
+            },
+            transfer_id: entry.transfer_id,
+            memo: entry.memo,
+        }
+    }
+}
+
+/// The page of [`pg::owned_keyset_page`]'s rows (at most `limit + 1`, newest first) as
+/// [`page_response`] answers it, written straight from the rows into one buffer.
+fn rows_response(account_id: AccountId, rows: &[PgRow], limit: i64) -> ApiResult<Response> {
+    let mut entries = rows
+        .iter()
+        .map(|row| pg::entry_row(row).map(|entry| EntryJson::new(account_id, entry)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let limit = limit.max(0) as usize;
+    let mut next_cursor = None;
+    if entries.len() > limit {
+        entries.truncate(limit);
+        next_cursor = entries.last().map(|last| next_cursor_of(entries[0].at, (last.at, last.id), limit).encode());
+    }
+    // About 300 bytes an entry.
+    let mut body = Vec::with_capacity(64 + entries.len() * 320);
+    serde_json::to_writer(&mut body, &PageJson { entries, next_cursor }).map_err(anyhow::Error::from)?;
+    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    Ok(with_source("postgres", (content_type, body)))
+}
+
+/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, as many fractional digits as the
+/// value needs: none, 3, 6 or 9), without going through `fmt`.
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut text = [0u8; 30];
+    match rfc3339_into(at, &mut text).and_then(|len| std::str::from_utf8(&text[..len]).ok()) {
+        Some(text) => serializer.serialize_str(text),
+        None => at.serialize(serializer),
+    }
+}
+
+/// The length written; `None` for what chrono writes otherwise (years outside 0..=9999, leap
+/// seconds).
+fn rfc3339_into(at: &DateTime<Utc>, text: &mut [u8; 30]) -> Option<usize> {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    let nano = at.nanosecond();
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return None;
+    }
+    let mut digits = |at: usize, mut value: u32, width: usize| {
+        for place in (at..at + width).rev() {
+            text[place] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    digits(0, year as u32, 4);
+    digits(5, at.month(), 2);
+    digits(8, at.day(), 2);
+    digits(11, at.hour(), 2);
+    digits(14, at.minute(), 2);
+    digits(17, at.second(), 2);
+    let (fraction, width) = match nano {
+        0 => (0, 0),
+        _ if nano.is_multiple_of(1_000_000) => (nano / 1_000_000, 3),
+        _ if nano.is_multiple_of(1_000) => (nano / 1_000, 6),
+        _ => (nano, 9),
+    };
+    digits(20, fraction, width);
+    for (place, byte) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')] {
+        text[place] = byte;
+    }
+    let end = if width == 0 { 19 } else { 20 + width };
+    text[end] = b'Z';
+    Some(end + 1)
 }
 
 /// The same entries as `/history`, the way a first version would serve them: PostgreSQL,
@@ -507,7 +658,9 @@ pub async fn get_summary_naive(
 
 /// Adds `X-History-Lag-Ms` to every history response (errors included); left out only when
 /// PostgreSQL cannot say. Measured while the request is served, not after it, on the server
-/// the request's reads go to (as of the request's arrival at the latest).
+/// the request's reads go to (as of the request's arrival at the latest). The tuned route
+/// reads it with its page, in the same statement: it is measured here only when that route
+/// answered before asking PostgreSQL (bad input, no session).
 pub async fn lag_header(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let lag = async {
         match state.read_pool().await.acquire().await {
@@ -515,12 +668,74 @@ pub async fn lag_header(State(state): State<AppState>, request: Request, next: N
             Err(_) => None,
         }
     };
+    // Only the tuned route's path ends so among the routes this layer wraps.
+    if request.uri().path().ends_with("/history") {
+        let mut response = next.run(request).await;
+        if !response.headers().contains_key(LAG_HEADER) {
+            if let Some(lag) = lag.await {
+                set_lag(&state, &mut response, lag);
+            }
+        }
+        return response;
+    }
     let (mut response, lag) = tokio::join!(next.run(request), lag);
     if let Some(lag) = lag {
-        state.metrics.history_lag_ms.set(lag);
-        if let Ok(value) = HeaderValue::from_str(&lag.to_string()) {
-            response.headers_mut().insert(HeaderName::from_static(LAG_HEADER), value);
-        }
+        set_lag(&state, &mut response, lag);
     }
     response
+}
+
+/// How far behind ClickHouse is, from the time of the oldest entry waiting in the outbox: as
+/// `forwarder::lag_ms` tells it (at least 1 ms while anything waits, 0 when nothing does).
+fn lag_since(oldest_waiting: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
+    oldest_waiting.map_or(0, |oldest| (now - oldest).num_milliseconds().max(1))
+}
+
+fn set_lag(state: &AppState, response: &mut Response, lag: i64) {
+    state.metrics.history_lag_ms.set(lag);
+    response.headers_mut().insert(HeaderName::from_static(LAG_HEADER), HeaderValue::from(lag));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        let mut times: Vec<DateTime<Utc>> = [
+            0,
+            1_767_225_600_000_000,
+            1_767_225_600_123_000,
+            1_767_225_600_123_456,
+            1_767_225_600_000_001,
+            1_767_225_600_100_000,
+            253_402_300_799_999_999,
+            -1,
+        ]
+        .into_iter()
+        .filter_map(DateTime::from_timestamp_micros)
+        .collect();
+        times.extend(
+            [DateTime::from_timestamp(1_767_225_600, 123_456_789), DateTime::from_timestamp(-62_198_755_200, 0)]
+                .into_iter()
+                .flatten(),
+        );
+        let mut seed: i64 = 0x5eed;
+        for _ in 0..2_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let micros = seed.rem_euclid(253_402_300_800_000_000);
+            // Every precision: whole seconds, milliseconds, microseconds.
+            let micros = match seed.rem_euclid(3) {
+                0 => micros - micros % 1_000_000,
+                1 => micros - micros % 1_000,
+                _ => micros,
+            };
+            times.extend(DateTime::from_timestamp_micros(micros));
+        }
+        #[derive(Serialize)]
+        struct Fast(#[serde(serialize_with = "rfc3339")] DateTime<Utc>);
+        for at in times {
+            assert_eq!(serde_json::to_string(&Fast(at)).unwrap(), serde_json::to_string(&at).unwrap(), "{at:?}");
+        }
+    }
 }

@@ -1009,3 +1009,64 @@ async fn a_forwarder_killed_after_its_insert_replays_without_doubling() {
         .contains(&format!("PostgreSQL {entries} (0 waiting in the outbox), ClickHouse {entries} distinct")));
     app.stop().await;
 }
+
+/// The tuned route writes its PostgreSQL pages straight from the rows: the same JSON as the
+/// naive route's, to the character, for texts that need escaping, empty and missing memos,
+/// names, and times of every precision (whole seconds, milliseconds, microseconds, ties).
+#[tokio::test]
+async fn tuned_pages_write_every_field_as_the_naive_route_does() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let account = alice.main_account_id;
+    let base = Utc::now() - Duration::days(2);
+    let base = base - Duration::nanoseconds(base.timestamp_subsec_nanos().into());
+    let odd = "say \"hi\"\\ \n\t\u{1} caf\u{e9} \u{1f35c} </script>";
+    let entries = [
+        Entry { memo: Some(odd), counterparty_name: odd, ..Entry::simple(base, 1) },
+        Entry { memo: Some(""), ..Entry::simple(base + Duration::milliseconds(120), 2) },
+        Entry { memo: None, ..Entry::simple(base + Duration::microseconds(123_456), 3) },
+        Entry { memo: Some("tie"), ..Entry::simple(base + Duration::microseconds(123_456), 4) },
+        Entry {
+            direction: "out",
+            kind: "transfer",
+            counterparty_account_id: Some(alice.main_account_id + 1),
+            counterparty_name: "jun",
+            transfer_id: Some(77),
+            memo: Some("dinner"),
+            ..Entry::simple(base + Duration::seconds(1), 5)
+        },
+    ];
+    let mut conn = pool.acquire().await.unwrap();
+    for entry in &entries {
+        insert_entry(&mut conn, account, entry).await;
+    }
+    sqlx::query("UPDATE statement_entries SET counterparty_user_name = 'jun' WHERE account_id = $1 AND amount = 5")
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let naive = naive_all(&app, &alice, account, "", 200).await;
+    for limit in [1, 2, 3, 200] {
+        let (tuned, source) = tuned_all(&app, &alice, account, "", limit).await;
+        assert_eq!(source.as_deref(), Some("postgres"));
+        assert_eq!(tuned, naive, "limit {limit}");
+    }
+    let first = get(&app, &alice, &format!("/v1/accounts/{account}/history?limit=2")).await;
+    assert_eq!(
+        first.body["entries"][0]["counterparty"],
+        json!({"account_id": account + 1, "name": "jun", "user_name": "jun"})
+    );
+    assert!(first.body["next_cursor"].is_string());
+    assert!(first.lag_ms.unwrap() > 0, "nothing was forwarded");
+    let all = get(&app, &alice, &format!("/v1/accounts/{account}/history")).await;
+    assert_eq!(all.body["next_cursor"], Value::Null);
+    let memos: Vec<&Value> = all.body["entries"].as_array().unwrap().iter().map(|entry| &entry["memo"]).collect();
+    assert_eq!(memos, [&json!("dinner"), &json!("tie"), &Value::Null, &Value::Null, &json!(odd)]);
+    // An account with no entries: an empty page, not a page of nothing.
+    let bob = app.signup("bob").await;
+    let empty = get(&app, &bob, &format!("/v1/accounts/{}/history", bob.main_account_id)).await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.body, json!({"entries": [], "next_cursor": null}));
+    app.stop().await;
+}
