@@ -22,14 +22,32 @@ use sqlx::PgPool;
 /// Time to wait for a pooled connection before answering 503 (the ledger writers' pool too).
 pub const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
 pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = database_url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(pool_size)
-        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-        .connect_with(options.application_name("minipay"))
-        .await?;
+    let pool = pool_options(pool_size, POOL_ACQUIRE_TIMEOUT).connect_with(options.application_name("minipay")).await?;
     Ok(pool)
+}
+
+/// The request path's pool settings (the primary's pool and the standby's). sqlx pings every
+/// connection it hands out by default: a round trip per request. Here only a connection idle for [`PING_IF_IDLE_FOR`] is pinged, which
+/// is where a connection that died quietly (a restart of PostgreSQL, a proxy's idle timeout)
+/// is found; one in steady use that breaks fails its request with 503 and is closed.
+pub fn pool_options(size: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Applies the PostgreSQL migrations in `migrations/` (sqlx takes an advisory lock, so two

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -106,10 +106,7 @@ impl Reads {
 
 fn lazy_pool(url: &str, size: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse()?;
-    Ok(PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(acquire_timeout)
-        .connect_lazy_with(options.application_name("minipay")))
+    Ok(crate::store::pool_options(size, acquire_timeout).connect_lazy_with(options.application_name("minipay")))
 }
 
 impl Replica {
