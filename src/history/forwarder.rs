@@ -27,6 +27,7 @@ use sqlx::{PgConnection, PgPool};
 use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::{shard_of, ClickHouse};
 use super::entry::{ClickHouseEntry, PgEntry};
+use super::pg;
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -104,14 +105,8 @@ fn abort_after_insert(rows: usize) -> ! {
 /// the outbox is empty. An entry waits for at least 1 ms, even when its time is `now` (a manual
 /// clock stands still) or in the future of it: a lag of 0 says nothing waits.
 pub async fn lag_ms(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<i64> {
-    let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
-        // The lowest id is (nearly) the oldest row, and its look-up walks the primary key
-        // instead of scanning a backlog.
-        "SELECT at FROM statement_outbox ORDER BY id LIMIT 1",
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(oldest.map(|oldest| (now - oldest).num_milliseconds().max(1)).unwrap_or(0))
+    let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(pg::OLDEST_WAITING_AT).fetch_optional(conn).await?;
+    Ok(pg::lag_since(oldest, now))
 }
 
 /// Outbox rows whose entries a down shard could not take, and since when.

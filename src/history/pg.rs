@@ -271,6 +271,17 @@ pub async fn entries_within(
     entries_of(rows).map(Some)
 }
 
+/// The time of the oldest entry waiting in the outbox (no row when none waits). The lowest id
+/// is (nearly) the oldest row, and its look-up walks the primary key instead of scanning a
+/// backlog.
+pub const OLDEST_WAITING_AT: &str = "SELECT at FROM statement_outbox ORDER BY id LIMIT 1";
+
+/// How far the read store is behind, from the time [`OLDEST_WAITING_AT`] read: at least 1 ms
+/// while anything waits, 0 when nothing does (`forwarder::lag_ms`).
+pub fn lag_since(oldest_waiting: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
+    oldest_waiting.map_or(0, |oldest| (now - oldest).num_milliseconds().max(1))
+}
+
 /// What the tuned route learns from PostgreSQL in one statement, one round trip and one
 /// snapshot: whether the caller owns the account, the time of the oldest entry waiting in the
 /// outbox (the read store's lag), and, when asked for, the keyset page.
@@ -283,16 +294,15 @@ pub struct OwnedPage {
 }
 
 /// Whether `user_id` owns the account, and the time of the oldest entry waiting in the outbox,
-/// found as `forwarder::lag_ms` finds it (by the outbox's lowest id): one statement.
+/// found as `forwarder::lag_ms` finds it ([`OLDEST_WAITING_AT`]): one statement.
 pub async fn owner_and_oldest_waiting(
     conn: &mut PgConnection,
     user_id: UserId,
     account_id: AccountId,
 ) -> anyhow::Result<OwnedPage> {
-    let (owned, oldest_waiting): (bool, Option<DateTime<Utc>>) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2),
-                (SELECT at FROM statement_outbox ORDER BY id LIMIT 1)",
-    )
+    let (owned, oldest_waiting): (bool, Option<DateTime<Utc>>) = sqlx::query_as(&format!(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2), ({OLDEST_WAITING_AT})"
+    ))
     .bind(account_id)
     .bind(user_id)
     .fetch_one(&mut *conn)
@@ -319,7 +329,7 @@ pub async fn owned_keyset_page(
         &format!(
             "SELECT o.owned, w.oldest, e.* FROM
              (SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $10) AS owned) o
-             CROSS JOIN (SELECT (SELECT at FROM statement_outbox ORDER BY id LIMIT 1) AS oldest) w
+             CROSS JOIN (SELECT ({OLDEST_WAITING_AT}) AS oldest) w
              LEFT JOIN LATERAL (
                  SELECT {ENTRY_ROW_COLUMNS} FROM statement_entries
                  WHERE o.owned AND account_id = $1 AND at >= $2 AND at < $3 AND {} AND (at, id) < ($7, $8)

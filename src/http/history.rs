@@ -22,6 +22,7 @@ use crate::history::entry::{
     merge_pages, next_cursor as next_cursor_of, Cursor, Filters, HistoryEntry, Page, TimeRange,
 };
 use crate::history::forwarder::lag_ms;
+use crate::history::pg::lag_since;
 use crate::history::summary::{self, Summary, Totals};
 use crate::history::{aggregates, ch, pg};
 use crate::http::state::AppState;
@@ -683,12 +684,6 @@ pub async fn lag_header(State(state): State<AppState>, request: Request, next: N
         set_lag(&state, &mut response, lag);
     }
     response
-}
-
-/// How far behind ClickHouse is, from the time of the oldest entry waiting in the outbox: as
-/// `forwarder::lag_ms` tells it (at least 1 ms while anything waits, 0 when nothing does).
-fn lag_since(oldest_waiting: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
-    oldest_waiting.map_or(0, |oldest| (now - oldest).num_milliseconds().max(1))
 }
 
 fn set_lag(state: &AppState, response: &mut Response, lag: i64) {
