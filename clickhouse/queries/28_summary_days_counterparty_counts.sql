@@ -1,5 +1,5 @@
 -- aggregates::summary (src/history/aggregates.rs): every counterparty's totals over whole UTC days
--- alone, as 27 without the partial days (read from PostgreSQL, their counterparties bound first).
+-- alone, as 27 without the partial days (read from PostgreSQL meanwhile).
 -- bind: 42
 -- bind: '1970-01-01'
 -- bind: '1970-01-01'
@@ -9,16 +9,12 @@
 -- bind: ''
 -- bind: 0
 -- bind: 0
--- bind: ['', 'external']
--- bind: [0, 7]
--- bind: 102
+-- bind: 4096
 SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
             sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
      FROM daily_counterparty_totals
      PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
        AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)
      GROUP BY counterparty_id, counterparty_key
-     ORDER BY if(counterparty_id = 0, counterparty_key IN (SELECT arrayJoin(?)),
-                 counterparty_id IN (SELECT toInt64(arrayJoin(?)))) DESC,
-              count DESC
+     ORDER BY count DESC
      LIMIT ?

@@ -10,7 +10,8 @@
 //! Outbox rows are locked by the step that forwards them, so no other forwarder inserts the
 //! same entries meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 
 use chrono::NaiveDate;
 
@@ -206,12 +207,31 @@ const COUNTERPARTIES: &str = concat!(
      LIMIT ?"
 );
 
-/// Every counterparty's totals without its names, which are costly to merge (a busy account
-/// has a row per counterparty and day): the counterparties with entries waiting in the outbox
-/// first (their keys bound: external names, then account ids; 0 and '' stand for none), then
-/// the most entries first, at most `LIMIT`. (Sets rather than `has`: there may be thousands.)
-const COUNTERPARTY_COUNTS: &str = concat!(
-    "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
+/// The counterparties of the daily counterparty totals of whole days, the read of their
+/// totals without names (costly to merge: a busy account has a row per counterparty and day).
+/// Binds: account, two days, direction code (0: any) twice, kind ('' any) twice, counterparty
+/// (0: any) twice; then what the query adds.
+macro_rules! days_counterparty_rows {
+    ($($restriction:tt)*) => {
+        concat!(
+            "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
+            sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
+     FROM daily_counterparty_totals
+     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
+       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)",
+            $($restriction)*,
+            "
+     GROUP BY counterparty_id, counterparty_key"
+        )
+    };
+}
+
+/// Whole days and the edges' entries of one counterparty read (binds as
+/// [`days_counterparty_rows`], then the edges' as [`edge_entries`]), before they are grouped.
+macro_rules! counterparty_rows {
+    () => {
+        concat!(
+            "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
             sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
      FROM (
          SELECT counterparty_id, counterparty_key, direction, entries, amount
@@ -223,15 +243,53 @@ const COUNTERPARTY_COUNTS: &str = concat!(
                 if(isNull(counterparty_account_id), counterparty_name, '') AS counterparty_key, direction,
                 toUInt64(1) AS entries, amount
          FROM (",
-    edge_entries!("counterparty_account_id, counterparty_name, direction, amount"),
-    ")
-     )
+            edge_entries!("counterparty_account_id, counterparty_name, direction, amount"),
+            ")
+     )"
+        )
+    };
+}
+
+/// The restriction of a look-up to some counterparties, binds: account ids (-1 for none), then
+/// external names ('' for none). (Sets rather than `has`: there may be thousands.)
+macro_rules! only_counterparties {
+    () => {
+        "counterparty_id IN (SELECT toInt64(arrayJoin(?)))
+            OR (counterparty_id = 0 AND counterparty_key IN (SELECT arrayJoin(?)))"
+    };
+}
+
+/// Every counterparty's totals without its names, whole days from `daily_counterparty_totals`
+/// and edges from the entries: the most entries first, at most `LIMIT`.
+const COUNTERPARTY_COUNTS: &str = concat!(
+    counterparty_rows!(),
+    "
      GROUP BY counterparty_id, counterparty_key
-     ORDER BY if(counterparty_id = 0, counterparty_key IN (SELECT arrayJoin(?)),
-                 counterparty_id IN (SELECT toInt64(arrayJoin(?)))) DESC,
-              count DESC
+     ORDER BY count DESC
      LIMIT ?"
 );
+
+/// [`COUNTERPARTY_COUNTS`] of the counterparties bound last ([`only_counterparties`]).
+const COUNTERPARTY_COUNTS_OF: &str = concat!(
+    counterparty_rows!(),
+    "
+     WHERE ",
+    only_counterparties!(),
+    "
+     GROUP BY counterparty_id, counterparty_key"
+);
+
+/// [`COUNTERPARTY_COUNTS`] over whole days alone (the partial days read from PostgreSQL).
+const DAYS_COUNTERPARTY_COUNTS: &str = concat!(
+    days_counterparty_rows!(""),
+    "
+     ORDER BY count DESC
+     LIMIT ?"
+);
+
+/// [`DAYS_COUNTERPARTY_COUNTS`] of the counterparties bound last ([`only_counterparties`]).
+const DAYS_COUNTERPARTY_COUNTS_OF: &str =
+    days_counterparty_rows!(concat!("\n       AND (", only_counterparties!(), ")"));
 
 /// [`BY_KIND`] over whole days alone (the partial days read from PostgreSQL).
 const DAYS_BY_KIND: &str = "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total,
@@ -251,24 +309,12 @@ const DAYS_BY_KIND_OF_COUNTERPARTY: &str = "SELECT kind AS name, sumIf(amount, d
      GROUP BY kind
      ORDER BY kind";
 
-/// [`COUNTERPARTY_COUNTS`] over whole days alone.
-const DAYS_COUNTERPARTY_COUNTS: &str =
-    "SELECT counterparty_id, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
-            sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
-     FROM daily_counterparty_totals
-     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
-       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)
-     GROUP BY counterparty_id, counterparty_key
-     ORDER BY if(counterparty_id = 0, counterparty_key IN (SELECT arrayJoin(?)),
-                 counterparty_id IN (SELECT toInt64(arrayJoin(?)))) DESC,
-              count DESC
-     LIMIT ?";
+/// Counterparties read by their counts: enough that on a busy account, whose counterparties
+/// mostly have an entry or two a month, the unread ones have at most one entry, and those of
+/// the added entries rarely need a look-up of their own ([`candidates`]).
+const COUNTED_MAX: usize = 4096;
 
-/// Counterparties read by their counts: enough that ties at the last place of the top are
-/// rarely cut (a busy account has thousands of counterparties with one entry).
-const COUNTED_MAX: usize = 100;
-
-#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+#[derive(clickhouse::Row, serde::Deserialize, Debug, Clone)]
 struct CountRow {
     counterparty_id: i64,
     counterparty_key: String,
@@ -277,34 +323,58 @@ struct CountRow {
     count: u64,
 }
 
-/// The counterparties that can be among the top ones, from the rows [`COUNTERPARTY_COUNTS`]
-/// read with `limit` (the forced ones included) and the waiting entries added; their names
-/// are left for PostgreSQL, except external ones (named by their key; entries without an
-/// account carry no user name). None when the rows read cannot decide the top: a
-/// counterparty left unread may have as many entries as the last of the top, and would come
-/// before it by name.
-fn candidates(rows: Vec<CountRow>, limit: usize, waiting: &[HistoryEntry]) -> Option<Vec<CounterpartyTotals>> {
-    // Every counterparty left unread has at most the last row's count, and nothing waiting.
-    let unread_max = if rows.len() < limit { 0 } else { rows.last().map_or(0, |row| row.count as i64) };
-    let counted = rows
-        .into_iter()
-        .map(|row| CounterpartyTotals {
-            account_id: (row.counterparty_id != 0).then_some(row.counterparty_id),
-            name: row.counterparty_key,
-            user_name: None,
-            in_total: row.in_total,
-            out_total: row.out_total,
-            count: row.count as i64,
-        })
-        .collect();
-    let mut merged = counterparties_with_waiting(counted, waiting);
+/// What the counts read decide of the top counterparties.
+#[derive(Debug)]
+enum Decision {
+    /// Every counterparty that can be among the top ones, with its totals (names to come from
+    /// PostgreSQL, except external ones: named by their key, and entries without an account
+    /// carry no user name).
+    Top(Vec<CounterpartyTotals>),
+    /// These counterparties of the added entries may reach the top, and their counts over the
+    /// rest of the range are needed first: external names, account ids.
+    LookUp(Vec<String>, Vec<i64>),
+    /// A counterparty left unread may have as many entries as the last of the top, and would
+    /// come before it by name.
+    Undecided,
+}
+
+/// The counterparties that can be among the top ones, from the rows read by their counts
+/// (`unread_max`: the most entries a counterparty left unread can have, 0 when every one was
+/// read) with the added entries, `added` (waiting, or the partial days read from PostgreSQL).
+/// A counterparty of `added` that the rows lack has between its added count and that plus
+/// `unread_max` (exactly its added count once `looked_up` has read it, too).
+fn candidates(rows: &[CountRow], unread_max: i64, looked_up: bool, added: &[HistoryEntry]) -> Decision {
+    let read: HashSet<(i64, String)> =
+        rows.iter().map(|row| (row.counterparty_id, row.counterparty_key.clone())).collect();
+    let counted = rows.iter().map(|row| CounterpartyTotals {
+        account_id: (row.counterparty_id != 0).then_some(row.counterparty_id),
+        name: row.counterparty_key.clone(),
+        user_name: None,
+        in_total: row.in_total,
+        out_total: row.out_total,
+        count: row.count as i64,
+    });
+    let mut merged = counterparties_with_waiting(counted.collect(), added);
     merged.sort_by_key(|cp| std::cmp::Reverse(cp.count));
+    // At most the tenth count: a counterparty below it is not among the top ones.
     let last_of_top = merged.get(TOP_COUNTERPARTIES_MAX as usize - 1).map_or(0, |cp| cp.count);
     if unread_max > 0 && last_of_top <= unread_max {
-        return None;
+        return Decision::Undecided;
+    }
+    if !looked_up && unread_max > 0 {
+        let key = |cp: &CounterpartyTotals| match cp.account_id {
+            Some(id) => (id, String::new()),
+            None => (0, cp.name.clone()),
+        };
+        let unsure: Vec<&CounterpartyTotals> =
+            merged.iter().filter(|cp| cp.count + unread_max >= last_of_top && !read.contains(&key(cp))).collect();
+        if !unsure.is_empty() {
+            let keys = unsure.iter().filter(|cp| cp.account_id.is_none()).map(|cp| cp.name.clone()).collect();
+            return Decision::LookUp(keys, unsure.iter().filter_map(|cp| cp.account_id).collect());
+        }
     }
     merged.retain(|cp| cp.count >= last_of_top);
-    Some(merged)
+    Decision::Top(merged)
 }
 
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
@@ -370,6 +440,16 @@ impl Binds {
         query.bind(self.direction).bind(self.direction).bind(self.kind).bind(self.kind)
     }
 
+    /// The binds of [`days_counterparty_rows`] (`days_only`) or [`counterparty_rows`].
+    fn bind_counterparty_rows(&self, query: clickhouse::query::Query, days_only: bool) -> clickhouse::query::Query {
+        let query = self.bind_days(query).bind(self.counterparty).bind(self.counterparty);
+        if days_only {
+            query
+        } else {
+            self.bind_edges(query)
+        }
+    }
+
     fn bind_edges(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
         query = query.bind(self.account_id);
         for (low_s, high_s, low_us, high_us) in self.edges {
@@ -393,42 +473,55 @@ pub fn summary_split(range: TimeRange, waiting: &[HistoryEntry]) -> Option<Split
 }
 
 /// The summary of `account_id` over `range` with `filters`: whole UTC days from the daily
-/// totals, the rest as [`summary_split`] says: the entries of the edge windows, `edges`, when
-/// the caller read them from PostgreSQL (every entry there, the waiting ones included, so
-/// ClickHouse reads no entry at all), or else from ClickHouse's entries with the entries
-/// still waiting in the outbox, `waiting`, added. Either way every entry committed before the
-/// request counts once (`waiting` and `edges` are read from PostgreSQL before this, with the
-/// same filters). The top counterparties are usually decided by their counts alone and left
-/// to be named from PostgreSQL ([`super::summary::named`]); when their counts cannot decide
-/// them, they come named and ranked from ClickHouse.
+/// totals, the rest as [`summary_split`] says: the entries of the edge windows as `edges`
+/// reads them from PostgreSQL (every entry there, the waiting ones included, so ClickHouse
+/// reads no entry at all; `None` when there are too many), or else from ClickHouse's entries
+/// with the entries still waiting in the outbox, `waiting`, added. ClickHouse reads the whole
+/// days while `edges` runs. Either way every entry committed before the request counts once
+/// (`waiting` is read from PostgreSQL before this, `edges` after it, with the same filters). The
+/// top counterparties are usually decided by their counts alone and left to be named from
+/// PostgreSQL ([`super::summary::named`]); when their counts cannot decide them, they come
+/// named and ranked from ClickHouse.
 pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
     (range, filters): (TimeRange, &Filters),
     waiting: &[HistoryEntry],
-    edges: Option<&[HistoryEntry]>,
+    edges: impl Future<Output = anyhow::Result<Option<Vec<HistoryEntry>>>>,
 ) -> anyhow::Result<Unnamed> {
-    let Some(mut split) = summary_split(range, waiting) else {
+    let Some(split) = summary_split(range, waiting) else {
         return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
-    };
-    let extra = match edges {
-        Some(edges) => {
-            if split.days.is_none() {
-                return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), edges), to_name: false });
-            }
-            let end = split.edges[1].1;
-            split.edges = [(end, end), (end, end)];
-            edges
-        }
-        None => waiting,
     };
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
-    let binds = Binds::new(account_id, split, filters, if edges.is_some() { &[] } else { waiting });
+    if split.days.is_none() {
+        if let Some(edges) = edges.await? {
+            return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), &edges), to_name: false });
+        }
+    } else {
+        let end = split.edges[1].1;
+        let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
+        let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
+        if let Some(edges) = edges? {
+            return decide(clickhouse, &days, true, counts?, &edges).await;
+        }
+    }
+    // Too many entries at the edges for PostgreSQL to hand over: ClickHouse reads them too.
+    let binds = Binds::new(account_id, split, filters, waiting);
+    let counts = read_counts(clickhouse, &binds, filters, false).await?;
+    decide(clickhouse, &binds, false, counts, waiting).await
+}
+
+/// The totals by kind and the counterparties with the most entries, over whole days alone
+/// (`days_only`: the edges are read from PostgreSQL) or with the edges' entries too.
+async fn read_counts(
+    clickhouse: &ClickHouse,
+    binds: &Binds,
+    filters: &Filters,
+    days_only: bool,
+) -> anyhow::Result<(Vec<Totals>, Vec<CountRow>)> {
     // Without edges to read, queries of the daily totals alone: the UNION with an empty read of
     // the entries still costs ClickHouse 18.16 several milliseconds.
-    let days_only = edges.is_some();
-    let with_edges = |query| if days_only { query } else { binds.bind_edges(query) };
     let by_kind = match (filters.counterparty_account_id, days_only) {
         (Some(counterparty), true) => {
             binds.bind_days(clickhouse.query(DAYS_BY_KIND_OF_COUNTERPARTY)).bind(counterparty)
@@ -439,38 +532,44 @@ pub async fn summary(
         (None, true) => binds.bind_days(clickhouse.query(DAYS_BY_KIND)),
         (None, false) => binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND))),
     };
-    let (keys, ids) = waiting_counterparties(extra);
-    let limit = COUNTED_MAX + keys.len() + ids.len();
     let counts_sql = if days_only { DAYS_COUNTERPARTY_COUNTS } else { COUNTERPARTY_COUNTS };
-    let counts =
-        with_edges(binds.bind_days(clickhouse.query(counts_sql)).bind(binds.counterparty).bind(binds.counterparty))
-            .bind(keys)
-            .bind(ids)
-            .bind(limit as u64);
+    let counts = binds.bind_counterparty_rows(clickhouse.query(counts_sql), days_only).bind(COUNTED_MAX as u64);
     let (kinds, counts) = tokio::try_join!(by_kind.fetch_all::<KindRow>(), counts.fetch_all::<CountRow>())?;
-    let kinds: Vec<Totals> = kinds
+    let kinds = kinds
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    if let Some(top) = candidates(counts, limit, extra) {
-        let summary = Summary::from_parts(kinds_with_waiting(kinds, extra), top);
-        return Ok(Unnamed { summary, to_name: true });
-    }
-    let counterparties = named_counterparties(clickhouse, &binds, extra).await?;
-    Ok(Unnamed { summary: with_waiting(kinds, counterparties, extra), to_name: false })
+    Ok((kinds, counts))
 }
 
-/// The keys of the counterparties of the entries added to ClickHouse's (the waiting ones, or the
-/// partial days' read from PostgreSQL), as [`COUNTERPARTY_COUNTS`] binds
-/// them: external names, account ids (each with a placeholder, so that neither is empty).
-fn waiting_counterparties(waiting: &[HistoryEntry]) -> (Vec<String>, Vec<i64>) {
-    let keys: BTreeSet<&str> = waiting
-        .iter()
-        .filter(|entry| entry.counterparty_account_id.is_none())
-        .map(|entry| entry.counterparty_name.as_str())
-        .collect();
-    let ids: BTreeSet<i64> = waiting.iter().filter_map(|entry| entry.counterparty_account_id).collect();
-    (std::iter::once("").chain(keys).map(str::to_owned).collect(), std::iter::once(0).chain(ids).collect())
+/// The summary from what [`read_counts`] read and the entries it did not, `added`: the top
+/// counterparties decided by their counts (after a look-up of those of `added` that may reach
+/// the top unseen), else named and ranked by ClickHouse.
+async fn decide(
+    clickhouse: &ClickHouse,
+    binds: &Binds,
+    days_only: bool,
+    (kinds, mut counts): (Vec<Totals>, Vec<CountRow>),
+    added: &[HistoryEntry],
+) -> anyhow::Result<Unnamed> {
+    let unread_max = if counts.len() < COUNTED_MAX { 0 } else { counts.last().map_or(0, |row| row.count as i64) };
+    let decision = match candidates(&counts, unread_max, false, added) {
+        Decision::LookUp(keys, ids) => {
+            let of_sql = if days_only { DAYS_COUNTERPARTY_COUNTS_OF } else { COUNTERPARTY_COUNTS_OF };
+            // Placeholders that match nothing keep both arrays' types known.
+            let ids: Vec<i64> = std::iter::once(-1).chain(ids).collect();
+            let keys: Vec<String> = std::iter::once(String::new()).chain(keys).collect();
+            let query = binds.bind_counterparty_rows(clickhouse.query(of_sql), days_only).bind(ids).bind(keys);
+            counts.extend(query.fetch_all::<CountRow>().await?);
+            candidates(&counts, unread_max, true, added)
+        }
+        decision => decision,
+    };
+    if let Decision::Top(top) = decision {
+        return Ok(Unnamed { summary: Summary::from_parts(kinds_with_waiting(kinds, added), top), to_name: true });
+    }
+    let counterparties = named_counterparties(clickhouse, binds, added).await?;
+    Ok(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false })
 }
 
 /// Every counterparty with its names merged in ClickHouse, the top ones first.
@@ -651,28 +750,65 @@ mod tests {
         CountRow { counterparty_id: id, counterparty_key: key.to_owned(), in_total: 0, out_total: 0, count }
     }
 
+    fn top(decision: Decision) -> Vec<CounterpartyTotals> {
+        match decision {
+            Decision::Top(top) => top,
+            other => panic!("not decided: {other:?}"),
+        }
+    }
+
     #[test]
     fn the_counts_decide_the_top_unless_a_counterparty_left_unread_could_tie_its_last_place() {
-        // Twelve rows read of a limit of twelve: the last read (1 entry) bounds the unread ones.
+        // Twelve rows of a limit of twelve: the last read (1 entry) bounds the unread ones.
         let mut rows: Vec<CountRow> = (1..=9).map(|id| count_row(id, "", 20 - id as u64)).collect();
         rows.extend([count_row(0, "external", 5), count_row(10, "", 2), count_row(11, "", 1)]);
-        let top = candidates(rows, 12, &[]).expect("decided by the counts");
-        let kept: Vec<(Option<i64>, &str, i64)> =
-            top.iter().map(|cp| (cp.account_id, cp.name.as_str(), cp.count)).collect();
+        let kept: Vec<(Option<i64>, String, i64)> =
+            top(candidates(&rows, 1, false, &[])).into_iter().map(|cp| (cp.account_id, cp.name, cp.count)).collect();
         assert_eq!(kept.len(), 10, "{kept:?}");
-        assert!(kept.contains(&(None, "external", 5)) && !kept.iter().any(|cp| cp.0 == Some(10)));
+        assert!(kept.contains(&(None, "external".to_owned(), 5)) && !kept.iter().any(|cp| cp.0 == Some(10)));
         // The tenth has as many entries as the last read: an unread one could come before it by name.
         let rows: Vec<CountRow> = (1..=12).map(|id| count_row(id, "", if id < 10 { 9 } else { 1 })).collect();
-        assert!(candidates(rows, 12, &[]).is_none());
-        // Fewer rows than the limit: every counterparty was read, ties or not.
+        assert!(matches!(candidates(&rows, 1, false, &[]), Decision::Undecided));
+        // Every counterparty read (nothing unread): ties or not, the counts decide.
         let rows: Vec<CountRow> = (1..=11).map(|id| count_row(id, "", 1)).collect();
-        assert_eq!(candidates(rows, 12, &[]).unwrap().len(), 11);
-        // Waiting entries lift a counterparty past the tied ones.
+        assert_eq!(top(candidates(&rows, 0, false, &[])).len(), 11);
+        // Added entries lift a counterparty that was read past the tied ones.
         let rows: Vec<CountRow> = (1..=12).map(|id| count_row(id, "", if id < 10 { 9 } else { 1 })).collect();
-        let waiting: Vec<HistoryEntry> =
+        let added: Vec<HistoryEntry> =
             (0..9).map(|n| waiting_entry(100 + n, 100 + n, "in", "transfer", Some(12), "twelve")).collect();
-        let top = candidates(rows, 12, &waiting).expect("decided once the waiting entries count");
-        assert_eq!(top.len(), 10);
-        assert!(top.iter().any(|cp| cp.account_id == Some(12) && cp.count == 10 && cp.name == "twelve"));
+        let kept = top(candidates(&rows, 1, false, &added));
+        assert_eq!(kept.len(), 10);
+        assert!(kept.iter().any(|cp| cp.account_id == Some(12) && cp.count == 10 && cp.name == "twelve"));
+    }
+
+    #[test]
+    fn counterparties_of_the_added_entries_that_were_not_read_are_looked_up_when_they_may_reach_the_top() {
+        // Ten counterparties with 5 entries each, the unread ones with at most 2.
+        let rows: Vec<CountRow> = (1..=10).map(|id| count_row(id, "", 5)).chain([count_row(11, "", 2)]).collect();
+        let entry = |id: i64, counterparty: Option<i64>, name: &str| {
+            waiting_entry(id, id, "in", if counterparty.is_some() { "transfer" } else { "charge" }, counterparty, name)
+        };
+        // Two added entries of account 50 (unread): at most 4, below the tenth's 5.
+        let added = [entry(1, Some(50), "fifty"), entry(2, Some(50), "fifty")];
+        assert_eq!(top(candidates(&rows, 2, false, &added)).len(), 10);
+        // Three, and three of an external name: up to 5, a tie with the tenth; both are looked up.
+        let added: Vec<HistoryEntry> = (1..=3)
+            .map(|n| entry(n, Some(50), "fifty"))
+            .chain((4..=6).map(|n| entry(n, None, "bank")))
+            .chain([entry(7, Some(11), "eleven")])
+            .collect();
+        match candidates(&rows, 2, false, &added) {
+            Decision::LookUp(keys, ids) => assert_eq!((keys, ids), (vec!["bank".to_owned()], vec![50])),
+            other => panic!("{other:?}"),
+        }
+        // The look-up found two more of account 50 and none of the name: 50 leads, the name is out.
+        let mut looked_up = rows.clone();
+        looked_up.push(count_row(50, "", 2));
+        let kept = top(candidates(&looked_up, 2, true, &added));
+        assert_eq!(kept.iter().map(|cp| cp.count).max(), Some(5));
+        assert!(kept.iter().any(|cp| cp.account_id == Some(50) && cp.count == 5));
+        assert!(!kept.iter().any(|cp| cp.name == "bank"));
+        // With nothing unread, an added counterparty's count is its own: no look-up.
+        assert!(matches!(candidates(&rows, 0, false, &added), Decision::Top(_)));
     }
 }

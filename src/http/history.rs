@@ -611,17 +611,21 @@ pub async fn get_summary(
     // and left out of it by id.
     let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?;
     // The partial days at either end (and the days with entries waiting) from PostgreSQL's
-    // index when they are few: ClickHouse then reads only its daily totals.
-    let edges = match aggregates::summary_split(range, &waiting) {
-        Some(split) => {
-            pg::entries_within(&mut conn, account_id, (range, &filters), split.edges, SUMMARY_EDGES_PG_MAX).await?
+    // index when they are few, while ClickHouse reads its daily totals of the whole days.
+    let split = aggregates::summary_split(range, &waiting);
+    let edge_filters = filters.clone();
+    let edges = async move {
+        match split {
+            Some(split) => {
+                pg::entries_within(&mut conn, account_id, (range, &edge_filters), split.edges, SUMMARY_EDGES_PG_MAX)
+                    .await
+            }
+            None => Ok(None),
         }
-        None => None,
     };
-    drop(conn);
     let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges.as_deref()).await
+        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges).await
     })
     .await;
     let (source, summary) = match tuned {
