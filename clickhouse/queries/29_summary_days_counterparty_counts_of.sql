@@ -1,4 +1,5 @@
--- aggregates::summary (src/history/aggregates.rs): 28 for some counterparties only, as 29.
+-- aggregates::summary (src/history/aggregates.rs): the totals over whole UTC days of some
+-- counterparties only (account ids, then external names; -1 and '' match none), as 29.
 -- bind: 42
 -- bind: '1970-01-01'
 -- bind: '1970-01-01'

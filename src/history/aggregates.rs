@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
+use anyhow::Context;
 use chrono::NaiveDate;
 
 use super::clickhouse::ClickHouse;
@@ -207,26 +208,54 @@ const COUNTERPARTIES: &str = concat!(
      LIMIT ?"
 );
 
+/// What a query of whole days adds to its `PREWHERE` for the filters, binds: direction code
+/// (0: any) twice, kind ('' any) twice, counterparty (0: any) twice. On ClickHouse 18.16 the
+/// conditions cost even when they hold for every row (a third of the query's CPU on a busy
+/// account), so each such query has a second form without them, for a summary without filters
+/// ([`DaysQuery`]).
+macro_rules! day_filters {
+    () => {
+        "
+       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)"
+    };
+}
+
 /// Counterparties' totals over whole days from the daily counterparty totals, without names
 /// (costly to merge: a busy account has a row per counterparty and day), as `$columns`
-/// (counterparty id, then key), grouped by `$group`, rows restricted by `$restriction`.
-/// Binds: account, two days, direction code (0: any) twice, kind ('' any) twice, counterparty
-/// (0: any) twice; then what the restriction and the query add.
+/// (counterparty id, then key), grouped by `$group`, with the conditions `$filters`
+/// ([`day_filters`] or none), rows restricted by `$restriction`. Binds: account, two days,
+/// the filters' if any; then what the restriction and the query add.
 macro_rules! days_counterparty_rows {
-    ($columns:literal, $group:literal, $($restriction:tt)*) => {
+    ($columns:literal, $group:literal, $filters:expr, $($restriction:tt)*) => {
         concat!(
             "SELECT ",
             $columns,
             ", sumIf(amount, direction = 'in') AS in_total,
             sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
      FROM daily_counterparty_totals
-     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
-       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?) AND (? = 0 OR counterparty_id = ?)",
+     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)",
+            $filters,
             $($restriction)*,
             "
      GROUP BY ",
             $group
         )
+    };
+}
+
+/// A query of whole days in its two forms: with the filters' conditions, and without.
+struct DaysQuery {
+    filtered: &'static str,
+    unfiltered: &'static str,
+}
+
+/// Both forms of a query of whole days: `$make` called with [`day_filters`] and with nothing.
+macro_rules! days_query {
+    ($make:ident!($($before:tt)*), $($after:tt)*) => {
+        DaysQuery {
+            filtered: $make!($($before)* day_filters!(), $($after)*),
+            unfiltered: $make!($($before)* "", $($after)*),
+        }
     };
 }
 
@@ -283,37 +312,59 @@ const COUNTERPARTY_COUNTS_OF: &str = concat!(
      GROUP BY counterparty_id, counterparty_key"
 );
 
+/// The most entries first, at most `LIMIT`.
+macro_rules! days_counterparty_counts {
+    ($filters:expr,) => {
+        concat!(
+            days_counterparty_rows!("counterparty_id, '' AS no_key", "counterparty_id", $filters, ""),
+            "
+     ORDER BY count DESC
+     LIMIT ?"
+        )
+    };
+}
+
 /// [`COUNTERPARTY_COUNTS`] over whole days alone (the partial days read from PostgreSQL), of
 /// the counterparties with an account: grouped by the id alone, twice as fast on ClickHouse
 /// 18.16 as by id and name. (Those without an account, id 0, come as one row, left out: they
 /// are [`DAYS_EXTERNAL_COUNTS`].)
-const DAYS_COUNTERPARTY_COUNTS: &str = concat!(
-    days_counterparty_rows!("counterparty_id, '' AS no_key", "counterparty_id", ""),
-    "
-     ORDER BY count DESC
-     LIMIT ?"
-);
+const DAYS_COUNTERPARTY_COUNTS: DaysQuery = days_query!(days_counterparty_counts!(),);
 
 /// [`DAYS_COUNTERPARTY_COUNTS`] of the counterparties without an account: every one of them (a
 /// few names, such as `external`).
-const DAYS_EXTERNAL_COUNTS: &str =
-    days_counterparty_rows!("toInt64(0) AS no_id, counterparty_key", "counterparty_key", " AND counterparty_id = 0");
+const DAYS_EXTERNAL_COUNTS: DaysQuery = days_query!(
+    days_counterparty_rows!("toInt64(0) AS no_id, counterparty_key", "counterparty_key",),
+    " AND counterparty_id = 0"
+);
 
 /// The totals of whole days of the counterparties bound last ([`only_counterparties`]).
-const DAYS_COUNTERPARTY_COUNTS_OF: &str = days_counterparty_rows!(
-    "counterparty_id, counterparty_key",
-    "counterparty_id, counterparty_key",
+const DAYS_COUNTERPARTY_COUNTS_OF: DaysQuery = days_query!(
+    days_counterparty_rows!("counterparty_id, counterparty_key", "counterparty_id, counterparty_key",),
     concat!("\n       AND (", only_counterparties!(), ")")
 );
 
-/// [`BY_KIND`] over whole days alone (the partial days read from PostgreSQL).
-const DAYS_BY_KIND: &str = "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total,
+/// [`BY_KIND`] over whole days alone (the partial days read from PostgreSQL); the filters'
+/// binds are those of [`day_filters`] without the counterparty's (set only with
+/// [`DAYS_BY_KIND_OF_COUNTERPARTY`]).
+macro_rules! days_by_kind {
+    ($filters:expr,) => {
+        concat!(
+            "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total,
             sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
      FROM daily_totals
-     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
-       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?)
+     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)",
+            $filters,
+            "
      GROUP BY kind
-     ORDER BY kind";
+     ORDER BY kind"
+        )
+    };
+}
+
+const DAYS_BY_KIND: DaysQuery = DaysQuery {
+    filtered: days_by_kind!("\n       AND (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?)",),
+    unfiltered: days_by_kind!("",),
+};
 
 /// [`BY_KIND_OF_COUNTERPARTY`] over whole days alone.
 const DAYS_BY_KIND_OF_COUNTERPARTY: &str = "SELECT kind AS name, sumIf(amount, direction = 'in') AS in_total,
@@ -353,43 +404,72 @@ enum Decision {
     Undecided,
 }
 
+/// A counterparty's key among the totals: its account id, or 0 and its name (none: '').
+type CounterpartyKey<'a> = (i64, &'a str);
+
+/// The counterparties' counts and amounts in `added`, by key: (count, in, out).
+fn added_totals(added: &[HistoryEntry]) -> HashMap<CounterpartyKey<'_>, (i64, i64, i64)> {
+    let mut totals: HashMap<CounterpartyKey<'_>, (i64, i64, i64)> = HashMap::with_capacity(added.len());
+    for entry in added {
+        let key = match entry.counterparty_account_id {
+            Some(id) => (id, ""),
+            None => (0, entry.counterparty_name.as_str()),
+        };
+        let (count, amount_in, amount_out) = totals.entry(key).or_default();
+        *count += 1;
+        match entry.direction {
+            "in" => *amount_in += entry.amount,
+            _ => *amount_out += entry.amount,
+        }
+    }
+    totals
+}
+
 /// The counterparties that can be among the top ones, from the rows read by their counts
 /// (`unread_max`: the most entries a counterparty left unread can have, 0 when every one was
 /// read) with the added entries, `added` (waiting, or the partial days read from PostgreSQL).
 /// A counterparty of `added` that the rows lack has between its added count and that plus
-/// `unread_max` (exactly its added count once `looked_up` has read it, too).
+/// `unread_max` (exactly its added count once `looked_up` has read it, too). Names are left
+/// to PostgreSQL ([`super::summary::named`]), except external ones: their key.
 fn candidates(rows: &[CountRow], unread_max: i64, looked_up: bool, added: &[HistoryEntry]) -> Decision {
-    let read: HashSet<(i64, String)> =
-        rows.iter().map(|row| (row.counterparty_id, row.counterparty_key.clone())).collect();
-    let counted = rows.iter().map(|row| CounterpartyTotals {
-        account_id: (row.counterparty_id != 0).then_some(row.counterparty_id),
-        name: row.counterparty_key.clone(),
-        user_name: None,
-        in_total: row.in_total,
-        out_total: row.out_total,
-        count: row.count as i64,
-    });
-    let mut merged = counterparties_with_waiting(counted.collect(), added);
-    merged.sort_by_key(|cp| std::cmp::Reverse(cp.count));
+    let mut added = added_totals(added);
+    let mut totals: Vec<(CounterpartyKey<'_>, i64, i64, i64, bool)> = Vec::with_capacity(rows.len() + added.len());
+    for row in rows {
+        let key = (row.counterparty_id, row.counterparty_key.as_str());
+        let (count, amount_in, amount_out) = added.remove(&key).unwrap_or_default();
+        totals.push((key, row.count as i64 + count, row.in_total + amount_in, row.out_total + amount_out, true));
+    }
+    totals.extend(
+        added.into_iter().map(|(key, (count, amount_in, amount_out))| (key, count, amount_in, amount_out, false)),
+    );
     // At most the tenth count: a counterparty below it is not among the top ones.
-    let last_of_top = merged.get(TOP_COUNTERPARTIES_MAX as usize - 1).map_or(0, |cp| cp.count);
+    let mut counts: Vec<i64> = totals.iter().map(|total| total.1).collect();
+    let tenth = TOP_COUNTERPARTIES_MAX as usize - 1;
+    let last_of_top = if counts.len() > tenth { *counts.select_nth_unstable_by(tenth, |a, b| b.cmp(a)).1 } else { 0 };
     if unread_max > 0 && last_of_top <= unread_max {
         return Decision::Undecided;
     }
     if !looked_up && unread_max > 0 {
-        let key = |cp: &CounterpartyTotals| match cp.account_id {
-            Some(id) => (id, String::new()),
-            None => (0, cp.name.clone()),
-        };
-        let unsure: Vec<&CounterpartyTotals> =
-            merged.iter().filter(|cp| cp.count + unread_max >= last_of_top && !read.contains(&key(cp))).collect();
+        let unsure: Vec<CounterpartyKey<'_>> =
+            totals.iter().filter(|t| !t.4 && t.1 + unread_max >= last_of_top).map(|t| t.0).collect();
         if !unsure.is_empty() {
-            let keys = unsure.iter().filter(|cp| cp.account_id.is_none()).map(|cp| cp.name.clone()).collect();
-            return Decision::LookUp(keys, unsure.iter().filter_map(|cp| cp.account_id).collect());
+            let keys = unsure.iter().filter(|key| key.0 == 0).map(|key| key.1.to_owned()).collect();
+            return Decision::LookUp(keys, unsure.iter().filter(|key| key.0 != 0).map(|key| key.0).collect());
         }
     }
-    merged.retain(|cp| cp.count >= last_of_top);
-    Decision::Top(merged)
+    let top = totals
+        .into_iter()
+        .filter(|total| total.1 >= last_of_top)
+        .map(|((id, key), count, in_total, out_total, _)| CounterpartyTotals {
+            account_id: (id != 0).then_some(id),
+            name: key.to_owned(),
+            user_name: None,
+            in_total,
+            out_total,
+            count,
+        })
+        .collect();
+    Decision::Top(top)
 }
 
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
@@ -455,14 +535,33 @@ impl Binds {
         query.bind(self.direction).bind(self.direction).bind(self.kind).bind(self.kind)
     }
 
-    /// The binds of [`days_counterparty_rows`] (`days_only`) or [`counterparty_rows`].
-    fn bind_counterparty_rows(&self, query: clickhouse::query::Query, days_only: bool) -> clickhouse::query::Query {
-        let query = self.bind_days(query).bind(self.counterparty).bind(self.counterparty);
-        if days_only {
-            query
-        } else {
-            self.bind_edges(query)
+    /// `query` of whole days in the form its filters need, with its binds (the counterparty's
+    /// too when `of_counterparties`: [`day_filters`]).
+    fn whole_days(
+        &self,
+        clickhouse: &ClickHouse,
+        query: &DaysQuery,
+        of_counterparties: bool,
+    ) -> clickhouse::query::Query {
+        let filtered = self.direction != 0 || !self.kind.is_empty() || self.counterparty != 0;
+        let sql = if filtered { query.filtered } else { query.unfiltered };
+        let query = clickhouse.query(sql).bind(self.account_id).bind(self.days.0.as_str()).bind(self.days.1.as_str());
+        match (filtered, of_counterparties) {
+            (false, _) => query,
+            (true, false) => query.bind(self.direction).bind(self.direction).bind(self.kind).bind(self.kind),
+            (true, true) => query
+                .bind(self.direction)
+                .bind(self.direction)
+                .bind(self.kind)
+                .bind(self.kind)
+                .bind(self.counterparty)
+                .bind(self.counterparty),
         }
+    }
+
+    /// The binds of [`counterparty_rows`].
+    fn bind_counterparty_rows(&self, query: clickhouse::query::Query) -> clickhouse::query::Query {
+        self.bind_edges(self.bind_days(query).bind(self.counterparty).bind(self.counterparty))
     }
 
     fn bind_edges(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
@@ -518,13 +617,17 @@ pub async fn summary(
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
         let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
         if let Some(edges) = edges? {
-            return decide(clickhouse, &days, true, counts?, &edges).await;
+            if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
+                return Ok(summary);
+            }
         }
     }
-    // Too many entries at the edges for PostgreSQL to hand over: ClickHouse reads them too.
+    // Too many entries at the edges for PostgreSQL to hand over (or, rarely, counts that do
+    // not decide the top): ClickHouse reads them too.
     let binds = Binds::new(account_id, split, filters, waiting);
     let counts = read_counts(clickhouse, &binds, filters, false).await?;
-    decide(clickhouse, &binds, false, counts, waiting).await
+    let summary = decide(clickhouse, &binds, false, counts, waiting).await?;
+    summary.context("a summary that read every entry decides")
 }
 
 /// What [`read_counts`] read: the totals by kind, the counterparties with the most entries
@@ -553,15 +656,19 @@ async fn read_counts(
         (Some(counterparty), false) => {
             binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND_OF_COUNTERPARTY)).bind(counterparty))
         }
-        (None, true) => binds.bind_days(clickhouse.query(DAYS_BY_KIND)),
+        (None, true) => binds.whole_days(clickhouse, &DAYS_BY_KIND, false),
         (None, false) => binds.bind_edges(binds.bind_days(clickhouse.query(BY_KIND))),
     };
-    let counts_sql = if days_only { DAYS_COUNTERPARTY_COUNTS } else { COUNTERPARTY_COUNTS };
-    let counts = binds.bind_counterparty_rows(clickhouse.query(counts_sql), days_only).bind(COUNTED_MAX as u64);
+    let counts = if days_only {
+        binds.whole_days(clickhouse, &DAYS_COUNTERPARTY_COUNTS, true)
+    } else {
+        binds.bind_counterparty_rows(clickhouse.query(COUNTERPARTY_COUNTS))
+    };
+    let counts = counts.bind(COUNTED_MAX as u64);
     // Over whole days, the counterparties without an account are read on their own.
     let externals = async {
         if days_only {
-            binds.bind_counterparty_rows(clickhouse.query(DAYS_EXTERNAL_COUNTS), true).fetch_all().await
+            binds.whole_days(clickhouse, &DAYS_EXTERNAL_COUNTS, true).fetch_all().await
         } else {
             Ok(Vec::new())
         }
@@ -582,31 +689,40 @@ async fn read_counts(
 
 /// The summary from what [`read_counts`] read and the entries it did not, `added`: the top
 /// counterparties decided by their counts (after a look-up of those of `added` that may reach
-/// the top unseen), else named and ranked by ClickHouse.
+/// the top unseen), else named and ranked by ClickHouse, which needs the names of `added`: None
+/// over whole days alone (`days_only`, whose `added` carry their totals only).
 async fn decide(
     clickhouse: &ClickHouse,
     binds: &Binds,
     days_only: bool,
     Counts { kinds, mut counts, unread_max }: Counts,
     added: &[HistoryEntry],
-) -> anyhow::Result<Unnamed> {
+) -> anyhow::Result<Option<Unnamed>> {
     let decision = match candidates(&counts, unread_max, false, added) {
         Decision::LookUp(keys, ids) => {
-            let of_sql = if days_only { DAYS_COUNTERPARTY_COUNTS_OF } else { COUNTERPARTY_COUNTS_OF };
             // Placeholders that match nothing keep both arrays' types known.
             let ids: Vec<i64> = std::iter::once(-1).chain(ids).collect();
             let keys: Vec<String> = std::iter::once(String::new()).chain(keys).collect();
-            let query = binds.bind_counterparty_rows(clickhouse.query(of_sql), days_only).bind(ids).bind(keys);
+            let query = if days_only {
+                binds.whole_days(clickhouse, &DAYS_COUNTERPARTY_COUNTS_OF, true)
+            } else {
+                binds.bind_counterparty_rows(clickhouse.query(COUNTERPARTY_COUNTS_OF))
+            };
+            let query = query.bind(ids).bind(keys);
             counts.extend(query.fetch_all::<CountRow>().await?);
             candidates(&counts, unread_max, true, added)
         }
         decision => decision,
     };
     if let Decision::Top(top) = decision {
-        return Ok(Unnamed { summary: Summary::from_parts(kinds_with_waiting(kinds, added), top), to_name: true });
+        let summary = Summary::from_parts(kinds_with_waiting(kinds, added), top);
+        return Ok(Some(Unnamed { summary, to_name: true }));
+    }
+    if days_only {
+        return Ok(None);
     }
     let counterparties = named_counterparties(clickhouse, binds, added).await?;
-    Ok(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false })
+    Ok(Some(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false }))
 }
 
 /// Every counterparty with its names merged in ClickHouse, the top ones first.
@@ -815,7 +931,7 @@ mod tests {
             (0..9).map(|n| waiting_entry(100 + n, 100 + n, "in", "transfer", Some(12), "twelve")).collect();
         let kept = top(candidates(&rows, 1, false, &added));
         assert_eq!(kept.len(), 10);
-        assert!(kept.iter().any(|cp| cp.account_id == Some(12) && cp.count == 10 && cp.name == "twelve"));
+        assert!(kept.iter().any(|cp| cp.account_id == Some(12) && cp.count == 10 && cp.in_total == 90));
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub const PG_ENTRY_COLUMNS: &str =
     "id, account_id, at, direction, amount, balance_after, kind, counterparty_account_id,
      counterparty_name, transfer_id, memo, counterparty_user_name";
 
+/// [`PG_ENTRY_COLUMNS`] with only what a summary's totals add up (kind, direction, amount,
+/// counterparty; the name only of a counterparty without an account, which is its key): the
+/// other fields are left empty, and a busy account's partial days decode in half the time.
+pub const PG_TOTALS_COLUMNS: &str =
+    "id, account_id, at, direction, amount, 0::int8 AS balance_after, kind, counterparty_account_id,
+     CASE WHEN counterparty_account_id IS NULL THEN counterparty_name ELSE '' END AS counterparty_name,
+     NULL::int8 AS transfer_id, NULL::text AS memo, NULL::text AS counterparty_user_name";
+
 /// A row of ClickHouse `statement_entries`, in column order (RowBinary has no names).
 #[derive(clickhouse::Row, serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ClickHouseEntry {

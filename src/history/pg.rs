@@ -11,6 +11,7 @@ use sqlx::{Arguments, PgConnection, Row};
 
 use super::entry::{
     direction_name, page_of, Cursor, Filters, HistoryEntry, Page, PgEntry, TimeRange, PG_ENTRY_COLUMNS,
+    PG_TOTALS_COLUMNS,
 };
 use crate::domain::ids::{AccountId, UserId};
 
@@ -237,18 +238,20 @@ pub async fn waiting_entries(
 /// The account's entries in the two windows `[low, high)` (microseconds) of `windows`, within
 /// `range`, that the filters admit, in no order: None when there are more than `max` (a
 /// summary then reads them from ClickHouse). What a summary adds to the whole days of the
-/// daily totals; it includes the entries still waiting in the outbox of those windows.
+/// daily totals; it includes the entries still waiting in the outbox of those windows. With
+/// `totals_only`, only the fields a summary's totals need ([`PG_TOTALS_COLUMNS`]).
 pub async fn entries_within(
     conn: &mut PgConnection,
     account_id: AccountId,
     (range, filters): (TimeRange, &Filters),
-    windows: [(i64, i64); 2],
+    (windows, totals_only): ([(i64, i64); 2], bool),
     max: i64,
 ) -> anyhow::Result<Option<Vec<HistoryEntry>>> {
     let at = |us: i64| DateTime::from_timestamp_micros(us).ok_or_else(|| anyhow::anyhow!("time out of range"));
+    let columns = if totals_only { PG_TOTALS_COLUMNS } else { PG_ENTRY_COLUMNS };
     let rows: Vec<PgEntry> = sqlx::query_as_with(
         &format!(
-            "SELECT {PG_ENTRY_COLUMNS} FROM statement_entries
+            "SELECT {columns} FROM statement_entries
              WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
                AND ((at >= $7 AND at < $8) OR (at >= $9 AND at < $10))
              LIMIT $11",

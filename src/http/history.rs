@@ -611,14 +611,15 @@ pub async fn get_summary(
     // and left out of it by id.
     let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?;
     // The partial days at either end (and the days with entries waiting) from PostgreSQL's
-    // index when they are few, while ClickHouse reads its daily totals of the whole days.
+    // index when they are few, while ClickHouse reads its daily totals of the whole days (then
+    // only their totals are needed: the top counterparties' names come from PostgreSQL after).
     let split = aggregates::summary_split(range, &waiting);
     let edge_filters = filters.clone();
     let edges = async move {
         match split {
             Some(split) => {
-                pg::entries_within(&mut conn, account_id, (range, &edge_filters), split.edges, SUMMARY_EDGES_PG_MAX)
-                    .await
+                let windows = (split.edges, split.days.is_some());
+                pg::entries_within(&mut conn, account_id, (range, &edge_filters), windows, SUMMARY_EDGES_PG_MAX).await
             }
             None => Ok(None),
         }
