@@ -545,7 +545,10 @@ impl Binds {
     ) -> clickhouse::query::Query {
         let filtered = self.direction != 0 || !self.kind.is_empty() || self.counterparty != 0;
         let sql = if filtered { query.filtered } else { query.unfiltered };
-        let query = clickhouse.query(sql).bind(self.account_id).bind(self.days.0.as_str()).bind(self.days.1.as_str());
+        // One thread each: a summary runs three of these at once, each reading a few granules,
+        // and a second thread's hash table to merge costs more than it saves.
+        let query = clickhouse.query(sql).with_option("max_threads", "1");
+        let query = query.bind(self.account_id).bind(self.days.0.as_str()).bind(self.days.1.as_str());
         match (filtered, of_counterparties) {
             (false, _) => query,
             (true, false) => query.bind(self.direction).bind(self.direction).bind(self.kind).bind(self.kind),
