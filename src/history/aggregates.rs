@@ -547,7 +547,7 @@ impl Binds {
         let sql = if filtered { query.filtered } else { query.unfiltered };
         // One thread each: a summary runs three of these at once, each reading a few granules,
         // and a second thread's hash table to merge costs more than it saves.
-        let query = clickhouse.query(sql).with_option("max_threads", "1");
+        let query = clickhouse.query(sql).with_setting("max_threads", "1");
         let query = query.bind(self.account_id).bind(self.days.0.as_str()).bind(self.days.1.as_str());
         match (filtered, of_counterparties) {
             (false, _) => query,

@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 
 use super::entry::{Filters, TimeRange};
 use super::pg::{filtered, pg_bounds, selection};
+use crate::domain::accounts::UserId;
 use crate::domain::ids::AccountId;
 
 /// Counterparties listed in a summary.
@@ -149,27 +150,45 @@ impl From<PgTotals> for Totals {
     }
 }
 
-/// Whether the account has at most `max` entries in the range (reads at most `max + 1` index
-/// entries).
-pub async fn entries_at_most(
+/// What a summary's first statement tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryStart {
+    /// The caller owns the account.
+    pub owned: bool,
+    /// The account has at most the `max` asked entries in the range (PostgreSQL sums them
+    /// sooner than ClickHouse would).
+    pub few: bool,
+    /// Some entry (of any account) waits in the outbox: when none does, every committed entry
+    /// is in ClickHouse, and the waiting entries need no read.
+    pub any_waiting: bool,
+}
+
+/// Whether `user_id` owns the account, whether it has at most `max` entries in the range
+/// (reading at most `max + 1` index entries), and whether anything waits in the outbox: one
+/// statement.
+pub async fn summary_start(
     conn: &mut PgConnection,
+    user_id: UserId,
     account_id: AccountId,
     range: TimeRange,
     max: i64,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<SummaryStart> {
     let (from, to) = pg_bounds(range);
-    let found: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (
-             SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
-         ) probe",
+    let (owned, found, any_waiting): (bool, i64, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5),
+                (SELECT count(*) FROM (
+                     SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
+                 ) probe),
+                EXISTS (SELECT 1 FROM statement_outbox)",
     )
     .bind(account_id)
     .bind(from)
     .bind(to)
     .bind(max + 1)
+    .bind(user_id)
     .fetch_one(conn)
     .await?;
-    Ok(found <= max)
+    Ok(SummaryStart { owned, few: found <= max, any_waiting })
 }
 
 /// The summary computed by PostgreSQL over the entries that pass `filters`.

@@ -602,14 +602,22 @@ pub async fn get_summary(
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     let mut conn = state.read_pool().await.acquire().await?;
-    accounts::get_owned(&mut conn, caller.user_id, account_id).await?.ok_or(ApiError::NotFound)?;
-    if summary::entries_at_most(&mut conn, account_id, range, SUMMARY_PG_MAX).await? {
+    let start = summary::summary_start(&mut conn, caller.user_id, account_id, range, SUMMARY_PG_MAX).await?;
+    if !start.owned {
+        return Err(ApiError::NotFound);
+    }
+    if start.few {
         let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
         return Ok(with_source("postgres", Json(SummaryView::from(summary))));
     }
     // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer,
-    // and left out of it by id.
-    let waiting = pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?;
+    // and left out of it by id. (With nothing waiting when the request began, every entry
+    // committed before it is in ClickHouse.)
+    let waiting = if start.any_waiting {
+        pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?
+    } else {
+        Vec::new()
+    };
     // The partial days at either end (and the days with entries waiting) from PostgreSQL's
     // index when they are few, while ClickHouse reads its daily totals of the whole days (then
     // only their totals are needed: the top counterparties' names come from PostgreSQL after).
