@@ -1,7 +1,7 @@
 -- aggregates::summary (src/history/aggregates.rs): the totals over whole UTC days alone of the
 -- counterparties with an account, by id (faster than by id and name), the most entries first;
 -- 27 without the partial days (read from PostgreSQL meanwhile). Those without an account are
--- one row here (id 0), and 28_summary_days_external_counts.
+-- one row here (id 0), and in 28_summary_days_kinds_and_externals.
 -- bind: 42
 -- bind: '1970-01-01'
 -- bind: '1970-01-01'
