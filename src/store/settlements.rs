@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::accounts::{AccountId, UserId};
-use crate::domain::ids::SettlementId;
+use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{
     self as settlements_domain, DeclineError, PlannedShare, Settlement, SettlementShare, SettlementStatus, Share,
@@ -319,28 +319,80 @@ async fn with_shares(conn: &mut PgConnection, mut settlements: Vec<Settlement>) 
     Ok(settlements)
 }
 
+/// A share of a settlement, with the settlement's own columns: [`get_for_party`]'s row.
+#[derive(sqlx::FromRow)]
+struct ShareRow {
+    requester_id: UserId,
+    total: i64,
+    mode: String,
+    status: String,
+    memo: Option<String>,
+    seed: Option<i64>,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    user_id: UserId,
+    position: i32,
+    amount: i64,
+    share_status: String,
+    paid_at: Option<DateTime<Utc>>,
+    transfer_id: Option<TransferId>,
+}
+
+fn unknown(what: &str, text: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {text:?}").into())
+}
+
 /// The settlement if the user asked for it or holds a share of it.
 pub async fn get_for_party(
     conn: &mut PgConnection,
     user_id: UserId,
     id: SettlementId,
 ) -> sqlx::Result<Option<Settlement>> {
-    // The shares come in the same statement: a payment reads the settlement after it has
-    // committed: one round trip, not two.
-    let row = sqlx::query(
-        "SELECT to_jsonb(s) || jsonb_build_object('shares',
-                    (SELECT coalesce(jsonb_agg(to_jsonb(sh) ORDER BY sh.position), '[]'::jsonb)
-                       FROM settlement_shares sh WHERE sh.settlement_id = s.id))
-           FROM settlements s
+    // The shares come in the same statement (a payment reads the settlement after it has
+    // committed: one round trip, not two), one row each, in plain columns: building JSON in
+    // PostgreSQL, to parse it here, cost as much as the rest of the statement. Every settlement
+    // has a share.
+    let rows: Vec<ShareRow> = sqlx::query_as(
+        "SELECT s.requester_id, s.total, s.mode, s.status, s.memo, s.seed, s.created_at, s.completed_at,
+                sh.user_id, sh.position, sh.amount, sh.status AS share_status, sh.paid_at, sh.transfer_id
+           FROM settlements s JOIN settlement_shares sh ON sh.settlement_id = s.id
           WHERE s.id = $1
             AND (s.requester_id = $2
-                 OR EXISTS (SELECT 1 FROM settlement_shares sh WHERE sh.settlement_id = s.id AND sh.user_id = $2))",
+                 OR EXISTS (SELECT 1 FROM settlement_shares mine WHERE mine.settlement_id = s.id AND mine.user_id = $2))
+          ORDER BY sh.position",
     )
     .bind(id)
     .bind(user_id)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    row.as_ref().map(settlement_from_row).transpose()
+    let Some(first) = rows.first() else { return Ok(None) };
+    let shares = rows
+        .iter()
+        .map(|row| {
+            Ok(SettlementShare {
+                settlement_id: id,
+                user_id: row.user_id,
+                position: row.position,
+                amount: row.amount,
+                status: ShareStatus::parse(&row.share_status)
+                    .ok_or_else(|| unknown("share status", &row.share_status))?,
+                paid_at: row.paid_at,
+                transfer_id: row.transfer_id,
+            })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    Ok(Some(Settlement {
+        id,
+        requester_id: first.requester_id,
+        total: first.total,
+        mode: SplitMode::parse(&first.mode).ok_or_else(|| unknown("split mode", &first.mode))?,
+        status: SettlementStatus::parse(&first.status).ok_or_else(|| unknown("settlement status", &first.status))?,
+        memo: first.memo.clone(),
+        seed: first.seed,
+        created_at: first.created_at,
+        completed_at: first.completed_at,
+        shares,
+    }))
 }
 
 /// What paying a share needs to know before the ledger runs it: who asked, into which main
