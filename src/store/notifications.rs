@@ -16,8 +16,9 @@
 //!   transfer, a missed installment) in the same flight as its write, just before it, and holds
 //!   them until its COMMIT (`crate::ledger::store::write_and_commit`). Two batches never wait
 //!   for each other there: a batch notifies only owners of main accounts it has locked.
-//! - Every other writer on a request path ([`insert_all`]: a split bill, a decline) takes them
-//!   last, just before it inserts, after every row lock it takes.
+//! - Every other writer on a request path ([`insert_all`], [`insert_all_at_gate`]: a split
+//!   bill, a decline) takes them last, in the statement that inserts, after every row lock it
+//!   takes.
 //! - The jobs that write notifications in set-based SQL (pending expiry, reminders) hold the
 //!   ledger gate in EXCLUSIVE mode, which no batch and no other writer holds meanwhile: they
 //!   and the writers above take it in ROW SHARE mode.
@@ -38,9 +39,10 @@ use sqlx::PgConnection;
 use crate::domain::accounts::UserId;
 use crate::domain::notifications::{NewNotification, Notification, NotificationKind};
 
-/// Inserts `notifications` in order, inside the caller's transaction, after locking their
-/// recipients ([`lock_recipients`]) until that transaction ends (see the module documentation).
-/// Call it last, just before COMMIT, so that the locks are held as briefly as possible.
+/// Inserts `notifications` in order, inside the caller's transaction, after taking what writing
+/// them needs until that transaction ends: the ledger gate in ROW SHARE mode, then their
+/// recipients' locks (see the module documentation). Call it last, just before COMMIT, so that
+/// the locks are held as briefly as possible.
 pub async fn insert_all(
     conn: &mut PgConnection,
     notifications: &[NewNotification],
@@ -49,19 +51,39 @@ pub async fn insert_all(
     if notifications.is_empty() {
         return Ok(());
     }
+    crate::store::tx::share_ledger_gate(&mut *conn).await?;
+    insert_all_at_gate(conn, notifications, now).await
+}
+
+/// Inserts `notifications` in order, with their recipients' locks, in one statement: after every
+/// row lock of the caller's transaction, which holds the ledger gate already (in any mode, as
+/// [`insert_all`] takes it). The locks are an uncorrelated subquery of the insert's condition,
+/// which PostgreSQL evaluates once, before the first row reaches the insert and draws its id.
+pub async fn insert_all_at_gate(
+    conn: &mut PgConnection,
+    notifications: &[NewNotification],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if notifications.is_empty() {
+        return Ok(());
+    }
     let users: Vec<UserId> = notifications.iter().map(|n| n.user_id).collect();
-    lock_recipients(&mut *conn, &users).await?;
     let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
     let payloads: Vec<Json<&serde_json::Value>> = notifications.iter().map(|n| Json(&n.payload)).collect();
     sqlx::query(
         "INSERT INTO notifications (user_id, kind, payload, created_at)
          SELECT u, k, p, $4 FROM UNNEST($1::int8[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
+          WHERE (SELECT count(pg_advisory_xact_lock($6 + r.id)) FROM UNNEST($5::int8[]) AS r(id)
+                  WHERE r.id >= 0 AND r.id < $7) >= 0
           ORDER BY n.position",
     )
     .bind(&users)
     .bind(&kinds)
     .bind(&payloads)
     .bind(now)
+    .bind(recipients(users.iter().copied()))
+    .bind(RECIPIENT_KEY_BASE)
+    .bind(RECIPIENT_ID_BOUND)
     .execute(conn)
     .await?;
     Ok(())
@@ -90,7 +112,7 @@ pub fn recipients(users: impl IntoIterator<Item = UserId>) -> Vec<i64> {
 
 /// Takes, until the caller's transaction ends, what writing notifications to `users` needs: the
 /// ledger gate in ROW SHARE mode, then the users' recipient locks in id order. [`insert_all`]
-/// takes them itself; take them after every row lock of the transaction, so that nothing that
+/// takes the same itself; take them after every row lock of the transaction, so that nothing that
 /// waits for them holds a row the caller waits for. Taking them again waits for nothing.
 pub async fn lock_recipients(conn: &mut PgConnection, users: &[UserId]) -> sqlx::Result<()> {
     crate::store::tx::share_ledger_gate(&mut *conn).await?;

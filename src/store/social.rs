@@ -1,6 +1,6 @@
-//! Friends and blocks (plain transactions: no money moves), and the questions the split-bill
-//! path asks of them before anything reaches the ledger. (A transfer's block is looked up by
-//! the ledger batch itself, in its snapshot: see `crate::ledger::store`.)
+//! Friends and blocks (plain transactions: no money moves). Who may be asked to pay a split
+//! bill is checked by the creation's own statement (`crate::store::settlements`), and a
+//! transfer's block by the ledger batch itself, in its snapshot (`crate::ledger::store`).
 //!
 //! A block or a friend removed while a split bill to that user is already past these checks
 //! does not stop it: the check and the request are not one transaction. That race is
@@ -137,29 +137,5 @@ pub async fn blocked(conn: &mut PgConnection, pairs: &[(UserId, UserId)]) -> sql
     .bind(&blockers)
     .bind(&blocked)
     .fetch_all(conn)
-    .await
-}
-
-/// Whether any of `participants` may not be asked to pay by `requester`: no such user, a
-/// user who blocked the requester, or one who takes requests from friends only and does not
-/// list the requester. One answer for all three, so that a refusal says nothing about which.
-pub async fn any_refuses_requests(
-    conn: &mut PgConnection,
-    requester: UserId,
-    participants: &[UserId],
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (
-            SELECT 1 FROM UNNEST($1::int8[]) AS p(id)
-             WHERE NOT EXISTS (
-                   SELECT 1 FROM users u
-                    WHERE u.id = p.id
-                      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $2)
-                      AND (u.settlement_requests_from = 'everyone'
-                           OR EXISTS (SELECT 1 FROM friends f WHERE f.user_id = u.id AND f.friend_id = $2))))",
-    )
-    .bind(participants)
-    .bind(requester)
-    .fetch_one(conn)
     .await
 }

@@ -720,3 +720,66 @@ async fn payments_of_many_settlements_at_once_are_batched_together_without_retri
     }
     app.assert_audit_ok().await;
 }
+
+/// Shares and settlements whose user, settlement or transfer does not exist (what foreign keys
+/// would refuse; see migrations/*_settlements_checked_by_the_store.sql).
+async fn orphans(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM settlement_shares sh
+                  WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = sh.user_id)
+                     OR NOT EXISTS (SELECT 1 FROM settlements s WHERE s.id = sh.settlement_id)
+                     OR (sh.transfer_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = sh.transfer_id)))
+              + (SELECT count(*) FROM settlements s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.requester_id))",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_creations_naming_an_unknown_user_create_nothing_and_the_others_name_only_users() {
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for index in 0..6 {
+        users.push(app.signup(&format!("diner{index}")).await);
+    }
+    let unknown = users.iter().map(|user| user.id).max().unwrap() + 1_000;
+    // Each user asks the next two, at once; every other request also names a user who does not
+    // exist, among the others or alone.
+    let requests = (0..24).map(|round| {
+        let requester = &users[round % users.len()];
+        let mut ids = vec![users[(round + 1) % users.len()].id, users[(round + 2) % users.len()].id];
+        match round % 4 {
+            1 => ids.insert(1, unknown),
+            3 => ids = vec![unknown],
+            _ => {}
+        }
+        let body =
+            json!({"total": 9_000, "mode": "equal", "participant_ids": ids, "include_requester": round % 3 == 0});
+        app.post("/v1/settlements", Some(&requester.token), body)
+    });
+    let answers = join_all(requests).await;
+    for (round, (status, body)) in answers.iter().enumerate() {
+        let expected = if round % 2 == 1 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CREATED };
+        assert_eq!(*status, expected, "request {round}: {body}");
+    }
+
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let (settlements, shares, notifications) = created_so_far(&mut conn).await;
+    assert_eq!(settlements, 12);
+    // Twelve settlements of two participants, four of them with the requester's own share.
+    assert_eq!(shares, 12 * 2 + 4);
+    assert_eq!(notifications, 12 * 2);
+    assert_eq!(orphans(&mut conn).await, 0);
+    let told: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications n JOIN settlement_shares sh
+             ON sh.settlement_id = (n.payload->>'settlement_id')::int8 AND sh.user_id = n.user_id
+          WHERE n.kind = 'settlement_requested' AND sh.status = 'requested'
+            AND (n.payload->>'amount')::int8 = sh.amount AND n.payload->>'requester_name' IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(told, 12 * 2, "each participant is told of their own share");
+    app.assert_audit_ok().await;
+}
