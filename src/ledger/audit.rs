@@ -70,6 +70,7 @@ pub async fn run(pool: &PgPool, daily_charge_limit_krw: i64, tz: chrono_tz::Tz) 
     checks.extend(accounts_match_ledger(&mut tx).await?);
     checks.extend(daily_charges_match_ledger(&mut tx, daily_charge_limit_krw, tz).await?);
     checks.push(transfers_name_their_accounts(&mut tx).await?);
+    checks.push(settlements_name_their_parties(&mut tx).await?);
     tx.commit().await?;
     Ok(AuditReport::new(checks))
 }
@@ -134,6 +135,34 @@ async fn transfers_name_their_accounts(tx: &mut PgConnection) -> sqlx::Result<Ch
         name: "transfers-name-their-accounts",
         ok: broken.is_empty(),
         detail: format!("transfers naming a missing account, owner or settlement (first 20): {broken:?}"),
+    })
+}
+
+/// Every settlement names an existing requester, and every share an existing settlement, user
+/// and (once paid) transfer: what foreign keys on `settlements` and `settlement_shares` would
+/// promise, checked here instead of per inserted row (see
+/// migrations/*_settlements_checked_by_the_store.sql).
+async fn settlements_name_their_parties(tx: &mut PgConnection) -> sqlx::Result<Check> {
+    let broken: Vec<String> = sqlx::query_scalar(
+        "(SELECT 'settlement ' || s.id FROM settlements s
+            LEFT JOIN users u ON u.id = s.requester_id
+           WHERE u.id IS NULL ORDER BY s.id LIMIT 20)
+         UNION ALL
+         (SELECT 'share ' || sh.settlement_id || '/' || sh.position FROM settlement_shares sh
+            LEFT JOIN settlements s ON s.id = sh.settlement_id
+            LEFT JOIN users u ON u.id = sh.user_id
+            LEFT JOIN transfers t ON t.id = sh.transfer_id
+           WHERE s.id IS NULL OR u.id IS NULL OR (sh.transfer_id IS NOT NULL AND t.id IS NULL)
+           ORDER BY sh.settlement_id, sh.position LIMIT 20)",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(Check {
+        name: "settlements-name-their-parties",
+        ok: broken.is_empty(),
+        detail: format!(
+            "settlements and shares naming a missing user, settlement or transfer (first 20 each): {broken:?}"
+        ),
     })
 }
 

@@ -244,3 +244,39 @@ async fn the_audit_names_a_transfer_whose_accounts_do_not_match_its_users() {
         assert!(check["detail"].as_str().unwrap().contains(&sent["id"].to_string()), "{report:#}");
     }
 }
+
+/// Neither `settlements` nor `settlement_shares` has foreign keys (the creation checks what
+/// they would): the audit does, and names a share whose user, settlement or transfer is
+/// missing.
+#[tokio::test]
+async fn the_audit_names_a_share_whose_user_settlement_or_transfer_is_missing() {
+    let app = spawn_app().await;
+    let ann = app.funded("ann", 10_000).await;
+    let bob = app.funded("bob", 10_000).await;
+    let (status, created) = app
+        .post("/v1/settlements", Some(&ann.token), json!({"total": 600, "mode": "equal", "participant_ids": [bob.id]}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, paid) = app.post(&format!("/v1/settlements/{id}/pay"), Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{paid}");
+    let transfer_id = paid["shares"][0]["transfer_id"].as_i64().expect("the paid share's transfer");
+    app.assert_audit_ok().await;
+
+    let mut conn = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    let columns = [("user_id", bob.id), ("transfer_id", transfer_id), ("settlement_id", id)];
+    for (column, value) in columns {
+        let sql = format!("UPDATE settlement_shares SET {column} = $1 WHERE {column} = $2");
+        let set = |to: i64, from: i64| sqlx::query(&sql).bind(to).bind(from);
+        set(999_999_999, value).execute(&mut conn).await.unwrap();
+        let (status, report) = app.get("/admin/audit", Some(ADMIN_TOKEN)).await;
+        set(value, 999_999_999).execute(&mut conn).await.unwrap();
+        assert_eq!(status, 200, "{report}");
+        let failed: Vec<&Value> =
+            report["checks"].as_array().unwrap().iter().filter(|check| check["ok"] != json!(true)).collect();
+        assert_eq!(failed.len(), 1, "{column}: {report:#}");
+        assert_eq!(failed[0]["name"], json!("settlements-name-their-parties"), "{report:#}");
+        assert!(failed[0]["detail"].as_str().unwrap().contains("share "), "{report:#}");
+    }
+    app.assert_audit_ok().await;
+}
