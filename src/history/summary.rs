@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::entry::{Filters, TimeRange};
-use super::pg::{filtered, pg_bounds, selection};
+use super::pg::{filtered, pg_bounds, selection, OLDEST_WAITING_AT};
 use crate::domain::accounts::UserId;
 use crate::domain::ids::AccountId;
 
@@ -174,13 +174,13 @@ pub async fn summary_start(
     max: i64,
 ) -> anyhow::Result<SummaryStart> {
     let (from, to) = pg_bounds(range);
-    let (owned, found, any_waiting): (bool, i64, bool) = sqlx::query_as(
+    let (owned, found, any_waiting): (bool, i64, bool) = sqlx::query_as(&format!(
         "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5),
                 (SELECT count(*) FROM (
                      SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
                  ) probe),
-                EXISTS (SELECT 1 FROM statement_outbox)",
-    )
+                ({OLDEST_WAITING_AT}) IS NOT NULL"
+    ))
     .bind(account_id)
     .bind(from)
     .bind(to)
