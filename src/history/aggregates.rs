@@ -410,6 +410,15 @@ enum Decision {
     Undecided,
 }
 
+/// An entry's amount as money in and money out.
+fn in_and_out(entry: &HistoryEntry) -> (i64, i64) {
+    if entry.direction == "in" {
+        (entry.amount, 0)
+    } else {
+        (0, entry.amount)
+    }
+}
+
 /// A counterparty's key among the totals: its account id, or 0 and its name (none: '').
 type CounterpartyKey<'a> = (i64, &'a str);
 
@@ -421,12 +430,9 @@ fn added_totals(added: &[HistoryEntry]) -> HashMap<CounterpartyKey<'_>, (i64, i6
             Some(id) => (id, ""),
             None => (0, entry.counterparty_name.as_str()),
         };
-        let (count, amount_in, amount_out) = totals.entry(key).or_default();
-        *count += 1;
-        match entry.direction {
-            "in" => *amount_in += entry.amount,
-            _ => *amount_out += entry.amount,
-        }
+        let (amount_in, amount_out) = in_and_out(entry);
+        let sums = totals.entry(key).or_default();
+        *sums = (sums.0 + 1, sums.1 + amount_in, sums.2 + amount_out);
     }
     totals
 }
@@ -813,7 +819,7 @@ fn with_waiting(kinds: Vec<Totals>, counterparties: Vec<CounterpartyTotals>, wai
 fn kinds_with_waiting(kinds: Vec<Totals>, waiting: &[HistoryEntry]) -> Vec<Totals> {
     let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
     for entry in waiting {
-        let (amount_in, amount_out) = if entry.direction == "in" { (entry.amount, 0) } else { (0, entry.amount) };
+        let (amount_in, amount_out) = in_and_out(entry);
         let kind = kinds.entry(entry.kind.clone()).or_insert_with(|| Totals {
             name: entry.kind.clone(),
             in_total: 0,
@@ -838,7 +844,7 @@ fn counterparties_with_waiting(
     let mut waiting: Vec<&HistoryEntry> = waiting.iter().collect();
     waiting.sort_by_key(|entry| (entry.at, entry.id));
     for entry in waiting {
-        let (amount_in, amount_out) = if entry.direction == "in" { (entry.amount, 0) } else { (0, entry.amount) };
+        let (amount_in, amount_out) = in_and_out(entry);
         let counterparty = counterparties
             .entry(key(entry.counterparty_account_id, &entry.counterparty_name))
             .or_insert_with(|| CounterpartyTotals {
