@@ -45,7 +45,9 @@ pub async fn revoke(conn: &mut PgConnection, token: &str) -> sqlx::Result<()> {
 /// Logging out forgets the token here at once; another server process may accept a revoked
 /// token for at most `ttl`.
 pub struct SessionCache {
-    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CachedSession>>,
+    /// Read-locked by every authenticated request, write-locked only to change an entry: a
+    /// request never waits for another's look-up.
+    entries: std::sync::RwLock<std::collections::HashMap<Vec<u8>, CachedSession>>,
     ttl: std::time::Duration,
 }
 
@@ -63,11 +65,11 @@ const SESSION_CACHE_CAPACITY: usize = 100_000;
 impl SessionCache {
     /// A zero `ttl` turns the cache off.
     pub fn new(ttl: std::time::Duration) -> Self {
-        SessionCache { entries: std::sync::Mutex::new(std::collections::HashMap::new()), ttl }
+        SessionCache { entries: std::sync::RwLock::new(std::collections::HashMap::new()), ttl }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, CachedSession>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn entries(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashMap<Vec<u8>, CachedSession>> {
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The user behind a live token, from the cache when it is fresh, else from the database.
@@ -78,7 +80,8 @@ impl SessionCache {
         now: DateTime<Utc>,
     ) -> sqlx::Result<Option<(UserId, AccountId)>> {
         let hash = token_hash(token);
-        if let Some(cached) = self.entries().get(&hash).copied() {
+        let cached = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&hash).copied();
+        if let Some(cached) = cached {
             if cached.fetched.elapsed() < self.ttl && cached.expires_at > now {
                 return Ok(Some((cached.user_id, cached.main_account_id)));
             }
