@@ -85,6 +85,7 @@ impl Application {
             clickhouse,
             metrics,
             sessions,
+            payment_targets: Arc::default(),
             login_limiter,
             hashing,
         };

@@ -205,6 +205,7 @@ pub async fn create_settlement(
             }
             SettlementStoreError::Database(error) => error.into(),
         })?;
+    state.payment_targets.created(&settlement, caller.main_account_id);
     Ok(created(location("/v1/settlements", &settlement.id.to_string()), SettlementView::from(&settlement)))
 }
 
@@ -269,9 +270,7 @@ pub async fn pay_share(
     key: IdempotencyKey,
     ApiPath(id): ApiPath<SettlementId>,
 ) -> ApiResult<Response> {
-    let mut conn = state.pool.acquire().await?;
-    let target = settlements::payment_target(&mut conn, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
-    drop(conn);
+    let target = state.payment_targets.get(&state.pool, caller.user_id, id).await?.ok_or(ApiError::NotFound)?;
     if target.requester_id == caller.user_id {
         return Err(ApiError::InvalidState("the requester does not pay a share of their own settlement".to_owned()));
     }

@@ -21,6 +21,7 @@ use crate::jobs::runner::Runner;
 use crate::ledger::LedgerWriter;
 use crate::store::replica::{ReadSource, Reads};
 use crate::store::sessions::SessionCache;
+use crate::store::settlements::PaymentTargets;
 use crate::telemetry::Metrics;
 
 /// What every handler can reach. Cheap to clone.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub clickhouse: ClickHouse,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<SessionCache>,
+    /// What paying a share needs of its settlement, for the settlements this process has met.
+    pub payment_targets: Arc<PaymentTargets>,
     pub login_limiter: Arc<LoginLimiter>,
     /// Every password hash and verification of the process goes through it.
     pub hashing: Hashing,

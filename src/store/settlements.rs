@@ -4,6 +4,7 @@
 //! share moves no money either, and is done here under the same row locks as a payment.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -420,29 +421,86 @@ pub struct PaymentTarget {
     pub memo: Option<String>,
 }
 
-/// The settlement's [`PaymentTarget`] if the user asked for it or holds a share of it (the same
-/// parties as [`get_for_party`]), in one query: a payment reads the settlement itself only
-/// once it has committed.
-pub async fn payment_target(
-    conn: &mut PgConnection,
-    user_id: UserId,
-    id: SettlementId,
-) -> sqlx::Result<Option<PaymentTarget>> {
-    let row: Option<(UserId, AccountId, Option<String>)> = sqlx::query_as(
-        "SELECT s.requester_id, a.id, s.memo FROM settlements s
+/// Settlements' [`PaymentTarget`]s and parties (the requester and every user with a share),
+/// kept per process so that a payment reaches the ledger without a query of its own. None of it
+/// ever changes: shares are inserted with their settlement and never deleted or moved, the memo
+/// is never edited, and a user's main account is fixed. So an entry never goes stale, and a
+/// settlement another process created is read once, then known here too.
+pub struct PaymentTargets {
+    known: std::sync::RwLock<HashMap<SettlementId, Arc<KnownSettlement>>>,
+}
+
+struct KnownSettlement {
+    target: PaymentTarget,
+    parties: Vec<UserId>,
+}
+
+/// Settlements kept at most; when full, the cache starts over (cheap, and rare).
+const PAYMENT_TARGETS_CAPACITY: usize = 100_000;
+
+impl Default for PaymentTargets {
+    fn default() -> Self {
+        PaymentTargets { known: std::sync::RwLock::new(HashMap::new()) }
+    }
+}
+
+impl PaymentTargets {
+    fn remember(&self, id: SettlementId, known: Arc<KnownSettlement>) {
+        // Held for a map operation only; a panic under it cannot leave the map half-changed.
+        let mut map = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= PAYMENT_TARGETS_CAPACITY {
+            map.clear();
+        }
+        map.insert(id, known);
+    }
+
+    /// Remembers a settlement this process has just created for a requester whose main account
+    /// is `requester_main_account_id`.
+    pub fn created(&self, settlement: &Settlement, requester_main_account_id: AccountId) {
+        let target = PaymentTarget {
+            requester_id: settlement.requester_id,
+            requester_main_account_id,
+            memo: settlement.memo.clone(),
+        };
+        let parties = std::iter::once(settlement.requester_id)
+            .chain(settlement.shares.iter().map(|share| share.user_id))
+            .collect();
+        self.remember(settlement.id, Arc::new(KnownSettlement { target, parties }));
+    }
+
+    /// The settlement's [`PaymentTarget`] if the user asked for it or holds a share of it (the
+    /// same parties as [`get_for_party`]): from what this process knows, else in one query.
+    pub async fn get(&self, pool: &PgPool, user_id: UserId, id: SettlementId) -> sqlx::Result<Option<PaymentTarget>> {
+        let cached = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&id).cloned();
+        let known = match cached {
+            Some(known) => known,
+            None => match read_payment_target(pool, id).await? {
+                Some(known) => {
+                    let known = Arc::new(known);
+                    self.remember(id, known.clone());
+                    known
+                }
+                None => return Ok(None),
+            },
+        };
+        Ok(known.parties.contains(&user_id).then(|| known.target.clone()))
+    }
+}
+
+/// A settlement's [`KnownSettlement`], read.
+async fn read_payment_target(pool: &PgPool, id: SettlementId) -> sqlx::Result<Option<KnownSettlement>> {
+    let row: Option<(UserId, AccountId, Option<String>, Vec<UserId>)> = sqlx::query_as(
+        "SELECT s.requester_id, a.id, s.memo, ARRAY(SELECT sh.user_id FROM settlement_shares sh WHERE sh.settlement_id = s.id)
+           FROM settlements s
            JOIN accounts a ON a.user_id = s.requester_id AND a.kind = 'main'
-          WHERE s.id = $1
-            AND (s.requester_id = $2
-                 OR EXISTS (SELECT 1 FROM settlement_shares sh WHERE sh.settlement_id = s.id AND sh.user_id = $2))",
+          WHERE s.id = $1",
     )
     .bind(id)
-    .bind(user_id)
-    .fetch_optional(conn)
+    .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(requester_id, requester_main_account_id, memo)| PaymentTarget {
-        requester_id,
-        requester_main_account_id,
-        memo,
+    Ok(row.map(|(requester_id, requester_main_account_id, memo, shares)| KnownSettlement {
+        target: PaymentTarget { requester_id, requester_main_account_id, memo },
+        parties: std::iter::once(requester_id).chain(shares).collect(),
     }))
 }
 

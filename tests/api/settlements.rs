@@ -769,3 +769,45 @@ async fn concurrent_creations_naming_an_unknown_user_create_nothing_and_the_othe
     // foreign keys promised (the audit's `settlements-name-their-parties`).
     app.assert_audit_ok().await;
 }
+
+/// A process keeps what a payment needs of the settlements it has met (the requester's account,
+/// the memo, the parties). One that did not create the settlement reads it, and still lets
+/// only its parties pay: a stranger gets 404, the requester 409, a participant pays into the
+/// requester's account with the memo, in either process.
+#[tokio::test]
+async fn a_settlement_created_in_one_process_is_paid_through_another_by_its_parties_only() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice").await;
+    let bob = app.funded("bob", 10_000).await;
+    let carol = app.funded("carol", 10_000).await;
+    let stranger = app.funded("stranger", 10_000).await;
+    let other = spawn_server_process_with(&app, &[]).await;
+    let id = created(&app, &alice, 2_000, "equal", &[&bob, &carol], false).await["id"].as_i64().unwrap();
+
+    let pay_at = |base: String, payer: &TestUser| {
+        let request = app.client.post(format!("{base}/v1/settlements/{id}/pay")).bearer_auth(&payer.token);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for base in [other.base.clone(), app.base.clone()] {
+        let (status, body) = pay_at(base.clone(), &stranger).await;
+        assert_problem(status, &body, 404, "not-found");
+        let (status, body) = pay_at(base, &alice).await;
+        assert_problem(status, &body, 409, "invalid-state");
+    }
+    let (status, body) = pay_at(other.base.clone(), &bob).await;
+    assert_eq!(status, 200, "{body}");
+    let transfer_id = share_of(&body, &bob)["transfer_id"].as_i64().expect("a transfer paid the share");
+    let (status, transfer) = app.get(&format!("/v1/transfers/{transfer_id}"), Some(&alice.token)).await;
+    assert_eq!(status, 200, "{transfer}");
+    assert_eq!(transfer["to_account_id"], json!(alice.main_account_id));
+    assert_eq!(transfer["memo"], json!("dinner"));
+    let (status, body) = pay_at(app.base.clone(), &carol).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], json!("completed"), "{body}");
+    assert_eq!(app.balance(&alice).await, 2_000);
+    assert_eq!(app.balance(&stranger).await, 10_000);
+    app.assert_audit_ok().await;
+}
