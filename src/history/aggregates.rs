@@ -18,7 +18,8 @@ use chrono::NaiveDate;
 
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
-use super::summary::{rank, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
+use super::repeats;
+use super::summary::{rank, CountRow, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
 
 /// An entry of a batch as [`stored_ids`] looks it up: id, account, time in microseconds.
@@ -71,7 +72,7 @@ pub async fn stored_ids(clickhouse: &ClickHouse, keys: &[EntryKey]) -> anyhow::R
 pub async fn drop_month(clickhouse: &ClickHouse, yyyymm: &str) -> anyhow::Result<()> {
     anyhow::ensure!(yyyymm.len() == 6 && yyyymm.chars().all(|c| c.is_ascii_digit()), "bad partition id {yyyymm:?}");
     for shard in clickhouse.shards() {
-        for table in ["daily_totals", "daily_counterparty_totals", "statement_entries"] {
+        for table in ["daily_totals", "daily_counterparty_totals", "counterparty_repeats", "statement_entries"] {
             shard.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
         }
     }
@@ -386,15 +387,6 @@ const DAYS_BY_KIND_OF_COUNTERPARTY: &str = "SELECT kind AS name, sumIf(amount, d
 /// the added entries rarely need a look-up of their own ([`candidates`]).
 const COUNTED_MAX: usize = 4096;
 
-#[derive(clickhouse::Row, serde::Deserialize, Debug, Clone)]
-struct CountRow {
-    counterparty_id: i64,
-    counterparty_key: String,
-    in_total: i64,
-    out_total: i64,
-    count: u64,
-}
-
 /// What the counts read decide of the top counterparties.
 #[derive(Debug)]
 enum Decision {
@@ -629,9 +621,15 @@ const SUMMARY_END_US: i64 = 4_102_444_800 * 1_000_000;
 /// How a summary of `range` is read, given the entries still waiting in the outbox (their
 /// days and later are read from the entries): None for an empty range.
 pub fn summary_split(range: TimeRange, waiting: &[HistoryEntry]) -> Option<Split> {
-    let low = range.from.map(micros).unwrap_or(0).max(0);
-    let high = range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US);
+    let (low, high) = summary_bounds(range);
     (low < high).then(|| split(low, high, waiting.iter().map(|entry| micros(entry.at)).min()))
+}
+
+/// A summary's range as `[low, high)` in microseconds, open ends closed at the epoch and at
+/// [`SUMMARY_END_US`].
+fn summary_bounds(range: TimeRange) -> (i64, i64) {
+    let low = range.from.map(micros).unwrap_or(0).max(0);
+    (low, range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US))
 }
 
 /// The summary of `account_id` over `range` with `filters`: whole UTC days from the daily
@@ -648,7 +646,7 @@ pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
     (range, filters): (TimeRange, &Filters),
-    waiting: &[HistoryEntry],
+    (waiting, account_waits, now_us): (&[HistoryEntry], bool, i64),
     edges: impl Future<Output = anyhow::Result<Option<Vec<HistoryEntry>>>>,
 ) -> anyhow::Result<Unnamed> {
     let Some(split) = summary_split(range, waiting) else {
@@ -663,10 +661,28 @@ pub async fn summary(
     } else {
         let end = split.edges[1].1;
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
-        let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
-        if let Some(edges) = edges? {
-            if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
-                return Ok(summary);
+        // Up to 31 days, the counterparties that repeat are counted from their own rows (none of
+        // the account's entries may wait: see `repeats`), and the others over whole days.
+        let by_repeats = (!account_waits && filters.counterparty_account_id.is_none())
+            .then(|| repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us)))
+            .flatten();
+        if let Some(window) = by_repeats {
+            let (read, edges) = tokio::join!(read_repeats(clickhouse, &days, window), edges);
+            if let Some(edges) = edges? {
+                if let Some(summary) = decide_by_repeats(clickhouse, &days, window, read?, &edges).await? {
+                    return Ok(summary);
+                }
+                let counts = read_counts(clickhouse, &days, filters, true).await?;
+                if let Some(summary) = decide(clickhouse, &days, true, counts, &edges).await? {
+                    return Ok(summary);
+                }
+            }
+        } else {
+            let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
+            if let Some(edges) = edges? {
+                if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
+                    return Ok(summary);
+                }
             }
         }
     }
@@ -726,19 +742,94 @@ async fn read_counts(
         // The one row of every counterparty without an account, counted by name in `parts`.
         counts.retain(|row| row.counterparty_id != 0);
     }
+    let (kinds, externals) = kinds_and_external_counts(parts);
+    counts.extend(externals);
+    Ok(Counts { kinds, counts, unread_max })
+}
+
+/// The rows of [`DAYS_KINDS_AND_EXTERNALS`] (or of a query by kind alone) as the totals by
+/// kind and the counts of the counterparties without an account.
+fn kinds_and_external_counts(parts: Vec<PartRow>) -> (Vec<Totals>, Vec<CountRow>) {
     let (kinds, externals): (Vec<PartRow>, Vec<PartRow>) = parts.into_iter().partition(|row| row.part == 1);
-    counts.extend(externals.into_iter().map(|row| CountRow {
-        counterparty_id: 0,
-        counterparty_key: row.name,
-        in_total: row.in_total,
-        out_total: row.out_total,
-        count: row.count,
-    }));
+    let externals = externals
+        .into_iter()
+        .map(|row| CountRow {
+            counterparty_id: 0,
+            counterparty_key: row.name,
+            in_total: row.in_total,
+            out_total: row.out_total,
+            count: row.count,
+        })
+        .collect();
     let kinds = kinds
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    Ok(Counts { kinds, counts, unread_max })
+    (kinds, externals)
+}
+
+/// What [`read_repeats`] read: the totals by kind and the counts of the counterparties without
+/// an account over whole days, and the counterparties with more than [`repeats::LEVEL_MAX`]
+/// entries over the whole range.
+struct Repeats {
+    kinds: Vec<Totals>,
+    externals: Vec<CountRow>,
+    rows: Vec<CountRow>,
+}
+
+/// The whole days' totals by kind and of the counterparties without an account, and the
+/// counterparties with the most entries in `window` from their repeats, at once.
+async fn read_repeats(clickhouse: &ClickHouse, binds: &Binds, window: (i64, i64)) -> anyhow::Result<Repeats> {
+    let parts = async { Ok(binds.kinds_and_externals(clickhouse).fetch_all::<PartRow>().await?) };
+    let filters = (binds.direction, binds.kind);
+    let rows = repeats::counts(clickhouse, binds.account_id, window, filters, repeats::LEVEL_MAX);
+    let (parts, rows) = tokio::try_join!(parts, rows)?;
+    let (kinds, externals) = kinds_and_external_counts(parts);
+    Ok(Repeats { kinds, externals, rows })
+}
+
+/// The summary from [`read_repeats`] and the partial days' entries, `edges`: the counterparties
+/// with an account counted over the whole range from their repeats (the edges' entries
+/// included), those without one over whole days plus the edges. When fewer than ten have more
+/// entries than the level read, the counterparties with more than one entry are read, and
+/// when those are still fewer, None (then every counterparty has to be counted).
+async fn decide_by_repeats(
+    clickhouse: &ClickHouse,
+    binds: &Binds,
+    window: (i64, i64),
+    Repeats { kinds, externals, mut rows }: Repeats,
+    edges: &[HistoryEntry],
+) -> anyhow::Result<Option<Unnamed>> {
+    let added: Vec<HistoryEntry> =
+        edges.iter().filter(|entry| entry.counterparty_account_id.is_none()).cloned().collect();
+    let mut level = repeats::LEVEL_MAX;
+    loop {
+        let mut counts = externals.clone();
+        counts.append(&mut rows);
+        // Every counterparty without an account of the whole days was read: one only in the
+        // edges has no entry there.
+        for entry in &added {
+            if !counts.iter().any(|row| row.counterparty_id == 0 && row.counterparty_key == entry.counterparty_name) {
+                let key = entry.counterparty_name.clone();
+                counts.push(CountRow {
+                    counterparty_id: 0,
+                    counterparty_key: key,
+                    in_total: 0,
+                    out_total: 0,
+                    count: 0,
+                });
+            }
+        }
+        if let Decision::Top(top) = candidates(&counts, i64::from(level), true, &added) {
+            let summary = Summary::from_parts(kinds_with_waiting(kinds, edges), top);
+            return Ok(Some(Unnamed { summary, to_name: true }));
+        }
+        if level == 1 {
+            return Ok(None);
+        }
+        level = 1;
+        rows = repeats::counts(clickhouse, binds.account_id, window, (binds.direction, binds.kind), level).await?;
+    }
 }
 
 /// The summary from what [`read_counts`] read and the entries it did not, `added`: the top

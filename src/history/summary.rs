@@ -35,6 +35,17 @@ pub struct CounterpartyTotals {
     pub count: i64,
 }
 
+/// A counterparty's totals as ClickHouse counts them (`super::aggregates`, `super::repeats`):
+/// its account id, or 0 and its name (`counterparty_key`; '' for an account).
+#[derive(clickhouse::Row, serde::Deserialize, Debug, Clone)]
+pub(crate) struct CountRow {
+    pub counterparty_id: i64,
+    pub counterparty_key: String,
+    pub in_total: i64,
+    pub out_total: i64,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub in_total: i64,

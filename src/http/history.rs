@@ -598,7 +598,9 @@ pub async fn get_summary(
     ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
+    let now = state.clock.now();
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), now)?;
+    let now_us = now.timestamp_micros();
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     let mut conn = state.read_pool().await.acquire().await?;
@@ -618,6 +620,13 @@ pub async fn get_summary(
     } else {
         Vec::new()
     };
+    // Whether any entry of the account waits, in the range and filters or not (then the
+    // counterparties' repeats may lack some of theirs).
+    let account_waits = !waiting.is_empty()
+        || (start.any_waiting
+            && !pg::waiting_entries(&mut conn, account_id, TimeRange::default(), &Filters::default(), None, 0)
+                .await?
+                .is_empty());
     // The partial days at either end (and the days with entries waiting) from PostgreSQL's
     // index when they are few, while ClickHouse reads its daily totals of the whole days (then
     // only their totals are needed: the top counterparties' names come from PostgreSQL after).
@@ -634,7 +643,8 @@ pub async fn get_summary(
     };
     let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges).await
+        aggregates::summary(&clickhouse, account_id, (range, &read_filters), (&waiting, account_waits, now_us), edges)
+            .await
     })
     .await;
     let (source, summary) = match tuned {

@@ -10,25 +10,25 @@ use sqlx::PgPool;
 
 use crate::helpers::*;
 
-async fn app_without_forwarder() -> (TestApp, PgPool) {
+pub(crate) async fn app_without_forwarder() -> (TestApp, PgPool) {
     let app = spawn_app_with(|config| config.forwarder = false).await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
     (app, pool)
 }
 
-fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
+pub(crate) fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
     let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &app.database).unwrap();
     Forwarder::new(pool.clone(), clickhouse, Clock::new(ClockMode::System), Metrics::new())
 }
 
-fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
+pub(crate) fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
     clickhouse::Client::default()
         .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
         .with_database(&app.database)
         .with_validation(false)
 }
 
-async fn drain(forwarder: &Forwarder) -> usize {
+pub(crate) async fn drain(forwarder: &Forwarder) -> usize {
     let mut moved = 0;
     for _ in 0..1_000 {
         match forwarder.run_once().await.expect("forwarder step") {
@@ -162,7 +162,7 @@ async fn a_replayed_batch_is_not_counted_twice_in_the_daily_totals() {
 
 /// Waits for ClickHouse's mutations of the test's tables to finish (18.16 has no synchronous
 /// `ALTER ... DELETE`).
-async fn wait_for_mutations(app: &TestApp) {
+pub(crate) async fn wait_for_mutations(app: &TestApp) {
     let clickhouse = clickhouse_client(app);
     for _ in 0..200 {
         let running: u64 = clickhouse
@@ -303,7 +303,7 @@ pub(crate) async fn busy_history_with_closes(
 
 /// Outbox rows for the account's entries that have none, one per commit time, as the ledger
 /// writer would write them.
-async fn outbox_rows(pool: &PgPool, account_id: i64) {
+pub(crate) async fn outbox_rows(pool: &PgPool, account_id: i64) {
     sqlx::query(
         "INSERT INTO statement_outbox (entry_ids, at)
          SELECT array_agg(id ORDER BY id), at FROM statement_entries
@@ -315,7 +315,7 @@ async fn outbox_rows(pool: &PgPool, account_id: i64) {
     .unwrap();
 }
 
-async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
+pub(crate) async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
     let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
     let response = app.client.get(app.url(&format!("{path}{query}"))).bearer_auth(&user.token).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}{query}");
@@ -326,7 +326,7 @@ async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<Strin
     (source, tuned, naive)
 }
 
-fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace(':', "%3A").replace('+', "%2B")
 }
 

@@ -28,6 +28,7 @@ mod openapi;
 mod outages;
 mod passwords;
 mod pending;
+mod repeats;
 mod request_ids;
 mod retention;
 mod savings;
