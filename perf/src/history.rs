@@ -647,7 +647,10 @@ async fn seed_if_needed(
     let database = options.database.as_str();
     if options.reuse_seed && seeded(bench_url, clickhouse_urls, database, options.entries, options.heavy_accounts).await
     {
-        eprintln!("[1/5] reusing the seed in {database}");
+        eprintln!(
+            "[1/5] reusing the seed in {database} (minipay migrate: what a newer build adds, such as a backfill)"
+        );
+        run_minipay(&["migrate".to_owned()], bench_url, database).await?;
     } else {
         if options.reuse_seed {
             eprintln!("[1/5] no matching seed of {} entries in {database}: seeding again", options.entries);

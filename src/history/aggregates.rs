@@ -663,15 +663,17 @@ pub async fn summary(
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
         // Up to 31 days, the counterparties that repeat are counted from their own rows (none of
         // the account's entries may wait: see `repeats`), and the others over whole days.
-        let by_repeats = (!account_waits && filters.counterparty_account_id.is_none())
-            .then(|| repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us)))
-            .flatten();
+        let by_repeats =
+            (!account_waits && filters.counterparty_account_id.is_none() && repeats::may_decide(account_id))
+                .then(|| repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us)))
+                .flatten();
         if let Some(window) = by_repeats {
             let (read, edges) = tokio::join!(read_repeats(clickhouse, &days, window), edges);
             if let Some(edges) = edges? {
-                if let Some(summary) = decide_by_repeats(clickhouse, &days, window, read?, &edges).await? {
+                if let Some(summary) = decide_by_repeats(read?, &edges) {
                     return Ok(summary);
                 }
+                repeats::did_not_decide(account_id);
                 let counts = read_counts(clickhouse, &days, filters, true).await?;
                 if let Some(summary) = decide(clickhouse, &days, true, counts, &edges).await? {
                     return Ok(summary);
@@ -790,45 +792,27 @@ async fn read_repeats(clickhouse: &ClickHouse, binds: &Binds, window: (i64, i64)
 
 /// The summary from [`read_repeats`] and the partial days' entries, `edges`: the counterparties
 /// with an account counted over the whole range from their repeats (the edges' entries
-/// included), those without one over whole days plus the edges. When fewer than ten have more
-/// entries than the level read, the counterparties with more than one entry are read, and
-/// when those are still fewer, None (then every counterparty has to be counted).
-async fn decide_by_repeats(
-    clickhouse: &ClickHouse,
-    binds: &Binds,
-    window: (i64, i64),
-    Repeats { kinds, externals, mut rows }: Repeats,
-    edges: &[HistoryEntry],
-) -> anyhow::Result<Option<Unnamed>> {
+/// included), those without one over whole days plus the edges. None when fewer than ten have
+/// more entries than the level read (then every counterparty has to be counted).
+fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[HistoryEntry]) -> Option<Unnamed> {
     let added: Vec<HistoryEntry> =
         edges.iter().filter(|entry| entry.counterparty_account_id.is_none()).cloned().collect();
-    let mut level = repeats::LEVEL_MAX;
-    loop {
-        let mut counts = externals.clone();
-        counts.append(&mut rows);
-        // Every counterparty without an account of the whole days was read: one only in the
-        // edges has no entry there.
-        for entry in &added {
-            if !counts.iter().any(|row| row.counterparty_id == 0 && row.counterparty_key == entry.counterparty_name) {
-                let key = entry.counterparty_name.clone();
-                counts.push(CountRow {
-                    counterparty_id: 0,
-                    counterparty_key: key,
-                    in_total: 0,
-                    out_total: 0,
-                    count: 0,
-                });
-            }
+    let mut counts = externals;
+    counts.extend(rows);
+    // Every counterparty without an account of the whole days was read: one only in the edges
+    // has no entry there.
+    for entry in &added {
+        if !counts.iter().any(|row| row.counterparty_id == 0 && row.counterparty_key == entry.counterparty_name) {
+            let key = entry.counterparty_name.clone();
+            counts.push(CountRow { counterparty_id: 0, counterparty_key: key, in_total: 0, out_total: 0, count: 0 });
         }
-        if let Decision::Top(top) = candidates(&counts, i64::from(level), true, &added) {
+    }
+    match candidates(&counts, i64::from(repeats::LEVEL_MAX), true, &added) {
+        Decision::Top(top) => {
             let summary = Summary::from_parts(kinds_with_waiting(kinds, edges), top);
-            return Ok(Some(Unnamed { summary, to_name: true }));
+            Some(Unnamed { summary, to_name: true })
         }
-        if level == 1 {
-            return Ok(None);
-        }
-        level = 1;
-        rows = repeats::counts(clickhouse, binds.account_id, window, (binds.direction, binds.kind), level).await?;
+        _ => None,
     }
 }
 

@@ -20,6 +20,10 @@
 //! The guarantee needs every entry of the account in ClickHouse: a summary takes this path
 //! only when none of the account's entries waits in the outbox.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -184,6 +188,30 @@ const REPEAT_COUNTS: &str =
      )
      GROUP BY counterparty_id
      HAVING count > ?";
+
+/// Accounts whose repeats did not decide a summary lately, and when: their summaries count
+/// every counterparty at once for [`UNDECIDED_FOR`] (an account with many counterparties of
+/// two or three entries, and none of more, would otherwise read its repeats for nothing each
+/// time). Per process; a hint, never a result.
+static UNDECIDED: LazyLock<RwLock<HashMap<i64, Instant>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+const UNDECIDED_FOR: Duration = Duration::from_secs(3_600);
+/// The accounts [`UNDECIDED`] keeps before it starts over.
+const UNDECIDED_MAX: usize = 10_000;
+
+/// Whether the repeats may decide a summary of `account_id` (they did not lately).
+pub fn may_decide(account_id: AccountId) -> bool {
+    let undecided = UNDECIDED.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    undecided.get(&account_id.get()).is_none_or(|since| since.elapsed() > UNDECIDED_FOR)
+}
+
+/// The repeats did not decide a summary of `account_id`.
+pub fn did_not_decide(account_id: AccountId) {
+    let mut undecided = UNDECIDED.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if undecided.len() >= UNDECIDED_MAX {
+        undecided.clear();
+    }
+    undecided.insert(account_id.get(), Instant::now());
+}
 
 /// How far past the request's time a range without an end is read: entries carry the time
 /// of the server that wrote them, and servers' clocks differ by far less.
