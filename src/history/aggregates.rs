@@ -18,6 +18,7 @@ use chrono::NaiveDate;
 
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
+use super::pg::WindowTotals;
 use super::repeats;
 use super::summary::{rank, CountRow, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
@@ -72,7 +73,8 @@ pub async fn stored_ids(clickhouse: &ClickHouse, keys: &[EntryKey]) -> anyhow::R
 pub async fn drop_month(clickhouse: &ClickHouse, yyyymm: &str) -> anyhow::Result<()> {
     anyhow::ensure!(yyyymm.len() == 6 && yyyymm.chars().all(|c| c.is_ascii_digit()), "bad partition id {yyyymm:?}");
     for shard in clickhouse.shards() {
-        for table in ["daily_totals", "daily_counterparty_totals", "counterparty_repeats", "statement_entries"] {
+        let tables = ["daily_totals", "daily_counterparty_totals", "daily_kind_totals", "counterparty_repeats"];
+        for table in tables.into_iter().chain(["statement_entries"]) {
             shard.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
         }
     }
@@ -646,8 +648,8 @@ pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
     (range, filters): (TimeRange, &Filters),
-    (waiting, account_waits, now_us): (&[HistoryEntry], bool, i64),
-    edges: impl Future<Output = anyhow::Result<Option<Vec<HistoryEntry>>>>,
+    (waiting, by_repeats): (&[HistoryEntry], Option<(i64, i64)>),
+    edges: impl Future<Output = anyhow::Result<Option<Edges>>>,
 ) -> anyhow::Result<Unnamed> {
     let Some(split) = summary_split(range, waiting) else {
         return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
@@ -655,33 +657,23 @@ pub async fn summary(
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
     if split.days.is_none() {
-        if let Some(edges) = edges.await? {
+        if let Some(Edges::Entries(edges)) = edges.await? {
             return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), &edges), to_name: false });
         }
     } else {
         let end = split.edges[1].1;
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
-        // Up to 31 days, the counterparties that repeat are counted from their own rows (none of
-        // the account's entries may wait: see `repeats`), and the others over whole days.
-        let by_repeats =
-            (!account_waits && filters.counterparty_account_id.is_none() && repeats::may_decide(account_id))
-                .then(|| repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us)))
-                .flatten();
         if let Some(window) = by_repeats {
             let (read, edges) = tokio::join!(read_repeats(clickhouse, &days, window), edges);
-            if let Some(edges) = edges? {
-                if let Some(summary) = decide_by_repeats(read?, &edges) {
+            if let (Some(Edges::Totals(totals)), read) = (edges?, read?) {
+                if let Some(summary) = decide_by_repeats(read, &totals) {
                     return Ok(summary);
                 }
                 repeats::did_not_decide(account_id);
-                let counts = read_counts(clickhouse, &days, filters, true).await?;
-                if let Some(summary) = decide(clickhouse, &days, true, counts, &edges).await? {
-                    return Ok(summary);
-                }
             }
         } else {
             let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
-            if let Some(edges) = edges? {
+            if let Some(Edges::Entries(edges)) = edges? {
                 if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
                     return Ok(summary);
                 }
@@ -779,41 +771,126 @@ struct Repeats {
     rows: Vec<CountRow>,
 }
 
+/// The totals of whole days by kind and counterparty without an account ('' for the entries
+/// with one), from `daily_kind_totals`: a few rows a day. Binds: account, two days, direction
+/// code twice (0: any), kind twice ('': any).
+const DAYS_KINDS_AND_KEYS: &str = "SELECT kind, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
+            sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
+     FROM daily_kind_totals
+     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
+     WHERE (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?)
+     GROUP BY kind, counterparty_key";
+
+/// A row of [`DAYS_KINDS_AND_KEYS`].
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct KindAndKeyRow {
+    kind: String,
+    counterparty_key: String,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
 /// The whole days' totals by kind and of the counterparties without an account, and the
 /// counterparties with the most entries in `window` from their repeats, at once.
 async fn read_repeats(clickhouse: &ClickHouse, binds: &Binds, window: (i64, i64)) -> anyhow::Result<Repeats> {
-    let parts = async { Ok(binds.kinds_and_externals(clickhouse).fetch_all::<PartRow>().await?) };
+    let query = binds.bind_days(clickhouse.query(DAYS_KINDS_AND_KEYS).with_setting("max_threads", "1"));
+    let parts = async { Ok(query.fetch_all::<KindAndKeyRow>().await?) };
     let filters = (binds.direction, binds.kind);
     let rows = repeats::counts(clickhouse, binds.account_id, window, filters, repeats::LEVEL_MAX);
     let (parts, rows) = tokio::try_join!(parts, rows)?;
-    let (kinds, externals) = kinds_and_external_counts(parts);
-    Ok(Repeats { kinds, externals, rows })
-}
-
-/// The summary from [`read_repeats`] and the partial days' entries, `edges`: the counterparties
-/// with an account counted over the whole range from their repeats (the edges' entries
-/// included), those without one over whole days plus the edges. None when fewer than ten have
-/// more entries than the level read (then every counterparty has to be counted).
-fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[HistoryEntry]) -> Option<Unnamed> {
-    let added: Vec<HistoryEntry> =
-        edges.iter().filter(|entry| entry.counterparty_account_id.is_none()).cloned().collect();
-    let mut counts = externals;
-    counts.extend(rows);
-    // Every counterparty without an account of the whole days was read: one only in the edges
-    // has no entry there.
-    for entry in &added {
-        if !counts.iter().any(|row| row.counterparty_id == 0 && row.counterparty_key == entry.counterparty_name) {
-            let key = entry.counterparty_name.clone();
-            counts.push(CountRow { counterparty_id: 0, counterparty_key: key, in_total: 0, out_total: 0, count: 0 });
+    let mut kinds: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut externals: BTreeMap<String, CountRow> = BTreeMap::new();
+    for part in parts {
+        let kind = kinds.entry(part.kind.clone()).or_insert_with(|| Totals {
+            name: part.kind,
+            in_total: 0,
+            out_total: 0,
+            count: 0,
+        });
+        (kind.in_total, kind.out_total) = (kind.in_total + part.in_total, kind.out_total + part.out_total);
+        kind.count += part.count as i64;
+        if !part.counterparty_key.is_empty() {
+            let key = part.counterparty_key.clone();
+            let external = externals.entry(part.counterparty_key).or_insert_with(|| CountRow {
+                counterparty_id: 0,
+                counterparty_key: key,
+                in_total: 0,
+                out_total: 0,
+                count: 0,
+            });
+            (external.in_total, external.out_total) =
+                (external.in_total + part.in_total, external.out_total + part.out_total);
+            external.count += part.count;
         }
     }
-    match candidates(&counts, i64::from(repeats::LEVEL_MAX), true, &added) {
+    Ok(Repeats { kinds: kinds.into_values().collect(), externals: externals.into_values().collect(), rows })
+}
+
+/// The summary from [`read_repeats`] and the partial days' totals: the counterparties with an
+/// account counted over the whole range from their repeats, those without one over whole days
+/// plus the partial days. None when fewer than ten have more entries than the level read
+/// (then every counterparty has to be counted).
+fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[WindowTotals]) -> Option<Unnamed> {
+    let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
+    let mut externals: BTreeMap<String, CountRow> =
+        externals.into_iter().map(|row| (row.counterparty_key.clone(), row)).collect();
+    for total in edges {
+        let (amount_in, amount_out) = if total.direction == "in" { (total.amount, 0) } else { (0, total.amount) };
+        let kind = kinds.entry(total.kind.clone()).or_insert_with(|| Totals {
+            name: total.kind.clone(),
+            in_total: 0,
+            out_total: 0,
+            count: 0,
+        });
+        (kind.in_total, kind.out_total, kind.count) =
+            (kind.in_total + amount_in, kind.out_total + amount_out, kind.count + total.count);
+        if let Some(name) = &total.external {
+            let row = externals.entry(name.clone()).or_insert_with(|| CountRow {
+                counterparty_id: 0,
+                counterparty_key: name.clone(),
+                in_total: 0,
+                out_total: 0,
+                count: 0,
+            });
+            (row.in_total, row.out_total) = (row.in_total + amount_in, row.out_total + amount_out);
+            row.count += u64::try_from(total.count).unwrap_or(0);
+        }
+    }
+    let mut counts: Vec<CountRow> = externals.into_values().collect();
+    counts.extend(rows);
+    // Every counterparty was read: those with an account and more entries than the level from
+    // their repeats, every other one has at most that many.
+    match candidates(&counts, i64::from(repeats::LEVEL_MAX), true, &[]) {
         Decision::Top(top) => {
-            let summary = Summary::from_parts(kinds_with_waiting(kinds, edges), top);
+            let summary = Summary::from_parts(kinds.into_values().collect(), top);
             Some(Unnamed { summary, to_name: true })
         }
         _ => None,
     }
+}
+
+/// What a summary reads of its partial days from PostgreSQL: their entries, or when the
+/// counterparties with an account come from their repeats, their totals.
+pub enum Edges {
+    Entries(Vec<HistoryEntry>),
+    Totals(Vec<WindowTotals>),
+}
+
+/// The range a summary of `account_id` reads from the counterparties' repeats
+/// ([`repeats::window`]), if it can: without a counterparty filter, with none of the
+/// account's entries waiting in the outbox (`account_waits`), and unless the repeats did not
+/// decide a summary of the account lately.
+pub fn repeats_window(
+    account_id: AccountId,
+    (range, filters): (TimeRange, &Filters),
+    account_waits: bool,
+    now_us: i64,
+) -> Option<(i64, i64)> {
+    if account_waits || filters.counterparty_account_id.is_some() || !repeats::may_decide(account_id) {
+        return None;
+    }
+    repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us))
 }
 
 /// The summary from what [`read_counts`] read and the entries it did not, `added`: the top

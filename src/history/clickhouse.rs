@@ -19,10 +19,10 @@ use crate::domain::ids::AccountId;
 
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
-/// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
+/// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`, `0017`), which count
 /// the entries already stored once per run: see `0007`. (The backfill of the repeats, `0014`,
 /// may run twice: its rows are read once.)
-const MIGRATIONS: [(u32, &str, &str); 11] = [
+const MIGRATIONS: [(u32, &str, &str); 14] = [
     (1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql")),
     (2, "counterparty_user_name", include_str!("../../clickhouse/0002_counterparty_user_name.sql")),
     (3, "daily_totals", include_str!("../../clickhouse/0003_daily_totals.sql")),
@@ -38,6 +38,9 @@ const MIGRATIONS: [(u32, &str, &str); 11] = [
     (9, "account_kind_and_owner", include_str!("../../clickhouse/0009_account_kind_and_owner.sql")),
     (13, "counterparty_repeats", include_str!("../../clickhouse/0013_counterparty_repeats.sql")),
     (14, "counterparty_repeats_backfill", REPEATS_BACKFILL),
+    (15, "daily_kind_totals", include_str!("../../clickhouse/0015_daily_kind_totals.sql")),
+    (16, "daily_kind_totals_view", include_str!("../../clickhouse/0016_daily_kind_totals_view.sql")),
+    (17, "daily_kind_totals_backfill", include_str!("../../clickhouse/0017_daily_kind_totals_backfill.sql")),
 ];
 
 /// The backfill of `counterparty_repeats` from the entries held (a migration, and the seed's

@@ -274,6 +274,52 @@ pub async fn entries_within(
     entries_of(rows).map(Some)
 }
 
+/// An account's entries in a summary's partial days, totalled by kind, direction and (for
+/// those without a counterparty account) counterparty name.
+#[derive(sqlx::FromRow, Debug, Clone, PartialEq, Eq)]
+pub struct WindowTotals {
+    pub kind: String,
+    pub direction: String,
+    /// The counterparty's name when it has no account (the outside world, system accounts).
+    pub external: Option<String>,
+    pub count: i64,
+    pub amount: i64,
+}
+
+/// The totals of the account's entries in the two windows `[low, high)` (microseconds) of
+/// `windows`, within `range`, that the filters admit ([`WindowTotals`]): what a summary whose
+/// counterparties with an account are counted elsewhere needs of its partial days, summed
+/// here instead of handed over entry by entry. Includes the entries still in the outbox.
+pub async fn totals_within(
+    conn: &mut PgConnection,
+    account_id: AccountId,
+    (range, filters): (TimeRange, &Filters),
+    windows: [(i64, i64); 2],
+) -> anyhow::Result<Vec<WindowTotals>> {
+    let at = |us: i64| DateTime::from_timestamp_micros(us).ok_or_else(|| anyhow::anyhow!("time out of range"));
+    Ok(sqlx::query_as_with(
+        &format!(
+            "SELECT kind, direction::text AS direction,
+                    CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END AS external,
+                    count(*) AS count, sum(amount)::int8 AS amount
+             FROM statement_entries
+             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
+               AND ((at >= $7 AND at < $8) OR (at >= $9 AND at < $10))
+             GROUP BY 1, 2, 3",
+            filtered(filters)
+        ),
+        selection(account_id, pg_bounds(range), filters)?,
+    )
+    .bind(at(windows[0].0)?)
+    .bind(at(windows[0].1)?)
+    .bind(at(windows[1].0)?)
+    .bind(at(windows[1].1)?)
+    // Planned for its windows each time, as `entries_within`.
+    .persistent(false)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// The time of the oldest entry waiting in the outbox (no row when none waits). The lowest id
 /// is (nearly) the oldest row, and its look-up walks the primary key instead of scanning a
 /// backlog.
