@@ -652,13 +652,21 @@ pub async fn summary(
     edges: impl Future<Output = anyhow::Result<Option<Edges>>>,
 ) -> anyhow::Result<Unnamed> {
     let Some(split) = summary_split(range, waiting) else {
-        return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
+        return Ok(Unnamed {
+            summary: with_waiting(Vec::new(), Vec::new(), waiting),
+            to_name: false,
+            sum_from_pg: false,
+        });
     };
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
     if split.days.is_none() {
         if let Some(Edges::Entries(edges)) = edges.await? {
-            return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), &edges), to_name: false });
+            return Ok(Unnamed {
+                summary: with_waiting(Vec::new(), Vec::new(), &edges),
+                to_name: false,
+                sum_from_pg: false,
+            });
         }
     } else {
         let end = split.edges[1].1;
@@ -864,7 +872,7 @@ fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[Windo
     match candidates(&counts, i64::from(repeats::LEVEL_MAX), true, &[]) {
         Decision::Top(top) => {
             let summary = Summary::from_parts(kinds.into_values().collect(), top);
-            Some(Unnamed { summary, to_name: true })
+            Some(Unnamed { summary, to_name: true, sum_from_pg: true })
         }
         _ => None,
     }
@@ -922,13 +930,13 @@ async fn decide(
     };
     if let Decision::Top(top) = decision {
         let summary = Summary::from_parts(kinds_with_waiting(kinds, added), top);
-        return Ok(Some(Unnamed { summary, to_name: true }));
+        return Ok(Some(Unnamed { summary, to_name: true, sum_from_pg: false }));
     }
     if days_only {
         return Ok(None);
     }
     let counterparties = named_counterparties(clickhouse, binds, added).await?;
-    Ok(Some(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false }))
+    Ok(Some(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false, sum_from_pg: false }))
 }
 
 /// Every counterparty with its names merged in ClickHouse, the top ones first.

@@ -83,11 +83,13 @@ struct DailyRow {
     amount: i64,
 }
 
-/// The same from ClickHouse's daily totals, and from its per-counterparty totals.
-async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i64, i64)>; 2] {
+/// The same from ClickHouse's daily totals, its per-counterparty totals and its totals by kind
+/// and counterparty without an account.
+async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i64, i64)>; 3] {
     let clickhouse = clickhouse_client(app);
-    let mut out = [Vec::new(), Vec::new()];
-    for (slot, table) in ["daily_totals", "daily_counterparty_totals"].into_iter().enumerate() {
+    let mut out = [Vec::new(), Vec::new(), Vec::new()];
+    let tables = ["daily_totals", "daily_counterparty_totals", "daily_kind_totals"];
+    for (slot, table) in tables.into_iter().enumerate() {
         let rows: Vec<DailyRow> = clickhouse
             .query(&format!(
                 "SELECT toString(day) AS day, account_id, kind, toString(direction) AS direction,
@@ -108,14 +110,15 @@ async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i
 async fn assert_daily_totals_match(app: &TestApp, pool: &PgPool) {
     let expected = postgres_daily(pool).await;
     assert!(!expected.is_empty());
-    let [totals, by_counterparty] = clickhouse_daily(app).await;
+    let [totals, by_counterparty, by_kind] = clickhouse_daily(app).await;
     assert_eq!(totals, expected, "daily_totals");
     assert_eq!(by_counterparty, expected, "daily_counterparty_totals");
+    assert_eq!(by_kind, expected, "daily_kind_totals");
 }
 
 /// A `minipay forward` killed between its ClickHouse insert and the outbox delete (the
 /// MINIPAY_FORWARDER_ABORT_AFTER_INSERT hook): the next forwarder replays the batch, and the
-/// daily totals, which count every row inserted, still equal PostgreSQL's, as do the tuned
+/// daily totals (all three tables), which count every row inserted, still equal PostgreSQL's, as do the tuned
 /// and naive summaries.
 #[tokio::test]
 async fn a_replayed_batch_is_not_counted_twice_in_the_daily_totals() {
