@@ -3,19 +3,22 @@
 //! PostgreSQL and writes them, and how a summary of up to [`WINDOW_DAYS`] days counts its
 //! repeating counterparties from them.
 //!
-//! An entry `x` has a row of each level from 1 up to `near(x)`: how many other entries of its
-//! account with the same counterparty account lie within [`WINDOW_DAYS`] of it, counted up to
-//! [`LEVEL_MAX`]. Two entries of a range of at most [`WINDOW_DAYS`] are within that of each
-//! other, so a counterparty with more than L entries in such a range has a row of level L for
-//! each of them: the level L rows of the range count it exactly, and a counterparty without
-//! them has at most L entries there.
+//! An entry `x` has a row of level 3 when at least three other entries of its account with
+//! the same counterparty account lie within [`WINDOW_DAYS`] of it (`near(x)`, counted up to
+//! [`LEVEL_MAX`]; lower levels would work alike, and nothing reads them, so none are written).
+//! Two entries of a range of at most [`WINDOW_DAYS`] are within that of each other, so a
+//! counterparty with more than three entries in such a range has a row for each of them: the
+//! rows of the range count it exactly, and a counterparty without them has at most three
+//! entries there.
 //!
 //! Why each entry gets its rows, whatever order entries commit and move in: take `x` and `S`,
 //! its `min(near(x), 3)` nearest neighbours. The last of `S` and `x` to be forwarded finds the
 //! others committed. If it is `x`, it counts them itself. If it is `y` of `S`, every entry
 //! between `x` and `y` is nearer to `x`, so in `S`: at most two, and `x` is among the three
-//! nearest of `y` on that side, which `y` looks up and counts again. A row written twice
-//! (a replay, an entry near several others) is read once (`LIMIT 1 BY entry_id`).
+//! nearest of `y` on that side, which `y` looks up and counts again (over the six nearest of
+//! `y` on either side within twice the window, which hold the three nearest of `x` on either
+//! side). A row written twice (a replay, an entry near several others) is counted once
+//! (`uniqExact(entry_id)`).
 //!
 //! The guarantee needs every entry of the account in ClickHouse: a summary takes this path
 //! only when none of the account's entries waits in the outbox.
@@ -35,7 +38,7 @@ use crate::domain::ids::AccountId;
 /// How far apart two entries may be to count as a repeat, and the longest summary range this
 /// answers.
 pub const WINDOW_DAYS: i64 = 31;
-/// The highest level written: the top counterparties of a busy account have more entries.
+/// The level written: the top counterparties of a busy account have more entries.
 pub const LEVEL_MAX: u8 = 3;
 const WINDOW_US: i64 = WINDOW_DAYS * 86_400 * 1_000_000;
 
@@ -55,8 +58,11 @@ pub struct RepeatRow {
     pub amount: i64,
 }
 
-#[derive(sqlx::FromRow)]
+/// An entry of the same account and counterparty near one of a batch (`of`), or that entry
+/// itself.
+#[derive(sqlx::FromRow, Debug, Clone)]
 struct Neighbour {
+    of: i64,
     id: i64,
     account_id: i64,
     at: DateTime<Utc>,
@@ -64,14 +70,36 @@ struct Neighbour {
     amount: i64,
     kind: String,
     counterparty_account_id: i64,
-    near: i64,
 }
 
-/// The rows for `entries` (a forwarder batch) and their neighbours: each entry with a
-/// counterparty account, the three nearest other entries of the same account and counterparty
-/// on either side within [`WINDOW_DAYS`], and for each of these how many others it has
-/// within [`WINDOW_DAYS`] (up to [`LEVEL_MAX`]). One statement, on the index of entries by
-/// account and counterparty.
+impl Neighbour {
+    /// An entry of the batch as one of its own neighbours.
+    fn of_batch(entry: &ClickHouseEntry, at: DateTime<Utc>) -> anyhow::Result<Neighbour> {
+        Ok(Neighbour {
+            of: entry.entry_id as i64,
+            id: entry.entry_id as i64,
+            account_id: entry.account_id.get(),
+            at,
+            direction: direction_name(entry.direction)?.to_owned(),
+            amount: entry.amount,
+            kind: entry.kind.clone(),
+            counterparty_account_id: entry.counterparty_account_id.unwrap_or_default(),
+        })
+    }
+}
+
+/// How many entries each side of a batch's entry are read: its three nearest, whose rows it
+/// writes, and the three nearest of those on the far side, which their counts need.
+const READ_EACH_SIDE: i64 = 2 * LEVEL_MAX as i64;
+
+/// The rows for `entries` (a forwarder batch) and their neighbours: for each entry with a
+/// counterparty account, itself and its three nearest entries of the same account and
+/// counterparty on either side within [`WINDOW_DAYS`], each with its row when it has
+/// [`LEVEL_MAX`] others within [`WINDOW_DAYS`]. One statement, two
+/// short reads of PostgreSQL's index by account and counterparty per entry (the six nearest on
+/// either side within twice the window: every neighbour of those three that counts; each read
+/// bounded on both sides, so that it visits only the partitions of its months); the counting
+/// is done here.
 pub async fn rows_for(conn: &mut PgConnection, entries: &[ClickHouseEntry]) -> anyhow::Result<Vec<RepeatRow>> {
     let with_counterparty: Vec<&ClickHouseEntry> =
         entries.iter().filter(|entry| entry.counterparty_account_id.is_some()).collect();
@@ -87,56 +115,85 @@ pub async fn rows_for(conn: &mut PgConnection, entries: &[ClickHouseEntry]) -> a
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let counterparties: Vec<i64> = with_counterparty.iter().filter_map(|entry| entry.counterparty_account_id).collect();
-    let neighbours: Vec<Neighbour> = sqlx::query_as(
-        "WITH batch AS (
-             SELECT * FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::int8[])
-                 AS b(id, account_id, at, counterparty)
-         ), touched AS (
-             SELECT id, at FROM batch
-             UNION
-             SELECT n.id, n.at FROM batch b CROSS JOIN LATERAL (
-                 SELECT id, at FROM statement_entries
-                 WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
-                   AND at >= b.at - $5 * interval '1 microsecond' AND (at, id) < (b.at, b.id)
-                 ORDER BY at DESC, id DESC LIMIT $6
-             ) n
-             UNION
-             SELECT n.id, n.at FROM batch b CROSS JOIN LATERAL (
-                 SELECT id, at FROM statement_entries
-                 WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
-                   AND at <= b.at + $5 * interval '1 microsecond' AND (at, id) > (b.at, b.id)
-                 ORDER BY at, id LIMIT $6
-             ) n
-         )
-         SELECT e.id, e.account_id, e.at, e.direction::text AS direction, e.amount, e.kind,
-                e.counterparty_account_id,
-                (SELECT count(*) FROM (
-                     SELECT 1 FROM statement_entries n
-                     WHERE n.account_id = e.account_id AND n.counterparty_account_id = e.counterparty_account_id
-                       AND n.at >= e.at - $5 * interval '1 microsecond'
-                       AND n.at <= e.at + $5 * interval '1 microsecond' AND n.id <> e.id
-                     LIMIT $6
-                 ) others) AS near
-         FROM touched t JOIN statement_entries e ON e.id = t.id AND e.at = t.at
-         WHERE e.counterparty_account_id IS NOT NULL",
-    )
+    let columns = "id, account_id, at, direction::text AS direction, amount, kind, counterparty_account_id";
+    let neighbours: Vec<Neighbour> = sqlx::query_as(&format!(
+        "SELECT b.id AS of, n.* FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::int8[])
+             AS b(id, account_id, at, counterparty)
+         CROSS JOIN LATERAL (
+             (SELECT {columns} FROM statement_entries
+              WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
+                AND at >= b.at - $5 * interval '1 microsecond' AND at <= b.at AND (at, id) < (b.at, b.id)
+              ORDER BY at DESC, id DESC LIMIT $6)
+             UNION ALL
+             (SELECT {columns} FROM statement_entries
+              WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
+                AND at <= b.at + $5 * interval '1 microsecond' AND at >= b.at AND (at, id) > (b.at, b.id)
+              ORDER BY at, id LIMIT $6)
+         ) n"
+    ))
     .bind(&ids)
     .bind(&accounts)
     .bind(&ats)
     .bind(&counterparties)
-    .bind(WINDOW_US as f64)
-    .bind(i64::from(LEVEL_MAX))
+    .bind((2 * WINDOW_US) as f64)
+    .bind(READ_EACH_SIDE)
     .fetch_all(&mut *conn)
     .await?;
-    let mut rows = Vec::new();
+    let mut by_entry: HashMap<i64, Vec<Neighbour>> = HashMap::new();
     for neighbour in neighbours {
-        rows.extend(levels_of(&neighbour)?);
+        by_entry.entry(neighbour.of).or_default().push(neighbour);
+    }
+    // Each entry among its neighbours, from the batch: the reads leave it out.
+    for (entry, at) in with_counterparty.iter().zip(&ats) {
+        if let Some(around) = by_entry.get_mut(&(entry.entry_id as i64)) {
+            around.push(Neighbour::of_batch(entry, *at)?);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut written = std::collections::HashSet::new();
+    for (of, mut around) in by_entry {
+        around.sort_by_key(|neighbour| (neighbour.at, neighbour.id));
+        for (entry, near) in near_counts(of, &around) {
+            if written.insert(entry.id) {
+                rows.extend(levels_of(entry, near)?);
+            }
+        }
     }
     Ok(rows)
 }
 
-/// The rows of one entry: one per level up to its count of near entries.
-fn levels_of(entry: &Neighbour) -> anyhow::Result<Vec<RepeatRow>> {
+/// For the entry `of` and its three nearest on either side within [`WINDOW_DAYS`] in
+/// `around` (the entries of its account and counterparty read for it, sorted by time), how
+/// many others each has within [`WINDOW_DAYS`], at most [`LEVEL_MAX`].
+fn near_counts(of: i64, around: &[Neighbour]) -> Vec<(&Neighbour, i64)> {
+    let Some(centre) = around.iter().position(|neighbour| neighbour.id == of) else { return Vec::new() };
+    let within =
+        |a: &Neighbour, b: &Neighbour| (a.at - b.at).num_microseconds().is_some_and(|us| us.abs() <= WINDOW_US);
+    let side = usize::from(LEVEL_MAX);
+    let first = centre.saturating_sub(side);
+    let last = (centre + side).min(around.len() - 1);
+    (first..=last)
+        .filter(|&index| within(&around[index], &around[centre]))
+        .map(|index| {
+            let near =
+                around.iter().enumerate().filter(|&(other, n)| other != index && within(n, &around[index])).count();
+            (&around[index], (near as i64).min(i64::from(LEVEL_MAX)))
+        })
+        .collect()
+}
+
+/// The name of a direction code of `statement_entries`.
+fn direction_name(code: i8) -> anyhow::Result<&'static str> {
+    match code {
+        DIRECTION_IN => Ok("in"),
+        DIRECTION_OUT => Ok("out"),
+        other => anyhow::bail!("unknown direction code {other}"),
+    }
+}
+
+/// The rows of one entry: its row of the level written, [`LEVEL_MAX`], when it has that many
+/// near entries.
+fn levels_of(entry: &Neighbour, near: i64) -> anyhow::Result<Vec<RepeatRow>> {
     let at_us = entry.at.timestamp_micros();
     let day = u16::try_from(at_us.div_euclid(86_400 * 1_000_000)).map_err(|_| anyhow::anyhow!("day out of range"))?;
     let direction = match entry.direction.as_str() {
@@ -144,8 +201,9 @@ fn levels_of(entry: &Neighbour) -> anyhow::Result<Vec<RepeatRow>> {
         "out" => DIRECTION_OUT,
         other => anyhow::bail!("unknown direction {other:?}"),
     };
-    let top = u8::try_from(entry.near.clamp(0, i64::from(LEVEL_MAX))).unwrap_or(LEVEL_MAX);
-    Ok((1..=top)
+    let written = (near >= i64::from(LEVEL_MAX)).then_some(LEVEL_MAX);
+    Ok(written
+        .into_iter()
         .map(|level| RepeatRow {
             day,
             account_id: entry.account_id,
@@ -295,21 +353,39 @@ mod tests {
         assert_eq!(window((0, i64::MAX), Some(now + 1)), None);
     }
 
-    #[test]
-    fn an_entry_gets_a_row_per_level_up_to_its_near_entries_at_most_the_highest() {
-        let entry = |near| Neighbour {
-            id: 9,
+    fn neighbour(id: i64, day: i64) -> Neighbour {
+        Neighbour {
+            of: 0,
+            id,
             account_id: 4,
-            at: DateTime::from_timestamp(86_400 * 3 + 5, 0).unwrap(),
+            at: DateTime::from_timestamp(86_400 * day + 5, 0).unwrap(),
             direction: "out".to_owned(),
             amount: 70,
             kind: "transfer".to_owned(),
             counterparty_account_id: 8,
-            near,
-        };
-        assert!(levels_of(&entry(0)).unwrap().is_empty());
-        let rows = levels_of(&entry(7)).unwrap();
-        assert_eq!(rows.iter().map(|row| row.level).collect::<Vec<_>>(), [1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn an_entry_gets_its_row_with_three_near_entries() {
+        assert!(levels_of(&neighbour(9, 3), 2).unwrap().is_empty());
+        let rows = levels_of(&neighbour(9, 3), 3).unwrap();
+        assert_eq!(rows.iter().map(|row| row.level).collect::<Vec<_>>(), [3]);
         assert_eq!((rows[0].day, rows[0].direction, rows[0].entry_id), (3, DIRECTION_OUT, 9));
+    }
+
+    #[test]
+    fn the_entry_and_its_three_nearest_each_side_within_the_window_are_counted_over_all_read() {
+        // Days: 0 (too far from 40 for a row, but near 20 and 25), 20, 25, 38, 40 (the entry),
+        // 41, 42, 43, 44 (beyond the three nearest on that side), 90 (out of the window).
+        let days = [0, 20, 25, 38, 40, 41, 42, 43, 44, 90];
+        let around: Vec<Neighbour> = days.iter().enumerate().map(|(i, &day)| neighbour(i as i64, day)).collect();
+        let counted: Vec<(i64, i64)> = near_counts(4, &around).into_iter().map(|(n, near)| (n.id, near)).collect();
+        // 20: 0, 25, 38, 40, 41... (capped at 3); 25 likewise; 38..43 likewise.
+        assert_eq!(counted, [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (7, 3)]);
+        let sparse: Vec<Neighbour> = [0, 31, 62].iter().enumerate().map(|(i, &day)| neighbour(i as i64, day)).collect();
+        let counted: Vec<(i64, i64)> = near_counts(1, &sparse).into_iter().map(|(n, near)| (n.id, near)).collect();
+        assert_eq!(counted, [(0, 1), (1, 2), (2, 1)]);
+        assert!(near_counts(99, &sparse).is_empty());
     }
 }
