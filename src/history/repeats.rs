@@ -58,11 +58,9 @@ pub struct RepeatRow {
     pub amount: i64,
 }
 
-/// An entry of the same account and counterparty near one of a batch (`of`), or that entry
-/// itself.
+/// An entry of an account and counterparty of a batch: one of the batch, or one near them.
 #[derive(sqlx::FromRow, Debug, Clone)]
 struct Neighbour {
-    of: i64,
     id: i64,
     account_id: i64,
     at: DateTime<Utc>,
@@ -72,123 +70,100 @@ struct Neighbour {
     counterparty_account_id: i64,
 }
 
-impl Neighbour {
-    /// An entry of the batch as one of its own neighbours.
-    fn of_batch(entry: &ClickHouseEntry, at: DateTime<Utc>) -> anyhow::Result<Neighbour> {
-        Ok(Neighbour {
-            of: entry.entry_id as i64,
-            id: entry.entry_id as i64,
-            account_id: entry.account_id.get(),
-            at,
-            direction: direction_name(entry.direction)?.to_owned(),
-            amount: entry.amount,
-            kind: entry.kind.clone(),
-            counterparty_account_id: entry.counterparty_account_id.unwrap_or_default(),
-        })
-    }
-}
-
-/// How many entries each side of a batch's entry are read: its three nearest, whose rows it
-/// writes, and the three nearest of those on the far side, which their counts need.
+/// How many entries are read on either side of a batch's entries of one account and
+/// counterparty: the three nearest, whose rows an entry writes, and the three nearest of those
+/// on the far side, which their counts need.
 const READ_EACH_SIDE: i64 = 2 * LEVEL_MAX as i64;
 
 /// The rows for `entries` (a forwarder batch) and their neighbours: for each entry with a
 /// counterparty account, itself and its three nearest entries of the same account and
 /// counterparty on either side within [`WINDOW_DAYS`], each with its row when it has
-/// [`LEVEL_MAX`] others within [`WINDOW_DAYS`]. One statement, two
-/// short reads of PostgreSQL's index by account and counterparty per entry (the six nearest on
-/// either side within twice the window: every neighbour of those three that counts; each read
-/// bounded on both sides, so that it visits only the partitions of its months); the counting
-/// is done here.
+/// [`LEVEL_MAX`] others within [`WINDOW_DAYS`]. The counting is done here, over what
+/// [`read_around`] reads.
 pub async fn rows_for(conn: &mut PgConnection, entries: &[ClickHouseEntry]) -> anyhow::Result<Vec<RepeatRow>> {
-    let with_counterparty: Vec<&ClickHouseEntry> =
-        entries.iter().filter(|entry| entry.counterparty_account_id.is_some()).collect();
-    if with_counterparty.is_empty() {
+    let batch: Vec<&ClickHouseEntry> = entries.iter().filter(|entry| entry.counterparty_account_id.is_some()).collect();
+    if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = with_counterparty.iter().map(|entry| entry.entry_id as i64).collect();
-    let accounts: Vec<i64> = with_counterparty.iter().map(|entry| entry.account_id.get()).collect();
-    let ats = with_counterparty
-        .iter()
-        .map(|entry| {
-            DateTime::from_timestamp_micros(entry.at_us).ok_or_else(|| anyhow::anyhow!("entry time out of range"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let counterparties: Vec<i64> = with_counterparty.iter().filter_map(|entry| entry.counterparty_account_id).collect();
-    let columns = "id, account_id, at, direction::text AS direction, amount, kind, counterparty_account_id";
-    let neighbours: Vec<Neighbour> = sqlx::query_as(&format!(
-        "SELECT b.id AS of, n.* FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::int8[])
-             AS b(id, account_id, at, counterparty)
-         CROSS JOIN LATERAL (
-             (SELECT {columns} FROM statement_entries
-              WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
-                AND at >= b.at - $5 * interval '1 microsecond' AND at <= b.at AND (at, id) < (b.at, b.id)
-              ORDER BY at DESC, id DESC LIMIT $6)
-             UNION ALL
-             (SELECT {columns} FROM statement_entries
-              WHERE account_id = b.account_id AND counterparty_account_id = b.counterparty
-                AND at <= b.at + $5 * interval '1 microsecond' AND at >= b.at AND (at, id) > (b.at, b.id)
-              ORDER BY at, id LIMIT $6)
-         ) n"
-    ))
-    .bind(&ids)
-    .bind(&accounts)
-    .bind(&ats)
-    .bind(&counterparties)
-    .bind((2 * WINDOW_US) as f64)
-    .bind(READ_EACH_SIDE)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut by_entry: HashMap<i64, Vec<Neighbour>> = HashMap::new();
-    for neighbour in neighbours {
-        by_entry.entry(neighbour.of).or_default().push(neighbour);
+    let mut pairs: HashMap<(i64, i64), Vec<Neighbour>> = HashMap::new();
+    for neighbour in read_around(conn, &batch).await? {
+        pairs.entry((neighbour.account_id, neighbour.counterparty_account_id)).or_default().push(neighbour);
     }
-    // Each entry among its neighbours, from the batch: the reads leave it out.
-    for (entry, at) in with_counterparty.iter().zip(&ats) {
-        if let Some(around) = by_entry.get_mut(&(entry.entry_id as i64)) {
-            around.push(Neighbour::of_batch(entry, *at)?);
-        }
+    for around in pairs.values_mut() {
+        around.sort_by_key(|neighbour| (neighbour.at, neighbour.id));
     }
     let mut rows = Vec::new();
     let mut written = std::collections::HashSet::new();
-    for (of, mut around) in by_entry {
-        around.sort_by_key(|neighbour| (neighbour.at, neighbour.id));
-        for (entry, near) in near_counts(of, &around) {
-            if written.insert(entry.id) {
-                rows.extend(levels_of(entry, near)?);
+    for entry in batch {
+        let pair = (entry.account_id.get(), entry.counterparty_account_id.unwrap_or_default());
+        let Some(around) = pairs.get(&pair) else { continue };
+        for (neighbour, near) in near_counts(entry.entry_id as i64, around) {
+            if written.insert(neighbour.id) {
+                rows.extend(levels_of(neighbour, near)?);
             }
         }
     }
     Ok(rows)
 }
 
+/// For each account and counterparty of `batch`: its entries from the batch's first to its
+/// last time (the batch's own, and any between), and the [`READ_EACH_SIDE`] nearest before and
+/// after within twice [`WINDOW_DAYS`]. One statement, three short reads of PostgreSQL's index
+/// by account and counterparty per pair, each bounded on both sides so that it visits only the
+/// partitions of its months. A busy pair with many entries in a batch is read once.
+async fn read_around(conn: &mut PgConnection, batch: &[&ClickHouseEntry]) -> anyhow::Result<Vec<Neighbour>> {
+    let accounts: Vec<i64> = batch.iter().map(|entry| entry.account_id.get()).collect();
+    let counterparties: Vec<i64> = batch.iter().filter_map(|entry| entry.counterparty_account_id).collect();
+    let ats = batch
+        .iter()
+        .map(|entry| {
+            DateTime::from_timestamp_micros(entry.at_us).ok_or_else(|| anyhow::anyhow!("entry time out of range"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let columns = "id, account_id, at, direction::text AS direction, amount, kind, counterparty_account_id";
+    let of_pair = "FROM statement_entries WHERE account_id = p.account_id AND counterparty_account_id = p.counterparty";
+    Ok(sqlx::query_as(&format!(
+        "WITH pairs AS (
+             SELECT account_id, counterparty, min(at) AS low, max(at) AS high
+             FROM unnest($1::int8[], $2::int8[], $3::timestamptz[]) AS b(account_id, counterparty, at)
+             GROUP BY account_id, counterparty
+         )
+         SELECT n.* FROM pairs p CROSS JOIN LATERAL (
+             (SELECT {columns} {of_pair} AND at >= p.low - $4 * interval '1 microsecond' AND at < p.low
+              ORDER BY at DESC, id DESC LIMIT $5)
+             UNION ALL
+             (SELECT {columns} {of_pair} AND at >= p.low AND at <= p.high)
+             UNION ALL
+             (SELECT {columns} {of_pair} AND at > p.high AND at <= p.high + $4 * interval '1 microsecond'
+              ORDER BY at, id LIMIT $5)
+         ) n"
+    ))
+    .bind(&accounts)
+    .bind(&counterparties)
+    .bind(&ats)
+    .bind((2 * WINDOW_US) as f64)
+    .bind(READ_EACH_SIDE)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// For the entry `of` and its three nearest on either side within [`WINDOW_DAYS`] in
-/// `around` (the entries of its account and counterparty read for it, sorted by time), how
-/// many others each has within [`WINDOW_DAYS`], at most [`LEVEL_MAX`].
+/// `around` (the entries of its account and counterparty read, sorted by time), how many
+/// others each has within [`WINDOW_DAYS`], at most [`LEVEL_MAX`] (so only its three nearest on
+/// either side are looked at).
 fn near_counts(of: i64, around: &[Neighbour]) -> Vec<(&Neighbour, i64)> {
     let Some(centre) = around.iter().position(|neighbour| neighbour.id == of) else { return Vec::new() };
     let within =
         |a: &Neighbour, b: &Neighbour| (a.at - b.at).num_microseconds().is_some_and(|us| us.abs() <= WINDOW_US);
     let side = usize::from(LEVEL_MAX);
-    let first = centre.saturating_sub(side);
-    let last = (centre + side).min(around.len() - 1);
-    (first..=last)
+    let span = |index: usize| index.saturating_sub(side)..=(index + side).min(around.len() - 1);
+    span(centre)
         .filter(|&index| within(&around[index], &around[centre]))
         .map(|index| {
-            let near =
-                around.iter().enumerate().filter(|&(other, n)| other != index && within(n, &around[index])).count();
+            let near = span(index).filter(|&other| other != index && within(&around[other], &around[index])).count();
             (&around[index], (near as i64).min(i64::from(LEVEL_MAX)))
         })
         .collect()
-}
-
-/// The name of a direction code of `statement_entries`.
-fn direction_name(code: i8) -> anyhow::Result<&'static str> {
-    match code {
-        DIRECTION_IN => Ok("in"),
-        DIRECTION_OUT => Ok("out"),
-        other => anyhow::bail!("unknown direction code {other}"),
-    }
 }
 
 /// The rows of one entry: its row of the level written, [`LEVEL_MAX`], when it has that many
@@ -355,7 +330,6 @@ mod tests {
 
     fn neighbour(id: i64, day: i64) -> Neighbour {
         Neighbour {
-            of: 0,
             id,
             account_id: 4,
             at: DateTime::from_timestamp(86_400 * day + 5, 0).unwrap(),
