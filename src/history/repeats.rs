@@ -110,7 +110,9 @@ pub async fn rows_for(conn: &mut PgConnection, entries: &[ClickHouseEntry]) -> a
 /// last time (the batch's own, and any between), and the [`READ_EACH_SIDE`] nearest before and
 /// after within twice [`WINDOW_DAYS`]. One statement, three short reads of PostgreSQL's index
 /// by account and counterparty per pair, each bounded on both sides so that it visits only the
-/// partitions of its months. A busy pair with many entries in a batch is read once.
+/// partitions of its months. A busy pair with many entries in a batch is read once. Entries
+/// after the transaction's start are left out (so are the months after it): those entries
+/// were not forwarded before this batch, and their own batch will count this one.
 async fn read_around(conn: &mut PgConnection, batch: &[&ClickHouseEntry]) -> anyhow::Result<Vec<Neighbour>> {
     let accounts: Vec<i64> = batch.iter().map(|entry| entry.account_id.get()).collect();
     let counterparties: Vec<i64> = batch.iter().filter_map(|entry| entry.counterparty_account_id).collect();
@@ -134,7 +136,7 @@ async fn read_around(conn: &mut PgConnection, batch: &[&ClickHouseEntry]) -> any
              UNION ALL
              (SELECT {columns} {of_pair} AND at >= p.low AND at <= p.high)
              UNION ALL
-             (SELECT {columns} {of_pair} AND at > p.high AND at <= p.high + $4 * interval '1 microsecond'
+             (SELECT {columns} {of_pair} AND at > p.high AND at <= least(p.high + $4 * interval '1 microsecond', now())
               ORDER BY at, id LIMIT $5)
          ) n"
     ))
