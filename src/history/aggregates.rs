@@ -845,14 +845,7 @@ fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[Windo
         externals.into_iter().map(|row| (row.counterparty_key.clone(), row)).collect();
     for total in edges {
         let (amount_in, amount_out) = if total.direction == "in" { (total.amount, 0) } else { (0, total.amount) };
-        let kind = kinds.entry(total.kind.clone()).or_insert_with(|| Totals {
-            name: total.kind.clone(),
-            in_total: 0,
-            out_total: 0,
-            count: 0,
-        });
-        (kind.in_total, kind.out_total, kind.count) =
-            (kind.in_total + amount_in, kind.out_total + amount_out, kind.count + total.count);
+        add_to_kind(&mut kinds, &total.kind, (amount_in, amount_out, total.count));
         if let Some(name) = &total.external {
             let row = externals.entry(name.clone()).or_insert_with(|| CountRow {
                 counterparty_id: 0,
@@ -980,16 +973,21 @@ fn kinds_with_waiting(kinds: Vec<Totals>, waiting: &[HistoryEntry]) -> Vec<Total
     let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
     for entry in waiting {
         let (amount_in, amount_out) = in_and_out(entry);
-        let kind = kinds.entry(entry.kind.clone()).or_insert_with(|| Totals {
-            name: entry.kind.clone(),
-            in_total: 0,
-            out_total: 0,
-            count: 0,
-        });
-        (kind.in_total, kind.out_total, kind.count) =
-            (kind.in_total + amount_in, kind.out_total + amount_out, kind.count + 1);
+        add_to_kind(&mut kinds, &entry.kind, (amount_in, amount_out, 1));
     }
     kinds.into_values().collect()
+}
+
+/// Adds money in, money out and a count of entries to the totals of `kind`.
+fn add_to_kind(kinds: &mut BTreeMap<String, Totals>, kind: &str, (amount_in, amount_out, count): (i64, i64, i64)) {
+    let totals = kinds.entry(kind.to_owned()).or_insert_with(|| Totals {
+        name: kind.to_owned(),
+        in_total: 0,
+        out_total: 0,
+        count: 0,
+    });
+    (totals.in_total, totals.out_total, totals.count) =
+        (totals.in_total + amount_in, totals.out_total + amount_out, totals.count + count);
 }
 
 /// The waiting entries added to the counterparties' totals (unordered); the latest waiting

@@ -217,11 +217,11 @@ async fn the_audit_reports_a_lost_and_a_doubled_entry() {
     assert!(detail.contains("entries lost: ClickHouse 4, PostgreSQL 5 of which 5 forwarded"), "{detail}");
     assert!(!detail.contains("twice"), "{detail}");
     // Put back without the views (the daily totals still count it).
-    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
+    for view in ["daily_totals_view", "daily_counterparty_totals_view", "daily_kind_totals_view"] {
         clickhouse.query(&format!("DETACH TABLE {view}")).execute().await.unwrap();
     }
     clickhouse.query("INSERT INTO statement_entries SELECT * FROM kept").execute().await.unwrap();
-    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
+    for view in ["daily_totals_view", "daily_counterparty_totals_view", "daily_kind_totals_view"] {
         clickhouse.query(&format!("ATTACH TABLE {view}")).execute().await.unwrap();
     }
     app.assert_audit_ok().await;
@@ -273,13 +273,7 @@ pub(crate) async fn busy_history_with_closes(
     closes: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    let mut months = Vec::new();
-    let mut month = (now - chrono::Duration::minutes(47 * count + 60)).date_naive();
-    while month <= now.date_naive() + chrono::Duration::days(31) {
-        months.push(minipay::domain::business_day::first_of_month(month));
-        month = minipay::domain::business_day::first_of_next_month(month);
-    }
-    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
+    ensure_months_since(pool, now - chrono::Duration::minutes(47 * count + 60), now).await;
     sqlx::query(
         "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
                 counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
@@ -302,6 +296,21 @@ pub(crate) async fn busy_history_with_closes(
     .await
     .unwrap();
     outbox_rows(pool, account_id).await;
+}
+
+/// The statement partitions of every month from `oldest`'s to the one after `now`'s.
+pub(crate) async fn ensure_months_since(
+    pool: &PgPool,
+    oldest: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let mut months = Vec::new();
+    let mut month = oldest.date_naive();
+    while month <= now.date_naive() + chrono::Duration::days(31) {
+        months.push(minipay::domain::business_day::first_of_month(month));
+        month = minipay::domain::business_day::first_of_next_month(month);
+    }
+    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
 }
 
 /// Outbox rows for the account's entries that have none, one per commit time, as the ledger

@@ -6,7 +6,8 @@ use minipay::history::clickhouse::ClickHouse;
 use sqlx::PgPool;
 
 use crate::aggregates::{
-    app_without_forwarder, clickhouse_client, drain, encode, forwarder, outbox_rows, summaries, wait_for_mutations,
+    app_without_forwarder, clickhouse_client, drain, encode, ensure_months_since, forwarder, outbox_rows, summaries,
+    wait_for_mutations,
 };
 use crate::helpers::*;
 
@@ -15,13 +16,7 @@ use crate::helpers::*;
 /// and top-ups, in and out, with an outbox row per commit time (so they move out of order).
 async fn irregular_history(pool: &PgPool, (account_id, first_counterparty): (i64, i64), count: i64) {
     let now = chrono::Utc::now();
-    let mut months = Vec::new();
-    let mut month = (now - chrono::Duration::days(62)).date_naive();
-    while month <= now.date_naive() + chrono::Duration::days(31) {
-        months.push(minipay::domain::business_day::first_of_month(month));
-        month = minipay::domain::business_day::first_of_next_month(month);
-    }
-    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
+    ensure_months_since(pool, now - chrono::Duration::days(62), now).await;
     sqlx::query(
         "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
                 counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
