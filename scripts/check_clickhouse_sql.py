@@ -16,8 +16,7 @@ What is checked, for both renderings of the DDL, each on a fresh chdb session wi
   [no ttl]  `{ttl}` -> ``                          (the form for old servers, < 19.6)
             `{if_not_exists}` -> ``
   and in both `{cluster}` -> `minipay`, `{database}` -> `minipay` (the cluster-only DDL, whose
-  `Distributed` tables need the cluster: the sessions get a config declaring it), and
-  `{chunks}` -> `8`, `{chunk}` -> `0` (a backfill run in chunks of accounts).
+  `Distributed` tables need the cluster: the sessions get a config declaring it).
 
   1. `clickhouse/*.sql` in name order, each applied twice (the Rust code relies on
      `IF NOT EXISTS`, so a second run must be harmless; in the [no ttl] form, which has no
@@ -278,8 +277,7 @@ class Checker:
                 rel = os.path.relpath(path, ROOT)
                 sql = (open(path, encoding="utf-8").read()
                        .replace("{ttl}", clause).replace("{if_not_exists}", if_not_exists)
-                       .replace("{cluster}", CLUSTER).replace("{database}", DATABASE)
-                       .replace("{chunks}", "8").replace("{chunk}", "0"))
+                       .replace("{cluster}", CLUSTER).replace("{database}", DATABASE))
                 if (self.run_quiet(session, f"{rel} [{label}]", sql)
                         and self.run_quiet(session, f"{rel} [{label}] (applied a second time)", sql,
                                            already_applied_ok=not if_not_exists)):

@@ -18,9 +18,7 @@ use chrono::NaiveDate;
 
 use super::clickhouse::ClickHouse;
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
-use super::pg::WindowTotals;
-use super::repeats;
-use super::summary::{rank, CountRow, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
+use super::summary::{rank, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
 
 /// An entry of a batch as [`stored_ids`] looks it up: id, account, time in microseconds.
@@ -73,8 +71,7 @@ pub async fn stored_ids(clickhouse: &ClickHouse, keys: &[EntryKey]) -> anyhow::R
 pub async fn drop_month(clickhouse: &ClickHouse, yyyymm: &str) -> anyhow::Result<()> {
     anyhow::ensure!(yyyymm.len() == 6 && yyyymm.chars().all(|c| c.is_ascii_digit()), "bad partition id {yyyymm:?}");
     for shard in clickhouse.shards() {
-        let tables = ["daily_totals", "daily_counterparty_totals", "daily_kind_totals", "counterparty_repeats"];
-        for table in tables.into_iter().chain(["statement_entries"]) {
+        for table in ["daily_totals", "daily_counterparty_totals", "statement_entries"] {
             shard.client().query(&format!("ALTER TABLE {table} DROP PARTITION {yyyymm}")).execute().await?;
         }
     }
@@ -389,6 +386,15 @@ const DAYS_BY_KIND_OF_COUNTERPARTY: &str = "SELECT kind AS name, sumIf(amount, d
 /// the added entries rarely need a look-up of their own ([`candidates`]).
 const COUNTED_MAX: usize = 4096;
 
+#[derive(clickhouse::Row, serde::Deserialize, Debug, Clone)]
+struct CountRow {
+    counterparty_id: i64,
+    counterparty_key: String,
+    in_total: i64,
+    out_total: i64,
+    count: u64,
+}
+
 /// What the counts read decide of the top counterparties.
 #[derive(Debug)]
 enum Decision {
@@ -623,15 +629,9 @@ const SUMMARY_END_US: i64 = 4_102_444_800 * 1_000_000;
 /// How a summary of `range` is read, given the entries still waiting in the outbox (their
 /// days and later are read from the entries): None for an empty range.
 pub fn summary_split(range: TimeRange, waiting: &[HistoryEntry]) -> Option<Split> {
-    let (low, high) = summary_bounds(range);
-    (low < high).then(|| split(low, high, waiting.iter().map(|entry| micros(entry.at)).min()))
-}
-
-/// A summary's range as `[low, high)` in microseconds, open ends closed at the epoch and at
-/// [`SUMMARY_END_US`].
-fn summary_bounds(range: TimeRange) -> (i64, i64) {
     let low = range.from.map(micros).unwrap_or(0).max(0);
-    (low, range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US))
+    let high = range.to.map(micros).unwrap_or(SUMMARY_END_US).min(SUMMARY_END_US);
+    (low < high).then(|| split(low, high, waiting.iter().map(|entry| micros(entry.at)).min()))
 }
 
 /// The summary of `account_id` over `range` with `filters`: whole UTC days from the daily
@@ -648,43 +648,25 @@ pub async fn summary(
     clickhouse: &ClickHouse,
     account_id: AccountId,
     (range, filters): (TimeRange, &Filters),
-    (waiting, by_repeats): (&[HistoryEntry], Option<(i64, i64)>),
-    edges: impl Future<Output = anyhow::Result<Option<Edges>>>,
+    waiting: &[HistoryEntry],
+    edges: impl Future<Output = anyhow::Result<Option<Vec<HistoryEntry>>>>,
 ) -> anyhow::Result<Unnamed> {
     let Some(split) = summary_split(range, waiting) else {
-        return Ok(Unnamed {
-            summary: with_waiting(Vec::new(), Vec::new(), waiting),
-            to_name: false,
-            sum_from_pg: false,
-        });
+        return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
     };
     // On a cluster, the account's shard holds its entries and its totals.
     let clickhouse = &clickhouse.for_account(account_id);
     if split.days.is_none() {
-        if let Some(Edges::Entries(edges)) = edges.await? {
-            return Ok(Unnamed {
-                summary: with_waiting(Vec::new(), Vec::new(), &edges),
-                to_name: false,
-                sum_from_pg: false,
-            });
+        if let Some(edges) = edges.await? {
+            return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), &edges), to_name: false });
         }
     } else {
         let end = split.edges[1].1;
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
-        if let Some(window) = by_repeats {
-            let (read, edges) = tokio::join!(read_repeats(clickhouse, &days, window), edges);
-            if let (Some(Edges::Totals(totals)), read) = (edges?, read?) {
-                if let Some(summary) = decide_by_repeats(read, &totals) {
-                    return Ok(summary);
-                }
-                repeats::did_not_decide(account_id);
-            }
-        } else {
-            let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
-            if let Some(Edges::Entries(edges)) = edges? {
-                if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
-                    return Ok(summary);
-                }
+        let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
+        if let Some(edges) = edges? {
+            if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
+                return Ok(summary);
             }
         }
     }
@@ -744,154 +726,19 @@ async fn read_counts(
         // The one row of every counterparty without an account, counted by name in `parts`.
         counts.retain(|row| row.counterparty_id != 0);
     }
-    let (kinds, externals) = kinds_and_external_counts(parts);
-    counts.extend(externals);
-    Ok(Counts { kinds, counts, unread_max })
-}
-
-/// The rows of [`DAYS_KINDS_AND_EXTERNALS`] (or of a query by kind alone) as the totals by
-/// kind and the counts of the counterparties without an account.
-fn kinds_and_external_counts(parts: Vec<PartRow>) -> (Vec<Totals>, Vec<CountRow>) {
     let (kinds, externals): (Vec<PartRow>, Vec<PartRow>) = parts.into_iter().partition(|row| row.part == 1);
-    let externals = externals
-        .into_iter()
-        .map(|row| CountRow {
-            counterparty_id: 0,
-            counterparty_key: row.name,
-            in_total: row.in_total,
-            out_total: row.out_total,
-            count: row.count,
-        })
-        .collect();
+    counts.extend(externals.into_iter().map(|row| CountRow {
+        counterparty_id: 0,
+        counterparty_key: row.name,
+        in_total: row.in_total,
+        out_total: row.out_total,
+        count: row.count,
+    }));
     let kinds = kinds
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    (kinds, externals)
-}
-
-/// What [`read_repeats`] read: the totals by kind and the counts of the counterparties without
-/// an account over whole days, and the counterparties with more than [`repeats::LEVEL_MAX`]
-/// entries over the whole range.
-struct Repeats {
-    kinds: Vec<Totals>,
-    externals: Vec<CountRow>,
-    rows: Vec<CountRow>,
-}
-
-/// The totals of whole days by kind and counterparty without an account ('' for the entries
-/// with one), from `daily_kind_totals`: a few rows a day. Binds: account, two days, direction
-/// code twice (0: any), kind twice ('': any).
-const DAYS_KINDS_AND_KEYS: &str = "SELECT kind, counterparty_key, sumIf(amount, direction = 'in') AS in_total,
-            sumIf(amount, direction = 'out') AS out_total, sum(entries) AS count
-     FROM daily_kind_totals
-     PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
-     WHERE (? = 0 OR toInt8(direction) = ?) AND (? = '' OR kind = ?)
-     GROUP BY kind, counterparty_key";
-
-/// A row of [`DAYS_KINDS_AND_KEYS`].
-#[derive(clickhouse::Row, serde::Deserialize, Debug)]
-struct KindAndKeyRow {
-    kind: String,
-    counterparty_key: String,
-    in_total: i64,
-    out_total: i64,
-    count: u64,
-}
-
-/// The whole days' totals by kind and of the counterparties without an account, and the
-/// counterparties with the most entries in `window` from their repeats, at once.
-async fn read_repeats(clickhouse: &ClickHouse, binds: &Binds, window: (i64, i64)) -> anyhow::Result<Repeats> {
-    let query = binds.bind_days(clickhouse.query(DAYS_KINDS_AND_KEYS).with_setting("max_threads", "1"));
-    let parts = async { Ok(query.fetch_all::<KindAndKeyRow>().await?) };
-    let filters = (binds.direction, binds.kind);
-    let rows = repeats::counts(clickhouse, binds.account_id, window, filters, repeats::LEVEL_MAX);
-    let (parts, rows) = tokio::try_join!(parts, rows)?;
-    let mut kinds: BTreeMap<String, Totals> = BTreeMap::new();
-    let mut externals: BTreeMap<String, CountRow> = BTreeMap::new();
-    for part in parts {
-        let kind = kinds.entry(part.kind.clone()).or_insert_with(|| Totals {
-            name: part.kind,
-            in_total: 0,
-            out_total: 0,
-            count: 0,
-        });
-        (kind.in_total, kind.out_total) = (kind.in_total + part.in_total, kind.out_total + part.out_total);
-        kind.count += part.count as i64;
-        if !part.counterparty_key.is_empty() {
-            let key = part.counterparty_key.clone();
-            let external = externals.entry(part.counterparty_key).or_insert_with(|| CountRow {
-                counterparty_id: 0,
-                counterparty_key: key,
-                in_total: 0,
-                out_total: 0,
-                count: 0,
-            });
-            (external.in_total, external.out_total) =
-                (external.in_total + part.in_total, external.out_total + part.out_total);
-            external.count += part.count;
-        }
-    }
-    Ok(Repeats { kinds: kinds.into_values().collect(), externals: externals.into_values().collect(), rows })
-}
-
-/// The summary from [`read_repeats`] and the partial days' totals: the counterparties with an
-/// account counted over the whole range from their repeats, those without one over whole days
-/// plus the partial days. None when fewer than ten have more entries than the level read
-/// (then every counterparty has to be counted).
-fn decide_by_repeats(Repeats { kinds, externals, rows }: Repeats, edges: &[WindowTotals]) -> Option<Unnamed> {
-    let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
-    let mut externals: BTreeMap<String, CountRow> =
-        externals.into_iter().map(|row| (row.counterparty_key.clone(), row)).collect();
-    for total in edges {
-        let (amount_in, amount_out) = if total.direction == "in" { (total.amount, 0) } else { (0, total.amount) };
-        add_to_kind(&mut kinds, &total.kind, (amount_in, amount_out, total.count));
-        if let Some(name) = &total.external {
-            let row = externals.entry(name.clone()).or_insert_with(|| CountRow {
-                counterparty_id: 0,
-                counterparty_key: name.clone(),
-                in_total: 0,
-                out_total: 0,
-                count: 0,
-            });
-            (row.in_total, row.out_total) = (row.in_total + amount_in, row.out_total + amount_out);
-            row.count += u64::try_from(total.count).unwrap_or(0);
-        }
-    }
-    let mut counts: Vec<CountRow> = externals.into_values().collect();
-    counts.extend(rows);
-    // Every counterparty was read: those with an account and more entries than the level from
-    // their repeats, every other one has at most that many.
-    match candidates(&counts, i64::from(repeats::LEVEL_MAX), true, &[]) {
-        Decision::Top(top) => {
-            let summary = Summary::from_parts(kinds.into_values().collect(), top);
-            Some(Unnamed { summary, to_name: true, sum_from_pg: true })
-        }
-        _ => None,
-    }
-}
-
-/// What a summary reads of its partial days from PostgreSQL: their entries, or when the
-/// counterparties with an account come from their repeats, their totals.
-pub enum Edges {
-    Entries(Vec<HistoryEntry>),
-    Totals(Vec<WindowTotals>),
-}
-
-/// The range a summary of `account_id` reads from the counterparties' repeats
-/// ([`repeats::window`]), if it can: without a counterparty filter, with none of the
-/// account's entries waiting in the outbox (`account_waits`), and unless the repeats did not
-/// decide a summary of the account lately.
-pub fn repeats_window(
-    account_id: AccountId,
-    (range, filters): (TimeRange, &Filters),
-    account_waits: bool,
-    now_us: i64,
-) -> Option<(i64, i64)> {
-    if account_waits || filters.counterparty_account_id.is_some() || !repeats::may_decide(account_id) {
-        return None;
-    }
-    repeats::window(summary_bounds(range), range.to.is_none().then_some(now_us))
+    Ok(Counts { kinds, counts, unread_max })
 }
 
 /// The summary from what [`read_counts`] read and the entries it did not, `added`: the top
@@ -923,13 +770,13 @@ async fn decide(
     };
     if let Decision::Top(top) = decision {
         let summary = Summary::from_parts(kinds_with_waiting(kinds, added), top);
-        return Ok(Some(Unnamed { summary, to_name: true, sum_from_pg: false }));
+        return Ok(Some(Unnamed { summary, to_name: true }));
     }
     if days_only {
         return Ok(None);
     }
     let counterparties = named_counterparties(clickhouse, binds, added).await?;
-    Ok(Some(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false, sum_from_pg: false }))
+    Ok(Some(Unnamed { summary: with_waiting(kinds, counterparties, added), to_name: false }))
 }
 
 /// Every counterparty with its names merged in ClickHouse, the top ones first.
@@ -973,21 +820,16 @@ fn kinds_with_waiting(kinds: Vec<Totals>, waiting: &[HistoryEntry]) -> Vec<Total
     let mut kinds: BTreeMap<String, Totals> = kinds.into_iter().map(|totals| (totals.name.clone(), totals)).collect();
     for entry in waiting {
         let (amount_in, amount_out) = in_and_out(entry);
-        add_to_kind(&mut kinds, &entry.kind, (amount_in, amount_out, 1));
+        let kind = kinds.entry(entry.kind.clone()).or_insert_with(|| Totals {
+            name: entry.kind.clone(),
+            in_total: 0,
+            out_total: 0,
+            count: 0,
+        });
+        (kind.in_total, kind.out_total, kind.count) =
+            (kind.in_total + amount_in, kind.out_total + amount_out, kind.count + 1);
     }
     kinds.into_values().collect()
-}
-
-/// Adds money in, money out and a count of entries to the totals of `kind`.
-fn add_to_kind(kinds: &mut BTreeMap<String, Totals>, kind: &str, (amount_in, amount_out, count): (i64, i64, i64)) {
-    let totals = kinds.entry(kind.to_owned()).or_insert_with(|| Totals {
-        name: kind.to_owned(),
-        in_total: 0,
-        out_total: 0,
-        count: 0,
-    });
-    (totals.in_total, totals.out_total, totals.count) =
-        (totals.in_total + amount_in, totals.out_total + amount_out, totals.count + count);
 }
 
 /// The waiting entries added to the counterparties' totals (unordered); the latest waiting

@@ -19,10 +19,9 @@ use crate::domain::ids::AccountId;
 
 /// DDL files of `clickhouse/`, applied in order. Each uses `IF NOT EXISTS`, so two servers
 /// migrating at once do no harm (on servers without `ADD COLUMN IF NOT EXISTS`, see
-/// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`, `0017`), which count
-/// the entries already stored once per run: see `0007`. (The backfill of the repeats, `0014`,
-/// may run twice: its rows are read once.)
-const MIGRATIONS: [(u32, &str, &str); 14] = [
+/// [`already_applied`]), except the backfills of the daily totals (`0007`, `0008`), which count
+/// the entries already stored once per run: see `0007`.
+const MIGRATIONS: [(u32, &str, &str); 9] = [
     (1, "statement_entries", include_str!("../../clickhouse/0001_statement_entries.sql")),
     (2, "counterparty_user_name", include_str!("../../clickhouse/0002_counterparty_user_name.sql")),
     (3, "daily_totals", include_str!("../../clickhouse/0003_daily_totals.sql")),
@@ -36,17 +35,7 @@ const MIGRATIONS: [(u32, &str, &str); 14] = [
         include_str!("../../clickhouse/0008_daily_counterparty_totals_backfill.sql"),
     ),
     (9, "account_kind_and_owner", include_str!("../../clickhouse/0009_account_kind_and_owner.sql")),
-    (13, "counterparty_repeats", include_str!("../../clickhouse/0013_counterparty_repeats.sql")),
-    (14, "counterparty_repeats_backfill", REPEATS_BACKFILL),
-    (15, "daily_kind_totals", include_str!("../../clickhouse/0015_daily_kind_totals.sql")),
-    (16, "daily_kind_totals_view", include_str!("../../clickhouse/0016_daily_kind_totals_view.sql")),
-    (17, "daily_kind_totals_backfill", include_str!("../../clickhouse/0017_daily_kind_totals_backfill.sql")),
 ];
-
-/// The backfill of `counterparty_repeats` from the entries held (a migration, and the seed's
-/// last step): run once per chunk of accounts, its `{chunk}` of `{chunks}`.
-const REPEATS_BACKFILL: &str = include_str!("../../clickhouse/0014_counterparty_repeats_backfill.sql");
-const BACKFILL_CHUNKS: u32 = 8;
 
 /// The first release with `TTL` on MergeTree tables. It also has `ADD COLUMN IF NOT EXISTS`
 /// (since 19.1, without the bugs of 19.3): the DDL has one rendering for servers from here on
@@ -417,29 +406,6 @@ impl ClickHouse {
         Ok(())
     }
 
-    /// Runs `ddl`, once per chunk of accounts when it has the `{chunk}` placeholders.
-    async fn execute_chunked(&self, ddl: &str) -> clickhouse::error::Result<()> {
-        if !ddl.contains("{chunk}") {
-            return self.client.query(ddl).execute().await;
-        }
-        for chunk in 0..BACKFILL_CHUNKS {
-            let chunk_ddl =
-                ddl.replace("{chunks}", &BACKFILL_CHUNKS.to_string()).replace("{chunk}", &chunk.to_string());
-            self.client.query(&chunk_ddl).execute().await?;
-            tracing::info!(chunk = chunk + 1, of = BACKFILL_CHUNKS, "ClickHouse backfill: chunk done");
-        }
-        Ok(())
-    }
-
-    /// Writes the rows of `counterparty_repeats` for the entries every shard holds (the seed
-    /// inserts entries around the forwarder).
-    pub async fn backfill_repeats(&self) -> anyhow::Result<()> {
-        for shard in self.shards() {
-            shard.execute_chunked(REPEATS_BACKFILL).await.context("backfilling the counterparties' repeats")?;
-        }
-        Ok(())
-    }
-
     /// Whether this server has ZooKeeper: then its local tables are replicated.
     async fn has_zookeeper(&self) -> bool {
         let query = "SELECT count() FROM system.zookeeper WHERE path = '/'";
@@ -475,7 +441,8 @@ impl ClickHouse {
             if applied.contains(&number) || until.is_some_and(|until| number > until) {
                 continue;
             }
-            let result = if first_replica || !is_insert(&ddl) { self.execute_chunked(&ddl).await } else { Ok(()) };
+            let result =
+                if first_replica || !is_insert(&ddl) { self.client.query(&ddl).execute().await } else { Ok(()) };
             match result {
                 Ok(()) => {}
                 Err(error) if !ttl && already_applied(&error) => {

@@ -28,7 +28,6 @@ use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::{shard_of, ClickHouse};
 use super::entry::{ClickHouseEntry, PgEntry};
 use super::pg;
-use super::repeats::{self, RepeatRow};
 use crate::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -186,8 +185,7 @@ impl Forwarder {
             self.refresh_lag().await;
             return Ok(Step { moved: 0, backlog: false });
         };
-        let repeats = repeats::rows_for(&mut tx, &rows).await.context("forwarder: reading the entries' repeats")?;
-        let failures = self.insert_new(&rows, &repeats).await?;
+        let failures = self.insert_new(&rows).await?;
         if self.abort_after_insert {
             abort_after_insert(rows.len());
         }
@@ -308,34 +306,20 @@ impl Forwarder {
     /// Inserts the rows ClickHouse does not hold yet: all of them, unless this batch is a
     /// replay (see [`aggregates`](super::aggregates)), whose copies the daily totals would
     /// count again. On a cluster each shard gets its accounts' rows (looked up and inserted
-    /// there), after the rows of its accounts' repeats (`repeats`); the shards that failed are
-    /// returned, unless all did (then it is an error, as on a single server).
-    async fn insert_new(
-        &self,
-        rows: &[ClickHouseEntry],
-        repeats: &[RepeatRow],
-    ) -> anyhow::Result<Option<ShardFailures>> {
+    /// there); the shards that failed are returned, unless all did (then it is an error, as
+    /// on a single server).
+    async fn insert_new(&self, rows: &[ClickHouseEntry]) -> anyhow::Result<Option<ShardFailures>> {
         let shard_count = self.clickhouse.shard_count();
         let mut by_shard: Vec<Vec<&ClickHouseEntry>> = vec![Vec::new(); shard_count];
         for row in rows {
             by_shard[shard_of(row.account_id.get(), shard_count)].push(row);
-        }
-        let mut repeats_by_shard: Vec<Vec<&RepeatRow>> = vec![Vec::new(); shard_count];
-        for row in repeats {
-            repeats_by_shard[shard_of(row.account_id, shard_count)].push(row);
         }
         let mut failures: Option<ShardFailures> = None;
         let mut tried = 0;
         for (index, shard_rows) in by_shard.iter().enumerate().filter(|(_, rows)| !rows.is_empty()) {
             tried += 1;
             let shard = self.clickhouse.shard(index);
-            // The repeats first (all of them: a row written again is read once), so that an entry
-            // in ClickHouse has its repeats there.
-            let inserted = match repeats::insert(&shard, &repeats_by_shard[index]).await {
-                Ok(()) => insert_new_into(&shard, shard_rows).await,
-                Err(error) => Err(error.context("forwarder: inserting the entries' repeats")),
-            };
-            if let Err(error) = inserted {
+            if let Err(error) = insert_new_into(&shard, shard_rows).await {
                 let error = error.context(format!("shard {}", index + 1));
                 match failures.as_mut() {
                     Some(failures) => failures.shards.push(index),

@@ -14,8 +14,6 @@ pub mod entry;
 pub mod forwarder;
 /// PostgreSQL pages (naive, keyset).
 pub mod pg;
-/// The entries whose counterparty repeats: a summary's top counterparties without counting them all.
-pub mod repeats;
 /// Bulk benchmark data (`minipay seed`), straight into both stores.
 pub mod seed;
 pub mod summary;

@@ -274,58 +274,6 @@ pub async fn entries_within(
     entries_of(rows).map(Some)
 }
 
-/// An account's entries in a summary's partial days, totalled by kind, direction and (for
-/// those without a counterparty account) counterparty name.
-#[derive(sqlx::FromRow, Debug, Clone, PartialEq, Eq)]
-pub struct WindowTotals {
-    pub kind: String,
-    pub direction: String,
-    /// The counterparty's name when it has no account (the outside world, system accounts).
-    pub external: Option<String>,
-    pub count: i64,
-    pub amount: i64,
-}
-
-/// The totals of the account's entries in the two windows `[low, high)` (microseconds) of
-/// `windows`, within `range`, that the filters admit ([`WindowTotals`]): what a summary whose
-/// counterparties with an account are counted elsewhere needs of its partial days, summed
-/// here instead of handed over entry by entry. Includes the entries still in the outbox.
-pub async fn totals_within(
-    conn: &mut PgConnection,
-    account_id: AccountId,
-    (range, filters): (TimeRange, &Filters),
-    windows: [(i64, i64); 2],
-) -> anyhow::Result<Vec<WindowTotals>> {
-    let at = |us: i64| DateTime::from_timestamp_micros(us).ok_or_else(|| anyhow::anyhow!("time out of range"));
-    let filtered = filtered(filters);
-    let window = |low: &str, high: &str| {
-        format!(
-            "SELECT kind, direction, counterparty_account_id, counterparty_name, amount FROM statement_entries
-             WHERE account_id = $1 AND at >= greatest($2, {low}) AND at < least($3, {high}) AND {filtered}"
-        )
-    };
-    // A window each, so that even a generic plan reads only their index ranges (and prunes
-    // their partitions when it starts): planning each time cost as much as the reads.
-    Ok(sqlx::query_as_with(
-        &format!(
-            "SELECT kind, direction::text AS direction,
-                    CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END AS external,
-                    count(*) AS count, sum(amount)::int8 AS amount
-             FROM ({} UNION ALL {}) edges
-             GROUP BY 1, 2, 3",
-            window("$7", "$8"),
-            window("$9", "$10")
-        ),
-        selection(account_id, pg_bounds(range), filters)?,
-    )
-    .bind(at(windows[0].0)?)
-    .bind(at(windows[0].1)?)
-    .bind(at(windows[1].0)?)
-    .bind(at(windows[1].1)?)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
 /// The time of the oldest entry waiting in the outbox (no row when none waits). The lowest id
 /// is (nearly) the oldest row, and its look-up walks the primary key instead of scanning a
 /// backlog.

@@ -110,8 +110,6 @@ pub async fn run(
     let first_entry_id = reserve_entry_ids(pool, options.entries).await?;
     let span = EntrySpan { first_entry_id, start, end: now };
     let entries = write_entries(database_url, clickhouse, options, accounts, span).await?;
-    eprintln!("seed: the counterparties' repeats in ClickHouse (8 chunks of accounts)");
-    clickhouse.backfill_repeats().await?;
     // Sets hint bits and the visibility map now, so the first benchmark run does not pay
     // for them on its reads; and gives the planner statistics.
     eprintln!("seed: VACUUM (ANALYZE) statement_entries");

@@ -35,17 +35,6 @@ pub struct CounterpartyTotals {
     pub count: i64,
 }
 
-/// A counterparty's totals as ClickHouse counts them (`super::aggregates`, `super::repeats`):
-/// its account id, or 0 and its name (`counterparty_key`; '' for an account).
-#[derive(clickhouse::Row, serde::Deserialize, Debug, Clone)]
-pub(crate) struct CountRow {
-    pub counterparty_id: i64,
-    pub counterparty_key: String,
-    pub in_total: i64,
-    pub out_total: i64,
-    pub count: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub in_total: i64,
@@ -84,9 +73,6 @@ pub struct Unnamed {
     /// top ones (more of them, unordered), those with an account without their names: what
     /// [`named`] completes from PostgreSQL.
     pub to_name: bool,
-    /// When set (with `to_name`), the money in and out of the top counterparties with an
-    /// account is left to PostgreSQL too: their counts came from ClickHouse without it.
-    pub sum_from_pg: bool,
 }
 
 /// The summary with the latest names (in the range, of the entries the filters admit) of its
@@ -100,85 +86,54 @@ pub async fn named(
     filters: &Filters,
     unnamed: Unnamed,
 ) -> anyhow::Result<Summary> {
-    let Unnamed { mut summary, to_name, sum_from_pg } = unnamed;
+    let Unnamed { mut summary, to_name } = unnamed;
     if !to_name {
         return Ok(summary);
     }
     let ids: Vec<i64> = summary.top_counterparties.iter().filter_map(|cp| cp.account_id).collect();
-    let names = latest_names(conn, account_id, (range, filters), &ids, sum_from_pg).await?;
+    let names = latest_names(conn, account_id, range, filters, &ids).await?;
     for counterparty in &mut summary.top_counterparties {
-        if let Some(latest) = counterparty.account_id.and_then(|id| names.get(&id)) {
-            (counterparty.name, counterparty.user_name) = (latest.name.clone(), latest.user_name.clone());
-            if sum_from_pg {
-                (counterparty.in_total, counterparty.out_total) = (latest.in_total, latest.out_total);
-            }
+        if let Some((name, user_name)) = counterparty.account_id.and_then(|id| names.get(&id)) {
+            (counterparty.name, counterparty.user_name) = (name.clone(), user_name.clone());
         }
     }
     rank(&mut summary.top_counterparties);
     Ok(summary)
 }
 
-/// A counterparty's names as [`latest_names`] finds them, and its money in and out (when asked
-/// for; else 0).
-#[derive(sqlx::FromRow)]
-struct Latest {
-    id: i64,
-    name: String,
-    user_name: Option<String>,
-    in_total: i64,
-    out_total: i64,
-}
-
 /// For each of `ids`, the counterparty name and the latest non-null user name of the
-/// account's latest entry with it in the range that the filters admit, and with `sums`, the
-/// money in and out of those entries.
+/// account's latest entry with it in the range that the filters admit.
 async fn latest_names(
     conn: &mut PgConnection,
     account_id: AccountId,
-    (range, filters): (TimeRange, &Filters),
+    range: TimeRange,
+    filters: &Filters,
     ids: &[i64],
-    sums: bool,
-) -> anyhow::Result<HashMap<i64, Latest>> {
+) -> anyhow::Result<HashMap<i64, (String, Option<String>)>> {
     let (from, to) = pg_bounds(range);
     let filtered = filtered(filters);
     let of_counterparty = format!(
         "FROM statement_entries
          WHERE account_id = $1 AND counterparty_account_id = c.id AND at >= $2 AND at < $3 AND {filtered}"
     );
-    let (sum_columns, sum_join) = if sums {
-        (
-            "sums.in_total, sums.out_total",
-            format!(
-                "CROSS JOIN LATERAL (
-                     SELECT coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::int8 AS in_total,
-                            coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::int8 AS out_total
-                     {of_counterparty}
-                 ) sums"
-            ),
-        )
-    } else {
-        ("0::int8 AS in_total, 0::int8 AS out_total", String::new())
-    };
-    let rows: Vec<Latest> = sqlx::query_as_with(
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as_with(
         &format!(
-            "SELECT c.id, latest.counterparty_name AS name,
+            "SELECT c.id, latest.counterparty_name,
                     COALESCE(latest.counterparty_user_name,
                              (SELECT counterparty_user_name {of_counterparty} AND counterparty_user_name IS NOT NULL
-                              ORDER BY at DESC, id DESC LIMIT 1)) AS user_name,
-                    {sum_columns}
+                              ORDER BY at DESC, id DESC LIMIT 1))
              FROM unnest($7::int8[]) AS c(id)
              CROSS JOIN LATERAL (
                  SELECT counterparty_name, counterparty_user_name {of_counterparty}
                  ORDER BY at DESC, id DESC LIMIT 1
-             ) latest
-             {sum_join}"
+             ) latest"
         ),
         selection(account_id, (from, to), filters)?,
     )
     .bind(ids)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|latest| (latest.id, latest)).collect())
+    Ok(rows.into_iter().map(|(id, name, user_name)| (id, (name, user_name))).collect())
 }
 
 #[derive(sqlx::FromRow)]

@@ -17,7 +17,6 @@ use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::paging::page_size;
 use super::schemas;
 use crate::domain::ids::AccountId;
-use crate::history::aggregates::Edges;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::entry::{
     merge_pages, next_cursor as next_cursor_of, Cursor, Filters, HistoryEntry, Page, TimeRange,
@@ -599,9 +598,7 @@ pub async fn get_summary(
     ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let now = state.clock.now();
-    let range = parse_range(query.from.as_deref(), query.to.as_deref(), now)?;
-    let now_us = now.timestamp_micros();
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     let mut conn = state.read_pool().await.acquire().await?;
@@ -616,31 +613,28 @@ pub async fn get_summary(
     // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer,
     // and left out of it by id. (With nothing waiting when the request began, every entry
     // committed before it is in ClickHouse.)
-    let (waiting, account_waits) = summary_waiting(&mut conn, account_id, (range, &filters), start.any_waiting).await?;
+    let waiting = if start.any_waiting {
+        pg::waiting_entries(&mut conn, account_id, range, &filters, None, i64::MAX - 1).await?
+    } else {
+        Vec::new()
+    };
     // The partial days at either end (and the days with entries waiting) from PostgreSQL's
     // index when they are few, while ClickHouse reads its daily totals of the whole days (then
     // only their totals are needed: the top counterparties' names come from PostgreSQL after).
     let split = aggregates::summary_split(range, &waiting);
-    // Up to 31 days, the counterparties with an account may be counted from their repeats:
-    // then the partial days are summed by PostgreSQL.
-    let by_repeats = split
-        .filter(|split| split.days.is_some())
-        .and_then(|_| aggregates::repeats_window(account_id, (range, &filters), account_waits, now_us));
     let edge_filters = filters.clone();
     let edges = async move {
-        let Some(split) = split else { return Ok(None) };
-        if by_repeats.is_some() {
-            let totals = pg::totals_within(&mut conn, account_id, (range, &edge_filters), split.edges).await?;
-            return Ok(Some(Edges::Totals(totals)));
+        match split {
+            Some(split) => {
+                let windows = (split.edges, split.days.is_some());
+                pg::entries_within(&mut conn, account_id, (range, &edge_filters), windows, SUMMARY_EDGES_PG_MAX).await
+            }
+            None => Ok(None),
         }
-        let windows = (split.edges, split.days.is_some());
-        let entries =
-            pg::entries_within(&mut conn, account_id, (range, &edge_filters), windows, SUMMARY_EDGES_PG_MAX).await?;
-        Ok(entries.map(Edges::Entries))
     };
     let read_filters = filters.clone();
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        aggregates::summary(&clickhouse, account_id, (range, &read_filters), (&waiting, by_repeats), edges).await
+        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges).await
     })
     .await;
     let (source, summary) = match tuned {
@@ -654,26 +648,6 @@ pub async fn get_summary(
         }
     };
     Ok(with_source(source, Json(SummaryView::from(summary))))
-}
-
-/// The account's entries in the range and filters still waiting in the outbox (read only when
-/// `any_waiting`: something of any account waits), and whether any entry of the account
-/// waits, in the range and filters or not (then the counterparties' repeats may lack some).
-async fn summary_waiting(
-    conn: &mut sqlx::PgConnection,
-    account_id: AccountId,
-    (range, filters): (TimeRange, &Filters),
-    any_waiting: bool,
-) -> anyhow::Result<(Vec<HistoryEntry>, bool)> {
-    if !any_waiting {
-        return Ok((Vec::new(), false));
-    }
-    let waiting = pg::waiting_entries(conn, account_id, range, filters, None, i64::MAX - 1).await?;
-    if !waiting.is_empty() {
-        return Ok((waiting, true));
-    }
-    let any = pg::waiting_entries(conn, account_id, TimeRange::default(), &Filters::default(), None, 0).await?;
-    Ok((waiting, !any.is_empty()))
 }
 
 /// The same summary as `/history/summary`, computed by PostgreSQL.

@@ -10,25 +10,25 @@ use sqlx::PgPool;
 
 use crate::helpers::*;
 
-pub(crate) async fn app_without_forwarder() -> (TestApp, PgPool) {
+async fn app_without_forwarder() -> (TestApp, PgPool) {
     let app = spawn_app_with(|config| config.forwarder = false).await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
     (app, pool)
 }
 
-pub(crate) fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
+fn forwarder(app: &TestApp, pool: &PgPool) -> Forwarder {
     let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &app.database).unwrap();
     Forwarder::new(pool.clone(), clickhouse, Clock::new(ClockMode::System), Metrics::new())
 }
 
-pub(crate) fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
+fn clickhouse_client(app: &TestApp) -> clickhouse::Client {
     clickhouse::Client::default()
         .with_url(std::env::var("CLICKHOUSE_URL").unwrap())
         .with_database(&app.database)
         .with_validation(false)
 }
 
-pub(crate) async fn drain(forwarder: &Forwarder) -> usize {
+async fn drain(forwarder: &Forwarder) -> usize {
     let mut moved = 0;
     for _ in 0..1_000 {
         match forwarder.run_once().await.expect("forwarder step") {
@@ -83,13 +83,11 @@ struct DailyRow {
     amount: i64,
 }
 
-/// The same from ClickHouse's daily totals, its per-counterparty totals and its totals by kind
-/// and counterparty without an account.
-async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i64, i64)>; 3] {
+/// The same from ClickHouse's daily totals, and from its per-counterparty totals.
+async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i64, i64)>; 2] {
     let clickhouse = clickhouse_client(app);
-    let mut out = [Vec::new(), Vec::new(), Vec::new()];
-    let tables = ["daily_totals", "daily_counterparty_totals", "daily_kind_totals"];
-    for (slot, table) in tables.into_iter().enumerate() {
+    let mut out = [Vec::new(), Vec::new()];
+    for (slot, table) in ["daily_totals", "daily_counterparty_totals"].into_iter().enumerate() {
         let rows: Vec<DailyRow> = clickhouse
             .query(&format!(
                 "SELECT toString(day) AS day, account_id, kind, toString(direction) AS direction,
@@ -110,15 +108,14 @@ async fn clickhouse_daily(app: &TestApp) -> [Vec<(String, i64, String, String, i
 async fn assert_daily_totals_match(app: &TestApp, pool: &PgPool) {
     let expected = postgres_daily(pool).await;
     assert!(!expected.is_empty());
-    let [totals, by_counterparty, by_kind] = clickhouse_daily(app).await;
+    let [totals, by_counterparty] = clickhouse_daily(app).await;
     assert_eq!(totals, expected, "daily_totals");
     assert_eq!(by_counterparty, expected, "daily_counterparty_totals");
-    assert_eq!(by_kind, expected, "daily_kind_totals");
 }
 
 /// A `minipay forward` killed between its ClickHouse insert and the outbox delete (the
 /// MINIPAY_FORWARDER_ABORT_AFTER_INSERT hook): the next forwarder replays the batch, and the
-/// daily totals (all three tables), which count every row inserted, still equal PostgreSQL's, as do the tuned
+/// daily totals, which count every row inserted, still equal PostgreSQL's, as do the tuned
 /// and naive summaries.
 #[tokio::test]
 async fn a_replayed_batch_is_not_counted_twice_in_the_daily_totals() {
@@ -165,7 +162,7 @@ async fn a_replayed_batch_is_not_counted_twice_in_the_daily_totals() {
 
 /// Waits for ClickHouse's mutations of the test's tables to finish (18.16 has no synchronous
 /// `ALTER ... DELETE`).
-pub(crate) async fn wait_for_mutations(app: &TestApp) {
+async fn wait_for_mutations(app: &TestApp) {
     let clickhouse = clickhouse_client(app);
     for _ in 0..200 {
         let running: u64 = clickhouse
@@ -217,11 +214,11 @@ async fn the_audit_reports_a_lost_and_a_doubled_entry() {
     assert!(detail.contains("entries lost: ClickHouse 4, PostgreSQL 5 of which 5 forwarded"), "{detail}");
     assert!(!detail.contains("twice"), "{detail}");
     // Put back without the views (the daily totals still count it).
-    for view in ["daily_totals_view", "daily_counterparty_totals_view", "daily_kind_totals_view"] {
+    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
         clickhouse.query(&format!("DETACH TABLE {view}")).execute().await.unwrap();
     }
     clickhouse.query("INSERT INTO statement_entries SELECT * FROM kept").execute().await.unwrap();
-    for view in ["daily_totals_view", "daily_counterparty_totals_view", "daily_kind_totals_view"] {
+    for view in ["daily_totals_view", "daily_counterparty_totals_view"] {
         clickhouse.query(&format!("ATTACH TABLE {view}")).execute().await.unwrap();
     }
     app.assert_audit_ok().await;
@@ -273,7 +270,13 @@ pub(crate) async fn busy_history_with_closes(
     closes: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    ensure_months_since(pool, now - chrono::Duration::minutes(47 * count + 60), now).await;
+    let mut months = Vec::new();
+    let mut month = (now - chrono::Duration::minutes(47 * count + 60)).date_naive();
+    while month <= now.date_naive() + chrono::Duration::days(31) {
+        months.push(minipay::domain::business_day::first_of_month(month));
+        month = minipay::domain::business_day::first_of_next_month(month);
+    }
+    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
     sqlx::query(
         "INSERT INTO statement_entries (id, account_id, at, direction, amount, balance_after, kind,
                 counterparty_account_id, counterparty_name, transfer_id, memo, counterparty_user_name)
@@ -298,24 +301,9 @@ pub(crate) async fn busy_history_with_closes(
     outbox_rows(pool, account_id).await;
 }
 
-/// The statement partitions of every month from `oldest`'s to the one after `now`'s.
-pub(crate) async fn ensure_months_since(
-    pool: &PgPool,
-    oldest: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let mut months = Vec::new();
-    let mut month = oldest.date_naive();
-    while month <= now.date_naive() + chrono::Duration::days(31) {
-        months.push(minipay::domain::business_day::first_of_month(month));
-        month = minipay::domain::business_day::first_of_next_month(month);
-    }
-    minipay::store::partitions::ensure_months(pool, &months).await.expect("create partitions");
-}
-
 /// Outbox rows for the account's entries that have none, one per commit time, as the ledger
 /// writer would write them.
-pub(crate) async fn outbox_rows(pool: &PgPool, account_id: i64) {
+async fn outbox_rows(pool: &PgPool, account_id: i64) {
     sqlx::query(
         "INSERT INTO statement_outbox (entry_ids, at)
          SELECT array_agg(id ORDER BY id), at FROM statement_entries
@@ -327,7 +315,7 @@ pub(crate) async fn outbox_rows(pool: &PgPool, account_id: i64) {
     .unwrap();
 }
 
-pub(crate) async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
+async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (Option<String>, Value, Value) {
     let path = format!("/v1/accounts/{}/history/summary", user.main_account_id);
     let response = app.client.get(app.url(&format!("{path}{query}"))).bearer_auth(&user.token).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}{query}");
@@ -338,7 +326,7 @@ pub(crate) async fn summaries(app: &TestApp, user: &TestUser, query: &str) -> (O
     (source, tuned, naive)
 }
 
-pub(crate) fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
+fn encode(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace(':', "%3A").replace('+', "%2B")
 }
 

@@ -52,7 +52,6 @@ async fn slow_statement_entries(app: &TestApp, account_id: i64, before: DateTime
         // The daily totals' views would need the real `kind` of every inserted row.
         "DROP TABLE daily_totals_view".to_owned(),
         "DROP TABLE daily_counterparty_totals_view".to_owned(),
-        "DROP TABLE daily_kind_totals_view".to_owned(),
         "DROP TABLE statement_entries".to_owned(),
         "CREATE TABLE statement_entries (
              entry_id UInt64, account_id Int64, at DateTime('UTC'), at_us Int64,

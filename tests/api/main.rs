@@ -28,7 +28,6 @@ mod openapi;
 mod outages;
 mod passwords;
 mod pending;
-mod repeats;
 mod request_ids;
 mod retention;
 mod savings;
