@@ -426,6 +426,7 @@ pub struct PaymentTarget {
 /// ever changes: shares are inserted with their settlement and never deleted or moved, the memo
 /// is never edited, and a user's main account is fixed. So an entry never goes stale, and a
 /// settlement another process created is read once, then known here too.
+#[derive(Default)]
 pub struct PaymentTargets {
     known: std::sync::RwLock<HashMap<SettlementId, Arc<KnownSettlement>>>,
 }
@@ -435,17 +436,19 @@ struct KnownSettlement {
     parties: Vec<UserId>,
 }
 
+impl KnownSettlement {
+    /// The target, and its parties: the requester and the users with a share.
+    fn new(target: PaymentTarget, shareholders: impl IntoIterator<Item = UserId>) -> Self {
+        let parties = std::iter::once(target.requester_id).chain(shareholders).collect();
+        KnownSettlement { target, parties }
+    }
+}
+
 /// Settlements kept at most; when full, the cache starts over (cheap, and rare). Shares are paid
 /// soon after their settlement is created, so recent settlements are what counts: 10,000 are
 /// the last 20 s of creations of `perf/run`'s settlement evening at 100 users, whose payments
 /// follow within a second. (100,000 left the server 8 MiB larger after that scenario.)
 const PAYMENT_TARGETS_CAPACITY: usize = 10_000;
-
-impl Default for PaymentTargets {
-    fn default() -> Self {
-        PaymentTargets { known: std::sync::RwLock::new(HashMap::new()) }
-    }
-}
 
 impl PaymentTargets {
     fn remember(&self, id: SettlementId, known: Arc<KnownSettlement>) {
@@ -465,10 +468,8 @@ impl PaymentTargets {
             requester_main_account_id,
             memo: settlement.memo.clone(),
         };
-        let parties = std::iter::once(settlement.requester_id)
-            .chain(settlement.shares.iter().map(|share| share.user_id))
-            .collect();
-        self.remember(settlement.id, Arc::new(KnownSettlement { target, parties }));
+        let shareholders = settlement.shares.iter().map(|share| share.user_id);
+        self.remember(settlement.id, Arc::new(KnownSettlement::new(target, shareholders)));
     }
 
     /// The settlement's [`PaymentTarget`] if the user asked for it or holds a share of it (the
@@ -501,9 +502,8 @@ async fn read_payment_target(pool: &PgPool, id: SettlementId) -> sqlx::Result<Op
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(requester_id, requester_main_account_id, memo, shares)| KnownSettlement {
-        target: PaymentTarget { requester_id, requester_main_account_id, memo },
-        parties: std::iter::once(requester_id).chain(shares).collect(),
+    Ok(row.map(|(requester_id, requester_main_account_id, memo, shares)| {
+        KnownSettlement::new(PaymentTarget { requester_id, requester_main_account_id, memo }, shares)
     }))
 }
 
