@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::business_day;
 use crate::hashing::Hashing;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::closed_days::ClosedDays;
 use crate::history::forwarder::Forwarder;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::state::AppState;
@@ -76,6 +77,7 @@ impl Application {
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
         let hashing = Hashing::new(config.password_hash_cost, config.password_hashing);
         let reads = Reads::new(pool.clone(), &config.database_url, &config.replica, config.db_pool_size)?;
+        let closed_days = Arc::new(ClosedDays::new(config.summary_cache_rows));
         let state = AppState {
             config: Arc::new(config),
             pool,
@@ -86,6 +88,7 @@ impl Application {
             metrics,
             sessions,
             payment_targets: Arc::default(),
+            closed_days,
             login_limiter,
             hashing,
         };

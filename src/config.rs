@@ -117,6 +117,9 @@ pub struct Config {
     pub session_ttl: chrono::Duration,
     /// How long a checked token is trusted without asking the database (0 turns it off).
     pub session_cache_ttl: Duration,
+    /// Rows of the daily counterparty totals of closed days each process keeps for summaries
+    /// (`MINIPAY_SUMMARY_CACHE_ROWS`, `history::closed_days`; 0: none).
+    pub summary_cache_rows: usize,
     pub password_hash_cost: HashCost,
     /// Hashes at once and hashes waiting (`MINIPAY_ARGON2_CONCURRENCY`, `MINIPAY_ARGON2_QUEUE`).
     pub password_hashing: HashingLimits,
@@ -419,6 +422,9 @@ pub struct Settings {
     /// A checked token is trusted this long without a query (0: off).
     #[arg(long, env = "MINIPAY_SESSION_CACHE_TTL_MS", default_value_t = 5_000)]
     session_cache_ttl_ms: u64,
+    /// Rows of closed days' counterparty totals kept in memory for summaries (0: none).
+    #[arg(long, env = "MINIPAY_SUMMARY_CACHE_ROWS", default_value_t = 1_000_000)]
+    summary_cache_rows: usize,
     /// Failed log-ins per user name per minute (0: off).
     #[arg(long, env = "MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE", default_value_t = LoginLimits::default().failures_per_name_per_minute)]
     login_attempts_per_name_per_minute: u32,
@@ -599,6 +605,7 @@ impl Settings {
             request_body_limit_bytes: self.request_body_limit_bytes,
             session_ttl: chrono::Duration::seconds(self.session_ttl_secs),
             session_cache_ttl: Duration::from_millis(self.session_cache_ttl_ms),
+            summary_cache_rows: self.summary_cache_rows,
             password_hash_cost: HashCost { memory_kib: self.argon2_memory_kib, iterations: self.argon2_iterations },
             password_hashing: self.password_hashing(),
             idempotency_ttl: chrono::Duration::seconds(self.idempotency_ttl_secs),

@@ -12,11 +12,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
 
 use super::clickhouse::ClickHouse;
+use super::closed_days::{self, ClosedRead, DayRows, Sums, WindowTotals};
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
 use super::summary::{rank, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
@@ -650,6 +653,7 @@ pub async fn summary(
     (range, filters): (TimeRange, &Filters),
     waiting: &[HistoryEntry],
     edges: impl Future<Output = anyhow::Result<Option<Vec<HistoryEntry>>>>,
+    closed: Option<ClosedRead<'_>>,
 ) -> anyhow::Result<Unnamed> {
     let Some(split) = summary_split(range, waiting) else {
         return Ok(Unnamed { summary: with_waiting(Vec::new(), Vec::new(), waiting), to_name: false });
@@ -663,7 +667,7 @@ pub async fn summary(
     } else {
         let end = split.edges[1].1;
         let days = Binds::new(account_id, Split { edges: [(end, end), (end, end)], ..split }, filters, &[]);
-        let (counts, edges) = tokio::join!(read_counts(clickhouse, &days, filters, true), edges);
+        let (counts, edges) = tokio::join!(day_counts(clickhouse, (&days, split), filters, closed), edges);
         if let Some(edges) = edges? {
             if let Some(summary) = decide(clickhouse, &days, true, counts?, &edges).await? {
                 return Ok(summary);
@@ -678,6 +682,120 @@ pub async fn summary(
     summary.context("a summary that read every entry decides")
 }
 
+/// The counts of the whole days of `split` (`binds` reads them all from ClickHouse): the closed
+/// ones from memory ([`super::closed_days`]) when `closed` holds (or may fill) them all, with
+/// ClickHouse's counts of the later ones; else all from ClickHouse.
+async fn day_counts(
+    clickhouse: &ClickHouse,
+    (binds, split): (&Binds, Split),
+    filters: &Filters,
+    closed: Option<ClosedRead<'_>>,
+) -> anyhow::Result<Counts> {
+    let (Some((first, end)), Some(closed)) = (split.days, closed) else {
+        return read_counts(clickhouse, binds, filters, true).await;
+    };
+    let mid = end.min(closed.end);
+    if mid <= first {
+        return read_counts(clickhouse, binds, filters, true).await;
+    }
+    let edge = split.edges[1].1;
+    let later_binds =
+        Binds::new(binds.account_id, Split { days: Some((mid, end)), edges: [(edge, edge); 2] }, filters, &[]);
+    let later = async {
+        match mid < end {
+            true => read_counts(clickhouse, &later_binds, filters, true).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    if filters.is_empty() {
+        let window = closed.days.window(clickhouse, binds.account_id, (first, mid), closed.may_fill, COUNTED_MAX);
+        let (window, later) = tokio::join!(window, later);
+        return match (window?, later?) {
+            (Some(window), later) if later.as_ref().is_none_or(|later| later.unread_max == 0) => {
+                Ok(counts_with_window(window, later))
+            }
+            _ => read_counts(clickhouse, binds, filters, true).await,
+        };
+    }
+    let kept = closed.days.read(clickhouse, binds.account_id, (first, mid), closed.may_fill);
+    let (kept, later) = tokio::join!(kept, later);
+    match (kept?, later?) {
+        (Some(kept), later) if later.as_ref().is_none_or(|later| later.unread_max == 0) => {
+            Ok(counts_with_closed(&kept, filters, later))
+        }
+        // Not kept (nor to be filled), or a day since with more counterparties than were read.
+        _ => read_counts(clickhouse, binds, filters, true).await,
+    }
+}
+
+/// The counts of a run of closed days summed in memory (its counterparties with the most
+/// entries; the others are looked up there, [`decide`]), with those of the days since when
+/// there are (every counterparty of theirs, with its count of the closed days added).
+fn counts_with_window(window: Arc<WindowTotals>, later: Option<Counts>) -> Counts {
+    let later = later.unwrap_or_else(Counts::none);
+    let mut kinds: BTreeMap<&str, Sums> = window.kinds.iter().map(|(name, sums)| (name.as_str(), *sums)).collect();
+    for kind in &later.kinds {
+        add_sums(kinds.entry(kind.name.as_str()).or_default(), kind.in_total, kind.out_total, kind.count as u64);
+    }
+    let kinds = kinds.into_iter().map(|(name, sums)| sums_totals(name, sums)).collect();
+    let mut counts: Vec<CountRow> = Vec::with_capacity(window.top.len() + later.counts.len());
+    let mut at: FxHashMap<(i64, &str), usize> = FxHashMap::default();
+    for ((counterparty_id, key), sums) in &window.top {
+        at.insert((*counterparty_id, key.as_str()), counts.len());
+        counts.push(sums_row((*counterparty_id, key), *sums));
+    }
+    for row in &later.counts {
+        let key = (row.counterparty_id, row.counterparty_key.as_str());
+        let index = match at.get(&key) {
+            Some(index) => *index,
+            None => {
+                counts.push(sums_row((key.0, key.1), window.of(key).unwrap_or_default()));
+                counts.len() - 1
+            }
+        };
+        let sums = &mut counts[index];
+        (sums.in_total, sums.out_total, sums.count) =
+            (sums.in_total + row.in_total, sums.out_total + row.out_total, sums.count + row.count);
+    }
+    let unread_max = window.rest_max as i64;
+    Counts { kinds, counts, unread_max, window: Some(window) }
+}
+
+fn add_sums(sums: &mut Sums, in_total: i64, out_total: i64, count: u64) {
+    (sums.in_total, sums.out_total, sums.count) =
+        (sums.in_total + in_total, sums.out_total + out_total, sums.count + count);
+}
+
+fn sums_totals(name: &str, sums: Sums) -> Totals {
+    Totals { name: name.to_owned(), in_total: sums.in_total, out_total: sums.out_total, count: sums.count as i64 }
+}
+
+fn sums_row((counterparty_id, key): (i64, &str), sums: Sums) -> CountRow {
+    CountRow {
+        counterparty_id,
+        counterparty_key: key.to_owned(),
+        in_total: sums.in_total,
+        out_total: sums.out_total,
+        count: sums.count,
+    }
+}
+
+/// The counts of closed days kept in memory, with those of the days since when there are.
+fn counts_with_closed(kept: &[Arc<DayRows>], filters: &Filters, later: Option<Counts>) -> Counts {
+    let (mut kinds, mut counterparties) = closed_days::totals(kept, filters);
+    let later = later.unwrap_or_else(Counts::none);
+    for kind in &later.kinds {
+        add_sums(kinds.entry(kind.name.as_str()).or_default(), kind.in_total, kind.out_total, kind.count as u64);
+    }
+    for row in &later.counts {
+        let key = (row.counterparty_id, row.counterparty_key.as_str());
+        add_sums(counterparties.entry(key).or_default(), row.in_total, row.out_total, row.count);
+    }
+    let kinds = kinds.into_iter().map(|(name, sums)| sums_totals(name, sums)).collect();
+    let counts = counterparties.into_iter().map(|(key, sums)| sums_row(key, sums)).collect();
+    Counts { kinds, counts, unread_max: 0, window: None }
+}
+
 /// What [`read_counts`] read: the totals by kind, the counterparties with the most entries
 /// (and, over whole days, every one without an account), and the most entries one left unread
 /// can have (0 when none was).
@@ -685,6 +803,15 @@ struct Counts {
     kinds: Vec<Totals>,
     counts: Vec<CountRow>,
     unread_max: i64,
+    /// The closed days' sums these counts are of, where the counterparties left unread are
+    /// looked up ([`counts_with_window`]).
+    window: Option<Arc<WindowTotals>>,
+}
+
+impl Counts {
+    fn none() -> Counts {
+        Counts { kinds: Vec::new(), counts: Vec::new(), unread_max: 0, window: None }
+    }
 }
 
 /// The totals by kind and the counterparties with the most entries, over whole days alone
@@ -738,7 +865,7 @@ async fn read_counts(
         .into_iter()
         .map(|row| Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count as i64 })
         .collect();
-    Ok(Counts { kinds, counts, unread_max })
+    Ok(Counts { kinds, counts, unread_max, window: None })
 }
 
 /// The summary from what [`read_counts`] read and the entries it did not, `added`: the top
@@ -749,10 +876,17 @@ async fn decide(
     clickhouse: &ClickHouse,
     binds: &Binds,
     days_only: bool,
-    Counts { kinds, mut counts, unread_max }: Counts,
+    Counts { kinds, mut counts, unread_max, window }: Counts,
     added: &[HistoryEntry],
 ) -> anyhow::Result<Option<Unnamed>> {
     let decision = match candidates(&counts, unread_max, false, added) {
+        // Every counterparty not among the counts has entries of the closed days alone.
+        Decision::LookUp(keys, ids) if window.is_some() => {
+            let window = window.as_deref().context("a window")?;
+            let found = keys.iter().map(|key| (0, key.as_str())).chain(ids.iter().map(|id| (*id, "")));
+            counts.extend(found.filter_map(|key| Some(sums_row(key, window.of(key)?))).collect::<Vec<_>>());
+            candidates(&counts, unread_max, true, added)
+        }
         Decision::LookUp(keys, ids) => {
             // Placeholders that match nothing keep both arrays' types known.
             let ids: Vec<i64> = std::iter::once(-1).chain(ids).collect();

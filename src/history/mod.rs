@@ -9,6 +9,8 @@ pub mod agreement;
 /// ClickHouse pages (tuned).
 pub mod ch;
 pub mod clickhouse;
+/// Closed days of the daily counterparty totals, in memory for the summaries of busy accounts.
+pub mod closed_days;
 /// The statement entry, its conversions, the cursor and the page.
 pub mod entry;
 pub mod forwarder;

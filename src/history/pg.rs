@@ -248,24 +248,29 @@ pub async fn entries_within(
     max: i64,
 ) -> anyhow::Result<Option<Vec<HistoryEntry>>> {
     let at = |us: i64| DateTime::from_timestamp_micros(us).ok_or_else(|| anyhow::anyhow!("time out of range"));
+    let (from, to) = pg_bounds(range);
+    // Each window within the range, bound as it is: one index range per window, and a plan
+    // that serves every window (its partitions pruned as it starts), made once per connection.
+    let within = |(low, high): (i64, i64)| -> anyhow::Result<_> { Ok((at(low)?.max(from), at(high)?.min(to))) };
+    let ((low_0, high_0), (low_1, high_1)) = (within(windows[0])?, within(windows[1])?);
     let columns = if totals_only { PG_TOTALS_COLUMNS } else { PG_ENTRY_COLUMNS };
+    let filtered = filtered(filters);
     let rows: Vec<PgEntry> = sqlx::query_as_with(
         &format!(
             "SELECT {columns} FROM statement_entries
-             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {}
-               AND ((at >= $7 AND at < $8) OR (at >= $9 AND at < $10))
-             LIMIT $11",
-            filtered(filters)
+             WHERE account_id = $1 AND at >= $7 AND at < $8 AND {filtered}
+             UNION ALL
+             SELECT {columns} FROM statement_entries
+             WHERE account_id = $1 AND at >= $9 AND at < $10 AND {filtered}
+             LIMIT $11"
         ),
-        selection(account_id, pg_bounds(range), filters)?,
+        selection(account_id, (from, to), filters)?,
     )
-    .bind(at(windows[0].0)?)
-    .bind(at(windows[0].1)?)
-    .bind(at(windows[1].0)?)
-    .bind(at(windows[1].1)?)
+    .bind(low_0)
+    .bind(high_0)
+    .bind(low_1)
+    .bind(high_1)
     .bind(max + 1)
-    // Planned for its windows each time: a generic plan cannot prune to their partitions.
-    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     if rows.len() as i64 > max {

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use sqlx::PgConnection;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Row};
 
 use super::entry::{Filters, TimeRange};
 use super::pg::{filtered, pg_bounds, selection, OLDEST_WAITING_AT};
@@ -136,59 +139,139 @@ async fn latest_names(
     Ok(rows.into_iter().map(|(id, name, user_name)| (id, (name, user_name))).collect())
 }
 
+/// What a summary's first statement tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryStart {
+    /// The caller owns the account.
+    pub owned: bool,
+    /// The summary, when the account has at most the `max` asked entries in the range
+    /// (PostgreSQL sums them sooner than ClickHouse would) and the caller owns it.
+    pub few: Option<Summary>,
+    /// Some entry (of any account) waits in the outbox: when none does, every committed entry
+    /// is in ClickHouse, and the waiting entries need no read.
+    pub any_waiting: bool,
+    /// When the oldest job run still in progress began, among those begun within a day: its
+    /// entries carry that time ([`super::closed_days::closed_end`]).
+    pub running_since: Option<DateTime<Utc>>,
+}
+
+/// The totals by kind (`$part` 1) of the entries of `$source`, as [`Totals`] rows of
+/// [`SummaryRow`].
+macro_rules! kinds_of {
+    ($source:literal) => {
+        concat!(
+            "SELECT 1 AS part, kind AS name, NULL::int8 AS account_id, NULL::text AS user_name,
+                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                count(*) AS count
+         FROM ",
+            $source,
+            " GROUP BY kind"
+        )
+    };
+}
+
+/// Every counterparty's totals (`part` 2) of the entries of `$source`: one row per
+/// counterparty account, however many names it was shown under (a display name is the sender's
+/// choice: grouping by it would merge anyone calling themselves "bob" with bob); system
+/// counterparties have no account and go by name.
+macro_rules! counterparties_of {
+    ($source:literal) => {
+        concat!(
+            "SELECT 2 AS part, (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
+                counterparty_account_id AS account_id,
+                (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
+                    FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name,
+                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                count(*) AS count
+         FROM ",
+            $source,
+            " GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END"
+        )
+    };
+}
+
+/// The naive summary's order: kinds by name; counterparties by most entries, then name, then
+/// account (none last).
+const SUMMARY_ORDER: &str =
+    "part, CASE WHEN part = 1 THEN name END COLLATE \"C\", count DESC, name COLLATE \"C\", account_id NULLS LAST";
+
+/// A row of a summary read from PostgreSQL: a kind's totals (`part` 1) or a counterparty's (2).
 #[derive(sqlx::FromRow)]
-struct PgTotals {
+struct SummaryRow {
+    part: i32,
     name: String,
+    account_id: Option<i64>,
+    user_name: Option<String>,
     in_total: i64,
     out_total: i64,
     count: i64,
 }
 
-impl From<PgTotals> for Totals {
-    fn from(row: PgTotals) -> Self {
-        Totals { name: row.name, in_total: row.in_total, out_total: row.out_total, count: row.count }
+/// The summary of [`SummaryRow`]s, the counterparties cut to [`TOP_COUNTERPARTIES_MAX`].
+fn summary_of(rows: impl IntoIterator<Item = SummaryRow>) -> Summary {
+    let (mut by_kind, mut top) = (Vec::new(), Vec::new());
+    for row in rows {
+        let SummaryRow { part, name, account_id, user_name, in_total, out_total, count } = row;
+        match part {
+            1 => by_kind.push(Totals { name, in_total, out_total, count }),
+            _ => top.push(CounterpartyTotals { account_id, name, user_name, in_total, out_total, count }),
+        }
     }
+    top.truncate(TOP_COUNTERPARTIES_MAX as usize);
+    Summary::from_parts(by_kind, top)
 }
 
-/// What a summary's first statement tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SummaryStart {
-    /// The caller owns the account.
-    pub owned: bool,
-    /// The account has at most the `max` asked entries in the range (PostgreSQL sums them
-    /// sooner than ClickHouse would).
-    pub few: bool,
-    /// Some entry (of any account) waits in the outbox: when none does, every committed entry
-    /// is in ClickHouse, and the waiting entries need no read.
-    pub any_waiting: bool,
-}
-
-/// Whether `user_id` owns the account, whether it has at most `max` entries in the range
-/// (reading at most `max + 1` index entries), and whether anything waits in the outbox: one
-/// statement.
+/// Whether `user_id` owns the account, whether anything waits in the outbox, since when a job
+/// run is in progress at `now`, and, when the account has at most `max` entries in the range
+/// (found reading at most `max + 1` index entries), its summary with `filters`: one statement.
 pub async fn summary_start(
     conn: &mut PgConnection,
-    user_id: UserId,
-    account_id: AccountId,
-    range: TimeRange,
+    (user_id, account_id): (UserId, AccountId),
+    (range, filters): (TimeRange, &Filters),
     max: i64,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<SummaryStart> {
     let (from, to) = pg_bounds(range);
-    let (owned, found, any_waiting): (bool, i64, bool) = sqlx::query_as(&format!(
-        "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5),
-                (SELECT count(*) FROM (
-                     SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $4
-                 ) probe),
-                ({OLDEST_WAITING_AT}) IS NOT NULL"
-    ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(max + 1)
-    .bind(user_id)
-    .fetch_one(conn)
-    .await?;
-    Ok(SummaryStart { owned, few: found <= max, any_waiting })
+    let filtered = filtered(filters);
+    let sql = format!(
+        "WITH start AS MATERIALIZED (
+             SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $8) AS owned,
+                    (SELECT count(*) FROM (
+                         SELECT 1 FROM statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 LIMIT $7
+                     ) probe) < $7 AS few,
+                    ({OLDEST_WAITING_AT}) IS NOT NULL AS any_waiting,
+                    (SELECT min(started_at) FROM job_runs
+                      WHERE status = 'running' AND started_at > $9 - interval '1 day') AS running_since
+         ), e AS MATERIALIZED (
+             SELECT at, id, kind, direction, amount, counterparty_account_id, counterparty_name, counterparty_user_name
+               FROM statement_entries
+              WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered} AND (SELECT owned AND few FROM start)
+         ), summed AS (
+             {} UNION ALL {}
+         )
+         SELECT start.owned, start.few, start.any_waiting, start.running_since, summed.*
+           FROM start LEFT JOIN summed ON true
+          ORDER BY {SUMMARY_ORDER}",
+        kinds_of!("e"),
+        counterparties_of!("e"),
+    );
+    let rows: Vec<PgRow> = sqlx::query_with(&sql, selection(account_id, (from, to), filters)?)
+        .bind(max + 1)
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(conn)
+        .await?;
+    let first = rows.first().context("a summary's start reads a row")?;
+    let (owned, few): (bool, bool) = (first.try_get("owned")?, first.try_get("few")?);
+    let (any_waiting, running_since) = (first.try_get("any_waiting")?, first.try_get("running_since")?);
+    // Without a kind or counterparty (not owned, too many, or none in the range), the one row
+    // of the start has no part.
+    let summed = rows.iter().filter(|row| matches!(row.try_get::<Option<i32>, _>("part"), Ok(Some(_))));
+    let summed: Vec<SummaryRow> = summed.map(SummaryRow::from_row).collect::<Result<_, _>>()?;
+    let few = (owned && few).then(|| summary_of(summed));
+    Ok(SummaryStart { owned, few, any_waiting, running_since })
 }
 
 /// The summary computed by PostgreSQL over the entries that pass `filters`.
@@ -200,45 +283,21 @@ pub async fn naive_summary(
 ) -> anyhow::Result<Summary> {
     let (from, to) = pg_bounds(range);
     let filtered = filtered(filters);
-    let by_kind: Vec<PgTotals> = sqlx::query_as_with(
-        &format!(
-            "SELECT kind AS name,
-                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
-                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
-                count(*) AS count
-         FROM statement_entries
-         WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}
-         GROUP BY kind
-         ORDER BY kind COLLATE \"C\""
-        ),
+    let source = format!("statement_entries WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}");
+    let kinds = kinds_of!("{source}").replace("{source}", &source);
+    let counterparties = counterparties_of!("{source}").replace("{source}", &source);
+    let by_kind: Vec<SummaryRow> = sqlx::query_as_with(
+        &format!("{kinds} ORDER BY kind COLLATE \"C\""),
         selection(account_id, (from, to), filters)?,
     )
     .fetch_all(&mut *conn)
     .await?;
-    // One row per counterparty account, however many names it was shown under (a display
-    // name is the sender's choice: grouping by it would merge anyone calling themselves "bob"
-    // with bob); system counterparties have no account and go by name.
-    let top: Vec<CounterpartyTotals> = sqlx::query_as_with(
-        &format!(
-            "SELECT * FROM (
-             SELECT counterparty_account_id AS account_id,
-                    (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
-                    (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
-                        FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name,
-                    coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
-                    coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
-                    count(*) AS count
-             FROM statement_entries
-             WHERE account_id = $1 AND at >= $2 AND at < $3 AND {filtered}
-             GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END
-         ) counterparties
-         ORDER BY count DESC, name COLLATE \"C\", account_id NULLS LAST
-         LIMIT $7"
-        ),
+    let top: Vec<SummaryRow> = sqlx::query_as_with(
+        &format!("SELECT * FROM ({counterparties}) counterparties ORDER BY {SUMMARY_ORDER} LIMIT $7"),
         selection(account_id, (from, to), filters)?,
     )
     .bind(TOP_COUNTERPARTIES_MAX)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Summary::from_parts(by_kind.into_iter().map(Totals::from).collect(), top))
+    Ok(summary_of(by_kind.into_iter().chain(top)))
 }

@@ -18,8 +18,9 @@ use super::paging::page_size;
 use super::schemas;
 use crate::domain::ids::AccountId;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::closed_days::{self, ClosedRead};
 use crate::history::entry::{
-    merge_pages, next_cursor as next_cursor_of, Cursor, Filters, HistoryEntry, Page, TimeRange,
+    merge_pages, micros, next_cursor as next_cursor_of, Cursor, Filters, HistoryEntry, Page, TimeRange,
 };
 use crate::history::forwarder::lag_ms;
 use crate::history::pg::lag_since;
@@ -598,16 +599,17 @@ pub async fn get_summary(
     ApiPath(account_id): ApiPath<AccountId>,
     ApiQuery(query): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let range = parse_range(query.from.as_deref(), query.to.as_deref(), state.clock.now())?;
+    let now = state.clock.now();
+    let range = parse_range(query.from.as_deref(), query.to.as_deref(), now)?;
     let filters =
         parse_filters(query.direction.as_deref(), query.kind.as_deref(), query.counterparty_account_id.as_deref())?;
     let mut conn = state.read_pool().await.acquire().await?;
-    let start = summary::summary_start(&mut conn, caller.user_id, account_id, range, SUMMARY_PG_MAX).await?;
+    let start =
+        summary::summary_start(&mut conn, (caller.user_id, account_id), (range, &filters), SUMMARY_PG_MAX, now).await?;
     if !start.owned {
         return Err(ApiError::NotFound);
     }
-    if start.few {
-        let summary = summary::naive_summary(&mut conn, account_id, range, &filters).await?;
+    if let Some(summary) = start.few {
         return Ok(with_source("postgres", Json(SummaryView::from(summary))));
     }
     // Read before ClickHouse: an entry forwarded in between is then in ClickHouse's answer,
@@ -633,8 +635,14 @@ pub async fn get_summary(
         }
     };
     let read_filters = filters.clone();
+    // Closed days may be read into memory when ClickHouse holds all their entries: nothing
+    // waited, or every waiting entry of the account was read (no filters), and the days end
+    // before the first.
+    let closed_end = closed_days::closed_end(micros(now), start.running_since.map(micros));
+    let may_fill = !start.any_waiting || filters.is_empty();
+    let closed = ClosedRead { days: &state.closed_days, end: closed_end, may_fill };
     let tuned = from_clickhouse(&state, "history summary", move |clickhouse| async move {
-        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges).await
+        aggregates::summary(&clickhouse, account_id, (range, &read_filters), &waiting, edges, Some(closed)).await
     })
     .await;
     let (source, summary) = match tuned {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::domain::business_day;
 use crate::hashing::Hashing;
 use crate::history::clickhouse::ClickHouse;
+use crate::history::closed_days::ClosedDays;
 use crate::http::login_limit::LoginLimiter;
 use crate::jobs::runner::Runner;
 use crate::ledger::LedgerWriter;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     /// What paying a share needs of its settlement, for the settlements this process has met.
     pub payment_targets: Arc<PaymentTargets>,
+    /// The closed days of busy accounts' daily counterparty totals, for summaries.
+    pub closed_days: Arc<ClosedDays>,
     pub login_limiter: Arc<LoginLimiter>,
     /// Every password hash and verification of the process goes through it.
     pub hashing: Hashing,

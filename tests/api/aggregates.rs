@@ -384,7 +384,8 @@ async fn busy_summaries_from_the_daily_totals_equal_the_naive_ones_with_any_rang
 }
 
 /// Read-your-writes: with the forwarder stopped, a transfer answered 201 is in both parties'
-/// summaries at once (from the daily totals plus the outbox), and still with ClickHouse down.
+/// summaries at once (from the daily totals plus the outbox), and still with ClickHouse down:
+/// from the closed days kept in memory where an earlier summary read them, else from PostgreSQL.
 #[tokio::test]
 async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and_clickhouse() {
     let (proxy, clickhouse_url) = TcpProxy::in_front_of(&std::env::var("CLICKHOUSE_URL").unwrap()).await;
@@ -394,6 +395,10 @@ async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and
     })
     .await;
     let pool = PgPool::connect(&app.database_url).await.unwrap();
+    // Noon UTC: every day before today is closed ([`minipay::history::closed_days`]).
+    let noon =
+        (app.clock_now().await + chrono::Duration::days(1)).date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    app.set_clock(&noon.to_rfc3339()).await;
     let alice = app.funded("alice", 500_000).await;
     let bob = app.signup("bob").await;
     let now = app.clock_now().await;
@@ -417,9 +422,11 @@ async fn a_summary_right_after_a_transfer_includes_it_whatever_the_forwarder_and
 
     proxy.cut();
     transfer(&app, &bob, &alice, 3_000).await;
-    for user in [&alice, &bob] {
+    // Alice's closed days are in memory (her summary without filters read them), Bob's are not
+    // (his filtered summaries met entries waiting).
+    for (user, source_then) in [(&alice, "clickhouse"), (&bob, "postgres-fallback")] {
         let (source, tuned, naive) = summaries(&app, user, "").await;
-        assert_eq!(source.as_deref(), Some("postgres-fallback"));
+        assert_eq!(source.as_deref(), Some(source_then), "{}", user.name);
         assert_eq!(tuned, naive, "{}", user.name);
     }
     proxy.restore();
@@ -510,6 +517,85 @@ async fn the_top_counterparties_of_an_account_with_hundreds_are_those_of_the_nai
         assert_eq!(tuned, naive, "case {i} with entries waiting");
         assert_eq!(tuned["top_counterparties"][0]["account_id"], json!(lifted), "{tuned:#}");
     }
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// Each process keeps the daily totals of closed days (ended a day ago or more) after a summary
+/// reads them, but not of a day with entries still waiting in the outbox: not even when a
+/// filtered summary leaves those entries out. After they are forwarded, every summary is still
+/// the naive one, read again and again (from memory then).
+#[tokio::test]
+async fn closed_days_kept_in_memory_miss_no_entry_that_was_waiting() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let now = app.clock_now().await;
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_300, now).await;
+    drain(&forwarder(&app, &pool)).await;
+    // 60 transfers with a new counterparty, 3 to 5 days ago, that the forwarder has not moved
+    // (the outbox rows that carry only forwarded entries again go).
+    let (forwarded,): (i64,) = sqlx::query_as("SELECT max(id) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    entries_apart(&pool, (alice.main_account_id, 7_000_000), &[(30, 2)], now - chrono::Duration::days(3), 3_000).await;
+    sqlx::query("DELETE FROM statement_outbox WHERE (SELECT max(id) FROM unnest(entry_ids) id) <= $1")
+        .bind(forwarded)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for query in ["?kind=charge", "?direction=in&kind=interest", "?counterparty_account_id=7000001", ""] {
+        let (source, tuned, naive) = summaries(&app, &alice, query).await;
+        assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+        assert_eq!(tuned, naive, "{query}, entries waiting");
+    }
+    drain(&forwarder(&app, &pool)).await;
+    for round in 0..2 {
+        for query in ["", "?kind=transfer", "?direction=out", "?counterparty_account_id=7000000", "?kind=charge"] {
+            let (source, tuned, naive) = summaries(&app, &alice, query).await;
+            assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+            assert_eq!(tuned, naive, "{query}, round {round}");
+        }
+    }
+    let (_, tuned, _) = summaries(&app, &alice, "?counterparty_account_id=7000000").await;
+    assert_eq!(tuned["top_counterparties"][0]["count"], json!(30), "{tuned:#}");
+    app.assert_audit_ok().await;
+    app.stop().await;
+}
+
+/// A job run stamps its entries with the time it began, and may commit them after the day
+/// ended: while it is in progress, its day is not kept in memory, and once it has committed,
+/// the summaries count its entries.
+#[tokio::test]
+async fn a_day_is_not_kept_while_a_job_run_begun_on_it_is_in_progress() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    // 02:00 UTC tomorrow: yesterday (by then) ended two hours before.
+    let midnight =
+        (app.clock_now().await + chrono::Duration::days(1)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    app.set_clock(&(midnight + chrono::Duration::hours(2)).to_rfc3339()).await;
+    let now = app.clock_now().await;
+    busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_300, now).await;
+    drain(&forwarder(&app, &pool)).await;
+    let began = midnight - chrono::Duration::minutes(30);
+    sqlx::query("INSERT INTO job_runs (job, business_date, status, started_at) VALUES ('interest', $1, 'running', $2)")
+        .bind(began.date_naive())
+        .bind(began)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (_, tuned, naive) = summaries(&app, &alice, "").await;
+    assert_eq!(tuned, naive, "before the run's entries");
+    // The run commits 40 entries stamped with its start, and finishes.
+    entries_apart(&pool, (alice.main_account_id, 8_000_000), &[(40, 1)], began, 0).await;
+    sqlx::query("UPDATE job_runs SET status = 'done', finished_at = $1").bind(now).execute(&pool).await.unwrap();
+    drain(&forwarder(&app, &pool)).await;
+    for query in ["", "?kind=transfer"] {
+        let (source, tuned, naive) = summaries(&app, &alice, query).await;
+        assert_eq!(source.as_deref(), Some("clickhouse"), "{query}");
+        assert_eq!(tuned, naive, "{query}, after the run");
+    }
+    let (_, tuned, _) = summaries(&app, &alice, "?counterparty_account_id=8000000").await;
+    assert_eq!(tuned["top_counterparties"][0]["count"], json!(40), "{tuned:#}");
     app.assert_audit_ok().await;
     app.stop().await;
 }

@@ -112,6 +112,7 @@ pub fn test_config(database: &str) -> Config {
         request_body_limit_bytes: 64 * 1024,
         session_ttl: chrono::Duration::days(1),
         session_cache_ttl: std::time::Duration::from_secs(5),
+        summary_cache_rows: 1_000_000,
         // Cheap hashes: tests sign up hundreds of users.
         password_hash_cost: minipay::domain::passwords::HashCost { memory_kib: 1024, iterations: 1 },
         // Tests sign up a hundred users at once (with cheap hashes): none is refused.
