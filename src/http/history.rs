@@ -585,9 +585,11 @@ pub async fn get_history_naive(
 /// Money in and out over the range, by kind and for the ten most frequent counterparties,
 /// of the entries the filters admit; every entry committed before the request counts.
 /// `X-History-Source`: `postgres` for a range with few entries (PostgreSQL's index answers
-/// sooner than any ClickHouse query); `clickhouse`, the daily totals for whole days, the
-/// entries for partial days, plus the entries still waiting in the outbox from PostgreSQL;
-/// `postgres-fallback` when ClickHouse is unreachable or too slow.
+/// sooner than any ClickHouse query); `clickhouse`, ClickHouse's daily totals for whole days
+/// (a busy account's closed days from the copy this process keeps of them, so such a summary
+/// may answer while ClickHouse is down), the entries for partial days, plus the entries still
+/// waiting in the outbox from PostgreSQL; `postgres-fallback` when ClickHouse is needed but
+/// unreachable or too slow.
 #[utoipa::path(get, path = "/v1/accounts/{id}/history/summary", tag = "history", security(("bearer" = [])),
     params(("id" = i64, Path), SummaryQuery),
     responses((status = 200, body = SummaryView, description = "Totals over the range",

@@ -106,7 +106,8 @@ impl Reads {
 
 fn lazy_pool(url: &str, size: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse()?;
-    Ok(crate::store::pool_options(size, acquire_timeout).connect_lazy_with(options.application_name("minipay")))
+    let options = options.application_name("minipay").options(crate::store::SESSION_SETTINGS);
+    Ok(crate::store::pool_options(size, acquire_timeout).connect_lazy_with(options))
 }
 
 impl Replica {

@@ -35,9 +35,11 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// so the writers' sessions rule them out. With those ruled out the generic plan of every
 /// statement is the right one, and planning the write statement afresh for each batch (a
 /// custom plan) costs more than executing it (0.6 ms against 0.2-0.4 ms, measured with
-/// EXPLAIN EXECUTE): the sessions always use the generic plans.
+/// EXPLAIN EXECUTE): the sessions always use the generic plans. No JIT either, as in every
+/// minipay session (`store::SESSION_SETTINGS`): a plan type ruled out still counts a huge cost
+/// where no other plan exists, enough for PostgreSQL to compile the statement each time.
 const WRITER_SESSION: &str =
-    "-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c plan_cache_mode=force_generic_plan";
+    "-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c plan_cache_mode=force_generic_plan -c jit=off";
 
 /// Connections for the ledger writers: one each, plus one spare. Connecting, waiting for a
 /// connection and checking a returned one are bounded like the sqlx pool's acquire, so that
