@@ -155,16 +155,23 @@ pub struct SummaryStart {
     pub running_since: Option<DateTime<Utc>>,
 }
 
-/// The totals by kind (`$part` 1) of the entries of `$source`, as [`Totals`] rows of
+/// Money in, money out and entries of a group of entries.
+macro_rules! sums {
+    () => {
+        "coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
+                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
+                count(*) AS count"
+    };
+}
+
+/// The totals by kind (`part` 1) of the entries of `$source`, as [`Totals`] rows of
 /// [`SummaryRow`].
 macro_rules! kinds_of {
     ($source:literal) => {
         concat!(
-            "SELECT 1 AS part, kind AS name, NULL::int8 AS account_id, NULL::text AS user_name,
-                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
-                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
-                count(*) AS count
-         FROM ",
+            "SELECT 1 AS part, kind AS name, NULL::int8 AS account_id, NULL::text AS user_name, ",
+            sums!(),
+            " FROM ",
             $source,
             " GROUP BY kind"
         )
@@ -181,11 +188,9 @@ macro_rules! counterparties_of {
             "SELECT 2 AS part, (array_agg(counterparty_name ORDER BY at DESC, id DESC))[1] AS name,
                 counterparty_account_id AS account_id,
                 (array_agg(counterparty_user_name ORDER BY at DESC, id DESC)
-                    FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name,
-                coalesce(sum(amount) FILTER (WHERE direction = 'in'), 0)::bigint AS in_total,
-                coalesce(sum(amount) FILTER (WHERE direction = 'out'), 0)::bigint AS out_total,
-                count(*) AS count
-         FROM ",
+                    FILTER (WHERE counterparty_user_name IS NOT NULL))[1] AS user_name, ",
+            sums!(),
+            " FROM ",
             $source,
             " GROUP BY counterparty_account_id, CASE WHEN counterparty_account_id IS NULL THEN counterparty_name END"
         )
