@@ -15,11 +15,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
 
 use super::clickhouse::ClickHouse;
-use super::closed_days::{self, ClosedRead, DayRows, Sums, WindowTotals};
+use super::closed_days::{self, ClosedRead, DayRows, Sums, WindowTotals, DAY_US};
 use super::entry::{micros, Filters, HistoryEntry, TimeRange, DIRECTION_IN, DIRECTION_OUT};
 use super::summary::{rank, CounterpartyTotals, Summary, Totals, Unnamed, TOP_COUNTERPARTIES_MAX};
 use crate::domain::ids::AccountId;
@@ -100,8 +99,6 @@ pub async fn entry_partitions(clickhouse: &ClickHouse) -> anyhow::Result<Vec<Str
 }
 
 // --- summaries from the daily totals ---------------------------------------------------------
-
-const DAY_US: i64 = 86_400 * 1_000_000;
 
 /// How a summary's range is read: the whole UTC days in it from the daily totals (`days`, as
 /// `[first, end)` in days since the epoch), the rest (the partial days at either end, and
@@ -535,11 +532,7 @@ struct Binds {
 
 impl Binds {
     fn new(account_id: AccountId, split: Split, filters: &Filters, waiting: &[HistoryEntry]) -> Self {
-        let date = |day: i64| {
-            (NaiveDate::default() + chrono::Days::new(u64::try_from(day.max(0)).unwrap_or(0)))
-                .format("%Y-%m-%d")
-                .to_string()
-        };
+        let date = closed_days::date_text;
         let days = split.days.map_or_else(|| (date(0), date(0)), |(first, end)| (date(first), date(end)));
         let seconds =
             |us: i64| u32::try_from(us.div_euclid(1_000_000).clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX);

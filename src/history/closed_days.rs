@@ -240,7 +240,8 @@ const DAY_ROWS: &str = "SELECT toUInt32(day) AS day_number, kind, toInt8(directi
      PREWHERE account_id = ? AND day >= toDate(?) AND day < toDate(?)
      GROUP BY day, kind, direction, counterparty_id, counterparty_key";
 
-fn date_text(day: i64) -> String {
+/// A day (since the epoch) as ClickHouse's `toDate` reads it.
+pub fn date_text(day: i64) -> String {
     (chrono::NaiveDate::default() + chrono::Days::new(u64::try_from(day.max(0)).unwrap_or(0)))
         .format("%Y-%m-%d")
         .to_string()
