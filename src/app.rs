@@ -15,6 +15,7 @@ use crate::hashing::Hashing;
 use crate::history::clickhouse::ClickHouse;
 use crate::history::closed_days::ClosedDays;
 use crate::history::forwarder::Forwarder;
+use crate::history::summary;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::state::AppState;
 use crate::jobs::scheduler::Scheduler;
@@ -62,8 +63,9 @@ impl Application {
     /// commands go on, and history catches up once it is back.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let clock = Clock::new(config.clock_mode);
-        let pool =
-            store::connect(&config.database_url, config.db_pool_size).await.context("connecting to PostgreSQL")?;
+        let pool = store::connect(&config.database_url, config.db_pool_size, Some(summary::warm))
+            .await
+            .context("connecting to PostgreSQL")?;
         store::migrate(&pool).await.context("PostgreSQL migrations")?;
         partitions::ensure_around(&pool, business_day::business_date(clock.now(), config.tz)).await?;
         let clickhouse = ClickHouse::from_config(&config)?;
@@ -76,7 +78,12 @@ impl Application {
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
         let hashing = Hashing::new(config.password_hash_cost, config.password_hashing);
-        let reads = Reads::new(pool.clone(), &config.database_url, &config.replica, config.db_pool_size)?;
+        let reads = Reads::new(
+            pool.clone(),
+            &config.database_url,
+            &config.replica,
+            (config.db_pool_size, Some(summary::warm)),
+        )?;
         let closed_days = Arc::new(ClosedDays::new(config.summary_cache_rows));
         let state = AppState {
             config: Arc::new(config),

@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(config: &Config) -> anyhow::Result<PgPool> {
-    store::connect(&config.database_url, COMMAND_POOL_SIZE).await.context("connecting to PostgreSQL")
+    store::connect(&config.database_url, COMMAND_POOL_SIZE, None).await.context("connecting to PostgreSQL")
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {

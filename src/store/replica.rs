@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::ReplicaConfig;
+use crate::store::Warm;
 
 /// Which server answered a read (`X-Read-Source`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,19 +75,24 @@ impl Reads {
 
     /// Reads on the standby of `config` when one is configured. Connects lazily: a standby
     /// that is down (or has not replayed the database's creation yet) does not stop a start.
-    pub fn new(primary: PgPool, primary_url: &str, config: &ReplicaConfig, pool_size: u32) -> anyhow::Result<Self> {
+    pub fn new(
+        primary: PgPool,
+        primary_url: &str,
+        config: &ReplicaConfig,
+        (pool_size, warm): (u32, Option<Warm>),
+    ) -> anyhow::Result<Self> {
         let Some(url) = &config.url else {
             return Ok(Reads::primary_only(primary));
         };
         let replica = Replica {
-            pool: lazy_pool(url, pool_size, crate::store::POOL_ACQUIRE_TIMEOUT)?,
+            pool: lazy_pool(url, pool_size, crate::store::POOL_ACQUIRE_TIMEOUT, warm)?,
             wait: config.wait,
             primary_position: Probe::new(
-                lazy_pool(primary_url, 1, REST_AFTER_FAILURE)?,
+                lazy_pool(primary_url, 1, REST_AFTER_FAILURE, None)?,
                 "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8",
             ),
             replayed_position: Probe::new(
-                lazy_pool(url, 1, REST_AFTER_FAILURE)?,
+                lazy_pool(url, 1, REST_AFTER_FAILURE, None)?,
                 "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8",
             ),
             replayed: AtomicI64::new(-1),
@@ -104,10 +110,10 @@ impl Reads {
     }
 }
 
-fn lazy_pool(url: &str, size: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+fn lazy_pool(url: &str, size: u32, acquire_timeout: Duration, warm: Option<Warm>) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.application_name("minipay").options(crate::store::SESSION_SETTINGS);
-    Ok(crate::store::pool_options(size, acquire_timeout).connect_lazy_with(options))
+    Ok(crate::store::pool_options(size, acquire_timeout, warm).connect_lazy_with(options))
 }
 
 impl Replica {

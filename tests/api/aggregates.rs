@@ -677,3 +677,27 @@ async fn a_forwarded_entry_carries_its_account_kind_and_owner() {
     app.assert_audit_ok().await;
     app.stop().await;
 }
+
+/// The request pool opens its first connections as it starts, each with the summary's first
+/// statement prepared (and the year's partitions opened), so that no summary pays for that; a
+/// pool without the warm-up (the command-line tools') prepares nothing.
+#[tokio::test]
+async fn the_request_pool_starts_with_connections_ready_for_a_summary() {
+    let app = spawn_app().await;
+    let prepared = "SELECT count(*) FROM pg_prepared_statements
+                     WHERE statement LIKE '%WITH start AS MATERIALIZED%' AND statement NOT LIKE '%pg_prepared_statements%'";
+    let warmed = minipay::store::connect(&app.database_url, 8, Some(minipay::history::summary::warm)).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while warmed.size() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the pool opened {} connections, not 4", warmed.size());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        let count: i64 = sqlx::query_scalar(prepared).fetch_one(&warmed).await.unwrap();
+        assert_eq!(count, 1, "every connection of the pool has the summary's statement prepared");
+    }
+    let cold = minipay::store::connect(&app.database_url, 8, None).await.unwrap();
+    let count: i64 = sqlx::query_scalar(prepared).fetch_one(&cold).await.unwrap();
+    assert_eq!(count, 0);
+    assert_eq!(cold.size(), 1, "a pool without the warm-up opens connections only when asked");
+}

@@ -317,7 +317,7 @@ impl Job for CountingJob {
 async fn runner_at(now: DateTime<Utc>, chunk_size: usize) -> (Runner, PgPool, PgConnection) {
     let database = fresh_database().await;
     let url = database_url_for(&database);
-    let pool = minipay::store::connect(&url, 10).await.unwrap();
+    let pool = minipay::store::connect(&url, 10, None).await.unwrap();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     sqlx::query(
         "CREATE TABLE job_test_items (business_date date, item int8, due_at timestamptz NOT NULL,
