@@ -15,7 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Statement;
 
-use crate::domain::accounts::{Account, AccountId, UserId};
+use crate::domain::accounts::{Account, AccountId, Inflow, UserId};
 use crate::domain::ids::{SettlementId, TransferId};
 use crate::domain::settlements::{Share, ShareStatus};
 use crate::domain::transfers::Transfer;
@@ -97,17 +97,51 @@ const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger
 /// Accounts with their owners' names (snapshots for the statement entries) and transfer modes,
 /// and for the savings accounts in $2 (being closed) the deposits and installments booked since
 /// the day before the first day whose interest is not paid (a day early in UTC, before that day
-/// starts in any time zone; the interest rules take what matters from them).
+/// starts in any time zone; the interest rules take what matters from them). Column by column
+/// ([`account_of`]): `to_jsonb` of each row, its merge with the owner's fields (which sorts the
+/// keys) and the JSON's text were an eighth of PostgreSQL's CPU in a batch of transfers.
 const LOCK_ACCOUNTS: &str =
-    "SELECT to_jsonb(a) || jsonb_build_object('owner_name', u.name, 'owner_transfer_mode', u.transfer_mode,
-              'inflows', CASE WHEN a.id = ANY($2) AND a.kind = 'savings' THEN (
-                  SELECT COALESCE(jsonb_agg(jsonb_build_object('at', e.at, 'amount', e.amount)), '[]'::jsonb)
-                    FROM statement_entries e
-                   WHERE e.account_id = a.id AND e.direction = 'in' AND e.kind IN ('deposit', 'installment')
-                     AND e.at >= COALESCE(a.interest_through::timestamp AT TIME ZONE 'UTC', a.opened_at)
-              ) ELSE '[]'::jsonb END)
+    "SELECT a.id, a.user_id, a.kind, a.product, a.status, a.installment_amount, a.interest_rate_bp, a.opened_at,
+            a.closed_at, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
+            u.name AS owner_name, a.installment_through, a.installments_missed, a.installment_missed_on,
+            u.transfer_mode AS owner_transfer_mode, a.interest_paid, a.interest_carry, a.interest_through,
+            CASE WHEN a.id = ANY($2) AND a.kind = 'savings' THEN (
+                SELECT COALESCE(jsonb_agg(jsonb_build_object('at', e.at, 'amount', e.amount)), '[]'::jsonb)
+                  FROM statement_entries e
+                 WHERE e.account_id = a.id AND e.direction = 'in' AND e.kind IN ('deposit', 'installment')
+                   AND e.at >= COALESCE(a.interest_through::timestamp AT TIME ZONE 'UTC', a.opened_at)
+            ) END AS inflows
        FROM accounts a LEFT JOIN users u ON u.id = a.user_id
       WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a";
+
+/// An account as [`LOCK_ACCOUNTS`] reads it.
+fn account_of(row: &tokio_postgres::Row) -> Result<Account, tokio_postgres::Error> {
+    let inflows: Option<Json<Vec<Inflow>>> = row.try_get("inflows")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        kind: row.try_get("kind")?,
+        product: row.try_get("product")?,
+        status: row.try_get("status")?,
+        installment_amount: row.try_get("installment_amount")?,
+        interest_rate_bp: row.try_get("interest_rate_bp")?,
+        opened_at: row.try_get("opened_at")?,
+        closed_at: row.try_get("closed_at")?,
+        debits_posted: row.try_get("debits_posted")?,
+        credits_posted: row.try_get("credits_posted")?,
+        debits_pending: row.try_get("debits_pending")?,
+        credits_pending: row.try_get("credits_pending")?,
+        owner_name: row.try_get("owner_name")?,
+        installment_through: row.try_get("installment_through")?,
+        installments_missed: row.try_get("installments_missed")?,
+        installment_missed_on: row.try_get("installment_missed_on")?,
+        owner_transfer_mode: row.try_get("owner_transfer_mode")?,
+        interest_paid: row.try_get("interest_paid")?,
+        interest_carry: row.try_get("interest_carry")?,
+        interest_through: row.try_get("interest_through")?,
+        inflows: inflows.map(|Json(inflows)| inflows).unwrap_or_default(),
+    })
+}
 
 const LOCK_DAILY: &str = "SELECT user_id, business_date, used FROM daily_charges
      WHERE (user_id, business_date) IN (SELECT * FROM UNNEST($1::int8[], $2::date[]))
@@ -216,7 +250,7 @@ pub async fn begin_and_lock(client: &Object, to_lock: ToLock<'_>) -> Result<Lock
         blocked: HashSet::new(),
     };
     for row in accounts {
-        let Json(account): Json<Account> = row.try_get(0)?;
+        let account = account_of(&row)?;
         locked.accounts.insert(account.id, account);
     }
     for row in daily {
