@@ -17,7 +17,7 @@ use crate::history::closed_days::ClosedDays;
 use crate::history::forwarder::Forwarder;
 use crate::history::summary;
 use crate::http::login_limit::LoginLimiter;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Shared};
 use crate::jobs::scheduler::Scheduler;
 use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
 use crate::shutdown::Shutdown;
@@ -85,7 +85,7 @@ impl Application {
             (config.db_pool_size, Some(summary::warm)),
         )?;
         let closed_days = Arc::new(ClosedDays::new(config.summary_cache_rows));
-        let state = AppState {
+        let state = AppState::new(Shared {
             config: Arc::new(config),
             pool,
             reads,
@@ -98,7 +98,7 @@ impl Application {
             closed_days,
             login_limiter,
             hashing,
-        };
+        });
         Ok(Application { listener, state, writer_tasks })
     }
 
