@@ -13,9 +13,11 @@
 //! id order.
 //!
 //! - A ledger batch takes the recipient locks of the users it notifies (money received, a held
-//!   transfer, a missed installment) in the same flight as its write, just before it, and holds
-//!   them until its COMMIT (`crate::ledger::store::write_and_commit`). Two batches never wait
-//!   for each other there: a batch notifies only owners of main accounts it has locked.
+//!   transfer, a missed installment) in the statement that inserts its notifications, sent in
+//!   one flight after its write and before its COMMIT, and holds them until that COMMIT
+//!   (`crate::ledger::store::write_and_commit`): for the insert and the COMMIT, not for the
+//!   write. Two batches never wait for each other there: a batch notifies only owners of main
+//!   accounts it has locked.
 //! - Every other writer on a request path ([`insert_all`], [`insert_all_at_gate`]: a split
 //!   bill, a decline) takes them last, in the statement that inserts, after every row lock it
 //!   takes.
@@ -24,7 +26,7 @@
 //!   and the writers above take it in ROW SHARE mode.
 //!
 //! So a split bill waits for, and holds up, only a batch that pays one of its participants at
-//! that moment, and only while that batch writes and commits; a batch that debits a
+//! that moment, and only while that batch inserts its notifications and commits; a batch that debits a
 //! participant does not concern it. The lock changes no row, writes no WAL and is gone at
 //! COMMIT. Set aside: the participants' main account rows (locked FOR NO KEY UPDATE), which a
 //! batch holds from its first read to its COMMIT for every debit as well, so that split bills
@@ -70,24 +72,29 @@ pub async fn insert_all_at_gate(
     let users: Vec<UserId> = notifications.iter().map(|n| n.user_id).collect();
     let kinds: Vec<&str> = notifications.iter().map(|n| n.kind.as_str()).collect();
     let payloads: Vec<Json<&serde_json::Value>> = notifications.iter().map(|n| Json(&n.payload)).collect();
-    sqlx::query(
-        "INSERT INTO notifications (user_id, kind, payload, created_at)
-         SELECT u, k, p, $4 FROM UNNEST($1::int8[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
-          WHERE (SELECT count(pg_advisory_xact_lock($6 + r.id)) FROM UNNEST($5::int8[]) AS r(id)
-                  WHERE r.id >= 0 AND r.id < $7) >= 0
-          ORDER BY n.position",
-    )
-    .bind(&users)
-    .bind(&kinds)
-    .bind(&payloads)
-    .bind(now)
-    .bind(recipients(users.iter().copied()))
-    .bind(RECIPIENT_KEY_BASE)
-    .bind(RECIPIENT_ID_BOUND)
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_WITH_RECIPIENT_LOCKS)
+        .bind(&users)
+        .bind(&kinds)
+        .bind(&payloads)
+        .bind(now)
+        .bind(recipients(users.iter().copied()))
+        .bind(RECIPIENT_KEY_BASE)
+        .bind(RECIPIENT_ID_BOUND)
+        .execute(conn)
+        .await?;
     Ok(())
 }
+
+/// Inserts notifications in order ($1 users, $2 kinds, $3 payloads, $4 the time), having taken
+/// the recipient locks of $5 ([`recipients`] of $1; $6 [`RECIPIENT_KEY_BASE`], $7
+/// [`RECIPIENT_ID_BOUND`]): an uncorrelated subquery of the condition, which PostgreSQL evaluates
+/// once, before the first row reaches the insert and draws its id. Used on request paths
+/// ([`insert_all_at_gate`]) and by the ledger batch (`crate::ledger::store::write_and_commit`).
+pub const INSERT_WITH_RECIPIENT_LOCKS: &str = "INSERT INTO notifications (user_id, kind, payload, created_at)
+ SELECT u, k, p, $4 FROM UNNEST($1::int8[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS n(u, k, p, position)
+  WHERE (SELECT count(pg_advisory_xact_lock($6 + r.id)) FROM UNNEST($5::int8[]) AS r(id)
+          WHERE r.id >= 0 AND r.id < $7) >= 0
+  ORDER BY n.position";
 
 /// Where the recipient locks' keys start among the bigint advisory lock keys: above the
 /// ledger's account claims (`crate::ledger::store`, from 2^40), so that the two never meet.

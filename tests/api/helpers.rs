@@ -648,6 +648,12 @@ pub async fn assert_balances_after(
 /// fails after ten seconds. Tests use it to know that a request they
 /// sent is held where they meant to hold it before they go on.
 pub async fn wait_for_lock_wait(pool: &PgPool, fragment: &str) {
+    wait_for_lock_waits(pool, fragment, 1).await
+}
+
+/// Until at least `sessions` sessions of this database wait for a lock in a query containing
+/// `fragment`; fails the test after 10 s.
+pub async fn wait_for_lock_waits(pool: &PgPool, fragment: &str, sessions: i64) {
     let started = std::time::Instant::now();
     loop {
         let waiting: i64 = sqlx::query_scalar(
@@ -658,10 +664,13 @@ pub async fn wait_for_lock_wait(pool: &PgPool, fragment: &str) {
         .fetch_one(pool)
         .await
         .unwrap();
-        if waiting > 0 {
+        if waiting >= sessions {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no session waits for a lock in {fragment:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{waiting} sessions wait for a lock in {fragment:?}, not {sessions}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

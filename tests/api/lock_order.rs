@@ -160,8 +160,10 @@ async fn split_bills_never_wait_for_ledger_batches_which_wait_for_them_only_to_n
             (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
         })
     };
-    // The participant's recipient lock: the transfer to bob waits until the split bill commits.
-    wait_for_lock_wait(&pool, "pg_advisory_xact_lock($2 + id)").await;
+    // The participant's recipient lock, taken by the batch in its insert of notifications after
+    // its write: the transfer to bob waits there until the split bill (waiting in its own insert,
+    // at the trigger) commits.
+    wait_for_lock_waits(&pool, "INSERT INTO notifications", 2).await;
     sqlx::query("SELECT pg_advisory_unlock(20261130)").execute(&mut *holder).await.unwrap();
     let (status, body) = creating.await.unwrap();
     assert_eq!(status, 201, "{body}");

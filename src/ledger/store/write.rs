@@ -308,7 +308,8 @@ impl<'a> ResolvedColumns<'a> {
     }
 }
 
-/// The notifications the batch sends, in order.
+/// The notifications the batch sends, in order: the parameters of
+/// [`notifications::INSERT_WITH_RECIPIENT_LOCKS`], a statement of their own after the write.
 struct NotificationColumns<'a> {
     user_id: Vec<i64>,
     kind: Vec<&'a str>,
@@ -323,27 +324,6 @@ impl<'a> NotificationColumns<'a> {
             kind: notifications.iter().map(|n| n.kind.as_str()).collect(),
             payload: notifications.iter().map(|n| &n.payload).collect(),
         }
-    }
-
-    /// `notified`: inserts each notification, ids in order.
-    fn sql(&'a self, b: &mut Binder<'a>, at: &str) -> String {
-        let rows = b.unnest(
-            "n",
-            &[
-                ("user_id", &self.user_id, "int8[]"),
-                ("kind", &self.kind, "text[]"),
-                ("payload", &self.payload, "jsonb[]"),
-            ],
-            true,
-        );
-        format!(
-            "notified AS (
-        INSERT INTO notifications (user_id, kind, payload, created_at)
-        SELECT n.user_id, n.kind, n.payload, {at} FROM {rows}
-         ORDER BY n.position
-        RETURNING 1
-     )"
-        )
     }
 }
 
@@ -505,7 +485,6 @@ struct Columns<'a> {
     daily: DailyColumns,
     transfers: TransferColumns<'a>,
     resolved: ResolvedColumns<'a>,
-    notifications: NotificationColumns<'a>,
     settlements: SettlementColumns<'a>,
     keys: KeyColumns<'a>,
     entries: EntryColumns<'a>,
@@ -528,7 +507,6 @@ impl<'a> Columns<'a> {
             daily: DailyColumns::of(state, effects),
             transfers: TransferColumns::of(effects),
             resolved: ResolvedColumns::of(effects),
-            notifications: NotificationColumns::of(effects),
             settlements: SettlementColumns::of(effects),
             keys: KeyColumns::of(new_keys),
             entries: EntryColumns::of(entries),
@@ -546,7 +524,6 @@ impl<'a> Columns<'a> {
             self.daily.sql(&mut b),
             self.transfers.sql(&mut b),
             self.resolved.sql(&mut b, &at),
-            self.notifications.sql(&mut b, &at),
             self.settlements.sql(&mut b, &at),
             self.keys.sql(&mut b, &at),
             self.entries.sql(&mut b, &at),
@@ -555,7 +532,7 @@ impl<'a> Columns<'a> {
             "WITH {}
      SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM ledger), (SELECT count(*) FROM counted),
             (SELECT count(*) FROM transferred), (SELECT count(*) FROM keyed), (SELECT coalesce(sum(entries), 0) FROM outboxed),
-            (SELECT count(*) FROM resolved), (SELECT count(*) FROM notified), (SELECT count(*) FROM paid),
+            (SELECT count(*) FROM resolved), (SELECT count(*) FROM paid),
             (SELECT count(*) FROM completed)",
             parts.join(", ")
         );
@@ -563,14 +540,16 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Takes the recipient locks of the users the batch notifies (the order of their notification
-/// ids: `crate::store::notifications`), writes the batch, commits and releases its claims, in
-/// one flight. If the lock or the write fails, the
-/// COMMIT that follows it in the pipeline ends the aborted transaction (PostgreSQL answers it
-/// with ROLLBACK), and the write's error is returned; the claims are released either way, once
-/// the transaction has ended, so that a batch of another process that waited for them starts
-/// its snapshot after this one committed. A key that a concurrent batch recorded first fails the write with
-/// a unique violation on `idempotency_keys_pkey`; the batch is retried and then replays.
+/// Writes the batch, inserts its notifications with their recipients' locks (the order of
+/// their ids: `crate::store::notifications`), commits and releases its claims, in one flight.
+/// The locks come after the write, so that a split bill or another writer of a notified user's
+/// notifications waits for the insert and the COMMIT only, not for the write. If the write or
+/// the insert fails, the COMMIT that follows in the pipeline ends the aborted transaction
+/// (PostgreSQL answers it with ROLLBACK), and the first error is returned; the claims are
+/// released either way, once the transaction has ended, so that a batch of another process
+/// that waited for them starts its snapshot after this one committed. A key that a concurrent
+/// batch recorded first fails the write with a unique violation on `idempotency_keys_pkey`; the
+/// batch is retried and then replays.
 pub async fn write_and_commit(
     client: &Object,
     now: DateTime<Utc>,
@@ -583,23 +562,27 @@ pub async fn write_and_commit(
     let (sql, params) = columns.statement();
     // The text is the same for every batch: prepared once per connection.
     let write = client.prepare_cached(&sql).await?;
+    let notified = NotificationColumns::of(effects);
     let recipients = notifications::recipients(effects.notifications.iter().map(|n| n.user_id));
-    let lock = client.prepare_cached(notifications::LOCK_RECIPIENTS).await?;
-    let lock_recipients = async {
+    let insert = client.prepare_cached(notifications::INSERT_WITH_RECIPIENT_LOCKS).await?;
+    let notify = async {
         if recipients.is_empty() {
             return Ok(());
         }
         let (base, bound) = (notifications::RECIPIENT_KEY_BASE, notifications::RECIPIENT_ID_BOUND);
-        client.query_one(&lock, &[&recipients, &base, &bound]).await.map(drop)
+        let params: [Param<'_>; 7] =
+            [&notified.user_id, &notified.kind, &notified.payload, &now, &recipients, &base, &bound];
+        client.execute(&insert, &params).await.map(drop)
     };
-    let (locked, written, committed, released) = tokio::join!(
-        lock_recipients,
+    let (written, notified, committed, released) = tokio::join!(
         client.query_one(&write, &params),
+        notify,
         client.batch_execute("COMMIT"),
         client.batch_execute(super::RELEASE_CLAIMS)
     );
-    locked?;
+    // In send order: an error after the first failure is PostgreSQL's "transaction aborted".
     written?;
+    notified?;
     committed?;
     released
 }
@@ -621,7 +604,7 @@ mod tests {
             assert_eq!(sql.matches(&format!("${n}::")).count(), 1, "${n} appears once");
         }
         assert!(!sql.contains(&format!("${}", params.len() + 1)));
-        assert_eq!(params.len(), 64);
+        assert_eq!(params.len(), 61);
         let other = Columns::of(Utc::now(), &state, &effects, &[], &[]);
         assert_eq!(other.statement().0, sql);
     }

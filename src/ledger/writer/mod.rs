@@ -43,8 +43,9 @@
 //!    idempotency keys a batch records are locked only by their insert.
 //! 4. Recipient locks (transaction-level advisory locks per user, in user id order: see
 //!    `crate::store::notifications`), last: a batch takes those of the users it notifies in
-//!    the flight of its write, and every other writer of notifications just before it inserts
-//!    them, after its own row locks (a decline: the settlement's shares). They are what puts
+//!    the statement that inserts its notifications, after its write and just before its
+//!    COMMIT, and every other writer of notifications in the same way, after its own row locks
+//!    (a decline: the settlement's shares). They are what puts
 //!    each user's notification ids in commit order. Two batches never take the same one (a
 //!    batch notifies only owners of main accounts it locked); a batch that waits for one held
 //!    by a split bill is not failed for it, since the split bill writes nothing the batch read.
