@@ -9,8 +9,8 @@
 //! taken; so it is enough that every writer of a user's notifications holds, from before it
 //! takes their ids until its COMMIT, a lock that every other writer of that user's
 //! notifications waits for, and nothing else does: the user's *recipient lock*, a
-//! transaction-level advisory lock keyed by the user's id ([`LOCK_RECIPIENTS`]), taken in user
-//! id order.
+//! transaction-level advisory lock keyed by the user's id, taken in user id order by the
+//! statement that inserts the notifications ([`INSERT_WITH_RECIPIENT_LOCKS`]).
 //!
 //! - A ledger batch takes the recipient locks of the users it notifies (money received, a held
 //!   transfer, a missed installment) in the statement that inserts its notifications, sent in
@@ -104,32 +104,13 @@ pub const RECIPIENT_KEY_BASE: i64 = 1 << 41;
 /// from a sequence and stay far below it.
 pub const RECIPIENT_ID_BOUND: i64 = 1 << 40;
 
-/// Takes the recipient lock of each user in $1 (sorted, distinct: [`recipients`]) until the
-/// transaction ends, in that order. $2 is [`RECIPIENT_KEY_BASE`], $3 [`RECIPIENT_ID_BOUND`].
-pub const LOCK_RECIPIENTS: &str =
-    "SELECT count(pg_advisory_xact_lock($2 + id)) FROM UNNEST($1::int8[]) AS id WHERE id >= 0 AND id < $3";
-
-/// The users to lock for `users`: sorted and distinct, the order [`LOCK_RECIPIENTS`] needs.
+/// The users to lock for `users`: sorted and distinct, the order [`INSERT_WITH_RECIPIENT_LOCKS`]
+/// takes their locks in.
 pub fn recipients(users: impl IntoIterator<Item = UserId>) -> Vec<i64> {
     let mut ids: Vec<i64> = users.into_iter().map(UserId::get).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// Takes, until the caller's transaction ends, what writing notifications to `users` needs: the
-/// ledger gate in ROW SHARE mode, then the users' recipient locks in id order. [`insert_all`]
-/// takes the same itself; take them after every row lock of the transaction, so that nothing that
-/// waits for them holds a row the caller waits for. Taking them again waits for nothing.
-pub async fn lock_recipients(conn: &mut PgConnection, users: &[UserId]) -> sqlx::Result<()> {
-    crate::store::tx::share_ledger_gate(&mut *conn).await?;
-    sqlx::query(LOCK_RECIPIENTS)
-        .bind(recipients(users.iter().copied()))
-        .bind(RECIPIENT_KEY_BASE)
-        .bind(RECIPIENT_ID_BOUND)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The user's notifications with ids above `after_id`, oldest first, at most `limit`.

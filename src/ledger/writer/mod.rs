@@ -31,7 +31,7 @@
 //! 0. The claims (advisory locks on account ids, in id order), taken by batches only, before
 //!    their transaction: nothing that holds the gate or a row lock waits for one.
 //! 1. The gate. Batches take it in ROW SHARE mode (EXCLUSIVE when retried), and so do writers
-//!    of notifications outside a batch (`crate::store::notifications::lock_recipients`); jobs
+//!    of notifications outside a batch (`crate::store::notifications::insert_all`); jobs
 //!    take it in EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as their
 //!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
 //!    that would stop every batch of every process.
