@@ -69,12 +69,15 @@ pub enum ShareStatus {
 
 text_enum!(ShareStatus { Requested => "requested", Paid => "paid", Own => "self", Declined => "declined" });
 
-/// A share as the ledger writer needs it to take a payment.
+/// A share as the ledger writer needs it to take a payment, and to answer it with the
+/// settlement's shares as its batch leaves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub user_id: UserId,
     pub amount: i64,
     pub status: ShareStatus,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub transfer_id: Option<TransferId>,
 }
 
 /// A settlement is complete when no share is still owed.

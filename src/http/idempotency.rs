@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::AuthUser;
 use crate::http::state::AppState;
 use crate::ledger::writer::{Answer, Idempotency, Render};
-use crate::ledger::Command;
+use crate::ledger::{Command, CommandError, Outcome};
 use crate::store::idempotency::StoredResponse;
 
 pub const IDEMPOTENCY_KEY_LENGTH_MAX_CHARS: usize = 255;
@@ -111,11 +111,35 @@ pub async fn run_command_stored(
     command: Command,
     render: Render,
 ) -> Result<StoredResponse, ApiError> {
-    let idempotency =
-        key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render: render.clone() });
+    Ok(match run_command_outcome(state, caller, key, fingerprint, command, render.clone()).await? {
+        Ran::Now(result) => render(&result),
+        Ran::Before(stored) => stored,
+    })
+}
+
+/// What a command submitted with [`run_command_outcome`] gave.
+pub enum Ran {
+    /// It ran in this request: what it did (a keyed request's response is stored as its
+    /// `render` made it from this).
+    Now(Result<Outcome, CommandError>),
+    /// A repeat of a keyed request: the response stored the first time.
+    Before(StoredResponse),
+}
+
+/// Like [`run_command_stored`], but hands back what the command did when it ran now, for
+/// handlers whose response shows more of it than is stored under the key.
+pub async fn run_command_outcome(
+    state: &AppState,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    fingerprint: Vec<u8>,
+    command: Command,
+    render: Render,
+) -> Result<Ran, ApiError> {
+    let idempotency = key.0.map(|key| Idempotency { user_id: caller.user_id, key, fingerprint, render });
     match state.ledger.submit_with(command, idempotency).await {
-        Ok(Answer::Applied(result)) => Ok(render(&result)),
-        Ok(Answer::Replayed(stored)) => Ok(stored),
+        Ok(Answer::Applied(result)) => Ok(Ran::Now(result)),
+        Ok(Answer::Replayed(stored)) => Ok(Ran::Before(stored)),
         Ok(Answer::KeyReused) => Err(ApiError::IdempotencyKeyReused),
         Err(error) => Err(ApiError::from(error)),
     }

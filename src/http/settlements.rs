@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::headers::{created, location, Created};
-use super::idempotency::{respond, run_command_stored, stored_error, stored_json, IdempotencyKey};
+use super::idempotency::{respond, run_command_outcome, stored_error, stored_json, IdempotencyKey, Ran};
 use super::login_limit::RetryAfter;
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use super::schemas;
@@ -24,11 +24,13 @@ use crate::domain::money::Amount;
 use crate::domain::names::parse_short_text;
 use crate::domain::notifications::{NewNotification, NotificationKind};
 use crate::domain::settlements::{
-    plan_shares, DeclineError, RequesterShare, Settlement, SettlementShare, SettlementStatus, ShareStatus, SplitMode,
+    plan_shares, DeclineError, RequesterShare, Settlement, SettlementShare, SettlementStatus, Share, ShareStatus,
+    SplitMode,
 };
 use crate::http::state::AppState;
+use crate::ledger::writer::Render;
 use crate::ledger::{Command, CommandError, Outcome};
-use crate::store::settlements::{self, DeclineStoreError, NewSettlement, Role, SettlementStoreError};
+use crate::store::settlements::{self, DeclineStoreError, NewSettlement, PaymentTarget, Role, SettlementStoreError};
 use crate::store::users;
 
 #[derive(Deserialize, ToSchema)]
@@ -107,6 +109,41 @@ impl From<&SettlementShare> for ShareView {
             status: share.status.as_str().to_owned(),
             paid_at: share.paid_at,
             transfer_id: share.transfer_id,
+        }
+    }
+}
+
+impl SettlementView {
+    /// Settlement `id` as a payment left it: `shares` right after the payment in its batch
+    /// (every share, in position order; a later payment of the same batch is not in them),
+    /// `completed_at` if that payment completed it, and the fields that never change from
+    /// `target`. What a read would give if the batch had ended with this payment.
+    fn after_payment(
+        id: SettlementId,
+        target: &PaymentTarget,
+        shares: &[Share],
+        completed_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        let status = if completed_at.is_some() { SettlementStatus::Completed } else { SettlementStatus::Open };
+        SettlementView {
+            id,
+            requester_id: target.requester_id,
+            total: shares.iter().map(|share| share.amount).sum(),
+            mode: target.mode.as_str().to_owned(),
+            status: status.as_str().to_owned(),
+            memo: target.memo.clone(),
+            created_at: target.created_at,
+            completed_at,
+            shares: shares
+                .iter()
+                .map(|share| ShareView {
+                    user_id: share.user_id,
+                    amount: share.amount,
+                    status: share.status.as_str().to_owned(),
+                    paid_at: share.paid_at,
+                    transfer_id: share.transfer_id,
+                })
+                .collect(),
         }
     }
 }
@@ -279,19 +316,26 @@ pub async fn pay_share(
         settlement_id: id,
         from_account_id: caller.main_account_id,
         to_account_id: target.requester_main_account_id,
-        memo: target.memo,
+        memo: target.memo.clone(),
     };
     let fingerprint = key.fingerprint("POST /v1/settlements/{id}/pay", &id);
-    // What is stored under the key is the outcome, not the settlement: the batch sees only the
-    // outcome, and the settlement is read once the payment has committed.
-    let render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
+    // What is stored under the key is the outcome, not the settlement: a repeat reads the
+    // settlement as it stands then. The payment itself is answered with the settlement as the
+    // payment left it, from the shares its batch locked and the fields that never change.
+    let render: Render = Arc::new(|result: &Result<Outcome, CommandError>| match result {
         Ok(Outcome::SharePaid { settlement_id, transfer, .. }) => {
             stored_json(StatusCode::OK, &json!({"settlement_id": settlement_id, "transfer_id": transfer.id}))
         }
         Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
-    let stored = run_command_stored(&state, caller, key, fingerprint, command, render).await?;
+    let stored = match run_command_outcome(&state, caller, key, fingerprint, command, render.clone()).await? {
+        Ran::Now(Ok(Outcome::SharePaid { shares, completed_at, .. })) => {
+            return Ok(Json(SettlementView::after_payment(id, &target, &shares, completed_at)).into_response());
+        }
+        Ran::Now(result) => render(&result),
+        Ran::Before(stored) => stored,
+    };
     if stored.status != StatusCode::OK.as_u16() {
         return Ok(respond(stored));
     }

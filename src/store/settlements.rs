@@ -287,7 +287,8 @@ pub async fn decline(
         .map(|(user_id, amount, status)| {
             let status = ShareStatus::parse(&status)
                 .ok_or_else(|| sqlx::Error::Decode(format!("unknown share status {status:?}").into()))?;
-            Ok(Share { user_id, amount, status })
+            // What was paid is not the decline's business: only the statuses count here.
+            Ok(Share { user_id, amount, status, paid_at: None, transfer_id: None })
         })
         .collect::<sqlx::Result<Vec<_>>>()?;
     let completes = settlements_domain::decline(&mut shares, participant)?;
@@ -413,12 +414,15 @@ pub async fn get_for_party(
 }
 
 /// What paying a share needs to know before the ledger runs it: who asked, into which main
-/// account the share goes, and the memo of the payment.
+/// account the share goes, and the memo of the payment; and the settlement's other fixed
+/// fields, which its answer shows beside the shares as the payment's batch leaves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentTarget {
     pub requester_id: UserId,
     pub requester_main_account_id: AccountId,
     pub memo: Option<String>,
+    pub mode: SplitMode,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Settlements' [`PaymentTarget`]s and parties (the requester and every user with a share),
@@ -467,6 +471,8 @@ impl PaymentTargets {
             requester_id: settlement.requester_id,
             requester_main_account_id,
             memo: settlement.memo.clone(),
+            mode: settlement.mode,
+            created_at: settlement.created_at,
         };
         let shareholders = settlement.shares.iter().map(|share| share.user_id);
         self.remember(settlement.id, Arc::new(KnownSettlement::new(target, shareholders)));
@@ -493,8 +499,10 @@ impl PaymentTargets {
 
 /// A settlement's [`KnownSettlement`], read.
 async fn read_payment_target(pool: &PgPool, id: SettlementId) -> sqlx::Result<Option<KnownSettlement>> {
-    let row: Option<(UserId, AccountId, Option<String>, Vec<UserId>)> = sqlx::query_as(
-        "SELECT s.requester_id, a.id, s.memo, ARRAY(SELECT sh.user_id FROM settlement_shares sh WHERE sh.settlement_id = s.id)
+    type Row = (UserId, AccountId, Option<String>, String, DateTime<Utc>, Vec<UserId>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT s.requester_id, a.id, s.memo, s.mode, s.created_at,
+                ARRAY(SELECT sh.user_id FROM settlement_shares sh WHERE sh.settlement_id = s.id)
            FROM settlements s
            JOIN accounts a ON a.user_id = s.requester_id AND a.kind = 'main'
           WHERE s.id = $1",
@@ -502,9 +510,12 @@ async fn read_payment_target(pool: &PgPool, id: SettlementId) -> sqlx::Result<Op
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(requester_id, requester_main_account_id, memo, shares)| {
-        KnownSettlement::new(PaymentTarget { requester_id, requester_main_account_id, memo }, shares)
-    }))
+    let Some((requester_id, requester_main_account_id, memo, mode, created_at, shares)) = row else {
+        return Ok(None);
+    };
+    let mode = SplitMode::parse(&mode).ok_or_else(|| unknown("split mode", &mode))?;
+    let target = PaymentTarget { requester_id, requester_main_account_id, memo, mode, created_at };
+    Ok(Some(KnownSettlement::new(target, shares)))
 }
 
 /// Which settlements a user lists.

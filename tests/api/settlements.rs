@@ -341,6 +341,9 @@ async fn paying_moves_each_share_to_the_requester_with_auto_top_up_and_completes
     assert!(share["paid_at"].is_string());
     let transfer_id = share["transfer_id"].as_i64().expect("a transfer paid the share");
     assert_eq!(share_of(&paid, &carol)["status"], json!("requested"));
+    // The answer, made from the payment's batch, is what a read gives once it has committed.
+    let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
+    assert_eq!(read, paid);
     assert_eq!(app.balance(&bob).await, 3_333);
     assert_eq!(app.me(&bob).await["daily_charge"]["used"], json!(10_000));
     assert_eq!(app.balance(&alice).await, 6_667);
@@ -799,6 +802,9 @@ async fn a_settlement_created_in_one_process_is_paid_through_another_by_its_part
     }
     let (status, body) = pay_at(other.base.clone(), &bob).await;
     assert_eq!(status, 200, "{body}");
+    // The other process read the settlement's fixed fields to answer the payment.
+    let (_, read) = app.get(&format!("/v1/settlements/{id}"), Some(&alice.token)).await;
+    assert_eq!(read, body);
     let transfer_id = share_of(&body, &bob)["transfer_id"].as_i64().expect("a transfer paid the share");
     let (status, transfer) = app.get(&format!("/v1/transfers/{transfer_id}"), Some(&alice.token)).await;
     assert_eq!(status, 200, "{transfer}");

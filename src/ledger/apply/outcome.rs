@@ -1,7 +1,10 @@
 //! What a command did, as its caller is answered.
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::accounts::Account;
 use crate::domain::ids::SettlementId;
+use crate::domain::settlements::Share;
 use crate::domain::transfers::Transfer;
 
 /// What a command did, with the accounts as they stand right after it.
@@ -34,6 +37,10 @@ pub enum Outcome {
         settlement_id: SettlementId,
         transfer: Transfer,
         from_account: Account,
+        /// Every share of the settlement, in position order, right after this payment.
+        shares: Vec<Share>,
+        /// The batch's time, if this payment was the settlement's last owed share.
+        completed_at: Option<DateTime<Utc>>,
     },
     Resolved {
         transfer: Transfer,

@@ -144,6 +144,7 @@ impl Staged<'_> {
             ShareStatus::Own => return Err(CommandError::InvalidState("the requester's own share is not paid")),
         }
         share.status = ShareStatus::Paid;
+        share.paid_at = Some(self.context.now);
         let request = TransferRequest {
             user_id,
             from_account_id,
@@ -155,12 +156,17 @@ impl Staged<'_> {
             settlement_id: Some(settlement_id),
         };
         let transfer = self.transfer_between(request)?;
+        if let Some(share) = shares.iter_mut().find(|share| share.user_id == user_id) {
+            share.transfer_id = Some(transfer.id);
+        }
         self.paid_shares.push(PaidShare { settlement_id, user_id, transfer_id: transfer.id });
-        if all_settled(&shares) {
+        let completed_at = all_settled(&shares).then_some(self.context.now);
+        if completed_at.is_some() {
             self.completed_settlements.push(settlement_id);
         }
-        self.shares.insert(settlement_id, shares);
-        Ok(Outcome::SharePaid { settlement_id, transfer, from_account: self.snapshot(from_account_id)? })
+        self.shares.insert(settlement_id, shares.clone());
+        let from_account = self.snapshot(from_account_id)?;
+        Ok(Outcome::SharePaid { settlement_id, transfer, from_account, shares, completed_at })
     }
 
     /// [`Command::Installment`].

@@ -515,7 +515,7 @@ fn an_expired_transfer_cannot_be_accepted_before_the_job_runs() {
 #[test]
 fn a_share_is_paid_once_and_the_last_payment_completes_the_settlement() {
     let mut state = state_with(&[0, 5_000, 6_666]);
-    let share = |user_id, amount, status| Share { user_id, amount, status };
+    let share = |user_id, amount, status| Share { user_id, amount, status, paid_at: None, transfer_id: None };
     state.shares.insert(
         SettlementId::new(9),
         vec![

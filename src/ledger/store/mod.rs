@@ -187,7 +187,7 @@ const READ_KEYS: &str = "WITH forgotten AS (
 
 const LOCK_TRANSFERS: &str = "SELECT to_jsonb(t) FROM transfers t WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
-const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status FROM settlement_shares
+const LOCK_SHARES: &str = "SELECT settlement_id, user_id, amount, status, paid_at, transfer_id FROM settlement_shares
      WHERE settlement_id = ANY($1) ORDER BY settlement_id, position FOR UPDATE";
 
 /// Which of the (account, sender) pairs are blocked by the account's owner. Read in the
@@ -289,6 +289,8 @@ fn decode_shares(rows: Vec<tokio_postgres::Row>) -> Result<HashMap<SettlementId,
             user_id: row.try_get(1)?,
             amount: row.try_get(2)?,
             status,
+            paid_at: row.try_get(4)?,
+            transfer_id: row.try_get(5)?,
         });
     }
     Ok(shares)
