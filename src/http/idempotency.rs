@@ -117,7 +117,9 @@ pub async fn run_command_stored(
     })
 }
 
-/// What a command submitted with [`run_command_outcome`] gave.
+/// What a command submitted with [`run_command_outcome`] gave. Moved once per request, as the
+/// ledger's [`Answer`] it comes from is, so not boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Ran {
     /// It ran in this request: what it did (a keyed request's response is stored as its
     /// `render` made it from this).
