@@ -90,46 +90,20 @@ pub async fn run_command(
     command: Command,
     render: Render,
 ) -> Response {
-    match run_command_stored(state, caller, key, fingerprint, command, render).await {
-        Ok(stored) => respond(stored),
+    match run_command_outcome(state, caller, key, fingerprint, command, render.clone()).await {
+        Ok(ran) => respond(ran.stored(&render)),
         Err(error) => error.into_response(),
     }
 }
 
-/// Like [`run_command`], but hands back the response the command gave (now, or the first time
-/// for a repeat) instead of sending it, for handlers that shape the final response themselves.
+/// Like [`run_command`], but hands back what the command gave instead of sending it, for
+/// handlers that shape the final response themselves: what it did when it ran now, or the
+/// response stored the first time for a repeat ([`Ran::stored`] makes either the response).
 /// Errors are answers that no command gave: a key reused with another request, a ledger that
 /// is busy or down.
 ///
 /// A repeat is not looked up here before it is queued: that look-up cost every keyed request a
 /// pooled connection and a round trip, to save a repeat, which is rare, its place in a batch.
-pub async fn run_command_stored(
-    state: &AppState,
-    caller: AuthUser,
-    key: IdempotencyKey,
-    fingerprint: Vec<u8>,
-    command: Command,
-    render: Render,
-) -> Result<StoredResponse, ApiError> {
-    Ok(match run_command_outcome(state, caller, key, fingerprint, command, render.clone()).await? {
-        Ran::Now(result) => render(&result),
-        Ran::Before(stored) => stored,
-    })
-}
-
-/// What a command submitted with [`run_command_outcome`] gave. Moved once per request, as the
-/// ledger's [`Answer`] it comes from is, so not boxed.
-#[allow(clippy::large_enum_variant)]
-pub enum Ran {
-    /// It ran in this request: what it did (a keyed request's response is stored as its
-    /// `render` made it from this).
-    Now(Result<Outcome, CommandError>),
-    /// A repeat of a keyed request: the response stored the first time.
-    Before(StoredResponse),
-}
-
-/// Like [`run_command_stored`], but hands back what the command did when it ran now, for
-/// handlers whose response shows more of it than is stored under the key.
 pub async fn run_command_outcome(
     state: &AppState,
     caller: AuthUser,
@@ -144,5 +118,26 @@ pub async fn run_command_outcome(
         Ok(Answer::Replayed(stored)) => Ok(Ran::Before(stored)),
         Ok(Answer::KeyReused) => Err(ApiError::IdempotencyKeyReused),
         Err(error) => Err(ApiError::from(error)),
+    }
+}
+
+/// What a command submitted with [`run_command_outcome`] gave. Moved once per request, as the
+/// ledger's [`Answer`] it comes from is, so not boxed.
+#[allow(clippy::large_enum_variant)]
+pub enum Ran {
+    /// It ran in this request: what it did (a keyed request's response is stored as its
+    /// `render` made it from this).
+    Now(Result<Outcome, CommandError>),
+    /// A repeat of a keyed request: the response stored the first time.
+    Before(StoredResponse),
+}
+
+impl Ran {
+    /// The response: `render`ed from what the command did now, or the one stored for a repeat.
+    pub fn stored(self, render: &Render) -> StoredResponse {
+        match self {
+            Ran::Now(result) => render(&result),
+            Ran::Before(stored) => stored,
+        }
     }
 }

@@ -333,8 +333,7 @@ pub async fn pay_share(
         Ran::Now(Ok(Outcome::SharePaid { shares, completed_at, .. })) => {
             return Ok(Json(SettlementView::after_payment(id, &target, &shares, completed_at)).into_response());
         }
-        Ran::Now(result) => render(&result),
-        Ran::Before(stored) => stored,
+        ran => ran.stored(&render),
     };
     if stored.status != StatusCode::OK.as_u16() {
         return Ok(respond(stored));

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use super::headers::respond_created;
-use super::idempotency::{run_command, run_command_stored, stored_error, stored_json, IdempotencyKey};
+use super::idempotency::{run_command, run_command_outcome, stored_error, stored_json, IdempotencyKey};
 use super::paging::{decode_id_cursor, encode_id_cursor, page_size};
 use super::schemas;
 use crate::domain::accounts::{AccountId, UserId};
@@ -23,6 +23,7 @@ use crate::domain::names::parse_short_text;
 use crate::domain::transfers::{Transfer, TransferStatus};
 use crate::http::state::AppState;
 use crate::ledger::apply::Resolution;
+use crate::ledger::writer::Render;
 use crate::ledger::{Command, Outcome};
 use crate::store::transfers::{self, Direction};
 
@@ -146,12 +147,12 @@ pub async fn create_transfer(
         display_name,
         memo,
     };
-    let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
+    let render: Render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
         Ok(Outcome::Transferred { transfer, .. }) => stored_json(StatusCode::CREATED, &TransferView::from(transfer)),
         Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
     });
-    let stored = run_command_stored(&state, caller, key, fingerprint, command, render).await?;
+    let stored = run_command_outcome(&state, caller, key, fingerprint, command, render.clone()).await?.stored(&render);
     Ok(respond_created(stored, "/v1/transfers"))
 }
 
@@ -246,7 +247,7 @@ async fn resolve(
         to_account_id: transfer.to_account_id,
         action: action.resolution(caller.user_id),
     };
-    let render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
+    let render: Render = Arc::new(|result: &Result<Outcome, crate::ledger::CommandError>| match result {
         Ok(Outcome::Resolved { transfer }) => stored_json(StatusCode::OK, &TransferView::from(transfer)),
         Ok(other) => stored_error(ApiError::Internal(other.unexpected())),
         Err(error) => stored_error(error.clone().into()),
