@@ -567,12 +567,13 @@ async fn closed_days_kept_in_memory_miss_no_entry_that_was_waiting() {
 #[tokio::test]
 async fn a_day_is_not_kept_while_a_job_run_begun_on_it_is_in_progress() {
     let (app, pool) = app_without_forwarder().await;
-    let alice = app.signup("alice").await;
-    let bob = app.signup("bob").await;
-    // 02:00 UTC tomorrow: yesterday (by then) ended two hours before.
+    // 02:00 UTC tomorrow: yesterday (by then) ended two hours before. The users sign up then:
+    // sessions last a day, and tomorrow's 02:00 is more than a day away before 02:00 today.
     let midnight =
         (app.clock_now().await + chrono::Duration::days(1)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     app.set_clock(&(midnight + chrono::Duration::hours(2)).to_rfc3339()).await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
     let now = app.clock_now().await;
     busy_history(&pool, alice.main_account_id, bob.main_account_id, 1_300, now).await;
     drain(&forwarder(&app, &pool)).await;
