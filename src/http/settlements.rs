@@ -134,16 +134,19 @@ impl SettlementView {
             memo: target.memo.clone(),
             created_at: target.created_at,
             completed_at,
-            shares: shares
-                .iter()
-                .map(|share| ShareView {
-                    user_id: share.user_id,
-                    amount: share.amount,
-                    status: share.status.as_str().to_owned(),
-                    paid_at: share.paid_at,
-                    transfer_id: share.transfer_id,
-                })
-                .collect(),
+            shares: shares.iter().map(ShareView::from).collect(),
+        }
+    }
+}
+
+impl From<&Share> for ShareView {
+    fn from(share: &Share) -> Self {
+        ShareView {
+            user_id: share.user_id,
+            amount: share.amount,
+            status: share.status.as_str().to_owned(),
+            paid_at: share.paid_at,
+            transfer_id: share.transfer_id,
         }
     }
 }

@@ -26,8 +26,8 @@
 //!   and the writers above take it in ROW SHARE mode.
 //!
 //! So a split bill waits for, and holds up, only a batch that pays one of its participants at
-//! that moment, and only while that batch inserts its notifications and commits; a batch that debits a
-//! participant does not concern it. The lock changes no row, writes no WAL and is gone at
+//! that moment, and only while that batch inserts its notifications and commits; a batch that
+//! debits a participant does not concern it. The lock changes no row, writes no WAL and is gone at
 //! COMMIT. Set aside: the participants' main account rows (locked FOR NO KEY UPDATE), which a
 //! batch holds from its first read to its COMMIT for every debit as well, so that split bills
 //! waited for share payments of their participants; and readers that see only ids below the

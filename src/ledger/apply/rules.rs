@@ -136,29 +136,28 @@ impl Staged<'_> {
         memo: Option<String>,
     ) -> Result<Outcome, CommandError> {
         let mut shares = self.shares_of(settlement_id)?;
-        let share = shares.iter_mut().find(|share| share.user_id == user_id).ok_or(CommandError::NotFound)?;
-        match share.status {
+        let index = shares.iter().position(|share| share.user_id == user_id).ok_or(CommandError::NotFound)?;
+        match shares[index].status {
             ShareStatus::Requested => {}
             ShareStatus::Paid => return Err(CommandError::InvalidState("the share is already paid")),
             ShareStatus::Declined => return Err(CommandError::InvalidState("the share was declined")),
             ShareStatus::Own => return Err(CommandError::InvalidState("the requester's own share is not paid")),
         }
-        share.status = ShareStatus::Paid;
-        share.paid_at = Some(self.context.now);
         let request = TransferRequest {
             user_id,
             from_account_id,
             to_account_id,
-            amount: share.amount,
+            amount: shares[index].amount,
             confirm: false,
             display_name: None,
             memo,
             settlement_id: Some(settlement_id),
         };
         let transfer = self.transfer_between(request)?;
-        if let Some(share) = shares.iter_mut().find(|share| share.user_id == user_id) {
-            share.transfer_id = Some(transfer.id);
-        }
+        let share = &mut shares[index];
+        share.status = ShareStatus::Paid;
+        share.paid_at = Some(self.context.now);
+        share.transfer_id = Some(transfer.id);
         self.paid_shares.push(PaidShare { settlement_id, user_id, transfer_id: transfer.id });
         let completed_at = all_settled(&shares).then_some(self.context.now);
         if completed_at.is_some() {

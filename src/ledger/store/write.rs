@@ -562,7 +562,7 @@ pub async fn write_and_commit(
     let (sql, params) = columns.statement();
     // The text is the same for every batch: prepared once per connection.
     let write = client.prepare_cached(&sql).await?;
-    let notified = NotificationColumns::of(effects);
+    let notes = NotificationColumns::of(effects);
     let recipients = notifications::recipients(effects.notifications.iter().map(|n| n.user_id));
     let insert = client.prepare_cached(notifications::INSERT_WITH_RECIPIENT_LOCKS).await?;
     let notify = async {
@@ -570,8 +570,7 @@ pub async fn write_and_commit(
             return Ok(());
         }
         let (base, bound) = (notifications::RECIPIENT_KEY_BASE, notifications::RECIPIENT_ID_BOUND);
-        let params: [Param<'_>; 7] =
-            [&notified.user_id, &notified.kind, &notified.payload, &now, &recipients, &base, &bound];
+        let params: [Param<'_>; 7] = [&notes.user_id, &notes.kind, &notes.payload, &now, &recipients, &base, &bound];
         client.execute(&insert, &params).await.map(drop)
     };
     let (written, notified, committed, released) = tokio::join!(
