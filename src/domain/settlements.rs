@@ -141,6 +141,18 @@ pub struct SettlementShare {
     pub transfer_id: Option<TransferId>,
 }
 
+impl From<&SettlementShare> for Share {
+    fn from(share: &SettlementShare) -> Self {
+        Share {
+            user_id: share.user_id,
+            amount: share.amount,
+            status: share.status,
+            paid_at: share.paid_at,
+            transfer_id: share.transfer_id,
+        }
+    }
+}
+
 /// A share of a settlement about to be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedShare {

@@ -103,13 +103,7 @@ pub struct SettlementView {
 
 impl From<&SettlementShare> for ShareView {
     fn from(share: &SettlementShare) -> Self {
-        ShareView {
-            user_id: share.user_id,
-            amount: share.amount,
-            status: share.status.as_str().to_owned(),
-            paid_at: share.paid_at,
-            transfer_id: share.transfer_id,
-        }
+        ShareView::from(&Share::from(share))
     }
 }
 
