@@ -255,6 +255,10 @@ impl<'a> Staged<'a> {
         let available = self.account(main_account_id)?.available();
         let charge = auto_charge_for(available, needed).ok_or(CommandError::Overflow)?;
         if charge > 0 {
+            // Before the limit: a batch that did not lock the external account did not read the
+            // daily counters either (the writer's `Wanted::of`), and the command must run again
+            // with both, not be judged on a counter it did not read.
+            self.account(EXTERNAL_ACCOUNT_ID)?;
             self.use_daily_limit(user_id, charge)?;
             self.post(EXTERNAL_ACCOUNT_ID, main_account_id, charge, PostingKind::Charge)?;
         }

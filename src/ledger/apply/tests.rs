@@ -655,6 +655,20 @@ fn a_transfer_that_tops_up_without_the_external_account_locked_asks_for_it_and_c
     assert!(transfer(1, 102, 1).accounts().iter().all(|id| *id != EXTERNAL_ACCOUNT_ID));
 }
 
+/// A batch without the external account locked no daily counters either: a transfer that
+/// needs a top-up is not judged on the counter it did not read (which would look unused: a
+/// refusal naming the whole limit as left, or a top-up counted from zero), it asks for the
+/// external account, and runs again in a batch that reads both.
+#[test]
+fn a_top_up_without_the_external_account_is_not_judged_on_an_unread_daily_counter() {
+    let mut state = state_with(&[0, 0]);
+    state.accounts.remove(&EXTERNAL_ACCOUNT_ID);
+    // Far more than the day's limit: with the counter taken as unused it would be refused for it.
+    let (results, effects) = apply(&mut state, &context(), &[transfer(1, 102, LIMIT * 2)]);
+    assert_eq!(results[0], Err(CommandError::NeedsExternalAccount));
+    assert!(effects.postings.is_empty() && effects.touched_daily.is_empty());
+}
+
 #[test]
 fn a_transfer_to_an_owner_who_blocked_the_sender_is_refused_as_to_no_account() {
     let mut state = state_with(&[10_000, 0, 10_000]);

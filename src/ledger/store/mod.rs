@@ -167,6 +167,8 @@ const CLAIM_ACCOUNTS: &str =
     "SELECT count(pg_advisory_lock($2 + id)) FROM UNNEST($1::int8[]) AS id WHERE id >= 0 AND id < $2";
 
 /// Releases every claim of the session (the writers' connections take no other advisory lock).
+/// Prepared, as every statement of a batch: sent as text, it was parsed and planned for each
+/// batch (30 µs of PostgreSQL's time, more than running it).
 pub(crate) const RELEASE_CLAIMS: &str = "SELECT pg_advisory_unlock_all()";
 
 /// The live records of the keys in ($1, $2), after forgetting those created at or before $3.
@@ -435,7 +437,8 @@ pub async fn rollback(client: &Object) -> Result<(), tokio_postgres::Error> {
 
 /// Releases the batch's claims ([`CLAIM_ACCOUNTS`]).
 pub async fn release_claims(client: &Object) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute(RELEASE_CLAIMS).await
+    let release = client.prepare_cached(RELEASE_CLAIMS).await?;
+    client.execute(&release, &[]).await.map(drop)
 }
 
 fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {

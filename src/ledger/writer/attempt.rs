@@ -11,7 +11,7 @@ use super::keys::KeyPlan;
 use super::schedule::Envelope;
 use super::worker::{AttemptError, Worker};
 use super::Answer;
-use crate::domain::accounts::{AccountId, UserId};
+use crate::domain::accounts::{AccountId, UserId, EXTERNAL_ACCOUNT_ID};
 use crate::domain::business_day::business_date;
 use crate::domain::ids::{SettlementId, TransferId};
 use crate::ledger::apply::{apply, BatchContext, Effects, LedgerState};
@@ -39,10 +39,20 @@ impl Wanted {
             .filter_map(|envelope| envelope.idempotency.as_ref())
             .map(|idempotency| (idempotency.user_id, idempotency.key.clone()))
             .collect();
+        let account_ids: BTreeSet<AccountId> = batch.iter().flat_map(Envelope::accounts).collect();
+        // Only a top-up uses a daily counter, and only through the external account: a batch
+        // that does not lock it (transfers that need no top-up, the everyday case) locks no
+        // counters, and a command in it that turns out to need a top-up runs again in one that
+        // locks both (`CommandError::NeedsExternalAccount`, checked before the limit).
+        let daily_keys = if account_ids.contains(&EXTERNAL_ACCOUNT_ID) {
+            commands().filter_map(|command| command.charging_key(business_date)).collect()
+        } else {
+            BTreeSet::new()
+        };
         Wanted {
-            account_ids: batch.iter().flat_map(Envelope::accounts).collect(),
+            account_ids,
             closing: commands().filter_map(|command| command.closing_account()).collect(),
-            daily_keys: commands().filter_map(|command| command.charging_key(business_date)).collect(),
+            daily_keys,
             key_ids: key_ids.into_iter().collect(),
             transfers_possible: commands().filter(|command| command.creates_transfer()).count(),
             transfers: commands().filter_map(|command| command.transfer_to_lock()).collect(),
