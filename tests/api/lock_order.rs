@@ -11,8 +11,8 @@ use crate::helpers::*;
 use crate::settlements::create;
 
 /// A receiver accepts a pending transfer while the reminders job reminds them of it. The
-/// accept's batch holds the gate and waits for the receiver's account row (another transaction
-/// holds it); the job starts meanwhile. Had the job locked the transfer before waiting at the
+/// accept's batch holds the gate and the transfer's row, and its write waits for the receiver's
+/// account row (another transaction holds it); the job starts meanwhile. Had the job locked the transfer before waiting at the
 /// gate, the batch, once it had the account, would wait for the job's transfer lock while the
 /// job waited for its gate: a deadlock, ending the job's run in an error. Taking the gate first,
 /// the job waits for the batch and then finds the transfer accepted.
@@ -52,7 +52,7 @@ async fn the_reminders_job_takes_the_gate_before_the_transfers_it_reminds_of() {
             (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
         })
     };
-    wait_for_lock_wait(&pool, "FROM accounts a").await;
+    wait_for_lock_wait(&pool, "UPDATE accounts a").await;
     let reminders = {
         let (client, url) = (app.client.clone(), app.url("/admin/jobs/reminders/run"));
         tokio::spawn(async move {

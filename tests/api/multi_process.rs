@@ -49,9 +49,10 @@ async fn send(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// A keyed transfer whose account lock meets a row that another transaction (as another
-/// process's batch would) updated and committed meanwhile: the batch fails its serialization
-/// check on that lock, is retried, and the transfer is answered and applied once.
+/// A keyed transfer whose batch's write meets an account row that another transaction
+/// updated and committed meanwhile (no batch does, their claims keep them apart, but the
+/// ledger must not rely on that alone): the batch fails its serialization check on that
+/// update, is retried, and the transfer is answered and applied once.
 #[tokio::test]
 async fn a_keyed_transfer_whose_account_lock_meets_a_concurrent_update_is_retried() {
     let app = spawn_app().await;
@@ -71,8 +72,8 @@ async fn a_keyed_transfer_whose_account_lock_meets_a_concurrent_update_is_retrie
             send(&client, &base, &token, Method::POST, "/v1/transfers", Some(&body), Some("rent-1")).await
         })
     };
-    // The batch holds the gate and waits for bob's row; the update commits under it.
-    wait_for_lock_wait(&pool, "FROM accounts a").await;
+    // The batch holds the gate and its write waits for bob's row; the update commits under it.
+    wait_for_lock_wait(&pool, "UPDATE accounts a").await;
     other.commit().await.unwrap();
     let (status, first) = sent.await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{first}");

@@ -128,8 +128,8 @@ async fn keyed_transfers_through_two_processes_pay_once_each() {
 }
 
 /// Keyed transfers to an account that another transaction holds and changes (as a job or a
-/// batch of an older build might): their batch waits for the row, fails its serialization check
-/// when the holder commits, and is retried. Each transfer is answered once, a repeat answers the
+/// batch of an older build might): their batch's write waits for the row, fails its
+/// serialization check when the holder commits, and is retried. Each transfer is answered once, a repeat answers the
 /// same, and the money moves once.
 #[tokio::test]
 async fn transfers_meeting_a_locked_account_are_answered_once_with_exact_money() {
@@ -153,7 +153,7 @@ async fn transfers_meeting_a_locked_account_are_answered_once_with_exact_money()
             tokio::spawn(async move { post_keyed(&client, &base, &token, &format!("to-bob-{n}"), &body).await })
         })
         .collect();
-    wait_for_lock_wait(&pool, "FROM accounts a").await;
+    wait_for_lock_wait(&pool, "UPDATE accounts a").await;
     assert!(sending.iter().all(|task| !task.is_finished()), "answered while bob's account was held");
     holder.commit().await.unwrap();
 

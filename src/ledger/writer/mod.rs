@@ -35,12 +35,16 @@
 //!    take it in EXCLUSIVE mode, through `crate::store::tx::wait_at_ledger_gate`, as their
 //!    first lock, chunk by chunk. Nothing on a request path takes it in EXCLUSIVE mode, since
 //!    that would stop every batch of every process.
-//! 2. Accounts, in id order. A batch locks, all in one flight after the gate
-//!    ([`crate::ledger::store::begin_and_lock`]): accounts, daily counters, transfers,
-//!    settlement shares, each list in key order; batches of different processes may meet on a
-//!    row (a transfer, a share), but always in this order.
-//! 3. Daily counters, transfers, settlement shares, in that order, after the accounts. The
-//!    idempotency keys a batch records are locked only by their insert.
+//! 2. Daily counters, transfers, settlement shares, in that order, each list in key order: a
+//!    batch locks them in one flight after the gate ([`crate::ledger::store::begin_and_lock`]);
+//!    batches of different processes may meet on a row (a transfer, a share), but always in
+//!    this order. The idempotency keys a batch records are locked only by their insert.
+//! 3. Accounts, by the batch's write, which updates them: a batch reads its accounts without
+//!    locking them. Its claims keep every other batch off them, and nothing else updates an
+//!    account but the jobs, while they hold the gate in EXCLUSIVE mode; a row lock taken as
+//!    the accounts were read only repeated that, for a lock record per account (and an update
+//!    committed after the batch's snapshot would fail its write as it failed the lock: a
+//!    serialization failure, and a retry).
 //! 4. Recipient locks (transaction-level advisory locks per user, in user id order: see
 //!    `crate::store::notifications`), last: a batch takes those of the users it notifies in
 //!    the statement that inserts its notifications, after its write and just before its
