@@ -67,11 +67,31 @@ impl StandbyTurn {
 
 /// An app whose plain reads go to the standby, waiting at most `wait` for it.
 async fn spawn_with_standby(turn: &StandbyTurn, wait: Duration) -> TestApp {
-    spawn_app_with(|config| {
-        let url = replica_url_for(&turn.server, &config.clickhouse_database);
-        config.replica = ReplicaConfig { url: Some(url.into()), wait };
+    let mut replica_url = String::new();
+    let app = spawn_app_with(|config| {
+        replica_url = replica_url_for(&turn.server, &config.clickhouse_database);
+        config.replica = ReplicaConfig { url: Some(replica_url.clone().into()), wait };
     })
-    .await
+    .await;
+    wait_for_database_on_standby(&replica_url).await;
+    app
+}
+
+/// Waits until the standby has replayed the creation of the test's database. Until then the
+/// app's probes of the standby fail, and its reads rest on the primary for a second after each
+/// failure: on a busy machine a test's first reads could land in that second.
+async fn wait_for_database_on_standby(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match PgConnection::connect(url).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                return;
+            }
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => panic!("the standby never showed the test's database: {error}"),
+        }
+    }
 }
 
 /// A GET through `base`: status, body and `X-Read-Source`.
