@@ -29,8 +29,8 @@
 //! that moment, and only while that batch inserts its notifications and commits; a batch that
 //! debits a participant does not concern it. The lock changes no row, writes no WAL and is gone at
 //! COMMIT. Set aside: the participants' main account rows (locked FOR NO KEY UPDATE), which a
-//! batch holds from its first read to its COMMIT for every debit as well, so that split bills
-//! waited for share payments of their participants; and readers that see only ids below the
+//! batch holds from its write to its COMMIT for every debit as well, so that split bills would
+//! wait for share payments of their participants; and readers that see only ids below the
 //! oldest open writer (by transaction id), which would need a cursor on (transaction id, id)
 //! and make every reader wait for the slowest writer of any user.
 

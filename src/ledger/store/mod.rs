@@ -103,7 +103,7 @@ const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger
 /// locked (see the lock order in `crate::ledger::writer`): `FOR UPDATE` cost 0.25-0.35 ms of
 /// 57 accounts' 0.75-0.8 ms (`pgbench -M prepared` of the statement alone, the transaction
 /// rolled back), for locks the claims made redundant.
-const LOCK_ACCOUNTS: &str =
+const READ_ACCOUNTS: &str =
     "SELECT a.id, a.user_id, a.kind, a.product, a.status, a.installment_amount, a.interest_rate_bp, a.opened_at,
             a.closed_at, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
             u.name AS owner_name, a.installment_through, a.installments_missed, a.installment_missed_on,
@@ -117,7 +117,7 @@ const LOCK_ACCOUNTS: &str =
        FROM accounts a LEFT JOIN users u ON u.id = a.user_id
       WHERE a.id = ANY($1) ORDER BY a.id";
 
-/// An account as [`LOCK_ACCOUNTS`] reads it.
+/// An account as [`READ_ACCOUNTS`] reads it.
 fn account_of(row: &tokio_postgres::Row) -> Result<Account, tokio_postgres::Error> {
     let inflows: Option<Json<Vec<Inflow>>> = row.try_get("inflows")?;
     Ok(Account {
@@ -172,7 +172,7 @@ const CLAIM_ACCOUNTS: &str =
 /// Releases every claim of the session (the writers' connections take no other advisory lock).
 /// Prepared, as every statement of a batch: sent as text, it was parsed and planned for each
 /// batch (30 µs of PostgreSQL's time, more than running it).
-pub(crate) const RELEASE_CLAIMS: &str = "SELECT pg_advisory_unlock_all()";
+const RELEASE_CLAIMS: &str = "SELECT pg_advisory_unlock_all()";
 
 /// The live records of the keys in ($1, $2), after forgetting those created at or before $3.
 /// Sent before the batch's transaction, on its own (READ COMMITTED): read inside the
@@ -318,7 +318,7 @@ impl LockStatements {
         Ok(LockStatements {
             claims: client.prepare_cached(CLAIM_ACCOUNTS).await?,
             keys: client.prepare_cached(READ_KEYS).await?,
-            accounts: client.prepare_cached(LOCK_ACCOUNTS).await?,
+            accounts: client.prepare_cached(READ_ACCOUNTS).await?,
             daily: client.prepare_cached(LOCK_DAILY).await?,
             reserve: client.prepare_cached(RESERVE_TRANSFER_IDS).await?,
             transfers: client.prepare_cached(LOCK_TRANSFERS).await?,
@@ -438,7 +438,9 @@ pub async fn rollback(client: &Object) -> Result<(), tokio_postgres::Error> {
     rolled_back.and(released)
 }
 
-/// Releases the batch's claims ([`CLAIM_ACCOUNTS`]).
+/// Releases the batch's claims ([`CLAIM_ACCOUNTS`]). Polled beside other statements of a
+/// pipeline, it is sent after those polled before it (its statement is prepared with the
+/// connection's first batch, which sends the preparation after them too).
 pub async fn release_claims(client: &Object) -> Result<(), tokio_postgres::Error> {
     let release = client.prepare_cached(RELEASE_CLAIMS).await?;
     client.execute(&release, &[]).await.map(drop)

@@ -573,18 +573,17 @@ pub async fn write_and_commit(
         let params: [Param<'_>; 7] = [&notes.user_id, &notes.kind, &notes.payload, &now, &recipients, &base, &bound];
         client.execute(&insert, &params).await.map(drop)
     };
-    let release = client.prepare_cached(super::RELEASE_CLAIMS).await?;
     let (written, notified, committed, released) = tokio::join!(
         client.query_one(&write, &params),
         notify,
         client.batch_execute("COMMIT"),
-        client.execute(&release, &[])
+        super::release_claims(client)
     );
     // In send order: an error after the first failure is PostgreSQL's "transaction aborted".
     written?;
     notified?;
     committed?;
-    released.map(drop)
+    released
 }
 
 #[cfg(test)]
