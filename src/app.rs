@@ -122,7 +122,8 @@ impl Application {
         let forwarder = state.config.forwarder.then(|| {
             let forwarder =
                 Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone())
-                    .with_abort_after_insert(state.config.forwarder_abort_after_insert);
+                    .with_abort_after_insert(state.config.forwarder_abort_after_insert)
+                    .with_linger(state.config.forwarder_linger);
             tokio::spawn(forwarder.run(shutdown.clone()))
         });
         let scheduler = (state.config.jobs.scheduler && state.clock.mode() == ClockMode::System).then(|| {

@@ -135,6 +135,7 @@ async fn forward(config: Config) -> anyhow::Result<ExitCode> {
     shutdown.trigger_on_signals();
     Forwarder::new(pool.clone(), clickhouse, clock, Metrics::new())
         .with_abort_after_insert(config.forwarder_abort_after_insert)
+        .with_linger(config.forwarder_linger)
         .run(shutdown)
         .await;
     pool.close().await;

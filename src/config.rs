@@ -133,6 +133,10 @@ pub struct Config {
     /// right after its first ClickHouse insert, before the outbox rows are deleted, so tests
     /// can show that a crash there replays the batch without showing it twice.
     pub forwarder_abort_after_insert: bool,
+    /// The forwarder's pause after a step that found less than a full batch: the longer, the
+    /// fewer and larger ClickHouse's inserts, and the older what it holds
+    /// ([`FORWARDER_LINGER`]).
+    pub forwarder_linger: Duration,
     pub jobs: JobsConfig,
     /// Log-in and sign-up rate limits (`MINIPAY_LOGIN_ATTEMPTS_PER_NAME_PER_MINUTE`,
     /// `MINIPAY_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE`; 0 turns one off).
@@ -191,6 +195,16 @@ impl Default for JobsConfig {
 
 /// The largest chunk a job may be configured with.
 pub const CHUNK_SIZE_MAX: usize = 100_000;
+
+/// The history forwarder's pause after a step that found less than a full batch, unless
+/// `MINIPAY_FORWARDER_LINGER_MS` says otherwise (`crate::history::forwarder`).
+/// ClickHouse makes a part per insert, in every table the insert feeds (the entries and both
+/// daily totals), and merges parts in the background: a forwarder inserting whatever trickled
+/// in, as fast as it could, gave it dozens of inserts a second under write load, and its merges
+/// took a fifth of the CPU. Waiting lets entries gather into fewer, larger inserts, for at most
+/// this much extra lag (statements read what is not forwarded yet from PostgreSQL); a backlog
+/// (full batches) is still moved without pause.
+pub const FORWARDER_LINGER: Duration = Duration::from_millis(1_000);
 
 /// Sizes of the batched ledger writer (docs/architecture.md, "The write path").
 #[derive(Clone, Debug)]
@@ -497,6 +511,9 @@ pub struct Settings {
     /// Test hook, never in production: `1` aborts after the forwarder's first insert.
     #[arg(long, env = "MINIPAY_FORWARDER_ABORT_AFTER_INSERT", value_enum, default_value_t = ZeroOne::Zero)]
     forwarder_abort_after_insert: ZeroOne,
+    /// The history forwarder's pause after a step that found less than a full batch.
+    #[arg(long, env = "MINIPAY_FORWARDER_LINGER_MS", default_value_t = millis(FORWARDER_LINGER))]
+    forwarder_linger_ms: u64,
     /// Log lines: `text` (coloured only on a terminal) or `json` (one object a line). Read by
     /// [`crate::telemetry::init_tracing`] before the configuration is; listed here so that an
     /// unknown value stops the process like any other bad setting.
@@ -617,6 +634,7 @@ impl Settings {
             },
             forwarder: self.forwarder == OnOff::On,
             forwarder_abort_after_insert: self.forwarder_abort_after_insert == ZeroOne::One,
+            forwarder_linger: Duration::from_millis(self.forwarder_linger_ms),
             jobs: JobsConfig {
                 scheduler: self.scheduler == OnOff::On,
                 tick: Duration::from_millis(self.scheduler_tick_ms),

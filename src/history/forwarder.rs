@@ -29,18 +29,16 @@ use super::clickhouse::{shard_of, ClickHouse};
 use super::entry::{ClickHouseEntry, PgEntry};
 use super::pg;
 use crate::clock::Clock;
+use crate::config::FORWARDER_LINGER;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
 /// Entries moved in one step (one PostgreSQL transaction, one ClickHouse insert); a step may
-/// exceed it by one outbox row (a job chunk's entries, bounded by the job's chunk size).
-pub const BATCH_SIZE_MAX: i64 = 5_000;
-/// Pause after a step that found less than a full batch. ClickHouse makes a part per insert
-/// and merges parts in the background: a forwarder inserting whatever trickled in, as fast as
-/// it could, gave it dozens of inserts a second under write load, and its merges took a fifth
-/// of the CPU. Waiting lets entries gather into fewer, larger inserts, for at most this much
-/// extra lag; a backlog (full batches) is still moved without pause.
-const LINGER: Duration = Duration::from_millis(500);
+/// exceed it by one outbox row (a job chunk's entries, bounded by the job's chunk size). Large
+/// enough that a step under write load takes everything its pause let gather: at 5,000, a
+/// forwarder behind 3,000 transfers a second (6,000 entries) found every batch full and
+/// stepped again at once, pausing never.
+pub const BATCH_SIZE_MAX: i64 = 20_000;
 /// First pause after a failure; doubled on each further failure up to the cap.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -129,6 +127,7 @@ pub struct Forwarder {
     clock: Clock,
     metrics: Arc<Metrics>,
     batch_size: i64,
+    linger: Duration,
     abort_after_insert: bool,
     held: Arc<Mutex<Held>>,
 }
@@ -136,7 +135,16 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(pool: PgPool, clickhouse: ClickHouse, clock: Clock, metrics: Arc<Metrics>) -> Self {
         let held = Arc::new(Mutex::new(Held::default()));
-        Forwarder { pool, clickhouse, clock, metrics, batch_size: BATCH_SIZE_MAX, abort_after_insert: false, held }
+        Forwarder {
+            pool,
+            clickhouse,
+            clock,
+            metrics,
+            batch_size: BATCH_SIZE_MAX,
+            linger: FORWARDER_LINGER,
+            abort_after_insert: false,
+            held,
+        }
     }
 
     /// The outbox rows to leave out of this step: those a down shard held back, until
@@ -159,6 +167,12 @@ impl Forwarder {
     /// forwarder that shares its process with anything else worth keeping.
     pub fn with_abort_after_insert(mut self, abort_after_insert: bool) -> Self {
         self.abort_after_insert = abort_after_insert;
+        self
+    }
+
+    /// The pause after a step that found less than a full batch (see [`FORWARDER_LINGER`]).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -371,7 +385,7 @@ impl Forwarder {
                         // A backlog: go on at once.
                         continue;
                     }
-                    LINGER
+                    self.linger
                 }
                 Err(error) => {
                     self.metrics.history_forward_failures.add(1);

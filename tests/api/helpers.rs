@@ -121,6 +121,7 @@ pub fn test_config(database: &str) -> Config {
         ledger: LedgerConfig::default(),
         forwarder: true,
         forwarder_abort_after_insert: false,
+        forwarder_linger: minipay::config::FORWARDER_LINGER,
         // With the manual clock the scheduler does not tick; jobs run through the admin route.
         jobs: JobsConfig::default(),
         // Tests log in a lot from one address on a clock that stands still; the rate-limit
