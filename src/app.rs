@@ -19,8 +19,9 @@ use crate::history::summary;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::state::{AppState, Shared};
 use crate::jobs::scheduler::Scheduler;
-use crate::ledger::{LedgerSettings, LedgerWriter, WriterTasks};
+use crate::ledger::{LedgerSettings, LedgerWriter, WriterShare, WriterTasks};
 use crate::shutdown::Shutdown;
+use crate::store::processes::{self, Registration};
 use crate::store::replica::Reads;
 use crate::store::sessions::SessionCache;
 use crate::store::{self, partitions};
@@ -30,6 +31,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_tasks: WriterTasks,
+    registration: Registration,
 }
 
 /// Applies the PostgreSQL and ClickHouse migrations and prepares this month's partitions.
@@ -74,6 +76,9 @@ impl Application {
         }
         let metrics = Metrics::new();
         let (ledger, writer_tasks) = start_ledger_writer(&config, &pool, &clock, &metrics)?;
+        let mut registration =
+            Registration::register(config.database_url.expose()).await.context("registering the process")?;
+        ledger.share().share_among(registration.count().await?);
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_ttl));
         let login_limiter = Arc::new(LoginLimiter::new(config.login_limits));
@@ -99,7 +104,7 @@ impl Application {
             login_limiter,
             hashing,
         });
-        Ok(Application { listener, state, writer_tasks })
+        Ok(Application { listener, state, writer_tasks, registration })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -117,8 +122,9 @@ impl Application {
     /// The scheduler runs only with the system clock: a manual clock stands still until an
     /// operator moves it, and its jobs run when asked (`POST /admin/jobs/{name}/run`).
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let Application { listener, state, writer_tasks } = self;
+        let Application { listener, state, writer_tasks, registration } = self;
         let pool = state.pool.clone();
+        let sharing = tokio::spawn(share_ledger_writers(registration, state.ledger.share(), shutdown.clone()));
         let forwarder = state.config.forwarder.then(|| {
             let forwarder =
                 Forwarder::new(pool.clone(), state.clickhouse.clone(), state.clock.clone(), state.metrics.clone())
@@ -143,6 +149,8 @@ impl Application {
         }
         // Every LedgerWriter handle is gone now: the writers finish what is queued and stop.
         writer_tasks.join().await;
+        // It ended at the shutdown, closing the connection that counted this process.
+        let _ = sharing.await;
         if let Some(forwarder) = forwarder {
             if let Err(error) = forwarder.await {
                 tracing::error!(%error, "history forwarder task failed");
@@ -151,5 +159,23 @@ impl Application {
         pool.close().await;
         tracing::info!("minipay stopped");
         Ok(())
+    }
+}
+
+/// Counts the serving processes of the database every [`processes::COUNT_INTERVAL`] and gives
+/// this process's ledger writer its share of the database's writers, until `shutdown`; then
+/// closes the process's named connection. A failed count keeps the share as it was.
+async fn share_ledger_writers(mut registration: Registration, share: WriterShare, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(processes::COUNT_INTERVAL) => {}
+            () = shutdown.wait() => return,
+        }
+        match registration.count().await {
+            Ok(processes) => {
+                share.share_among(processes);
+            }
+            Err(error) => tracing::warn!(%error, "serving processes not counted; the ledger writers' share is kept"),
+        }
     }
 }

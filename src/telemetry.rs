@@ -240,6 +240,7 @@ pub struct Metrics {
     pub ledger_queue_full: Counter,
     pub ledger_batch_size: Histogram,
     pub ledger_queue_depth: Gauge,
+    pub ledger_writers: Gauge,
     /// Audits run in this process (`GET /admin/audit`, the `audit` job).
     pub audit_runs: Counter,
     /// Audits that found a broken invariant or could not compare the stores.
@@ -366,6 +367,10 @@ impl Metrics {
                 max_gauge: registrar.gauge("minipay_ledger_batch_size_max", "Largest batch seen.", Vec::new()),
             },
             ledger_queue_depth: gauge("minipay_ledger_queue_depth", "Commands waiting for a ledger writer."),
+            ledger_writers: gauge(
+                "minipay_ledger_writers",
+                "Batches this process runs at once: its share of the database's ledger writers.",
+            ),
             audit_runs: counter("minipay_audit_runs_total", "Audits run (admin route and the daily audit job)."),
             audit_failures: counter(
                 "minipay_audit_failures_total",

@@ -16,4 +16,4 @@ pub mod writer;
 pub mod writes;
 
 pub use apply::{Command, CommandError, Outcome};
-pub use writer::{LedgerError, LedgerSettings, LedgerWriter, WriterTasks};
+pub use writer::{LedgerError, LedgerSettings, LedgerWriter, WriterShare, WriterTasks};

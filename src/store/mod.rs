@@ -1,11 +1,13 @@
 //! PostgreSQL access outside the ledger writer: users, sessions, accounts, settlements,
-//! friends and blocks, notifications, job runs, partitions, and the connection pool and migrations.
+//! friends and blocks, notifications, job runs, partitions, the serving processes, and the
+//! connection pool and migrations.
 
 pub mod accounts;
 pub mod idempotency;
 pub mod job_runs;
 pub mod notifications;
 pub mod partitions;
+pub mod processes;
 pub mod replica;
 pub mod sessions;
 pub mod settlements;

@@ -396,3 +396,48 @@ async fn keyed_and_unkeyed_commands_through_two_server_processes_are_each_answer
 async fn keyed_and_unkeyed_commands_through_three_server_processes_are_each_answered_and_applied_once() {
     the_same_traffic_through(3).await;
 }
+
+/// Waits (at most 20 s, five rounds of counting) until the server at `base` runs `writers`
+/// batches at once.
+async fn wait_for_ledger_writers(app: &TestApp, base: &str, writers: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = metric_at(&app.client, base, "minipay_ledger_writers").await;
+        if now == writers {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} runs {now} ledger writers, not {writers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ledger's batch writers are a few per database, not per process: a server alone runs
+/// both of its writers, two servers on one database run one each (two batches at once in all,
+/// as one server did), and the one left takes both back once the other has crashed. Transfers
+/// through both meanwhile are applied once each, and the audit holds.
+#[tokio::test]
+async fn serving_processes_share_the_databases_ledger_writers() {
+    let app = spawn_app().await;
+    let writers = minipay::config::LedgerConfig::default().writers as i64;
+    assert_eq!(writers, 2, "the default this test is written for");
+    wait_for_ledger_writers(&app, &app.base, writers).await;
+    let alice = app.funded("alice", 100_000).await;
+    let bob = app.funded("bob", 100_000).await;
+    let other = spawn_server_process(&app).await;
+    wait_for_ledger_writers(&app, &other.base, 1).await;
+    wait_for_ledger_writers(&app, &app.base, 1).await;
+    let to_bob = json!({"to_account_id": bob.main_account_id, "amount": 1_000});
+    let to_alice = json!({"to_account_id": alice.main_account_id, "amount": 1_000});
+    let sends = (0..10).map(|n| {
+        let (base, from, body) = if n % 2 == 0 { (&app.base, &alice, &to_bob) } else { (&other.base, &bob, &to_alice) };
+        send(&app.client, base, &from.token, Method::POST, "/v1/transfers", Some(body), None)
+    });
+    for (status, answer) in futures::future::join_all(sends).await {
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    other.crash().await;
+    wait_for_ledger_writers(&app, &app.base, writers).await;
+    assert_eq!(app.balance(&alice).await, 100_000);
+    assert_eq!(app.balance(&bob).await, 100_000);
+    app.assert_audit_ok().await;
+}

@@ -19,6 +19,9 @@
 //! ([`crate::ledger::store::begin_and_lock`]). Its snapshot is thus taken after every batch on
 //! its accounts committed, and its row locks find them free; had it waited for a row lock
 //! inside its snapshot, it would have failed its serialization check and been retried alone.
+//! Processes also share the database's writers ([`WriterShare`]): each runs its part of
+//! `LedgerConfig::writers` batches at once, so that a database runs a few large batches
+//! however many processes serve, not a few per process.
 //! Idempotency keys are read before the transaction too, outside its snapshot: looking up a key
 //! nobody recorded would predicate-lock a page of the keys' index where batches on other users
 //! insert theirs, and make them fail each other.
@@ -89,7 +92,7 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::apply::{Command, CommandError, Outcome};
@@ -161,6 +164,52 @@ pub struct LedgerWriter {
     sender: mpsc::UnboundedSender<Envelope>,
     capacity: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    share: WriterShare,
+}
+
+/// How many of the process's writer tasks may run a batch at once: its share of the database's
+/// writers. A database runs a few batches at once well, not many: each batch pays a fixed cost
+/// (its statements, its COMMIT), and batches are larger the fewer run at once. A process alone
+/// on its database runs all of its `LedgerConfig::writers`; serving processes that share one
+/// (counted by `crate::store::processes`) run `writers / processes` each, at least one, so that
+/// two processes run as many batches at once as one did, not twice as many half as large.
+///
+/// Held by the writer tasks and by whoever counts the processes; cheap to clone.
+#[derive(Clone)]
+pub struct WriterShare {
+    writers: usize,
+    active: Arc<watch::Sender<usize>>,
+    metrics: Arc<Metrics>,
+}
+
+impl WriterShare {
+    fn new(writers: usize, metrics: Arc<Metrics>) -> Self {
+        let share = WriterShare { writers, active: Arc::new(watch::Sender::new(writers)), metrics };
+        share.metrics.ledger_writers.set(i64::try_from(writers).unwrap_or(i64::MAX));
+        share
+    }
+
+    /// `processes` serving processes share the database (this one included): this process runs
+    /// `writers / processes` batches at once, at least one. Returns that number.
+    pub fn share_among(&self, processes: usize) -> usize {
+        let active = (self.writers / processes.max(1)).max(1);
+        let before = self.active.send_replace(active);
+        if before != active {
+            tracing::info!(processes, writers = active, of = self.writers, "ledger writers shared among processes");
+        }
+        self.metrics.ledger_writers.set(i64::try_from(active).unwrap_or(i64::MAX));
+        active
+    }
+
+    /// Batches this process runs at once.
+    pub fn active(&self) -> usize {
+        *self.active.borrow()
+    }
+
+    /// Lets every writer task run (the queue is closed: each must see that to end).
+    fn open_all(&self) {
+        self.active.send_replace(usize::MAX);
+    }
 }
 
 /// The writer tasks; they end once every `LedgerWriter` is dropped and the queue is drained.
@@ -186,9 +235,12 @@ impl LedgerWriter {
         let (sender, receiver) = mpsc::unbounded_channel();
         let capacity = Arc::new(Semaphore::new(config.queue_capacity));
         let schedule = Arc::new(Schedule::new(receiver));
+        let share = WriterShare::new(config.writers, metrics.clone());
         let tasks = (0..config.writers)
-            .map(|_| {
+            .map(|index| {
                 let worker = Worker {
+                    index,
+                    share: share.clone(),
                     pool: pool.clone(),
                     connections: connections.clone(),
                     clock: clock.clone(),
@@ -200,7 +252,12 @@ impl LedgerWriter {
                 tokio::spawn(worker.run())
             })
             .collect();
-        (LedgerWriter { sender, capacity, metrics }, WriterTasks(tasks))
+        (LedgerWriter { sender, capacity, metrics, share }, WriterTasks(tasks))
+    }
+
+    /// The handle that sets how many batches this process runs at once.
+    pub fn share(&self) -> WriterShare {
+        self.share.clone()
     }
 
     /// Queues the command and waits for its batch to commit (or be given up).
@@ -224,5 +281,20 @@ impl LedgerWriter {
             .send(Envelope { command, idempotency, reply, external: false, _held: held })
             .map_err(|_| LedgerError::Unavailable)?;
         answer.await.unwrap_or(Err(LedgerError::Unavailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_on_one_database_share_its_writers_each_keeping_one() {
+        let share = WriterShare::new(4, Metrics::new());
+        assert_eq!(share.active(), 4);
+        assert_eq!([1, 2, 3, 4, 9].map(|processes| share.share_among(processes)), [4, 2, 1, 1, 1]);
+        // A count that went wrong (no process, not even this one) leaves this one all of them.
+        assert_eq!(share.share_among(0), 4);
+        assert_eq!(share.active(), 4);
     }
 }

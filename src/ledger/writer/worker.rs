@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::schedule::{Batch, Envelope, Schedule};
-use super::{Answer, LedgerError, LedgerSettings};
+use super::{Answer, LedgerError, LedgerSettings, WriterShare};
 use crate::clock::Clock;
 use crate::config::LedgerConfig;
 use crate::domain::business_day::business_date;
@@ -24,6 +24,10 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(200);
 
 /// One writer task: what it needs to run batches.
 pub(super) struct Worker {
+    /// Its place among the process's writer tasks: it runs batches while it is within the
+    /// process's share ([`WriterShare`]).
+    pub(super) index: usize,
+    pub(super) share: WriterShare,
     /// For partition maintenance (sqlx, like the rest of the store).
     pub(super) pool: PgPool,
     /// The writers' own connections (tokio-postgres, for pipelining).
@@ -37,12 +41,18 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) async fn run(self) {
+        let mut share = self.share.active.subscribe();
         loop {
-            let Ok(turn) = self.schedule.turn.clone().acquire_owned().await else { return };
-            let Some(batch) = self.next_batch().await else { return };
+            // The sender lives as long as `self.share`: this waits only while the process's
+            // share leaves this task out.
+            let _ = share.wait_for(|active| self.index < *active).await;
+            let Ok(turn) = self.schedule.turn.clone().acquire_owned().await else { break };
+            let Some(batch) = self.next_batch().await else { break };
             let again = self.process(batch.envelopes, turn).await;
             self.schedule.finish(&batch.claims, again);
         }
+        // The queue is closed and drained: the tasks left out of the share end too.
+        self.share.open_all();
     }
 
     /// Waits until there are commands whose claims are free, then takes them (see
