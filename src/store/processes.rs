@@ -35,7 +35,8 @@ impl Registration {
         Ok(Registration { options, connection: Some(connection) })
     }
 
-    /// The serving processes of the database, this one included. A connection that broke (a
+    /// The serving processes of the database, this one included (a count of 0 leaves the
+    /// process all of its writers: `WriterShare::share_among`). A connection that broke (a
     /// restart of PostgreSQL) is opened again first; while that fails, so does the count.
     pub async fn count(&mut self) -> sqlx::Result<usize> {
         let connection = match self.connection.as_mut() {
@@ -44,8 +45,7 @@ impl Registration {
         };
         let counted: sqlx::Result<i64> = sqlx::query_scalar(COUNT).bind(APPLICATION_NAME).fetch_one(connection).await;
         match counted {
-            // This process's own connection is among them, whatever a broken read said.
-            Ok(processes) => Ok(usize::try_from(processes).unwrap_or(1).max(1)),
+            Ok(processes) => Ok(usize::try_from(processes).unwrap_or(0)),
             Err(error) => {
                 self.connection = None;
                 Err(error)

@@ -185,7 +185,7 @@ pub struct WriterShare {
 impl WriterShare {
     fn new(writers: usize, metrics: Arc<Metrics>) -> Self {
         let share = WriterShare { writers, active: Arc::new(watch::Sender::new(writers)), metrics };
-        share.metrics.ledger_writers.set(i64::try_from(writers).unwrap_or(i64::MAX));
+        share.share_among(1);
         share
     }
 
