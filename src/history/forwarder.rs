@@ -3,8 +3,9 @@
 //!
 //! An outbox row names the entries one transaction wrote (a ledger batch, a job chunk). One
 //! step locks the oldest outbox rows up to a bounded number of entries (`FOR UPDATE ... SKIP
-//! LOCKED`, so several forwarders share the work), inserts their entries into ClickHouse, then
-//! deletes those outbox rows and commits. A crash after the insert and before the commit replays the batch; the
+//! LOCKED`), inserts their entries into ClickHouse, then deletes those outbox rows and commits.
+//! Of the forwarders of one database, one leads and steps; the others stand by to take over
+//! ([`LEAD_LOCK`]). A crash after the insert and before the commit replays the batch; the
 //! replay inserts only the entries ClickHouse does not hold yet (the daily totals count every
 //! inserted row), and should copies arrive all the same (an insert that timed out on this side
 //! and completed on the server), they carry the whole sorting key of the originals, so
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::aggregates::{stored_ids, EntryKey};
 use super::clickhouse::{shard_of, ClickHouse};
@@ -42,6 +43,16 @@ pub const BATCH_SIZE_MAX: i64 = 20_000;
 /// First pause after a failure; doubled on each further failure up to the cap.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The session advisory lock held by the forwarder that leads: of the forwarders of one
+/// database (one per serving process, and `minipay forward`), only the leader steps, so
+/// ClickHouse gets one insert per pause whatever the number of processes, where each forwarder
+/// stepping made one each (their ClickHouse CPU per transfer was 2.7 times one process's). It
+/// is held until the leader's connection closes, which its process's end does too; sharing
+/// the work would be safe as well (`SKIP LOCKED`), and is what happens for a moment if a
+/// broken connection lets another forwarder take the lead while the first still steps.
+const LEAD_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('minipay.forwarder.lead'))";
+/// How often a forwarder that does not lead asks for the lead again.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
 /// A ClickHouse insert taking longer than this fails the step (the batch is retried).
 const INSERT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_END_TIMEOUT: Duration = Duration::from_secs(30);
@@ -358,17 +369,60 @@ impl Forwarder {
         }
     }
 
-    /// Forwards until `shutdown` fires, finishing the batch in progress. Sleeps briefly when
+    /// Takes the lead among the database's forwarders if nobody holds it ([`LEAD_LOCK`]): the
+    /// connection holding it, or `None` when another forwarder leads (or the database cannot be
+    /// reached: the caller asks again later).
+    async fn take_lead(&self) -> Option<PgConnection> {
+        let taken = async {
+            let mut conn = self.pool.acquire().await?.detach();
+            let led: bool = sqlx::query_scalar(LEAD_LOCK).fetch_one(&mut conn).await?;
+            Ok::<_, sqlx::Error>(led.then_some(conn))
+        };
+        match taken.await {
+            Ok(lead) => lead,
+            Err(error) => {
+                tracing::debug!(%error, "forwarder: could not ask for the lead");
+                None
+            }
+        }
+    }
+
+    /// Whether this forwarder leads, taking the lead if it can; when it cannot, after waiting
+    /// [`LEAD_RETRY`] (or for `shutdown`) so that the caller asks again.
+    async fn lead(&self, lead: &mut Option<PgConnection>, shutdown: &Shutdown) -> bool {
+        if lead.is_some() {
+            return true;
+        }
+        *lead = self.take_lead().await;
+        if lead.is_some() {
+            tracing::info!("history forwarder leads");
+            return true;
+        }
+        // The lag gauge of every process says how far the read store is behind.
+        self.refresh_lag().await;
+        tokio::select! {
+            _ = tokio::time::sleep(LEAD_RETRY) => {}
+            _ = shutdown.wait() => {}
+        }
+        false
+    }
+
+    /// Forwards until `shutdown` fires, finishing the batch in progress. Only the forwarder that
+    /// leads steps; the others wait, asking again every [`LEAD_RETRY`]. Sleeps briefly when
     /// the outbox is empty and backs off (up to 5 s) while ClickHouse or PostgreSQL fail.
     pub async fn run(self, shutdown: Shutdown) {
         let mut migrated = false;
         let mut backoff = BACKOFF_FIRST;
+        let mut lead: Option<PgConnection> = None;
         tracing::info!(
             batch_size = self.batch_size,
             abort_after_insert = self.abort_after_insert,
             "history forwarder started"
         );
         while !shutdown.is_triggered() {
+            if !self.lead(&mut lead, &shutdown).await {
+                continue;
+            }
             // A ClickHouse that was down at start has no table yet.
             let step = if migrated {
                 self.step().await
@@ -389,6 +443,12 @@ impl Forwarder {
                 }
                 Err(error) => {
                     self.metrics.history_forward_failures.add(1);
+                    // A lead whose connection broke holds nothing: ask for it again.
+                    if let Some(mut conn) = lead.take() {
+                        if conn.ping().await.is_ok() {
+                            lead = Some(conn);
+                        }
+                    }
                     tracing::warn!(
                         error = format!("{error:#}"),
                         retry_in_ms = backoff.as_millis() as u64,

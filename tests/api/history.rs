@@ -6,11 +6,13 @@
 //! except where a test says otherwise.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use minipay::clock::{Clock, ClockMode};
 use minipay::history::clickhouse::ClickHouse;
 use minipay::history::forwarder::Forwarder;
+use minipay::shutdown::Shutdown;
 use minipay::telemetry::Metrics;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
@@ -719,6 +721,55 @@ async fn audit(app: &TestApp) -> Value {
     let (status, body) = app.get("/admin/audit", Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     body
+}
+
+/// The entries a forwarder has moved, from its own metrics.
+fn forwarded_by(metrics: &Metrics) -> i64 {
+    let series = "minipay_history_entries_forwarded_total";
+    metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Two forwarders on one database (two serving processes, say): one leads and moves every
+/// entry, the other stands by; once the leader stops, the other takes over.
+#[tokio::test]
+async fn one_forwarder_of_a_database_leads_and_another_takes_over_when_it_stops() {
+    let (app, pool) = app_without_forwarder().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    assert_eq!(app.charge(&alice, 100_000).await.0, 201);
+    let clickhouse = ClickHouse::new(&std::env::var("CLICKHOUSE_URL").unwrap(), &app.database).unwrap();
+    let start = |metrics: Arc<Metrics>| {
+        let forwarder = Forwarder::new(pool.clone(), clickhouse.clone(), Clock::new(ClockMode::System), metrics)
+            .with_linger(std::time::Duration::from_millis(50));
+        let shutdown = Shutdown::new();
+        (tokio::spawn(forwarder.run(shutdown.clone())), shutdown)
+    };
+    let (first_metrics, second_metrics) = (Metrics::new(), Metrics::new());
+    let (first, first_shutdown) = start(first_metrics.clone());
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(20)).await;
+    let (second, second_shutdown) = start(second_metrics.clone());
+    for amount in [1_000, 2_000, 3_000] {
+        transfer(&app, &alice, &bob, json!({"amount": amount})).await;
+        wait_for_empty_outbox(&pool, std::time::Duration::from_secs(20)).await;
+    }
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM statement_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(entries, 1 + 3 * 2);
+    assert_eq!((forwarded_by(&first_metrics), forwarded_by(&second_metrics)), (entries, 0), "the first one leads");
+
+    first_shutdown.trigger();
+    first.await.unwrap();
+    transfer(&app, &bob, &alice, json!({"amount": 500})).await;
+    wait_for_empty_outbox(&pool, std::time::Duration::from_secs(20)).await;
+    assert_eq!((forwarded_by(&first_metrics), forwarded_by(&second_metrics)), (entries, 2), "the second took over");
+    second_shutdown.trigger();
+    second.await.unwrap();
+    assert_eq!(tuned_equals_naive(&app, &alice).await.len() + tuned_equals_naive(&app, &bob).await.len(), 9);
+    app.assert_audit_ok().await;
+    app.stop().await;
 }
 
 /// The audit compares PostgreSQL's statement entries with ClickHouse's once the app's
