@@ -358,6 +358,8 @@ pub fn redact_url(url: &str) -> String {
 /// The most a user may top up per business day unless `MINIPAY_DAILY_CHARGE_LIMIT_KRW` says
 /// otherwise (README, "Configuration").
 pub const DAILY_CHARGE_LIMIT_KRW_DEFAULT: i64 = 3_000_000;
+/// How long idempotency keys are remembered, by default: two days.
+pub const IDEMPOTENCY_TTL_SECS_DEFAULT: i64 = 48 * 3600;
 
 /// The shortest `MINIPAY_ADMIN_TOKEN` a server starts with: the token is all that guards the
 /// operator routes, so it must be long enough that guessing it is hopeless.
@@ -467,7 +469,7 @@ pub struct Settings {
     #[arg(long, env = "MINIPAY_BLOCKS_MAX", default_value_t = SocialLimits::default().blocks_max)]
     blocks_max: u32,
     /// How long idempotency keys are remembered (>= 86400).
-    #[arg(long, env = "MINIPAY_IDEMPOTENCY_TTL_SECS", default_value_t = 48 * 3600, allow_negative_numbers = true)]
+    #[arg(long, env = "MINIPAY_IDEMPOTENCY_TTL_SECS", default_value_t = IDEMPOTENCY_TTL_SECS_DEFAULT, allow_negative_numbers = true)]
     idempotency_ttl_secs: i64,
     /// argon2id memory cost of new password hashes.
     #[arg(long, env = "MINIPAY_ARGON2_MEMORY_KIB", default_value_t = HashCost::default().memory_kib)]

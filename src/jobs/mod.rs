@@ -77,6 +77,8 @@ pub struct JobContext<'a> {
     pub chunk_size: usize,
     /// The configured daily top-up limit (for the audit).
     pub daily_charge_limit_krw: i64,
+    /// How long idempotency keys are remembered (the session purge forgets older ones).
+    pub idempotency_ttl: chrono::Duration,
     /// The process's metrics, for jobs that export more than the runner counts (the audit).
     pub metrics: &'a crate::telemetry::Metrics,
 }

@@ -109,6 +109,8 @@ pub struct Runner {
     ledger: Option<LedgerWriter>,
     /// The top-up limit the audit checks the daily counters against.
     daily_charge_limit_krw: i64,
+    /// How long idempotency keys are remembered (the session purge forgets older ones).
+    idempotency_ttl: chrono::Duration,
 }
 
 impl Runner {
@@ -132,6 +134,7 @@ impl Runner {
             stop: None,
             ledger: None,
             daily_charge_limit_krw,
+            idempotency_ttl: chrono::Duration::seconds(crate::config::IDEMPOTENCY_TTL_SECS_DEFAULT),
         }
     }
 
@@ -147,6 +150,13 @@ impl Runner {
     ) -> Runner {
         Runner::new(pool, clickhouse, clock, config.tz, config.daily_charge_limit_krw, &config.jobs, metrics)
             .with_ledger(ledger)
+            .with_idempotency_ttl(config.idempotency_ttl)
+    }
+
+    /// How long idempotency keys are remembered (two days unless set).
+    pub fn with_idempotency_ttl(mut self, idempotency_ttl: chrono::Duration) -> Runner {
+        self.idempotency_ttl = idempotency_ttl;
+        self
     }
 
     /// Lets jobs submit ledger commands.
@@ -298,6 +308,7 @@ impl Runner {
             tz: self.tz,
             chunk_size: self.chunk_size,
             daily_charge_limit_krw: self.daily_charge_limit_krw,
+            idempotency_ttl: self.idempotency_ttl,
             metrics: &self.metrics,
         };
         let mut run = DateRun { resumed: attempt.resumed, ..DateRun::untouched(date, DateOutcome::Interrupted) };

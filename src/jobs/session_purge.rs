@@ -1,16 +1,18 @@
-//! The `session-purge` job (daily, 02:00): sessions past their `expires_at` are deleted, a
-//! chunk at a time. Expired tokens are refused whether or not their row is still there; the
-//! job only keeps the table (and its indexes) from growing with every log-in forever.
+//! The `session-purge` job (daily, 02:00): sessions past their `expires_at`, and idempotency
+//! keys older than their time to live (`MINIPAY_IDEMPOTENCY_TTL_SECS`), are deleted, a chunk
+//! at a time. Expired tokens are refused, and expired keys no longer replayed, whether or not
+//! their row is still there; the job only keeps the tables (and their indexes) from growing
+//! with every log-in and every keyed request forever.
 //!
 //! Deleting what expired by the clock's now covers every missed date, so after downtime it
 //! runs only the latest one. Each chunk deletes at most `chunk_size` rows in its own
-//! transaction (`FOR UPDATE SKIP LOCKED`, so concurrent runs share the work), and a run stops
-//! at the first chunk short of a full one.
+//! transaction (`FOR UPDATE SKIP LOCKED`, so concurrent runs share the work) from each table,
+//! and a run stops at the first chunk short of a full one in both.
 
 use sqlx::PgConnection;
 
 use super::{Chunk, Job, JobContext, JobName};
-use crate::store::sessions;
+use crate::store::{idempotency, sessions};
 
 pub struct SessionPurge;
 
@@ -28,7 +30,10 @@ impl Job for SessionPurge {
         _cursor: Option<i64>,
         _report: &mut (),
     ) -> anyhow::Result<Chunk> {
-        let purged = sessions::purge_expired(conn, ctx.now, i64::try_from(ctx.chunk_size)?).await?;
-        Ok(Chunk::after_batch(purged, ctx.chunk_size, None))
+        let limit = i64::try_from(ctx.chunk_size)?;
+        let sessions = sessions::purge_expired(&mut *conn, ctx.now, limit).await?;
+        let keys = idempotency::purge_expired(&mut *conn, ctx.now - ctx.idempotency_ttl, limit).await?;
+        let chunk = Chunk::after_batch(sessions.max(keys), ctx.chunk_size, None);
+        Ok(Chunk { processed: sessions + keys, ..chunk })
     }
 }

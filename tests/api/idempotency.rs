@@ -131,6 +131,35 @@ async fn keys_expire_after_their_time() {
     app.assert_audit_ok().await;
 }
 
+/// The daily `session-purge` job forgets expired keys too: an old key's row goes, a live
+/// key's stays and still replays, and the old key then names a new request.
+#[tokio::test]
+async fn the_session_purge_forgets_expired_keys_and_keeps_live_ones() {
+    let app = spawn_app().await;
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let keys = || async {
+        sqlx::query_scalar::<_, String>("SELECT key FROM idempotency_keys ORDER BY key").fetch_all(&pool).await.unwrap()
+    };
+    let alice = app.signup("alice").await;
+    let path = format!("/v1/accounts/{}/charges", alice.main_account_id);
+    assert_eq!(post_with_key(&app, &alice, &path, "old", json!({"amount": 1_000})).await.0, 201);
+    let now = app.clock_now().await;
+    app.set_clock(&(now + chrono::Duration::hours(30)).to_rfc3339()).await;
+    let alice = TestUser { token: app.login("alice").await, ..alice };
+    let live = post_with_key(&app, &alice, &path, "live", json!({"amount": 2_000})).await;
+    assert_eq!(live.0, 201, "{}", live.1);
+    app.set_clock(&(now + chrono::Duration::hours(49)).to_rfc3339()).await;
+    let alice = TestUser { token: app.login("alice").await, ..alice };
+    let (status, report) = app.post("/admin/jobs/session-purge/run", Some(ADMIN_TOKEN), json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(keys().await, ["live"], "{report}");
+    assert_eq!(post_with_key(&app, &alice, &path, "live", json!({"amount": 2_000})).await, live);
+    assert_eq!(post_with_key(&app, &alice, &path, "old", json!({"amount": 4_000})).await.0, 201);
+    assert_eq!(app.balance(&alice).await, 7_000);
+    assert_eq!(keys().await, ["live", "old"]);
+    app.assert_audit_ok().await;
+}
+
 #[tokio::test]
 async fn closing_savings_honours_keys_like_every_other_money_route() {
     let app = spawn_app().await;
