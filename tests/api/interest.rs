@@ -548,10 +548,10 @@ async fn a_crash_in_the_middle_of_a_long_catch_up_pays_and_takes_nothing_twice()
     assert_eq!(count("SELECT count(*) FROM ledger_transfers WHERE kind = 'installment'".into()).await, 4 * 45);
 
     // The reruns finish the rest, once PostgreSQL has noticed that the dead processes' locks
-    // are gone.
+    // are gone (the jobs' locks, in the two-key form; the app's forwarder holds its lead).
     let started = std::time::Instant::now();
     let locks = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                  WHERE l.locktype = 'advisory' AND d.datname = current_database()";
+                  WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND d.datname = current_database()";
     while count(locks.into()).await > 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "a dead process's lock is still held");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

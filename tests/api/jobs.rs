@@ -578,12 +578,13 @@ async fn a_process_that_dies_between_chunks_is_resumed_without_a_second_reminder
 
     // The lock dies with the process, once PostgreSQL has noticed its connection closed (on a
     // busy machine that can come after the process's exit): the next run takes the date over
-    // and does the rest.
+    // and does the rest. (Jobs lock (job, date) in the two-key form, `objsubid` 2; the live
+    // app's forwarder holds its lead in the one-key form.)
     let started = std::time::Instant::now();
     while count(
         &mut conn,
         "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-          WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+          WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND d.datname = current_database()",
     )
     .await
         > 0
