@@ -94,30 +94,49 @@ fn replans_at(uses: usize) -> bool {
 const BEGIN_SHARED: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN ROW SHARE MODE";
 const BEGIN_ALONE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE ledger_batch_gate IN EXCLUSIVE MODE";
 
-/// Accounts with their owners' names (snapshots for the statement entries) and transfer modes,
-/// and for the savings accounts in $2 (being closed) the deposits and installments booked since
-/// the day before the first day whose interest is not paid (a day early in UTC, before that day
-/// starts in any time zone; the interest rules take what matters from them). Column by column
-/// ([`account_of`]): `to_jsonb` of each row, its merge with the owner's fields (which sorts the
-/// keys) and the JSON's text were an eighth of PostgreSQL's CPU in a batch of transfers. Not
-/// locked (see the lock order in `crate::ledger::writer`): `FOR UPDATE` cost 0.25-0.35 ms of
-/// 57 accounts' 0.75-0.8 ms (`pgbench -M prepared` of the statement alone, the transaction
-/// rolled back), for locks the claims made redundant.
-const READ_ACCOUNTS: &str =
-    "SELECT a.id, a.user_id, a.kind, a.product, a.status, a.installment_amount, a.interest_rate_bp, a.opened_at,
+/// Accounts with their owners' names (snapshots for the statement entries) and transfer modes.
+/// Column by column ([`account_of`]): `to_jsonb` of each row, its merge with the owner's fields
+/// (which sorts the keys) and the JSON's text were an eighth of PostgreSQL's CPU in a batch of
+/// transfers. Not locked (see the lock order in `crate::ledger::writer`): `FOR UPDATE` cost
+/// 0.25-0.35 ms of 57 accounts' 0.75-0.8 ms (`pgbench -M prepared` of the statement alone, the
+/// transaction rolled back), for locks the claims made redundant.
+macro_rules! read_accounts {
+    ($inflows:literal) => {
+        concat!(
+            "SELECT a.id, a.user_id, a.kind, a.product, a.status, a.installment_amount, a.interest_rate_bp, a.opened_at,
             a.closed_at, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
             u.name AS owner_name, a.installment_through, a.installments_missed, a.installment_missed_on,
-            u.transfer_mode AS owner_transfer_mode, a.interest_paid, a.interest_carry, a.interest_through,
-            CASE WHEN a.id = ANY($2) AND a.kind = 'savings' THEN (
+            u.transfer_mode AS owner_transfer_mode, a.interest_paid, a.interest_carry, a.interest_through, ",
+            $inflows,
+            " AS inflows
+       FROM accounts a LEFT JOIN users u ON u.id = a.user_id
+      WHERE a.id = ANY($1) ORDER BY a.id"
+        )
+    };
+}
+
+/// [`READ_ACCOUNTS_CLOSING`] for a batch that closes no savings account: no inflows, and no
+/// look at `statement_entries`. The plan is generic ([`WRITER_SESSION`]), and
+/// PostgreSQL 15 locks every partition a generic plan names when it starts, so the inflows'
+/// subquery took a lock on each month's partition and its index in every batch: nine of the
+/// sixteen locks a session takes without the shared lock table, whose hash look-ups were 11% of
+/// PostgreSQL's samples in a batch of transfers.
+const READ_ACCOUNTS: &str = read_accounts!("NULL::jsonb");
+
+/// [`READ_ACCOUNTS`], and for the savings accounts in $2 (being closed) the deposits and
+/// installments booked since the day before the first day whose interest is not paid (a day
+/// early in UTC, before that day starts in any time zone; the interest rules take what matters
+/// from them).
+const READ_ACCOUNTS_CLOSING: &str = read_accounts!(
+    "CASE WHEN a.id = ANY($2) AND a.kind = 'savings' THEN (
                 SELECT COALESCE(jsonb_agg(jsonb_build_object('at', e.at, 'amount', e.amount)), '[]'::jsonb)
                   FROM statement_entries e
                  WHERE e.account_id = a.id AND e.direction = 'in' AND e.kind IN ('deposit', 'installment')
                    AND e.at >= COALESCE(a.interest_through::timestamp AT TIME ZONE 'UTC', a.opened_at)
-            ) END AS inflows
-       FROM accounts a LEFT JOIN users u ON u.id = a.user_id
-      WHERE a.id = ANY($1) ORDER BY a.id";
+            ) END"
+);
 
-/// An account as [`READ_ACCOUNTS`] reads it.
+/// An account as [`READ_ACCOUNTS`] (or [`READ_ACCOUNTS_CLOSING`]) reads it.
 fn account_of(row: &tokio_postgres::Row) -> Result<Account, tokio_postgres::Error> {
     let inflows: Option<Json<Vec<Inflow>>> = row.try_get("inflows")?;
     Ok(Account {
@@ -306,6 +325,7 @@ struct LockStatements {
     claims: Statement,
     keys: Statement,
     accounts: Statement,
+    accounts_closing: Statement,
     daily: Statement,
     reserve: Statement,
     transfers: Statement,
@@ -319,6 +339,7 @@ impl LockStatements {
             claims: client.prepare_cached(CLAIM_ACCOUNTS).await?,
             keys: client.prepare_cached(READ_KEYS).await?,
             accounts: client.prepare_cached(READ_ACCOUNTS).await?,
+            accounts_closing: client.prepare_cached(READ_ACCOUNTS_CLOSING).await?,
             daily: client.prepare_cached(LOCK_DAILY).await?,
             reserve: client.prepare_cached(RESERVE_TRANSFER_IDS).await?,
             transfers: client.prepare_cached(LOCK_TRANSFERS).await?,
@@ -393,7 +414,12 @@ async fn send_locks(
         query_unless(false, client, &s.claims, [&k.account_ids, &CLAIM_KEY_BASE]),
         query_unless(k.key_users.is_empty(), client, &s.keys, [&k.key_users, &k.key_names, &k.keys_expired_before]),
         async { client.batch_execute(if alone { BEGIN_ALONE } else { BEGIN_SHARED }).await.map(|()| Vec::new()) },
-        query_unless(false, client, &s.accounts, [&k.account_ids, &k.closing]),
+        async {
+            match k.closing.is_empty() {
+                true => client.query(&s.accounts, &[&k.account_ids]).await,
+                false => client.query(&s.accounts_closing, &[&k.account_ids, &k.closing]).await,
+            }
+        },
         query_unless(k.daily_users.is_empty(), client, &s.daily, [&k.daily_users, &k.daily_dates]),
         query_unless(k.reserve_count == 0, client, &s.reserve, [&k.reserve_count]),
         query_unless(k.transfer_ids.is_empty(), client, &s.transfers, [&k.transfer_ids]),
