@@ -46,7 +46,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The session advisory lock held by the forwarder that leads: of the forwarders of one
 /// database (one per serving process, and `minipay forward`), only the leader steps, so
 /// ClickHouse gets one insert per pause whatever the number of processes, where each forwarder
-/// stepping made one each (their ClickHouse CPU per transfer was 2.7 times one process's). It
+/// stepping made one each (two processes made half as many inserts again as one). It
 /// is held until the leader's connection closes, which its process's end does too; sharing
 /// the work would be safe as well (`SKIP LOCKED`), and is what happens for a moment if a
 /// broken connection lets another forwarder take the lead while the first still steps.

@@ -621,9 +621,12 @@ pub async fn wait_for_empty_outbox(pool: &PgPool, bound: std::time::Duration) {
 /// `minipay_job_runs_total{job="audit"}`).
 pub async fn metric_at(client: &reqwest::Client, base: &str, series: &str) -> i64 {
     let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
+    metric_in(&text, series).unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
+}
+
+/// A series' value in a Prometheus text exposition, if the series is there.
+pub fn metric_in(text: &str, series: &str) -> Option<i64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Each user's balance is `funding`, less what they sent, plus what they received, over the

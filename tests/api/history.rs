@@ -725,12 +725,7 @@ async fn audit(app: &TestApp) -> Value {
 
 /// The entries a forwarder has moved, from its own metrics.
 fn forwarded_by(metrics: &Metrics) -> i64 {
-    let series = "minipay_history_entries_forwarded_total";
-    metrics
-        .render()
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
+    metric_in(&metrics.render(), "minipay_history_entries_forwarded_total").unwrap_or(0)
 }
 
 /// Two forwarders on one database (two serving processes, say): one leads and moves every
